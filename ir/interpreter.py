@@ -1,0 +1,86 @@
+"""The reference interpreter: evaluates any Graph with NumPy, node by node.
+
+It is the oracle every backend and pass is tested against, and constant folding runs
+through it, so folding and execution cannot disagree.  Besides computing, it checks what
+the generated code will trust: every value matches its node's static type, named
+symbolic dims agree everywhere, and symbolic dims never broadcast.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .graph import Graph
+from .ops import get_op
+from .types import TensorType
+
+
+class ShapeError(ValueError):
+    """A run-time shape disagrees with the graph's types."""
+
+
+def check_value(value: np.ndarray, t: TensorType, what: str, named: dict) -> None:
+    """Raise ShapeError/TypeError if ``value`` does not fit type ``t``; records named dims."""
+    if value.dtype.name != t.dtype:
+        raise TypeError(f"{what}: expected dtype {t.dtype}, got {value.dtype.name}")
+    if value.ndim != t.ndim:
+        raise ShapeError(f"{what}: expected rank {t.ndim} ({t}), got shape {value.shape}")
+    for axis, (want, have) in enumerate(zip(t.shape, value.shape)):
+        if isinstance(want, int):
+            if want != have:
+                raise ShapeError(f"{what}: expected {t}, got shape {value.shape} (axis {axis})")
+        elif isinstance(want, str):
+            seen = named.setdefault(want, have)
+            if seen != have:
+                raise ShapeError(f"{what}: symbolic dim {want!r} is {have} here but {seen} elsewhere")
+
+
+def check_elemwise_broadcast(op: str, operand_types, operand_values, result_shape) -> None:
+    """Only statically-1 dims may broadcast; everything else must match the result."""
+    for i, (t, v) in enumerate(zip(operand_types, operand_values)):
+        offset = len(result_shape) - v.ndim
+        for axis in range(v.ndim):
+            if t.shape[axis] != 1 and v.shape[axis] != result_shape[offset + axis]:
+                raise ShapeError(
+                    f"{op}: operand {i} ({t}) has size {v.shape[axis]} on axis {axis} but the result "
+                    f"has {result_shape[offset + axis]} (a symbolic dim never broadcasts)")
+
+
+def evaluate(graph: Graph, inputs, *, return_all: bool = False):
+    """Evaluate ``graph`` on NumPy ``inputs`` (one per graph input, in order).
+
+    Returns the list of output values; ``return_all`` returns the dict of every node's
+    value instead (used by tests and by ``tcomp dump``).
+    """
+    inputs = list(inputs)
+    if len(inputs) != len(graph.inputs):
+        raise TypeError(f"graph takes {len(graph.inputs)} inputs, got {len(inputs)}")
+    values: dict[int, np.ndarray] = {}
+    named: dict = {}
+    for node, value in zip(graph.inputs, inputs):
+        t = graph.type(node)
+        value = np.asarray(value)
+        label = graph.name(node) or f"%{node}"
+        check_value(value, t, f"input {label!r}", named)
+        values[node] = value
+    for node in graph.topo_order():
+        if node in values:
+            continue
+        op = graph.op(node)
+        opdef = get_op(op)
+        t = graph.type(node)
+        if op == "input":
+            raise ValueError(f"input %{node} is not listed in graph.inputs")
+        operands = graph.operands(node)
+        args = [values[o] for o in operands]
+        with np.errstate(all="ignore"):
+            result = opdef.impl(args, graph.attrs(node), t)
+        result = np.asarray(result)
+        if result.dtype.name != t.dtype:
+            result = result.astype(t.dtype)
+        if opdef.kind == "elemwise":
+            check_elemwise_broadcast(op, [graph.type(o) for o in operands], args, result.shape)
+        check_value(result, t, f"%{node} = {op}", named)
+        values[node] = result
+    if return_all:
+        return values
+    return [values[o] for o in graph.outputs]

@@ -1,0 +1,1 @@
+"""Graph transformations (depends only on tcomp.ir)."""
