@@ -1,0 +1,1 @@
+"""Runtime: the JIT engine, the call ABI, caches."""
