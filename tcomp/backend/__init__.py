@@ -1,0 +1,1 @@
+"""Compiler backends: cpu (LLVM, in-process JIT)."""

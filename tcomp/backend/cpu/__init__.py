@@ -1,0 +1,1 @@
+"""LLVM CPU backend: lowers a kernel graph to one llvmlite module and JIT-compiles it."""

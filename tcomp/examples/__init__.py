@@ -1,0 +1,1 @@
+"""Shipped examples (tcomp demo)."""
