@@ -1,1 +1,14 @@
-"""tcomp"""
+"""tcomp: Theano's API rebuilt as an LLVM tensor compiler.
+
+    import tcomp
+    import tcomp.tensor as T
+    x = T.matrix('x'); f = tcomp.function([x], T.tanh(x).sum())
+"""
+from . import config  # noqa: F401
+from . import tensor  # noqa: F401
+from .function import Function, function  # noqa: F401
+from .jit import jit  # noqa: F401
+from .shared import SharedVariable, shared  # noqa: F401
+from .trace import MissingInputError  # noqa: F401
+
+__version__ = "0.1.0"

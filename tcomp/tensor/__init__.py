@@ -1,1 +1,12 @@
-
+"""``import tcomp.tensor as T``: symbolic tensors with Theano's names."""
+from . import nnet  # noqa: F401
+from .basic import *  # noqa: F401,F403
+from .basic import (  # noqa: F401
+    abs, alloc, arange, argmax, argmin, as_tensor_variable, broadcast_to, cast, clip, col, concatenate, cos,
+    dimshuffle, dot, eq, erf, exp, expm1, fill, flatten, ge, gt, le, log, log1p, log_softmax, logsumexp, lt,
+    matmul, matrix, max, maximum, mean, min, minimum, neq, ones, ones_like, prod, reshape, row, scalar,
+    sigmoid, softmax, sqr, sqrt, stack, sum, switch, tanh, tensor, tensor3, tensor4, transpose, vector,
+    where, zeros, zeros_like,
+)
+from .indexing import inc_subtensor, set_subtensor  # noqa: F401
+from .variable import Variable, constant  # noqa: F401

@@ -1,0 +1,201 @@
+"""``tcomp.function``: compile symbolic inputs -> outputs (+ updates) into a callable.
+
+The traced graph's outputs are the user outputs followed by the update expressions; its
+inputs are the explicit inputs followed by every shared variable used.  A call converts
+the arguments, runs the compiled graph once, then commits every update into the shared
+variables' storage, so all updates see the old values.
+"""
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+
+from tcomp import config
+from tcomp.ir import dtypes as dt
+
+from .shared import SharedVariable
+from .trace import build_graph
+from .tensor.variable import Variable, as_variable
+
+
+def _normalize_updates(updates):
+    if updates is None:
+        return []
+    if isinstance(updates, dict):
+        pairs = list(updates.items())
+    else:
+        pairs = [tuple(p) for p in updates]
+    out, seen = [], set()
+    for i, pair in enumerate(pairs):
+        if len(pair) != 2:
+            raise TypeError(f"update {i} must be a (shared variable, expression) pair, got {pair!r}")
+        var, expr = pair
+        if not isinstance(var, SharedVariable):
+            raise TypeError(f"update {i}: the target must be a shared variable, got "
+                            f"{var.describe() if isinstance(var, Variable) else repr(var)}")
+        if var in seen:
+            raise ValueError(f"shared variable {var.describe()} is updated twice")
+        seen.add(var)
+        expr = as_variable(expr, f"update of {var.name}")
+        if expr.dtype != var.dtype or expr.ndim != var.ndim:
+            raise TypeError(f"update of shared variable {var.describe()} has type {expr.type}; it must have dtype "
+                            f"{var.dtype} and rank {var.ndim} (cast it with .astype('{var.dtype}'))")
+        for axis, (want, have) in enumerate(zip(var.type.shape, expr.type.shape)):
+            if isinstance(want, int) and isinstance(have, int) and want != have:
+                raise ValueError(f"update of shared variable {var.describe()} has shape {expr.type} "
+                                 f"(axis {axis}: {have} != {want})")
+        out.append((var, expr))
+    return out
+
+
+def _check_inputs(inputs):
+    seen = set()
+    for i, v in enumerate(inputs):
+        if not isinstance(v, Variable):
+            raise TypeError(f"input {i} must be a symbolic variable, got {type(v).__name__} {v!r}")
+        if isinstance(v, SharedVariable):
+            raise TypeError(f"input {v.describe()} is a shared variable; shared variables are implicit inputs")
+        if not v.is_root:
+            raise TypeError(f"input {i} ({v.describe()}) is not a root variable: it is computed by "
+                            f"{v.op}; inputs must be made by T.matrix(), T.vector(), ...")
+        if v in seen:
+            raise ValueError(f"input {v.describe()} is listed twice")
+        seen.add(v)
+
+
+def _check_givens(givens):
+    if givens is None:
+        return {}
+    pairs = givens.items() if isinstance(givens, dict) else givens
+    out = OrderedDict()
+    for var, repl in pairs:
+        if not isinstance(var, Variable):
+            raise TypeError(f"givens key must be a variable, got {var!r}")
+        repl = as_variable(repl, f"replacement for {var.name}")
+        if repl.dtype != var.dtype or repl.ndim != var.ndim:
+            raise TypeError(f"givens: replacement for {var.describe()} has type {repl.type}; "
+                            f"it must have dtype {var.dtype} and rank {var.ndim}")
+        for axis, (want, have) in enumerate(zip(var.type.shape, repl.type.shape)):
+            if isinstance(want, int) and isinstance(have, int) and want != have:
+                raise ValueError(f"givens: replacement for {var.describe()} has shape {repl.type}")
+        out[var] = repl
+    return out
+
+
+def _reachable(roots, givens):
+    from .trace import _postorder
+
+    def sub(v):
+        while v in givens:
+            v = givens[v]
+        return v
+    return {id(v) for v in _postorder(list(roots), sub)}
+
+
+class Function:
+    """A compiled function.  Call with positional or keyword (input name) arguments."""
+
+    def __init__(self, inputs, outputs, updates=None, givens=None, name=None, on_unused_input="raise",
+                 backend=None, mode=None, exclude=(), allow_input_downcast=None):
+        if on_unused_input not in ("raise", "warn", "ignore"):
+            raise ValueError(f"on_unused_input must be 'raise', 'warn' or 'ignore', got {on_unused_input!r}")
+        inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        _check_inputs(inputs)
+        self.single_output = outputs is not None and not isinstance(outputs, (list, tuple))
+        outputs = [] if outputs is None else ([outputs] if self.single_output else list(outputs))
+        outputs = [as_variable(o, f"output {i}") for i, o in enumerate(outputs)]
+        self.updates = _normalize_updates(updates)
+        givens = _check_givens(givens)
+        roots = outputs + [e for _, e in self.updates]
+        reachable = _reachable(roots, givens)
+        for v in inputs:
+            if id(v) not in reachable and on_unused_input != "ignore":
+                msg = (f"input {v.describe()} is not used to compute any output or update "
+                       "(pass on_unused_input='ignore' or 'warn' to allow it)")
+                if on_unused_input == "raise":
+                    raise ValueError(msg)
+                warnings.warn(msg, stacklevel=3)
+        self.name = name or "fn"
+        self.inputs = inputs
+        self.outputs = outputs
+        self.allow_input_downcast = allow_input_downcast
+        self.traced, _, self.shared_inputs = build_graph(inputs, roots, givens)
+        self.backend = backend or config.backend
+        from .compile import compile_graph, optimize
+
+        self.optimized = optimize(self.traced, mode=mode, exclude=exclude)
+        self.compiled = compile_graph(self.optimized, backend=self.backend, name=self.name)
+
+    # -- calling -----------------------------------------------------------------------
+    def _convert(self, value, var: Variable):
+        label = var.name or f"input {self.inputs.index(var)}"
+        want = var.dtype
+        if isinstance(value, Variable):
+            raise TypeError(f"argument {label!r}: got a symbolic variable; pass a NumPy array")
+        if isinstance(value, np.ndarray) or isinstance(value, np.generic):
+            arr = np.asarray(value)
+            if arr.dtype.name == want:
+                return arr
+            if self.allow_input_downcast or np.can_cast(arr.dtype, want, "safe"):
+                return arr.astype(want)
+            raise TypeError(f"argument {label!r}: expected dtype {want}, got {arr.dtype.name} (a lossy cast; "
+                            f"pass allow_input_downcast=True or cast the data)")
+        try:
+            arr = np.asarray(value)
+        except Exception as exc:
+            raise TypeError(f"argument {label!r}: cannot convert {type(value).__name__} to {want}") from exc
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"argument {label!r}: expected a {want} tensor, got {type(value).__name__}")
+        if arr.dtype.name == want or self.allow_input_downcast is not False:
+            # Python numbers/lists convert to the input's dtype when the values survive.
+            conv = arr.astype(want)
+            if self.allow_input_downcast or np.array_equal(conv.astype(arr.dtype), arr, equal_nan=True) \
+                    or dt.is_float(want):
+                return conv
+        raise TypeError(f"argument {label!r}: value of dtype {arr.dtype.name} does not fit {want}")
+
+    def __call__(self, *args, **kwargs):
+        if len(args) > len(self.inputs):
+            raise TypeError(f"{self.name}() takes {len(self.inputs)} arguments, got {len(args)}")
+        values = list(args) + [None] * (len(self.inputs) - len(args))
+        given = [True] * len(args) + [False] * (len(self.inputs) - len(args))
+        names = {v.name: i for i, v in enumerate(self.inputs) if v.name}
+        for key, value in kwargs.items():
+            if key not in names:
+                raise TypeError(f"{self.name}() got an unexpected keyword argument {key!r}")
+            i = names[key]
+            if given[i]:
+                raise TypeError(f"{self.name}() got multiple values for argument {key!r}")
+            values[i], given[i] = value, True
+        missing = [self.inputs[i].name or f"input {i}" for i, g in enumerate(given) if not g]
+        if missing:
+            raise TypeError(f"{self.name}() missing argument(s): {', '.join(missing)}")
+        arrays = [self._convert(v, var) for v, var in zip(values, self.inputs)]
+        arrays += [s.get_value(borrow=True) for s in self.shared_inputs]
+        results = self.compiled(arrays)
+        n_out = len(self.outputs)
+        for (var, _), new in zip(self.updates, results[n_out:]):
+            var._assign_in_place(new)
+        outs = results[:n_out]
+        if self.single_output:
+            return outs[0]
+        return outs
+
+    def dump(self, stage: str = "optimized") -> str:
+        """Text of one compilation stage: 'traced', 'optimized', 'llvm' or 'asm'."""
+        if stage == "traced":
+            return str(self.traced)
+        if stage == "optimized":
+            return str(self.optimized)
+        if hasattr(self.compiled, "dump"):
+            return self.compiled.dump(stage)
+        raise ValueError(f"stage {stage!r} is not available on backend {self.backend!r}")
+
+
+def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unused_input="raise",
+             backend=None, mode=None, exclude=(), allow_input_downcast=None) -> Function:
+    """Compile a function from symbolic ``inputs`` to ``outputs`` (Theano's API)."""
+    return Function(inputs, outputs, updates=updates, givens=givens, name=name, on_unused_input=on_unused_input,
+                    backend=backend, mode=mode, exclude=exclude, allow_input_downcast=allow_input_downcast)

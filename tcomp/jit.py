@@ -1,0 +1,78 @@
+"""``@tcomp.jit``: JAX's way in.  The decorated Python function is traced on first call
+with symbolic inputs matching the arguments, compiled, and cached per input signature
+(dtype, rank, and which dims are 1: the only thing that changes a graph's types, since
+only static-1 dims broadcast)."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from tcomp.ir import dtypes as dt
+
+from .tensor.basic import tensor
+from .tensor.variable import Variable
+
+
+def _signature(args):
+    sig = []
+    for i, a in enumerate(args):
+        if isinstance(a, Variable):
+            raise TypeError(f"argument {i} of a jitted function must be concrete (a NumPy array), got a variable")
+        arr = np.asarray(a)
+        try:
+            dtype = dt.canonical(arr.dtype)
+        except TypeError:
+            raise TypeError(f"argument {i}: unsupported dtype {arr.dtype}") from None
+        sig.append((dtype, tuple(d == 1 for d in arr.shape)))
+    return tuple(sig)
+
+
+class JittedFunction:
+    def __init__(self, fn, backend=None, **compile_kwargs):
+        self.fn = fn
+        self.backend = backend
+        self.compile_kwargs = compile_kwargs
+        self.cache: dict = {}
+        functools.update_wrapper(self, fn)
+
+    def _trace(self, sig):
+        import inspect
+
+        try:
+            names = list(inspect.signature(self.fn).parameters)
+        except (TypeError, ValueError):  # pragma: no cover - builtins
+            names = []
+        inputs = [tensor(names[i] if i < len(names) else f"arg{i}", dtype, shape=tuple(1 if b else None for b in bc))
+                  for i, (dtype, bc) in enumerate(sig)]
+        out = self.fn(*inputs)
+        return inputs, out
+
+    def lower(self, *args):
+        """The compiled ``tcomp.Function`` for these arguments' signature (cached)."""
+        from .function import function
+
+        sig = _signature(args)
+        if sig not in self.cache:
+            inputs, out = self._trace(sig)
+            outputs = list(out) if isinstance(out, (tuple, list)) else out
+            compiled = function(inputs, outputs, on_unused_input="ignore", backend=self.backend,
+                                name=getattr(self.fn, "__name__", "jit"), **self.compile_kwargs)
+            self.cache[sig] = (compiled, isinstance(out, tuple))
+        return self.cache[sig]
+
+    def trace(self, *example_args):
+        """The traced graph (``tcomp.ir.Graph``) for these arguments, without running it."""
+        return self.lower(*example_args)[0].traced
+
+    def __call__(self, *args):
+        compiled, as_tuple = self.lower(*args)
+        out = compiled(*[np.asarray(a) for a in args])
+        return tuple(out) if as_tuple else out
+
+
+def jit(fn=None, *, backend=None, **compile_kwargs):
+    """Decorator: ``@tcomp.jit`` or ``@tcomp.jit(backend='reference')``."""
+    if fn is None:
+        return lambda f: JittedFunction(f, backend=backend, **compile_kwargs)
+    return JittedFunction(fn, backend=backend, **compile_kwargs)

@@ -1,0 +1,348 @@
+"""The functional API of ``tcomp.tensor`` (imported as ``T``): Theano's names over the op table."""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from tcomp.ir import dtypes as dt
+from tcomp.ir.types import TensorType
+
+from .variable import Variable, apply, apply_binary, as_variable, constant, is_python_scalar
+
+# -- constructors ---------------------------------------------------------------------
+
+_RANKS = {"scalar": 0, "vector": 1, "matrix": 2, "tensor3": 3, "tensor4": 4, "tensor5": 5}
+_PREFIX = {"b": "int8", "w": "int16", "i": "int32", "l": "int64", "f": "float32", "d": "float64",
+           "c": None}
+
+
+def _default_shape(ndim, shape, fixed=None):
+    if shape is None:
+        return tuple(fixed[i] if fixed and i in fixed else None for i in range(ndim))
+    shape = tuple(shape)
+    if len(shape) != ndim:
+        raise ValueError(f"shape {shape} has {len(shape)} dims, expected {ndim}")
+    return shape
+
+
+def tensor(name=None, dtype=None, shape=None, ndim=None, broadcastable=None) -> Variable:
+    """A symbolic input.  ``shape`` entries: int (static), str (named symbolic), None."""
+    dtype = dt.canonical(dtype or "floatX")
+    if shape is None and broadcastable is not None:
+        shape = tuple(1 if b else None for b in broadcastable)
+    if shape is None:
+        if ndim is None:
+            raise TypeError("tensor() needs shape=, ndim= or broadcastable=")
+        shape = (None,) * ndim
+    return Variable(TensorType(dtype, shape), "input", name=name)
+
+
+def _maker(ndim, fixed=None, dtype_default=None):
+    def make(name=None, dtype=None, shape=None):
+        return tensor(name, dtype or dtype_default, _default_shape(ndim, shape, fixed))
+    return make
+
+
+scalar = _maker(0)
+vector = _maker(1)
+matrix = _maker(2)
+row = _maker(2, {0: 1})
+col = _maker(2, {1: 1})
+tensor3 = _maker(3)
+tensor4 = _maker(4)
+tensor5 = _maker(5)
+
+for _p, _d in _PREFIX.items():
+    if _d is None:
+        continue
+    for _kind, _nd in _RANKS.items():
+        globals()[_p + _kind] = _maker(_nd, dtype_default=_d)
+    globals()[_p + "row"] = _maker(2, {0: 1}, _d)
+    globals()[_p + "col"] = _maker(2, {1: 1}, _d)
+
+
+# -- elementwise --------------------------------------------------------------------------
+
+def _unary(op):
+    def f(x):
+        return apply(op, [x])
+    f.__name__ = op
+    f.__doc__ = f"Elementwise {op}."
+    return f
+
+
+exp, log, log1p, expm1, sqrt, tanh = (_unary(n) for n in ("exp", "log", "log1p", "expm1", "sqrt", "tanh"))
+sin, cos, erf, sign, floor, ceil = (_unary(n) for n in ("sin", "cos", "erf", "sign", "floor", "ceil"))
+neg, relu, sigmoid, softplus = (_unary(n) for n in ("neg", "relu", "sigmoid", "softplus"))
+logical_not = invert = _unary("logical_not")
+abs = abs_ = _unary("abs")  # noqa: A001 - Theano's name
+round = _unary("round")  # noqa: A001 - NumPy's name (half to even)
+
+
+def sqr(x):
+    return mul(x, x)
+
+
+def _binary(op):
+    def f(a, b):
+        return apply_binary(op, a, b)
+    f.__name__ = op
+    f.__doc__ = f"Elementwise {op} with broadcasting."
+    return f
+
+
+add, sub, mul, true_div, floor_div, mod = (_binary(n) for n in ("add", "sub", "mul", "truediv", "floordiv", "mod"))
+pow, maximum, minimum = (_binary(n) for n in ("pow", "maximum", "minimum"))  # noqa: A001
+eq, neq, lt, le, gt, ge = (_binary(n) for n in ("eq", "neq", "lt", "le", "gt", "ge"))
+and_, or_, xor = (_binary(n) for n in ("logical_and", "logical_or", "logical_xor"))
+logical_and, logical_or, logical_xor = and_, or_, xor
+divide = true_div
+
+
+def switch(cond, a, b):
+    """``a`` where ``cond`` else ``b`` (elementwise, broadcasting)."""
+    cond = as_variable(cond, "cond")
+    if cond.dtype != dt.BOOL:
+        cond = neq(cond, 0)
+    a_is, b_is = is_python_scalar(a), is_python_scalar(b)
+    from .variable import weak_constant_for
+    if a_is and not b_is:
+        a = weak_constant_for(a, [as_variable(b)])
+    elif b_is and not a_is:
+        b = weak_constant_for(b, [as_variable(a)])
+    return apply("where", [cond, a, b])
+
+
+where = switch
+
+
+def clip(x, lo, hi):
+    return minimum(maximum(x, lo), hi)
+
+
+def cast(x, dtype):
+    x = as_variable(x)
+    dtype = dt.canonical(dtype)
+    if x.dtype == dtype:
+        return x
+    return apply("cast", [x], {"dtype": dtype})
+
+
+# -- reductions -----------------------------------------------------------------------------
+
+def normalize_axes(x: Variable, axis) -> tuple:
+    if axis is None:
+        return tuple(range(x.ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = []
+    for a in axes:
+        a = int(a)
+        if not -x.ndim <= a < x.ndim:
+            raise ValueError(f"axis {a} is out of range for {x.describe()}")
+        out.append(a % x.ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"repeated axis in {axis} for {x.describe()}")
+    return tuple(sorted(out))
+
+
+def reduce(op, x, axis=None, keepdims=False):
+    x = as_variable(x)
+    return apply(op, [x], {"axis": normalize_axes(x, axis), "keepdims": bool(keepdims)})
+
+
+def sum(x, axis=None, keepdims=False): return reduce("sum", x, axis, keepdims)  # noqa: A001
+def prod(x, axis=None, keepdims=False): return reduce("prod", x, axis, keepdims)
+def mean(x, axis=None, keepdims=False): return reduce("mean", x, axis, keepdims)
+def max(x, axis=None, keepdims=False): return reduce("max", x, axis, keepdims)  # noqa: A001
+def min(x, axis=None, keepdims=False): return reduce("min", x, axis, keepdims)  # noqa: A001
+def argmax(x, axis=None, keepdims=False): return reduce("argmax", x, axis, keepdims)
+def argmin(x, axis=None, keepdims=False): return reduce("argmin", x, axis, keepdims)
+
+
+def var(x, axis=None, keepdims=False):
+    m = mean(x, axis, keepdims=True)
+    return mean(sqr(x - m), axis, keepdims)
+
+
+def std(x, axis=None, keepdims=False):
+    return sqrt(var(x, axis, keepdims))
+
+
+def _single_axis(x, axis, what):
+    if not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{what}: axis must be an int, got {axis!r}")
+    return normalize_axes(x, axis)[0]
+
+
+def logsumexp(x, axis=-1, keepdims=False):
+    x = as_variable(x)
+    return apply("logsumexp", [x], {"axis": _single_axis(x, axis, "logsumexp"), "keepdims": bool(keepdims)})
+
+
+def softmax(x, axis=-1):
+    x = as_variable(x)
+    return apply("softmax", [x], {"axis": _single_axis(x, axis, "softmax")})
+
+
+def log_softmax(x, axis=-1):
+    x = as_variable(x)
+    return apply("log_softmax", [x], {"axis": _single_axis(x, axis, "log_softmax")})
+
+
+# -- linear algebra -----------------------------------------------------------------------
+
+def dot(a, b):
+    """Theano's dot: dot for rank <= 2, matmul semantics for batched operands."""
+    a, b = as_variable(a, "a"), as_variable(b, "b")
+    if a.ndim <= 2 and b.ndim <= 2 and a.ndim and b.ndim:
+        return apply("dot", [a, b])
+    if a.ndim == 0 or b.ndim == 0:
+        return mul(a, b)
+    return apply("matmul", [a, b])
+
+
+def matmul(a, b):
+    return apply("matmul", [as_variable(a, "a"), as_variable(b, "b")])
+
+
+# -- shapes ---------------------------------------------------------------------------------
+
+def shape_i(x: Variable, i: int) -> Variable:
+    d = x.type.shape[i]
+    if isinstance(d, int):
+        return constant(np.int64(d))
+    return apply("shape", [x], {"axis": i})
+
+
+def _dim_entries(shape, what):
+    """Split a user shape into (attr with None for symbolic, dim operands)."""
+    if isinstance(shape, Variable):
+        raise TypeError(f"{what}: give the shape as a tuple (e.g. x.shape), not a tensor")
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    attr, operands = [], []
+    for i, d in enumerate(shape):
+        if isinstance(d, Variable):
+            if d.op == "constant":
+                attr.append(int(d.attrs["value"].value))
+                continue
+            if d.ndim != 0 or not dt.is_int(d.dtype):
+                raise TypeError(f"{what}: dim {i} must be an integer scalar, got {d.describe()}")
+            attr.append(None)
+            operands.append(d)
+        elif isinstance(d, (int, np.integer)) and not isinstance(d, bool):
+            attr.append(int(d))
+        else:
+            raise TypeError(f"{what}: dim {i} must be an int or an integer scalar variable, got {d!r}")
+    return tuple(attr), operands
+
+
+def reshape(x, shape):
+    x = as_variable(x)
+    attr, operands = _dim_entries(shape, "reshape")
+    if any(d is not None and d < -1 for d in attr):
+        raise ValueError(f"reshape: bad shape {shape}")
+    return apply("reshape", [x] + operands, {"shape": attr})
+
+
+def flatten(x, ndim=1):
+    x = as_variable(x)
+    if not 1 <= ndim <= builtins.max(x.ndim, 1):
+        raise ValueError(f"flatten: ndim {ndim} out of range for {x.describe()}")
+    lead = [shape_i(x, i) for i in range(ndim - 1)]
+    return reshape(x, lead + [-1])
+
+
+def dimshuffle(x, pattern):
+    x = as_variable(x)
+    pattern = tuple(p if p == "x" else int(p) for p in pattern)
+    if pattern == tuple(range(x.ndim)):
+        return x
+    return apply("dimshuffle", [x], {"pattern": pattern})
+
+
+def transpose(x, axes=None):
+    x = as_variable(x)
+    if axes is None:
+        axes = tuple(reversed(range(x.ndim)))
+    return dimshuffle(x, tuple(int(a) % x.ndim for a in axes))
+
+
+def alloc(value, *shape, dtype=None):
+    value = as_variable(value) if not is_python_scalar(value) else constant(value, dtype)
+    if dtype is not None:
+        value = cast(value, dtype)
+    attr, operands = _dim_entries(shape, "alloc")
+    return apply("alloc", [value] + operands, {"shape": attr})
+
+
+def broadcast_to(x, shape):
+    return alloc(x, *(shape if isinstance(shape, (tuple, list)) else (shape,)))
+
+
+def _shape_tuple(shape):
+    return tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+
+
+def zeros(shape, dtype=None):
+    return alloc(constant(0, dt.canonical(dtype or "floatX")), *_shape_tuple(shape))
+
+
+def ones(shape, dtype=None):
+    return alloc(constant(1, dt.canonical(dtype or "floatX")), *_shape_tuple(shape))
+
+
+def full(shape, value, dtype=None):
+    return alloc(constant(value, dtype), *_shape_tuple(shape))
+
+
+def zeros_like(x, dtype=None):
+    x = as_variable(x)
+    return zeros(x.shape, dtype or x.dtype)
+
+
+def ones_like(x, dtype=None):
+    x = as_variable(x)
+    return ones(x.shape, dtype or x.dtype)
+
+
+def fill(model, value):
+    """Theano's fill: ``value`` broadcast to the shape of ``model``."""
+    model = as_variable(model)
+    v = as_variable(value) if not is_python_scalar(value) else constant(value, model.dtype)
+    return alloc(v, *model.shape)
+
+
+def concatenate(tensors, axis=0):
+    tensors = [as_variable(t) for t in tensors]
+    if not tensors:
+        raise ValueError("concatenate needs at least one tensor")
+    return apply("concatenate", tensors, {"axis": int(axis) % tensors[0].ndim if tensors[0].ndim else 0})
+
+
+def stack(tensors, axis=0):
+    tensors = [as_variable(t) for t in tensors]
+    if not tensors:
+        raise ValueError("stack needs at least one tensor")
+    return apply("stack", tensors, {"axis": int(axis) % (tensors[0].ndim + 1)})
+
+
+def arange(start, stop=None, step=1, dtype=None):
+    if stop is None:
+        start, stop = 0, start
+    parts = (start, stop, step)
+    if all(is_python_scalar(p) for p in parts):
+        out = np.arange(start, stop, step)
+        d = dt.canonical(dtype) if dtype else (dt.DEFAULT_INT if out.dtype.kind in "iu" else dt.canonical("floatX"))
+        return constant(out.astype(d))
+    vs = [as_variable(p) for p in parts]
+    for name, v in zip(("start", "stop", "step"), vs):
+        if v.ndim != 0:
+            raise TypeError(f"arange: {name} must be a scalar, got {v.describe()}")
+    d = dtype or (dt.DEFAULT_INT if all(dt.is_int(v.dtype) or v.dtype == dt.BOOL for v in vs) else "floatX")
+    return apply("arange", vs, {"dtype": dt.canonical(d)})
+
+
+def as_tensor_variable(x, name=None):
+    return as_variable(x, name or "value")

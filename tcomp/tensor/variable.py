@@ -1,0 +1,234 @@
+"""Symbolic variables: the nodes users build expressions from.
+
+A :class:`Variable` is an immutable expression node (op, operands, attrs, type), like
+Theano's Variable+Apply in one object.  Building one infers its type through the op table
+immediately, so every shape/dtype error surfaces where the user wrote the expression,
+naming the variables involved.  ``tcomp.function`` turns the expression DAG into a
+``tcomp.ir.Graph``.
+
+Variables hash and compare by identity (``==`` is not overloaded, as in Theano: use
+``T.eq``), so they can key dicts such as ``givens`` and ``updates``.
+"""
+from __future__ import annotations
+
+import itertools
+import numbers
+
+import numpy as np
+
+from tcomp.ir import dtypes as dt
+from tcomp.ir.ops import Constant, get_op
+from tcomp.ir.types import TensorType
+
+_counter = itertools.count()
+
+
+class Variable:
+    __slots__ = ("type", "op", "inputs", "attrs", "name", "id", "__weakref__")
+
+    def __init__(self, type: TensorType, op: str = "input", inputs=(), attrs=None, name=None):
+        self.type = type
+        self.op = op
+        self.inputs = tuple(inputs)
+        self.attrs = dict(attrs or {})
+        self.name = name
+        self.id = next(_counter)
+
+    # -- introspection -------------------------------------------------------------
+    @property
+    def dtype(self) -> str:
+        return self.type.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.type.ndim
+
+    @property
+    def broadcastable(self) -> tuple:
+        return self.type.broadcastable
+
+    @property
+    def is_root(self) -> bool:
+        return self.op == "input"
+
+    @property
+    def shape(self) -> tuple:
+        """A tuple of int64 scalars: constants for static dims, ``shape`` nodes otherwise."""
+        from . import basic
+
+        return tuple(basic.shape_i(self, i) for i in range(self.ndim))
+
+    def describe(self) -> str:
+        label = self.name if self.name else (f"<{self.op}>" if self.op != "constant" else "<constant>")
+        return f"{label}: {self.type}"
+
+    def __repr__(self) -> str:
+        return f"Variable({self.describe()})"
+
+    def __str__(self) -> str:
+        return self.name or f"{self.op}.{self.id}"
+
+    def __bool__(self):
+        raise TypeError(f"the truth value of symbolic variable {self.describe()} is unknown at build time; "
+                        "use T.switch / T.where for conditions")
+
+    def __iter__(self):
+        raise TypeError(f"symbolic variable {self.describe()} is not iterable")
+
+    def __len__(self):
+        raise TypeError(f"symbolic variable {self.describe()} has no len(); use .shape[0]")
+
+    # -- operators -----------------------------------------------------------------
+    def __add__(self, o): return apply_binary("add", self, o)
+    def __radd__(self, o): return apply_binary("add", o, self)
+    def __sub__(self, o): return apply_binary("sub", self, o)
+    def __rsub__(self, o): return apply_binary("sub", o, self)
+    def __mul__(self, o): return apply_binary("mul", self, o)
+    def __rmul__(self, o): return apply_binary("mul", o, self)
+    def __truediv__(self, o): return apply_binary("truediv", self, o)
+    def __rtruediv__(self, o): return apply_binary("truediv", o, self)
+    def __floordiv__(self, o): return apply_binary("floordiv", self, o)
+    def __rfloordiv__(self, o): return apply_binary("floordiv", o, self)
+    def __mod__(self, o): return apply_binary("mod", self, o)
+    def __rmod__(self, o): return apply_binary("mod", o, self)
+    def __pow__(self, o): return apply_binary("pow", self, o)
+    def __rpow__(self, o): return apply_binary("pow", o, self)
+    def __lt__(self, o): return apply_binary("lt", self, o)
+    def __le__(self, o): return apply_binary("le", self, o)
+    def __gt__(self, o): return apply_binary("gt", self, o)
+    def __ge__(self, o): return apply_binary("ge", self, o)
+    def __and__(self, o): return apply_binary("logical_and", self, o)
+    def __rand__(self, o): return apply_binary("logical_and", o, self)
+    def __or__(self, o): return apply_binary("logical_or", self, o)
+    def __ror__(self, o): return apply_binary("logical_or", o, self)
+    def __xor__(self, o): return apply_binary("logical_xor", self, o)
+    def __rxor__(self, o): return apply_binary("logical_xor", o, self)
+    def __invert__(self): return apply("logical_not", [self])
+    def __neg__(self): return apply("neg", [self])
+    def __pos__(self): return self
+    def __abs__(self): return apply("abs", [self])
+
+    def __matmul__(self, o):
+        from . import basic
+        return basic.matmul(self, o)
+
+    def __rmatmul__(self, o):
+        from . import basic
+        return basic.matmul(o, self)
+
+    __hash__ = object.__hash__
+
+    # -- methods mirroring NumPy/Theano ---------------------------------------------
+    @property
+    def T(self):
+        from . import basic
+        return basic.transpose(self)
+
+    def transpose(self, *axes):
+        from . import basic
+        return basic.transpose(self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else
+                               (axes or None))
+
+    def reshape(self, *shape, ndim=None):
+        from . import basic
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = shape[0]
+        return basic.reshape(self, shape)
+
+    def flatten(self, ndim=1):
+        from . import basic
+        return basic.flatten(self, ndim)
+
+    def dimshuffle(self, *pattern):
+        from . import basic
+        if len(pattern) == 1 and isinstance(pattern[0], (tuple, list)):
+            pattern = pattern[0]
+        return basic.dimshuffle(self, pattern)
+
+    def astype(self, dtype):
+        from . import basic
+        return basic.cast(self, dtype)
+
+    def sum(self, axis=None, keepdims=False): return _reduce("sum", self, axis, keepdims)
+    def prod(self, axis=None, keepdims=False): return _reduce("prod", self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return _reduce("mean", self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return _reduce("max", self, axis, keepdims)
+    def min(self, axis=None, keepdims=False): return _reduce("min", self, axis, keepdims)
+    def argmax(self, axis=None, keepdims=False): return _reduce("argmax", self, axis, keepdims)
+    def argmin(self, axis=None, keepdims=False): return _reduce("argmin", self, axis, keepdims)
+
+    def __getitem__(self, key):
+        from . import indexing
+        return indexing.getitem(self, key)
+
+
+def _reduce(op, x, axis, keepdims):
+    from . import basic
+    return basic.reduce(op, x, axis, keepdims)
+
+
+# -- building nodes -------------------------------------------------------------------
+
+def is_python_scalar(v) -> bool:
+    return isinstance(v, (bool, numbers.Number, np.bool_)) and not isinstance(v, (np.ndarray, Variable)) \
+        and np.ndim(v) == 0 and not isinstance(v, complex)
+
+
+def constant(value, dtype=None, name=None) -> Variable:
+    """A constant tensor (NumPy arrays keep their dtype; Python scalars take the default)."""
+    c = Constant(value, None if dtype is None else dt.canonical(dtype))
+    return Variable(c.type, "constant", (), {"value": c}, name=name)
+
+
+def as_variable(value, name="value") -> Variable:
+    if isinstance(value, Variable):
+        return value
+    if isinstance(value, (list, tuple)) and any(isinstance(v, Variable) for v in value):
+        raise TypeError(f"{name}: a list mixing symbolic variables cannot become a tensor; use T.stack")
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # pragma: no cover - defensive
+        raise TypeError(f"{name}: cannot convert {value!r} to a tensor") from exc
+    if arr.dtype.kind in "OUSV":
+        raise TypeError(f"{name}: cannot convert {type(value).__name__} {value!r} to a tensor")
+    if is_python_scalar(value) and not isinstance(value, np.generic):
+        return constant(value)
+    return constant(arr)
+
+
+def _operand_label(v, i) -> str:
+    return v.describe() if isinstance(v, Variable) else f"operand {i}"
+
+
+def apply(op: str, inputs, attrs=None, name=None) -> Variable:
+    """Make the node ``op(inputs, attrs)``; type errors name the operand variables."""
+    inputs = [as_variable(v, name=f"operand {i} of {op}") for i, v in enumerate(inputs)]
+    attrs = get_op(op).normalize_attrs(dict(attrs or {}))
+    try:
+        out_type = get_op(op).infer_type([v.type for v in inputs], attrs)
+    except (TypeError, ValueError) as exc:
+        operands = ", ".join(_operand_label(v, i) for i, v in enumerate(inputs))
+        raise type(exc)(f"{exc} [in {op}({operands})]") from None
+    return Variable(out_type, op, inputs, attrs, name=name)
+
+
+def weak_constant_for(value, others) -> Variable:
+    """Turn a Python scalar into a constant whose dtype follows JAX's weak-type rule."""
+    strong = [o.dtype for o in others if isinstance(o, Variable)]
+    kind = dt.weak_scalar_kind(value)
+    if not strong:
+        return constant(value)
+    d = dt.promote_with_weak(strong, [kind])
+    try:
+        return constant(np.asarray(value, dtype=d))
+    except OverflowError:
+        raise OverflowError(f"Python scalar {value!r} does not fit {d}, the dtype of "
+                            f"{', '.join(o.describe() for o in others if isinstance(o, Variable))}") from None
+
+
+def apply_binary(op: str, a, b) -> Variable:
+    if isinstance(a, Variable) and is_python_scalar(b):
+        b = weak_constant_for(b, [a])
+    elif isinstance(b, Variable) and is_python_scalar(a):
+        a = weak_constant_for(a, [b])
+    return apply(op, [a, b])
