@@ -40,7 +40,7 @@ def _normalize_updates(updates):
         seen.add(var)
         expr = as_variable(expr, f"update of {var.name}")
         if expr.dtype != var.dtype or expr.ndim != var.ndim:
-            raise TypeError(f"update of shared variable {var.describe()} has type {expr.type}; it must have dtype "
+            raise TypeError(f"update of shared variable {var.describe()} has type {expr.type} ({expr.dtype}); it must have dtype "
                             f"{var.dtype} and rank {var.ndim} (cast it with .astype('{var.dtype}'))")
         for axis, (want, have) in enumerate(zip(var.type.shape, expr.type.shape)):
             if isinstance(want, int) and isinstance(have, int) and want != have:
@@ -175,6 +175,9 @@ class Function:
         arrays = [self._convert(v, var) for v, var in zip(values, self.inputs)]
         arrays += [s.get_value(borrow=True) for s in self.shared_inputs]
         results = self.compiled(arrays)
+        # A result may be an input's own storage (an output that is an input, an update
+        # a <- b): copy those so updates cannot clobber each other or returned values.
+        results = [np.array(r) if any(np.may_share_memory(r, a) for a in arrays) else r for r in results]
         n_out = len(self.outputs)
         for (var, _), new in zip(self.updates, results[n_out:]):
             var._assign_in_place(new)

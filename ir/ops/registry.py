@@ -24,7 +24,8 @@ class Constant:
         if dtype is None and isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
             dtype = dt.weak_default(value)
         arr = np.array(value, dtype=dtype, copy=True)
-        arr = np.ascontiguousarray(arr.astype(dt.canonical(arr.dtype), copy=False))
+        # (np.ascontiguousarray would turn a 0-d value into shape (1,))
+        arr = np.array(arr, dtype=dt.canonical(arr.dtype), order="C", copy=True)
         arr.setflags(write=False)
         self.value = arr
         self._key = (arr.dtype.name, arr.shape, arr.tobytes())

@@ -1,0 +1,39 @@
+"""The classic Theano first program: an MLP with a hand-written gradient and SGD updates.
+
+Kept deliberately in Theano's style (shared parameters, ``updates``, ``givens`` over a
+shared dataset with a minibatch index) so a Theano user recognizes every line.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import tcomp
+import tcomp.tensor as T
+
+
+def build_mse_mlp(n_in, n_hidden, n_out, lr=0.1, seed=0, backend=None):
+    """A tanh MLP regressor with mean-squared error; gradients written out by hand.
+
+    Returns (train_step, predict, params).
+    """
+    rng = np.random.default_rng(seed)
+    W1 = tcomp.shared((rng.standard_normal((n_in, n_hidden)) / np.sqrt(n_in)).astype("float32"), "W1")
+    b1 = tcomp.shared(np.zeros(n_hidden, "float32"), "b1")
+    W2 = tcomp.shared((rng.standard_normal((n_hidden, n_out)) / np.sqrt(n_hidden)).astype("float32"), "W2")
+    b2 = tcomp.shared(np.zeros(n_out, "float32"), "b2")
+    x, y = T.matrix("x"), T.matrix("y")
+    h = T.tanh(T.dot(x, W1) + b1)
+    out = T.dot(h, W2) + b2
+    n = T.cast(x.shape[0], "float32")
+    cost = T.mean(T.sum((out - y) ** 2, axis=1))
+    # backprop by hand: d cost / d out = 2 (out - y) / n
+    g_out = 2 * (out - y) / n
+    g_W2 = T.dot(h.T, g_out)
+    g_b2 = g_out.sum(axis=0)
+    g_h = T.dot(g_out, W2.T) * (1 - h * h)
+    g_W1 = T.dot(x.T, g_h)
+    g_b1 = g_h.sum(axis=0)
+    updates = [(p, p - lr * g) for p, g in ((W1, g_W1), (b1, g_b1), (W2, g_W2), (b2, g_b2))]
+    train = tcomp.function([x, y], cost, updates=updates, name="mse_train_step", backend=backend)
+    predict = tcomp.function([x], out, name="predict", backend=backend)
+    return train, predict, (W1, b1, W2, b2)

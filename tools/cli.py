@@ -1,0 +1,51 @@
+"""The ``tcomp`` command: ``tcomp demo``, ``tcomp bench``, ``tcomp dump``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _demo(args) -> int:
+    from tcomp.examples import demo
+
+    return demo.main(args)
+
+
+def _bench(args) -> int:
+    from tcomp.tools import bench
+
+    return bench.main(args.rest)
+
+
+def _dump(args) -> int:
+    from tcomp.tools import dump
+
+    return dump.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tcomp", description="tcomp: a Theano-style tensor compiler on LLVM")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="build, print and run a small model (trains an MLP on digits when available)")
+    d.add_argument("--backend", default=None, help="reference or cpu (default: tcomp.config.backend)")
+    d.add_argument("--epochs", type=int, default=None, help="training epochs")
+    d.add_argument("--quick", action="store_true", help="a short run (used by the tests)")
+    d.set_defaults(func=_demo)
+    b = sub.add_parser("bench", help="benchmarks against NumPy measured in the same run")
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.set_defaults(func=_bench)
+    u = sub.add_parser("dump", help="print a model's IR at a stage")
+    u.add_argument("--example", default="mlp", help="which bundled example graph to dump")
+    u.add_argument("--stage", default="optimized", help="traced, optimized, llvm or asm")
+    u.add_argument("--backend", default=None)
+    u.set_defaults(func=_dump)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
