@@ -94,6 +94,29 @@ def _reachable(roots, givens):
     return {id(v) for v in _postorder(list(roots), sub)}
 
 
+def _default_updates(roots, updates, givens):
+    """Updates of shared variables used by ``roots`` that carry a ``default_update``
+    (random-stream counters), unless the user updates them explicitly."""
+    from .trace import _postorder
+
+    explicit = {var for var, _ in updates}
+    found = []
+    pending = list(roots)
+    while pending:
+        def sub(v):
+            while v in givens:
+                v = givens[v]
+            return v
+        new_roots = []
+        for v in _postorder(pending, sub):
+            if isinstance(v, SharedVariable) and v.default_update is not None and v not in explicit:
+                explicit.add(v)
+                found.append((v, v.default_update))
+                new_roots.append(v.default_update)
+        pending = new_roots
+    return _normalize_updates(found)
+
+
 class Function:
     """A compiled function.  Call with positional or keyword (input name) arguments."""
 
@@ -108,6 +131,7 @@ class Function:
         outputs = [as_variable(o, f"output {i}") for i, o in enumerate(outputs)]
         self.updates = _normalize_updates(updates)
         givens = _check_givens(givens)
+        self.updates += _default_updates(outputs + [e for _, e in self.updates], self.updates, givens)
         roots = outputs + [e for _, e in self.updates]
         reachable = _reachable(roots, givens)
         for v in inputs:

@@ -13,7 +13,7 @@ class SharedVariable(Variable):
     """A root variable bound to a value.  Its type's shape is the value's static shape unless
     ``shape=`` says otherwise (use None entries for dims that may change with set_value)."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "default_update")
 
     def __init__(self, value, name=None, shape=None, dtype=None):
         arr = np.array(value, dtype=dtype, copy=True)
@@ -21,6 +21,8 @@ class SharedVariable(Variable):
         shape = arr.shape if shape is None else tuple(shape)
         super().__init__(TensorType(arr.dtype.name, shape), "input", name=name)
         self._value = None
+        #: an expression tcomp.function uses as this variable's update when none is given
+        self.default_update = None
         self._store(arr, borrow=True)
 
     def _store(self, value, borrow):
