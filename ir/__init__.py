@@ -6,6 +6,11 @@ from . import dtypes
 from .graph import Graph
 from .interpreter import ShapeError, evaluate
 from .ops import OPS, Constant, OpDef, get_op
+from .parser import parse_graph
+from .printer import format_graph, structural_hash
+from .serialize import from_json, to_json
 from .types import TensorType
+from .verify import verify
 
-__all__ = ["dtypes", "Graph", "evaluate", "ShapeError", "OPS", "Constant", "OpDef", "get_op", "TensorType"]
+__all__ = ["dtypes", "Graph", "evaluate", "ShapeError", "OPS", "Constant", "OpDef", "get_op", "TensorType",
+           "format_graph", "structural_hash", "parse_graph", "to_json", "from_json", "verify"]

@@ -1,0 +1,363 @@
+"""Parse the IR's text form (grammar in :mod:`tcomp.ir.printer`) back into a Graph.
+
+Node ids, names, input order and output order are kept exactly as written, so
+``format_graph(parse_graph(format_graph(g))) == format_graph(g)``.  Errors are
+``ValueError("line N: ...")``; with ``check=True`` (the default) the result is also run
+through :func:`tcomp.ir.verify.verify`, whose complaints are mapped back to the line of
+the node they name, so a hand-edited dump with a wrong type or arity is caught here.
+Attributes a node line leaves out take the op's defaults (handy when writing by hand).
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+
+from . import dtypes as dt
+from .graph import Graph
+from .ops import OPS, Constant
+from .types import TensorType
+
+_TOKEN_RE = re.compile(r"""
+    \s*(?:
+      (?P<ref>%\d+)
+    | (?P<str>"(?:[^"\\]|\\.)*")
+    | (?P<num>-?(?:inf|nan)(?![A-Za-z0-9_.])
+             |-?(?:\d+\.\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\d+)(?![A-Za-z0-9_.]))
+    | (?P<name>[A-Za-z_][A-Za-z0-9_.]*)
+    | (?P<punct>[()\[\]{},=:?])
+    | (?P<bad>\S)
+    )""", re.VERBOSE)
+
+
+class _Pending:
+    """A tensor literal whose type comes from the node type printed after the attrs."""
+
+    __slots__ = ("elems", "type")
+
+    def __init__(self, elems, type_):
+        self.elems, self.type = elems, type_
+
+
+class _Line:
+    """Recursive-descent reader over the tokens of one line."""
+
+    def __init__(self, text: str, lineno: int):
+        self.lineno = lineno
+        self.toks: list[tuple[str, str]] = []
+        pos = 0
+        text = text.rstrip()
+        while pos < len(text):
+            m = _TOKEN_RE.match(text, pos)
+            if m is None:  # only trailing whitespace is left
+                break
+            kind = m.lastgroup
+            if kind == "bad":
+                self.error(f"unexpected character {m.group(kind)!r} at column {m.start(kind) + 1}")
+            self.toks.append((kind, m.group(kind)))
+            pos = m.end()
+        self.i = 0
+
+    def error(self, msg: str):
+        raise ValueError(f"line {self.lineno}: {msg}")
+
+    def peek(self, value: str | None = None, kind: str | None = None) -> bool:
+        if self.i >= len(self.toks):
+            return False
+        k, v = self.toks[self.i]
+        return (value is None or v == value) and (kind is None or k == kind)
+
+    def next(self) -> tuple[str, str]:
+        if self.i >= len(self.toks):
+            self.error("unexpected end of line")
+        tok = self.toks[self.i]
+        self.i += 1
+        return tok
+
+    def expect(self, value: str) -> None:
+        k, v = self.next()
+        if v != value or k in ("str",):
+            self.error(f"expected {value!r}, got {v!r}")
+
+    def accept(self, value: str) -> bool:
+        if self.peek(value) and self.toks[self.i][0] != "str":
+            self.i += 1
+            return True
+        return False
+
+    def done(self) -> None:
+        if self.i != len(self.toks):
+            self.error(f"unexpected {self.toks[self.i][1]!r} at end of line")
+
+    # -- pieces -----------------------------------------------------------------------
+    def ref(self) -> int:
+        k, v = self.next()
+        if k != "ref":
+            self.error(f"expected a node reference like %3, got {v!r}")
+        return int(v[1:])
+
+    def ref_list(self) -> list[int]:
+        self.expect("(")
+        out = []
+        if not self.accept(")"):
+            out.append(self.ref())
+            while self.accept(","):
+                out.append(self.ref())
+            self.expect(")")
+        return out
+
+    def string(self) -> str:
+        k, v = self.next()
+        if k != "str":
+            self.error(f"expected a quoted string, got {v!r}")
+        return json.loads(v)
+
+    def key(self) -> str:
+        k, v = self.next()
+        if k == "str":
+            return json.loads(v)
+        if k != "name":
+            self.error(f"expected an attribute name, got {v!r}")
+        return v
+
+    def type(self) -> TensorType:
+        k, v = self.next()
+        if k != "name" or v not in dt.FROM_SHORT:
+            self.error(f"expected a dtype ({', '.join(dt.FROM_SHORT)}), got {v!r}")
+        self.expect("[")
+        dims = []
+        if not self.accept("]"):
+            dims.append(self.dim())
+            while self.accept(","):
+                dims.append(self.dim())
+            self.expect("]")
+        return TensorType(dt.FROM_SHORT[v], tuple(dims))
+
+    def dim(self):
+        k, v = self.next()
+        if v == "?" and k == "punct":
+            return None
+        if k == "num" and re.fullmatch(r"\d+", v):
+            return int(v)
+        if k == "name":
+            return v
+        if k == "str":
+            return json.loads(v)
+        self.error(f"expected a dim (an int, ?, or a name), got {v!r}")
+
+    def value(self):
+        k, v = self.next()
+        if k == "str":
+            return json.loads(v)
+        if k == "num":
+            return _number(v)
+        if k == "name":
+            if v in ("none", "true", "false"):
+                return {"none": None, "true": True, "false": False}[v]
+            if v == "tensor":
+                self.expect("(")
+                elems = self.elems()
+                t = self.type() if self.accept(":") else None
+                self.expect(")")
+                return _Pending(elems, t)
+            if v == "type":
+                self.expect("(")
+                t = self.type()
+                self.expect(")")
+                return t
+            self.error(f"unknown value {v!r}")
+        if v == "(":
+            items = []
+            trailing_comma = False
+            while not self.accept(")"):
+                items.append(self.value())
+                trailing_comma = self.accept(",")
+                if not trailing_comma and not self.peek(")"):
+                    self.error(f"expected ',' or ')' in tuple, got {self.next()[1]!r}")
+            if len(items) == 1 and not trailing_comma:
+                self.error("a 1-tuple needs a trailing comma: (x,)")
+            return tuple(items)
+        if v == "[":
+            items = []
+            if not self.accept("]"):
+                items.append(self.value())
+                while self.accept(","):
+                    items.append(self.value())
+                self.expect("]")
+            return items
+        self.error(f"expected a value, got {v!r}")
+
+    def elems(self):
+        k, v = self.next()
+        if k == "num":
+            return _number(v)
+        if k == "name" and v in ("true", "false"):
+            return v == "true"
+        if v == "[":
+            items = []
+            if not self.accept("]"):
+                items.append(self.elems())
+                while self.accept(","):
+                    items.append(self.elems())
+                self.expect("]")
+            return items
+        self.error(f"expected a tensor element or '[', got {v!r}")
+
+    def attrs(self) -> dict:
+        out = {}
+        if not self.accept("{"):
+            return out
+        while True:
+            key = self.key()
+            if key in out:
+                self.error(f"attribute {key!r} given twice")
+            self.expect("=")
+            out[key] = self.value()
+            if self.accept("}"):
+                return out
+            self.expect(",")
+
+
+def _number(tok: str):
+    if tok.lstrip("-") in ("inf", "nan") or any(c in tok for c in ".eE"):
+        return float(tok)
+    return int(tok)
+
+
+def _tensor(line: _Line, pending: _Pending, node_type: TensorType) -> Constant:
+    t = pending.type or node_type
+    try:
+        arr = np.array(pending.elems, dtype=t.dtype)
+    except (OverflowError, ValueError, TypeError) as exc:
+        line.error(f"tensor literal does not fit {t}: {exc}")
+    if not t.is_static:
+        line.error(f"a tensor literal needs a static type, got {t}")
+    if arr.size == 0 and t.size == 0:
+        arr = arr.reshape(t.shape)
+    if arr.shape != t.shape:
+        line.error(f"tensor literal has shape {arr.shape} but its type is {t}")
+    return Constant(arr)
+
+
+def _resolve(line: _Line, v, node_type: TensorType):
+    if isinstance(v, _Pending):
+        return _tensor(line, v, node_type)
+    if isinstance(v, tuple):
+        return tuple(_resolve(line, x, node_type) for x in v)
+    if isinstance(v, list):
+        return [_resolve(line, x, node_type) for x in v]
+    return v
+
+
+def _content_lines(text: str):
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        s = raw.strip()
+        if s and not s.startswith("#"):
+            yield lineno, raw
+
+
+def parse_graph(text: str, check: bool = True) -> Graph:
+    """Parse the text form; ``check`` runs the verifier and reports the offending line."""
+    if not isinstance(text, str):
+        raise TypeError(f"parse_graph takes the text form as a str, got {type(text).__name__}")
+    lines = list(_content_lines(text))
+    if not lines:
+        raise ValueError("line 1: empty graph text (expected 'graph(...) {')")
+    g = Graph()
+    where: dict[int, int] = {}  # node id -> line number
+
+    def define(line: _Line, nid: int) -> None:
+        if nid in where:
+            line.error(f"%{nid} is defined twice (first on line {where[nid]})")
+        where[nid] = line.lineno
+
+    # header
+    lineno, raw = lines[0]
+    line = _Line(raw, lineno)
+    k, v = line.next()
+    if v != "graph" or k != "name":
+        line.error(f"expected 'graph(', got {v!r}")
+    line.expect("(")
+    pending_inputs: list[int] = []
+    if not line.accept(")"):
+        while True:
+            nid = line.ref()
+            if line.accept(":"):
+                t = line.type()
+                name = line.string() if line.peek(kind="str") else None
+                define(line, nid)
+                g.nx.add_node(nid, op="input", attrs={}, type=t, name=name)
+            g.inputs.append(nid)
+            pending_inputs.append(nid)
+            if line.accept(")"):
+                break
+            line.expect(",")
+    line.expect("{")
+    line.done()
+
+    # body
+    body = lines[1:]
+    outputs = None
+    closed = False
+    for lineno, raw in body:
+        line = _Line(raw, lineno)
+        if closed:
+            line.error("text after the closing '}'")
+        if line.accept("}"):
+            line.done()
+            if outputs is None:
+                line.error("missing 'return (...)' before '}'")
+            closed = True
+            continue
+        if outputs is not None:
+            line.error("only '}' may follow 'return'")
+        if line.peek("return", kind="name"):
+            line.next()
+            outputs = line.ref_list()
+            line.done()
+            for o in outputs:
+                if o not in where:
+                    line.error(f"output %{o} is not defined")
+            continue
+        nid = line.ref()
+        line.expect("=")
+        k, op = line.next()
+        if k != "name":
+            line.error(f"expected an op name, got {op!r}")
+        if op not in OPS:
+            line.error(f"unknown op {op!r} for %{nid}")
+        operands = line.ref_list()
+        for o in operands:
+            if o not in where:
+                line.error(f"%{nid} = {op}: operand %{o} is not defined above")
+        attrs = line.attrs()
+        line.expect(":")
+        t = line.type()
+        name = line.string() if line.peek(kind="str") else None
+        line.done()
+        attrs = {key: _resolve(line, val, t) for key, val in attrs.items()}
+        for key, default in OPS[op].attr_defaults.items():
+            attrs.setdefault(key, default)
+        define(line, nid)
+        g.nx.add_node(nid, op=op, attrs=attrs, type=t, name=name)
+        for i, o in enumerate(operands):
+            g.nx.add_edge(o, nid, arg=i)
+    last = body[-1][0] if body else lines[0][0]
+    if not closed:
+        raise ValueError(f"line {last}: missing closing '}}'")
+    for nid in pending_inputs:
+        if nid not in where:
+            raise ValueError(f"line {lines[0][0]}: input %{nid} is neither declared with a type nor defined")
+    g.outputs = list(outputs)
+    g._next_id = max(where, default=-1) + 1
+    if check:
+        from .verify import verify
+
+        try:
+            verify(g)
+        except ValueError as exc:
+            m = re.search(r"%(\d+)", str(exc))
+            at = where.get(int(m.group(1)), lines[0][0]) if m else lines[0][0]
+            raise ValueError(f"line {at}: {exc}") from None
+    return g

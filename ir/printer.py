@@ -1,0 +1,287 @@
+"""The IR's text form and its structural hash.
+
+The text form is for people (``tcomp dump``, ``--print-after``) *and* for machines: it
+parses back (:func:`tcomp.ir.parse_graph`) into an equal graph, so a dump can be edited
+and replayed, and tests can write graphs by hand.  Example::
+
+    graph(%0: f32[?, 784] "x", %1: f32[784, 10] "W") {
+      %2 = dot(%0, %1) : f32[?, 10]
+      %3 = constant() {value=tensor([0.5, nan, -inf, 1e+20, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0])} : f32[10]
+      %4 = add(%2, %3) : f32[?, 10] "logits"
+      %5 = sum(%4) {axis=(1,), keepdims=false} : f32[?]
+      return (%5, %4, %0)
+    }
+
+Grammar (one statement per line; blank lines and lines starting with ``#`` are ignored)::
+
+    graph   := "graph" "(" [input {"," input}] ")" "{"  node*  "return" "(" [ref {"," ref}] ")"  "}"
+    input   := ref ":" type [STRING]       a graph input (an ``input`` node), in graph.inputs order
+             | ref                         a listed input defined by a node line (invalid graphs only)
+    node    := ref "=" OP "(" [ref {"," ref}] ")" [attrs] ":" type [STRING]
+    attrs   := "{" key "=" value {"," key "=" value} "}"      keys sorted; key := NAME | STRING
+    type    := DTYPE "[" [dim {"," dim}] "]"       DTYPE: bool i8 i16 i32 i64 u8 f32 f64
+    dim     := INT | "?" | NAME | STRING           "?" anonymous symbolic, NAME/STRING named symbolic
+    value   := "none" | "true" | "false" | INT | FLOAT | STRING
+             | "(" ")" | "(" value "," ")" | "(" value "," value {"," value} ")"     a tuple
+             | "[" [value {"," value}] "]"                                           a list
+             | "tensor" "(" elems [":" type] ")"       a Constant; its type defaults to the node's
+             | "type" "(" type ")"                     a TensorType
+    elems   := scalar | "[" [elems {"," elems}] "]"    nested lists, C order
+    ref     := "%" INT                                 node ids are kept as written
+    STRING  := a JSON string literal (double quotes, backslash escapes, ASCII only)
+    FLOAT   := Python ``repr`` of a float (has "." or "e"), or nan, -nan, inf, -inf
+    NAME    := [A-Za-z_][A-Za-z0-9_.]* other than the reserved words above
+
+Nodes are printed in :meth:`Graph.topo_order` (deterministic), each with its optional
+name as a trailing string.  Floats print with ``repr`` (float32 constants with NumPy's
+shortest float32 form, checked to round-trip), so printing is exact; only NaN payloads
+other than the sign are not preserved.
+
+:func:`structural_hash` hashes a canonical variant of the same text: nodes renumbered in
+an order that depends only on structure (inputs first, then a post-order walk from the
+outputs in order, operands in argument order), intermediate node names dropped, and
+constants replaced by a digest of their bytes.  It therefore ignores id numbering and
+intermediate names but sees input names and order, output order, ops, attrs, types and
+constant values.  It keys the disk cache of compiled code.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+import numpy as np
+
+from . import dtypes as dt
+from .ops import Constant
+from .types import TensorType
+
+#: bumped whenever the canonical text changes, so old cache keys are never reused
+HASH_VERSION = "tcomp-graph-hash-v1"
+
+RESERVED = frozenset({"none", "true", "false", "nan", "inf", "tensor", "type", "return", "graph"})
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def quote(s: str) -> str:
+    """A JSON string literal: escapes quotes, backslashes, control and non-ASCII chars."""
+    return json.dumps(s, ensure_ascii=True)
+
+
+def format_name(s: str) -> str:
+    """A dim name or attr key: bare when it is a plain identifier, else quoted."""
+    return s if _NAME_RE.match(s) and s not in RESERVED else quote(s)
+
+
+def format_dim(d) -> str:
+    if d is None:
+        return "?"
+    if isinstance(d, str):
+        return format_name(d)
+    return str(int(d))
+
+
+def format_type(t: TensorType) -> str:
+    return f"{dt.SHORT_NAMES[t.dtype]}[{', '.join(format_dim(d) for d in t.shape)}]"
+
+
+def format_float(x: float) -> str:
+    x = float(x)
+    if x != x:
+        return "-nan" if np.signbit(x) else "nan"
+    return repr(x)  # 'inf', '-inf', '-0.0', '1e+20', '0.1': all exact round trips
+
+
+def _format_float32_elems(flat: np.ndarray) -> list[str]:
+    """Shortest float32 strings, falling back to the exact float64 repr where needed."""
+    out = []
+    for v in flat:
+        if v != v:
+            out.append("-nan" if np.signbit(v) else "nan")
+            continue
+        s = str(v)
+        if np.float32(float(s)) != v or (v == 0 and np.signbit(v) != np.signbit(np.float32(float(s)))):
+            s = repr(float(v))
+        out.append(s)
+    return out
+
+
+def format_elements(arr: np.ndarray) -> str:
+    """The values of ``arr`` as nested lists in C order (a bare scalar when 0-d)."""
+    flat = arr.reshape(-1)
+    kind = dt.kind(arr.dtype.name)
+    if kind == "b":
+        items = ["true" if v else "false" for v in flat.tolist()]
+    elif kind in "iu":
+        items = [str(v) for v in flat.tolist()]
+    elif arr.dtype == np.float32:
+        items = _format_float32_elems(flat)
+    else:
+        items = [format_float(v) for v in flat.tolist()]
+    shape = arr.shape
+    if not shape:
+        return items[0]
+    if 0 in shape:
+        # nest down to the first empty axis; deeper axes are implied by the type
+        shape = shape[:shape.index(0)]
+        items = ["[]"] * int(np.prod(shape, dtype=np.int64))
+        if not shape:
+            return "[]"
+    for d in reversed(shape):
+        items = ["[" + ", ".join(items[i:i + d]) + "]" for i in range(0, len(items), d)]
+    return items[0]
+
+
+def _blob(c: Constant) -> str:
+    h = hashlib.sha256()
+    h.update(f"{c.value.dtype.name}{c.value.shape}".encode())
+    h.update(c.value.tobytes())
+    return f"blob<{h.hexdigest()}>"
+
+
+def format_value(v, node_type: TensorType | None = None, *, hash_mode: bool = False, where: str = "attr") -> str:
+    """One attribute value in the grammar above; ``node_type`` is implied for Constants."""
+    if v is None:
+        return "none"
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return format_float(v)
+    if isinstance(v, str):
+        return quote(v)
+    if isinstance(v, tuple):
+        parts = [format_value(x, node_type, hash_mode=hash_mode, where=where) for x in v]
+        return "(" + parts[0] + ",)" if len(parts) == 1 else "(" + ", ".join(parts) + ")"
+    if isinstance(v, list):
+        return "[" + ", ".join(format_value(x, node_type, hash_mode=hash_mode, where=where) for x in v) + "]"
+    if isinstance(v, Constant):
+        body = _blob(v) if hash_mode else format_elements(v.value)
+        if node_type is not None and v.type == node_type:
+            return f"tensor({body})"
+        return f"tensor({body} : {format_type(v.type)})"
+    if isinstance(v, TensorType):
+        return f"type({format_type(v)})"
+    raise TypeError(f"{where}: cannot print attribute value {v!r} of type {type(v).__name__}; "
+                    f"attrs hold None, bool, int, float, str, tuple, list, Constant or TensorType")
+
+
+def format_attrs(attrs: dict, node_type: TensorType, *, hash_mode: bool = False, where: str = "attr") -> str:
+    if not attrs:
+        return ""
+    parts = []
+    for key in sorted(attrs):
+        if not isinstance(key, str):
+            raise TypeError(f"{where}: attribute keys must be str, got {key!r}")
+        parts.append(f"{format_name(key)}="
+                     f"{format_value(attrs[key], node_type, hash_mode=hash_mode, where=f'{where} {key!r}')}")
+    return " {" + ", ".join(parts) + "}"
+
+
+def _format(graph, order: list[int], ids: dict[int, int], hash_mode: bool) -> str:
+    """Shared by the printer (identity ids) and the hash (canonical ids, hash_mode)."""
+    def ref(n):
+        return f"%{ids.get(n, n)}"
+
+    header_inputs = set()
+    decls = []
+    for n in graph.inputs:
+        if n in graph.nx and graph.op(n) == "input" and n not in header_inputs:
+            header_inputs.add(n)
+            name = graph.name(n)
+            decls.append(f"{ref(n)}: {format_type(graph.type(n))}" + ("" if name is None else f" {quote(name)}"))
+        else:
+            decls.append(ref(n))
+    lines = [f"graph({', '.join(decls)}) {{"]
+    for n in order:
+        if n in header_inputs:
+            continue
+        where = f"%{n} = {graph.op(n)}"
+        operands = ", ".join(ref(o) for o in graph.operands(n))
+        t = graph.type(n)
+        line = f"  {ref(n)} = {graph.op(n)}({operands}){format_attrs(graph.attrs(n), t, hash_mode=hash_mode, where=where)}"
+        line += f" : {format_type(t)}"
+        name = graph.name(n)
+        if name is not None and not (hash_mode and graph.op(n) != "input"):
+            line += f" {quote(name)}"
+        lines.append(line)
+    lines.append(f"  return ({', '.join(ref(o) for o in graph.outputs)})")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def format_graph(graph) -> str:
+    """The text form of ``graph`` (see the module docstring); parses back exactly."""
+    return _format(graph, graph.topo_order(), {}, hash_mode=False)
+
+
+# -- structural hash ---------------------------------------------------------------------
+
+def _merkle(graph, topo: list[int]) -> dict[int, str]:
+    """Per-node digest of the node and everything it depends on (ids and names ignored)."""
+    position = {n: i for i, n in enumerate(graph.inputs)}
+    digest: dict[int, str] = {}
+    for n in topo:
+        t = graph.type(n)
+        parts = [graph.op(n), format_attrs(graph.attrs(n), t, hash_mode=True), format_type(t)]
+        if n in position:
+            parts.append(f"input#{position[n]}:{graph.name(n)!r}")
+        parts.extend(digest[o] for o in graph.operands(n))
+        digest[n] = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return digest
+
+
+def canonical_order(graph) -> list[int]:
+    """A topological order that depends only on the graph's structure, not its ids.
+
+    Inputs come first in graph.inputs order, then an iterative post-order walk from the
+    outputs in order (operands in argument order).  Nodes no output depends on are
+    walked last from their sinks, sorted by content digest; only exact ties among such
+    dead sinks fall back to id order (a possible spurious hash miss, never a collision).
+    """
+    topo = graph.topo_order()  # raises on a cycle
+    order: list[int] = []
+    seen: set[int] = set()
+
+    def walk(root):
+        if root in seen or root not in graph.nx:
+            return
+        stack = [(root, iter(graph.operands(root)))]
+        seen.add(root)
+        while stack:
+            node, it = stack[-1]
+            for o in it:
+                if o not in seen:
+                    seen.add(o)
+                    stack.append((o, iter(graph.operands(o))))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+
+    for n in graph.inputs:
+        walk(n)
+    for n in graph.outputs:
+        walk(n)
+    if len(order) < len(topo):
+        digest = _merkle(graph, topo)
+        sinks = [n for n in topo if n not in seen and graph.nx.out_degree(n) == 0]
+        for n in sorted(sinks, key=lambda n: (digest[n], n)):
+            walk(n)
+    return order
+
+
+def canonical_text(graph) -> str:
+    """The text the structural hash is taken of (useful to debug a cache miss)."""
+    order = canonical_order(graph)
+    ids = {n: i for i, n in enumerate(order)}
+    return _format(graph, order, ids, hash_mode=True)
+
+
+def structural_hash(graph) -> str:
+    """Hex sha256 of the canonical text: stable across runs, processes and id numbering."""
+    h = hashlib.sha256(HASH_VERSION.encode())
+    h.update(b"\n")
+    h.update(canonical_text(graph).encode())
+    return h.hexdigest()
