@@ -200,8 +200,8 @@ def _format(graph, order: list[int], ids: dict[int, int], hash_mode: bool) -> st
         where = f"%{n} = {graph.op(n)}"
         operands = ", ".join(ref(o) for o in graph.operands(n))
         t = graph.type(n)
-        line = f"  {ref(n)} = {graph.op(n)}({operands}){format_attrs(graph.attrs(n), t, hash_mode=hash_mode, where=where)}"
-        line += f" : {format_type(t)}"
+        attrs = format_attrs(graph.attrs(n), t, hash_mode=hash_mode, where=where)
+        line = f"  {ref(n)} = {graph.op(n)}({operands}){attrs} : {format_type(t)}"
         name = graph.name(n)
         if name is not None and not (hash_mode and graph.op(n) != "input"):
             line += f" {quote(name)}"
