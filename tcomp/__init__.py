@@ -4,8 +4,10 @@
     import tcomp.tensor as T
     x = T.matrix('x'); f = tcomp.function([x], T.tanh(x).sum())
 """
-from . import config  # noqa: F401
-from . import tensor  # noqa: F401
+from . import (
+    config,  # noqa: F401
+    tensor,  # noqa: F401
+)
 from .function import Function, function  # noqa: F401
 from .jit import jit  # noqa: F401
 from .random import RandomStreams  # noqa: F401

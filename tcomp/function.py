@@ -16,8 +16,8 @@ from tcomp import config
 from tcomp.ir import dtypes as dt
 
 from .shared import SharedVariable
-from .trace import build_graph
 from .tensor.variable import Variable, as_variable
+from .trace import build_graph
 
 
 def _normalize_updates(updates):
@@ -40,8 +40,9 @@ def _normalize_updates(updates):
         seen.add(var)
         expr = as_variable(expr, f"update of {var.name}")
         if expr.dtype != var.dtype or expr.ndim != var.ndim:
-            raise TypeError(f"update of shared variable {var.describe()} has type {expr.type} ({expr.dtype}); it must have dtype "
-                            f"{var.dtype} and rank {var.ndim} (cast it with .astype('{var.dtype}'))")
+            raise TypeError(f"update of shared variable {var.describe()} has type {expr.type} ({expr.dtype}); "
+                            f"it must have dtype {var.dtype} and rank {var.ndim} "
+                            f"(cast it with .astype('{var.dtype}'))")
         for axis, (want, have) in enumerate(zip(var.type.shape, expr.type.shape)):
             if isinstance(want, int) and isinstance(have, int) and want != have:
                 raise ValueError(f"update of shared variable {var.describe()} has shape {expr.type} "
