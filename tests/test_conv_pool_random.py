@@ -426,3 +426,118 @@ def test_symbolic_shape_key_vector_and_prefix_property():
 def test_random_errors(op, types, attrs, exc, words):
     with pytest.raises(exc, match=words):
         infer(op, [TensorType(d, s) for d, s in types], attrs)
+
+
+# -- VJP rules through autodiff.grad, checked by finite differences --------------------------
+
+def _autodiff():
+    from tcomp.passes import autodiff, autodiff_conv  # noqa: F401  (registers the conv/pool rows)
+    return autodiff
+
+
+def _fd_graph(g, out, inputs, values, k, eps=1e-6):
+    """Central finite differences of scalar node ``out`` with respect to input number ``k``."""
+    h = Graph.copy(g)
+    h.outputs = [out]
+    base = [v.copy() for v in values]
+    res = np.zeros_like(base[k])
+    flat = base[k].reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        hi = evaluate(h, base)[0]
+        flat[i] = old - eps
+        lo = evaluate(h, base)[0]
+        flat[i] = old
+        res.reshape(-1)[i] = (hi - lo) / (2 * eps)
+    return res
+
+
+def _weighted_sum(g, v, rng):
+    c = g.add_constant(rng.standard_normal([int(d) for d in g.type(v).shape]))
+    return g.add_node("sum", [g.add_node("mul", [v, c])], {"axis": tuple(range(g.type(v).ndim))})
+
+
+def _conv_net(attrs, pool_attrs, x_type, w_type, rng):
+    g = Graph()
+    x = g.add_input(x_type, "x")
+    w = g.add_input(w_type, "w")
+    y = g.add_node("tanh", [g.add_node("conv2d", [x, w], attrs)])
+    if pool_attrs is not None:
+        y = g.add_node("pool2d", [y], pool_attrs)
+    return g, x, w, y
+
+
+@pytest.mark.parametrize("attrs,pool_attrs", [
+    ({"pad": (1, 0), "stride": (2, 1), "dilation": (1, 2)}, None),
+    ({"pad": (1, 1)}, {"ws": (2, 2), "mode": "max"}),
+    ({"stride": (1, 2), "filter_flip": False}, {"ws": (3, 2), "stride": (1, 1), "pad": (1, 1), "mode": "average"}),
+    ({}, {"ws": (2, 2), "ignore_border": False, "mode": "average_inc_pad"}),
+])
+def test_grad_through_conv_and_pool_matches_finite_differences(attrs, pool_attrs):
+    ad = _autodiff()
+    rng = np.random.default_rng(5)
+    xv, wv = rng.standard_normal((2, 2, 7, 6)), rng.standard_normal((3, 2, 3, 2))
+    g, x, w, y = _conv_net(attrs, pool_attrs, TensorType("float64", xv.shape), TensorType("float64", wv.shape), rng)
+    cost = _weighted_sum(g, y, rng)
+    gx, gw = ad.grad(g, cost, [x, w])
+    h = g.copy()
+    h.outputs = [gx, gw]
+    got_x, got_w = evaluate(h, [xv, wv])
+    np.testing.assert_allclose(got_x, _fd_graph(g, cost, [x, w], [xv, wv], 0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got_w, _fd_graph(g, cost, [x, w], [xv, wv], 1), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("pool_attrs", [None, {"ws": (2, 2), "stride": (1, 1), "mode": "max"},
+                                        {"ws": (2, 2), "mode": "average_exc_pad", "pad": (1, 1)}])
+def test_second_order_grad_through_conv_and_pool(pool_attrs):
+    """grad of <grad(cost, x), r> exercises the VJPs of the gradient ops themselves."""
+    ad = _autodiff()
+    rng = np.random.default_rng(8)
+    xv, wv = rng.standard_normal((1, 2, 6, 6)), rng.standard_normal((2, 2, 2, 3))
+    attrs = {"pad": (0, 1), "stride": (1, 1)}
+    g, x, w, y = _conv_net(attrs, pool_attrs, TensorType("float64", xv.shape), TensorType("float64", wv.shape), rng)
+    cost = g.add_node("sum", [g.add_node("mul", [y, y])], {"axis": tuple(range(4))})
+    gx = ad.grad(g, cost, x)
+    cost2 = _weighted_sum(g, gx, rng)
+    ggx, ggw = ad.grad(g, cost2, [x, w])
+    h = g.copy()
+    h.outputs = [ggx, ggw]
+    got_x, got_w = evaluate(h, [xv, wv])
+    np.testing.assert_allclose(got_x, _fd_graph(g, cost2, [x, w], [xv, wv], 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_w, _fd_graph(g, cost2, [x, w], [xv, wv], 1), rtol=1e-5, atol=1e-6)
+
+
+def test_grad_with_symbolic_shapes_and_mixed_dtypes():
+    """Symbolic spatial dims become shape operands of the gradient ops; a float32 input
+    convolved with float64 filters gets a float32 gradient."""
+    ad = _autodiff()
+    rng = np.random.default_rng(3)
+    xv, wv = rng.standard_normal((2, 2, 7, 6)).astype("float32"), rng.standard_normal((3, 2, 3, 2))
+    attrs, pool_attrs = {"pad": (1, 0), "stride": (2, 1)}, {"ws": (2, 2), "ignore_border": False}
+    results = []
+    for x_type in (TensorType("float32", xv.shape), TensorType("float32", ("n", 2, None, None))):
+        g, x, w, y = _conv_net(attrs, pool_attrs, x_type, TensorType("float64", wv.shape), rng)
+        cost = g.add_node("sum", [y], {"axis": tuple(range(4))})
+        gx, gw = ad.grad(g, cost, [x, w])
+        assert g.type(gx) == x_type and g.type(gw) == TensorType("float64", wv.shape)
+        h = g.copy()
+        h.outputs = [gx, gw]
+        results.append(evaluate(h, [xv, wv]))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12)
+
+
+def test_random_ops_stop_the_gradient():
+    ad = _autodiff()
+    g = Graph()
+    x = g.add_input(TensorType("float64", (4,)), "x")
+    key = g.add_constant(np.array([1, 2], dtype="int64"))
+    ctr = g.add_constant(np.array(0, dtype="int64"))
+    u = g.add_node("random_uniform", [key, ctr], {"shape": (4,), "dtype": "float64"})
+    cost = g.add_node("sum", [g.add_node("mul", [x, u])], {"axis": (0,)})
+    gx = ad.grad(g, cost, x)
+    h = g.copy()
+    h.outputs = [gx, u]
+    got, uv = evaluate(h, [np.zeros(4)])
+    np.testing.assert_array_equal(got, uv)
