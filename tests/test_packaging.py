@@ -50,8 +50,8 @@ def test_cli_demo_quick_runs():
     out = subprocess.run([sys.executable, "-m", "tcomp.tools.cli", "demo", "--quick"], capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    assert "mse before" in out.stdout
-    assert "= dot(" in out.stdout or "dot" in out.stdout
+    assert "= dot(" in out.stdout  # the IR was printed
+    assert "MLP test accuracy" in out.stdout
 
 
 def test_cli_dump_traced():

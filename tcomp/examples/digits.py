@@ -28,6 +28,9 @@ def load_digits(seed=0):
 
 
 def progress(epoch, epochs, done, total, extra="", stream=sys.stdout, width=30):
+    """A one-line progress bar per epoch (redrawn in place on a terminal, printed once when done otherwise)."""
+    if done != total and not stream.isatty():
+        return
     filled = int(width * done / total)
     bar = "#" * filled + "-" * (width - filled)
     stream.write(f"\r  epoch {epoch + 1:3d}/{epochs} [{bar}] {extra}")
