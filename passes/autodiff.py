@@ -313,4 +313,5 @@ def _remove_unused_new_nodes(g: Graph, first_new: int, keep: list) -> None:
     g.nx.remove_nodes_from(dead)
 
 
-from . import autodiff_rules  # noqa: E402,F401  (registers the rules for tcomp's ops)
+# registers the rules for tcomp's ops; autodiff_conv: conv2d, pool2d and their gradient ops
+from . import autodiff_conv, autodiff_rules  # noqa: E402,F401
