@@ -1,0 +1,264 @@
+"""Algebraic simplification.
+
+The rules and why each is exact (results equal bit for bit unless noted):
+
+* ``x * 1``, ``x / 1``, ``x - 0``, ``x + 0`` -> ``x`` (with a cast/broadcast where the op
+  promoted or broadcast ``x``: the binary ops compute in the promoted dtype, so the cast
+  reproduces them).  ``x + 0`` turns ``-0.0`` into ``+0.0``, which compares equal.
+* **x * 0 is rewritten to 0 only for integer x.**  For floats it is kept: ``nan * 0`` and
+  ``inf * 0`` are nan, and ``-1.0 * 0`` is ``-0.0``.  Likewise ``x - x -> 0`` only for
+  integers (``inf - inf`` is nan).
+* ``-(-x)`` -> ``x`` (negation is exact, also wrapping ints: ``-(-MIN) == MIN``).
+* ``log(exp(x))`` -> ``x`` for float ``x``: equal where ``exp`` does not overflow, and
+  where it does the naive form gives ``inf`` and the rewrite the true value.
+* ``exp(log(x))`` -> ``x`` only where ``x`` is known non-negative (or nan): a float result of
+  ``exp``, ``abs``, ``sqrt``, ``sigmoid``, ``softplus``, ``relu``, ``softmax``; for negative
+  ``x`` the naive form is nan, so it is not valid in general.
+* ``reshape(reshape(x))`` -> one reshape; ``dimshuffle(dimshuffle(x))`` -> one dimshuffle
+  with the composed pattern; identity reshapes/transposes vanish.
+* ``alloc(x)`` to ``x``'s own type -> ``x``; ``alloc(alloc(x))`` -> one alloc.
+* ``sum(alloc(v), axes)`` -> ``sum(v)`` over the axes ``v`` really has, times the number of
+  copies (``c * n`` is also more accurate than adding ``n`` copies of ``c``).  Known edge:
+  when a symbolic broadcast dim is 0 at run time and ``v`` holds inf/nan, the rewrite gives
+  nan where the empty sum gives 0 (a static 0 dim is not rewritten).
+* ``cast(cast(x, a), b)`` -> ``cast(x, b)`` when ``x.dtype -> a`` is lossless (every value
+  of ``x.dtype`` is exactly representable in ``a``): int8 -> int32 -> int64 is int8 -> int64,
+  but float -> int -> float is kept (it truncates).  A cast to the same dtype vanishes.
+
+Every rewrite keeps the node's exact TensorType; the driver rejects any that would not.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from tcomp.ir import Constant, Graph
+from tcomp.ir import dtypes as dt
+
+from .canonicalize import cast_to_same, identity_dimshuffle
+from .rewrite import apply_rules, filled_like, fit_type, is_const_filled
+
+NONNEGATIVE_OPS = ("exp", "abs", "sqrt", "sigmoid", "softplus", "relu", "softmax")
+
+
+def _identity_operand(g: Graph, node: int, x: int) -> Optional[int]:
+    """``x`` brought to ``node``'s type, for rules whose result equals ``x`` up to promotion."""
+    return fit_type(g, x, g.type(node), shape_ref=None)
+
+
+def mul_one(g, node):
+    a, b = g.operands(node)
+    for x, c in ((a, b), (b, a)):
+        if is_const_filled(g, c, 1):
+            return _identity_operand(g, node, x)
+    return None
+
+
+def mul_zero_int(g, node):
+    t = g.type(node)
+    if not dt.is_int(t.dtype):
+        return None
+    a, b = g.operands(node)
+    for x, c in ((a, b), (b, a)):
+        if is_const_filled(g, c, 0) and g.type(x).ndim == t.ndim:
+            return filled_like(g, 0, t, x)
+    return None
+
+
+def add_zero(g, node):
+    a, b = g.operands(node)
+    for x, c in ((a, b), (b, a)):
+        if is_const_filled(g, c, 0):
+            return _identity_operand(g, node, x)
+    return None
+
+
+def sub_zero(g, node):
+    a, b = g.operands(node)
+    if is_const_filled(g, b, 0):
+        return _identity_operand(g, node, a)
+    return None
+
+
+def sub_self_int(g, node):
+    a, b = g.operands(node)
+    t = g.type(node)
+    if a == b and dt.is_int(t.dtype) and g.type(a).ndim == t.ndim:
+        return filled_like(g, 0, t, a)
+    return None
+
+
+def div_one(g, node):
+    a, b = g.operands(node)
+    if is_const_filled(g, b, 1):
+        return _identity_operand(g, node, a)
+    return None
+
+
+def double_neg(g, node):
+    (x,) = g.operands(node)
+    if g.op(x) == "neg":
+        return g.operands(x)[0]
+    return None
+
+
+def log_exp(g, node):
+    (x,) = g.operands(node)
+    if g.op(x) != "exp":
+        return None
+    (inner,) = g.operands(x)
+    if not dt.is_float(g.type(inner).dtype):
+        return None
+    return _identity_operand(g, node, inner)
+
+
+def exp_log(g, node):
+    (x,) = g.operands(node)
+    if g.op(x) != "log":
+        return None
+    (inner,) = g.operands(x)
+    if g.op(inner) in NONNEGATIVE_OPS and dt.is_float(g.type(inner).dtype):
+        return _identity_operand(g, node, inner)
+    return None
+
+
+def reshape_reshape(g, node):
+    x = g.operands(node)[0]
+    if g.op(x) != "reshape":
+        return None
+    inner = g.operands(x)[0]
+    return g.add_node("reshape", [inner] + g.operands(node)[1:], g.attrs(node))
+
+
+def identity_reshape(g, node):
+    x = g.operands(node)[0]
+    t = g.type(node)
+    if t.is_static and g.type(x) == t:
+        return x
+    return None
+
+
+def dimshuffle_dimshuffle(g, node):
+    (x,) = g.operands(node)
+    if g.op(x) != "dimshuffle":
+        return None
+    (inner,) = g.operands(x)
+    p1 = tuple(g.attrs(x)["pattern"])
+    p2 = tuple(g.attrs(node)["pattern"])
+    composed = tuple("x" if p == "x" else p1[p] for p in p2)
+    return g.add_node("dimshuffle", [inner], {"pattern": composed})
+
+
+def useless_alloc(g, node):
+    x = g.operands(node)[0]
+    if g.type(x) == g.type(node):
+        return x
+    return None
+
+
+def alloc_alloc(g, node):
+    x = g.operands(node)[0]
+    if g.op(x) != "alloc":
+        return None
+    inner = g.operands(x)[0]
+    return g.add_node("alloc", [inner] + g.operands(node)[1:], g.attrs(node))
+
+
+def sum_of_alloc(g, node):
+    """sum(alloc(v, S), A) = sum(v', A_real) * prod(S[A_bcast]), v' = v padded to rank(S)."""
+    x = g.operands(node)[0]
+    if g.op(x) != "alloc":
+        return None
+    v, dims = g.operands(x)[0], g.operands(x)[1:]
+    vt, xt, want = g.type(v), g.type(x), g.type(node)
+    axes, keepdims = tuple(g.attrs(node)["axis"]), g.attrs(node)["keepdims"]
+    pad = xt.ndim - vt.ndim
+    vshape = (1,) * pad + vt.shape
+    bcast = [a for a in axes if vshape[a] == 1 and xt.shape[a] != 1]
+    if not bcast:
+        return None
+    # the number of copies: static dims multiply here, symbolic ones at run time
+    shape_attr = tuple(g.attrs(x)["shape"])
+    dim_of = {}
+    it = iter(dims)
+    for axis, d in enumerate(shape_attr):
+        if d is None:
+            dim_of[axis] = next(it)
+    static = 1
+    runtime = []
+    for a in bcast:
+        if isinstance(xt.shape[a], int):
+            static *= xt.shape[a]
+        elif a in dim_of:
+            runtime.append(dim_of[a])
+        else:
+            return None
+    if pad:
+        v = g.add_node("dimshuffle", [v], {"pattern": ("x",) * pad + tuple(range(vt.ndim))})
+    if static == 0:
+        return None  # an empty sum is 0 even for inf/nan v, while inf * 0 is nan
+    # reduce the broadcast axes of v' too (they have size 1): the result rank then matches
+    s = g.add_node("sum", [v], {"axis": axes, "keepdims": keepdims})
+    count = g.add_constant(_int64(static))
+    for d in runtime:
+        count = g.add_node("mul", [count, d])
+    count = g.add_node("cast", [count], {"dtype": g.type(s).dtype})
+    scaled = g.add_node("mul", [s, count])
+    return fit_type(g, scaled, want)
+
+
+def _int64(v):
+    return Constant(np.array(v, dtype="int64"))
+
+
+LOSSLESS_FLOAT = {"float32": ("bool", "int8", "int16", "uint8"),
+                  "float64": ("bool", "int8", "int16", "int32", "uint8", "float32")}
+
+
+def lossless(src: str, dst: str) -> bool:
+    """True when every value of dtype ``src`` is exactly representable in ``dst``."""
+    if src == dst or src == "bool":
+        return True
+    ks, kd = dt.kind(src), dt.kind(dst)
+    if kd == "f":
+        return src in LOSSLESS_FLOAT[dst]
+    if kd == "b" or ks == "f":
+        return False
+    bs, bd = dt.itemsize(src), dt.itemsize(dst)
+    if ks == kd:
+        return bd >= bs
+    return ks == "u" and kd == "i" and bd > bs
+
+
+def cast_cast(g, node):
+    (x,) = g.operands(node)
+    if g.op(x) != "cast":
+        return None
+    (inner,) = g.operands(x)
+    if not lossless(g.type(inner).dtype, g.type(x).dtype):
+        return None
+    if g.type(inner).dtype == g.type(node).dtype:
+        return inner
+    return g.add_node("cast", [inner], g.attrs(node))
+
+
+RULES = {
+    "mul": [mul_one, mul_zero_int],
+    "add": [add_zero],
+    "sub": [sub_zero, sub_self_int],
+    "truediv": [div_one],
+    "neg": [double_neg],
+    "log": [log_exp],
+    "exp": [exp_log],
+    "reshape": [identity_reshape, reshape_reshape],
+    "dimshuffle": [identity_dimshuffle, dimshuffle_dimshuffle],
+    "alloc": [useless_alloc, alloc_alloc],
+    "sum": [sum_of_alloc],
+    "cast": [cast_to_same, cast_cast],
+}
+
+
+def simplify(graph: Graph) -> Graph:
+    """Apply the algebraic rules to ``graph`` in place; returns it."""
+    apply_rules(graph, RULES)
+    return graph
