@@ -288,6 +288,9 @@ def grad(graph: Graph, cost: Optional[int], wrt, consider_constant=(), disconnec
         if w in cot:
             out.append(cot[w])
             continue
+        if w in relevant:  # on a path to the cost, but every rule on the way gave None: zero
+            out.append(zeros_like(g, w))
+            continue
         if disconnected_inputs == "raise":
             raise ValueError(f"grad: cost does not depend on {label(g, w)} (disconnected input); "
                              f"pass disconnected_inputs='ignore' or 'warn' to get zeros")

@@ -360,19 +360,20 @@ def _concatenate(ctx):
     g, ct = ctx.graph, ctx.cotangent
     axis = ctx.attrs["axis"]
     out = []
-    start = 0  # an int while every size so far is static, else an int64 node
+    # offsets are ("static", int) while every size so far is static, else ("node", int64 node id)
+    start = ("static", 0)
     for x, want in zip(ctx.operands, ctx.wants):
         d = g.type(x).shape[axis]
-        size = d if isinstance(d, int) else op(g, "shape", x, axis=axis)
-        if isinstance(start, int) and isinstance(size, int):
-            stop = start + size
+        size = ("static", d) if isinstance(d, int) else ("node", op(g, "shape", x, axis=axis))
+        if start[0] == "static" and size[0] == "static":
+            stop = ("static", start[1] + size[1])
         else:
-            stop = op(g, "add", _as_node(g, start), _as_node(g, size))
+            stop = ("node", op(g, "add", _as_node(g, start), _as_node(g, size)))
         if want and dt.is_float(g.type(x).dtype):
             refs = []
             entry = ["s"]
-            for v in (start, stop):
-                if isinstance(v, int):
+            for kind, v in (start, stop):
+                if kind == "static":
                     entry.append(v)
                 else:
                     refs.append(v)
@@ -388,7 +389,8 @@ def _concatenate(ctx):
 
 
 def _as_node(g, v):
-    return const(g, v, "int64") if isinstance(v, int) else v
+    kind, value = v
+    return const(g, value, "int64") if kind == "static" else value
 
 
 @register_vjp("stack")
