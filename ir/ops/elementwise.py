@@ -83,7 +83,8 @@ UNARY = {
     "softplus": (_floaty, lambda x: np.logaddexp(np.zeros((), x.dtype), x), True),
     "sin": (_floaty, np.sin, True),
     "cos": (_floaty, np.cos, True),
-    "erf": (_floaty, lambda x: _erf(x.astype("float64")).astype(x.dtype), True),
+    # (np.asarray: frompyfunc returns a bare Python float for a 0-d input)
+    "erf": (_floaty, lambda x: np.asarray(_erf(x.astype("float64")), dtype="float64").astype(x.dtype), True),
     "logical_not": (_to_bool, np.logical_not, False),
 }
 
