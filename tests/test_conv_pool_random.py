@@ -541,3 +541,14 @@ def test_random_ops_stop_the_gradient():
     h.outputs = [gx, u]
     got, uv = evaluate(h, [np.zeros(4)])
     np.testing.assert_array_equal(got, uv)
+
+
+def test_uniform_scaling_never_reaches_high():
+    """The largest float32 uniform 1 - 2**-24 on [1, 2) rounds to 2.0 (ties to even); it must be clamped."""
+    from tcomp.ir.ops.random import scale_uniform
+    top = np.float32(1.0) - np.float32(2.0 ** -24)
+    assert np.float32(1.0) + np.float32(1.0) * top == np.float32(2.0)  # the hazard is real
+    r = scale_uniform(np.array([0.0, 0.5, top], dtype=np.float32), 1.0, 2.0, "float32")
+    assert r.dtype == np.float32 and r.tolist() == [1.0, 1.5, float(np.nextafter(np.float32(2), np.float32(0)))]
+    top64 = 1.0 - 2.0 ** -53
+    assert scale_uniform(np.array([top64]), -1.0, 1.0, "float64")[0] < 1.0

@@ -170,12 +170,16 @@ def _shape(attrs, arrays):
 def uniform_reference(seed, counter, shape, low, high, dtype):
     size = int(np.prod(shape, dtype=np.int64))
     w = random_words(seed, counter, size)
+    u = u24(w[0]) if np.dtype(dtype) == np.float32 else u53(w[0], w[1])
+    return scale_uniform(u, low, high, dtype).reshape(shape)
+
+
+def scale_uniform(u: np.ndarray, low, high, dtype) -> np.ndarray:
+    """``lo + (hi - lo) * u`` in ``dtype`` (u in [0, 1)), kept below ``hi`` when rounding reaches it."""
     d = np.dtype(dtype)
-    u = u24(w[0]) if d == np.float32 else u53(w[0], w[1])
     lo, hi = d.type(low), d.type(high)
-    r = (lo + (hi - lo) * u.astype(d)).astype(d)
-    r = np.where(r >= hi, np.nextafter(hi, d.type(-np.inf)), r)
-    return r.reshape(shape)
+    r = (lo + (hi - lo) * np.asarray(u).astype(d)).astype(d)
+    return np.where(r >= hi, np.nextafter(hi, d.type(-np.inf)), r)
 
 
 def normal_reference(seed, counter, shape, mean, std, dtype):
