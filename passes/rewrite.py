@@ -47,8 +47,7 @@ def apply_rules(g: Graph, rules: dict[str, list[Rule]]) -> int:
             replace(g, cur, new)
             fired += 1
             cur = new
-    if fired:
-        g.remove_dead()
+    g.remove_dead()  # also drops what rejected rewrites left behind
     return fired
 
 

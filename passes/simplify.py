@@ -7,7 +7,9 @@ The rules and why each is exact (results equal bit for bit unless noted):
   reproduces them).  ``x + 0`` turns ``-0.0`` into ``+0.0``, which compares equal.
 * **x * 0 is rewritten to 0 only for integer x.**  For floats it is kept: ``nan * 0`` and
   ``inf * 0`` are nan, and ``-1.0 * 0`` is ``-0.0``.  Likewise ``x - x -> 0`` only for
-  integers (``inf - inf`` is nan).
+  integers (``inf - inf`` is nan).  The zeros are an alloc, which cannot carry a named
+  symbolic dim, so a result of type ``[n, 2]`` keeps its multiply (static or anonymous dims
+  are rewritten).
 * ``-(-x)`` -> ``x`` (negation is exact, also wrapping ints: ``-(-MIN) == MIN``).
 * ``log(exp(x))`` -> ``x`` for float ``x``: equal where ``exp`` does not overflow, and
   where it does the naive form gives ``inf`` and the rewrite the true value.
@@ -204,7 +206,20 @@ def sum_of_alloc(g, node):
         count = g.add_node("mul", [count, d])
     count = g.add_node("cast", [count], {"dtype": g.type(s).dtype})
     scaled = g.add_node("mul", [s, count])
-    return fit_type(g, scaled, want)
+    if g.type(scaled) == want:
+        return scaled
+    # broadcast back over the kept axes v did not have, reusing the alloc's own dim operands
+    attr, operands = [], []
+    for axis, d in enumerate(shape_attr):
+        if axis in axes:
+            if keepdims:
+                attr.append(1)
+        else:
+            attr.append(d)
+            if d is None:
+                operands.append(dim_of[axis])
+    out = g.add_node("alloc", [scaled] + operands, {"shape": tuple(attr)})
+    return out if g.type(out) == want else fit_type(g, scaled, want)
 
 
 def _int64(v):
