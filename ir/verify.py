@@ -45,7 +45,10 @@ def _check_node_fields(graph, n) -> None:
 
 def _check_operands(graph, n) -> None:
     op = graph.op(n)
-    args = sorted(d.get("arg") for _, _, d in graph.nx.in_edges(n, data=True))
+    raw = [d.get("arg") for _, _, d in graph.nx.in_edges(n, data=True)]
+    if not all(isinstance(a, int) and not isinstance(a, bool) for a in raw):
+        raise ValueError(f"node %{n} ({op}): operand positions must be ints, got {raw}")
+    args = sorted(raw)
     if args != list(range(len(args))):
         raise ValueError(f"node %{n} ({op}): operand positions are {args}, expected 0..{len(args) - 1} each once")
     try:
