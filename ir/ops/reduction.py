@@ -77,7 +77,8 @@ def _arg_reduce(f):
     def run(x, axes, keepdims, out_dtype):
         rest = [i for i in range(x.ndim) if i not in axes]
         moved = np.transpose(x, rest + list(axes))
-        flat = moved.reshape(moved.shape[:len(rest)] + (-1,))
+        # (an explicit size, not -1: -1 cannot be inferred when another dim is 0)
+        flat = moved.reshape(moved.shape[:len(rest)] + (int(np.prod([x.shape[a] for a in axes])),))
         r = f(flat, axis=-1)
         if keepdims:
             r = r.reshape(tuple(1 if i in axes else x.shape[i] for i in range(x.ndim)))
