@@ -190,7 +190,7 @@ def softmax_rule(g, node):
 
 
 RULES = {
-    "log": [log_softmax_rule, log1p_rule, log_sigmoid_rule, logsumexp_rule],
+    "log": [log_softmax_rule, log_sigmoid_rule, log1p_rule, logsumexp_rule],
     "sub": [expm1_rule],
     "add": [logsumexp_shifted_rule],
     "truediv": [softmax_rule],
