@@ -31,6 +31,10 @@ _TOKEN_RE = re.compile(r"""
     )""", re.VERBOSE)
 
 
+#: parsed types, keyed by (short dtype, dims): TensorType is immutable and a graph repeats few types
+_TYPE_CACHE: dict = {}
+
+
 class _Pending:
     """A tensor literal whose type comes from the node type printed after the attrs."""
 
@@ -132,7 +136,13 @@ class _Line:
             while self.accept(","):
                 dims.append(self.dim())
             self.expect("]")
-        return TensorType(dt.FROM_SHORT[v], tuple(dims))
+        key = (v, tuple(dims))
+        t = _TYPE_CACHE.get(key)
+        if t is None:
+            if len(_TYPE_CACHE) > 4096:
+                _TYPE_CACHE.clear()
+            t = _TYPE_CACHE[key] = TensorType(dt.FROM_SHORT[v], key[1])
+        return t
 
     def dim(self):
         k, v = self.next()
