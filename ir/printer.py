@@ -65,6 +65,8 @@ _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 def quote(s: str) -> str:
     """A JSON string literal: escapes quotes, backslashes, control and non-ASCII chars."""
+    if not isinstance(s, str):
+        raise TypeError(f"node names and dim names must be str, got {s!r}")
     return json.dumps(s, ensure_ascii=True)
 
 

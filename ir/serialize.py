@@ -100,6 +100,9 @@ def to_dict(graph) -> dict:
     nodes = []
     for n in graph.topo_order():
         where = f"%{n} ({graph.op(n)})"
+        bad_keys = [k for k in graph.attrs(n) if not isinstance(k, str)]
+        if bad_keys:
+            raise TypeError(f"{where}: attribute keys must be str, got {bad_keys!r}")
         nodes.append({
             "id": n, "op": graph.op(n), "operands": graph.operands(n),
             "attrs": {k: _value_to_json(v, f"{where} attr {k!r}") for k, v in sorted(graph.attrs(n).items())},
