@@ -177,7 +177,7 @@ def format_attrs(attrs: dict, node_type: TensorType, *, hash_mode: bool = False,
         if not isinstance(key, str):
             raise TypeError(f"{where}: attribute keys must be str, got {key!r}")
         parts.append(f"{format_name(key)}="
-                     f"{format_value(attrs[key], node_type, hash_mode=hash_mode, where=f'{where} {key!r}')}")
+                     f"{format_value(attrs[key], node_type, hash_mode=hash_mode, where=f'{where} attr {key!r}')}")
     return " {" + ", ".join(parts) + "}"
 
 

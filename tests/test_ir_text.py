@@ -683,3 +683,25 @@ def test_random_graphs_round_trip(case, seed):
 def test_structural_hash_function_equals_method():
     g = mlp()
     assert structural_hash(g) == g.structural_hash()
+
+
+def test_unprintable_values_raise_type_error_naming_the_node():
+    g = Graph()
+    x = g.add_input(T("float32", (3,)), "x")
+    y = g.add_node("neg", [x])
+    g.outputs = [y]
+    g.attrs(y)["arr"] = np.zeros(2)  # a bare ndarray: must be wrapped in Constant
+    with pytest.raises(TypeError, match=r"%1 = neg attr 'arr'.*ndarray"):
+        format_graph(g)
+    with pytest.raises(TypeError, match=r"%1 \(neg\) attr 'arr'"):
+        to_json(g)
+    del g.attrs(y)["arr"]
+    g.attrs(y)[3] = 1
+    with pytest.raises(TypeError, match="keys must be str"):
+        format_graph(g)
+    with pytest.raises(TypeError, match="keys must be str"):
+        to_json(g)
+    del g.attrs(y)[3]
+    g.set_name(y, 5)
+    with pytest.raises(TypeError, match="must be str"):
+        format_graph(g)
