@@ -1,0 +1,85 @@
+"""sin, cos and erf for :mod:`tcomp.backend.mathlib` (branch-free, vectorizable IR).
+
+sin/cos: Cody-Waite reduction x = q*pi/2 + r with pi/2 split in three parts and each step an
+fma, so the first two steps are exact; the reduction keeps the polynomials on |r| <= pi/4.
+The three parts hold ~72 (float32) / ~159 (float64) bits of pi/2, which bounds the usable
+domain: the error bound is measured (tests) for |x| <= 1e5 (float32) and |x| <= 1e9 (float64).
+Beyond that the result degrades gracefully (no Payne-Hanek reduction), but it stays in [-1, 1]
+and inf/nan give nan.
+
+erf: x*P(x^2) on |x| < 1; above, erf = 1 - exp(-x^2) * Q(1/x) / x with Q piecewise polynomial
+in 1/x (see mathlib_coeffs).  The rounding of x^2 costs nothing visible because exp(-x^2) is
+multiplied by erfc-sized values that are small next to the result 1 - erfc.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+from .mathlib_core import PIO2, Ctx, exp_core
+
+
+def _pio2_parts(cx: Ctx) -> tuple[float, float, float]:
+    # Exact rational arithmetic on a 100-digit pi/2 so each part is the rounded remainder.
+    pio2 = PIO2
+    c1 = cx.rnd(float(pio2))
+    c2 = cx.rnd(float(pio2 - Fraction(c1)))
+    c3 = cx.rnd(float(pio2 - Fraction(c1) - Fraction(c2)))
+    return c1, c2, c3
+
+
+def sincos_core(cx: Ctx, x, want_cos: bool):
+    c1, c2, c3 = _pio2_parts(cx)
+    q = cx.rint(cx.mul(x, cx.c(2 / math.pi)))
+    nq = cx.neg(q)
+    r = cx.fma(nq, cx.c(c1), x)
+    r = cx.fma(nq, cx.c(c2), r)
+    r = cx.fma(nq, cx.c(c3), r)
+    # Quadrant q mod 4, computed in floating point so huge q never overflows an integer;
+    # non-finite x gives nan here, replaced by 0 before fptosi (the result is nan anyway).
+    qm = cx.sub(q, cx.mul(cx.c(4.0), cx.floor(cx.mul(q, cx.c(0.25)))))
+    finite = cx.cmp("<", cx.fabs(x), cx.c(float("inf")))
+    qi = cx.to_int(cx.select(finite, qm, cx.c(0.0)))
+    if want_cos:
+        qi = cx.b.add(qi, cx.ci(1))
+    z = cx.mul(r, r)
+    s = cx.fma(cx.mul(z, r), cx.horner(z, cx.tab["sin"]), r)
+    hz = cx.mul(cx.c(0.5), z)
+    w = cx.sub(cx.c(1.0), hz)
+    # cos = w + (((1 - w) - hz) + z^2 Q): the bracket recovers the rounding error of w.
+    co = cx.add(w, cx.fma(cx.mul(z, z), cx.horner(z, cx.tab["cos"]), cx.sub(cx.sub(cx.c(1.0), w), hz)))
+    odd = cx.b.icmp_signed("!=", cx.b.and_(qi, cx.ci(1)), cx.ci(0))
+    val = cx.select(odd, co, s)
+    sign = cx.b.shl(cx.b.and_(qi, cx.ci(2)), cx.ci(cx.bits - 2))
+    val = cx.as_float(cx.b.xor(cx.as_int(val), sign))
+    val = cx.clamp(val, -1.0, 1.0)           # far outside the accurate domain r may be off
+    if not want_cos:
+        val = cx.select(cx.cmp("==", x, cx.c(0.0)), x, val)   # sin(-0.0) = -0.0
+    return cx.select(finite, val, cx.c(float("nan")))
+
+
+def erf_core(cx: Ctx, x):
+    ax = cx.fabs(x)
+    small = cx.mul(x, cx.horner(cx.mul(x, x), cx.tab["erf_small"]))
+    pieces = cx.tab["erf_large"]
+    x_max = pieces[-1][1]                      # erf rounds to 1 beyond this
+    axc = cx.clamp(ax, 1.0, x_max)
+    t = cx.div(cx.c(1.0), axc)
+    # Per-lane piece selection: pick each coefficient (and centre) by the piece axc falls in.
+    n = max(len(p[3]) for p in pieces)
+    centre = cx.c(pieces[0][2])
+    coeffs = [cx.c(p) for p in pieces[0][3]] + [cx.c(0.0)] * (n - len(pieces[0][3]))
+    for x_lo, _, tc, cs in pieces[1:]:
+        above = cx.cmp(">=", axc, cx.c(x_lo))
+        centre = cx.select(above, cx.c(tc), centre)
+        cs = list(cs) + [0.0] * (n - len(cs))
+        coeffs = [cx.select(above, cx.c(v), old) for v, old in zip(cs, coeffs)]
+    u = cx.sub(t, centre)
+    acc = coeffs[-1]
+    for co in reversed(coeffs[:-1]):
+        acc = cx.fma(acc, u, co)
+    e = exp_core(cx, cx.neg(cx.mul(axc, axc)))
+    erfc = cx.mul(cx.mul(e, t), acc)
+    large = cx.copysign(cx.sub(cx.c(1.0), erfc), x)
+    res = cx.select(cx.cmp("<", ax, cx.c(1.0)), small, large)
+    return cx.select(cx.isnan(x), x, res)
