@@ -8,7 +8,9 @@ each node that is not an input or a constant:
   aliases its operand's storage (ultimately an input, a constant or a buffer);
 * **in place**: an elementwise node (or an elementwise ``fused`` kernel without reduction)
   may write over an operand whose storage dies at this node, when that operand has the
-  same dtype and the same shape (static, or the same named symbolic dims);
+  same dtype and the same shape (static, or the same named symbolic dims) and every other
+  operand reading that storage is aligned the same way (no broadcast read of what is being
+  overwritten);
 * otherwise a buffer from the free pool: the smallest dead buffer at least as large, when
   byte sizes are static (or, for symbolic shapes, a dead buffer of the identical
   named-dim shape and dtype); else a fresh buffer.
