@@ -340,7 +340,17 @@ def arange(start, stop=None, step=1, dtype=None):
     for name, v in zip(("start", "stop", "step"), vs):
         if v.ndim != 0:
             raise TypeError(f"arange: {name} must be a scalar, got {v.describe()}")
-    d = dtype or (dt.DEFAULT_INT if all(dt.is_int(v.dtype) or v.dtype == dt.BOOL for v in vs) else "floatX")
+    if dtype is None:
+        # integer bounds give the default int; float bounds keep their precision (a float64
+        # bound gives float64, JAX's lattice with weak Python scalars), never a silent float32
+        strong_floats = [v.dtype for p, v in zip(parts, vs) if not is_python_scalar(p) and dt.is_float(v.dtype)]
+        if strong_floats:
+            dtype = dt.promote_types(*strong_floats)
+        elif all(dt.is_int(v.dtype) or v.dtype == dt.BOOL for v in vs):
+            dtype = dt.DEFAULT_INT
+        else:
+            dtype = "floatX"
+    d = dtype
     return apply("arange", vs, {"dtype": dt.canonical(d)})
 
 
