@@ -23,6 +23,7 @@ _TOKEN_RE = re.compile(r"""
     \s*(?:
       (?P<ref>%\d+)
     | (?P<str>"(?:[^"\\]|\\.)*")
+    | (?P<blob>blob<[0-9a-f]*>)
     | (?P<num>-?(?:inf|nan)(?![A-Za-z0-9_.])
              |-?(?:\d+\.\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\d+)(?![A-Za-z0-9_.]))
     | (?P<name>[A-Za-z_][A-Za-z0-9_.]*)
@@ -204,6 +205,9 @@ class _Line:
             return _number(v)
         if k == "name" and v in ("true", "false"):
             return v == "true"
+        if k == "blob":
+            self.error("this constant was abbreviated to a digest when printed "
+                       "(format_graph(..., max_constant_elements=...)); print without a limit to parse it back")
         if v == "[":
             items = []
             if not self.accept("]"):

@@ -27,6 +27,7 @@ Grammar (one statement per line; blank lines and lines starting with ``#`` are i
              | "tensor" "(" elems [":" type] ")"       a Constant; its type defaults to the node's
              | "type" "(" type ")"                     a TensorType
     elems   := scalar | "[" [elems {"," elems}] "]"    nested lists, C order
+             | blob<SHA256>   a digest: only in abbreviated dumps and the hash's text; never parses
     ref     := "%" INT                                 node ids are kept as written
     STRING  := a JSON string literal (double quotes, backslash escapes, ASCII only)
     FLOAT   := Python ``repr`` of a float (has "." or "e"), or nan, -nan, inf, -inf
@@ -141,8 +142,13 @@ def _blob(c: Constant) -> str:
     return f"blob<{h.hexdigest()}>"
 
 
-def format_value(v, node_type: TensorType | None = None, *, hash_mode: bool = False, where: str = "attr") -> str:
-    """One attribute value in the grammar above; ``node_type`` is implied for Constants."""
+def format_value(v, node_type: TensorType | None = None, *, hash_mode: bool = False, where: str = "attr",
+                 max_elements: float = float("inf")) -> str:
+    """One attribute value in the grammar above; ``node_type`` is implied for Constants.
+
+    Constants over ``max_elements`` elements print as a digest (``blob<sha256>``), which
+    keeps dumps readable but does not parse back.
+    """
     if v is None:
         return "none"
     if isinstance(v, (bool, np.bool_)):
@@ -154,12 +160,13 @@ def format_value(v, node_type: TensorType | None = None, *, hash_mode: bool = Fa
     if isinstance(v, str):
         return quote(v)
     if isinstance(v, tuple):
-        parts = [format_value(x, node_type, hash_mode=hash_mode, where=where) for x in v]
+        parts = [format_value(x, node_type, hash_mode=hash_mode, where=where, max_elements=max_elements) for x in v]
         return "(" + parts[0] + ",)" if len(parts) == 1 else "(" + ", ".join(parts) + ")"
     if isinstance(v, list):
-        return "[" + ", ".join(format_value(x, node_type, hash_mode=hash_mode, where=where) for x in v) + "]"
+        return "[" + ", ".join(format_value(x, node_type, hash_mode=hash_mode, where=where, max_elements=max_elements)
+                               for x in v) + "]"
     if isinstance(v, Constant):
-        body = _blob(v) if hash_mode else format_elements(v.value)
+        body = _blob(v) if hash_mode or v.value.size > max_elements else format_elements(v.value)
         if node_type is not None and v.type == node_type:
             return f"tensor({body})"
         return f"tensor({body} : {format_type(v.type)})"
@@ -169,19 +176,22 @@ def format_value(v, node_type: TensorType | None = None, *, hash_mode: bool = Fa
                     f"attrs hold None, bool, int, float, str, tuple, list, Constant or TensorType")
 
 
-def format_attrs(attrs: dict, node_type: TensorType, *, hash_mode: bool = False, where: str = "attr") -> str:
+def format_attrs(attrs: dict, node_type: TensorType, *, hash_mode: bool = False, where: str = "attr",
+                 max_elements: float = float("inf")) -> str:
     if not attrs:
         return ""
     parts = []
     for key in sorted(attrs):
         if not isinstance(key, str):
             raise TypeError(f"{where}: attribute keys must be str, got {key!r}")
-        parts.append(f"{format_name(key)}="
-                     f"{format_value(attrs[key], node_type, hash_mode=hash_mode, where=f'{where} attr {key!r}')}")
+        value = format_value(attrs[key], node_type, hash_mode=hash_mode, where=f"{where} attr {key!r}",
+                             max_elements=max_elements)
+        parts.append(f"{format_name(key)}={value}")
     return " {" + ", ".join(parts) + "}"
 
 
-def _format(graph, order: list[int], ids: dict[int, int], hash_mode: bool) -> str:
+def _format(graph, order: list[int], ids: dict[int, int], hash_mode: bool,
+            max_elements: float = float("inf")) -> str:
     """Shared by the printer (identity ids) and the hash (canonical ids, hash_mode)."""
     def ref(n):
         return f"%{ids.get(n, n)}"
@@ -202,7 +212,7 @@ def _format(graph, order: list[int], ids: dict[int, int], hash_mode: bool) -> st
         where = f"%{n} = {graph.op(n)}"
         operands = ", ".join(ref(o) for o in graph.operands(n))
         t = graph.type(n)
-        attrs = format_attrs(graph.attrs(n), t, hash_mode=hash_mode, where=where)
+        attrs = format_attrs(graph.attrs(n), t, hash_mode=hash_mode, where=where, max_elements=max_elements)
         line = f"  {ref(n)} = {graph.op(n)}({operands}){attrs} : {format_type(t)}"
         name = graph.name(n)
         if name is not None and not (hash_mode and graph.op(n) != "input"):
@@ -213,9 +223,14 @@ def _format(graph, order: list[int], ids: dict[int, int], hash_mode: bool) -> st
     return "\n".join(lines)
 
 
-def format_graph(graph) -> str:
-    """The text form of ``graph`` (see the module docstring); parses back exactly."""
-    return _format(graph, graph.topo_order(), {}, hash_mode=False)
+def format_graph(graph, max_constant_elements: int | None = None) -> str:
+    """The text form of ``graph`` (see the module docstring); parses back exactly.
+
+    ``max_constant_elements`` abbreviates larger constants to a digest for human-facing
+    dumps (``tcomp dump``); such text no longer parses back.
+    """
+    limit = float("inf") if max_constant_elements is None else max_constant_elements
+    return _format(graph, graph.topo_order(), {}, hash_mode=False, max_elements=limit)
 
 
 # -- structural hash ---------------------------------------------------------------------

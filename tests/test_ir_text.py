@@ -705,3 +705,15 @@ def test_unprintable_values_raise_type_error_naming_the_node():
     g.set_name(y, 5)
     with pytest.raises(TypeError, match="must be str"):
         format_graph(g)
+
+
+def test_abbreviated_constants_print_a_digest_and_refuse_to_parse():
+    g = Graph()
+    small_c = g.add_constant(np.arange(3, dtype="int32"))
+    big = g.add_constant(np.arange(1000, dtype="float32"))
+    g.outputs = [small_c, big]
+    text = format_graph(g, max_constant_elements=10)
+    assert "tensor([0, 1, 2])" in text and "tensor(blob<" in text and len(text) < 400
+    with pytest.raises(ValueError, match="line 3: this constant was abbreviated"):
+        parse_graph(text)
+    assert format_graph(g, max_constant_elements=1000) == format_graph(g)
