@@ -9,8 +9,8 @@ Conventions at non-differentiable points (stated once, tested in tests/test_auto
 * ``pow(a, b)``: d/db uses log(a) with a = 0 replaced by 1, so d/db = 0 at a = 0 (the
   limit of a**b log a for b > 0); d/da is 0 where b == 0 (so 0**0 has gradient 0, not nan).
   For a < 0, d/db is nan (the power is not real-differentiable in b there).
-* ``prod``: exact with zeros: with one zero in a group, the zero element gets the
-  product of the others and the rest get 0; with two or more zeros every gradient is 0.
+* ``prod``: exact with zeros (d/dx_j = product of the others, no division by zero),
+  and written so that its own gradient (second order) is exact with zeros too.
 * ``mod``: d/da = 1, d/db = -floor(a / b) (NumPy's sign convention, result has b's sign).
 * ``set_subtensor`` with repeated advanced indices: every occurrence gets the cotangent
   of the element it writes (Theano's choice), although only the last write survives.
@@ -262,16 +262,31 @@ def _mean(ctx):
 
 @register_vjp("prod")
 def _prod(ctx):
+    """d prod / d x_j = prod of the others, built so that its own derivative is right too.
+
+    With P = product of the non-zero elements and Z = sum of the zero elements (value 0,
+    derivative 1 w.r.t. each zero): no zero: P / x_j; one zero m: P at m, P / x_j * Z
+    elsewhere; two zeros m, n: P * (Z - x_m) = P * x_n at the zeros, 0 elsewhere; more: 0.
+    The Z factors are 0 in value but carry the derivative w.r.t. the zeros, so grad of
+    grad (Hessians) is exact where the zeros are.
+    """
     g, x, axes, ct = _reduction(ctx)
     dtype = g.type(x).dtype
-    is_zero = op(g, "eq", x, _c(g, 0, x))
+    zero = _c(g, 0, x)
+    is_zero = op(g, "eq", x, zero)
     safe = op(g, "where", is_zero, _c(g, 1, x), x)
-    nonzero_prod = op(g, "prod", safe, axis=axes, keepdims=True)
-    zeros = op(g, "sum", cast_to(g, is_zero, dtype), axis=axes, keepdims=True)
-    no_zero = op(g, "truediv", nonzero_prod, safe)
-    one_zero = op(g, "where", is_zero, nonzero_prod, _c(g, 0, x))
-    local = op(g, "where", op(g, "eq", zeros, _c(g, 0, zeros)), no_zero,
-               op(g, "where", op(g, "eq", zeros, _c(g, 1, zeros)), one_zero, _c(g, 0, x)))
+    p = op(g, "prod", safe, axis=axes, keepdims=True)
+    count = op(g, "sum", cast_to(g, is_zero, dtype), axis=axes, keepdims=True)
+    zsum = op(g, "sum", op(g, "where", is_zero, x, zero), axis=axes, keepdims=True)
+    p_over = op(g, "truediv", p, safe)
+    one_zero = op(g, "where", is_zero, p, op(g, "mul", p_over, zsum))
+    two_zeros = op(g, "where", is_zero, op(g, "mul", p, op(g, "sub", zsum, x)), zero)
+
+    def count_is(k):
+        return op(g, "eq", count, _c(g, k, count))
+
+    local = op(g, "where", count_is(0), p_over,
+               op(g, "where", count_is(1), one_zero, op(g, "where", count_is(2), two_zeros, zero)))
     return [match_type(g, cast_to(g, op(g, "mul", local, ct), dtype), x)]
 
 
