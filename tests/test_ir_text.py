@@ -669,7 +669,7 @@ def random_graphs(draw):
     return g, inputs
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(random_graphs(), st.integers(0, 1000))
 def test_random_graphs_round_trip(case, seed):
     g, inputs = case
