@@ -30,6 +30,7 @@ def build_kernel_module(func: str, dtype: str, width: int, name: str) -> ir.Modu
     el = _LLTYPE[dtype]
     vt = ir.VectorType(el, width) if width > 1 else el
     arity = 2 if func == "pow" else 1
+    align = 4 if dtype == "float32" else 8          # numpy buffers are only element-aligned
     module = ir.Module(name=name)
     ptr = el.as_pointer()
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr] * (arity + 1) + [_I64]), name)
@@ -47,12 +48,12 @@ def build_kernel_module(func: str, dtype: str, width: int, name: str) -> ir.Modu
         p = b.gep(fn.args[k], [i])
         if width > 1:
             p = b.bitcast(p, vt.as_pointer())
-        vals.append(b.load(p))
+        vals.append(b.load(p, align=align))
     res = emit_pow(b, *vals) if func == "pow" else emit_unary(b, func, vals[0])
     p = b.gep(fn.args[arity], [i])
     if width > 1:
         p = b.bitcast(p, vt.as_pointer())
-    b.store(res, p)
+    b.store(res, p, align=align)
     nxt = b.add(i, ir.Constant(_I64, width))
     i.add_incoming(nxt, loop)
     b.cbranch(b.icmp_signed("<", nxt, n), loop, done)
@@ -99,6 +100,9 @@ def _erf_ref(x: np.ndarray, dtype: str) -> np.ndarray:
     mpmath.mp.prec = 128
     out = np.empty(x.size, dtype=np.longdouble)
     for i, v in enumerate(x.astype(np.float64)):
+        if v == 0.0:                   # mpmath has no signed zero; erf(-0.0) = -0.0
+            out[i] = v
+            continue
         if not math.isfinite(v):
             out[i] = v if math.isnan(v) else math.copysign(1.0, v)
             continue
@@ -175,8 +179,10 @@ def sample_inputs(func: str, dtype: str, n: int = 200_000, seed: int = 0) -> np.
     grid = {"exp": (-30, 30), "expm1": (-3, 3), "log": (0, 4), "sqrt": (0, 4), "log1p": (-1, 3),
             "tanh": (-10, 10), "sigmoid": (-40, 40), "softplus": (-40, 40), "erf": (-6, 6),
             "sin": (-20, 20), "cos": (-20, 20)}[func]
-    parts = [np.linspace(*grid, n // 2, dtype=dtype),
-             np.linspace(*dom, n // 8, dtype=dtype) if math.isfinite(dom[1] - dom[0]) else np.zeros(0, dtype),
+    with np.errstate(over="ignore", invalid="ignore"):
+        wide = np.linspace(dom[0] / 2, dom[1] / 2, n // 8, dtype=np.float64) * 2
+    wide = wide[np.isfinite(wide)].astype(dtype)
+    parts = [np.linspace(*grid, n // 2, dtype=dtype), wide,
              random_floats(rng, dtype, n // 2, *dom),
              np.array(SPECIALS, dtype=dtype)]
     return np.concatenate(parts)

@@ -241,6 +241,8 @@ def exp_core(cx: Ctx, x, x_lo=None):
     """exp(x + x_lo) (x_lo: optional low part, for pow); special values handled."""
     lo, hi = _exp_limits(cx)
     xc = cx.clamp(x, lo, hi)
+    if x_lo is not None:      # a clamped x is already far past over/underflow: drop its low part
+        x_lo = cx.select(cx.cmp("==", x, xc), x_lo, cx.c(0.0))
     k, r = reduce_ln2(cx, xc, x_lo)
     p = cx.add(cx.c(1.0), expm1_poly(cx, r))
     res = cx.ldexp(p, k)
