@@ -1,1 +1,5 @@
-"""LLVM CPU backend: lowers a kernel graph to one llvmlite module and JIT-compiles it."""
+"""The LLVM CPU backend: ``compile_graph(graph) -> CompiledGraph`` (see ``compiled.py`` for
+the call ABI and ``program.py`` for how each node is realized)."""
+from .compiled import CompiledGraph, compile_graph
+
+__all__ = ["compile_graph", "CompiledGraph"]

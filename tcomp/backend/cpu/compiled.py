@@ -1,0 +1,238 @@
+"""``compile_graph``: a Graph -> one LLVM module in the process-wide engine -> a callable.
+
+Call ABI (one C entry per *segment*): ``int32 seg(void **ptrs, int64 *params)``.
+``ptrs`` holds one data pointer per live node (inputs, constants, views, buffers);
+``params`` holds every node's dims, the strides (in elements) of strided views, and
+per-node extras (normalized slice starts/steps, arange start/delta, ...).  The entry
+returns 0, or ``slot + 1`` of the node whose bounds check failed (-> ``IndexError``).
+A graph is one segment unless it contains ops the runtime still executes with their
+reference implementation (``program.HOST_OPS``); those run in Python between segments.
+
+Per call, in Python: check inputs (count, dtype, rank, static and named dims), make
+non-contiguous inputs contiguous (one copy), get the plan (shapes; cached by input
+shapes), allocate every buffer 64-byte aligned with NumPy, build views, call the
+entries through ctypes (which releases the GIL, so calls from several threads run in
+parallel; nothing mutable is shared between calls).
+"""
+from __future__ import annotations
+
+import ctypes
+import itertools
+import threading
+
+import numpy as np
+from llvmlite import ir
+
+from tcomp.ir import get_op
+from tcomp.ir.interpreter import ShapeError
+from tcomp.runtime import engine
+from tcomp.runtime.buffers import aligned_empty
+
+from . import irutil as u
+from . import kernels as K
+from . import kernels_data as D
+from .kctx import KernelCtx
+from .plan import Planner
+from .program import Program
+
+LOWERINGS = {
+    "elemwise": (K.elemwise_leaves, K.lower_elemwise),
+    "fused": (K.fused_leaves, K.lower_fused),
+    "reduce": (K.reduce_leaves, K.lower_reduce),
+    "softmax": (D.direct_leaves, K.lower_softmax),
+    "matmul": (D.direct_leaves, K.lower_matmul),
+    "concat": (D.direct_leaves, D.lower_concat),
+    "stack": (D.direct_leaves, D.lower_stack),
+    "arange": (D.direct_leaves, D.lower_arange),
+    "copy": (D.direct_leaves, D.lower_copy),
+    "gather": (D.direct_leaves, D.lower_gather),
+    "update": (D.direct_leaves, D.lower_update),
+}
+
+_ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)
+_counter = itertools.count()
+_counter_lock = threading.Lock()
+
+
+def build_module(prog: Program, symbol: str) -> tuple[str, list]:
+    """The LLVM IR text of ``prog`` and its segment entry names."""
+    module = ir.Module(name=symbol)
+    kernel_fns = {}
+    leaves_of = {}
+    for n in prog.kernels():
+        leaves_fn, lower = LOWERINGS[prog.kernel_kind(n)]
+        leaves = leaves_fn(prog, n)
+        ctx = KernelCtx(prog, module, n, leaves, error_code=prog.slot[n] + 1)
+        lower(ctx)
+        ctx.finish()
+        kernel_fns[n] = ctx.fn
+        leaves_of[n] = leaves
+    names = []
+    for s, (kernels, _host) in enumerate(prog.segments()):
+        name = f"{symbol}_seg{s}"
+        fn = ir.Function(module, ir.FunctionType(u.I32, [u.PTR, u.PTR]), name=name)
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        ptrs, params = fn.args
+        for n in kernels:
+            args = [b.load(b.gep(ptrs, [ir.Constant(u.I64, prog.slot[m])], source_etype=u.PTR, inbounds=True),
+                           typ=u.PTR) for m in [n] + leaves_of[n]]
+            rc = b.call(kernel_fns[n], args + [params])
+            fail = b.append_basic_block(f"fail{n}")
+            ok = b.append_basic_block(f"ok{n}")
+            b.cbranch(b.icmp_signed("!=", rc, ir.Constant(u.I32, 0)), fail, ok)
+            b.position_at_end(fail)
+            b.ret(rc)
+            b.position_at_end(ok)
+        b.ret(ir.Constant(u.I32, 0))
+        names.append(name)
+    return str(module), names
+
+
+def _dimshuffle_view(a: np.ndarray, pattern) -> np.ndarray:
+    kept = [p for p in pattern if p != "x"]
+    dropped = tuple(ax for ax in range(a.ndim) if ax not in kept)
+    y = np.squeeze(a, axis=dropped) if dropped else a
+    order = sorted(kept)
+    y = np.transpose(y, [order.index(p) for p in kept])
+    new_axes = tuple(i for i, p in enumerate(pattern) if p == "x")
+    return np.expand_dims(y, new_axes) if new_axes else y
+
+
+class CompiledGraph:
+    """A graph compiled to native code; call it with one NumPy array per graph input."""
+
+    def __init__(self, graph, *, name: str = "fn"):
+        self.prog = prog = Program(graph)
+        g = prog.g
+        self.input_names = [g.name(n) or f"%{n}" for n in g.inputs]
+        with _counter_lock:
+            uid = next(_counter)
+        symbol = f"tcomp_{''.join(c if c.isalnum() else '_' for c in name)}_{uid}"
+        self.llvm_ir_unoptimized, seg_names = build_module(prog, symbol)
+        self._module = engine.compile_ir(self.llvm_ir_unoptimized)
+        self._entries = [_ENTRY(engine.function_address(s)) for s in seg_names]
+        self._planner = Planner(prog)
+        self._plans: dict = {}
+        self._segments = prog.segments()
+        self._owned = {n for n in prog.order if prog.role[n] in ("kernel", "hostop")}
+
+    # -- introspection -------------------------------------------------------------------
+    def dump(self, stage: str) -> str:
+        """'llvm': the module after optimization; 'asm': its host assembly."""
+        if stage == "llvm":
+            return str(self._module)
+        if stage == "asm":
+            return engine.host_assembly(self._module)
+        raise ValueError(f"dump stage must be 'llvm' or 'asm', got {stage!r}")
+
+    # -- calling -------------------------------------------------------------------------------
+    def _check_inputs(self, inputs) -> list:
+        g = self.prog.g
+        if len(inputs) != len(g.inputs):
+            raise TypeError(f"function takes {len(g.inputs)} inputs ({', '.join(self.input_names)}), "
+                            f"got {len(inputs)}")
+        arrays, named = [], {}
+        for n, label, v in zip(g.inputs, self.input_names, inputs):
+            t = g.type(n)
+            a = v if isinstance(v, np.ndarray) else np.asarray(v)
+            if a.dtype.name != t.dtype:
+                raise TypeError(f"input {label!r}: expected dtype {t.dtype}, got {a.dtype.name}")
+            if a.ndim != t.ndim:
+                raise ValueError(f"input {label!r}: expected rank {t.ndim} ({t}), got shape {a.shape}")
+            for axis, (want, have) in enumerate(zip(t.shape, a.shape)):
+                if isinstance(want, int) and want != have:
+                    raise ValueError(f"input {label!r}: expected {t}, got shape {a.shape} (axis {axis})")
+                if isinstance(want, str):
+                    seen = named.setdefault(want, (have, label))
+                    if seen[0] != have:
+                        raise ValueError(f"input {label!r}: symbolic dim {want!r} is {have} here but "
+                                         f"{seen[0]} in input {seen[1]!r}")
+            arrays.append(np.ascontiguousarray(a))
+        return arrays
+
+    def _plan(self, arrays):
+        if self.prog.value_dependent:
+            return self._planner.plan(arrays)
+        key = tuple(a.shape for a in arrays)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._planner.plan(arrays)
+            if len(self._plans) < 64:
+                self._plans[key] = plan
+        return plan
+
+    def __call__(self, inputs) -> list:
+        prog = self.prog
+        g = prog.g
+        arrays = self._check_inputs(list(inputs))
+        try:
+            plan = self._plan(arrays)
+        except ShapeError as e:
+            raise ValueError(str(e)) from None
+        mem = self._materialize(plan, arrays)
+        ptrs = np.fromiter((a.ctypes.data for a in mem), dtype=np.uintp, count=len(mem))
+        params = plan.params.copy()
+        for n, off in prog.strides_off.items():
+            a = mem[prog.slot[n]]
+            if a.ndim:
+                params[off:off + a.ndim] = [s // a.itemsize for s in a.strides]
+        pp, pa = ptrs.ctypes.data, params.ctypes.data
+        for entry, (_kernels, host) in zip(self._entries, self._segments):
+            rc = entry(pp, pa)
+            if rc:
+                n = prog.order[rc - 1]
+                raise IndexError(f"{prog.describe(n)}: index out of bounds (checked in native code)")
+            for n in host:
+                args = [mem[prog.slot[o]] for o in g.operands(n)]
+                t = g.type(n)
+                with np.errstate(all="ignore"):
+                    r = np.asarray(get_op(g.op(n)).impl(args, g.attrs(n), t))
+                mem[prog.slot[n]][...] = r
+        outs, seen = [], set()
+        for n in g.outputs:
+            a = mem[prog.slot[n]]
+            if n not in self._owned or n in seen:
+                a = np.array(a)
+            seen.add(n)
+            outs.append(a)
+        return outs
+
+    def _materialize(self, plan, arrays) -> list:
+        prog = self.prog
+        g = prog.g
+        mem = [None] * len(prog.order)
+        inputs = dict(zip(g.inputs, arrays))
+        for k, n in enumerate(prog.order):
+            role = prog.role[n]
+            op = g.op(n)
+            if role == "input":
+                a = inputs[n]
+            elif role == "const":
+                a = g.attrs(n)["value"].value
+            elif role == "hostval":
+                a = plan.values[n]
+            elif role == "view":
+                src = mem[prog.slot[g.operands(n)[0]]]
+                if op == "dimshuffle":
+                    a = _dimshuffle_view(src, g.attrs(n)["pattern"])
+                elif op == "reshape":
+                    a = src.reshape(plan.shapes[n])
+                else:
+                    a = src[plan.index_tuples[n]]
+            elif role == "inline":
+                a = _EMPTY
+            elif op == "reshape":  # strided source: the kernel copies it into C order, then a view
+                src_shape = plan.shapes[g.operands(n)[0]]
+                a = aligned_empty(src_shape, g.type(n).dtype).reshape(plan.shapes[n])
+            else:
+                a = aligned_empty(plan.shapes[n], g.type(n).dtype)
+            mem[k] = a
+        return mem
+
+
+_EMPTY = np.zeros(1, dtype=np.uint8)
+
+
+def compile_graph(graph, *, name: str = "fn") -> CompiledGraph:
+    """Compile ``graph`` (a ``tcomp.ir.Graph``) for the host CPU."""
+    return CompiledGraph(graph, name=name)

@@ -1,0 +1,153 @@
+"""The per-kernel emission context: one internal LLVM function per materialized node.
+
+A kernel is ``i32 k<node>(ptr noalias out, ptr noalias leaf..., ptr params)``: ``out`` is
+a fresh buffer tcomp allocated (it aliases nothing), leaves are only read, so ``noalias``
+is true and LLVM vectorizes without run-time alias checks.  It returns 0, or the error
+code of a failed bounds check.  Static dims become constants; symbolic ones are loaded
+from ``params``.  ``value(node, idx)`` evaluates a node at an index, recomputing inline
+elementwise producers in place (the backend's loop fusion).
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from tcomp.ir.ops.registry import get_op
+
+from . import irutil as u
+from .scalar import emit_elemwise
+
+FLAT = "flat"
+
+
+class KernelCtx:
+    def __init__(self, prog, module: ir.Module, n: int, leaves: list, error_code: int):
+        self.prog, self.g, self.n = prog, prog.g, n
+        self.leaves = leaves
+        self.error_code = error_code
+        fnty = ir.FunctionType(u.I32, [u.PTR] * (len(leaves) + 2))
+        self.fn = ir.Function(module, fnty, name=f"k{n}")
+        self.fn.linkage = "internal"
+        for a in self.fn.args[:-1]:
+            a.add_attribute("noalias")
+        self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        self.params = self.fn.args[-1]
+        self._dims: dict = {}
+        self.out = self.ref(n, self.fn.args[0])
+        self.refs = {leaf: self.ref(leaf, self.fn.args[1 + k]) for k, leaf in enumerate(leaves)}
+        self._fail = None
+
+    # -- shapes and memory ---------------------------------------------------------------
+    def param(self, off: int) -> ir.Value:
+        b = self.b
+        return b.load(b.gep(self.params, [ir.Constant(u.I64, off)], source_etype=u.I64, inbounds=True), typ=u.I64)
+
+    def dims(self, n) -> list:
+        """Extents of node ``n``; loaded once, in the entry block, so they dominate every use."""
+        if n not in self._dims:
+            t = self.g.type(n)
+            off = self.prog.dims_off[n]
+            with self.b.goto_block(self.fn.entry_basic_block):
+                self._dims[n] = [d if isinstance(d, int) else self.param(off + a) for a, d in enumerate(t.shape)]
+        return self._dims[n]
+
+    def ref(self, n, ptr) -> u.TensorRef:
+        dims = self.dims(n)
+        if self.prog.layout[n] == "strided":
+            off = self.prog.strides_off[n]
+            strides = [0 if d == 1 else self.param(off + a) for a, d in enumerate(dims)]
+        else:
+            strides = u.contiguous_strides(self.b, dims)
+        return u.TensorRef(ptr, self.g.type(n).dtype, dims, strides)
+
+    def fail_if(self, cond: ir.Value) -> None:
+        """Return this kernel's error code when ``cond`` holds (bounds checks)."""
+        if self._fail is None:
+            here = self.b.block
+            self._fail = self.fn.append_basic_block("fail")
+            self.b.position_at_end(self._fail)
+            self.b.ret(ir.Constant(u.I32, self.error_code))
+            self.b.position_at_end(here)
+        ok = self.b.append_basic_block("ok")
+        self.b.cbranch(cond, self._fail, ok)
+        self.b.position_at_end(ok)
+
+    def finish(self) -> None:
+        self.b.ret(ir.Constant(u.I32, 0))
+
+    # -- expressions -------------------------------------------------------------------------
+    def bidx(self, operand, consumer_type, idx):
+        """Index of ``operand`` read at ``idx`` of a broadcasting consumer of ``consumer_type``."""
+        t = self.g.type(operand) if isinstance(operand, int) else operand
+        if isinstance(idx, tuple):  # flat mode: every operand is full-shape or rank 0
+            return idx if t.ndim else []
+        off = consumer_type.ndim - t.ndim
+        return [0 if d == 1 else idx[off + a] for a, d in enumerate(t.shape)]
+
+    def load_leaf(self, n, idx):
+        ref = self.refs[n]
+        if isinstance(idx, tuple):
+            return u.load_value(self.b, u.gep(self.b, ref.ptr, ref.dtype, idx[1]), ref.dtype)
+        if not idx:
+            return u.load_value(self.b, ref.ptr, ref.dtype)
+        return ref.load(self.b, idx)
+
+    def value(self, n, idx, memo: dict, root: bool = False):
+        """Value of node ``n`` at ``idx`` (a list, ``[]`` for rank 0, or ``(FLAT, i)``)."""
+        if n in memo:
+            return memo[n]
+        g, prog = self.g, self.prog
+        if prog.is_scalar_const(n) and not root:
+            v = u.const(g.type(n).dtype, g.attrs(n)["value"].value.item())
+        elif root or prog.role[n] == "inline":
+            t = g.type(n)
+            ops = g.operands(n)
+            args = [self.value(o, self.bidx(o, t, idx), memo) for o in ops]
+            v = emit_elemwise(self.b, g.op(n), g.attrs(n), args, [g.type(o).dtype for o in ops], t.dtype)
+        else:
+            v = self.load_leaf(n, idx)
+        memo[n] = v
+        return v
+
+
+def expression_leaves(prog, roots) -> list:
+    """Nodes whose memory an expression over ``roots`` reads (inline nodes are walked through)."""
+    out, seen, stack = [], set(), list(reversed(roots))
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if prog.role[n] == "inline":
+            stack.extend(reversed(prog.g.operands(n)))
+        elif not prog.is_scalar_const(n):
+            out.append(n)
+    return out
+
+
+def flat_ok(prog, root, roots) -> bool:
+    """True when an expression can run as one flat loop: contiguous leaves, no broadcasting."""
+    g = prog.g
+    rt = g.type(root)
+    stack, seen = [(o, rt) for o in roots], set()
+    while stack:
+        n, consumer = stack.pop()
+        t = g.type(n)
+        if prog.is_scalar_const(n):
+            continue
+        if t.ndim:
+            if t.ndim != consumer.ndim:
+                return False
+            if any(d == 1 and c != 1 for d, c in zip(t.shape, consumer.shape)):
+                return False
+        if n in seen:
+            continue
+        seen.add(n)
+        if prog.role[n] == "inline":
+            stack.extend((o, t) for o in g.operands(n))
+        elif prog.layout[n] != "contig":
+            return False
+    return True
+
+
+def elemwise_kind(op: str) -> bool:
+    return get_op(op).kind == "elemwise"

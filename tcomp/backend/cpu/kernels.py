@@ -1,0 +1,373 @@
+"""Compute kernels: elementwise (with inlined producers), ``fused``, reductions, the
+softmax family and dot/matmul.
+
+Loop shapes are chosen so the innermost loop walks contiguous memory and LLVM's loop
+vectorizer can widen it: elementwise nests collapse to one flat loop when nothing
+broadcasts; reductions over the last axis accumulate in a register with ``reassoc`` (so
+they become vector partial sums), reductions over leading axes accumulate into the output
+row instead; matmul is an i-k-j loop tiled over k and j so a B tile stays in L2.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from tcomp.ir import dtypes as dt
+from tcomp.ir.ops.fused import step_types
+from tcomp.ir.ops.registry import get_op
+
+from . import irutil as u
+from .kctx import FLAT, KernelCtx, expression_leaves, flat_ok
+from .scalar import cast, emit_elemwise
+
+FAST = ("reassoc", "contract", "nsz")
+
+
+def _fast(v):
+    if isinstance(v.type, (ir.FloatType, ir.DoubleType)) and hasattr(v, "flags"):
+        v.flags.extend(FAST)
+    return v
+
+
+# -- elementwise ---------------------------------------------------------------------------
+
+
+def elemwise_leaves(prog, n):
+    ops = prog.g.operands(n)
+    return expression_leaves(prog, ops[:1] if prog.g.op(n) == "alloc" else ops)
+
+
+def lower_elemwise(ctx: KernelCtx) -> None:
+    prog, g, n, b = ctx.prog, ctx.g, ctx.n, ctx.b
+    t = g.type(n)
+    is_alloc = g.op(n) == "alloc"
+    roots = g.operands(n)[:1] if is_alloc else g.operands(n)
+
+    def point(idx):
+        memo: dict = {}
+        if is_alloc:
+            src = roots[0]
+            v = ctx.value(src, ctx.bidx(src, t, idx), memo)
+        else:
+            v = ctx.value(n, idx, memo, root=True)
+        if isinstance(idx, tuple):
+            u.store_value(b, v, u.gep(b, ctx.out.ptr, t.dtype, idx[1]), t.dtype)
+        else:
+            ctx.out.store(b, v, idx)
+
+    if flat_ok(prog, n, roots):
+        u.for_range(b, u.numel(b, ctx.out.dims), lambda i: point((FLAT, i)), name="e")
+    else:
+        u.loop_nest(b, ctx.out.dims, point, name="e")
+
+
+# -- reductions (also the tail of a fused kernel) --------------------------------------------
+
+
+def _identity(op, dtype):
+    k = dt.kind(dtype)
+    if op in ("sum", "mean"):
+        return u.const(dtype, 0)
+    if op == "prod":
+        return u.const(dtype, 1)
+    big = op == "min"
+    if k == "f":
+        return u.const(dtype, float("inf") if big else float("-inf"))
+    if k == "b":
+        return u.const(dtype, big)
+    import numpy as np
+
+    info = np.iinfo(dtype)
+    return u.const(dtype, info.max if big else info.min)
+
+
+def _combine(b, op, acc, x, dtype):
+    k = dt.kind(dtype)
+    if op in ("sum", "mean"):
+        return _fast(b.fadd(acc, x)) if k == "f" else b.add(acc, x)
+    if op == "prod":
+        return _fast(b.fmul(acc, x)) if k == "f" else b.mul(acc, x)
+    return emit_elemwise(b, "maximum" if op == "max" else "minimum", {}, [acc, x], [dtype, dtype], dtype)
+
+
+def emit_reduction(ctx: KernelCtx, op: str, axes, in_dtype: str, in_dims: list, val) -> None:
+    """Reduce ``val(idx)`` (values of ``in_dtype`` over ``in_dims``) into ``ctx.out``."""
+    b, out = ctx.b, ctx.out
+    od = ctx.g.type(ctx.n).dtype
+    keepdims = out.ndim == len(in_dims)
+    kept = [a for a in range(len(in_dims)) if a not in axes]
+    red_dims = [in_dims[a] for a in axes]
+    acc_dtype = od if op != "mean" else od
+
+    def out_idx(kidx):
+        if keepdims:
+            full, it = [], iter(kidx)
+            for a in range(len(in_dims)):
+                full.append(next(it) if a in kept else 0)
+            return full
+        return kidx
+
+    def full_idx(kidx, ridx):
+        full, ki, ri = [], iter(kidx), iter(ridx)
+        for a in range(len(in_dims)):
+            full.append(next(ri) if a in axes else next(ki))
+        return full
+
+    def finish(v):
+        if op == "mean":
+            count = u.numel(b, red_dims)
+            v = b.fdiv(v, b.sitofp(u.i64(count), v.type))
+        return v
+
+    if op in ("argmax", "argmin"):
+        def row(kidx):
+            cmp = ">" if op == "argmax" else "<"
+            init = [_identity("max" if op == "argmax" else "min", in_dtype), ir.Constant(u.I64, 0),
+                    ir.Constant(u.I64, 0)]
+
+            def step(ridx, accs):
+                best, besti, i = accs
+                x = val(full_idx(kidx, ridx))
+                k = dt.kind(in_dtype)
+                if k == "f":
+                    better = b.or_(b.fcmp_ordered(cmp, x, best),
+                                   b.and_(b.fcmp_unordered("uno", x, x), b.fcmp_ordered("ord", best, best)))
+                elif k == "i":
+                    better = b.icmp_signed(cmp, x, best)
+                else:
+                    better = b.icmp_unsigned(cmp, x, best)
+                nxt = b.add(i, ir.Constant(u.I64, 1))
+                return [b.select(better, x, best), b.select(better, i, besti), nxt]
+            res = u.nested_reduction(b, red_dims, init, step)
+            out.store(b, res[1], out_idx(kidx))
+        u.loop_nest(b, [in_dims[a] for a in kept], row, name="o")
+        return
+
+    last_reduced = not in_dims or (len(in_dims) - 1) in axes
+    if last_reduced or not kept:
+        def row(kidx):
+            def step(ridx, accs):
+                x = cast(b, val(full_idx(kidx, ridx)), in_dtype, acc_dtype)
+                return [_combine(b, op, accs[0], x, acc_dtype)]
+            (res,) = u.nested_reduction(b, red_dims, [_identity(op, acc_dtype)], step)
+            out.store(b, finish(res), out_idx(kidx))
+        u.loop_nest(b, [in_dims[a] for a in kept], row, name="o")
+        return
+
+    # the last axis is kept: accumulate whole output rows so the inner loop is contiguous
+    u.for_range(b, u.numel(b, out.dims), lambda i: u.store_value(
+        b, _identity(op, acc_dtype), u.gep(b, out.ptr, od, i), od), name="z")
+
+    def acc_point(idx):
+        kidx = [idx[a] for a in kept]
+        o = out.addr(b, out_idx(kidx))
+        x = cast(b, val(idx), in_dtype, acc_dtype)
+        u.store_value(b, _combine(b, op, u.load_value(b, o, od), x, acc_dtype), o, od)
+    u.loop_nest(b, in_dims, acc_point, name="a")
+    if op == "mean":
+        u.for_range(b, u.numel(b, out.dims), lambda i: u.store_value(
+            b, finish(u.load_value(b, u.gep(b, out.ptr, od, i), od)), u.gep(b, out.ptr, od, i), od), name="m")
+
+
+def reduce_leaves(prog, n):
+    return expression_leaves(prog, prog.g.operands(n))
+
+
+def lower_reduce(ctx: KernelCtx) -> None:
+    g, n = ctx.g, ctx.n
+    (x,) = g.operands(n)
+    attrs = g.attrs(n)
+    xt = g.type(x)
+
+    def val(idx):
+        return ctx.value(x, idx, {})
+    emit_reduction(ctx, g.op(n), tuple(attrs["axis"]), xt.dtype, ctx.dims(x), val)
+
+
+# -- fused -----------------------------------------------------------------------------------
+
+
+def fused_leaves(prog, n):
+    return [o for o in prog.g.operands(n) if not prog.is_scalar_const(o)]
+
+
+def lower_fused(ctx: KernelCtx) -> None:
+    g, n, b, prog = ctx.g, ctx.n, ctx.b, ctx.prog
+    attrs = g.attrs(n)
+    body = attrs["body"]
+    ops = g.operands(n)
+    stypes = step_types(body, [g.type(o) for o in ops])
+    it = stypes[-1]
+    if attrs["reduce"] is None:
+        it_dims = ctx.out.dims
+    else:
+        off = prog.extra_off[n]
+        it_dims = [d if isinstance(d, int) else ctx.param(off + a) for a, d in enumerate(it.shape)]
+
+    def step_value(j, idx, memo):
+        if j in memo:
+            return memo[j]
+        op, sattrs, refs = body[j]
+        sattrs = dict(sattrs)
+        if op == "constant":
+            c = sattrs["value"].value
+            v = u.const(c.dtype.name, c.item())
+        else:
+            args, dts = [], []
+            for r in refs:
+                k = int(r[1:])
+                if r[0] == "$":
+                    o = ops[k]
+                    if prog.is_scalar_const(o):
+                        args.append(u.const(g.type(o).dtype, g.attrs(o)["value"].value.item()))
+                    else:
+                        args.append(ctx.load_leaf(o, ctx.bidx(o, it, idx)))
+                    dts.append(g.type(o).dtype)
+                else:
+                    args.append(step_value(k, idx, memo))
+                    dts.append(stypes[k].dtype)
+            v = emit_elemwise(b, op, get_op(op).normalize_attrs(sattrs), args, dts, stypes[j].dtype)
+        memo[j] = v
+        return v
+
+    def val(idx):
+        return step_value(len(body) - 1, idx, {})
+
+    if attrs["reduce"] is not None:
+        emit_reduction(ctx, attrs["reduce"], tuple(attrs["axis"]), it.dtype, it_dims, val)
+        return
+    contiguous = all(prog.layout[o] == "contig" and (g.type(o).ndim == 0 or (
+        g.type(o).ndim == it.ndim and not any(d == 1 and c != 1 for d, c in zip(g.type(o).shape, it.shape))))
+        for o in ops)
+    if contiguous:
+        def flat(i):
+            v = val((FLAT, i))
+            u.store_value(b, v, u.gep(b, ctx.out.ptr, it.dtype, i), it.dtype)
+        u.for_range(b, u.numel(b, it_dims), flat, name="f")
+    else:
+        u.loop_nest(b, it_dims, lambda idx: ctx.out.store(b, val(idx), idx), name="f")
+
+
+# -- softmax, log_softmax, logsumexp ------------------------------------------------------------
+
+
+def lower_softmax(ctx: KernelCtx) -> None:
+    from tcomp.backend import mathlib
+
+    g, n, b = ctx.g, ctx.n, ctx.b
+    op = g.op(n)
+    (x,) = g.operands(n)
+    axis = g.attrs(n)["axis"]
+    od = g.type(n).dtype
+    xr = ctx.refs[x]
+    xd = g.type(x).dtype
+    dims = xr.dims
+    outer = [a for a in range(len(dims)) if a != axis]
+    keepdims = op != "logsumexp" or g.attrs(n)["keepdims"]
+
+    def full(oidx, i):
+        f, it = [], iter(oidx)
+        for a in range(len(dims)):
+            f.append(i if a == axis else next(it))
+        return f
+
+    def load(oidx, i):
+        return cast(b, xr.load(b, full(oidx, i)), xd, od)
+
+    def row(oidx):
+        (m,) = u.reduction_loop(b, dims[axis], [u.const(od, float("-inf"))],
+                                lambda i, a: [u.call_intrinsic(b, "maximum", a[0], load(oidx, i))], name="mx")
+        inf = u.const(od, float("inf"))
+        finite = b.fcmp_ordered("<", u.call_intrinsic(b, "fabs", m), inf)
+        m = b.select(finite, m, u.const(od, 0.0))
+        (s,) = u.reduction_loop(b, dims[axis], [u.const(od, 0.0)], lambda i, a: [_fast(b.fadd(
+            a[0], mathlib.emit_unary(b, "exp", b.fsub(load(oidx, i), m))))], name="sm")
+        ls = mathlib.emit_unary(b, "log", s)
+        if op == "logsumexp":
+            oi = full(oidx, 0) if keepdims else oidx
+            ctx.out.store(b, b.fadd(ls, m), oi)
+            return
+        if op == "log_softmax":
+            shift = b.fadd(m, ls)
+            u.for_range(b, dims[axis], lambda i: ctx.out.store(b, b.fsub(load(oidx, i), shift), full(oidx, i)),
+                        name="w")
+        else:
+            inv = b.fdiv(u.const(od, 1.0), s)
+            u.for_range(b, dims[axis], lambda i: ctx.out.store(
+                b, b.fmul(mathlib.emit_unary(b, "exp", b.fsub(load(oidx, i), m)), inv), full(oidx, i)), name="w")
+    u.loop_nest(b, [dims[a] for a in outer], row, name="o")
+
+
+# -- dot / matmul --------------------------------------------------------------------------------
+
+TILE_K = 128
+TILE_N = 256
+
+
+def _as_matrix(ref: u.TensorRef, side: str) -> u.TensorRef:
+    """View a rank-1 operand as (1, K) (left) or (K, 1) (right)."""
+    if ref.ndim != 1:
+        return ref
+    if side == "a":
+        return u.TensorRef(ref.ptr, ref.dtype, [1] + ref.dims, [0] + ref.strides)
+    return u.TensorRef(ref.ptr, ref.dtype, ref.dims + [1], ref.strides + [0])
+
+
+def lower_matmul(ctx: KernelCtx) -> None:
+    g, n, b = ctx.g, ctx.n, ctx.b
+    a_node, b_node = g.operands(n)
+    od = g.type(n).dtype
+    A = _as_matrix(ctx.refs[a_node], "a")
+    B = _as_matrix(ctx.refs[b_node], "b")
+    M, K = A.dims[-2], A.dims[-1]
+    N = B.dims[-1]
+    batch_nd = max(A.ndim, B.ndim) - 2
+    out = ctx.out
+    # the output viewed with the rank-1 axes restored (both size 1, so strides are moot)
+    out_dims = out.dims[:batch_nd] + [M, N]
+    C = u.TensorRef(out.ptr, od, out_dims, u.contiguous_strides(b, out_dims))
+    ad, bd = A.dtype, B.dtype
+    is_f = dt.is_float(od)
+    zero = u.const(od, 0)
+
+    def batch_idx(ref, bidx):
+        off = batch_nd - (ref.ndim - 2)
+        return [0 if ref.dims[a] == 1 else bidx[off + a] for a in range(ref.ndim - 2)]
+
+    def one_batch(bidx):
+        Ab, Bb = batch_idx(A, bidx), batch_idx(B, bidx)
+        u.loop_nest(b, [M, N], lambda ij: C.store(b, zero, bidx + ij), name="z")
+
+        def tile_j(jt):
+            j0 = b.mul(jt, ir.Constant(u.I64, TILE_N))
+            j1 = _min(b, b.add(j0, ir.Constant(u.I64, TILE_N)), u.i64(N))
+
+            def tile_k(kt):
+                k0 = b.mul(kt, ir.Constant(u.I64, TILE_K))
+                k1 = _min(b, b.add(k0, ir.Constant(u.I64, TILE_K)), u.i64(K))
+
+                def row(i):
+                    def kk(k):
+                        aik = cast(b, A.load(b, Ab + [i, k]), ad, od)
+
+                        def jj(j):
+                            c_addr = C.addr(b, bidx + [i, j])
+                            bkj = cast(b, B.load(b, Bb + [k, j]), bd, od)
+                            c = u.load_value(b, c_addr, od)
+                            r = _fast(b.fadd(c, _fast(b.fmul(aik, bkj)))) if is_f else b.add(c, b.mul(aik, bkj))
+                            u.store_value(b, r, c_addr, od)
+                        u.for_range(b, j1, jj, start=j0, name="j")
+                    u.for_range(b, k1, kk, start=k0, name="k")
+                u.for_range(b, M, row, name="i")
+            u.for_range(b, _ceil_div(b, K, TILE_K), tile_k, name="kt")
+        u.for_range(b, _ceil_div(b, N, TILE_N), tile_j, name="jt")
+    u.loop_nest(b, out.dims[:batch_nd], one_batch, name="bt")
+
+
+def _min(b, x, y):
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def _ceil_div(b, x, k: int):
+    if isinstance(x, int):
+        return -(-x // k)
+    return b.sdiv(b.add(x, ir.Constant(u.I64, k - 1)), ir.Constant(u.I64, k))

@@ -1,0 +1,248 @@
+"""Compile-time analysis of a graph for the CPU backend: how each node is realized.
+
+Every live node gets a *role*:
+
+``input`` / ``const``
+    memory owned by the caller / the graph (constants of rank 0 are also folded into the
+    code as LLVM constants wherever they are read elementwise);
+``hostval``
+    a value the *shapes* depend on (reshape/alloc/random dim operands, arange bounds,
+    scalar slice bounds and integer indices) and everything it needs; computed in Python
+    with the reference implementation before any memory is allocated, so every buffer
+    size is known before native code runs (``shape`` nodes are hostvals read off shapes);
+``view``
+    dimshuffle, reshape of a contiguous value, basic slicing: NumPy views of another
+    node's buffer (no code, no copy);
+``inline``
+    an elementwise node with one consumer (elementwise or a reduction) of the same shape:
+    computed inside the consumer's loop, never stored (the backend's own loop fusion);
+``kernel``
+    a native loop nest writing a fresh, 64-byte aligned, C-contiguous buffer;
+``hostop``
+    an op without native lowering yet: the Python runtime runs its reference
+    implementation between native segments (see ``HOST_OPS``).
+
+Layout: every buffer tcomp allocates is C-contiguous, inputs are made contiguous at call
+time, so only views can be ``strided``; their strides travel in the parameter array.
+"""
+from __future__ import annotations
+
+from tcomp.ir import Graph
+from tcomp.ir.ops.fused import step_types
+from tcomp.ir.ops.indexing import is_ref, ref_index
+
+#: ops whose None shape entries are filled from int-scalar operands: op -> (attr, first dim operand)
+DIM_OPERANDS = {
+    "reshape": ("shape", 1), "alloc": ("shape", 1),
+    "random_uniform": ("shape", 2), "random_normal": ("shape", 2), "random_binomial": ("shape", 2),
+    "conv2d_grad_input": ("input_shape", 2), "conv2d_grad_filters": ("filter_shape", 2),
+}
+
+#: ops executed by the runtime with their reference implementation (no native lowering yet)
+HOST_OPS = frozenset({"conv2d", "conv2d_grad_input", "conv2d_grad_filters", "pool2d", "pool2d_grad",
+                      "pool2d_grad_grad", "random_uniform", "random_normal", "random_binomial"})
+
+INLINE_CONSUMERS = frozenset({"sum", "prod", "max", "min", "mean", "argmax", "argmin"})
+
+NATIVE_KERNELS = {
+    "elemwise": "elemwise", "alloc": "elemwise", "fused": "fused", "reduction": "reduce",
+    "softmax": "softmax", "log_softmax": "softmax", "logsumexp": "softmax",
+    "dot": "matmul", "matmul": "matmul", "concatenate": "concat", "stack": "stack", "arange": "arange",
+    "subtensor": "gather", "set_subtensor": "update", "inc_subtensor": "update", "reshape": "copy",
+}
+
+
+def host_value_operands(g: Graph, n: int) -> list:
+    """Operands of ``n`` whose *values* decide a shape or an index (read in Python)."""
+    op, ops = g.op(n), g.operands(n)
+    if op in DIM_OPERANDS:
+        return ops[DIM_OPERANDS[op][1]:]
+    if op == "arange":
+        return list(ops)
+    if op in ("subtensor", "set_subtensor", "inc_subtensor"):
+        out = []
+        for entry in g.attrs(n)["index"]:
+            if entry[0] in ("i", "s"):
+                out.extend(ops[ref_index(v)] for v in entry[1:] if is_ref(v))
+        return out
+    return []
+
+
+def has_advanced(index) -> bool:
+    return any(e[0] == "a" for e in index)
+
+
+class Program:
+    """Roles, layouts and parameter-array offsets of one graph's live nodes."""
+
+    def __init__(self, graph: Graph):
+        g = graph.copy()
+        g.remove_dead()
+        self.g = g
+        self.order = g.topo_order()
+        self.role: dict = {}
+        self.layout: dict = {}
+        self._host_values()
+        for n in self.order:
+            if n not in self.role:
+                self.role[n] = self._role(n)
+        self._inline()
+        self._layouts()
+        self._params()
+        #: host values read input *values* (not just shapes): plans cannot be cached by shape
+        self.value_dependent = any(self.role[i] == "hostval" for i in g.inputs)
+
+    # -- roles ---------------------------------------------------------------------------
+    def _host_values(self):
+        g = self.g
+        stack = [o for n in self.order for o in host_value_operands(g, n)]
+        stack += [n for n in self.order if g.op(n) == "shape"]
+        while stack:
+            n = stack.pop()
+            if self.role.get(n) == "hostval":
+                continue
+            self.role[n] = "hostval"
+            if g.op(n) != "shape":  # a shape node needs only its operand's shape
+                stack.extend(g.operands(n))
+
+    def _role(self, n):
+        g = self.g
+        op = g.op(n)
+        if op == "input":
+            return "input"
+        if op == "constant":
+            return "const"
+        if op in HOST_OPS:
+            return "hostop"
+        if op == "dimshuffle":
+            return "view"
+        if op == "subtensor" and not has_advanced(g.attrs(n)["index"]):
+            return "view"
+        if op in NATIVE_KERNELS or self._kind(op) in ("elemwise", "reduction"):
+            return "kernel"
+        raise TypeError(f"cpu backend: op {op!r} (node %{n}) has no lowering")
+
+    @staticmethod
+    def _kind(op):
+        from tcomp.ir import get_op
+
+        return get_op(op).kind
+
+    def kernel_kind(self, n) -> str:
+        op = self.g.op(n)
+        if op in NATIVE_KERNELS:
+            return NATIVE_KERNELS[op]
+        return NATIVE_KERNELS[self._kind(op)]
+
+    def _inline(self):
+        g = self.g
+        outputs = set(g.outputs)
+        for n in self.order:
+            if self.role[n] != "kernel" or self._kind(g.op(n)) != "elemwise" or n in outputs:
+                continue
+            if g.num_uses(n) != 1:
+                continue
+            (user,) = g.users(n)
+            if self.role[user] not in ("kernel", "inline"):
+                continue
+            uop = g.op(user)
+            if uop in INLINE_CONSUMERS or (self._kind(uop) == "elemwise" and g.type(n).shape == g.type(user).shape):
+                self.role[n] = "inline"
+        # an inline chain must end in a kernel: roles were assigned in topo order, and a user
+        # is never demoted later, so every inline node has a kernel or inline consumer.
+
+    def _layouts(self):
+        g = self.g
+        for n in self.order:
+            lay = "contig"
+            if self.role[n] == "view":
+                src = g.operands(n)[0]
+                if g.op(n) == "dimshuffle":
+                    kept = [p for p in g.attrs(n)["pattern"] if p != "x"]
+                    if self.layout[src] != "contig" or kept != sorted(kept):
+                        lay = "strided"
+                else:
+                    lay = "strided"
+            self.layout[n] = lay
+        for n in self.order:
+            if g.op(n) == "reshape" and self.role[n] == "kernel":
+                # a reshape of contiguous memory is a view; of strided memory, a copy + view
+                if self.layout[g.operands(n)[0]] == "contig":
+                    self.role[n] = "view"
+
+    def _params(self):
+        """Offsets of every node's dims (and strides / extra parameters) in the i64 array."""
+        g = self.g
+        off = 0
+        self.dims_off, self.strides_off, self.extra_off = {}, {}, {}
+        for n in self.order:
+            t = g.type(n)
+            self.dims_off[n] = off
+            off += t.ndim
+            if self.layout[n] == "strided":
+                self.strides_off[n] = off
+                off += t.ndim
+            extra = self._extra_len(n)
+            if extra:
+                self.extra_off[n] = off
+                off += extra
+        self.n_params = max(off, 1)
+        self.slot = {n: k for k, n in enumerate(self.order)}
+
+    def _extra_len(self, n) -> int:
+        op = self.g.op(n)
+        if op == "arange" and self.role[n] == "kernel":
+            return 2
+        if op == "subtensor" and self.role[n] == "kernel":
+            return 2 * len(self.g.attrs(n)["index"])
+        if op in ("set_subtensor", "inc_subtensor") and self.role[n] == "kernel":
+            return 2 * len(self.g.attrs(n)["index"]) + self.selection_type(n).ndim
+        if op == "fused" and self.g.attrs(n)["reduce"] is not None:
+            return self.iteration_type(n).ndim
+        return 0
+
+    def selection_type(self, n):
+        """The type of ``x[index]`` for a set/inc_subtensor node (where ``y`` is written)."""
+        from tcomp.ir.ops.indexing import indexed_shape
+        from tcomp.ir.types import TensorType
+
+        g = self.g
+        types = [g.type(o) for o in g.operands(n)]
+        return TensorType(types[0].dtype, indexed_shape(g.op(n), types, tuple(g.attrs(n)["index"])))
+
+    def iteration_type(self, n):
+        """The type of a fused kernel's last body step (its iteration space)."""
+        g = self.g
+        return step_types(g.attrs(n)["body"], [g.type(o) for o in g.operands(n)])[-1]
+
+    # -- queries ---------------------------------------------------------------------------
+    def kernels(self) -> list:
+        return [n for n in self.order if self.role[n] == "kernel"]
+
+    def segments(self) -> list:
+        """Runs of native kernels separated by host ops: [(kernels, hostops_after), ...]."""
+        segs, cur, host = [], [], []
+        for n in self.order:
+            r = self.role[n]
+            if r == "kernel":
+                if host:
+                    segs.append((cur, host))
+                    cur, host = [], []
+                cur.append(n)
+            elif r == "hostop":
+                host.append(n)
+        segs.append((cur, host))
+        return segs
+
+    def is_scalar_const(self, n) -> bool:
+        return self.g.op(n) == "constant" and self.g.type(n).ndim == 0
+
+    def dtype(self, n) -> str:
+        return self.g.type(n).dtype
+
+    def describe(self, n) -> str:
+        name = self.g.name(n)
+        return f"%{n} = {self.g.op(n)}" + (f" ({name})" if name else "")
+
+
+__all__ = ["Program", "DIM_OPERANDS", "HOST_OPS", "host_value_operands", "has_advanced"]
