@@ -141,9 +141,9 @@ def sum_to(g: Graph, v: int, ref: int) -> int:
 
 def expand_reduced(g: Graph, v: int, axes: Iterable[int], keepdims: bool, ndim: int) -> int:
     """Re-insert reduced axes as static 1 dims (the keepdims form of a reduction result)."""
-    if keepdims:
-        return v
     axes = set(axes)
+    if keepdims or not axes:
+        return v
     pattern, k = [], 0
     for i in range(ndim):
         if i in axes:
