@@ -11,6 +11,7 @@ lowest degree first.  Why each shape was chosen:
   ``z = s*s`` on ``z <= ((sqrt2-1)/(sqrt2+1))**2``.
 * ``sin``/``cos``: ``sin(r) = r + r**3*P(z)``, ``cos(r) = 1 - z/2 + z**2*Q(z)``, ``z = r*r``,
   ``|r| <= pi/4``.
+* ``tanh``: ``tanh(x) = x + x**3 * P(x*x)`` on ``|x| <= 0.625`` (above, tanh uses expm1).
 * ``erf_small``: ``erf(x) = x * P(x*x)`` on ``|x| <= 1``.
 * ``erf_large``: pieces ``(x_lo, x_hi, t_center, coeffs)`` of
   ``Q(t) = erfc(x) * exp(x*x) * x`` with ``t = 1/x``, as a polynomial in ``t - t_center``
@@ -23,9 +24,9 @@ from __future__ import annotations
 
 # Degrees (number of coefficients) per table and dtype; erf_large pieces are (x_lo, x_hi).
 _SPEC = {
-    "float32": {"expm1": 5, "log": 4, "sin": 4, "cos": 4, "erf_small": 7,
+    "float32": {"expm1": 5, "log": 4, "sin": 4, "cos": 4, "erf_small": 7, "tanh": 6,
                 "erf_large": [(1.0, 4.0, 10)]},
-    "float64": {"expm1": 10, "log": 8, "sin": 7, "cos": 7, "erf_small": 12,
+    "float64": {"expm1": 10, "log": 8, "sin": 7, "cos": 7, "erf_small": 12, "tanh": 12,
                 "erf_large": [(1.0, 1.6, 16), (1.6, 2.6, 16), (2.6, 6.0, 16)]},
 }
 
@@ -60,6 +61,8 @@ def generate_tables() -> dict:
                 0, (mp.pi / 4) ** 2 * mp.mpf("1.001")),
         "cos": (lambda z: near0(z, mp.mpf(1) / 24, lambda z: (mp.cos(mp.sqrt(z)) - 1 + z / 2) / (z * z)),
                 0, (mp.pi / 4) ** 2 * mp.mpf("1.001")),
+        "tanh": (lambda z: near0(z, -mp.mpf(1) / 3, lambda z: (mp.tanh(mp.sqrt(z)) - mp.sqrt(z)) / (mp.sqrt(z) * z)),
+                 0, mp.mpf("0.625") ** 2 * mp.mpf("1.001")),
         "erf_small": (lambda z: near0(z, 2 / mp.sqrt(mp.pi), lambda z: mp.erf(mp.sqrt(z)) / mp.sqrt(z)),
                       0, mp.mpf(1)),
     }
@@ -117,7 +120,13 @@ TABLES = {'float32': {'cos': [0.0416666679084301,
              'sin': [-0.1666666716337204,
                      0.008333331905305386,
                      -0.00019840084132738411,
-                     2.724962087086169e-06]},
+                     2.724962087086169e-06],
+             'tanh': [-0.3333333432674408,
+                      0.1333330273628235,
+                      -0.05395922809839249,
+                      0.021768655627965927,
+                      -0.008343085646629333,
+                      0.0022917704191058874]},
  'float64': {'cos': [0.041666666666666664,
                      -0.0013888888888888887,
                      2.4801587301584632e-05,
@@ -218,7 +227,19 @@ TABLES = {'float32': {'cos': [0.0416666679084301,
                      2.755731921932058e-06,
                      -2.50521062259944e-08,
                      1.6058530596645953e-10,
-                     -7.586636882825159e-13]}}
+                     -7.586636882825159e-13],
+             'tanh': [-0.3333333333333333,
+                      0.1333333333333304,
+                      -0.05396825396789371,
+                      0.02186948851886792,
+                      -0.008863235100174033,
+                      0.0035921217122266407,
+                      -0.0014557751050964238,
+                      0.0005896591083635056,
+                      -0.00023758563980884253,
+                      9.256112886604006e-05,
+                      -3.118977434431334e-05,
+                      6.479652583909459e-06]}}
 
 
 if __name__ == "__main__":  # regenerate: python -m tcomp.backend.mathlib_coeffs

@@ -231,10 +231,10 @@ def reduce_ln2(cx: Ctx, x, x_lo=None):
 
 
 def expm1_poly(cx: Ctx, r):
-    """expm1(r) for |r| <= ln2/2: r + r^2/2 + r^3 P(r), leading terms rounded only once."""
+    """expm1(r) for |r| <= ln2/2 as r + r^2 (1/2 + r P(r)): the exact r is added last in one
+    fma, so the rounding errors of the correction term weigh at most |r|/2 of an ulp."""
     r2 = cx.mul(r, r)
-    head = cx.fma(cx.mul(cx.c(0.5), r), r, r)
-    return cx.fma(cx.mul(r2, r), cx.horner(r, cx.tab["expm1"]), head)
+    return cx.fma(r2, cx.fma(r, cx.horner(r, cx.tab["expm1"]), cx.c(0.5)), r)
 
 
 def exp_core(cx: Ctx, x, x_lo=None):
