@@ -287,15 +287,22 @@ def test_every_differentiable_op_has_a_rule():
     assert not missing, f"differentiable ops without a VJP rule: {missing}"
 
 
-def symbolic_copy(g: Graph, named: bool) -> Graph:
-    """The same graph with every non-1 input dim made symbolic (named by size, or anonymous)."""
+def symbolic_copy(g: Graph, named: bool, float32: bool = False) -> Graph:
+    """The same graph with every non-1 input dim made symbolic (named by size, or anonymous),
+    or (``float32``) with every float64 input and constant made float32."""
     out = Graph()
     m = {}
     for n in g.topo_order():
         if g.op(n) == "input":
             t = g.type(n)
-            shape = tuple(d if d == 1 or not isinstance(d, int) else (f"n{d}" if named else None) for d in t.shape)
-            m[n] = out.add_input(TensorType(t.dtype, shape), g.name(n))
+            if float32:
+                shape, dtype = t.shape, ("float32" if t.dtype == F else t.dtype)
+            else:
+                shape = tuple(d if d == 1 or not isinstance(d, int) else (f"n{d}" if named else None) for d in t.shape)
+                dtype = t.dtype
+            m[n] = out.add_input(TensorType(dtype, shape), g.name(n))
+        elif g.op(n) == "constant" and float32 and g.type(n).dtype == F:
+            m[n] = out.add_constant(Constant(g.attrs(n)["value"].value, "float32"))
         elif g.op(n) == "constant":
             m[n] = out.add_node("constant", [], g.attrs(n), type=g.type(n))
         else:
@@ -342,3 +349,23 @@ def test_second_order_matches_finite_differences(name, i, build):
     x0 = next(n for n in g.inputs if g.type(n).dtype == F)
     (g0,) = grad(g, cost, [x0])
     fd_check(g, g0, values, rtol=1e-4, atol=1e-5, disconnected="ignore")
+
+
+@pytest.mark.parametrize("name,i,build", ALL, ids=[f"{n}-{i}" for n, i, _ in ALL])
+def test_vjp_in_float32(name, i, build):
+    """The same cases in float32: every cotangent stays float32 (constants emitted by the
+    rules take the cotangent's dtype) and agrees with the float64 gradient."""
+    g, out, values = build()
+    r = _rng(5).standard_normal(evaluate(_with_outputs(g, [out]), values)[0].shape)
+    cost = g.add_node("sum", [g.add_node("mul", [out, g.add_constant(Constant(r))])], {"axis": tuple(range(r.ndim))})
+    g.outputs = [cost]
+    s = symbolic_copy(g, named=False, float32=True)
+    wrt = [k for k in range(len(g.inputs)) if g.type(g.inputs[k]).dtype == F]
+    want = evaluate(_with_outputs(g, grad(g, cost, [g.inputs[k] for k in wrt])), values)
+    sgrads = grad(s, s.outputs[0], [s.inputs[k] for k in wrt])
+    for k, sg in zip(wrt, sgrads):
+        assert s.type(sg) == TensorType("float32", g.type(g.inputs[k]).shape)
+    values32 = [v.astype("float32") if np.asarray(v).dtype == F else v for v in values]
+    got = evaluate(_with_outputs(s, sgrads), values32)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-3)
