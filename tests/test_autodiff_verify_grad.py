@@ -66,3 +66,20 @@ def test_bad_point_values():
         verify_grad(lambda x: x * 2.0, [np.arange(3)])
     with pytest.raises(TypeError, match="list of NumPy arrays"):
         verify_grad(lambda x: x * 2.0, np.ones(3))
+
+
+CPU_CASES = {
+    "mlp": (lambda x, w, b: T.tanh(T.dot(x, w) + b), [(3, 2), (2, 4), (4,)]),
+    "log_softmax": (lambda x: T.log_softmax(x, axis=1), [(3, 5)]),
+    "prod_max": (lambda x: T.prod(x, axis=1) + T.max(x, axis=1), [(3, 4)]),
+    "slices_concat": (lambda x, y: T.concatenate([x[1:, ::2], T.exp(y)], axis=0), [(3, 4), (1, 2)]),
+    "where_matmul": (lambda a, b: T.where(a > 0, T.matmul(a, b), T.sin(a)), [(2, 2, 3), (3, 3)]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CPU_CASES))
+def test_verify_grad_through_cpu_backend(case):
+    """The gradient graphs compile and run on the LLVM CPU backend too."""
+    fn, shapes = CPU_CASES[case]
+    rng = np.random.default_rng(4)
+    verify_grad(fn, [rng.standard_normal(s) for s in shapes], rng=rng, backend="cpu")
