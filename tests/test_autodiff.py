@@ -375,3 +375,26 @@ def test_random_graphs_match_finite_differences(gc, seed):
             minus = evaluate(g, vals)[0]
             num[j] = (plus - minus) / (2 * eps)
         np.testing.assert_allclose(ga.reshape(-1), num, rtol=1e-4, atol=1e-6)
+
+
+def test_wrt_cost_itself_duplicates_and_intermediates():
+    g = Graph()
+    x = g.add_input(TensorType(F, (3,)), "x")
+    h = g.add_node("exp", [x])
+    cost = scalar_cost(g, g.add_node("mul", [h, h]))
+    gc, gh, gx, gx2 = grad(g, cost, [cost, h, x, x])
+    assert gx == gx2 and g.type(gc) == g.type(cost) and g.type(gh) == g.type(h)
+    xv = np.array([0.1, 0.2, -0.3])
+    rc, rh, rx = run(g, [gc, gh, gx], [xv])
+    assert rc == 1.0
+    np.testing.assert_allclose(rh, 2 * np.exp(xv))
+    np.testing.assert_allclose(rx, 2 * np.exp(2 * xv))
+
+
+def test_consider_constant_can_disconnect():
+    g = Graph()
+    x = g.add_input(TensorType(F, (3,)), "x")
+    h = g.add_node("exp", [x])
+    cost = scalar_cost(g, g.add_node("sin", [h]))
+    with pytest.raises(ValueError, match="does not depend on 'x'"):
+        grad(g, cost, [x], consider_constant=[h])
