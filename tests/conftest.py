@@ -26,6 +26,16 @@ TOLERANCES = {
     "bool": (0, 0),
 }
 
+
+def accumulation_tol(dtype: str, n_terms: int, max_abs: float) -> dict:
+    """Tolerance for a float sum/dot of ``n_terms`` values of magnitude <= ``max_abs``: a
+    backend may add in any order (vectorized, ``reassoc``), so its rounding error grows like
+    eps * sqrt(n) * sum|x| <= eps * n**1.5 * max|x| (checked against a float64 reference)."""
+    rtol, atol = TOLERANCES[dtype]
+    eps = float(np.finfo(dtype).eps)
+    return {"rtol": rtol, "atol": max(atol, eps * n_terms ** 1.5 * max_abs)}
+
+
 ALL_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "float32", "float64")
 #: the dtypes every per-op test sweeps (int16 is exercised by the promotion tests)
 TEST_DTYPES = ("bool", "int8", "int32", "int64", "uint8", "float32", "float64")
