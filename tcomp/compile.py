@@ -20,10 +20,16 @@ class ReferenceCompiled:
                          "use 'traced' or 'optimized'")
 
 
-def optimize(graph: Graph, mode=None, exclude=()) -> Graph:
-    g = graph.copy()
-    g.remove_dead()
-    return g
+def optimize(graph: Graph, mode=None, exclude=(), pass_options=None):
+    """Run the pass pipeline of ``mode`` ('default' or 'fast_compile'); returns (graph, report).
+
+    ``pass_options``: PassManager instrumentation (verify_each, print_after, print_after_all,
+    time_passes, stream), like LLVM's -verify-each / -print-after / -time-passes.
+    """
+    from tcomp.passes import PassManager
+
+    pm = PassManager(mode or "default", exclude=tuple(exclude or ()), **dict(pass_options or {}))
+    return pm.run(graph), pm.report
 
 
 def compile_graph(graph: Graph, backend: str = "reference", name: str = "fn"):

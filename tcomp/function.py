@@ -122,7 +122,7 @@ class Function:
     """A compiled function.  Call with positional or keyword (input name) arguments."""
 
     def __init__(self, inputs, outputs, updates=None, givens=None, name=None, on_unused_input="raise",
-                 backend=None, mode=None, exclude=(), allow_input_downcast=None):
+                 backend=None, mode=None, exclude=(), allow_input_downcast=None, pass_options=None):
         if on_unused_input not in ("raise", "warn", "ignore"):
             raise ValueError(f"on_unused_input must be 'raise', 'warn' or 'ignore', got {on_unused_input!r}")
         inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
@@ -150,7 +150,8 @@ class Function:
         self.backend = backend or config.backend
         from .compile import compile_graph, optimize
 
-        self.optimized = optimize(self.traced, mode=mode, exclude=exclude)
+        self.optimized, self.pass_report = optimize(self.traced, mode=mode, exclude=exclude,
+                                                    pass_options=pass_options)
         self.compiled = compile_graph(self.optimized, backend=self.backend, name=self.name)
 
     # -- calling -----------------------------------------------------------------------
@@ -223,7 +224,14 @@ class Function:
 
 
 def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unused_input="raise",
-             backend=None, mode=None, exclude=(), allow_input_downcast=None) -> Function:
-    """Compile a function from symbolic ``inputs`` to ``outputs`` (Theano's API)."""
+             backend=None, mode=None, exclude=(), allow_input_downcast=None, pass_options=None) -> Function:
+    """Compile a function from symbolic ``inputs`` to ``outputs`` (Theano's API).
+
+    ``backend``: 'cpu' (LLVM JIT) or 'reference' (NumPy interpreter); default
+    ``tcomp.config.backend``.  ``mode``: 'default' (every pass) or 'fast_compile'.
+    ``exclude``: pass names to skip, e.g. ``['fuse_elementwise']``.  ``pass_options``:
+    ``dict(verify_each=True, print_after=['simplify'], print_after_all=False, time_passes=True)``.
+    """
     return Function(inputs, outputs, updates=updates, givens=givens, name=name, on_unused_input=on_unused_input,
-                    backend=backend, mode=mode, exclude=exclude, allow_input_downcast=allow_input_downcast)
+                    backend=backend, mode=mode, exclude=exclude, allow_input_downcast=allow_input_downcast,
+                    pass_options=pass_options)
