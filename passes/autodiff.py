@@ -86,11 +86,19 @@ def label(g: Graph, n: int) -> str:
 def zeros_like(g: Graph, ref: int) -> int:
     """Zeros with exactly ``ref``'s type, named symbolic dims included.
 
-    ``where(False, ref, 0)`` is used instead of ``alloc`` because alloc can only produce
-    anonymous symbolic dims; ``where``'s broadcast keeps ``ref``'s dims as they are.
+    An ``alloc`` of 0 (run-time dims from ``shape`` nodes, so ``ref``'s value itself is not
+    needed) where that gives ``ref``'s type; alloc can only make anonymous symbolic dims,
+    so with named ones ``where(False, ref, 0)`` is used, whose broadcast keeps them.
     """
     t = g.type(ref)
-    return op(g, "where", const(g, False, dt.BOOL), ref, const(g, 0, t.dtype))
+    zero = const(g, 0, t.dtype)
+    if any(isinstance(d, str) for d in t.shape):
+        return op(g, "where", const(g, False, dt.BOOL), ref, zero)
+    if not t.shape:
+        return zero
+    attr = tuple(d if isinstance(d, int) else None for d in t.shape)
+    dims = [op(g, "shape", ref, axis=i) for i, d in enumerate(t.shape) if not isinstance(d, int)]
+    return g.add_node("alloc", [zero] + dims, {"shape": attr})
 
 
 def match_type(g: Graph, v: int, ref: int) -> int:
