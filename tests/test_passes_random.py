@@ -3,6 +3,7 @@ the reference interpreter, and near-linear pass time."""
 import time
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tcomp.ir import Constant, Graph, TensorType, evaluate
@@ -120,6 +121,7 @@ def _time(g, reps=3):
     return best
 
 
+@pytest.mark.slow
 def test_pass_time_is_near_linear():
     small, large = chain_graph(20), chain_graph(200)
     assert len(large) > 9 * len(small)
