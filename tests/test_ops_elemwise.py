@@ -280,14 +280,33 @@ def test_integer_pow_negative_exponent(backend):
     check_result(f(av, bv), np.array([0, 1, -1, 1, 1, 0, -8]), "int64", "pow")
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_float_pow_negative_bases_and_special_exponents(dtype, backend):
+    """Negative bases with integral exponents are real (x**2, x**3, x**-1); with fractional
+    exponents they are nan; x**0 is 1 even for 0 and nan bases (C99 pow / NumPy).  (-inf)**0.5
+    is not checked: NumPy itself gives nan (0-d exponent, its sqrt shortcut) or inf (C pow)."""
+    x = T.tensor("x", dtype=dtype, shape=(None,))
+    outs = [x ** 2, x ** 3, x ** 0.5, 2 ** x, x ** -1, x ** 0, x ** -2.0]
+    assert all(o.dtype == dtype for o in outs)
+    f = compile_fn([x], outs, backend, expect_ops={"pow"})
+    v = np.array([-2.0, -0.5, 0.0, 1.5, -3.0, np.inf, -np.inf, np.nan], dtype)
+    with np.errstate(all="ignore"):
+        wants = [v * v, v * v * v, np.sqrt(v), np.exp2(v.astype("float64")), 1 / v, np.ones_like(v), 1 / (v * v)]
+    for name, got, want in zip(["x**2", "x**3", "x**0.5", "2**x", "x**-1", "x**0", "x**-2.0"], f(v), wants):
+        keep = v != -np.inf if name == "x**0.5" else slice(None)
+        check_result(got[keep], want[keep], dtype, name)
+
+
 def test_integer_wraparound(backend):
     """Fixed-width integer arithmetic wraps (two's complement), as NumPy and C do."""
     a, b = T.bvector("a"), T.bvector("b")
     u = T.vector("u", dtype="uint8")
-    f = compile_fn([a, b, u], [a + b, a * b, -a, u - 1], backend)
+    f = compile_fn([a, b, u], [a + b, a * b, -a, u - 1, a ** 5], backend)
     av = np.array([100, -100, 127], "int8")
     bv = np.array([100, -100, 2], "int8")
-    s, p, n, d = f(av, bv, np.array([0, 5], "uint8"))
+    s, p, n, d, pw = f(av, bv, np.array([0, 5], "uint8"))
+    check_result(pw, np.array([(100 ** 5 + 128) % 256 - 128, ((-100) ** 5 + 128) % 256 - 128,
+                               (127 ** 5 + 128) % 256 - 128]), "int8", "pow")
     check_result(s, np.array([200 - 256, -200 + 256, 129 - 256]), "int8", "add")
     check_result(p, np.array([(10000 + 128) % 256 - 128, (10000 + 128) % 256 - 128, (254 + 128) % 256 - 128]),
                  "int8", "mul")
