@@ -47,18 +47,23 @@ def _get_engine():
     return _engine
 
 
-def optimize(module: "llvm.ModuleRef", level: int = 3) -> None:
-    """Run LLVM's new-pass-manager O``level`` pipeline (vectorizers on) on ``module``."""
+def optimize(module: "llvm.ModuleRef", level: int = 3, loop_unrolling: bool = True) -> None:
+    """Run LLVM's new-pass-manager O``level`` pipeline (vectorizers on) on ``module``.
+
+    ``loop_unrolling=False`` keeps the vectorizer (and its interleaving) but skips the
+    unroll passes, which full-unroll small static loop nests into huge code: the CPU
+    backend measured 10-40x faster compiles and ~20x smaller modules without them.
+    """
     tm = target_machine()
     pto = llvm.create_pipeline_tuning_options(speed_level=level)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
-    pto.loop_unrolling = True
+    pto.loop_unrolling = loop_unrolling
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(module, pb)
 
 
-def compile_ir(llvm_ir: str, *, opt_level: int = 3) -> "llvm.ModuleRef":
+def compile_ir(llvm_ir: str, *, opt_level: int = 3, loop_unrolling: bool = True) -> "llvm.ModuleRef":
     """Parse, verify, optimize and add a module to the engine; returns the module.
 
     Function addresses are then available from :func:`function_address`.
@@ -70,7 +75,7 @@ def compile_ir(llvm_ir: str, *, opt_level: int = 3) -> "llvm.ModuleRef":
         mod.triple = target_machine().triple
         mod.data_layout = str(target_machine().target_data)
         if opt_level:
-            optimize(mod, opt_level)
+            optimize(mod, opt_level, loop_unrolling)
         engine = _get_engine()
         engine.add_module(mod)
         engine.finalize_object()

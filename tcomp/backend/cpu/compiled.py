@@ -109,7 +109,7 @@ class CompiledGraph:
             uid = next(_counter)
         symbol = f"tcomp_{''.join(c if c.isalnum() else '_' for c in name)}_{uid}"
         self.llvm_ir_unoptimized, seg_names = build_module(prog, symbol)
-        self._module = engine.compile_ir(self.llvm_ir_unoptimized)
+        self._module = engine.compile_ir(self.llvm_ir_unoptimized, loop_unrolling=False)
         self._entries = [_ENTRY(engine.function_address(s)) for s in seg_names]
         self._planner = Planner(prog)
         self._plans: dict = {}
@@ -147,7 +147,7 @@ class CompiledGraph:
                     if seen[0] != have:
                         raise ValueError(f"input {label!r}: symbolic dim {want!r} is {have} here but "
                                          f"{seen[0]} in input {seen[1]!r}")
-            arrays.append(np.ascontiguousarray(a))
+            arrays.append(a if a.flags.c_contiguous else np.ascontiguousarray(a))
         return arrays
 
     def _plan(self, arrays):

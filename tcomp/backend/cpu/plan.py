@@ -110,7 +110,8 @@ class Planner:
         t = g.type(n)
         with np.errstate(all="ignore"):
             r = np.asarray(get_op(op).impl(args, g.attrs(n), t))
-        return np.ascontiguousarray(r.astype(t.dtype, copy=False))
+        r = r.astype(t.dtype, copy=False)
+        return r if r.flags.c_contiguous else r.copy(order="C")
 
     # -- shape rules ---------------------------------------------------------------------------
     def _shape(self, n, op, shapes, values, extras, tuples):

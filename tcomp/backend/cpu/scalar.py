@@ -156,19 +156,54 @@ _FCMP = {"eq": ("==", True), "neq": ("!=", False), "lt": ("<", True), "le": ("<=
 _ICMP = {"eq": "==", "neq": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
 
+def _while(b, init: list, cond, body, name: str) -> list:
+    """``while cond(vals): vals = body(vals)`` with the values carried in phis."""
+    pre = b.block
+    head = b.append_basic_block(name + ".head")
+    loop = b.append_basic_block(name + ".body")
+    done = b.append_basic_block(name + ".done")
+    b.branch(head)
+    b.position_at_end(head)
+    phis = []
+    for v in init:
+        p = b.phi(v.type)
+        p.add_incoming(v, pre)
+        phis.append(p)
+    b.cbranch(cond(phis), loop, done)
+    b.position_at_end(loop)
+    new = body(phis)
+    for p, v in zip(phis, new):
+        p.add_incoming(v, b.block)
+    b.branch(head)
+    b.position_at_end(done)
+    return phis
+
+
 def _fmod(b, x, y):
-    """C ``fmod`` without libm: ``x - trunc(x/y)*y`` fixed up to carry x's sign."""
-    q = u.call_intrinsic(b, "trunc", b.fdiv(x, y))
-    r = _fma(b, b.fneg(q), y, x)
+    """C ``fmod`` without libm, exact: binary long division of |x| by |y|.
+
+    ``t`` runs over |y| * 2**j from the largest not above |x| down to |y|; each
+    ``r -= t`` is exact (Sterbenz: t <= r < 2t), so no quotient is ever rounded.
+    """
+    ax = u.call_intrinsic(b, "fabs", x)
     ay = u.call_intrinsic(b, "fabs", y)
     zero = _zero(x)
-    x_neg = b.fcmp_ordered("<", x, zero)
-    r = b.select(b.and_(b.not_(x_neg), b.fcmp_ordered("<", r, zero)), b.fadd(r, ay), r)
-    r = b.select(b.and_(x_neg, b.fcmp_ordered(">", r, zero)), b.fsub(r, ay), r)
     inf = ir.Constant(x.type, float("inf"))
+    special = b.or_(b.or_(b.fcmp_ordered("==", ay, zero), b.fcmp_unordered("==", ax, inf)),
+                    b.fcmp_unordered("uno", x, y))
     y_inf = b.fcmp_ordered("==", ay, inf)
-    x_fin = b.fcmp_ordered("<", u.call_intrinsic(b, "fabs", x), inf)
-    return b.select(b.and_(y_inf, x_fin), x, r)
+    valid = b.not_(b.or_(special, y_inf))
+    t0 = b.select(valid, ay, zero)
+    half = ir.Constant(x.type, 0.5)
+    two = ir.Constant(x.type, 2.0)
+    (t,) = _while(b, [t0], lambda v: b.and_(valid, b.fcmp_ordered("<=", v[0], b.fmul(ax, half))),
+                  lambda v: [b.fmul(v[0], two)], "fmod.up")
+    r, _t = _while(b, [ax, t], lambda v: b.and_(valid, b.fcmp_ordered(">=", v[1], ay)),
+                   lambda v: [b.select(b.fcmp_ordered(">=", v[0], v[1]), b.fsub(v[0], v[1]), v[0]),
+                              b.fmul(v[1], half)], "fmod.down")
+    res = u.call_intrinsic(b, "copysign", r, x)
+    res = b.select(y_inf, x, res)
+    return b.select(special, ir.Constant(x.type, float("nan")), res)
 
 
 def _float_divmod(b, x, y):

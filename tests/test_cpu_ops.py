@@ -1,0 +1,312 @@
+"""Every op of the table x every dtype it accepts, compiled by the CPU backend and compared
+with the reference interpreter (``tcomp.ir.evaluate``).
+
+``CASES`` maps each non-source op to a builder ``(graph, dtype, rng) -> input arrays`` that
+adds the op (several attribute variants where the lowering branches) to a fresh graph.
+``test_every_op_has_a_case`` fails when an op is added to the table without a CPU test.
+"""
+import numpy as np
+import pytest
+from conftest import ALL_DTYPES, TOLERANCES
+
+from tcomp.backend.cpu import compile_graph
+from tcomp.ir import OPS, Constant, Graph, TensorType, evaluate
+from tcomp.ir import dtypes as dt
+from tcomp.ir.ops.elementwise import ELEMWISE_BINARY, ELEMWISE_UNARY
+
+
+def values(rng, dtype, shape, special=False, integral=False):
+    """Random values; ``special`` mixes in zeros, negatives and (floats) nan/inf/large values;
+    ``integral`` floats hold small integers, so sums are exact in any order (matmul)."""
+    if dtype == "bool":
+        return rng.random(shape) < 0.5
+    if dt.is_float(dtype) and integral:
+        return rng.integers(-6, 7, shape).astype(dtype)
+    if dt.is_float(dtype):
+        v = rng.uniform(-4, 4, shape)
+        if special and v.size >= 8:
+            flat = v.reshape(-1)
+            flat[:8] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e30, -3e9, 0.5]
+        return v.astype(dtype)
+    lo = 0 if dtype == "uint8" else -6
+    v = rng.integers(lo, 7, shape)
+    if special and v.size >= 2:
+        info = np.iinfo(dtype)
+        v = v.astype(dtype)
+        v.reshape(-1)[:2] = [info.min, info.max]
+        return v
+    return v.astype(dtype)
+
+
+def compare(got, want, what=""):
+    assert len(got) == len(want)
+    for k, (a, w) in enumerate(zip(got, want)):
+        assert a.dtype == w.dtype, f"{what} output {k}: dtype {a.dtype} vs {w.dtype}"
+        assert a.shape == w.shape, f"{what} output {k}: shape {a.shape} vs {w.shape}"
+        rtol, atol = TOLERANCES[w.dtype.name]
+        if dt.is_float(w.dtype.name):
+            np.testing.assert_allclose(a, w, rtol=rtol, atol=atol, equal_nan=True, err_msg=f"{what} output {k}")
+        else:
+            np.testing.assert_array_equal(a, w, err_msg=f"{what} output {k}")
+
+
+def run_both(g, inputs, what=""):
+    want = evaluate(g, inputs)
+    got = compile_graph(g)(inputs)
+    compare(got, want, what)
+
+
+# -- builders: each adds outputs to g and returns the input values --------------------------
+
+
+def _unary(op):
+    def build(g, d, rng):
+        x = g.add_input(TensorType(d, ("n", 5)), name="x")
+        s = g.add_input(TensorType(d, ()), name="s")
+        g.outputs = [g.add_node(op, [x]), g.add_node(op, [s])]
+        v = values(rng, d, (3, 5), special=True)
+        if op in ("sin", "cos") and d != "bool":
+            # mathlib's trig range reduction covers |x| < ~1e4; huge arguments are its own test's topic
+            v[np.abs(v.astype("float64")) > 1e4] = 1
+        return [v, values(rng, d, ())]
+    return build
+
+
+def _binary(op):
+    def build(g, d, rng):
+        a = g.add_input(TensorType(d, ("n", 5)), name="a")
+        b = g.add_input(TensorType(d, (5,)), name="b")
+        c = g.add_input(TensorType(d, (1, 5)), name="c")
+        k = g.add_constant(np.array(3, dtype=d) if d != "bool" else np.array(True))
+        g.outputs = [g.add_node(op, [a, b]), g.add_node(op, [c, a]), g.add_node(op, [a, k])]
+        av = values(rng, d, (4, 5), special=True)
+        return [av, values(rng, d, (5,)), values(rng, d, (1, 5))]
+    return build
+
+
+def _where(g, d, rng):
+    c = g.add_input(TensorType("bool", (3, 1)), name="c")
+    a = g.add_input(TensorType(d, (3, 4)), name="a")
+    b = g.add_input(TensorType(d, (4,)), name="b")
+    f = g.add_input(TensorType("float32", ()), name="f")
+    g.outputs = [g.add_node("where", [c, a, b]), g.add_node("where", [a, b, f])]
+    return [values(rng, "bool", (3, 1)), values(rng, d, (3, 4)), values(rng, d, (4,)), np.array(0.5, "float32")]
+
+
+def _cast(g, d, rng):
+    x = g.add_input(TensorType(d, (4, 4)), name="x")
+    g.outputs = [g.add_node("cast", [x], {"dtype": t}) for t in ALL_DTYPES]
+    v = values(rng, d, (4, 4), special=True)
+    if dt.is_float(d):
+        v.reshape(-1)[8:12] = [300.7, -129.5, 2.0 ** 31, -(2.0 ** 63)]
+    return [v]
+
+
+def _reduction(op):
+    def build(g, d, rng):
+        x = g.add_input(TensorType(d, (3, None, 5)), name="x")
+        outs = []
+        for axis in [(), (0,), (1,), (2,), (0, 2), (1, 2), (0, 1, 2)]:
+            for keep in (False, True):
+                outs.append(g.add_node(op, [x], {"axis": axis, "keepdims": keep}))
+        g.outputs = outs
+        return [values(rng, d, (3, 4, 5))]
+    return build
+
+
+def _nnet(op):
+    def build(g, d, rng):
+        x = g.add_input(TensorType(d, (3, None)), name="x")
+        extra = {"keepdims": True} if op == "logsumexp" else {}
+        g.outputs = [g.add_node(op, [x], {"axis": 1}), g.add_node(op, [x], {"axis": 0, **extra})]
+        return [values(rng, d, (3, 6))]
+    return build
+
+
+def _dot(g, d, rng):
+    a = g.add_input(TensorType(d, (3, None)), name="a")
+    b = g.add_input(TensorType(d, (None, 5)), name="b")
+    v = g.add_input(TensorType(d, (None,)), name="v")
+    g.outputs = [g.add_node("dot", [a, b]), g.add_node("dot", [a, v]), g.add_node("dot", [v, b]),
+                 g.add_node("dot", [v, v])]
+    return [values(rng, d, (3, 4)), values(rng, d, (4, 5)), values(rng, d, (4,))]
+
+
+def _matmul(g, d, rng):
+    a = g.add_input(TensorType(d, (2, 1, 3, 300)), name="a")
+    b = g.add_input(TensorType(d, (4, 300, 270)), name="b")
+    v = g.add_input(TensorType(d, (300,)), name="v")
+    g.outputs = [g.add_node("matmul", [a, b]), g.add_node("matmul", [v, b]), g.add_node("matmul", [a, v])]
+    return [values(rng, d, (2, 1, 3, 300), integral=True), values(rng, d, (4, 300, 270), integral=True),
+            values(rng, d, (300,), integral=True)]
+
+
+def _dimshuffle(g, d, rng):
+    x = g.add_input(TensorType(d, (3, 1, 4)), name="x")
+    t = g.add_node("dimshuffle", [x], {"pattern": (2, "x", 0)})
+    g.outputs = [t, g.add_node("dimshuffle", [x], {"pattern": (0, 2, "x")}), g.add_node("neg" if d != "bool" else
+                                                                                        "logical_not", [t])]
+    return [values(rng, d, (3, 1, 4))]
+
+
+def _reshape(g, d, rng):
+    x = g.add_input(TensorType(d, (None, 4)), name="x")
+    n = g.add_node("shape", [x], {"axis": 0})
+    t = g.add_node("dimshuffle", [x], {"pattern": (1, 0)})
+    g.outputs = [g.add_node("reshape", [x], {"shape": (2, -1)}), g.add_node("reshape", [x, n], {"shape": (4, None)}),
+                 g.add_node("reshape", [t], {"shape": (-1,)})]
+    return [values(rng, d, (6, 4))]
+
+
+def _alloc(g, d, rng):
+    x = g.add_input(TensorType(d, (4,)), name="x")
+    s = g.add_input(TensorType("int64", ()), name="s")
+    g.outputs = [g.add_node("alloc", [x], {"shape": (3, 4)}), g.add_node("alloc", [x, s], {"shape": (None, 2, 4)})]
+    return [values(rng, d, (4,)), np.array(3)]
+
+
+def _concatenate(g, d, rng):
+    a = g.add_input(TensorType(d, (2, None)), name="a")
+    b = g.add_input(TensorType(d, (3, None)), name="b")
+    c = g.add_input(TensorType("bool", (1, None)), name="c")
+    g.outputs = [g.add_node("concatenate", [a, b, c], {"axis": 0}),
+                 g.add_node("concatenate", [b, g.add_node("dimshuffle", [b], {"pattern": (0, 1)})], {"axis": 1})]
+    return [values(rng, d, (2, 4)), values(rng, d, (3, 4)), values(rng, "bool", (1, 4))]
+
+
+def _stack(g, d, rng):
+    a = g.add_input(TensorType(d, (2, 3)), name="a")
+    b = g.add_input(TensorType(d, (2, 3)), name="b")
+    g.outputs = [g.add_node("stack", [a, b], {"axis": k}) for k in range(3)]
+    return [values(rng, d, (2, 3)), values(rng, d, (2, 3))]
+
+
+def _shape(g, d, rng):
+    x = g.add_input(TensorType(d, (None, 3)), name="x")
+    g.outputs = [g.add_node("shape", [x], {"axis": 0}), g.add_node("shape", [x], {"axis": 1})]
+    return [values(rng, d, (5, 3))]
+
+
+def _arange(g, d, rng):
+    if d == "bool":
+        lo, hi, st = g.add_constant(0), g.add_constant(2), g.add_constant(1)
+        g.outputs = [g.add_node("arange", [lo, hi, st], {"dtype": d})]
+        return []
+    lo = g.add_input(TensorType("int64", ()), name="lo")
+    hi = g.add_input(TensorType("int64", ()), name="hi")
+    st = g.add_input(TensorType("int64", ()), name="st")
+    outs = [g.add_node("arange", [lo, hi, st], {"dtype": d})]
+    if dt.is_float(d):
+        f = [g.add_constant(np.array(v, "float64")) for v in (0.1, 2.05, 0.3)]
+        outs.append(g.add_node("arange", f, {"dtype": d}))
+    g.outputs = outs
+    return [np.array(10), np.array(-2), np.array(-3)]
+
+
+def _subtensor(g, d, rng):
+    x = g.add_input(TensorType(d, (5, None, 4)), name="x")
+    i = g.add_input(TensorType("int64", (None,)), name="i")
+    j = g.add_input(TensorType("int32", (2, 1)), name="j")
+    k = g.add_input(TensorType("int64", ()), name="k")
+    outs = [g.add_node("subtensor", [x], {"index": (("s", 4, None, -2), ("i", 1))}),
+            g.add_node("subtensor", [x, k], {"index": (("s", 1, "$1", None),)}),
+            g.add_node("subtensor", [x, i], {"index": (("a", "$1"),)}),
+            g.add_node("subtensor", [x, i, j], {"index": (("s", None, None, 2), ("a", "$1"), ("a", "$2"))}),
+            g.add_node("subtensor", [x, i, j], {"index": (("a", "$1"), ("s", None, None, None), ("a", "$2"))}),
+            g.add_node("subtensor", [x, j], {"index": (("i", -1), ("a", "$1"))})]
+    g.outputs = outs
+    return [values(rng, d, (5, 6, 4)), np.array([0, -1, 3]), np.array([[1], [-2]], "int32"), np.array(4)]
+
+
+def _update(op):
+    def build(g, d, rng):
+        x = g.add_input(TensorType(d, (5, 4)), name="x")
+        y = g.add_input(TensorType(d, (4,)), name="y")
+        i = g.add_input(TensorType("int64", (None,)), name="i")
+        g.outputs = [g.add_node(op, [x, y, i], {"index": (("a", "$2"),)}),
+                     g.add_node(op, [x, y], {"index": (("s", 1, None, 2),)}),
+                     g.add_node(op, [x, y], {"index": (("i", -1),)})]
+        return [values(rng, d, (5, 4)), values(rng, d, (4,)), np.array([0, 2, 0, -1])]
+    return build
+
+
+def _fused(g, d, rng):
+    a = g.add_input(TensorType(d, (3, None)), name="a")
+    b = g.add_input(TensorType(d, (None,)), name="b")
+    body = (("maximum", (), ("$0", "$1")), ("constant", (("value", Constant(2, d)),), ()),
+            ("mul", (), ("%0", "%1")) if d != "bool" else ("logical_xor", (), ("%0", "%1")),
+            ("cast", (("dtype", "float32"),), ("%2",)), ("exp", (), ("%3",)))
+    g.outputs = [g.add_node("fused", [a, b], {"body": body}),
+                 g.add_node("fused", [a, b], {"body": body, "reduce": "sum", "axis": (1,)}),
+                 g.add_node("fused", [a, b], {"body": body, "reduce": "max", "axis": (0,), "keepdims": True})]
+    return [values(rng, d, (3, 4)), values(rng, d, (4,))]
+
+
+def _conv(op):
+    def build(g, d, rng):
+        if op == "conv2d":
+            x = g.add_input(TensorType(d, (2, 3, 7, 6)), name="x")
+            w = g.add_input(TensorType(d, (4, 3, 3, 2)), name="w")
+            g.outputs = [g.add_node(op, [x, w], {"pad": (1, 0), "stride": (2, 1)})]
+            return [values(rng, d, (2, 3, 7, 6)), values(rng, d, (4, 3, 3, 2))]
+        if op == "conv2d_grad_input":
+            gy = g.add_input(TensorType(d, (2, 4, 5, 5)), name="gy")
+            w = g.add_input(TensorType(d, (4, 3, 3, 2)), name="w")
+            g.outputs = [g.add_node(op, [gy, w], {"input_shape": (7, 6)})]
+            return [values(rng, d, (2, 4, 5, 5)), values(rng, d, (4, 3, 3, 2))]
+        x = g.add_input(TensorType(d, (2, 3, 7, 6)), name="x")
+        gy = g.add_input(TensorType(d, (2, 4, 5, 5)), name="gy")
+        g.outputs = [g.add_node(op, [x, gy], {"filter_shape": (3, 2)})]
+        return [values(rng, d, (2, 3, 7, 6)), values(rng, d, (2, 4, 5, 5))]
+    return build
+
+
+def _pool(op):
+    def build(g, d, rng):
+        x = g.add_input(TensorType(d, (2, 6, 6)), name="x")
+        if op == "pool2d":
+            g.outputs = [g.add_node(op, [x], {"mode": m}) for m in ("max", "sum")]
+            return [values(rng, d, (2, 6, 6))]
+        gy = g.add_input(TensorType(d, (2, 3, 3) if op == "pool2d_grad" else (2, 6, 6)), name="gy")
+        g.outputs = [g.add_node(op, [x, gy], {})]
+        return [values(rng, d, (2, 6, 6)), values(rng, d, (2, 3, 3) if op == "pool2d_grad" else (2, 6, 6))]
+    return build
+
+
+def _random(op):
+    def build(g, d, rng):
+        seed = g.add_input(TensorType("int64", ()), name="seed")
+        ctr = g.add_input(TensorType("int64", ()), name="ctr")
+        g.outputs = [g.add_node(op, [seed, ctr], {"shape": (3, 4), "dtype": d})]
+        return [np.array(42), np.array(7)]
+    return build
+
+
+CASES = {op: _unary(op) for op in ELEMWISE_UNARY}
+CASES.update({op: _binary(op) for op in ELEMWISE_BINARY})
+CASES.update({op: _reduction(op) for op in ("sum", "prod", "max", "min", "mean", "argmax", "argmin")})
+CASES.update({op: _nnet(op) for op in ("softmax", "log_softmax", "logsumexp")})
+CASES.update({op: _conv(op) for op in ("conv2d", "conv2d_grad_input", "conv2d_grad_filters")})
+CASES.update({op: _pool(op) for op in ("pool2d", "pool2d_grad", "pool2d_grad_grad")})
+CASES.update({op: _random(op) for op in ("random_uniform", "random_normal", "random_binomial")})
+CASES.update({"where": _where, "cast": _cast, "dot": _dot, "matmul": _matmul, "dimshuffle": _dimshuffle,
+              "reshape": _reshape, "alloc": _alloc, "concatenate": _concatenate, "stack": _stack,
+              "shape": _shape, "arange": _arange, "subtensor": _subtensor, "set_subtensor": _update("set_subtensor"),
+              "inc_subtensor": _update("inc_subtensor"), "fused": _fused})
+
+
+def test_every_op_has_a_case():
+    missing = sorted(op for op, d in OPS.items() if not d.source and op not in CASES)
+    assert not missing, f"ops without a CPU backend test case: {missing}"
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize("op", sorted(CASES))
+def test_op_matches_reference(op, dtype):
+    rng = np.random.default_rng(abs(hash((op, dtype))) % 2**32)
+    g = Graph()
+    try:
+        inputs = CASES[op](g, dtype, rng)
+    except TypeError as e:  # the op's type rule rejects this dtype
+        pytest.skip(f"{op} does not accept {dtype}: {e}")
+    run_both(g, inputs, f"{op}[{dtype}]")
