@@ -168,8 +168,7 @@ def _pow_exp(rng, dtype, shape):
 
 
 def _floor_div_ref(a, b):
-    q = np.floor(a.astype("float64") / b.astype("float64"))
-    return q
+    return np.floor(a.astype("float64") / b.astype("float64"))
 
 
 def _mod_ref(a, b):

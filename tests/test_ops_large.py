@@ -6,6 +6,8 @@ point must accept or copy them, never read them as if they were C-contiguous).
 Sums use integer-valued floats where possible: every partial sum is exact in float32, so
 any summation order must give exactly NumPy's answer; real-valued sums use
 ``conftest.accumulation_tol``."""
+import math
+
 import numpy as np
 import pytest
 from conftest import accumulation_tol, check_result, compile_fn, rand_array
@@ -41,7 +43,7 @@ _REFS = {
     "exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1, "sqrt": np.sqrt, "sin": np.sin,
     "cos": np.cos, "tanh": np.tanh, "sigmoid": lambda x: np.exp(-np.logaddexp(0, -x)),
     "softplus": lambda x: np.logaddexp(0, x),
-    "erf": np.vectorize(lambda x: __import__("math").erf(x), otypes=["float64"]),
+    "erf": np.vectorize(math.erf, otypes=["float64"]),
 }
 _BUILD = {"exp": T.exp, "log": T.log, "log1p": T.log1p, "expm1": T.expm1, "sqrt": T.sqrt, "sin": T.sin, "cos": T.cos,
           "tanh": T.tanh, "sigmoid": T.nnet.sigmoid, "softplus": T.nnet.softplus, "erf": T.erf}
