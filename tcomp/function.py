@@ -7,6 +7,7 @@ variables' storage, so all updates see the old values.
 """
 from __future__ import annotations
 
+import time
 import warnings
 from collections import OrderedDict
 
@@ -146,13 +147,18 @@ class Function:
         self.inputs = inputs
         self.outputs = outputs
         self.allow_input_downcast = allow_input_downcast
+        t0 = time.perf_counter()
         self.traced, _, self.shared_inputs = build_graph(inputs, roots, givens)
         self.backend = backend or config.backend
         from .compile import compile_graph, optimize
 
+        t1 = time.perf_counter()
         self.optimized, self.pass_report = optimize(self.traced, mode=mode, exclude=exclude,
                                                     pass_options=pass_options)
+        t2 = time.perf_counter()
         self.compiled = compile_graph(self.optimized, backend=self.backend, name=self.name)
+        #: seconds spent building the graph, in the passes, and in the backend (LLVM + JIT)
+        self.compile_seconds = {"trace": t1 - t0, "passes": t2 - t1, "backend": time.perf_counter() - t2}
 
     # -- calling -----------------------------------------------------------------------
     def _convert(self, value, var: Variable):

@@ -52,8 +52,17 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", known_g
     if missing and disconnected_inputs == "warn":
         warnings.warn(f"T.grad: cost does not depend on {', '.join(m.describe() for m in missing)}", stacklevel=2)
     connected = [w for w in wrt_list if w in var_to_node]
+    cost_node = var_to_node[cost]
+    if not known_grads and not consider_constant and all(w.is_root for w in connected):
+        # Differentiate the stabilized forward graph: log(softmax(x)) becomes log_softmax
+        # before its VJP is taken, so the backward pass never divides by an underflowed
+        # probability (JAX users get this by writing log_softmax themselves).
+        from tcomp.passes import stabilize
+
+        graph = stabilize(graph.copy())
+        cost_node = graph.outputs[0]
     node_grads = graph_grad(
-        graph, var_to_node[cost], [var_to_node[w] for w in connected],
+        graph, cost_node, [var_to_node[w] for w in connected],
         consider_constant=[var_to_node[v] for v in (consider_constant or []) if v in var_to_node],
         disconnected_inputs=disconnected_inputs,
         known_grads={var_to_node[k]: var_to_node[as_variable(v)] for k, v in known_grads.items()} or None)

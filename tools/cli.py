@@ -23,6 +23,12 @@ def _dump(args) -> int:
     return dump.main(args)
 
 
+def _inspect(args) -> int:
+    from tcomp.tools import inspect_cmd
+
+    return inspect_cmd.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tcomp", description="tcomp: a Theano-style tensor compiler on LLVM")
     sub = p.add_subparsers(dest="command", required=True)
@@ -39,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--stage", default="optimized", help="traced, optimized, llvm or asm")
     u.add_argument("--backend", default=None)
     u.set_defaults(func=_dump)
+    i = sub.add_parser("inspect", help="passes, kernels, bytes and compile time of an MLP training step")
+    i.add_argument("--layers", default="784,512,512,10", help="layer sizes")
+    i.add_argument("--batch", type=int, default=128)
+    i.add_argument("--backend", default="cpu")
+    i.add_argument("--scale", type=int, default=10, help="the larger graph has this many times the hidden layers")
+    i.set_defaults(func=_inspect)
     return p
 
 

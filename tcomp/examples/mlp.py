@@ -37,3 +37,27 @@ def build_mse_mlp(n_in, n_hidden, n_out, lr=0.1, seed=0, backend=None):
     train = tcomp.function([x, y], cost, updates=updates, name="mse_train_step", backend=backend)
     predict = tcomp.function([x], out, name="predict", backend=backend)
     return train, predict, (W1, b1, W2, b2)
+
+
+def build_classifier_step(sizes=(784, 512, 512, 10), batch=128, lr=0.01, seed=0, backend=None, **compile_kwargs):
+    """An MLP classifier training step (relu hidden layers, softmax cross-entropy via
+    T.grad, SGD updates) with a static batch size, so every buffer has a static size.
+
+    Returns (step function, (x, y) symbolic inputs, params).
+    """
+    rng = np.random.default_rng(seed)
+    x = T.matrix("x", shape=(batch, sizes[0]))
+    y = T.ivector("y", shape=(batch,))
+    params, h = [], x
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        W = tcomp.shared((rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)).astype("float32"), f"W{i}")
+        b = tcomp.shared(np.zeros(n_out, "float32"), f"b{i}")
+        params += [W, b]
+        a = T.dot(h, W) + b
+        h = T.nnet.relu(a) if i < len(sizes) - 2 else a
+    p_y = T.nnet.softmax(h)
+    cost = -T.mean(T.log(p_y)[T.arange(y.shape[0]), y])
+    grads = T.grad(cost, params)
+    step = tcomp.function([x, y], cost, updates=[(p, p - lr * g) for p, g in zip(params, grads)],
+                          backend=backend, name="mlp_step", **compile_kwargs)
+    return step, (x, y), params
