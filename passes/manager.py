@@ -56,8 +56,8 @@ register_pass("dce", dce)
 
 #: the pipelines by mode; a name may appear more than once (cse/dce run again after rewrites)
 PIPELINES: dict[str, tuple[str, ...]] = {
-    "default": ("canonicalize", "constant_fold", "cse", "simplify", "stabilize", "constant_fold", "cse", "dce",
-                "fuse_elementwise", "dce"),
+    "default": ("canonicalize", "constant_fold", "cse", "simplify", "stabilize", "simplify", "constant_fold", "cse",
+                "dce", "fuse_elementwise", "dce"),
     "fast_compile": ("canonicalize", "dce"),
 }
 
