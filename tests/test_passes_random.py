@@ -130,3 +130,58 @@ def test_pass_time_is_near_linear():
     h = optimize(large, verify_each=True)
     x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
     np.testing.assert_allclose(evaluate(h, [x])[0], evaluate(large, [x])[0], rtol=1e-5, atol=1e-7)
+
+
+INT_BINARY = ["add", "sub", "mul", "maximum", "minimum"]
+
+
+@st.composite
+def random_int_graph(draw):
+    """Integer graphs: wrapping arithmetic, x*0 / x-x rewrites and cast chains must be exact."""
+    dtype = draw(st.sampled_from(["int8", "int32", "int64", "uint8"]))
+    g = Graph()
+    pool = [g.add_input(TensorType(dtype, s)) for s in draw(st.lists(st.sampled_from(SHAPES), min_size=1, max_size=3))]
+    for _ in range(draw(st.integers(1, 12))):
+        kind = draw(st.integers(0, 5))
+        a, b = draw(st.sampled_from(pool)), draw(st.sampled_from(pool))
+        ta = g.type(a)
+        try:
+            if kind == 0:
+                node = g.add_node(draw(st.sampled_from(["neg", "abs"])), [a])
+            elif kind == 1:
+                node = g.add_node(draw(st.sampled_from(INT_BINARY)), [a, b])
+            elif kind == 2:
+                k = g.add_constant(Constant(np.array(draw(st.sampled_from([0, 1, 3])), dtype=ta.dtype)))
+                op = draw(st.sampled_from(["add", "sub", "mul"]))
+                node = g.add_node(op, [k, a] if draw(st.booleans()) else [a, k])
+            elif kind == 3:
+                node = g.add_node("sub", [a, a])
+            elif kind == 4:
+                mid = draw(st.sampled_from(["int8", "int16", "int64", "float32", "float64", "bool"]))
+                node = g.add_node("cast", [g.add_node("cast", [a], {"dtype": mid})], {"dtype": ta.dtype})
+            elif ta.ndim:
+                red = draw(st.sampled_from(["sum", "max", "min"]))
+                node = g.add_node(red, [a], {"axis": (draw(st.integers(0, ta.ndim - 1)),)})
+                node = g.add_node("cast", [node], {"dtype": dtype})
+            else:
+                continue
+        except (TypeError, ValueError):
+            continue
+        pool.append(node)
+    computed = [n for n in pool if g.op(n) != "input"] or pool
+    g.outputs = list(draw(st.lists(st.sampled_from(computed), min_size=1, max_size=3)))
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    inputs = [rng.integers(info.min, info.max, size=_concrete(g.type(i).shape), endpoint=True).astype(dtype)
+              for i in g.inputs]
+    return g, inputs
+
+
+@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_int_graph())
+def test_pipeline_is_exact_on_integer_graphs(case):
+    g, inputs = case
+    h = optimize(g, verify_each=True)
+    for want, got in zip(evaluate(g, inputs), evaluate(h, inputs)):
+        assert want.dtype == got.dtype and want.shape == got.shape
+        np.testing.assert_array_equal(got, want)
