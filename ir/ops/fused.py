@@ -32,6 +32,10 @@ same value at every point it broadcasts over, so evaluating it per point is exac
 ``reduce``, the iteration space is still the last step's shape and the values are
 accumulated over ``axis`` in the reduction's dtype, as the reduction op does.
 
+The reference impl broadcasts by the operands' concrete shapes; unlike the unfused
+interpreter it cannot tell a symbolic dim that happens to be 1 at run time from a static 1,
+so on such (ill-typed) inputs it broadcasts where the unfused graph raises ShapeError.
+
 Multi-output kernels are not part of the format: a value needed outside the kernel ends a
 kernel (it is the kernel's single result), see ``tcomp.passes.fusion``.
 """
