@@ -1,0 +1,11 @@
+"""``tcomp bench`` runs end to end (results checked against NumPy inside) and reports every case."""
+from tcomp.tools import bench
+
+
+def test_bench_quick_runs_and_reports_every_case(capsys):
+    assert bench.main(["--quick", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    for case in ("elementwise", "softmax", "sum over axis 1", "matmul"):
+        assert case in out
+    rows = bench.run(quick=True, repeat=1)
+    assert all(r["tcomp_ms"] > 0 and r["numpy_ms"] > 0 and r["max_err"] < 1e-3 for r in rows)

@@ -1,0 +1,128 @@
+"""``tcomp bench``: tcomp's CPU backend against NumPy, both measured in the same run.
+
+Each case builds an IR graph, compiles it once (compile time is printed too), checks the
+result against NumPy, then reports the best of N wall-clock times per call for both and
+the ratio (NumPy time / tcomp time: > 1 means tcomp is faster).  Best-of-N, because the
+minimum is the least noisy estimate of what the code costs on an otherwise idle machine.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def _graph_elementwise(n):
+    from tcomp.ir import Graph, TensorType
+
+    g = Graph()
+    a, b, c = (g.add_input(TensorType("float32", (n,)), name=k) for k in "abc")
+    g.outputs = [g.add_node("add", [g.add_node("mul", [a, b]), g.add_node("mul", [c, g.add_node("tanh", [a])])])]
+    return g
+
+
+def _graph_softmax(rows, cols):
+    from tcomp.ir import Graph, TensorType
+
+    g = Graph()
+    x = g.add_input(TensorType("float32", (rows, cols)), name="x")
+    g.outputs = [g.add_node("softmax", [x], {"axis": 1})]
+    return g
+
+
+def _graph_sum(rows, cols):
+    from tcomp.ir import Graph, TensorType
+
+    g = Graph()
+    x = g.add_input(TensorType("float32", (rows, cols)), name="x")
+    g.outputs = [g.add_node("sum", [x], {"axis": (1,)})]
+    return g
+
+
+def _graph_matmul(n):
+    from tcomp.ir import Graph, TensorType
+
+    g = Graph()
+    a = g.add_input(TensorType("float32", (n, n)), name="a")
+    b = g.add_input(TensorType("float32", (n, n)), name="b")
+    g.outputs = [g.add_node("matmul", [a, b])]
+    return g
+
+
+def _np_softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def cases(quick: bool):
+    rng = np.random.default_rng(0)
+    n = 1 << (22 if quick else 24)
+    a, b, c = (rng.standard_normal(n).astype("float32") for _ in range(3))
+    yield ("elementwise a*b + c*tanh(a)", f"{n} f32", _graph_elementwise(n), [a, b, c],
+           lambda a, b, c: a * b + c * np.tanh(a))
+    r = 1024 if quick else 4096
+    x = rng.standard_normal((r, 1024)).astype("float32")
+    yield ("row softmax", f"{r}x1024 f32", _graph_softmax(r, 1024), [x], _np_softmax)
+    s = rng.standard_normal((r, 4096)).astype("float32")
+    yield ("sum over axis 1", f"{r}x4096 f32", _graph_sum(r, 4096), [s], lambda s: s.sum(axis=1))
+    m = 256 if quick else 512
+    ma, mb = (rng.standard_normal((m, m)).astype("float32") for _ in range(2))
+    yield ("matmul", f"{m}x{m} @ {m}x{m} f32", _graph_matmul(m), [ma, mb], lambda a, b: a @ b)
+
+
+def best_of(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def run(quick: bool = False, repeat: int = 0) -> list[dict]:
+    from tcomp.backend.cpu import compile_graph
+
+    repeat = repeat or (3 if quick else 10)
+    rows = []
+    for name, size, graph, inputs, np_fn in cases(quick):
+        t0 = time.perf_counter()
+        f = compile_graph(graph, name="bench")
+        compile_s = time.perf_counter() - t0
+        got = f(inputs)[0]
+        want = np_fn(*inputs)
+        scale = max(1.0, float(np.abs(want).max()))
+        err = float(np.abs(got.astype("float64") - want).max()) / scale
+        if err > 1e-3:
+            raise AssertionError(f"bench case {name!r}: tcomp differs from NumPy (max scaled error {err:.2e})")
+        t_tc = best_of(lambda: f(inputs), repeat)
+        t_np = best_of(lambda: np_fn(*inputs), repeat)
+        rows.append({"case": name, "size": size, "tcomp_ms": t_tc * 1e3, "numpy_ms": t_np * 1e3,
+                     "speedup": t_np / t_tc, "compile_ms": compile_s * 1e3, "max_err": err})
+    return rows
+
+
+def format_rows(rows) -> str:
+    head = f"{'case':30} {'size':22} {'tcomp ms':>10} {'numpy ms':>10} {'numpy/tcomp':>12} {'compile ms':>11}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['case']:30} {r['size']:22} {r['tcomp_ms']:10.3f} {r['numpy_ms']:10.3f} "
+                     f"{r['speedup']:12.2f} {r['compile_ms']:11.1f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="tcomp bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smaller sizes and 3 repeats (a smoke run)")
+    p.add_argument("--repeat", type=int, default=0, help="calls per measurement (best of N)")
+    args = p.parse_args(argv)
+    import llvmlite.binding as llvm
+
+    print(f"host: {llvm.get_host_cpu_name()}, NumPy {np.__version__}; best of "
+          f"{args.repeat or (3 if args.quick else 10)} calls")
+    print(format_rows(run(args.quick, args.repeat)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
