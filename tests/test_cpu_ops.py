@@ -8,11 +8,11 @@ adds the op (several attribute variants where the lowering branches) to a fresh 
 import numpy as np
 import pytest
 from conftest import ALL_DTYPES, TOLERANCES
+
+from tcomp.backend.cpu import compile_graph
 from tcomp.ir import OPS, Constant, Graph, TensorType, evaluate
 from tcomp.ir import dtypes as dt
 from tcomp.ir.ops.elementwise import ELEMWISE_BINARY, ELEMWISE_UNARY
-
-from tcomp.backend.cpu import compile_graph
 
 
 def values(rng, dtype, shape, special=False, integral=False):

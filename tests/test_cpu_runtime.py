@@ -6,9 +6,9 @@ import llvmlite.binding as llvm
 import numpy as np
 import pytest
 from conftest import TOLERANCES
-from tcomp.ir import Graph, TensorType, evaluate
 
 from tcomp.backend.cpu import compile_graph
+from tcomp.ir import Graph, TensorType, evaluate
 from tcomp.runtime.buffers import aligned_empty, is_aligned
 
 

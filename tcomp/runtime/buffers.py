@@ -15,10 +15,11 @@ def aligned_empty(shape, dtype, align: int = ALIGNMENT) -> np.ndarray:
     """An uninitialized C-contiguous array whose data pointer is a multiple of ``align``."""
     dtype = np.dtype(dtype)
     shape = tuple(int(d) for d in shape)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    count = int(np.prod(shape, dtype=np.int64))
+    nbytes = (count + 1) * dtype.itemsize  # one spare element: even an empty result keeps an aligned pointer
     raw = np.empty(nbytes + align, dtype=np.uint8)
     off = (-raw.ctypes.data) % align
-    return raw[off:off + nbytes].view(dtype).reshape(shape)
+    return raw[off:off + nbytes].view(dtype)[:count].reshape(shape)
 
 
 def is_aligned(a: np.ndarray, align: int = ALIGNMENT) -> bool:

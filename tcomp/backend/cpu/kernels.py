@@ -287,9 +287,10 @@ def lower_softmax(ctx: KernelCtx) -> None:
             ctx.out.store(b, b.fadd(ls, m), oi)
             return
         if op == "log_softmax":
-            shift = b.fadd(m, ls)
-            u.for_range(b, dims[axis], lambda i: ctx.out.store(b, b.fsub(load(oidx, i), shift), full(oidx, i)),
-                        name="w")
+            # (x - m) - log(s), in the reference's order: x - (m + log s) would round m + log s
+            # and lose the tiny log-probabilities of the largest entries
+            u.for_range(b, dims[axis], lambda i: ctx.out.store(b, b.fsub(b.fsub(load(oidx, i), m), ls),
+                                                               full(oidx, i)), name="w")
         else:
             inv = b.fdiv(u.const(od, 1.0), s)
             u.for_range(b, dims[axis], lambda i: ctx.out.store(
