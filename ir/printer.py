@@ -254,8 +254,8 @@ def canonical_order(graph) -> list[int]:
 
     Inputs come first in graph.inputs order, then an iterative post-order walk from the
     outputs in order (operands in argument order).  Nodes no output depends on are
-    walked last from their sinks, sorted by content digest; only exact ties among such
-    dead sinks fall back to id order (a possible spurious hash miss, never a collision).
+    walked last from their sinks, sorted by content digest; exact ties among such dead
+    sinks fall back to id order, which is why ``structural_hash`` leaves dead nodes out.
     """
     topo = graph.topo_order()  # raises on a cycle
     order: list[int] = []
@@ -290,8 +290,13 @@ def canonical_order(graph) -> list[int]:
 
 
 def canonical_text(graph) -> str:
-    """The text the structural hash is taken of (useful to debug a cache miss)."""
-    order = canonical_order(graph)
+    """The text the structural hash is taken of (useful to debug a cache miss).
+
+    Only what the function computes counts: nodes no output depends on are left out, so
+    two graphs that differ only in dead code (which DCE removes) hash alike.
+    """
+    live = graph.live_nodes()
+    order = [n for n in canonical_order(graph) if n in live]
     ids = {n: i for i, n in enumerate(order)}
     return _format(graph, order, ids, hash_mode=True)
 

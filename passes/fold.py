@@ -13,6 +13,7 @@ error belongs to run time, where it names the user's call.
 from __future__ import annotations
 
 import numpy as np
+
 from tcomp.ir import Constant, Graph, evaluate
 
 from .rewrite import replace

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import numpy as np
+
 from tcomp.ir import Constant, Graph, TensorType
 from tcomp.ir import dtypes as dt
 

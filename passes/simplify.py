@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+
 from tcomp.ir import Constant, Graph
 from tcomp.ir import dtypes as dt
 

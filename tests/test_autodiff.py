@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+
 from tcomp.ir import Constant, Graph, TensorType, evaluate
 from tcomp.passes.autodiff import grad
 

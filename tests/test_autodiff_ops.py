@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from tcomp.ir import OPS, Constant, Graph, TensorType, evaluate
 from tcomp.passes.autodiff import VJP_RULES, grad
 

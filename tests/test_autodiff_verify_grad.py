@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tcomp.passes import autodiff
 
 import tcomp.tensor as T
+from tcomp.passes import autodiff
 from tcomp.testing import GradientError, verify_grad
 
 

@@ -7,6 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from tcomp.ir import Graph, TensorType, evaluate
 from tcomp.ir.ops.random import philox4x32
 

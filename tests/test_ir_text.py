@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from tcomp.ir import OPS, Constant, Graph, TensorType, evaluate, format_graph, from_json, parse_graph, to_json
 from tcomp.ir import dtypes as dt
 from tcomp.ir.printer import canonical_text, structural_hash

@@ -2,6 +2,7 @@
 unfused graph in the reference interpreter, and the op's own type/validation rules."""
 import numpy as np
 import pytest
+
 from tcomp.ir import Constant, Graph, TensorType, evaluate
 from tcomp.ir.ops.fused import format_body, step_types
 from tcomp.ir.verify import verify

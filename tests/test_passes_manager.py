@@ -4,6 +4,7 @@ import io
 
 import numpy as np
 import pytest
+
 from tcomp.ir import Constant, Graph, TensorType, evaluate
 from tcomp.passes import PASSES, PIPELINES, PassManager, optimize
 

@@ -1,6 +1,7 @@
 """Memory planning: views, in-place reuse, pool reuse by size, outputs never reused, and a
 simulation check that the plan never lets two simultaneously live values share a buffer."""
 import numpy as np
+
 from tcomp.ir import Constant, Graph, TensorType
 from tcomp.passes import plan_memory
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from tcomp.ir import Constant, Graph, TensorType, evaluate
 from tcomp.passes import optimize
 

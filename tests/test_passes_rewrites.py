@@ -2,6 +2,7 @@
 equivalence with the reference interpreter on the unoptimized graph."""
 import numpy as np
 import pytest
+
 from tcomp.ir import Constant, Graph, TensorType, evaluate
 from tcomp.ir.verify import verify
 from tcomp.passes import MAX_FOLD_ELEMENTS, canonicalize, constant_fold, cse, dce, simplify

@@ -4,6 +4,7 @@ interpreter while the rewritten one stays right (checked against float64/closed 
 import math
 
 import numpy as np
+
 from tcomp.ir import Constant, Graph, TensorType, evaluate
 from tcomp.ir.verify import verify
 from tcomp.passes import canonicalize, cse, stabilize

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tcomp.ir import TensorType
 from tcomp.ir import dtypes as dt
 from tcomp.ir.types import broadcast_shapes, dims_may_match, merge_dims, shape_str

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from tcomp.ir import Constant, Graph, TensorType, verify
 
 T = TensorType

@@ -49,8 +49,9 @@ def _check_index(name, types, index, first_index_operand):
                 used.add(k)
             elif v is not None and not isinstance(v, int):
                 raise TypeError(f"{name}: index value {v!r} must be an int, None or an operand")
-    if used != set(range(first_index_operand, len(types))):
-        raise ValueError(f"{name}: operands {sorted(set(range(first_index_operand, len(types))) - used)} unused by index")
+    unused = set(range(first_index_operand, len(types))) - used
+    if unused:
+        raise ValueError(f"{name}: operands {sorted(unused)} unused by index")
 
 
 def _slice_len(d, start, stop, step):

@@ -26,6 +26,12 @@ class Constant:
         arr = np.array(value, dtype=dtype, copy=True)
         # (np.ascontiguousarray would turn a 0-d value into shape (1,))
         arr = np.array(arr, dtype=dt.canonical(arr.dtype), order="C", copy=True)
+        if arr.dtype.kind == "f":
+            # NaN payloads carry no meaning in tcomp: keep only the sign, so equal-looking
+            # constants compare, hash and print identically (the text form has no payloads).
+            nans = np.isnan(arr)
+            if nans.any():
+                arr[nans] = np.copysign(np.nan, np.signbit(arr[nans]) * -2.0 + 1.0).astype(arr.dtype)
         arr.setflags(write=False)
         self.value = arr
         self._key = (arr.dtype.name, arr.shape, arr.tobytes())
