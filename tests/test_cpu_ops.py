@@ -248,16 +248,16 @@ def _conv(op):
             x = g.add_input(TensorType(d, (2, 3, 7, 6)), name="x")
             w = g.add_input(TensorType(d, (4, 3, 3, 2)), name="w")
             g.outputs = [g.add_node(op, [x, w], {"pad": (1, 0), "stride": (2, 1)})]
-            return [values(rng, d, (2, 3, 7, 6)), values(rng, d, (4, 3, 3, 2))]
+            return [values(rng, d, (2, 3, 7, 6), integral=True), values(rng, d, (4, 3, 3, 2), integral=True)]
         if op == "conv2d_grad_input":
             gy = g.add_input(TensorType(d, (2, 4, 5, 5)), name="gy")
             w = g.add_input(TensorType(d, (4, 3, 3, 2)), name="w")
             g.outputs = [g.add_node(op, [gy, w], {"input_shape": (7, 6)})]
-            return [values(rng, d, (2, 4, 5, 5)), values(rng, d, (4, 3, 3, 2))]
+            return [values(rng, d, (2, 4, 5, 5), integral=True), values(rng, d, (4, 3, 3, 2), integral=True)]
         x = g.add_input(TensorType(d, (2, 3, 7, 6)), name="x")
         gy = g.add_input(TensorType(d, (2, 4, 5, 5)), name="gy")
         g.outputs = [g.add_node(op, [x, gy], {"filter_shape": (3, 2)})]
-        return [values(rng, d, (2, 3, 7, 6)), values(rng, d, (2, 4, 5, 5))]
+        return [values(rng, d, (2, 3, 7, 6), integral=True), values(rng, d, (2, 4, 5, 5), integral=True)]
     return build
 
 

@@ -30,6 +30,7 @@ from tcomp.runtime.buffers import aligned_empty
 
 from . import irutil as u
 from . import kernels as K
+from . import kernels_conv as CV
 from . import kernels_data as D
 from .kctx import KernelCtx
 from .plan import Planner
@@ -47,6 +48,9 @@ LOWERINGS = {
     "copy": (D.direct_leaves, D.lower_copy),
     "gather": (D.direct_leaves, D.lower_gather),
     "update": (D.direct_leaves, D.lower_update),
+    "conv2d": (D.direct_leaves, CV.lower_conv2d),
+    "conv2d_grad_input": (D.conv_leaves, CV.lower_conv2d_grad_input),
+    "conv2d_grad_filters": (D.conv_leaves, CV.lower_conv2d_grad_filters),
 }
 
 _ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)

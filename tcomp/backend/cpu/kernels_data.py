@@ -40,6 +40,11 @@ def direct_leaves(prog, n):
     return res
 
 
+def conv_leaves(prog, n):
+    """The two tensor operands of a conv gradient (its dim operands are host values)."""
+    return direct_leaves(prog, n)[:2]
+
+
 def lower_concat(ctx: KernelCtx) -> None:
     g, n, b = ctx.g, ctx.n, ctx.b
     axis = g.attrs(n)["axis"]
