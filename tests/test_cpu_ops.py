@@ -261,15 +261,32 @@ def _conv(op):
     return build
 
 
+POOL_CONFIGS = [{"mode": "max"}, {"mode": "sum"}, {"mode": "average_inc_pad"}, {"mode": "average_exc_pad"},
+                {"ws": (3, 2), "stride": (2, 1), "pad": (1, 1), "mode": "average_inc_pad"},
+                {"ws": (3, 2), "stride": (2, 1), "pad": (1, 1), "mode": "average_exc_pad"},
+                {"ws": (3, 3), "stride": (2, 2), "ignore_border": False, "mode": "max"},
+                {"ws": (3, 3), "stride": (2, 2), "ignore_border": False, "mode": "average_exc_pad"},
+                {"ws": (2, 3), "stride": (1, 2), "pad": (1, 0), "mode": "max"}]
+
+
 def _pool(op):
     def build(g, d, rng):
-        x = g.add_input(TensorType(d, (2, 6, 6)), name="x")
+        x = g.add_input(TensorType(d, (2, 7, 6)), name="x")
+        xv = values(rng, d, (2, 7, 6), integral=dt.is_float(d))  # integral: many ties for max
+        if dt.is_float(d):
+            xv[1, 3, 3] = np.nan
         if op == "pool2d":
-            g.outputs = [g.add_node(op, [x], {"mode": m}) for m in ("max", "sum")]
-            return [values(rng, d, (2, 6, 6))]
-        gy = g.add_input(TensorType(d, (2, 3, 3) if op == "pool2d_grad" else (2, 6, 6)), name="gy")
-        g.outputs = [g.add_node(op, [x, gy], {})]
-        return [values(rng, d, (2, 6, 6)), values(rng, d, (2, 3, 3) if op == "pool2d_grad" else (2, 6, 6))]
+            g.outputs = [g.add_node(op, [x], cfg) for cfg in POOL_CONFIGS]
+            return [xv]
+        ins, outs = [xv], []
+        for k, cfg in enumerate(POOL_CONFIGS):
+            pooled = g.type(g.add_node("pool2d", [x], cfg))
+            shape = pooled.shape if op == "pool2d_grad" else (2, 7, 6)
+            gi = g.add_input(TensorType(d, shape), name=f"g{k}")
+            outs.append(g.add_node(op, [x, gi], cfg))
+            ins.append(values(rng, d, shape))
+        g.outputs = outs
+        return ins
     return build
 
 

@@ -32,6 +32,7 @@ from . import irutil as u
 from . import kernels as K
 from . import kernels_conv as CV
 from . import kernels_data as D
+from . import kernels_pool as PL
 from .kctx import KernelCtx
 from .plan import Planner
 from .program import Program
@@ -51,6 +52,9 @@ LOWERINGS = {
     "conv2d": (D.direct_leaves, CV.lower_conv2d),
     "conv2d_grad_input": (D.conv_leaves, CV.lower_conv2d_grad_input),
     "conv2d_grad_filters": (D.conv_leaves, CV.lower_conv2d_grad_filters),
+    "pool2d": (D.direct_leaves, PL.lower_pool2d),
+    "pool2d_grad": (D.direct_leaves, PL.lower_pool2d_grad),
+    "pool2d_grad_grad": (D.direct_leaves, PL.lower_pool2d_grad_grad),
 }
 
 _ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)

@@ -39,8 +39,7 @@ DIM_OPERANDS = {
 }
 
 #: ops executed by the runtime with their reference implementation (no native lowering yet)
-HOST_OPS = frozenset({"pool2d", "pool2d_grad", "pool2d_grad_grad", "random_uniform", "random_normal",
-                      "random_binomial"})
+HOST_OPS = frozenset({"random_uniform", "random_normal", "random_binomial"})
 
 INLINE_CONSUMERS = frozenset({"sum", "prod", "max", "min", "mean", "argmax", "argmin"})
 
@@ -50,6 +49,7 @@ NATIVE_KERNELS = {
     "dot": "matmul", "matmul": "matmul", "concatenate": "concat", "stack": "stack", "arange": "arange",
     "subtensor": "gather", "set_subtensor": "update", "inc_subtensor": "update", "reshape": "copy",
     "conv2d": "conv2d", "conv2d_grad_input": "conv2d_grad_input", "conv2d_grad_filters": "conv2d_grad_filters",
+    "pool2d": "pool2d", "pool2d_grad": "pool2d_grad", "pool2d_grad_grad": "pool2d_grad_grad",
 }
 
 
