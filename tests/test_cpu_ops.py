@@ -290,12 +290,20 @@ def _pool(op):
     return build
 
 
+RANDOM_ATTRS = {"random_uniform": {"low": -2.0, "high": 3.0}, "random_normal": {"mean": 1.0, "std": 2.0},
+                "random_binomial": {"n": 7, "p": 0.3}}
+
+
 def _random(op):
     def build(g, d, rng):
         seed = g.add_input(TensorType("int64", ()), name="seed")
-        ctr = g.add_input(TensorType("int64", ()), name="ctr")
-        g.outputs = [g.add_node(op, [seed, ctr], {"shape": (3, 4), "dtype": d})]
-        return [np.array(42), np.array(7)]
+        key = g.add_input(TensorType("int32", (2,)), name="key")
+        ctr = g.add_input(TensorType("int16", ()), name="ctr")
+        rows = g.add_input(TensorType("int64", ()), name="rows")
+        extra = RANDOM_ATTRS[op] if (op != "random_binomial" or d != "bool") else {"n": 1, "p": 0.6}
+        g.outputs = [g.add_node(op, [seed, ctr], {"shape": (3, 4), "dtype": d}),
+                     g.add_node(op, [key, ctr, rows], {"shape": (None, 257), "dtype": d, **extra})]
+        return [np.array(-(2 ** 40) - 17), np.array([7, -3], "int32"), np.array(-5, "int16"), np.array(9)]
     return build
 
 
@@ -310,6 +318,17 @@ CASES.update({"where": _where, "cast": _cast, "dot": _dot, "matmul": _matmul, "d
               "reshape": _reshape, "alloc": _alloc, "concatenate": _concatenate, "stack": _stack,
               "shape": _shape, "arange": _arange, "subtensor": _subtensor, "set_subtensor": _update("set_subtensor"),
               "inc_subtensor": _update("inc_subtensor"), "fused": _fused})
+
+
+@pytest.mark.parametrize("op,dtype", [("random_uniform", "float32"), ("random_uniform", "float64"),
+                                      ("random_binomial", "int32"), ("random_binomial", "bool")])
+def test_random_streams_are_bit_exact(op, dtype):
+    """The integer stream and the uniform recipe are exact, so the bits must match."""
+    g = Graph()
+    inputs = _random(op)(g, dtype, None)
+    for got, want in zip(compile_graph(g)(inputs), evaluate(g, inputs)):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes()
 
 
 def test_every_op_has_a_case():

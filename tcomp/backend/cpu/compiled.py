@@ -1,12 +1,10 @@
 """``compile_graph``: a Graph -> one LLVM module in the process-wide engine -> a callable.
 
-Call ABI (one C entry per *segment*): ``int32 seg(void **ptrs, int64 *params)``.
+Call ABI (one C entry per graph): ``int32 entry(void **ptrs, int64 *params)``.
 ``ptrs`` holds one data pointer per live node (inputs, constants, views, buffers);
 ``params`` holds every node's dims, the strides (in elements) of strided views, and
 per-node extras (normalized slice starts/steps, arange start/delta, ...).  The entry
 returns 0, or ``slot + 1`` of the node whose bounds check failed (-> ``IndexError``).
-A graph is one segment unless it contains ops the runtime still executes with their
-reference implementation (``program.HOST_OPS``); those run in Python between segments.
 
 Per call, in Python: check inputs (count, dtype, rank, static and named dims), make
 non-contiguous inputs contiguous (one copy), get the plan (shapes; cached by input
@@ -23,7 +21,6 @@ import threading
 import numpy as np
 from llvmlite import ir
 
-from tcomp.ir import get_op
 from tcomp.ir.interpreter import ShapeError
 from tcomp.runtime import engine
 from tcomp.runtime.buffers import aligned_empty
@@ -33,6 +30,7 @@ from . import kernels as K
 from . import kernels_conv as CV
 from . import kernels_data as D
 from . import kernels_pool as PL
+from . import kernels_random as RN
 from .kctx import KernelCtx
 from .plan import Planner
 from .program import Program
@@ -55,6 +53,7 @@ LOWERINGS = {
     "pool2d": (D.direct_leaves, PL.lower_pool2d),
     "pool2d_grad": (D.direct_leaves, PL.lower_pool2d_grad),
     "pool2d_grad_grad": (D.direct_leaves, PL.lower_pool2d_grad_grad),
+    "random": (RN.random_leaves, RN.lower_random),
 }
 
 _ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)
@@ -62,8 +61,8 @@ _counter = itertools.count()
 _counter_lock = threading.Lock()
 
 
-def build_module(prog: Program, symbol: str) -> tuple[str, list]:
-    """The LLVM IR text of ``prog`` and its segment entry names."""
+def build_module(prog: Program, symbol: str) -> tuple[str, str]:
+    """The LLVM IR text of ``prog`` and its entry's name."""
     module = ir.Module(name=symbol)
     kernel_fns = {}
     leaves_of = {}
@@ -75,25 +74,22 @@ def build_module(prog: Program, symbol: str) -> tuple[str, list]:
         ctx.finish()
         kernel_fns[n] = ctx.fn
         leaves_of[n] = leaves
-    names = []
-    for s, (kernels, _host) in enumerate(prog.segments()):
-        name = f"{symbol}_seg{s}"
-        fn = ir.Function(module, ir.FunctionType(u.I32, [u.PTR, u.PTR]), name=name)
-        b = ir.IRBuilder(fn.append_basic_block("entry"))
-        ptrs, params = fn.args
-        for n in kernels:
-            args = [b.load(b.gep(ptrs, [ir.Constant(u.I64, prog.slot[m])], source_etype=u.PTR, inbounds=True),
-                           typ=u.PTR) for m in [n] + leaves_of[n]]
-            rc = b.call(kernel_fns[n], args + [params])
-            fail = b.append_basic_block(f"fail{n}")
-            ok = b.append_basic_block(f"ok{n}")
-            b.cbranch(b.icmp_signed("!=", rc, ir.Constant(u.I32, 0)), fail, ok)
-            b.position_at_end(fail)
-            b.ret(rc)
-            b.position_at_end(ok)
-        b.ret(ir.Constant(u.I32, 0))
-        names.append(name)
-    return str(module), names
+    name = f"{symbol}_entry"
+    fn = ir.Function(module, ir.FunctionType(u.I32, [u.PTR, u.PTR]), name=name)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    ptrs, params = fn.args
+    for n in prog.kernels():
+        args = [b.load(b.gep(ptrs, [ir.Constant(u.I64, prog.slot[m])], source_etype=u.PTR, inbounds=True),
+                       typ=u.PTR) for m in [n] + leaves_of[n]]
+        rc = b.call(kernel_fns[n], args + [params])
+        fail = b.append_basic_block(f"fail{n}")
+        ok = b.append_basic_block(f"ok{n}")
+        b.cbranch(b.icmp_signed("!=", rc, ir.Constant(u.I32, 0)), fail, ok)
+        b.position_at_end(fail)
+        b.ret(rc)
+        b.position_at_end(ok)
+    b.ret(ir.Constant(u.I32, 0))
+    return str(module), name
 
 
 def _dimshuffle_view(a: np.ndarray, pattern) -> np.ndarray:
@@ -116,13 +112,12 @@ class CompiledGraph:
         with _counter_lock:
             uid = next(_counter)
         symbol = f"tcomp_{''.join(c if c.isalnum() else '_' for c in name)}_{uid}"
-        self.llvm_ir_unoptimized, seg_names = build_module(prog, symbol)
+        self.llvm_ir_unoptimized, entry = build_module(prog, symbol)
         self._module = engine.compile_ir(self.llvm_ir_unoptimized, loop_unrolling=False)
-        self._entries = [_ENTRY(engine.function_address(s)) for s in seg_names]
+        self._entry = _ENTRY(engine.function_address(entry))
         self._planner = Planner(prog)
         self._plans: dict = {}
-        self._segments = prog.segments()
-        self._owned = {n for n in prog.order if prog.role[n] in ("kernel", "hostop")}
+        self._owned = {n for n in prog.order if prog.role[n] == "kernel"}
 
     # -- introspection -------------------------------------------------------------------
     def dump(self, stage: str) -> str:
@@ -184,18 +179,10 @@ class CompiledGraph:
             a = mem[prog.slot[n]]
             if a.ndim:
                 params[off:off + a.ndim] = [s // a.itemsize for s in a.strides]
-        pp, pa = ptrs.ctypes.data, params.ctypes.data
-        for entry, (_kernels, host) in zip(self._entries, self._segments):
-            rc = entry(pp, pa)
-            if rc:
-                n = prog.order[rc - 1]
-                raise IndexError(f"{prog.describe(n)}: index out of bounds (checked in native code)")
-            for n in host:
-                args = [mem[prog.slot[o]] for o in g.operands(n)]
-                t = g.type(n)
-                with np.errstate(all="ignore"):
-                    r = np.asarray(get_op(g.op(n)).impl(args, g.attrs(n), t))
-                mem[prog.slot[n]][...] = r
+        rc = self._entry(ptrs.ctypes.data, params.ctypes.data)
+        if rc:
+            n = prog.order[rc - 1]
+            raise IndexError(f"{prog.describe(n)}: index out of bounds (checked in native code)")
         outs, seen = [], set()
         for n in g.outputs:
             a = mem[prog.slot[n]]

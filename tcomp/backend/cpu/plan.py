@@ -165,6 +165,9 @@ class Planner:
                 raise ShapeError(f"{prog.describe(n)}: {e}") from None
             if op == "alloc":
                 _no_broadcast(prog, n, "value", gtypes[:1], [shapes[ops[0]]], out)
+            if op.startswith("random_") and int(np.prod(out, dtype=np.int64)) > 1 << 32:
+                raise ValueError(f"{prog.describe(n)}: a random draw of shape {out} exceeds the generator's "
+                                 f"2**32 elements per call")
             return out
         try:
             out = opdef.infer_type(ctypes_, attrs).shape

@@ -17,10 +17,10 @@ Every live node gets a *role*:
     an elementwise node with one consumer (elementwise or a reduction) of the same shape:
     computed inside the consumer's loop, never stored (the backend's own loop fusion);
 ``kernel``
-    a native loop nest writing a fresh, 64-byte aligned, C-contiguous buffer;
-``hostop``
-    an op without native lowering yet: the Python runtime runs its reference
-    implementation between native segments (see ``HOST_OPS``).
+    a native loop nest writing a fresh, 64-byte aligned, C-contiguous buffer.
+
+An op with no role raises ``TypeError`` at compile time (tests/test_cpu_ops.py checks
+every op of the table compiles).
 
 Layout: every buffer tcomp allocates is C-contiguous, inputs are made contiguous at call
 time, so only views can be ``strided``; their strides travel in the parameter array.
@@ -38,9 +38,6 @@ DIM_OPERANDS = {
     "conv2d_grad_input": ("input_shape", 2), "conv2d_grad_filters": ("filter_shape", 2),
 }
 
-#: ops executed by the runtime with their reference implementation (no native lowering yet)
-HOST_OPS = frozenset({"random_uniform", "random_normal", "random_binomial"})
-
 INLINE_CONSUMERS = frozenset({"sum", "prod", "max", "min", "mean", "argmax", "argmin"})
 
 NATIVE_KERNELS = {
@@ -50,6 +47,7 @@ NATIVE_KERNELS = {
     "subtensor": "gather", "set_subtensor": "update", "inc_subtensor": "update", "reshape": "copy",
     "conv2d": "conv2d", "conv2d_grad_input": "conv2d_grad_input", "conv2d_grad_filters": "conv2d_grad_filters",
     "pool2d": "pool2d", "pool2d_grad": "pool2d_grad", "pool2d_grad_grad": "pool2d_grad_grad",
+    "random_uniform": "random", "random_normal": "random", "random_binomial": "random",
 }
 
 
@@ -113,8 +111,6 @@ class Program:
             return "input"
         if op == "constant":
             return "const"
-        if op in HOST_OPS:
-            return "hostop"
         if op == "dimshuffle":
             return "view"
         if op == "subtensor" and not has_advanced(g.attrs(n)["index"]):
@@ -220,21 +216,6 @@ class Program:
     def kernels(self) -> list:
         return [n for n in self.order if self.role[n] == "kernel"]
 
-    def segments(self) -> list:
-        """Runs of native kernels separated by host ops: [(kernels, hostops_after), ...]."""
-        segs, cur, host = [], [], []
-        for n in self.order:
-            r = self.role[n]
-            if r == "kernel":
-                if host:
-                    segs.append((cur, host))
-                    cur, host = [], []
-                cur.append(n)
-            elif r == "hostop":
-                host.append(n)
-        segs.append((cur, host))
-        return segs
-
     def is_scalar_const(self, n) -> bool:
         return self.g.op(n) == "constant" and self.g.type(n).ndim == 0
 
@@ -246,4 +227,4 @@ class Program:
         return f"%{n} = {self.g.op(n)}" + (f" ({name})" if name else "")
 
 
-__all__ = ["Program", "DIM_OPERANDS", "HOST_OPS", "host_value_operands", "has_advanced"]
+__all__ = ["Program", "DIM_OPERANDS", "host_value_operands", "has_advanced"]
