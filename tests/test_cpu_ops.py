@@ -213,7 +213,8 @@ def _subtensor(g, d, rng):
             g.add_node("subtensor", [x, i], {"index": (("a", "$1"),)}),
             g.add_node("subtensor", [x, i, j], {"index": (("s", None, None, 2), ("a", "$1"), ("a", "$2"))}),
             g.add_node("subtensor", [x, i, j], {"index": (("a", "$1"), ("s", None, None, None), ("a", "$2"))}),
-            g.add_node("subtensor", [x, j], {"index": (("i", -1), ("a", "$1"))})]
+            g.add_node("subtensor", [x, j], {"index": (("i", -1), ("a", "$1"))}),
+            g.add_node("subtensor", [x, k], {"index": (("i", 2), ("i", "$1"), ("i", -1))})]  # a 0-d view
     g.outputs = outs
     return [values(rng, d, (5, 6, 4)), np.array([0, -1, 3]), np.array([[1], [-2]], "int32"), np.array(4)]
 

@@ -213,7 +213,7 @@ class CompiledGraph:
                 elif op == "reshape":
                     a = src.reshape(plan.shapes[n])
                 else:
-                    a = src[plan.index_tuples[n]]
+                    a = src[plan.index_tuples[n] + (Ellipsis,)]  # Ellipsis: all-int indices give a 0-d view
             elif role == "inline":
                 a = _EMPTY
             elif op == "reshape":  # strided source: the kernel copies it into C order, then a view
