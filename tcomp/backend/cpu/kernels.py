@@ -334,13 +334,11 @@ def lower_matmul(ctx: KernelCtx) -> None:
         off = batch_nd - (ref.ndim - 2)
         return [0 if ref.dims[a] == 1 else bidx[off + a] for a in range(ref.ndim - 2)]
 
-    def one_batch(bidx):
-        Ab, Bb = batch_idx(A, bidx), batch_idx(B, bidx)
-        u.loop_nest(b, [M, N], lambda ij: C.store(b, zero, bidx + ij), name="z")
-
+    def scalar_tiles(bidx, Ab, Bb, i_lo, i_hi, j_lo, j_hi):
+        """C[i_lo:i_hi, j_lo:j_hi] += A @ B, i-k-j order tiled over k and j (any dtype/layout)."""
         def tile_j(jt):
-            j0 = b.mul(jt, ir.Constant(u.I64, TILE_N))
-            j1 = _min(b, b.add(j0, ir.Constant(u.I64, TILE_N)), u.i64(N))
+            j0 = b.add(u.i64(j_lo), b.mul(jt, ir.Constant(u.I64, TILE_N)))
+            j1 = _min(b, b.add(j0, ir.Constant(u.I64, TILE_N)), u.i64(j_hi))
 
             def tile_k(kt):
                 k0 = b.mul(kt, ir.Constant(u.I64, TILE_K))
@@ -358,9 +356,57 @@ def lower_matmul(ctx: KernelCtx) -> None:
                             u.store_value(b, r, c_addr, od)
                         u.for_range(b, j1, jj, start=j0, name="j")
                     u.for_range(b, k1, kk, start=k0, name="k")
-                u.for_range(b, M, row, name="i")
+                u.for_range(b, i_hi, row, start=i_lo, name="i")
             u.for_range(b, _ceil_div(b, K, TILE_K), tile_k, name="kt")
-        u.for_range(b, _ceil_div(b, N, TILE_N), tile_j, name="jt")
+        u.for_range(b, _ceil_div(b, b.sub(u.i64(j_hi), u.i64(j_lo)), TILE_N), tile_j, name="jt")
+
+    # register-blocked float microkernel: MR rows x NV vectors of C live in registers over all of K
+    use_micro = is_f and ad == od and bd == od and B.strides[-1] == 1 and B.dims[-1] != 1 and A.dims[-2] != 1
+    W = 8 if od == "float32" else 4
+    MR, NV = 6, 2
+    NR = W * NV
+    vt = ir.VectorType(u.value_type(od), W)
+
+    def micro(bidx, Ab, Bb, M_main, N_main):
+        def block_j(jb):  # j outer: the K x NR panel of B stays in cache across all row blocks
+            j0 = b.mul(jb, ir.Constant(u.I64, NR))
+
+            def block_i(ib):
+                i0 = b.mul(ib, ir.Constant(u.I64, MR))
+                init = [ir.Constant(vt, [0.0] * W) for _ in range(MR * NV)]
+
+                def step(k, accs):
+                    bv = [b.load(B.addr(b, Bb + [k, b.add(j0, ir.Constant(u.I64, v * W))]), typ=vt,
+                                 align=dt.itemsize(od)) for v in range(NV)]
+                    out_accs = []
+                    for r in range(MR):
+                        a = A.load(b, Ab + [b.add(i0, ir.Constant(u.I64, r)), k])
+                        undef = ir.Constant(vt, ir.Undefined)
+                        av = b.shuffle_vector(b.insert_element(undef, a, ir.Constant(u.I32, 0)), undef,
+                                              ir.Constant(ir.VectorType(u.I32, W), [0] * W))
+                        for v in range(NV):
+                            out_accs.append(u.call_intrinsic(b, "fma", av, bv[v], accs[r * NV + v]))
+                    return out_accs
+                accs = u.reduction_loop(b, K, init, step, name="mk")
+                for r in range(MR):
+                    for v in range(NV):
+                        ci = [b.add(i0, ir.Constant(u.I64, r)), b.add(j0, ir.Constant(u.I64, v * W))]
+                        addr = C.addr(b, bidx + ci)
+                        b.store(accs[r * NV + v], addr, align=dt.itemsize(od))
+            u.for_range(b, b.sdiv(u.i64(M_main), ir.Constant(u.I64, MR)), block_i, name="ib")
+        u.for_range(b, b.sdiv(u.i64(N_main), ir.Constant(u.I64, NR)), block_j, name="jb")
+
+    def one_batch(bidx):
+        Ab, Bb = batch_idx(A, bidx), batch_idx(B, bidx)
+        u.loop_nest(b, [M, N], lambda ij: C.store(b, zero, bidx + ij), name="z")
+        if not use_micro:
+            scalar_tiles(bidx, Ab, Bb, 0, M, 0, N)
+            return
+        m_main = b.sub(u.i64(M), b.srem(u.i64(M), ir.Constant(u.I64, MR)))
+        n_main = b.sub(u.i64(N), b.srem(u.i64(N), ir.Constant(u.I64, NR)))
+        micro(bidx, Ab, Bb, m_main, n_main)
+        scalar_tiles(bidx, Ab, Bb, m_main, M, 0, N)
+        scalar_tiles(bidx, Ab, Bb, 0, m_main, n_main, N)
     u.loop_nest(b, out.dims[:batch_nd], one_batch, name="bt")
 
 
