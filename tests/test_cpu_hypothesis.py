@@ -100,7 +100,7 @@ def _value(rng, dtype, shape, layout):
 def _step(b: Builder, nodes):
     g = b.g
     kind = b.draw(st.sampled_from(["unary", "binary", "binary", "where", "cast", "reduce", "nnet", "view",
-                                   "concat", "matmul"]))
+                                   "concat", "matmul", "reshape", "alloc", "gather", "update", "arange", "stack"]))
     pick = st.sampled_from(nodes)
     x = b.draw(pick)
     t = g.type(x)
@@ -135,6 +135,33 @@ def _step(b: Builder, nodes):
         if t.ndim == 0:
             return None
         return b.add("concatenate", [x, b.draw(pick)], {"axis": b.draw(st.integers(0, t.ndim - 1))})
+    if kind == "reshape":
+        return b.add("reshape", [x], {"shape": b.draw(st.sampled_from([(-1,), (1, -1), (-1, 1)]))})
+    if kind == "alloc":
+        return b.add("alloc", [x], {"shape": (b.draw(st.integers(1, 3)),) + tuple(
+            d if isinstance(d, int) else 1 for d in t.shape)})
+    if kind in ("gather", "update"):
+        if t.ndim == 0:
+            return None
+        size = t.shape[0] if isinstance(t.shape[0], int) else 1
+        idx_dtype = b.draw(st.sampled_from(["int64", "int32", "uint8"]))
+        low = 0 if idx_dtype == "uint8" else -size
+        idx = g.add_constant(np.array(b.draw(st.lists(st.integers(low, max(size - 1, 0)), min_size=1, max_size=4)),
+                                      dtype=idx_dtype))
+        b.exact[idx] = True
+        if kind == "gather":
+            return b.add("subtensor", [x, idx], {"index": (("a", "$1"),)})
+        op = b.draw(st.sampled_from(["set_subtensor", "inc_subtensor"]))
+        return b.add(op, [x, b.draw(pick), idx], {"index": (("a", "$2"),)})
+    if kind == "arange":
+        if t.ndim == 0:
+            return None
+        n = b.add("shape", [x], {"axis": b.draw(st.integers(0, t.ndim - 1))})
+        zero, one = g.add_constant(np.array(0)), g.add_constant(np.array(1))
+        b.exact[zero] = b.exact[one] = True
+        return b.add("arange", [zero, n, one], {"dtype": b.draw(st.sampled_from(["int32", "int64", "float32"]))})
+    if kind == "stack":
+        return b.add("stack", [x, b.draw(pick)], {"axis": b.draw(st.integers(0, t.ndim))})
     y = b.draw(pick)
     if dt.is_float(t.dtype) or dt.is_float(g.type(y).dtype):
         if not (b.exact[x] and b.exact[y]):
