@@ -78,6 +78,7 @@ def test_input_output_passthrough_is_a_copy():
     a, b = f([xv])
     np.testing.assert_array_equal(a, xv)
     assert not np.shares_memory(a, xv) and not np.shares_memory(a, b)
+    assert is_aligned(a) and is_aligned(b)
 
 
 # -- call-time checks -------------------------------------------------------------------------

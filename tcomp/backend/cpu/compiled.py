@@ -186,8 +186,10 @@ class CompiledGraph:
         outs, seen = [], set()
         for n in g.outputs:
             a = mem[prog.slot[n]]
-            if n not in self._owned or n in seen:
-                a = np.array(a)
+            if n not in self._owned or n in seen:  # inputs, constants, views, repeats: a fresh aligned copy
+                c = aligned_empty(a.shape, a.dtype)
+                np.copyto(c, a)
+                a = c
             seen.add(n)
             outs.append(a)
         return outs
