@@ -7,12 +7,7 @@ import tcomp
 import tcomp.tensor as T
 from tcomp.examples.mlp import build_mse_mlp
 
-BACKENDS = ["reference"]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    return request.param
+# the ``backend`` fixture (conftest.py) runs each test on every available backend
 
 
 def test_single_and_multiple_outputs(backend):
