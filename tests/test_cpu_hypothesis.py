@@ -48,6 +48,9 @@ class Builder:
         """Add a node if the op's type rule accepts it; None otherwise."""
         if op in DISCRETE and any(dt.is_float(self.g.type(o).dtype) and not self.exact[o] for o in operands):
             return None
+        if op in ("set_subtensor", "inc_subtensor") and dt.is_int(self.g.type(operands[0]).dtype) \
+                and dt.is_float(self.g.type(operands[1]).dtype) and not self.exact[operands[1]]:
+            return None  # float -> int assignment truncates: a jump
         if op == "truediv" and not self.exact[operands[1]]:
             return None  # dividing by a value from cancellation amplifies 1-ulp differences without bound
         try:
@@ -169,10 +172,11 @@ def _step(b: Builder, nodes):
     return b.add("matmul", [x, y])
 
 
-def _compare(got, want, scale, what):
+def _compare(got, want, scale, what, loosest):
     assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} vs {want.dtype}"
     assert got.shape == want.shape, f"{what}: shape {got.shape} vs {want.shape}"
-    rtol, atol = TOLERANCES[want.dtype.name]
+    # a float64 result computed from a float32 intermediate is only float32-accurate
+    rtol, atol = TOLERANCES[loosest if dt.is_float(want.dtype.name) and loosest else want.dtype.name]
     if dt.is_float(want.dtype.name):
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol + rtol * scale, equal_nan=True, err_msg=what)
     else:
@@ -219,6 +223,7 @@ def test_random_graphs_match_reference(data):
     want = [every[o] for o in g.outputs]
     finite = [np.abs(v[np.isfinite(v)]).max(initial=0.0) for v in every.values() if dt.is_float(v.dtype.name)]
     scale = float(max(finite, default=0.0))
+    loosest = "float32" if any(g.type(n).dtype == "float32" for n in g.nodes()) else None
     got = compile_graph(g)(values)
     for k, (a, w) in enumerate(zip(got, want)):
-        _compare(a, w, scale, f"output {k} of\n{g}")
+        _compare(a, w, scale, f"output {k} of\n{g}", loosest)

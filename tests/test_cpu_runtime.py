@@ -258,3 +258,41 @@ def test_float32_loops_are_simd(kind):
     assert "<8 x float>" in f.dump("llvm")
     asm = f.dump("asm")
     assert "ymm" in asm and ("vfmadd" in asm or "vaddps" in asm or "vmulps" in asm)
+
+
+def test_numpy_runtime_broadcasting_where_the_reference_allows_it():
+    """alloc, set/inc_subtensor values, matmul batches and index arrays broadcast a run-time
+    size-1 symbolic dim like NumPy (the reference runs NumPy there); elementwise ops do not."""
+    g = Graph()
+    x = g.add_input(TensorType("float32", (None, 3)), name="x")
+    y = g.add_input(TensorType("float32", (None,)), name="y")
+    i = g.add_input(TensorType("int64", (None,)), name="i")
+    j = g.add_input(TensorType("int64", (None, None)), name="j")
+    a = g.add_input(TensorType("float32", (None, 2, 3)), name="a")
+    w = g.add_input(TensorType("float32", (None, 3, 2)), name="w")
+    g.outputs = [g.add_node("alloc", [x], {"shape": (4, 3)}),
+                 g.add_node("inc_subtensor", [x, y, i], {"index": (("a", "$2"),)}),
+                 g.add_node("subtensor", [x, i, j], {"index": (("a", "$1"), ("a", "$2"))}),
+                 g.add_node("matmul", [a, w])]
+    f = compile_graph(g)
+    rng = np.random.default_rng(5)
+    vals = [rng.standard_normal((1, 3)).astype("float32"), np.array([2.0], "float32"), np.array([0, 0]),
+            np.array([[0], [2], [1]]), rng.standard_normal((1, 2, 3)).astype("float32"),
+            rng.standard_normal((4, 3, 2)).astype("float32")]
+    for got, want in zip(f(vals), evaluate(g, vals)):
+        _close(got, want)
+
+
+def test_set_subtensor_converts_like_numpy_assignment():
+    """Assigning floats into an int tensor is NumPy's astype (nan/out of range -> INT_MIN on x86)."""
+    g = Graph()
+    x = g.add_input(TensorType("int32", (6,)), name="x")
+    y = g.add_input(TensorType("float32", (6,)), name="y")
+    z = g.add_input(TensorType("int8", (6,)), name="z")
+    full = (("s", None, None, None),)
+    g.outputs = [g.add_node("set_subtensor", [x, y], {"index": full}),
+                 g.add_node("set_subtensor", [z, y], {"index": full})]
+    yv = np.array([np.nan, 1e10, -3.7, 2.9, -1e10, 300.5], "float32")
+    xv, zv = np.zeros(6, "int32"), np.zeros(6, "int8")
+    for got, want in zip(compile_graph(g)([xv, yv, zv]), evaluate(g, [xv, yv, zv])):
+        np.testing.assert_array_equal(got, want)

@@ -83,6 +83,13 @@ class KernelCtx:
         off = consumer_type.ndim - t.ndim
         return [0 if d == 1 else idx[off + a] for a, d in enumerate(t.shape)]
 
+    def runtime_bcast(self, dims, idx):
+        """Index for an operand that NumPy broadcasts at run time (alloc, matmul batches,
+        set/inc values, index arrays): a symbolic dim that turns out to be 1 reads index 0."""
+        b = self.b
+        return [i if isinstance(d, int) else b.select(b.icmp_signed("==", d, ir.Constant(u.I64, 1)),
+                                                      ir.Constant(u.I64, 0), i) for d, i in zip(dims, idx)]
+
     def load_leaf(self, n, idx):
         ref = self.refs[n]
         if isinstance(idx, tuple):

@@ -46,7 +46,10 @@ def lower_elemwise(ctx: KernelCtx) -> None:
         memo: dict = {}
         if is_alloc:
             src = roots[0]
-            v = ctx.value(src, ctx.bidx(src, t, idx), memo)
+            sidx = ctx.bidx(src, t, idx)
+            if not isinstance(idx, tuple):
+                sidx = ctx.runtime_bcast(ctx.dims(src), sidx)
+            v = ctx.value(src, sidx, memo)
         else:
             v = ctx.value(n, idx, memo, root=True)
         if isinstance(idx, tuple):
@@ -54,7 +57,8 @@ def lower_elemwise(ctx: KernelCtx) -> None:
         else:
             ctx.out.store(b, v, idx)
 
-    if flat_ok(prog, n, roots):
+    # alloc broadcasts run-time size-1 symbolic dims (np.broadcast_to), so only a static copy is flat
+    if (not is_alloc or (t.is_static and g.type(roots[0]).shape == t.shape)) and flat_ok(prog, n, roots):
         u.for_range(b, u.numel(b, ctx.out.dims), lambda i: point((FLAT, i)), name="e")
     else:
         u.loop_nest(b, ctx.out.dims, point, name="e")
@@ -332,7 +336,7 @@ def lower_matmul(ctx: KernelCtx) -> None:
 
     def batch_idx(ref, bidx):
         off = batch_nd - (ref.ndim - 2)
-        return [0 if ref.dims[a] == 1 else bidx[off + a] for a in range(ref.ndim - 2)]
+        return ctx.runtime_bcast(ref.dims[:-2], [0 if ref.dims[a] == 1 else bidx[off + a] for a in range(ref.ndim - 2)])
 
     def scalar_tiles(bidx, Ab, Bb, i_lo, i_hi, j_lo, j_hi):
         """C[i_lo:i_hi, j_lo:j_hi] += A @ B, i-k-j order tiled over k and j (any dtype/layout)."""

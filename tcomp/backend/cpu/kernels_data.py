@@ -15,7 +15,7 @@ from tcomp.ir.ops.indexing import is_ref, ref_index
 
 from . import irutil as u
 from .kctx import KernelCtx
-from .scalar import cast
+from .scalar import cast, numpy_astype
 
 
 def direct_leaves(prog, n):
@@ -163,6 +163,7 @@ class IndexMap:
                 t = ctx.g.type(arr)
                 off = self.nb - t.ndim
                 aidx = [0 if d == 1 else bidx[off + a] for a, d in enumerate(t.shape)]
+                aidx = ctx.runtime_bcast(ctx.refs[arr].dims, aidx)
                 v = ctx.refs[arr].load(b, aidx)
                 v = cast(b, v, t.dtype, "int64")
                 d = u.i64(self.x_dims[k])
@@ -199,7 +200,8 @@ def lower_update(ctx: KernelCtx) -> None:
 
     def body(idx):
         yoff = len(sel_dims) - yt.ndim
-        yv = cast(b, yr.load(b, [0 if d == 1 else idx[yoff + a] for a, d in enumerate(yt.shape)]), yt.dtype, xd)
+        yidx = ctx.runtime_bcast(yr.dims, [0 if d == 1 else idx[yoff + a] for a, d in enumerate(yt.shape)])
+        yv = numpy_astype(b, yr.load(b, yidx), yt.dtype, xd)
         addr = out.addr(b, m.offset(idx))
         if op == "inc_subtensor":
             cur = u.load_value(b, addr, xd)

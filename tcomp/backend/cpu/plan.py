@@ -148,7 +148,9 @@ class Planner:
             yt, ys = gtypes[1], shapes[ops[1]]
             if len(ys) > len(sel):
                 raise ShapeError(f"{prog.describe(n)}: value of shape {ys} has more dims than the selection {sel}")
-            _no_broadcast(prog, n, "value", [yt], [ys], sel)
+            # NumPy assignment semantics (the reference's): a run-time size-1 dim of y broadcasts
+            if _broadcast(prog, n, [ys, sel]) != tuple(sel):
+                raise ShapeError(f"{prog.describe(n)}: value of shape {ys} ({yt}) does not fit the selection {sel}")
             extras[n] = extras[n] + list(sel)
             return shapes[ops[0]]
         if op in DIM_OPERANDS:
@@ -163,8 +165,6 @@ class Planner:
                 out = opdef.infer_type(ctypes_[:start], a2).shape
             except (TypeError, ValueError) as e:
                 raise ShapeError(f"{prog.describe(n)}: {e}") from None
-            if op == "alloc":
-                _no_broadcast(prog, n, "value", gtypes[:1], [shapes[ops[0]]], out)
             if op.startswith("random_") and int(np.prod(out, dtype=np.int64)) > 1 << 32:
                 raise ValueError(f"{prog.describe(n)}: a random draw of shape {out} exceeds the generator's "
                                  f"2**32 elements per call")
@@ -173,13 +173,6 @@ class Planner:
             out = opdef.infer_type(ctypes_, attrs).shape
         except (TypeError, ValueError) as e:
             raise ShapeError(f"{prog.describe(n)}: {e}") from None
-        if op == "matmul":
-            nb = len(out) - 2 + (gtypes[0].ndim == 1) + (gtypes[1].ndim == 1)
-            full = tuple(out[:nb])
-            for i, t in enumerate(gtypes):
-                if t.ndim > 2:
-                    _no_broadcast(prog, n, "operand batch", [TensorType(t.dtype, t.shape[:-2])],
-                                  [shapes[ops[i]][:-2]], full)
         return out
 
     def _fused(self, n, attrs, gtypes, cshapes, extras):
@@ -228,7 +221,7 @@ class Planner:
         return (length,)
 
     def _index(self, n, ops, index, shapes, values, extras, tuples, first):
-        prog, g = self.prog, self.g
+        prog = self.prog
         xs = shapes[ops[0]]
         np_index, params = [], []
         arrays = []
@@ -260,9 +253,8 @@ class Planner:
                     raise IndexError(f"{prog.describe(n)}: index {v} is out of bounds for axis {k} with size {xs[k]}")
                 np_index.append(np.asarray(v, dtype=np.intp))
                 params += [v + xs[k] if v < 0 else v, 0]
-        if arrays:
-            bshape = _broadcast(prog, n, [shapes[o] for o in arrays])
-            _no_broadcast(prog, n, "index array", [g.type(o) for o in arrays], [shapes[o] for o in arrays], bshape)
+        if arrays:  # index arrays broadcast like NumPy's (the reference indexes with NumPy)
+            _broadcast(prog, n, [shapes[o] for o in arrays])
         try:
             sel = _dummy(xs)[tuple(np_index)].shape
         except IndexError as e:

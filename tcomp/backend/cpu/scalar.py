@@ -98,6 +98,24 @@ def _float_to_int(b, v, src, dst):
     return b.fptosi(safe, tt) if dt.kind(dst) == "i" else b.fptoui(safe, tt)
 
 
+def numpy_astype(b: ir.IRBuilder, v: ir.Value, src: str, dst: str) -> ir.Value:
+    """NumPy's plain ``astype`` (used by the reference where it assigns, e.g. set_subtensor):
+    like :func:`cast` except float -> int, which is C's conversion as x86 executes it: a
+    32/64-bit ``cvtt`` whose nan/out-of-range result is INT_MIN, truncated for 8/16-bit."""
+    if not (dt.is_float(src) and dt.is_int(dst)):
+        return cast(b, v, src, dst)
+    tt = u.value_type(dst)
+    wide = u.I64 if tt.width == 64 else u.I32
+    bits = wide.width
+    t = u.call_intrinsic(b, "trunc", v)
+    ft = v.type
+    ok = b.and_(b.fcmp_ordered(">=", t, ir.Constant(ft, -float(2 ** (bits - 1)))),
+                b.fcmp_ordered("<", t, ir.Constant(ft, float(2 ** (bits - 1)))))
+    r = b.fptosi(b.select(ok, t, ir.Constant(ft, 0.0)), wide)
+    r = b.select(ok, r, ir.Constant(wide, 1 << (bits - 1)))
+    return b.trunc(r, tt) if tt.width < bits else r
+
+
 def _zero(v):
     return ir.Constant(v.type, 0.0 if isinstance(v.type, (ir.FloatType, ir.DoubleType)) else 0)
 
