@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # bench parses its own options (argparse.REMAINDER drops --flags)
+        from tcomp.tools import bench
+
+        return bench.main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
     return args.func(args) or 0
 
