@@ -17,7 +17,7 @@ from tcomp.ir.ops.registry import get_op
 
 from . import irutil as u
 from .kctx import FLAT, KernelCtx, expression_leaves, flat_ok
-from .scalar import cast, emit_elemwise
+from .scalar import _while, cast, emit_elemwise
 
 FAST = ("reassoc", "contract", "nsz")
 
@@ -123,26 +123,41 @@ def emit_reduction(ctx: KernelCtx, op: str, axes, in_dtype: str, in_dims: list, 
         return v
 
     if op in ("argmax", "argmin"):
-        def row(kidx):
-            cmp = ">" if op == "argmax" else "<"
-            init = [_identity("max" if op == "argmax" else "min", in_dtype), ir.Constant(u.I64, 0),
-                    ir.Constant(u.I64, 0)]
+        # two passes: a vectorizable max/min, then the first position holding it (np.argmax's
+        # tie and NaN rules: the first NaN if any, since maximum/minimum propagate NaN)
+        extreme = "max" if op == "argmax" else "min"
 
+        def row(kidx):
             def step(ridx, accs):
-                best, besti, i = accs
-                x = val(full_idx(kidx, ridx))
-                k = dt.kind(in_dtype)
-                if k == "f":
-                    better = b.or_(b.fcmp_ordered(cmp, x, best),
-                                   b.and_(b.fcmp_unordered("uno", x, x), b.fcmp_ordered("ord", best, best)))
-                elif k == "i":
-                    better = b.icmp_signed(cmp, x, best)
+                return [_combine(b, extreme, accs[0], val(full_idx(kidx, ridx)), in_dtype)]
+            (m,) = u.nested_reduction(b, red_dims, [_identity(extreme, in_dtype)], step)
+            total = u.i64(u.numel(b, red_dims))
+
+            def unflatten(i):
+                if len(red_dims) == 1:
+                    return [i]
+                ridx, rest = [], i
+                for d in reversed(red_dims):
+                    if d == 1:
+                        ridx.append(ir.Constant(u.I64, 0))
+                        continue
+                    ridx.append(b.srem(rest, u.i64(d)))
+                    rest = b.sdiv(rest, u.i64(d))
+                return list(reversed(ridx))
+
+            def differs(vals):
+                i = vals[0]
+                inside = b.icmp_signed("<", i, total)
+                x = val(full_idx(kidx, unflatten(b.select(inside, i, ir.Constant(u.I64, 0)))))
+                if dt.kind(in_dtype) == "f":
+                    same = b.or_(b.fcmp_ordered("==", x, m), b.and_(b.fcmp_unordered("uno", x, x),
+                                                                    b.fcmp_unordered("uno", m, m)))
                 else:
-                    better = b.icmp_unsigned(cmp, x, best)
-                nxt = b.add(i, ir.Constant(u.I64, 1))
-                return [b.select(better, x, best), b.select(better, i, besti), nxt]
-            res = u.nested_reduction(b, red_dims, init, step)
-            out.store(b, res[1], out_idx(kidx))
+                    same = b.icmp_unsigned("==", x, m)
+                return b.and_(inside, b.not_(same))
+            (first,) = _while(b, [ir.Constant(u.I64, 0)], differs,
+                              lambda vals: [b.add(vals[0], ir.Constant(u.I64, 1))], "find")
+            out.store(b, first, out_idx(kidx))
         u.loop_nest(b, [in_dims[a] for a in kept], row, name="o")
         return
 
