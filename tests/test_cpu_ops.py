@@ -139,11 +139,14 @@ def _matmul(g, d, rng):
     p = g.add_input(TensorType(d, (None, 50)), name="p")  # register-blocked path + row/column remainders
     q = g.add_input(TensorType(d, (50, None)), name="q")
     qt = g.add_node("dimshuffle", [g.add_input(TensorType(d, (None, 50)), name="r")], {"pattern": (1, 0)})
+    lp = g.add_input(TensorType(d, (13, 300)), name="lp")  # a transposed B packed over two k blocks
+    lt = g.add_node("dimshuffle", [g.add_input(TensorType(d, (37, 300)), name="lq")], {"pattern": (1, 0)})
     g.outputs = [g.add_node("matmul", [a, b]), g.add_node("matmul", [v, b]), g.add_node("matmul", [a, v]),
-                 g.add_node("matmul", [p, q]), g.add_node("matmul", [p, qt])]
+                 g.add_node("matmul", [p, q]), g.add_node("matmul", [p, qt]), g.add_node("matmul", [lp, lt])]
     return [values(rng, d, (2, 1, 3, 300), integral=True), values(rng, d, (4, 300, 270), integral=True),
             values(rng, d, (300,), integral=True), values(rng, d, (13, 50), integral=True),
-            values(rng, d, (50, 37), integral=True), values(rng, d, (37, 50), integral=True)]
+            values(rng, d, (50, 37), integral=True), values(rng, d, (37, 50), integral=True),
+            values(rng, d, (13, 300), integral=True), values(rng, d, (37, 300), integral=True)]
 
 
 def _dimshuffle(g, d, rng):

@@ -415,6 +415,62 @@ def lower_matmul(ctx: KernelCtx) -> None:
             u.for_range(b, b.sdiv(u.i64(M_main), ir.Constant(u.I64, MR)), block_i, name="ib")
         u.for_range(b, b.sdiv(u.i64(N_main), ir.Constant(u.I64, NR)), block_j, name="jb")
 
+    # a strided B (e.g. W.T from autodiff) is packed, KC x NR at a time, into a stack panel first
+    packed = is_f and ad == od and bd == od and not use_micro and B.dims[-1] != 1 and A.dims[-2] != 1
+    KC = 256
+    if packed:
+        et = u.value_type(od)
+        with b.goto_block(ctx.fn.entry_basic_block):
+            panel = b.alloca(et, size=ir.Constant(u.I64, KC * NR), name="panel")
+        use_micro = True
+
+    def micro_packed(bidx, Ab, Bb, M_main, N_main):
+        def block_j(jb):
+            j0 = b.mul(jb, ir.Constant(u.I64, NR))
+
+            def block_k(kb):
+                k0 = b.mul(kb, ir.Constant(u.I64, KC))
+                k1 = _min(b, b.add(k0, ir.Constant(u.I64, KC)), u.i64(K))
+                kc = b.sub(k1, k0)
+
+                def pack_j(jj):
+                    def pack_k(k):
+                        v = B.load(b, Bb + [k, b.add(j0, jj)])
+                        slot = b.add(b.mul(b.sub(k, k0), ir.Constant(u.I64, NR)), jj)
+                        b.store(v, b.gep(panel, [slot], source_etype=et))
+                    u.for_range(b, k1, pack_k, start=k0, name="pk")
+                u.for_range(b, NR, pack_j, name="pj")
+
+                def block_i(ib):
+                    i0 = b.mul(ib, ir.Constant(u.I64, MR))
+
+                    def c_addr(r, v):
+                        ci = [b.add(i0, ir.Constant(u.I64, r)), b.add(j0, ir.Constant(u.I64, v * W))]
+                        return C.addr(b, bidx + ci)
+                    init = [b.load(c_addr(r, v), typ=vt, align=dt.itemsize(od)) for r in range(MR) for v in range(NV)]
+
+                    def step(kk, accs):
+                        row = b.mul(kk, ir.Constant(u.I64, NR))
+                        bv = [b.load(b.gep(panel, [b.add(row, ir.Constant(u.I64, v * W))], source_etype=et),
+                                     typ=vt, align=dt.itemsize(od)) for v in range(NV)]
+                        k = b.add(k0, kk)
+                        res = []
+                        for r in range(MR):
+                            a = A.load(b, Ab + [b.add(i0, ir.Constant(u.I64, r)), k])
+                            undef = ir.Constant(vt, ir.Undefined)
+                            av = b.shuffle_vector(b.insert_element(undef, a, ir.Constant(u.I32, 0)), undef,
+                                                  ir.Constant(ir.VectorType(u.I32, W), [0] * W))
+                            for v in range(NV):
+                                res.append(u.call_intrinsic(b, "fma", av, bv[v], accs[r * NV + v]))
+                        return res
+                    accs = u.reduction_loop(b, kc, init, step, name="mk")
+                    for r in range(MR):
+                        for v in range(NV):
+                            b.store(accs[r * NV + v], c_addr(r, v), align=dt.itemsize(od))
+                u.for_range(b, b.sdiv(u.i64(M_main), ir.Constant(u.I64, MR)), block_i, name="ib")
+            u.for_range(b, _ceil_div(b, K, KC), block_k, name="kb")
+        u.for_range(b, b.sdiv(u.i64(N_main), ir.Constant(u.I64, NR)), block_j, name="jb")
+
     def one_batch(bidx):
         Ab, Bb = batch_idx(A, bidx), batch_idx(B, bidx)
         u.loop_nest(b, [M, N], lambda ij: C.store(b, zero, bidx + ij), name="z")
@@ -423,7 +479,7 @@ def lower_matmul(ctx: KernelCtx) -> None:
             return
         m_main = b.sub(u.i64(M), b.srem(u.i64(M), ir.Constant(u.I64, MR)))
         n_main = b.sub(u.i64(N), b.srem(u.i64(N), ir.Constant(u.I64, NR)))
-        micro(bidx, Ab, Bb, m_main, n_main)
+        (micro_packed if packed else micro)(bidx, Ab, Bb, m_main, n_main)
         scalar_tiles(bidx, Ab, Bb, m_main, M, 0, N)
         scalar_tiles(bidx, Ab, Bb, 0, m_main, n_main, N)
     u.loop_nest(b, out.dims[:batch_nd], one_batch, name="bt")
