@@ -45,6 +45,7 @@ LOWERINGS = {
     "stack": (D.direct_leaves, D.lower_stack),
     "arange": (D.direct_leaves, D.lower_arange),
     "copy": (D.direct_leaves, D.lower_copy),
+    "transpose": (D.direct_leaves, D.lower_transpose),
     "gather": (D.direct_leaves, D.lower_gather),
     "update": (D.direct_leaves, D.lower_update),
     "conv2d": (D.direct_leaves, CV.lower_conv2d),

@@ -103,6 +103,27 @@ def lower_arange(ctx: KernelCtx) -> None:
     u.for_range(b, ctx.out.dims[0], body, name="ar")
 
 
+def lower_transpose(ctx: KernelCtx) -> None:
+    """A permuting dimshuffle copied into C order, in tiles (see ``kernels.tiled_nest``)."""
+    from .kernels import tiled_nest
+
+    g, n, b = ctx.g, ctx.n, ctx.b
+    (src_node,) = ctx.leaves
+    src = ctx.refs[src_node]
+    pattern = g.attrs(n)["pattern"]
+
+    def body(idx):
+        sidx = [0] * src.ndim
+        for pos, p in enumerate(pattern):
+            if p != "x":
+                sidx[p] = idx[pos]
+        ctx.out.store(b, src.load(b, sidx), idx)
+    if ctx.out.ndim >= 2:
+        tiled_nest(b, ctx.out.dims, body)
+    else:
+        u.loop_nest(b, ctx.out.dims, body, name="tr")
+
+
 def lower_copy(ctx: KernelCtx) -> None:
     """Reshape of strided memory: copy the source into C order (the buffer is then viewed)."""
     b = ctx.b

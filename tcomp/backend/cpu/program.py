@@ -46,7 +46,7 @@ NATIVE_KERNELS = {
     "dot": "matmul", "matmul": "matmul", "concatenate": "concat", "stack": "stack", "arange": "arange",
     "subtensor": "gather", "set_subtensor": "update", "inc_subtensor": "update", "reshape": "copy",
     "conv2d": "conv2d", "conv2d_grad_input": "conv2d_grad_input", "conv2d_grad_filters": "conv2d_grad_filters",
-    "pool2d": "pool2d", "pool2d_grad": "pool2d_grad", "pool2d_grad_grad": "pool2d_grad_grad",
+    "pool2d": "pool2d", "pool2d_grad": "pool2d_grad", "pool2d_grad_grad": "pool2d_grad_grad", "dimshuffle": "transpose",
     "random_uniform": "random", "random_normal": "random", "random_binomial": "random",
 }
 
@@ -158,6 +158,9 @@ class Program:
                     kept = [p for p in g.attrs(n)["pattern"] if p != "x"]
                     if self.layout[src] != "contig" or kept != sorted(kept):
                         lay = "strided"
+                        if self._materialize_transpose(n):
+                            self.role[n] = "kernel"
+                            lay = "contig"
                 else:
                     lay = "strided"
             self.layout[n] = lay
@@ -166,6 +169,15 @@ class Program:
                 # a reshape of contiguous memory is a view; of strided memory, a copy + view
                 if self.layout[g.operands(n)[0]] == "contig":
                     self.role[n] = "view"
+
+    def _materialize_transpose(self, n) -> bool:
+        """Copy a permuting dimshuffle (tiled) when a consumer would read it elementwise:
+        strided loads keep the consumer's loop scalar (a transcendental then costs ~3x), while
+        matmul reads strided operands well (A by element, B through its packed panels)."""
+        g = self.g
+        if n in g.outputs:
+            return False
+        return any(g.op(v) not in ("matmul", "dot", "dimshuffle", "subtensor", "shape") for v in g.users(n))
 
     def _params(self):
         """Offsets of every node's dims (and strides / extra parameters) in the i64 array."""
