@@ -296,3 +296,27 @@ def test_set_subtensor_converts_like_numpy_assignment():
     xv, zv = np.zeros(6, "int32"), np.zeros(6, "int8")
     for got, want in zip(compile_graph(g)([xv, yv, zv]), evaluate(g, [xv, yv, zv])):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (3, 0)])
+def test_zero_size_values(shape):
+    g = Graph()
+    x = g.add_input(TensorType("float32", (None, None)), name="x")
+    w = g.add_input(TensorType("float32", (None, 7)), name="w")
+    c = g.add_input(TensorType("float32", (None, 3, 5, 5)), name="c")
+    k = g.add_input(TensorType("float32", (2, 3, 3, 3)), name="k")
+    g.outputs = [g.add_node("sum", [x], {"axis": (1,)}), g.add_node("matmul", [x, w]),
+                 g.add_node("concatenate", [x, x], {"axis": 0}), g.add_node("prod", [x], {"axis": (0, 1)}),
+                 g.add_node("conv2d", [c, k]), g.add_node("pool2d", [c], {"mode": "average_exc_pad"})]
+    vals = [np.ones(shape, "float32"), np.ones((shape[1], 7), "float32"), np.ones((0, 3, 5, 5), "float32"),
+            np.ones((2, 3, 3, 3), "float32")]
+    for got, want in zip(compile_graph(g)(vals), evaluate(g, vals)):
+        _close(got, want)
+    s = Graph()
+    y = s.add_input(TensorType("float32", (None, None)), name="y")
+    s.outputs = [s.add_node("softmax", [y], {"axis": 1})]
+    if shape[1] == 0:  # like np.max over an empty axis
+        with pytest.raises(ValueError, match="zero-size"):
+            compile_graph(s)([np.ones(shape, "float32")])
+    else:
+        assert compile_graph(s)([np.ones(shape, "float32")])[0].shape == shape
