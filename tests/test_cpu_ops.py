@@ -118,8 +118,10 @@ def _nnet(op):
     def build(g, d, rng):
         x = g.add_input(TensorType(d, (3, None)), name="x")
         extra = {"keepdims": True} if op == "logsumexp" else {}
-        g.outputs = [g.add_node(op, [x], {"axis": 1}), g.add_node(op, [x], {"axis": 0, **extra})]
-        return [values(rng, d, (3, 6))]
+        y = g.add_input(TensorType(d, (2, None, 70)), name="y")  # middle axis: chunked column path
+        g.outputs = [g.add_node(op, [x], {"axis": 1}), g.add_node(op, [x], {"axis": 0, **extra}),
+                     g.add_node(op, [y], {"axis": 1}), g.add_node(op, [y], {"axis": 0})]
+        return [values(rng, d, (3, 6), special=True), values(rng, d, (2, 5, 70))]
     return build
 
 
