@@ -155,14 +155,21 @@ class CompiledGraph:
         return arrays
 
     def _plan(self, arrays):
-        if self.prog.value_dependent:
-            return self._planner.plan(arrays)
+        """The plan for these inputs, cached by input shapes plus, when shapes or indices
+        depend on input values (a minibatch index slicing a shared dataset), those small
+        inputs' bytes; planning in Python costs far more than a small kernel."""
         key = tuple(a.shape for a in arrays)
+        if self.prog.value_dependent:
+            host = [a for n, a in zip(self.prog.g.inputs, arrays) if self.prog.role[n] == "hostval"]
+            if any(a.size > 16 for a in host):
+                return self._planner.plan(arrays)
+            key += tuple((a.dtype.str, a.tobytes()) for a in host)
         plan = self._plans.get(key)
         if plan is None:
             plan = self._planner.plan(arrays)
-            if len(self._plans) < 64:
-                self._plans[key] = plan
+            if len(self._plans) >= 1024:
+                self._plans.clear()
+            self._plans[key] = plan
         return plan
 
     def __call__(self, inputs) -> list:
