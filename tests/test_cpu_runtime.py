@@ -320,3 +320,20 @@ def test_zero_size_values(shape):
             compile_graph(s)([np.ones(shape, "float32")])
     else:
         assert compile_graph(s)([np.ones(shape, "float32")])[0].shape == shape
+
+
+def test_identical_kernels_are_emitted_once():
+    """Nodes with the same structure share one kernel (compile time stays flat in depth)."""
+    g = Graph()
+    h = g.add_input(TensorType("float32", (None, 8)), name="x")
+    w = g.add_input(TensorType("float32", (8, 8)), name="w")
+    for _ in range(6):
+        z = g.add_node("tanh", [g.add_node("matmul", [h, w])])
+        h = g.add_node("add", [z, g.add_node("sum", [z], {"axis": (1,), "keepdims": True})])
+    g.outputs = [h]
+    f = compile_graph(g)
+    defined = [line for line in f.llvm_ir_unoptimized.splitlines() if line.startswith("define internal i32")]
+    assert len(defined) == 4, defined  # matmul, tanh, sum, add
+    xv = np.random.default_rng(0).standard_normal((5, 8)).astype("float32")
+    wv = np.random.default_rng(1).standard_normal((8, 8)).astype("float32") / 4
+    _close(f([xv, wv])[0], evaluate(g, [xv, wv])[0])

@@ -2,8 +2,9 @@
 
 Call ABI (one C entry per graph): ``int32 entry(void **ptrs, int64 *params)``.
 ``ptrs`` holds one data pointer per live node (inputs, constants, views, buffers);
-``params`` holds every node's dims, the strides (in elements) of strided views, and
-per-node extras (normalized slice starts/steps, arange start/delta, ...).  The entry
+``params`` holds, kernel after kernel, each kernel's local table (gathered from the
+global array of every node's dims, the strides (in elements) of strided views, and
+per-node extras: normalized slice starts/steps, arange start/delta, ...).  The entry
 returns 0, or ``slot + 1`` of the node whose bounds check failed (-> ``IndexError``).
 
 Per call, in Python: check inputs (count, dtype, rank, static and named dims), make
@@ -62,19 +63,28 @@ _counter = itertools.count()
 _counter_lock = threading.Lock()
 
 
-def build_module(prog: Program, symbol: str) -> tuple[str, str]:
-    """The LLVM IR text of ``prog`` and its entry's name."""
+def build_module(prog: Program, symbol: str) -> tuple[str, str, np.ndarray]:
+    """The LLVM IR text of ``prog``, its entry's name, and the gather index that builds the
+    kernels' local parameter tables from the global parameter array."""
     module = ir.Module(name=symbol)
-    kernel_fns = {}
-    leaves_of = {}
+    kernel_fns, leaves_of, local_off = {}, {}, {}
+    seen: dict = {}
+    gather: list = []
     for n in prog.kernels():
         leaves_fn, lower = LOWERINGS[prog.kernel_kind(n)]
         leaves = leaves_fn(prog, n)
-        ctx = KernelCtx(prog, module, n, leaves, error_code=prog.slot[n] + 1)
+        ctx = KernelCtx(prog, module, n, leaves)
         lower(ctx)
         ctx.finish()
-        kernel_fns[n] = ctx.fn
+        key = (len(leaves), str(ctx.fn).split("\n", 1)[1])
+        if key in seen:  # structurally identical to an earlier kernel: drop this copy
+            del module.globals[ctx.fn.name]
+        else:
+            seen[key] = ctx.fn
+        kernel_fns[n] = seen[key]
         leaves_of[n] = leaves
+        local_off[n] = len(gather)
+        gather.extend(sorted(ctx.slots, key=ctx.slots.get))
     name = f"{symbol}_entry"
     fn = ir.Function(module, ir.FunctionType(u.I32, [u.PTR, u.PTR]), name=name)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -82,15 +92,16 @@ def build_module(prog: Program, symbol: str) -> tuple[str, str]:
     for n in prog.kernels():
         args = [b.load(b.gep(ptrs, [ir.Constant(u.I64, prog.slot[m])], source_etype=u.PTR, inbounds=True),
                        typ=u.PTR) for m in [n] + leaves_of[n]]
-        rc = b.call(kernel_fns[n], args + [params])
+        local = b.gep(params, [ir.Constant(u.I64, local_off[n])], source_etype=u.I64, inbounds=True)
+        rc = b.call(kernel_fns[n], args + [local])
         fail = b.append_basic_block(f"fail{n}")
         ok = b.append_basic_block(f"ok{n}")
         b.cbranch(b.icmp_signed("!=", rc, ir.Constant(u.I32, 0)), fail, ok)
         b.position_at_end(fail)
-        b.ret(rc)
+        b.ret(ir.Constant(u.I32, prog.slot[n] + 1))
         b.position_at_end(ok)
     b.ret(ir.Constant(u.I32, 0))
-    return str(module), name
+    return str(module), name, np.asarray(gather, dtype=np.intp)
 
 
 def _dimshuffle_view(a: np.ndarray, pattern) -> np.ndarray:
@@ -113,7 +124,7 @@ class CompiledGraph:
         with _counter_lock:
             uid = next(_counter)
         symbol = f"tcomp_{''.join(c if c.isalnum() else '_' for c in name)}_{uid}"
-        self.llvm_ir_unoptimized, entry = build_module(prog, symbol)
+        self.llvm_ir_unoptimized, entry, self._gather = build_module(prog, symbol)
         self._module = engine.compile_ir(self.llvm_ir_unoptimized, loop_unrolling=False)
         self._entry = _ENTRY(engine.function_address(entry))
         self._planner = Planner(prog)
@@ -187,7 +198,8 @@ class CompiledGraph:
             a = mem[prog.slot[n]]
             if a.ndim:
                 params[off:off + a.ndim] = [s // a.itemsize for s in a.strides]
-        rc = self._entry(ptrs.ctypes.data, params.ctypes.data)
+        local = params[self._gather] if self._gather.size else params
+        rc = self._entry(ptrs.ctypes.data, local.ctypes.data)
         if rc:
             n = prog.order[rc - 1]
             raise IndexError(f"{prog.describe(n)}: index out of bounds (checked in native code)")

@@ -2,9 +2,11 @@
 
 A kernel is ``i32 k<node>(ptr noalias out, ptr noalias leaf..., ptr params)``: ``out`` is
 a fresh buffer tcomp allocated (it aliases nothing), leaves are only read, so ``noalias``
-is true and LLVM vectorizes without run-time alias checks.  It returns 0, or the error
-code of a failed bounds check.  Static dims become constants; symbolic ones are loaded
-from ``params``.  ``value(node, idx)`` evaluates a node at an index, recomputing inline
+is true and LLVM vectorizes without run-time alias checks.  It returns 0, or 1 when a
+bounds check failed.  Static dims become constants; symbolic ones are loaded from the
+kernel's *own* parameter table (``slots``: local index -> global parameter offset), so two
+nodes with the same structure get byte-identical kernels and the module keeps one.
+``value(node, idx)`` evaluates a node at an index, recomputing inline
 elementwise producers in place (the backend's loop fusion).
 """
 from __future__ import annotations
@@ -20,13 +22,15 @@ FLAT = "flat"
 
 
 class KernelCtx:
-    def __init__(self, prog, module: ir.Module, n: int, leaves: list, error_code: int):
+    def __init__(self, prog, module: ir.Module, n: int, leaves: list):
         self.prog, self.g, self.n = prog, prog.g, n
         self.leaves = leaves
-        self.error_code = error_code
+        self.slots: dict = {}  # global parameter offset -> local index
         fnty = ir.FunctionType(u.I32, [u.PTR] * (len(leaves) + 2))
         self.fn = ir.Function(module, fnty, name=f"k{n}")
         self.fn.linkage = "internal"
+        # shared by every node of the same structure; inlining into the entry would copy it back
+        self.fn.attributes.add("noinline")
         for a in self.fn.args[:-1]:
             a.add_attribute("noalias")
         self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
@@ -39,7 +43,8 @@ class KernelCtx:
     # -- shapes and memory ---------------------------------------------------------------
     def param(self, off: int) -> ir.Value:
         b = self.b
-        return b.load(b.gep(self.params, [ir.Constant(u.I64, off)], source_etype=u.I64, inbounds=True), typ=u.I64)
+        local = self.slots.setdefault(off, len(self.slots))
+        return b.load(b.gep(self.params, [ir.Constant(u.I64, local)], source_etype=u.I64, inbounds=True), typ=u.I64)
 
     def dims(self, n) -> list:
         """Extents of node ``n``; loaded once, in the entry block, so they dominate every use."""
@@ -65,7 +70,7 @@ class KernelCtx:
             here = self.b.block
             self._fail = self.fn.append_basic_block("fail")
             self.b.position_at_end(self._fail)
-            self.b.ret(ir.Constant(u.I32, self.error_code))
+            self.b.ret(ir.Constant(u.I32, 1))
             self.b.position_at_end(here)
         ok = self.b.append_basic_block("ok")
         self.b.cbranch(cond, self._fail, ok)
