@@ -187,3 +187,18 @@ def test_unknown_backend():
     x = T.vector("x")
     with pytest.raises(ValueError, match="unknown backend"):
         tcomp.function([x], x, backend="tpu")
+
+
+def test_dump_stages_on_cpu():
+    x = T.matrix("x")
+    f = tcomp.function([x], T.exp(x).sum(axis=1), backend="cpu")
+    assert "exp(" in f.dump("traced")
+    assert "fused(" in f.dump("optimized") or "exp(" in f.dump("optimized")
+    llvm = f.dump("llvm")
+    assert "define" in llvm and "@llvm.exp" not in llvm  # tcomp's own exp, no libm/intrinsic call
+    assert f.dump("asm").strip()
+    with pytest.raises(ValueError):
+        f.dump("ptx")
+    r = tcomp.function([x], x + 1, backend="reference")
+    with pytest.raises(ValueError, match="reference"):
+        r.dump("llvm")

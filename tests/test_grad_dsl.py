@@ -1,10 +1,17 @@
 """T.grad / T.jacobian / T.hessian through the DSL, against finite differences and closed forms."""
 import numpy as np
 import pytest
+from conftest import BACKENDS
 
 import tcomp
 import tcomp.tensor as T
 
+
+@pytest.fixture(autouse=True, params=BACKENDS)
+def default_backend(request, monkeypatch):
+    """Every test here runs with each available backend as tcomp.config.backend."""
+    monkeypatch.setattr(tcomp.config, "backend", request.param)
+    return request.param
 
 def numeric_grad(f, x, eps=1e-6):
     g = np.zeros_like(x)

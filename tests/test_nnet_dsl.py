@@ -2,10 +2,17 @@
 against NumPy loops written here."""
 import numpy as np
 import pytest
+from conftest import BACKENDS
 
 import tcomp
 import tcomp.tensor as T
 
+
+@pytest.fixture(autouse=True, params=BACKENDS)
+def default_backend(request, monkeypatch):
+    """Every test here runs with each available backend as tcomp.config.backend."""
+    monkeypatch.setattr(tcomp.config, "backend", request.param)
+    return request.param
 
 def naive_conv(x, w, pad, stride=(1, 1), dilation=(1, 1), flip=True):
     if flip:
