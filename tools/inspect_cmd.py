@@ -53,6 +53,10 @@ def report(sizes=(784, 512, 512, 10), batch=128, backend="cpu", scale=10, out=pr
     out(f"intermediate bytes per call: fused {_fmt_bytes(mf.bytes_without_reuse)} "
         f"({_fmt_bytes(mf.bytes_with_reuse)} with buffer reuse), unfused {_fmt_bytes(mu.bytes_without_reuse)} "
         f"({_fmt_bytes(mu.bytes_with_reuse)} with reuse)")
+    if native_f is not None:  # the CPU backend's buffer assignment (inline and view nodes need no buffer)
+        m = step.compiled.bytes_allocated_per_call()
+        out(f"cpu backend buffers per call: {m['kernels']} kernels -> {m['buffers']} buffers, intermediates "
+            f"{_fmt_bytes(m['intermediate_bytes_without_reuse'])} -> {_fmt_bytes(m['intermediate_bytes_with_reuse'])}")
     c = step.compile_seconds
     out(f"compile (first build in this process): total {total:.2f} s = T.grad+trace {total - sum(c.values()):.2f} s"
         f" + graph build {c['trace']:.3f} s + passes {c['passes']:.3f} s + backend (LLVM+JIT) {c['backend']:.2f} s")

@@ -9,7 +9,8 @@ returns 0, or ``slot + 1`` of the node whose bounds check failed (-> ``IndexErro
 
 Per call, in Python: check inputs (count, dtype, rank, static and named dims), make
 non-contiguous inputs contiguous (one copy), get the plan (shapes; cached by input
-shapes), allocate every buffer 64-byte aligned with NumPy, build views, call the
+shapes, with its buffer assignment: dead intermediates' buffers are reused by later
+kernels, see ``memory.py``), allocate the distinct buffers 64-byte aligned, build views, call the
 entries through ctypes (which releases the GIL, so calls from several threads run in
 parallel; nothing mutable is shared between calls).
 """
@@ -33,6 +34,7 @@ from . import kernels_data as D
 from . import kernels_pool as PL
 from . import kernels_random as RN
 from .kctx import KernelCtx
+from .memory import assign_buffers, value_in
 from .plan import Planner
 from .program import Program
 
@@ -63,9 +65,10 @@ _counter = itertools.count()
 _counter_lock = threading.Lock()
 
 
-def build_module(prog: Program, symbol: str) -> tuple[str, str, np.ndarray]:
-    """The LLVM IR text of ``prog``, its entry's name, and the gather index that builds the
-    kernels' local parameter tables from the global parameter array."""
+def build_module(prog: Program, symbol: str) -> tuple[str, str, np.ndarray, dict]:
+    """The LLVM IR text of ``prog``, its entry's name, the gather index that builds the
+    kernels' local parameter tables from the global parameter array, and each kernel's
+    leaves (the only pointers it reads: what buffer liveness is computed from)."""
     module = ir.Module(name=symbol)
     kernel_fns, leaves_of, local_off = {}, {}, {}
     seen: dict = {}
@@ -101,7 +104,7 @@ def build_module(prog: Program, symbol: str) -> tuple[str, str, np.ndarray]:
         b.ret(ir.Constant(u.I32, prog.slot[n] + 1))
         b.position_at_end(ok)
     b.ret(ir.Constant(u.I32, 0))
-    return str(module), name, np.asarray(gather, dtype=np.intp)
+    return str(module), name, np.asarray(gather, dtype=np.intp), leaves_of
 
 
 def _dimshuffle_view(a: np.ndarray, pattern) -> np.ndarray:
@@ -124,12 +127,14 @@ class CompiledGraph:
         with _counter_lock:
             uid = next(_counter)
         symbol = f"tcomp_{''.join(c if c.isalnum() else '_' for c in name)}_{uid}"
-        self.llvm_ir_unoptimized, entry, self._gather = build_module(prog, symbol)
+        self.llvm_ir_unoptimized, entry, self._gather, self._leaves = build_module(prog, symbol)
         self._module = engine.compile_ir(self.llvm_ir_unoptimized, loop_unrolling=False)
         self._entry = _ENTRY(engine.function_address(entry))
         self._planner = Planner(prog)
         self._plans: dict = {}
         self._owned = {n for n in prog.order if prog.role[n] == "kernel"}
+        #: buffer statistics of the most recent call (see ``bytes_allocated_per_call``)
+        self.last_call_memory: dict | None = None
 
     # -- introspection -------------------------------------------------------------------
     def dump(self, stage: str) -> str:
@@ -173,15 +178,40 @@ class CompiledGraph:
         if self.prog.value_dependent:
             host = [a for n, a in zip(self.prog.g.inputs, arrays) if self.prog.role[n] == "hostval"]
             if any(a.size > 16 for a in host):
-                return self._planner.plan(arrays)
+                return self._new_plan(arrays)
             key += tuple((a.dtype.str, a.tobytes()) for a in host)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._planner.plan(arrays)
+            plan = self._new_plan(arrays)
             if len(self._plans) >= 1024:
                 self._plans.clear()
             self._plans[key] = plan
         return plan
+
+    def _new_plan(self, arrays):
+        """A plan plus its buffer assignment, computed once and cached together."""
+        plan = self._planner.plan(arrays)
+        plan.memory = assign_buffers(self.prog, self._leaves, plan.shapes)
+        return plan
+
+    def bytes_allocated_per_call(self, inputs=None) -> dict:
+        """Memory figures for a call with these inputs (nothing is run): kernels, distinct
+        buffers, intermediate bytes without / with buffer reuse, bytes of the outputs.
+        ``inputs`` may be left out when every input has a static shape and no shape
+        depends on input values (then the sizes are known from the types alone)."""
+        if inputs is None:
+            g = self.prog.g
+            types = [g.type(n) for n in g.inputs]
+            if self.prog.value_dependent or not all(t.is_static for t in types):
+                raise ValueError("bytes_allocated_per_call: input shapes are not all static (or shapes depend on "
+                                 "input values); pass example inputs")
+            inputs = [np.zeros(t.shape, dtype=t.dtype) for t in types]
+        arrays = self._check_inputs(list(inputs))
+        try:
+            plan = self._plan(arrays)
+        except ShapeError as e:
+            raise ValueError(str(e)) from None
+        return plan.memory.stats()
 
     def __call__(self, inputs) -> list:
         prog = self.prog
@@ -192,6 +222,7 @@ class CompiledGraph:
         except ShapeError as e:
             raise ValueError(str(e)) from None
         mem = self._materialize(plan, arrays)
+        self.last_call_memory = plan.memory.stats()
         ptrs = np.fromiter((a.ctypes.data for a in mem), dtype=np.uintp, count=len(mem))
         params = plan.params.copy()
         for n, off in prog.strides_off.items():
@@ -219,6 +250,8 @@ class CompiledGraph:
         g = prog.g
         mem = [None] * len(prog.order)
         inputs = dict(zip(g.inputs, arrays))
+        assignment = plan.memory
+        bufs = assignment.allocate()
         for k, n in enumerate(prog.order):
             role = prog.role[n]
             op = g.op(n)
@@ -238,11 +271,13 @@ class CompiledGraph:
                     a = src[plan.index_tuples[n] + (Ellipsis,)]  # Ellipsis: all-int indices give a 0-d view
             elif role == "inline":
                 a = _EMPTY
-            elif op == "reshape":  # strided source: the kernel copies it into C order, then a view
-                src_shape = plan.shapes[g.operands(n)[0]]
-                a = aligned_empty(src_shape, g.type(n).dtype).reshape(plan.shapes[n])
             else:
-                a = aligned_empty(plan.shapes[n], g.type(n).dtype)
+                buf, size = bufs[assignment.buffer_of[n]], assignment.nbytes[n]
+                if op == "reshape":  # strided source: the kernel copies it into C order, then a view
+                    src_shape = plan.shapes[g.operands(n)[0]]
+                    a = value_in(buf, size, src_shape, g.type(n).dtype).reshape(plan.shapes[n])
+                else:
+                    a = value_in(buf, size, plan.shapes[n], g.type(n).dtype)
             mem[k] = a
         return mem
 

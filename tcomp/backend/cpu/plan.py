@@ -26,10 +26,11 @@ from .program import DIM_OPERANDS, Program
 
 
 class Plan:
-    __slots__ = ("shapes", "values", "params", "index_tuples")
+    __slots__ = ("shapes", "values", "params", "index_tuples", "memory")
 
     def __init__(self, shapes, values, params, index_tuples):
         self.shapes, self.values, self.params, self.index_tuples = shapes, values, params, index_tuples
+        self.memory = None  # the backend's buffer assignment for these shapes (set by CompiledGraph)
 
 
 def _no_broadcast(prog: Program, n, what, operand_types, operand_shapes, result_shape):

@@ -1,0 +1,268 @@
+"""Buffer reuse in the CPU backend (``tcomp/backend/cpu/memory.py``): graphs built to stress
+liveness (long chains, diamonds, values read late, views of dying buffers, outputs that are
+intermediates, repeated outputs) must give the reference interpreter's results, and reuse
+must actually happen (fewer distinct buffers than kernels on a chain)."""
+import functools
+import threading
+
+import numpy as np
+import pytest
+
+from tcomp.backend.cpu import compile_graph
+from tcomp.backend.cpu import compiled as cpu_compiled
+from tcomp.backend.cpu.memory import assign_buffers, storage_roots
+from tcomp.ir import Graph, TensorType, evaluate
+
+
+def _check(g, inputs, rtol=1e-5, monkeypatch=None):
+    """Compare with the reference interpreter (float32 tolerance: long chains of polynomial
+    transcendentals drift a few ulps) and, when ``monkeypatch`` is given, bit for bit with
+    the same kernels run without buffer reuse (a reuse bug corrupts values, rounding cannot)."""
+    fn = compile_graph(g)
+    want = evaluate(g, inputs)
+    got = fn(inputs)
+    assert len(got) == len(want)
+    for k, (a, w) in enumerate(zip(got, want)):
+        assert a.dtype == w.dtype and a.shape == w.shape, f"output {k}: {a.dtype}{a.shape} vs {w.dtype}{w.shape}"
+        np.testing.assert_allclose(a, w, rtol=rtol, atol=1e-6, err_msg=f"output {k}")
+    if monkeypatch is not None:
+        with monkeypatch.context() as m:
+            m.setattr(cpu_compiled, "assign_buffers", functools.partial(assign_buffers, reuse=False))
+            base_fn = compile_graph(g)
+            base = base_fn(inputs)
+        assert base_fn.last_call_memory["buffers"] == base_fn.last_call_memory["kernels"]
+        for k, (a, b) in enumerate(zip(got, base)):
+            np.testing.assert_array_equal(a, b, err_msg=f"output {k}: reuse changed the result")
+    return fn, got
+
+
+def _step(g, x):
+    """tanh(x) + 0.5 * x: x has two readers, so it is stored by a kernel (never inlined)."""
+    half = g.add_constant(np.float32(0.5))
+    return g.add_node("add", [g.add_node("tanh", [x]), g.add_node("mul", [x, half])])
+
+
+def _rand(rng, *shape):
+    return rng.standard_normal(shape).astype("float32")
+
+
+def test_long_chain_reuses_buffers(monkeypatch):
+    g = Graph()
+    x = g.add_input(TensorType("float32", (64, 33)), name="x")
+    v = x
+    for _ in range(30):
+        v = _step(g, v)
+    g.outputs = [v]
+    fn, _ = _check(g, [_rand(np.random.default_rng(0), 64, 33)], monkeypatch=monkeypatch)
+    stats = fn.last_call_memory
+    assert stats["kernels"] >= 30
+    assert stats["buffers"] <= 3 < stats["kernels"]
+    assert stats["intermediate_bytes_with_reuse"] < stats["intermediate_bytes_without_reuse"] / 10
+
+
+def test_chain_of_matmuls_with_shrinking_and_growing_sizes(monkeypatch):
+    rng = np.random.default_rng(1)
+    g = Graph()
+    x = g.add_input(TensorType("float32", (16, 40)), name="x")
+    dims = [40, 8, 64, 3, 50, 16, 40]
+    ws = [g.add_input(TensorType("float32", (a, b)), name=f"w{i}") for i, (a, b) in enumerate(zip(dims, dims[1:]))]
+    v = x
+    for w in ws:
+        v = _step(g, g.add_node("dot", [v, w]))
+    g.outputs = [v]
+    inputs = [_rand(rng, 16, 40)] + [_rand(rng, a, b) * 0.3 for a, b in zip(dims, dims[1:])]
+    fn, _ = _check(g, inputs, rtol=1e-4, monkeypatch=monkeypatch)
+    assert fn.last_call_memory["buffers"] < fn.last_call_memory["kernels"]
+
+
+def test_value_used_late_and_diamonds(monkeypatch):
+    rng = np.random.default_rng(2)
+    g = Graph()
+    x = g.add_input(TensorType("float32", (32, 32)), name="x")
+    early = _step(g, x)
+    v = early
+    for _ in range(8):  # diamonds: two branches of the same value joined again
+        a = _step(g, v)
+        b = g.add_node("exp", [g.add_node("neg", [g.add_node("mul", [v, v])])])
+        b2 = g.add_node("mul", [b, g.add_constant(np.float32(1.0))])
+        v = _step(g, g.add_node("add", [a, b2]))
+    late = g.add_node("sub", [v, early])  # early's buffer must survive the whole chain
+    total = g.add_node("sum", [g.add_node("mul", [late, early])], {"axis": (0, 1), "keepdims": False})
+    g.outputs = [late, total]
+    _check(g, [_rand(rng, 32, 32)], rtol=1e-3, monkeypatch=monkeypatch)  # late - early cancels
+
+
+@pytest.mark.parametrize("kind", ["transpose", "reshape", "slice", "broadcast"])
+def test_views_of_dying_buffers(kind, monkeypatch):
+    """A view is the last reader of its source: the source must live until the view's readers ran."""
+    rng = np.random.default_rng(3)
+    g = Graph()
+    x = g.add_input(TensorType("float32", (24, 24)), name="x")
+    w = g.add_input(TensorType("float32", (24, 24)), name="w")
+    v = x
+    for i in range(6):
+        s = _step(g, v)
+        if kind == "transpose":
+            view = g.add_node("dimshuffle", [s], {"pattern": (1, 0)})
+            v = g.add_node("dot", [view, w])  # matmul reads the strided view directly
+        elif kind == "reshape":
+            r = g.add_node("reshape", [s], {"shape": (48, 12)})
+            r = _step(g, r)
+            v = g.add_node("reshape", [r], {"shape": (24, 24)})
+        elif kind == "slice":
+            half = g.add_node("subtensor", [s], {"index": (("s", None, None, 2),)})  # 12 x 24 view
+            v = g.add_node("concatenate", [half, g.add_node("neg", [half])], {"axis": 0})
+        else:
+            row = g.add_node("subtensor", [s], {"index": (("i", i),)})  # a row of s, broadcast over s
+            v = g.add_node("add", [g.add_node("dimshuffle", [row], {"pattern": ("x", 0)}), s])
+        v = _step(g, g.add_node("mul", [v, g.add_constant(np.float32(0.2))]))
+    g.outputs = [v]
+    _check(g, [_rand(rng, 24, 24), _rand(rng, 24, 24)], rtol=1e-4, monkeypatch=monkeypatch)
+
+
+def test_outputs_that_are_intermediates_and_repeated_outputs(monkeypatch):
+    rng = np.random.default_rng(4)
+    g = Graph()
+    x = g.add_input(TensorType("float32", (20, 30)), name="x")
+    a = _step(g, x)
+    b = _step(g, a)
+    c = _step(g, b)
+    d = _step(g, c)
+    t = g.add_node("dimshuffle", [b], {"pattern": (1, 0)})
+    r = g.add_node("reshape", [c], {"shape": (-1,)})
+    g.outputs = [b, d, b, t, r, x, d]
+    fn, got = _check(g, [_rand(rng, 20, 30)], monkeypatch=monkeypatch)
+    keep = [o.copy() for o in got]
+    ptrs = [o.__array_interface__["data"][0] for o in got]
+    assert len(set(ptrs)) == len(ptrs)  # every output has its own storage
+    for o in got:
+        assert o.flags.c_contiguous and o.flags.writeable
+    again = fn([_rand(rng, 20, 30)])  # a second call must not touch the first call's results
+    for o, k in zip(got, keep):
+        np.testing.assert_array_equal(o, k)
+    assert not any(np.shares_memory(a, b) for a in again for b in got)
+
+
+def test_outputs_are_fresh_across_calls():
+    g = Graph()
+    x = g.add_input(TensorType("float32", (8, 8)), name="x")
+    v = x
+    for _ in range(5):
+        v = _step(g, v)
+    mid = v
+    for _ in range(5):
+        v = _step(g, v)
+    g.outputs = [mid, v]
+    fn = compile_graph(g)
+    x1, x2 = np.ones((8, 8), "float32"), np.full((8, 8), -2.0, "float32")
+    r1 = fn([x1])
+    keep = [o.copy() for o in r1]
+    r2 = fn([x2])
+    for o, k in zip(r1, keep):
+        np.testing.assert_array_equal(o, k)
+    for a, w in zip(r2, evaluate(g, [x2])):
+        np.testing.assert_allclose(a, w, rtol=1e-5)
+
+
+def test_mixed_dtypes_share_by_byte_size(monkeypatch):
+    rng = np.random.default_rng(5)
+    g = Graph()
+    x = g.add_input(TensorType("float64", (16, 16)), name="x")
+    v = x
+    for i in range(6):
+        v = _step(g, v)
+        f32 = g.add_node("cast", [v], {"dtype": "float32"})
+        f32 = _step(g, f32)
+        i32 = g.add_node("cast", [g.add_node("mul", [f32, g.add_constant(np.float32(10.0))])], {"dtype": "int32"})
+        i32 = g.add_node("add", [i32, i32])
+        v = g.add_node("add", [v, g.add_node("cast", [i32], {"dtype": "float64"})])
+        v = g.add_node("mul", [v, g.add_constant(np.float64(0.01))])
+    g.outputs = [v]
+    _check(g, [rng.standard_normal((16, 16))], monkeypatch=monkeypatch)
+
+
+def test_symbolic_shapes_replan_per_shape():
+    g = Graph()
+    x = g.add_input(TensorType("float32", ("n", None)), name="x")
+    v = x
+    for _ in range(6):
+        v = _step(g, v)
+    s = g.add_node("sum", [v], {"axis": (1,), "keepdims": False})
+    g.outputs = [s, v]
+    fn = compile_graph(g)
+    rng = np.random.default_rng(6)
+    for shape in [(3, 5), (40, 7), (1, 1), (0, 4), (17, 0)]:
+        xv = _rand(rng, *shape)
+        for a, w in zip(fn([xv]), evaluate(g, [xv])):
+            np.testing.assert_allclose(a, w, rtol=1e-5, atol=1e-6)
+
+
+def test_no_kernel_writes_a_buffer_it_reads(monkeypatch):
+    """The noalias promise: a kernel's buffer is never one its leaves live in."""
+    g = Graph()
+    x = g.add_input(TensorType("float32", (10, 10)), name="x")
+    v = x
+    for _ in range(12):
+        v = _step(g, g.add_node("dot", [v, g.add_node("dimshuffle", [v], {"pattern": (1, 0)})]))
+        v = g.add_node("mul", [v, g.add_constant(np.float32(0.05))])
+    g.outputs = [v]
+    fn, _ = _check(g, [_rand(np.random.default_rng(7), 10, 10)], rtol=1e-4, monkeypatch=monkeypatch)
+    plan = next(iter(fn._plans.values()))
+    roots = storage_roots(fn.prog)
+    buf = plan.memory.buffer_of
+    for k, leaves in fn._leaves.items():
+        for leaf in leaves:
+            if roots[leaf] in buf:
+                assert buf[roots[leaf]] != buf[k], f"kernel %{k} writes the buffer of its leaf %{leaf}"
+
+
+def test_threads_share_no_buffers():
+    g = Graph()
+    x = g.add_input(TensorType("float32", (64, 64)), name="x")
+    v = x
+    for _ in range(10):
+        v = _step(g, v)
+    g.outputs = [v]
+    fn = compile_graph(g)
+    rng = np.random.default_rng(8)
+    xs = [_rand(rng, 64, 64) for _ in range(4)]
+    wants = [evaluate(g, [a])[0] for a in xs]
+    errors = []
+
+    def work(k):
+        for _ in range(20):
+            got = fn([xs[k]])[0]
+            if not np.allclose(got, wants[k], rtol=1e-5, atol=1e-6):
+                errors.append(k)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_mlp_step_allocates_less():
+    from tcomp.examples.mlp import build_classifier_step
+
+    step, _, _ = build_classifier_step(batch=128, backend="cpu")
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((128, 784)).astype("float32")
+    y = rng.integers(0, 10, 128).astype("int32")
+    step(x, y)
+    stats = step.compiled.last_call_memory
+    assert step.compiled.bytes_allocated_per_call() == stats  # static shapes: known without inputs
+    assert stats["buffers"] < stats["kernels"]
+    assert stats["intermediate_bytes_with_reuse"] < stats["intermediate_bytes_without_reuse"]
+
+
+def test_bytes_allocated_per_call_needs_inputs_for_symbolic_shapes():
+    g = Graph()
+    x = g.add_input(TensorType("float32", ("n", 4)), name="x")
+    g.outputs = [_step(g, _step(g, x))]
+    fn = compile_graph(g)
+    with pytest.raises(ValueError, match="not all static"):
+        fn.bytes_allocated_per_call()
+    stats = fn.bytes_allocated_per_call([np.zeros((5, 4), "float32")])
+    assert stats["output_bytes"] == 5 * 4 * 4
