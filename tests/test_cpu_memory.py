@@ -198,7 +198,8 @@ def test_symbolic_shapes_replan_per_shape():
 
 
 def test_no_kernel_writes_a_buffer_it_reads(monkeypatch):
-    """The noalias promise: a kernel's buffer is never one its leaves live in."""
+    """The noalias promise: a kernel's buffer is never one its leaves live in (but for the
+    one leaf an in-place kernel overwrites, emitted without noalias)."""
     g = Graph()
     x = g.add_input(TensorType("float32", (10, 10)), name="x")
     v = x
@@ -212,7 +213,7 @@ def test_no_kernel_writes_a_buffer_it_reads(monkeypatch):
     buf = plan.memory.buffer_of
     for k, leaves in fn._leaves.items():
         for leaf in leaves:
-            if roots[leaf] in buf:
+            if roots[leaf] in buf and fn._inplace.get(k) != leaf:  # in-place kernels drop noalias for that pair
                 assert buf[roots[leaf]] != buf[k], f"kernel %{k} writes the buffer of its leaf %{leaf}"
 
 
@@ -266,3 +267,39 @@ def test_bytes_allocated_per_call_needs_inputs_for_symbolic_shapes():
         fn.bytes_allocated_per_call()
     stats = fn.bytes_allocated_per_call([np.zeros((5, 4), "float32")])
     assert stats["output_bytes"] == 5 * 4 * 4
+
+
+def test_inplace_elementwise_overwrites_dying_operand(monkeypatch):
+    rng = np.random.default_rng(10)
+    g = Graph()
+    x = g.add_input(TensorType("float32", (40, 40)), name="x")
+    w = g.add_input(TensorType("float32", (40, 40)), name="w")
+    m = g.add_node("dot", [x, w])  # a kernel's buffer, read only by the next node
+    e = g.add_node("add", [g.add_node("tanh", [m]), g.add_node("mul", [m, m])])  # in place over m
+    s = g.add_node("dot", [e, w])
+    rev = g.add_node("subtensor", [s], {"index": (("s", None, None, -1),)})  # a view of s, rows reversed
+    sq = g.add_node("add", [s, rev])  # s also read at other rows through the view: never in place
+    g.outputs = [g.add_node("sub", [sq, x]), e]
+    fn, _ = _check(g, [_rand(rng, 40, 40), _rand(rng, 40, 40) * 0.2], rtol=1e-4, monkeypatch=monkeypatch)
+    assert fn._inplace, "expected an in-place elementwise kernel"
+    buf = next(iter(fn._plans.values())).memory.buffer_of
+    for k, leaf in fn._inplace.items():
+        assert buf[k] == buf[leaf]
+    assert m in fn._inplace.values() and s not in fn._inplace.values()
+    header = [ln for ln in fn.llvm_ir_unoptimized.splitlines() if ln.startswith("define") and "@\"k" in ln]
+    assert any("noalias" not in ln.split(",")[0] for ln in header)  # in-place kernels drop noalias on out
+
+
+def test_inplace_never_applies_to_broadcast_or_symbolic_reads(monkeypatch):
+    rng = np.random.default_rng(11)
+    g = Graph()
+    x = g.add_input(TensorType("float32", (1, 30)), name="x")
+    y = g.add_input(TensorType("float32", (20, 30)), name="y")
+    z = g.add_input(TensorType("float32", (None, 30)), name="z")
+    r = _step(g, x)  # (1, 30) kernel, dies where it is broadcast over 20 rows
+    big = g.add_node("add", [r, y])
+    a = _step(g, z)  # anonymous dim: no compile-time proof of equal extents
+    b = g.add_node("add", [a, g.add_node("exp", [z])])
+    g.outputs = [_step(g, big), _step(g, b)]
+    fn, _ = _check(g, [_rand(rng, 1, 30), _rand(rng, 20, 30), _rand(rng, 20, 30)], monkeypatch=monkeypatch)
+    assert r not in fn._inplace.values() and a not in fn._inplace.values()

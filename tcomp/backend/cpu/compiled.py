@@ -34,7 +34,7 @@ from . import kernels_data as D
 from . import kernels_pool as PL
 from . import kernels_random as RN
 from .kctx import KernelCtx
-from .memory import assign_buffers, value_in
+from .memory import assign_buffers, inplace_candidates, value_in
 from .plan import Planner
 from .program import Program
 
@@ -65,27 +65,30 @@ _counter = itertools.count()
 _counter_lock = threading.Lock()
 
 
-def build_module(prog: Program, symbol: str) -> tuple[str, str, np.ndarray, dict]:
+def build_module(prog: Program, symbol: str) -> tuple[str, str, np.ndarray, dict, dict]:
     """The LLVM IR text of ``prog``, its entry's name, the gather index that builds the
     kernels' local parameter tables from the global parameter array, and each kernel's
-    leaves (the only pointers it reads: what buffer liveness is computed from)."""
+    leaves (the only pointers it reads: what buffer liveness is computed from), and the
+    in-place kernels (node -> the leaf it may overwrite; emitted without ``noalias`` there)."""
     module = ir.Module(name=symbol)
-    kernel_fns, leaves_of, local_off = {}, {}, {}
+    kernel_fns, local_off = {}, {}
+    leaves_of = {n: LOWERINGS[prog.kernel_kind(n)][0](prog, n) for n in prog.kernels()}
+    inplace = inplace_candidates(prog, leaves_of)
     seen: dict = {}
     gather: list = []
     for n in prog.kernels():
-        leaves_fn, lower = LOWERINGS[prog.kernel_kind(n)]
-        leaves = leaves_fn(prog, n)
-        ctx = KernelCtx(prog, module, n, leaves)
-        lower(ctx)
+        leaves = leaves_of[n]
+        ctx = KernelCtx(prog, module, n, leaves, inplace.get(n))
+        LOWERINGS[prog.kernel_kind(n)][1](ctx)
         ctx.finish()
-        key = (len(leaves), str(ctx.fn).split("\n", 1)[1])
+        # the signature line (dropped: it names the node) carries the noalias attributes
+        aliased = None if n not in inplace else leaves.index(inplace[n])
+        key = (len(leaves), aliased, str(ctx.fn).split("\n", 1)[1])
         if key in seen:  # structurally identical to an earlier kernel: drop this copy
             del module.globals[ctx.fn.name]
         else:
             seen[key] = ctx.fn
         kernel_fns[n] = seen[key]
-        leaves_of[n] = leaves
         local_off[n] = len(gather)
         gather.extend(sorted(ctx.slots, key=ctx.slots.get))
     name = f"{symbol}_entry"
@@ -104,7 +107,7 @@ def build_module(prog: Program, symbol: str) -> tuple[str, str, np.ndarray, dict
         b.ret(ir.Constant(u.I32, prog.slot[n] + 1))
         b.position_at_end(ok)
     b.ret(ir.Constant(u.I32, 0))
-    return str(module), name, np.asarray(gather, dtype=np.intp), leaves_of
+    return str(module), name, np.asarray(gather, dtype=np.intp), leaves_of, inplace
 
 
 def _dimshuffle_view(a: np.ndarray, pattern) -> np.ndarray:
@@ -127,7 +130,7 @@ class CompiledGraph:
         with _counter_lock:
             uid = next(_counter)
         symbol = f"tcomp_{''.join(c if c.isalnum() else '_' for c in name)}_{uid}"
-        self.llvm_ir_unoptimized, entry, self._gather, self._leaves = build_module(prog, symbol)
+        self.llvm_ir_unoptimized, entry, self._gather, self._leaves, self._inplace = build_module(prog, symbol)
         self._module = engine.compile_ir(self.llvm_ir_unoptimized, loop_unrolling=False)
         self._entry = _ENTRY(engine.function_address(entry))
         self._planner = Planner(prog)
@@ -191,7 +194,7 @@ class CompiledGraph:
     def _new_plan(self, arrays):
         """A plan plus its buffer assignment, computed once and cached together."""
         plan = self._planner.plan(arrays)
-        plan.memory = assign_buffers(self.prog, self._leaves, plan.shapes)
+        plan.memory = assign_buffers(self.prog, self._leaves, plan.shapes, inplace=self._inplace)
         return plan
 
     def bytes_allocated_per_call(self, inputs=None) -> dict:

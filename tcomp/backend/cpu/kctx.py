@@ -22,7 +22,7 @@ FLAT = "flat"
 
 
 class KernelCtx:
-    def __init__(self, prog, module: ir.Module, n: int, leaves: list):
+    def __init__(self, prog, module: ir.Module, n: int, leaves: list, inplace_leaf=None):
         self.prog, self.g, self.n = prog, prog.g, n
         self.leaves = leaves
         self.slots: dict = {}  # global parameter offset -> local index
@@ -31,8 +31,11 @@ class KernelCtx:
         self.fn.linkage = "internal"
         # shared by every node of the same structure; inlining into the entry would copy it back
         self.fn.attributes.add("noinline")
-        for a in self.fn.args[:-1]:
-            a.add_attribute("noalias")
+        # an in-place kernel (memory.py) writes over leaf ``inplace_leaf``: those two may alias
+        shared = {0, 1 + leaves.index(inplace_leaf)} if inplace_leaf is not None else set()
+        for k, a in enumerate(self.fn.args[:-1]):
+            if k not in shared:
+                a.add_attribute("noalias")
         self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
         self.params = self.fn.args[-1]
         self._dims: dict = {}
