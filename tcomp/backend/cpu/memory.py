@@ -20,9 +20,13 @@ Rules (what makes reuse safe):
   elementwise kernel (``inplace_candidates``), compiled without ``noalias`` on its output
   and the dying leaf it overwrites, which it reads at exactly the index it writes;
 * storages returned to the caller (graph outputs, or what an output views) get a buffer
-  of their own that is never pooled: outputs never share memory with one another or with
-  anything overwritten later, and every call allocates fresh buffers (callers may keep
-  outputs; concurrent calls share nothing mutable).
+  that is never pooled again: a fresh one, or (in place, e.g. ``W - lr * grad``) the
+  buffer of the dying operand when it has exactly the output's size; outputs never share
+  memory with one another or with anything overwritten later, and every call allocates
+  fresh buffers (callers may keep outputs; concurrent calls share nothing mutable).
+
+Figures (``BufferAssignment.stats``): intermediate bytes are what a call allocates beyond
+the bytes of the values it returns, without reuse (one buffer per kernel) and with it.
 
 A buffer is a 64-byte aligned ``uint8`` array; a value takes a C-contiguous prefix of it,
 so a dead buffer can serve a smaller value of any dtype, and one that is too small is
