@@ -237,7 +237,8 @@ def test_no_libm_calls_in_generated_code():
     g.outputs = outs
     ir_text = compile_graph(g).dump("llvm")
     declared = [line for line in ir_text.splitlines() if line.startswith("declare")]
-    assert all("@llvm." in line for line in declared), declared
+    # libc's pthread entry points (multi-threaded loops, parallel.py) are the only non-intrinsics
+    assert all("@llvm." in line or "@pthread_" in line for line in declared), declared
 
 
 def _has_avx2():
@@ -332,8 +333,11 @@ def test_identical_kernels_are_emitted_once():
         h = g.add_node("add", [z, g.add_node("sum", [z], {"axis": (1,), "keepdims": True})])
     g.outputs = [h]
     f = compile_graph(g)
-    defined = [line for line in f.llvm_ir_unoptimized.splitlines() if line.startswith("define internal i32")]
+    lines = f.llvm_ir_unoptimized.splitlines()
+    defined = [line for line in lines if line.startswith('define internal i32 @"k') and '@"kw_' not in line]
     assert len(defined) == 4, defined  # matmul, tanh, sum, add
+    # their multi-threaded loop bodies (parallel.py) are shared the same way: tanh's and add's
+    assert len([line for line in lines if line.startswith('define internal i32 @"kw_')]) <= 2
     xv = np.random.default_rng(0).standard_normal((5, 8)).astype("float32")
     wv = np.random.default_rng(1).standard_normal((8, 8)).astype("float32") / 4
     _close(f([xv, wv])[0], evaluate(g, [xv, wv])[0])

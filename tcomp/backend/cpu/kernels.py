@@ -16,6 +16,7 @@ from tcomp.ir.ops.fused import step_types
 from tcomp.ir.ops.registry import get_op
 
 from . import irutil as u
+from . import parallel as P
 from .kctx import FLAT, KernelCtx, expression_leaves, flat_ok
 from .scalar import _while, cast, emit_elemwise
 
@@ -59,32 +60,75 @@ def lower_elemwise(ctx: KernelCtx) -> None:
 
     # alloc broadcasts run-time size-1 symbolic dims (np.broadcast_to), so only a static copy is flat
     if (not is_alloc or (t.is_static and g.type(roots[0]).shape == t.shape)) and flat_ok(prog, n, roots):
-        u.for_range(b, u.numel(b, ctx.out.dims), lambda i: point((FLAT, i)), name="e")
-    elif t.ndim >= 2 and any(prog.layout[leaf] == "strided" for leaf in ctx.leaves):
-        tiled_nest(b, ctx.out.dims, point)
+        parallel_flat(ctx, lambda i: point((FLAT, i)), "e")
     else:
-        u.loop_nest(b, ctx.out.dims, point, name="e")
+        parallel_nest(ctx, point, tiled=t.ndim >= 2 and any(prog.layout[leaf] == "strided" for leaf in ctx.leaves))
+
+
+def parallel_flat(ctx: KernelCtx, point, name: str) -> None:
+    """One flat loop over the output's elements, split across threads when it is large;
+    chunks start at multiples of ALIGN elements."""
+    b = ctx.b
+    n = u.numel(b, ctx.out.dims)
+    if isinstance(n, int) and n < P.MIN_PER_THREAD * 2:
+        u.for_range(b, n, point, name=name)
+        return
+    P.parallel_for(ctx, n, lambda lo, hi: u.for_range(b, hi, point, start=lo, name=name), align=P.ALIGN)
+
+
+def parallel_nest(ctx: KernelCtx, point, tiled: bool) -> None:
+    """C-order loops over the output (tiled when a strided operand is read), the outermost
+    loop (tile rows for a tiled rank-2 nest) split across threads when the output is large.
+    Loop bounds inside the split are re-read from ``ctx`` because they run in the worker."""
+    b = ctx.b
+    dims = ctx.out.dims
+    total = u.numel(b, dims)
+    if not dims or (isinstance(total, int) and total < P.MIN_PER_THREAD * 2):
+        if tiled:
+            tiled_nest(b, dims, point)
+        else:
+            u.loop_nest(b, dims, point, name="e")
+        return
+    if tiled and len(dims) == 2:
+        P.parallel_for(ctx, _ceil_div(b, dims[0], TILE), lambda lo, hi: tiled_rows(
+            b, ctx.out.dims, point, [], lo, hi), work=total)
+        return
+
+    def rows(lo, hi):
+        inner = ctx.out.dims[1:]
+
+        def one(i):
+            if tiled:
+                tiled_nest(b, inner, lambda idx: point([i] + idx))
+            else:
+                u.loop_nest(b, inner, lambda idx: point([i] + idx), name="e")
+        u.for_range(b, hi, one, start=lo, name="e0")
+    P.parallel_for(ctx, dims[0], rows, work=total)
 
 
 TILE = 32
 
 
+def tiled_rows(b, dims, body, lead, lo, hi) -> None:
+    """Tile rows ``[lo, hi)`` of the last two axes of ``dims`` (see :func:`tiled_nest`)."""
+    def tile_i(it):
+        i0 = b.mul(it, ir.Constant(u.I64, TILE))
+        i1 = _min(b, b.add(i0, ir.Constant(u.I64, TILE)), u.i64(dims[-2]))
+
+        def tile_j(jt):
+            j0 = b.mul(jt, ir.Constant(u.I64, TILE))
+            j1 = _min(b, b.add(j0, ir.Constant(u.I64, TILE)), u.i64(dims[-1]))
+            u.for_range(b, i1, lambda i: u.for_range(b, j1, lambda j: body(lead + [i, j]), start=j0, name="tj"),
+                        start=i0, name="ti")
+        u.for_range(b, _ceil_div(b, dims[-1], TILE), tile_j, name="tjt")
+    u.for_range(b, hi, tile_i, start=lo, name="tit")
+
+
 def tiled_nest(b, dims, body) -> None:
     """C-order loops with the last two axes in TILE x TILE blocks: a transposed operand then
     reuses the cache lines of a block instead of missing once per element."""
-    def tiles(lead):
-        def tile_i(it):
-            i0 = b.mul(it, ir.Constant(u.I64, TILE))
-            i1 = _min(b, b.add(i0, ir.Constant(u.I64, TILE)), u.i64(dims[-2]))
-
-            def tile_j(jt):
-                j0 = b.mul(jt, ir.Constant(u.I64, TILE))
-                j1 = _min(b, b.add(j0, ir.Constant(u.I64, TILE)), u.i64(dims[-1]))
-                u.for_range(b, i1, lambda i: u.for_range(b, j1, lambda j: body(lead + [i, j]), start=j0, name="tj"),
-                            start=i0, name="ti")
-            u.for_range(b, _ceil_div(b, dims[-1], TILE), tile_j, name="tjt")
-        u.for_range(b, _ceil_div(b, dims[-2], TILE), tile_i, name="tit")
-    u.loop_nest(b, dims[:-2], tiles, name="tl")
+    u.loop_nest(b, dims[:-2], lambda lead: tiled_rows(b, dims, body, lead, 0, _ceil_div(b, dims[-2], TILE)),
+                name="tl")
 
 
 # -- reductions (also the tail of a fused kernel) --------------------------------------------
@@ -284,9 +328,9 @@ def lower_fused(ctx: KernelCtx) -> None:
         def flat(i):
             v = val((FLAT, i))
             u.store_value(b, v, u.gep(b, ctx.out.ptr, it.dtype, i), it.dtype)
-        u.for_range(b, u.numel(b, it_dims), flat, name="f")
+        parallel_flat(ctx, flat, "f")
     else:
-        u.loop_nest(b, it_dims, lambda idx: ctx.out.store(b, val(idx), idx), name="f")
+        parallel_nest(ctx, lambda idx: ctx.out.store(b, val(idx), idx), tiled=False)
 
 
 # -- softmax, log_softmax, logsumexp ------------------------------------------------------------

@@ -1,0 +1,281 @@
+"""Multi-threaded loops for the CPU kernels: one outer range split into chunks, one chunk
+per thread, threads started with libc's ``pthread_create`` from the generated code.
+
+Why native threads and not a Python pool: the kernels already run with the GIL released
+(ctypes), and a Python pool would add per-chunk Python calls; ``pthread_create`` is in
+the process (MCJIT resolves it once :func:`_register_symbols` told it the address), so no
+C compiler is needed at run time.
+
+Shape of the code for a parallel loop of kernel ``k<n>``:
+
+``kw_<hash>(ptr out, ptr leaf..., ptr params, i64 lo, i64 hi) -> i32``
+    the loop body over ``[lo, hi)``; the *only* place the body is emitted, so one thread
+    and N threads run the same instructions on every element (bit-identical results);
+``kw_<hash>.t(ptr rec) -> ptr``
+    the ``pthread`` start routine: unpacks one record (the kernel's pointers, lo, hi),
+    calls the worker and stores its return code in the record;
+``k<n>``
+    decides the thread count *at call time* from the process-wide cell
+    ``tcomp_cpu_num_threads`` (``tcomp.config.num_threads``) and the work size: below
+    :data:`MIN_PER_THREAD` elements per thread it calls the worker once on the whole range
+    (small calls pay one direct call, no thread).  Otherwise it fills records on its own
+    stack, starts threads for chunks 1..T-1, runs chunk 0 itself and joins.  A failed
+    ``pthread_create`` runs that chunk inline, so resource limits only cost speed.
+
+Nothing mutable is shared between calls: records and thread handles live on the calling
+kernel's stack, so several Python threads may call the same compiled function at once.
+Worker names are content hashes so structurally identical kernels stay byte-identical and
+the backend's kernel deduplication keeps working.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+
+from . import irutil as u
+
+#: below this many elements per thread a loop runs on the calling thread only (2^17 total
+#: for two threads): starting a thread costs ~10-30 us, which small kernels cannot repay
+MIN_PER_THREAD = 1 << 16
+#: hard cap on threads per loop (records live in a fixed stack array)
+MAX_THREADS = 16
+#: flat chunks start at multiples of this many elements (whole cache lines, whole vectors)
+ALIGN = 64
+
+CELL_SYMBOL = "tcomp_cpu_num_threads"
+_cell = ctypes.c_int64(1)
+_registered = False
+
+
+def default_num_threads() -> int:
+    """``TCOMP_NUM_THREADS`` if set, else the CPUs this process may run on, capped."""
+    env = os.environ.get("TCOMP_NUM_THREADS")
+    if env:
+        return _checked(int(env) if env.strip().lstrip("-").isdigit() else env, "TCOMP_NUM_THREADS")
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, MAX_THREADS))
+
+
+def _checked(n, what: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"{what} must be an int >= 1, got {n!r} ({type(n).__name__})")
+    if n < 1:
+        raise ValueError(f"{what} must be >= 1, got {n}")
+    return min(n, MAX_THREADS)
+
+
+def set_num_threads(n: int) -> None:
+    """Threads a large parallel loop may use from the next kernel call on (capped at MAX_THREADS)."""
+    _cell.value = _checked(n, "num_threads")
+
+
+def get_num_threads() -> int:
+    return int(_cell.value)
+
+
+def _register_symbols() -> None:
+    """Tell the JIT where the thread-count cell and libc's pthread entry points are."""
+    global _registered
+    if _registered:
+        return
+    libc = ctypes.CDLL(None)
+    for name in ("pthread_create", "pthread_join"):
+        if not llvm.address_of_symbol(name):
+            llvm.add_symbol(name, ctypes.cast(getattr(libc, name), ctypes.c_void_p).value)
+    llvm.add_symbol(CELL_SYMBOL, ctypes.addressof(_cell))
+    _registered = True
+
+
+_cell.value = default_num_threads()
+_register_symbols()
+
+
+def _declare(module: ir.Module):
+    g = module.globals
+    if "pthread_create" not in g:
+        ir.Function(module, ir.FunctionType(u.I32, [u.PTR, u.PTR, u.PTR, u.PTR]), name="pthread_create")
+        ir.Function(module, ir.FunctionType(u.I32, [u.I64, u.PTR]), name="pthread_join")
+        cell = ir.GlobalVariable(module, u.I64, name=CELL_SYMBOL)
+        cell.linkage = "external"
+    return g["pthread_create"], g["pthread_join"], g[CELL_SYMBOL]
+
+
+class _Swap:
+    """Point a KernelCtx (and its builder) at another function with the same leading
+    arguments, so lowering code written for ``k<n>`` emits into the worker unchanged."""
+
+    def __init__(self, ctx, fn):
+        self.ctx, self.fn = ctx, fn
+
+    def __enter__(self):
+        c = self.ctx
+        self.saved = (c.fn, c.params, c._dims, c.out, c.refs, c._fail, c.b.block)
+        c.fn = self.fn
+        c.params = self.fn.args[len(c.leaves) + 1]
+        c._dims = {}
+        c._fail = None
+        c.b.position_at_end(self.fn.append_basic_block("entry"))
+        c.out = c.ref(c.n, self.fn.args[0])
+        c.refs = {leaf: c.ref(leaf, self.fn.args[1 + k]) for k, leaf in enumerate(c.leaves)}
+        return c
+
+    def __exit__(self, *exc):
+        c = self.ctx
+        c.fn, c.params, c._dims, c.out, c.refs, c._fail, block = self.saved
+        c.b.position_at_end(block)
+        return False
+
+
+def _intern(module: ir.Module, fn: ir.Function, prefix: str) -> ir.Function:
+    """Rename ``fn`` after a hash of its text; reuse an identical function already there."""
+    text = str(fn).split("\n", 1)
+    key = hashlib.sha1((str(len(fn.args)) + text[1]).encode()).hexdigest()[:16]
+    name = f"{prefix}_{key}"
+    old = fn.name
+    if name in module.globals:
+        del module.globals[old]
+        return module.globals[name]
+    module.globals[name] = module.globals.pop(old)
+    fn._name = module.scope.register(name)
+    fn.__dict__.pop("_StringReferenceCaching__cached_refstr", None)  # llvmlite caches "@name"
+    return fn
+
+
+def _worker(ctx, body) -> ir.Function:
+    module = ctx.fn.module
+    nptr = len(ctx.leaves) + 2
+    fnty = ir.FunctionType(u.I32, [u.PTR] * nptr + [u.I64, u.I64])
+    fn = ir.Function(module, fnty, name=f"k{ctx.n}.wtmp")
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    for a, k in zip(fn.args, ctx.fn.args[:nptr - 1]):  # same promises as the kernel (in-place ones alias)
+        if "noalias" in k.attributes:
+            a.add_attribute("noalias")
+    with _Swap(ctx, fn):
+        body(fn.args[nptr], fn.args[nptr + 1])
+        ctx.b.ret(ir.Constant(u.I32, 0))
+    return _intern(module, fn, "kw")
+
+
+def _trampoline(module: ir.Module, worker: ir.Function, nptr: int) -> ir.Function:
+    name = worker.name + ".t"
+    if name in module.globals:
+        return module.globals[name]
+    fn = ir.Function(module, ir.FunctionType(u.PTR, [u.PTR]), name=name)
+    fn.linkage = "internal"
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    rec = fn.args[0]
+
+    def slot(k):
+        return b.gep(rec, [ir.Constant(u.I64, k)], source_etype=u.I64, inbounds=True)
+    args = [b.inttoptr(b.load(slot(k), typ=u.I64), u.PTR) for k in range(nptr)]
+    args += [b.load(slot(nptr), typ=u.I64), b.load(slot(nptr + 1), typ=u.I64)]
+    rc = b.call(worker, args)
+    b.store(b.zext(rc, u.I64), slot(nptr + 2))
+    b.ret(ir.Constant(u.PTR, None))
+    return fn
+
+
+def parallel_for(ctx, stop, body, work=None, align: int = 1) -> None:
+    """Run ``body(lo, hi)`` (emits a loop over ``[lo, hi)`` of an outer range of ``stop``
+    iterations) on up to ``num_threads`` threads when ``work`` (elements, an int or i64;
+    default ``stop``) is large enough, else once over ``[0, stop)`` on the calling thread.
+
+    ``body`` runs with ``ctx`` pointed at the worker function: it must read dims, refs and
+    the output through ``ctx`` (not values captured from the kernel) and return nothing.
+    """
+    b = ctx.b
+    module = ctx.fn.module
+    nptr = len(ctx.leaves) + 2
+    worker = _worker(ctx, body)
+    tramp = _trampoline(module, worker, nptr)
+    create, join, cell = _declare(module)
+    kargs = list(ctx.fn.args)  # out, leaves..., params
+    stop = u.i64(stop)
+    work = u.i64(stop if work is None else work)
+    R = nptr + 3  # record: pointers, lo, hi, rc
+    with b.goto_block(ctx.fn.entry_basic_block):
+        recs = b.alloca(u.I64, size=ir.Constant(u.I64, R * MAX_THREADS), name="recs")
+        tids = b.alloca(u.I64, size=ir.Constant(u.I64, MAX_THREADS), name="tids")
+        made = b.alloca(u.I8, size=ir.Constant(u.I64, MAX_THREADS), name="made")
+
+    one = ir.Constant(u.I64, 1)
+    want = b.load(cell, typ=u.I64)
+    by_work = b.sdiv(work, ir.Constant(u.I64, MIN_PER_THREAD))
+    nt = _min(b, _min(b, want, by_work), ir.Constant(u.I64, MAX_THREADS))
+    nt = _min(b, nt, stop)
+    serial_bb = b.append_basic_block("par.serial")
+    spawn_bb = b.append_basic_block("par.spawn")
+    done_bb = b.append_basic_block("par.done")
+    b.cbranch(b.icmp_signed(">", nt, one), spawn_bb, serial_bb)
+
+    b.position_at_end(serial_bb)
+    rc_serial = b.call(worker, kargs + [ir.Constant(u.I64, 0), stop])
+    serial_end = b.block
+    b.branch(done_bb)
+
+    b.position_at_end(spawn_bb)
+    # chunk = ceil(stop / nt) rounded up to ``align``: every chunk but the last is full
+    chunk = b.sdiv(b.add(stop, b.sub(nt, one)), nt)
+    if align > 1:
+        a = ir.Constant(u.I64, align)
+        chunk = b.mul(b.sdiv(b.add(chunk, ir.Constant(u.I64, align - 1)), a), a)
+
+    def rec_slot(t, k):
+        return b.gep(recs, [b.add(b.mul(t, ir.Constant(u.I64, R)), ir.Constant(u.I64, k))],
+                     source_etype=u.I64, inbounds=True)
+
+    def made_slot(t):
+        return b.gep(made, [t], source_etype=u.I8, inbounds=True)
+
+    def fill(t):
+        lo = _min(b, b.mul(t, chunk), stop)
+        hi = _min(b, b.add(lo, chunk), stop)
+        for k, a in enumerate(kargs):
+            b.store(b.ptrtoint(a, u.I64), rec_slot(t, k))
+        b.store(lo, rec_slot(t, nptr))
+        b.store(hi, rec_slot(t, nptr + 1))
+        b.store(ir.Constant(u.I64, 0), rec_slot(t, nptr + 2))
+
+    def start(t):
+        fill(t)
+        tid = b.gep(tids, [t], source_etype=u.I64, inbounds=True)
+        rc = b.call(create, [tid, ir.Constant(u.PTR, None), tramp, rec_slot(t, 0)])
+        ok = b.icmp_signed("==", rc, ir.Constant(u.I32, 0))
+        b.store(b.zext(ok, u.I8), made_slot(t))
+        with b.if_then(b.not_(ok)):  # no thread: run the chunk here
+            b.call(tramp, [rec_slot(t, 0)])
+    u.for_range(b, nt, start, start=1, name="par.start")
+    fill(ir.Constant(u.I64, 0))
+    b.call(tramp, [rec_slot(ir.Constant(u.I64, 0), 0)])
+
+    def finish(t, accs):
+        was_made = b.icmp_unsigned("!=", b.load(made_slot(t), typ=u.I8), ir.Constant(u.I8, 0))
+        with b.if_then(was_made):
+            tid = b.load(b.gep(tids, [t], source_etype=u.I64, inbounds=True),
+                         typ=u.I64)
+            b.call(join, [tid, ir.Constant(u.PTR, None)])
+        return [b.or_(accs[0], b.load(rec_slot(t, nptr + 2), typ=u.I64))]
+    made0 = made_slot(ir.Constant(u.I64, 0))
+    b.store(ir.Constant(u.I8, 0), made0)  # chunk 0 ran on this thread
+    (rc_all,) = u.reduction_loop(b, nt, [ir.Constant(u.I64, 0)], finish, name="par.join")
+    rc_par = b.trunc(rc_all, u.I32)
+    spawn_end = b.block
+    b.branch(done_bb)
+
+    b.position_at_end(done_bb)
+    rc = b.phi(u.I32, name="par.rc")
+    rc.add_incoming(rc_serial, serial_end)
+    rc.add_incoming(rc_par, spawn_end)
+    ctx.fail_if(b.icmp_signed("!=", rc, ir.Constant(u.I32, 0)))
+
+
+def _min(b, x, y):
+    return b.select(b.icmp_signed("<", x, y), x, y)
