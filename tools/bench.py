@@ -4,6 +4,12 @@ Each case builds an IR graph, compiles it once (compile time is printed too), ch
 result against NumPy, then reports the best of N wall-clock times per call for both and
 the ratio (NumPy time / tcomp time: > 1 means tcomp is faster).  Best-of-N, because the
 minimum is the least noisy estimate of what the code costs on an otherwise idle machine.
+
+Memory-bound cases also print effective bandwidth (bytes read + written per call / time),
+next to a copy baseline measured in the same run (NumPy ``np.copyto`` into a preallocated
+array, and tcomp's ``-a``, a one-read one-write kernel), so one can say how close the fused
+elementwise kernel is to what the memory system delivers.  ``--threads 1,2`` repeats every
+case per ``tcomp.config.num_threads`` value (NumPy itself is single-threaded here).
 """
 from __future__ import annotations
 
@@ -19,6 +25,15 @@ def _graph_elementwise(n):
     g = Graph()
     a, b, c = (g.add_input(TensorType("float32", (n,)), name=k) for k in "abc")
     g.outputs = [g.add_node("add", [g.add_node("mul", [a, b]), g.add_node("mul", [c, g.add_node("tanh", [a])])])]
+    return g
+
+
+def _graph_negate(n):
+    from tcomp.ir import Graph, TensorType
+
+    g = Graph()
+    a = g.add_input(TensorType("float32", (n,)), name="a")
+    g.outputs = [g.add_node("neg", [a])]
     return g
 
 
@@ -60,15 +75,20 @@ def cases(quick: bool):
     n = 1 << (22 if quick else 24)
     a, b, c = (rng.standard_normal(n).astype("float32") for _ in range(3))
     yield ("elementwise a*b + c*tanh(a)", f"{n} f32", _graph_elementwise(n), [a, b, c],
-           lambda a, b, c: a * b + c * np.tanh(a))
+           lambda a, b, c: a * b + c * np.tanh(a), 16 * n)
+    dst = np.empty_like(a)
+    # the NumPy side is the bandwidth baseline: np.copyto into a preallocated array; tcomp's
+    # -a reads and writes the same bytes (its output is a fresh buffer per call, as always)
+    yield ("copy (np.copyto | tcomp -a)", f"{n} f32", _graph_negate(n), [a],
+           (lambda a: np.copyto(dst, a), lambda a: -a), 8 * n)
     r = 1024 if quick else 4096
     x = rng.standard_normal((r, 1024)).astype("float32")
-    yield ("row softmax", f"{r}x1024 f32", _graph_softmax(r, 1024), [x], _np_softmax)
+    yield ("row softmax", f"{r}x1024 f32", _graph_softmax(r, 1024), [x], _np_softmax, 0)
     s = rng.standard_normal((r, 4096)).astype("float32")
-    yield ("sum over axis 1", f"{r}x4096 f32", _graph_sum(r, 4096), [s], lambda s: s.sum(axis=1))
+    yield ("sum over axis 1", f"{r}x4096 f32", _graph_sum(r, 4096), [s], lambda s: s.sum(axis=1), 0)
     m = 256 if quick else 512
     ma, mb = (rng.standard_normal((m, m)).astype("float32") for _ in range(2))
-    yield ("matmul", f"{m}x{m} @ {m}x{m} f32", _graph_matmul(m), [ma, mb], lambda a, b: a @ b)
+    yield ("matmul", f"{m}x{m} @ {m}x{m} f32", _graph_matmul(m), [ma, mb], lambda a, b: a @ b, 0)
 
 
 def best_of(fn, repeat: int) -> float:
@@ -80,34 +100,63 @@ def best_of(fn, repeat: int) -> float:
     return best
 
 
-def run(quick: bool = False, repeat: int = 0) -> list[dict]:
+def run(quick: bool = False, repeat: int = 0, threads=(None,)) -> list[dict]:
+    """One row per case and thread count (None: the current ``tcomp.config.num_threads``)."""
+    import tcomp
     from tcomp.backend.cpu import compile_graph
 
     repeat = repeat or (3 if quick else 10)
+    before = tcomp.config.num_threads
     rows = []
-    for name, size, graph, inputs, np_fn in cases(quick):
-        t0 = time.perf_counter()
-        f = compile_graph(graph, name="bench")
-        compile_s = time.perf_counter() - t0
-        got = f(inputs)[0]
-        want = np_fn(*inputs)
-        scale = max(1.0, float(np.abs(want).max()))
-        err = float(np.abs(got.astype("float64") - want).max()) / scale
-        if err > 1e-3:
-            raise AssertionError(f"bench case {name!r}: tcomp differs from NumPy (max scaled error {err:.2e})")
-        t_tc = best_of(lambda: f(inputs), repeat)
-        t_np = best_of(lambda: np_fn(*inputs), repeat)
-        rows.append({"case": name, "size": size, "tcomp_ms": t_tc * 1e3, "numpy_ms": t_np * 1e3,
-                     "speedup": t_np / t_tc, "compile_ms": compile_s * 1e3, "max_err": err})
+    try:
+        for name, size, graph, inputs, np_fn, nbytes in cases(quick):
+            np_time, np_check = np_fn if isinstance(np_fn, tuple) else (np_fn, np_fn)
+            t0 = time.perf_counter()
+            f = compile_graph(graph, name="bench")
+            compile_s = time.perf_counter() - t0
+            t_np = best_of(lambda: np_time(*inputs), repeat)
+            want = np_check(*inputs)
+            scale = max(1.0, float(np.abs(want).max()))
+            for nt in threads:
+                if nt is not None:
+                    tcomp.config.num_threads = nt
+                got = f(inputs)[0]
+                err = float(np.abs(got.astype("float64") - want).max()) / scale
+                if err > 1e-3:
+                    raise AssertionError(f"bench case {name!r}: tcomp differs from NumPy (max scaled error {err:.2e})")
+                t_tc = best_of(lambda: f(inputs), repeat)
+                rows.append({"case": name, "size": size, "threads": tcomp.config.num_threads,
+                             "tcomp_ms": t_tc * 1e3, "numpy_ms": t_np * 1e3, "speedup": t_np / t_tc,
+                             "compile_ms": compile_s * 1e3, "max_err": err,
+                             "tcomp_gbs": nbytes / t_tc / 1e9 if nbytes else None,
+                             "numpy_gbs": nbytes / t_np / 1e9 if nbytes else None})
+    finally:
+        tcomp.config.num_threads = before
     return rows
 
 
 def format_rows(rows) -> str:
-    head = f"{'case':30} {'size':22} {'tcomp ms':>10} {'numpy ms':>10} {'numpy/tcomp':>12} {'compile ms':>11}"
+    head = (f"{'case':30} {'size':18} {'thr':>3} {'tcomp ms':>10} {'numpy ms':>10} {'numpy/tcomp':>12} "
+            f"{'tcomp GB/s':>10} {'numpy GB/s':>10} {'compile ms':>11}")
     lines = [head, "-" * len(head)]
+
+    def gbs(v):
+        return f"{v:10.1f}" if v is not None else f"{'-':>10}"
     for r in rows:
-        lines.append(f"{r['case']:30} {r['size']:22} {r['tcomp_ms']:10.3f} {r['numpy_ms']:10.3f} "
-                     f"{r['speedup']:12.2f} {r['compile_ms']:11.1f}")
+        lines.append(f"{r['case']:30} {r['size']:18} {r['threads']:3d} {r['tcomp_ms']:10.3f} {r['numpy_ms']:10.3f} "
+                     f"{r['speedup']:12.2f} {gbs(r['tcomp_gbs'])} {gbs(r['numpy_gbs'])} {r['compile_ms']:11.1f}")
+    copies = {r["threads"]: r for r in rows if r["case"].startswith("copy")}
+    if copies:
+        np_copy = next(iter(copies.values()))["numpy_gbs"]
+        lines.append(f"GB/s = bytes read + written per call / time; copy baselines: np.copyto {np_copy:.1f} GB/s "
+                     f"(1 thread), tcomp -a " + ", ".join(f"{r['tcomp_gbs']:.1f} GB/s ({t} thr)"
+                                                         for t, r in copies.items()))
+        for r in rows:
+            if r["case"].startswith("elementwise") and r["threads"] in copies:
+                same = copies[r["threads"]]["tcomp_gbs"]
+                lines.append(f"elementwise, {r['threads']} thread(s): {r['tcomp_gbs']:.1f} GB/s = "
+                             f"{100 * r['tcomp_gbs'] / np_copy:.0f}% of np.copyto, "
+                             f"{100 * r['tcomp_gbs'] / same:.0f}% of tcomp's copy with as many threads")
     return "\n".join(lines)
 
 
@@ -115,12 +164,17 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="tcomp bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller sizes and 3 repeats (a smoke run)")
     p.add_argument("--repeat", type=int, default=0, help="calls per measurement (best of N)")
+    p.add_argument("--threads", default="", help="comma-separated tcomp.config.num_threads values, e.g. 1,2")
     args = p.parse_args(argv)
+    try:
+        threads = tuple(int(t) for t in args.threads.split(",")) if args.threads else (None,)
+    except ValueError:
+        p.error(f"--threads must be comma-separated integers, got {args.threads!r}")
     import llvmlite.binding as llvm
 
     print(f"host: {llvm.get_host_cpu_name()}, NumPy {np.__version__}; best of "
           f"{args.repeat or (3 if args.quick else 10)} calls")
-    print(format_rows(run(args.quick, args.repeat)))
+    print(format_rows(run(args.quick, args.repeat, threads)))
     return 0
 
 
