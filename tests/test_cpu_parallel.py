@@ -177,3 +177,22 @@ def test_num_threads_setting_is_checked():
         tcomp.config.num_threads = "2"
     tcomp.config.num_threads = 10_000
     assert tcomp.config.num_threads == P.MAX_THREADS
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax", "logsumexp"])
+def test_softmax_rows_split_across_threads(op):
+    """Softmax family over the last axis: whole rows per thread, so bits do not depend on threads."""
+    g = Graph()
+    x = g.add_input(TensorType("float32", (None, None)), name="x")
+    attrs = {"axis": 1, "keepdims": True} if op == "logsumexp" else {"axis": 1}
+    g.outputs = [g.add_node(op, [x], attrs)]
+    _check(g, [np.random.default_rng(8).standard_normal((1031, 131)).astype("float32") * 4])
+
+
+def test_softmax_rank3_strided_input_rows_split():
+    g = Graph()
+    x = g.add_input(TensorType("float64", (None, None, None)), name="x")
+    view = g.add_node("subtensor", [x], {"index": (("s", None, None, None), ("s", None, None, -1),
+                                                   ("s", None, None, 2))})
+    g.outputs = [g.add_node("softmax", [view], {"axis": 2})]
+    _check(g, [np.random.default_rng(9).standard_normal((3, 211, 2 * 241 + 1))])

@@ -354,38 +354,57 @@ def lower_softmax(ctx: KernelCtx) -> None:
         _softmax_columns(ctx, op, x, axis, od, mathlib)
         return
 
-    def full(oidx, i):
-        f, it = [], iter(oidx)
-        for a in range(len(dims)):
-            f.append(i if a == axis else next(it))
-        return f
+    def rows(lo, hi):
+        """Rows [lo, hi) of the first non-softmax axis; refs re-read: this may run in a worker."""
+        xr = ctx.refs[x]
+        dims = xr.dims
 
-    def load(oidx, i):
-        return cast(b, xr.load(b, full(oidx, i)), xd, od)
+        def full(oidx, i):
+            f, it = [], iter(oidx)
+            for a in range(len(dims)):
+                f.append(i if a == axis else next(it))
+            return f
 
-    def row(oidx):
-        (m,) = u.reduction_loop(b, dims[axis], [u.const(od, float("-inf"))],
-                                lambda i, a: [u.call_intrinsic(b, "maximum", a[0], load(oidx, i))], name="mx")
-        inf = u.const(od, float("inf"))
-        finite = b.fcmp_ordered("<", u.call_intrinsic(b, "fabs", m), inf)
-        m = b.select(finite, m, u.const(od, 0.0))
-        (s,) = u.reduction_loop(b, dims[axis], [u.const(od, 0.0)], lambda i, a: [_fast(b.fadd(
-            a[0], mathlib.emit_unary(b, "exp", b.fsub(load(oidx, i), m))))], name="sm")
-        ls = mathlib.emit_unary(b, "log", s)
-        if op == "logsumexp":
-            oi = full(oidx, 0) if keepdims else oidx
-            ctx.out.store(b, b.fadd(ls, m), oi)
+        def load(oidx, i):
+            return cast(b, xr.load(b, full(oidx, i)), xd, od)
+
+        def row(oidx):
+            (m,) = u.reduction_loop(b, dims[axis], [u.const(od, float("-inf"))],
+                                    lambda i, a: [u.call_intrinsic(b, "maximum", a[0], load(oidx, i))], name="mx")
+            inf = u.const(od, float("inf"))
+            finite = b.fcmp_ordered("<", u.call_intrinsic(b, "fabs", m), inf)
+            m = b.select(finite, m, u.const(od, 0.0))
+            (s,) = u.reduction_loop(b, dims[axis], [u.const(od, 0.0)], lambda i, a: [_fast(b.fadd(
+                a[0], mathlib.emit_unary(b, "exp", b.fsub(load(oidx, i), m))))], name="sm")
+            ls = mathlib.emit_unary(b, "log", s)
+            if op == "logsumexp":
+                oi = full(oidx, 0) if keepdims else oidx
+                ctx.out.store(b, b.fadd(ls, m), oi)
+                return
+            if op == "log_softmax":
+                # (x - m) - log(s), in the reference's order: x - (m + log s) would round m + log s
+                # and lose the tiny log-probabilities of the largest entries
+                u.for_range(b, dims[axis], lambda i: ctx.out.store(b, b.fsub(b.fsub(load(oidx, i), m), ls),
+                                                                   full(oidx, i)), name="w")
+            else:
+                inv = b.fdiv(u.const(od, 1.0), s)
+                u.for_range(b, dims[axis], lambda i: ctx.out.store(
+                    b, b.fmul(mathlib.emit_unary(b, "exp", b.fsub(load(oidx, i), m)), inv), full(oidx, i)), name="w")
+
+        if not outer:
+            row([])
             return
-        if op == "log_softmax":
-            # (x - m) - log(s), in the reference's order: x - (m + log s) would round m + log s
-            # and lose the tiny log-probabilities of the largest entries
-            u.for_range(b, dims[axis], lambda i: ctx.out.store(b, b.fsub(b.fsub(load(oidx, i), m), ls),
-                                                               full(oidx, i)), name="w")
-        else:
-            inv = b.fdiv(u.const(od, 1.0), s)
-            u.for_range(b, dims[axis], lambda i: ctx.out.store(
-                b, b.fmul(mathlib.emit_unary(b, "exp", b.fsub(load(oidx, i), m)), inv), full(oidx, i)), name="w")
-    u.loop_nest(b, [dims[a] for a in outer], row, name="o")
+        u.for_range(b, hi, lambda i0: u.loop_nest(b, [dims[a] for a in outer[1:]], lambda rest: row([i0] + rest),
+                                                  name="o"), start=lo, name="o0")
+    if not outer:
+        rows(0, 1)
+        return
+    # rows are independent and each is computed whole by one thread: same bits for any thread count
+    total = u.numel(b, dims)
+    if isinstance(total, int) and total < P.MIN_PER_THREAD * 2:
+        rows(0, dims[outer[0]])
+    else:
+        P.parallel_for(ctx, dims[outer[0]], rows, work=total)
 
 
 SOFTMAX_CHUNK = 64
