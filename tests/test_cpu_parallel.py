@@ -196,3 +196,35 @@ def test_softmax_rank3_strided_input_rows_split():
                                                    ("s", None, None, 2))})
     g.outputs = [g.add_node("softmax", [view], {"axis": 2})]
     _check(g, [np.random.default_rng(9).standard_normal((3, 211, 2 * 241 + 1))])
+
+
+@pytest.mark.parametrize("op,axis,dtype", [("sum", (2,), "float32"), ("max", (1, 2), "float32"),
+                                           ("mean", (1, 2), "float64"), ("sum", (2,), "int32"),
+                                           ("prod", (0, 2), "float32")])
+def test_last_axis_reductions_rows_split(op, axis, dtype):
+    """Reductions that include the last axis: whole output rows per thread, summed in the
+    one-thread order, so the bits do not depend on the thread count."""
+    g = Graph()
+    x = g.add_input(TensorType(dtype, (None, None, None)), name="x")
+    y = g.add_input(TensorType(dtype, (None, None, None)), name="y")
+    g.outputs = [g.add_node(op, [g.add_node("mul", [x, y])], {"axis": axis})]
+    rng = np.random.default_rng(10)
+    shape = (7, 131, 149)
+    if dtype == "int32":
+        xs = [rng.integers(-50, 50, shape).astype(dtype) for _ in range(2)]
+    else:
+        xs = [(rng.standard_normal(shape) * (0.2 if op == "prod" else 1)).astype(dtype) + (1 if op == "prod" else 0)
+              for _ in range(2)]
+    _check(g, xs)
+
+
+def test_fused_reduction_through_tcomp_function():
+    x, y = T.matrix("x"), T.matrix("y")
+    f = tcomp.function([x, y], T.sum(T.exp(x) * y, axis=1))
+    rng = np.random.default_rng(11)
+    xv, yv = (rng.standard_normal((1201, 337)).astype("float32") for _ in range(2))
+    tcomp.config.num_threads = 1
+    one = np.array(f(xv, yv))
+    tcomp.config.num_threads = 2
+    assert np.array(f(xv, yv)).tobytes() == one.tobytes()
+    np.testing.assert_allclose(one, (np.exp(xv) * yv).sum(axis=1), rtol=1e-4, atol=1e-4)

@@ -160,8 +160,11 @@ def _combine(b, op, acc, x, dtype):
     return emit_elemwise(b, "maximum" if op == "max" else "minimum", {}, [acc, x], [dtype, dtype], dtype)
 
 
-def emit_reduction(ctx: KernelCtx, op: str, axes, in_dtype: str, in_dims: list, val) -> None:
-    """Reduce ``val(idx)`` (values of ``in_dtype`` over ``in_dims``) into ``ctx.out``."""
+def emit_reduction(ctx: KernelCtx, op: str, axes, in_dtype: str, in_dims: list, val, dims_fn=None) -> None:
+    """Reduce ``val(idx)`` (values of ``in_dtype`` over ``in_dims``) into ``ctx.out``.
+
+    ``dims_fn()`` re-reads ``in_dims`` in the current function: given, a large reduction over
+    the last axis splits its output rows across threads (parallel.py)."""
     b, out = ctx.b, ctx.out
     od = ctx.g.type(ctx.n).dtype
     keepdims = out.ndim == len(in_dims)
@@ -230,13 +233,30 @@ def emit_reduction(ctx: KernelCtx, op: str, axes, in_dtype: str, in_dims: list, 
 
     last_reduced = not in_dims or (len(in_dims) - 1) in axes
     if last_reduced or not kept:
-        def row(kidx):
-            def step(ridx, accs):
-                x = cast(b, val(full_idx(kidx, ridx)), in_dtype, acc_dtype)
-                return [_combine(b, op, accs[0], x, acc_dtype)]
-            (res,) = u.nested_reduction(b, red_dims, [_identity(op, acc_dtype)], step)
-            out.store(b, finish(res), out_idx(kidx))
-        u.loop_nest(b, [in_dims[a] for a in kept], row, name="o")
+        def rows(lo, hi, dims_now):
+            """Output rows [lo, hi) of the first kept axis (all rows when lo is None)."""
+            red = [dims_now[a] for a in axes]
+
+            def row(kidx):
+                def step(ridx, accs):
+                    x = cast(b, val(full_idx(kidx, ridx)), in_dtype, acc_dtype)
+                    return [_combine(b, op, accs[0], x, acc_dtype)]
+                (res,) = u.nested_reduction(b, red, [_identity(op, acc_dtype)], step)
+                if op == "mean":
+                    res = b.fdiv(res, b.sitofp(u.i64(u.numel(b, red)), res.type))
+                ctx.out.store(b, res, out_idx(kidx))
+            kept_dims = [dims_now[a] for a in kept]
+            if lo is None:
+                u.loop_nest(b, kept_dims, row, name="o")
+                return
+            u.for_range(b, hi, lambda i0: u.loop_nest(b, kept_dims[1:], lambda rest: row([i0] + rest), name="o"),
+                        start=lo, name="o0")
+        total = u.numel(b, in_dims)
+        if dims_fn is None or not kept or (isinstance(total, int) and total < P.MIN_PER_THREAD * 2):
+            rows(None, None, in_dims)
+        else:
+            # whole rows per thread, each summed in the one-thread order: same bits for any thread count
+            P.parallel_for(ctx, in_dims[kept[0]], lambda lo, hi: rows(lo, hi, dims_fn()), work=total)
         return
 
     # the last axis is kept: accumulate whole output rows so the inner loop is contiguous
@@ -266,7 +286,7 @@ def lower_reduce(ctx: KernelCtx) -> None:
 
     def val(idx):
         return ctx.value(x, idx, {})
-    emit_reduction(ctx, g.op(n), tuple(attrs["axis"]), xt.dtype, ctx.dims(x), val)
+    emit_reduction(ctx, g.op(n), tuple(attrs["axis"]), xt.dtype, ctx.dims(x), val, lambda: ctx.dims(x))
 
 
 # -- fused -----------------------------------------------------------------------------------
@@ -287,7 +307,10 @@ def lower_fused(ctx: KernelCtx) -> None:
         it_dims = ctx.out.dims
     else:
         off = prog.extra_off[n]
-        it_dims = [d if isinstance(d, int) else ctx.param(off + a) for a, d in enumerate(it.shape)]
+
+        def iteration_dims():
+            return [d if isinstance(d, int) else ctx.param(off + a) for a, d in enumerate(it.shape)]
+        it_dims = iteration_dims()
 
     def step_value(j, idx, memo):
         if j in memo:
@@ -319,7 +342,7 @@ def lower_fused(ctx: KernelCtx) -> None:
         return step_value(len(body) - 1, idx, {})
 
     if attrs["reduce"] is not None:
-        emit_reduction(ctx, attrs["reduce"], tuple(attrs["axis"]), it.dtype, it_dims, val)
+        emit_reduction(ctx, attrs["reduce"], tuple(attrs["axis"]), it.dtype, it_dims, val, iteration_dims)
         return
     contiguous = all(prog.layout[o] == "contig" and (g.type(o).ndim == 0 or (
         g.type(o).ndim == it.ndim and not any(d == 1 and c != 1 for d, c in zip(g.type(o).shape, it.shape))))
