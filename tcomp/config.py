@@ -1,11 +1,14 @@
 """Process-wide settings, Theano-style: ``tcomp.config.floatX = 'float64'``."""
+import sys
+import types
+
 #: default float dtype for T.matrix() etc. and for weak Python floats
 floatX = "float32"
 #: backend used by tcomp.function when none is given: 'reference' (NumPy interpreter) or 'cpu'
 backend = "cpu"
 
 
-class _Config(__import__("types").ModuleType):
+class _Config(types.ModuleType):
     """``num_threads`` is a property: setting it updates the native cell the CPU kernels read
     at call time (tcomp/backend/cpu/parallel.py), so no compiled function needs rebuilding."""
 
@@ -24,4 +27,4 @@ class _Config(__import__("types").ModuleType):
         parallel.set_num_threads(n)
 
 
-__import__("sys").modules[__name__].__class__ = _Config
+sys.modules[__name__].__class__ = _Config
