@@ -55,17 +55,15 @@ def _fma_acc(b, acc, x, y):
     return r
 
 
-def lower_conv2d(ctx: KernelCtx) -> None:
+def _tap_loops(ctx: KernelCtx, W, od, attrs_op, dims, accumulate) -> None:
+    """Loop over every filter tap (n, o, c, kh, kw) and the output positions (i, j) whose
+    input position (r, s) is inside the image; ``accumulate(nn, o, c, r, s, i, j, wv)``
+    does the one multiply-add.  conv2d and its input gradient are this same walk with
+    source and destination swapped."""
     g, n, b = ctx.g, ctx.n, ctx.b
-    xn, wn = g.operands(n)
-    od = g.type(n).dtype
-    pad, stride, dil = conv_params("conv2d", g.attrs(n))
+    pad, stride, dil = conv_params(attrs_op, g.attrs(n))
     flip = bool(g.attrs(n)["filter_flip"])
-    X, W, Y = ctx.refs[xn], ctx.refs[wn], ctx.out
-    N, C, H, Wd = X.dims
-    O, _, KH, KW = W.dims
-    OH, OW = Y.dims[2:]
-    u.loop_nest(b, Y.dims, lambda idx: Y.store(b, u.const(od, 0), idx), name="z")
+    N, O, C, KH, KW, H, Wd, OH, OW = dims
 
     def body(idx):
         nn, o, c, a, bb = idx
@@ -78,43 +76,42 @@ def lower_conv2d(ctx: KernelCtx) -> None:
 
             def col(j):
                 s = _pos(b, j, bb, pad[1], stride[1], dil[1])
-                xv = cast(b, X.load(b, [nn, c, r, s]), X.dtype, od)
-                addr = Y.addr(b, [nn, o, i, j])
-                u.store_value(b, _fma_acc(b, u.load_value(b, addr, od), wv, xv), addr, od)
+                accumulate(nn, o, c, r, s, i, j, wv)
             u.for_range(b, j1, col, start=j0, name="j")
         u.for_range(b, i1, row, start=i0, name="i")
     u.loop_nest(b, [N, O, C, KH, KW], body, name="t")
+
+
+def _fma_into(b, dst, dst_idx, src, src_idx, wv, od) -> None:
+    v = cast(b, src.load(b, src_idx), src.dtype, od)
+    addr = dst.addr(b, dst_idx)
+    u.store_value(b, _fma_acc(b, u.load_value(b, addr, od), wv, v), addr, od)
+
+
+def lower_conv2d(ctx: KernelCtx) -> None:
+    g, n, b = ctx.g, ctx.n, ctx.b
+    xn, wn = g.operands(n)
+    od = g.type(n).dtype
+    X, W, Y = ctx.refs[xn], ctx.refs[wn], ctx.out
+    N, C, H, Wd = X.dims
+    O, _, KH, KW = W.dims
+    OH, OW = Y.dims[2:]
+    u.loop_nest(b, Y.dims, lambda idx: Y.store(b, u.const(od, 0), idx), name="z")
+    _tap_loops(ctx, W, od, "conv2d", (N, O, C, KH, KW, H, Wd, OH, OW),
+               lambda nn, o, c, r, s, i, j, wv: _fma_into(b, Y, [nn, o, i, j], X, [nn, c, r, s], wv, od))
 
 
 def lower_conv2d_grad_input(ctx: KernelCtx) -> None:
     g, n, b = ctx.g, ctx.n, ctx.b
     gyn, wn = g.operands(n)[:2]
     od = g.type(n).dtype
-    pad, stride, dil = conv_params("conv2d_grad_input", g.attrs(n))
-    flip = bool(g.attrs(n)["filter_flip"])
     GY, W, GX = ctx.refs[gyn], ctx.refs[wn], ctx.out
     N, O, OH, OW = GY.dims
     _, C, KH, KW = W.dims
     H, Wd = GX.dims[2:]
     u.loop_nest(b, GX.dims, lambda idx: GX.store(b, u.const(od, 0), idx), name="z")
-
-    def body(idx):
-        nn, o, c, a, bb = idx
-        wv = cast(b, W.load(b, [o, c, _tap(b, a, flip, KH), _tap(b, bb, flip, KW)]), W.dtype, od)
-        i0, i1 = _range(b, a, pad[0], stride[0], dil[0], H, OH)
-        j0, j1 = _range(b, bb, pad[1], stride[1], dil[1], Wd, OW)
-
-        def row(i):
-            r = _pos(b, i, a, pad[0], stride[0], dil[0])
-
-            def col(j):
-                s = _pos(b, j, bb, pad[1], stride[1], dil[1])
-                gv = cast(b, GY.load(b, [nn, o, i, j]), GY.dtype, od)
-                addr = GX.addr(b, [nn, c, r, s])
-                u.store_value(b, _fma_acc(b, u.load_value(b, addr, od), wv, gv), addr, od)
-            u.for_range(b, j1, col, start=j0, name="j")
-        u.for_range(b, i1, row, start=i0, name="i")
-    u.loop_nest(b, [N, O, C, KH, KW], body, name="t")
+    _tap_loops(ctx, W, od, "conv2d_grad_input", (N, O, C, KH, KW, H, Wd, OH, OW),
+               lambda nn, o, c, r, s, i, j, wv: _fma_into(b, GX, [nn, c, r, s], GY, [nn, o, i, j], wv, od))
 
 
 def lower_conv2d_grad_filters(ctx: KernelCtx) -> None:
