@@ -425,6 +425,19 @@ def lower_matmul(ctx: KernelCtx) -> None:
     NR = W * NV
     vt = ir.VectorType(u.value_type(od), W)
 
+    def fma_rows(i0, k, Ab, bv, accs):
+        """One k step of the MR x (NV*W) register block: broadcast A[i0+r, k] and FMA it with
+        the NV vectors of B's row k into the accumulators."""
+        undef = ir.Constant(vt, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(u.I32, W), [0] * W)
+        out = []
+        for r in range(MR):
+            a = A.load(b, Ab + [b.add(i0, ir.Constant(u.I64, r)), k])
+            av = b.shuffle_vector(b.insert_element(undef, a, ir.Constant(u.I32, 0)), undef, splat)
+            for v in range(NV):
+                out.append(u.call_intrinsic(b, "fma", av, bv[v], accs[r * NV + v]))
+        return out
+
     def micro(bidx, Ab, Bb, M_main, N_main):
         def block_j(jb):  # j outer: the K x NR panel of B stays in cache across all row blocks
             j0 = b.mul(jb, ir.Constant(u.I64, NR))
@@ -436,15 +449,7 @@ def lower_matmul(ctx: KernelCtx) -> None:
                 def step(k, accs):
                     bv = [b.load(B.addr(b, Bb + [k, b.add(j0, ir.Constant(u.I64, v * W))]), typ=vt,
                                  align=dt.itemsize(od)) for v in range(NV)]
-                    out_accs = []
-                    for r in range(MR):
-                        a = A.load(b, Ab + [b.add(i0, ir.Constant(u.I64, r)), k])
-                        undef = ir.Constant(vt, ir.Undefined)
-                        av = b.shuffle_vector(b.insert_element(undef, a, ir.Constant(u.I32, 0)), undef,
-                                              ir.Constant(ir.VectorType(u.I32, W), [0] * W))
-                        for v in range(NV):
-                            out_accs.append(u.call_intrinsic(b, "fma", av, bv[v], accs[r * NV + v]))
-                    return out_accs
+                    return fma_rows(i0, k, Ab, bv, accs)
                 accs = u.reduction_loop(b, K, init, step, name="mk")
                 for r in range(MR):
                     for v in range(NV):
@@ -493,15 +498,7 @@ def lower_matmul(ctx: KernelCtx) -> None:
                         bv = [b.load(b.gep(panel, [b.add(row, ir.Constant(u.I64, v * W))], source_etype=et),
                                      typ=vt, align=dt.itemsize(od)) for v in range(NV)]
                         k = b.add(k0, kk)
-                        res = []
-                        for r in range(MR):
-                            a = A.load(b, Ab + [b.add(i0, ir.Constant(u.I64, r)), k])
-                            undef = ir.Constant(vt, ir.Undefined)
-                            av = b.shuffle_vector(b.insert_element(undef, a, ir.Constant(u.I32, 0)), undef,
-                                                  ir.Constant(ir.VectorType(u.I32, W), [0] * W))
-                            for v in range(NV):
-                                res.append(u.call_intrinsic(b, "fma", av, bv[v], accs[r * NV + v]))
-                        return res
+                        return fma_rows(i0, k, Ab, bv, accs)
                     accs = u.reduction_loop(b, kc, init, step, name="mk")
                     for r in range(MR):
                         for v in range(NV):
