@@ -18,7 +18,7 @@ from tcomp.ir import dtypes as dt
 
 from .shared import SharedVariable
 from .tensor.variable import Variable, as_variable
-from .trace import build_graph
+from .trace import _postorder, build_graph, givens_substitution
 
 
 def _normalize_updates(updates):
@@ -87,28 +87,19 @@ def _check_givens(givens):
 
 
 def _reachable(roots, givens):
-    from .trace import _postorder
 
-    def sub(v):
-        while v in givens:
-            v = givens[v]
-        return v
-    return {id(v) for v in _postorder(list(roots), sub)}
+    return {id(v) for v in _postorder(list(roots), givens_substitution(givens))}
 
 
 def _default_updates(roots, updates, givens):
     """Updates of shared variables used by ``roots`` that carry a ``default_update``
     (random-stream counters), unless the user updates them explicitly."""
-    from .trace import _postorder
 
     explicit = {var for var, _ in updates}
     found = []
     pending = list(roots)
+    sub = givens_substitution(givens)
     while pending:
-        def sub(v):
-            while v in givens:
-                v = givens[v]
-            return v
         new_roots = []
         for v in _postorder(pending, sub):
             if isinstance(v, SharedVariable) and v.default_update is not None and v not in explicit:

@@ -38,11 +38,8 @@ def _postorder(roots, substitute):
     return order
 
 
-def build_graph(inputs, outputs, givens=None):
-    """Trace ``outputs`` into a Graph whose inputs are ``inputs`` then the shared
-    variables used (in discovery order).  Returns (graph, var_to_node, shared_list)."""
-    givens = dict(givens or {})
-
+def givens_substitution(givens):
+    """The function mapping a variable to what ``givens`` replaces it with (transitively)."""
     def substitute(v):
         seen = 0
         while v in givens:
@@ -51,6 +48,14 @@ def build_graph(inputs, outputs, givens=None):
             if seen > len(givens):
                 raise ValueError("givens form a cycle")
         return v
+    return substitute
+
+
+def build_graph(inputs, outputs, givens=None):
+    """Trace ``outputs`` into a Graph whose inputs are ``inputs`` then the shared
+    variables used (in discovery order).  Returns (graph, var_to_node, shared_list)."""
+    givens = dict(givens or {})
+    substitute = givens_substitution(givens)
 
     g = Graph()
     var_to_node: dict[Variable, int] = {}
