@@ -87,14 +87,12 @@ def _check_givens(givens):
 
 
 def _reachable(roots, givens):
-
     return {id(v) for v in _postorder(list(roots), givens_substitution(givens))}
 
 
 def _default_updates(roots, updates, givens):
     """Updates of shared variables used by ``roots`` that carry a ``default_update``
     (random-stream counters), unless the user updates them explicitly."""
-
     explicit = {var for var, _ in updates}
     found = []
     pending = list(roots)
