@@ -1,36 +1,175 @@
-"""Memory planning: a pure analysis assigning every computed value a buffer.
+"""Memory planning: buffer reuse by liveness, in-place writes, views, donated inputs.
 
-``plan_memory(graph)`` walks the graph in its stable topological order and decides, for
-each node that is not an input or a constant:
+One algorithm, two callers.  :func:`assign_storage` is a linear scan over an abstract
+*schedule* (steps in execution order, each writing some values and reading some
+storages).  :func:`plan_memory` builds that schedule from a graph with the sizes its types
+give (the graph-level plan: figures, dumps); the CPU backend (``tcomp/backend/cpu/memory.py``)
+builds it from its native kernels with the byte sizes of one call's shapes and allocates
+exactly what this module assigns.  So both follow the same rules:
 
-* **view**: ``reshape`` (always, buffers are C-contiguous) and a ``dimshuffle`` that only
-  inserts or drops size-1 axes without reordering the others need no copy; the node
-  aliases its operand's storage (ultimately an input, a constant or a buffer);
-* **in place**: an elementwise node (or an elementwise ``fused`` kernel without reduction)
-  may write over an operand whose storage dies at this node, when that operand has the
-  same dtype and the same shape (static, or the same named symbolic dims) and every other
-  operand reading that storage is aligned the same way (no broadcast read of what is being
-  overwritten);
-* otherwise a buffer from the free pool: the smallest dead buffer at least as large, when
-  byte sizes are static (or, for symbolic shapes, a dead buffer of the identical
-  named-dim shape and dtype); else a fresh buffer.
+* a value's storage is dead after the last step reading it (a read of a view is a read of
+  the storage it views);
+* a step never gets a buffer that a storage it reads still lives in: storages read for the
+  last time by step ``i`` are freed only *after* step ``i``'s writes are assigned; the one
+  exception is an **in-place** write (``inplace`` candidates, vetted by the caller: an
+  elementwise loop reading that storage only at the index it writes) over a storage that
+  dies at this step and has exactly the value's size;
+* a **donated** storage (an input the caller lets the step overwrite: a shared variable's
+  old value under ``W <- W - lr * g``) is taken when no later step reads it and the caller
+  vetted the writing step as above; otherwise the value gets ordinary memory;
+* escaping values (returned to the caller) get a buffer never pooled again: fresh, or in
+  place / donated;
+* otherwise the best-fitting dead buffer: the smallest at least as large, else the largest
+  dead one grown to fit (its final size is the largest value it holds); sizes that are only
+  known as a (dtype, named shape) key reuse exactly matching buffers; unknown sizes (None)
+  always get a fresh buffer.
 
-A storage dies after its last reader (the readers of every view of it count).  Graph
-outputs (and whatever they view) get buffers that are never reused: the caller owns them.
-Inputs and constants are never written.  ``bytes_without_reuse`` sums the static sizes of
-all intermediate values that need storage; ``bytes_with_reuse`` the static sizes of the
-planned intermediate buffers.  Values with anonymous symbolic dims are counted in
-``dynamic_values`` instead of bytes.
+Graph-level rules of :func:`plan_memory`: ``reshape`` is a view (values are C-contiguous);
+so is a ``dimshuffle`` that only inserts/drops size-1 axes; a multi-output ``fused`` kernel
+writes its ``get_output`` nodes, which own storage.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from tcomp.ir import Graph, TensorType, get_op
 from tcomp.ir import dtypes as dt
 
 SizeKey = Union[int, tuple, None]
+
+
+# -- the core ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of execution: it writes ``writes`` (several for a multi-output kernel) and
+    reads the storages ``reads``."""
+    writes: tuple
+    reads: tuple
+
+
+@dataclass
+class StorageAssignment:
+    #: written value -> buffer id (values written into a donated storage are not here)
+    buffer_of: dict
+    #: buffer id -> size (bytes, or an exact-match key, or None)
+    sizes: list
+    #: value -> the storage it overwrote in place
+    inplace: dict
+    #: value -> the donated storage it was written into
+    donated: dict
+    #: buffer ids holding escaping values
+    output_buffers: set
+
+
+def _fits(have: SizeKey, need: SizeKey) -> bool:
+    if isinstance(need, int):
+        return isinstance(have, int) and have >= need
+    return need is not None and have == need
+
+
+def assign_storage(steps: Sequence[Step], size_of: dict, escaping=(), inplace: Optional[dict] = None,
+                   donate: Optional[dict] = None, reuse: bool = True) -> StorageAssignment:
+    """Assign every written value a buffer (see the module docstring for the rules).
+
+    ``size_of``: value -> int bytes / exact key / None.  ``inplace``: value -> storages it may
+    overwrite, best first.  ``donate``: value -> an external storage it may be written into.
+    ``reuse=False`` gives every value its own buffer (the baseline figure and a test oracle).
+    """
+    escaping = set(escaping)
+    inplace = inplace if reuse and inplace else {}
+    donate = donate if donate else {}
+    last: dict = {}
+    for i, s in enumerate(steps):
+        for r in s.reads:
+            last[r] = i
+    buffer_of: dict = {}
+    holder: dict = {}  # buffer id -> the value living in it now
+    sizes: list = []
+    output_buffers: set = set()
+    taken_inplace: dict = {}
+    donated: dict = {}
+    free: list = []
+    dies: dict = {}  # step -> storages whose last read it is
+    for s, i in last.items():
+        dies.setdefault(i, []).append(s)
+
+    def fresh(size):
+        sizes.append(size)
+        return len(sizes) - 1
+
+    def from_pool(size):
+        fits = [b for b in free if _fits(sizes[b], size)]
+        if fits:
+            b = min(fits, key=lambda b: sizes[b] if isinstance(sizes[b], int) else 0)
+        elif isinstance(size, int):
+            grown = [b for b in free if isinstance(sizes[b], int)]
+            if not grown:
+                return None
+            b = max(grown, key=sizes.__getitem__)
+            sizes[b] = size
+        else:
+            return None
+        free.remove(b)
+        return b
+
+    for i, step in enumerate(steps):
+        claimed = set()
+        for v in step.writes:
+            size = size_of[v]
+            ext = donate.get(v)
+            if ext is not None and last.get(ext, -1) <= i and ext not in claimed:
+                donated[v] = ext
+                claimed.add(ext)
+                continue
+            b = None
+            for s in inplace.get(v, ()):
+                if (s in buffer_of and s not in escaping and s not in claimed and last.get(s) == i
+                        and holder.get(buffer_of[s]) == s and size is not None and sizes[buffer_of[s]] == size):
+                    b = buffer_of[s]
+                    taken_inplace[v] = s
+                    claimed.add(s)
+                    break
+            if b is None and reuse and v not in escaping and size is not None:
+                b = from_pool(size)
+            if b is None:
+                b = fresh(size)
+            buffer_of[v] = b
+            holder[b] = v
+            if v in escaping:
+                output_buffers.add(b)
+        for s in dies.pop(i, ()):
+            b = buffer_of.get(s)
+            if b is not None and s not in escaping and holder.get(b) == s:
+                free.append(b)
+        for v in step.writes:
+            b = buffer_of.get(v)
+            if b is not None and v not in escaping and v not in last:  # written, never read
+                free.append(b)
+    return StorageAssignment(buffer_of, sizes, taken_inplace, donated, output_buffers)
+
+
+def schedule_donations(order: list, reads: dict, deps: dict, donated: dict) -> list:
+    """``order`` with each donated step moved to right after the later of its own
+    dependencies and the last *other* step reading the storage it is donated.  Only for
+    steps whose values nothing in the schedule reads (an update only returned to the
+    caller), so the order stays valid; every reader of the old value then runs first, which
+    is what lets the planner take the donation, and the gradient an update reads dies as soon
+    as it is applied.  ``reads``: step -> storages it reads; ``deps``: step -> the steps it
+    needs before it; ``donated``: step -> storage."""
+    order = list(order)
+    for k, x in donated.items():
+        order.remove(k)
+        where = {s: j for j, s in enumerate(order)}
+        after = [where[d] for d in deps.get(k, ()) if d in where]
+        after += [j for j, s in enumerate(order) if x in reads.get(s, ())]
+        order.insert(max(after, default=-1) + 1, k)
+    return order
+
+
+# -- the graph-level plan ---------------------------------------------------------------------
 
 
 def _size_key(t: TensorType) -> SizeKey:
@@ -57,8 +196,20 @@ def is_view(g: Graph, n: int) -> bool:
 def _elementwise(g: Graph, n: int) -> bool:
     op = g.op(n)
     if op == "fused":
-        return g.attrs(n)["reduce"] is None
+        a = g.attrs(n)
+        return a["reduce"] is None and not a.get("outputs") and not _has_layout_steps(a)
     return get_op(op).kind == "elemwise"
+
+
+def _has_layout_steps(attrs) -> bool:
+    return bool(attrs.get("epilogue")) or any(s[0] in ("dimshuffle", "reshape") for s in attrs["body"])
+
+
+def _results(g: Graph, n: int) -> list:
+    """The values node ``n`` writes: itself, or a multi-output kernel's get_output nodes."""
+    if g.op(n) == "fused" and g.attrs(n).get("outputs"):
+        return sorted((u for u in g.users(n) if g.op(u) == "get_output"), key=lambda u: g.attrs(u)["index"])
+    return [n]
 
 
 @dataclass
@@ -83,6 +234,8 @@ class MemoryPlan:
     bytes_without_reuse: int
     bytes_with_reuse: int
     dynamic_values: int
+    #: node -> graph input whose storage it is written into (a donated shared-variable update)
+    donated: dict = field(default_factory=dict)
 
     def storage_of(self, node: int) -> int:
         """The node whose storage ``node`` ultimately lives in (itself unless a view)."""
@@ -98,14 +251,17 @@ class MemoryPlan:
             kind = " output" if b.output else ""
             lines.append(f"  buf{b.id}: {b.dtype}{list(b.shape)} {size} B{kind} <- "
                          + ", ".join(f"%{v}" for v in b.values))
+        for v, i in sorted(self.donated.items()):
+            lines.append(f"  %{v} written into input %{i} (donated)")
         return "\n".join(lines)
 
 
-def plan_memory(graph: Graph) -> MemoryPlan:
+def plan_memory(graph: Graph, donate: Optional[dict] = None) -> MemoryPlan:
+    """The graph-level plan.  ``donate``: graph output position -> graph input position
+    whose storage that output may overwrite (``tcomp.function`` passes its shared-variable
+    updates); taken only where safe, see :func:`assign_storage`."""
     g = graph
     order = g.topo_order()
-    pos = {n: i for i, n in enumerate(order)}
-    end = len(order)  # "after the call": the life end of outputs
     view_of = {n: g.operands(n)[0] for n in order if g.op(n) not in ("input", "constant") and is_view(g, n)}
 
     def storage(n):
@@ -113,76 +269,68 @@ def plan_memory(graph: Graph) -> MemoryPlan:
             n = view_of[n]
         return n
 
-    # the last reader of each storage, over all views of it
-    last_use: dict[int, int] = {}
+    steps, writers = [], []
     for n in order:
-        for o in g.operands(n):
-            s = storage(o)
-            last_use[s] = max(last_use.get(s, -1), pos[n])
+        if g.op(n) in ("input", "constant", "get_output") or n in view_of:
+            continue
+        writes = tuple(_results(g, n))
+        steps.append(Step(writes, tuple(sorted({storage(o) for o in g.operands(n)}))))
+        writers.append(n)
     escaping = {storage(o) for o in g.outputs}
-    for s in escaping:
-        last_use[s] = end
-
-    buffers: list[Buffer] = []
-    buffer_of: dict[int, int] = {}
-    inplace: dict[int, int] = {}
-    free: list[int] = []  # ids of dead intermediate buffers
-    dies_at: dict[int, list[int]] = {}
-    no_reuse = 0
-    dynamic = 0
-
-    for n in order:
-        op = g.op(n)
-        if op in ("input", "constant") or n in view_of:
+    size_of = {v: _size_key(g.type(v)) for s in steps for v in s.writes}
+    inplace = {}
+    for s, n in zip(steps, writers):
+        if not _elementwise(g, n) or s.writes != (n,):
             continue
         t = g.type(n)
-        key = _size_key(t)
-        if isinstance(key, int):
-            no_reuse += 0 if n in escaping else key
-        else:
-            dynamic += 1
-        chosen = None
-        if _elementwise(g, n) and n not in escaping and key is not None:
-            for o in g.operands(n):
-                s = storage(o)
-                aliases = [a for a in g.operands(n) if storage(a) == s]
-                if (s in buffer_of and s not in escaping and last_use.get(s) == pos[n]
-                        and all(g.type(a) == t for a in aliases)):
-                    chosen = buffer_of[s]
-                    inplace[n] = o
-                    dies_at[pos[n]] = [b for b in dies_at.get(pos[n], []) if b != s]
-                    break
-        if chosen is None and n not in escaping and key is not None:
-            chosen = _take_free(buffers, free, key)
-        if chosen is None:
-            chosen = len(buffers)
-            buffers.append(Buffer(chosen, t.dtype, t.shape, key if isinstance(key, int) else None,
-                                  output=n in escaping))
-        buffer_of[n] = chosen
-        buffers[chosen].values.append(n)
-        dies_at.setdefault(last_use.get(n, pos[n]), []).append(n)
-        # storages read for the last time here are free for later nodes
-        for s in dies_at.pop(pos[n], []):
-            if s != n and s in buffer_of and not buffers[buffer_of[s]].output and buffer_of[s] != chosen:
-                free.append(buffer_of[s])
-        if last_use.get(n) is None and n not in escaping:  # computed but never read
-            free.append(chosen)
+        cands = []
+        for o in g.operands(n):
+            st = storage(o)
+            aliases = [a for a in g.operands(n) if storage(a) == st]
+            if st not in cands and all(g.type(a) == t for a in aliases):
+                cands.append(st)
+        inplace[n] = cands
+    donations = _graph_donations(g, donate or {}, storage, steps, writers)
+    late = {k: donations[n] for k, n in enumerate(writers) if n in donations and not g.users(n)}
+    writer_of = {v: k for k, s in enumerate(steps) for v in s.writes}
+    deps = {k: [writer_of[r] for r in steps[k].reads if r in writer_of] for k in late}
+    keys = schedule_donations(list(range(len(steps))), {k: s.reads for k, s in enumerate(steps)}, deps, late)
+    steps = [steps[k] for k in keys]
+    a = assign_storage(steps, size_of, escaping, inplace, donations)
+
+    buffers = [Buffer(b, "", (), size if isinstance(size, int) else None) for b, size in enumerate(a.sizes)]
+    pos = {n: i for i, n in enumerate(order)}
+    for v in sorted(a.buffer_of, key=pos.__getitem__):
+        buf = buffers[a.buffer_of[v]]
+        if not buf.values:
+            buf.dtype, buf.shape = g.type(v).dtype, g.type(v).shape
+        buf.values.append(v)
+        buf.output = buf.output or v in escaping
+    no_reuse = sum(k for v, k in size_of.items() if isinstance(k, int) and v not in escaping and v not in a.donated)
+    dynamic = sum(1 for k in size_of.values() if not isinstance(k, int))
     with_reuse = sum(b.nbytes or 0 for b in buffers if not b.output)
-    return MemoryPlan(buffer_of, view_of, inplace, buffers, no_reuse, with_reuse, dynamic)
+    inplace_nodes = {}
+    for v, s in a.inplace.items():  # report the operand (possibly a view of the storage) overwritten
+        inplace_nodes[v] = next(o for o in g.operands(v) if storage(o) == s)
+    return MemoryPlan(a.buffer_of, view_of, inplace_nodes, buffers, no_reuse, with_reuse, dynamic, a.donated)
 
 
-def _take_free(buffers: list[Buffer], free: list[int], key: SizeKey) -> Optional[int]:
-    """Pop the best dead buffer for a value of size ``key`` (smallest that fits)."""
-    best = None
-    for i, b in enumerate(free):
-        buf = buffers[b]
-        if isinstance(key, int):
-            fits = buf.nbytes is not None and buf.nbytes >= key
-            if fits and (best is None or buf.nbytes < buffers[free[best]].nbytes):
-                best = i
-        elif buf.nbytes is None and (buf.dtype, buf.shape) == key:
-            best = i
-            break
-    if best is None:
-        return None
-    return free.pop(best)
+def _graph_donations(g: Graph, donate: dict, storage, steps, writers) -> dict:
+    """Output value -> input node, for the donations that are safe to offer the core: the
+    output is a plain computed node written by its own step, returned once, of the input's
+    exact type; no output is (a view of) the input; the writer reads the input only
+    elementwise at the written index (or not at all)."""
+    out = {}
+    step_of = {n: s for s, n in zip(steps, writers)}
+    out_storages = [storage(o) for o in g.outputs]
+    for pos, ipos in donate.items():
+        v, x = g.outputs[pos], g.inputs[ipos]
+        if v not in step_of or step_of[v].writes != (v,) or g.outputs.count(v) != 1:
+            continue
+        if g.type(v) != g.type(x) or x in out_storages:
+            continue
+        reads_x = [o for o in g.operands(v) if storage(o) == x]
+        if reads_x and not (_elementwise(g, v) and all(o == x for o in reads_x)):
+            continue
+        out[v] = x
+    return out

@@ -32,11 +32,13 @@ def optimize(graph: Graph, mode=None, exclude=(), pass_options=None):
     return pm.run(graph), pm.report
 
 
-def compile_graph(graph: Graph, backend: str = "reference", name: str = "fn"):
+def compile_graph(graph: Graph, backend: str = "reference", name: str = "fn", donate=None):
+    """``donate``: graph output position -> input position whose storage the output may be
+    written into (shared-variable updates); a backend uses it where it is safe, or ignores it."""
     if backend == "reference":
         return ReferenceCompiled(graph)
     if backend == "cpu":
         from tcomp.backend.cpu import compile_graph as cpu_compile
 
-        return cpu_compile(graph, name=name)
+        return cpu_compile(graph, name=name, donate=donate)
     raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

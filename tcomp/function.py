@@ -145,9 +145,16 @@ class Function:
         self.optimized, self.pass_report = optimize(self.traced, mode=mode, exclude=exclude,
                                                     pass_options=pass_options)
         t2 = time.perf_counter()
-        self.compiled = compile_graph(self.optimized, backend=self.backend, name=self.name)
+        self.compiled = compile_graph(self.optimized, backend=self.backend, name=self.name,
+                                      donate=self._donations(len(inputs), len(outputs)))
         #: seconds spent building the graph, in the passes, and in the backend (LLVM + JIT)
         self.compile_seconds = {"trace": t1 - t0, "passes": t2 - t1, "backend": time.perf_counter() - t2}
+
+    def _donations(self, n_inputs: int, n_outputs: int) -> dict:
+        """Graph output position -> input position for every update whose target is read by
+        the graph: the backend may write the new value straight into the shared storage."""
+        pos = {id(s): n_inputs + i for i, s in enumerate(self.shared_inputs)}
+        return {n_outputs + k: pos[id(var)] for k, (var, _) in enumerate(self.updates) if id(var) in pos}
 
     # -- calling -----------------------------------------------------------------------
     def _convert(self, value, var: Variable):
@@ -196,12 +203,18 @@ class Function:
         arrays = [self._convert(v, var) for v, var in zip(values, self.inputs)]
         arrays += [s.get_value(borrow=True) for s in self.shared_inputs]
         results = self.compiled(arrays)
-        # A result may be an input's own storage (an output that is an input, an update
-        # a <- b): copy those so updates cannot clobber each other or returned values.
-        results = [np.array(r) if any(np.may_share_memory(r, a) for a in arrays) else r for r in results]
         n_out = len(self.outputs)
-        for (var, _), new in zip(self.updates, results[n_out:]):
-            var._assign_in_place(new)
+        # an update the backend wrote straight into its shared variable's storage is done
+        written = [k for k, ((var, _), new) in enumerate(zip(self.updates, results[n_out:]))
+                   if new is var.get_value(borrow=True)]
+        # Any other result may be an input's own storage (an output that is an input, an
+        # update a <- b): copy those so updates cannot clobber each other or returned values.
+        results = [r if k - n_out in written else
+                   np.array(r) if any(np.may_share_memory(r, a) for a in arrays) else r
+                   for k, r in enumerate(results)]
+        for k, ((var, _), new) in enumerate(zip(self.updates, results[n_out:])):
+            if k not in written:
+                var._assign_in_place(new)
         outs = results[:n_out]
         if self.single_output:
             return outs[0]

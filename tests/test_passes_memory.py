@@ -43,10 +43,11 @@ def test_chain_runs_in_place_and_output_buffer_is_separate():
     d = g.add_node("sqrt", [c])
     g.outputs = [d]
     plan = plan_memory(g)
-    assert plan.inplace == {b: a, c: b}
-    assert plan.buffer_of[a] == plan.buffer_of[b] == plan.buffer_of[c] != plan.buffer_of[d]
-    assert plan.buffers[plan.buffer_of[d]].output
-    assert plan.bytes_without_reuse == 3 * 400 and plan.bytes_with_reuse == 400
+    # the output takes the chain's buffer too (exactly its size): nothing else is allocated
+    assert plan.inplace == {b: a, c: b, d: c}
+    assert plan.buffer_of[a] == plan.buffer_of[b] == plan.buffer_of[c] == plan.buffer_of[d]
+    assert plan.buffers[plan.buffer_of[d]].output and len(plan.buffers) == 1
+    assert plan.bytes_without_reuse == 3 * 400 and plan.bytes_with_reuse == 0
     assert_no_conflicts(g, plan)
 
 

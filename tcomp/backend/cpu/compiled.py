@@ -34,7 +34,7 @@ from . import kernels_data as D
 from . import kernels_pool as PL
 from . import kernels_random as RN
 from .kctx import KernelCtx
-from .memory import assign_buffers, inplace_candidates, value_in
+from .memory import assign_buffers, donation_candidates, inplace_candidates, schedule_donated, value_in
 from .plan import Planner
 from .program import Program
 
@@ -65,25 +65,30 @@ _counter = itertools.count()
 _counter_lock = threading.Lock()
 
 
-def build_module(prog: Program, symbol: str) -> tuple[str, str, np.ndarray, dict, dict]:
+def build_module(prog: Program, symbol: str, donate=None) -> tuple:
     """The LLVM IR text of ``prog``, its entry's name, the gather index that builds the
-    kernels' local parameter tables from the global parameter array, and each kernel's
-    leaves (the only pointers it reads: what buffer liveness is computed from), and the
-    in-place kernels (node -> the leaf it may overwrite; emitted without ``noalias`` there)."""
+    kernels' local parameter tables from the global parameter array, each kernel's leaves
+    (the only pointers it reads: what buffer liveness is computed from), the in-place
+    kernels (node -> the leaf it may overwrite; emitted without ``noalias`` there) and the
+    donated update kernels (node -> the input it may write into; moved last in ``prog.order``)."""
     module = ir.Module(name=symbol)
     kernel_fns, local_off = {}, {}
     leaves_of = {n: LOWERINGS[prog.kernel_kind(n)][0](prog, n) for n in prog.kernels()}
-    inplace = inplace_candidates(prog, leaves_of)
+    donated = donation_candidates(prog, leaves_of, donate or {})
+    schedule_donated(prog, leaves_of, donated)
+    inplace = inplace_candidates(prog, leaves_of, donated)
+    aliased_leaf = dict(inplace)
+    aliased_leaf.update({k: x for k, x in donated.items() if x in leaves_of[k]})
     seen: dict = {}
     gather: list = []
     for n in prog.kernels():
         leaves = leaves_of[n]
-        ctx = KernelCtx(prog, module, n, leaves, inplace.get(n))
+        ctx = KernelCtx(prog, module, n, leaves, aliased_leaf.get(n))
         LOWERINGS[prog.kernel_kind(n)][1](ctx)
         ctx.finish()
         # the signature line (dropped: it names the node) carries the noalias attributes
-        aliased = None if n not in inplace else leaves.index(inplace[n])
-        key = (len(leaves), aliased, str(ctx.fn).split("\n", 1)[1])
+        aliased = None if n not in aliased_leaf else leaves.index(aliased_leaf[n])
+        key = (len(ctx.outs), len(leaves), aliased, str(ctx.fn).split("\n", 1)[1])
         if key in seen:  # structurally identical to an earlier kernel: drop this copy
             del module.globals[ctx.fn.name]
         else:
@@ -97,7 +102,7 @@ def build_module(prog: Program, symbol: str) -> tuple[str, str, np.ndarray, dict
     ptrs, params = fn.args
     for n in prog.kernels():
         args = [b.load(b.gep(ptrs, [ir.Constant(u.I64, prog.slot[m])], source_etype=u.PTR, inbounds=True),
-                       typ=u.PTR) for m in [n] + leaves_of[n]]
+                       typ=u.PTR) for m in prog.results(n) + leaves_of[n]]
         local = b.gep(params, [ir.Constant(u.I64, local_off[n])], source_etype=u.I64, inbounds=True)
         rc = b.call(kernel_fns[n], args + [local])
         fail = b.append_basic_block(f"fail{n}")
@@ -107,7 +112,7 @@ def build_module(prog: Program, symbol: str) -> tuple[str, str, np.ndarray, dict
         b.ret(ir.Constant(u.I32, prog.slot[n] + 1))
         b.position_at_end(ok)
     b.ret(ir.Constant(u.I32, 0))
-    return str(module), name, np.asarray(gather, dtype=np.intp), leaves_of, inplace
+    return str(module), name, np.asarray(gather, dtype=np.intp), leaves_of, inplace, donated
 
 
 def _dimshuffle_view(a: np.ndarray, pattern) -> np.ndarray:
@@ -123,19 +128,23 @@ def _dimshuffle_view(a: np.ndarray, pattern) -> np.ndarray:
 class CompiledGraph:
     """A graph compiled to native code; call it with one NumPy array per graph input."""
 
-    def __init__(self, graph, *, name: str = "fn"):
+    def __init__(self, graph, *, name: str = "fn", donate=None):
+        """``donate``: graph output position -> graph input position whose storage that output
+        may be written into (shared-variable updates; see ``memory.py`` for when it is)."""
         self.prog = prog = Program(graph)
         g = prog.g
         self.input_names = [g.name(n) or f"%{n}" for n in g.inputs]
         with _counter_lock:
             uid = next(_counter)
         symbol = f"tcomp_{''.join(c if c.isalnum() else '_' for c in name)}_{uid}"
-        self.llvm_ir_unoptimized, entry, self._gather, self._leaves, self._inplace = build_module(prog, symbol)
+        (self.llvm_ir_unoptimized, entry, self._gather, self._leaves, self._inplace,
+         self._donated) = build_module(prog, symbol, donate)
+        self._input_pos = {n: i for i, n in enumerate(g.inputs)}
         self._module = engine.compile_ir(self.llvm_ir_unoptimized, loop_unrolling=False)
         self._entry = _ENTRY(engine.function_address(entry))
         self._planner = Planner(prog)
         self._plans: dict = {}
-        self._owned = {n for n in prog.order if prog.role[n] == "kernel"}
+        self._owned = {n for n in prog.order if prog.role[n] in ("kernel", "result")}
         #: buffer statistics of the most recent call (see ``bytes_allocated_per_call``)
         self.last_call_memory: dict | None = None
 
@@ -192,10 +201,27 @@ class CompiledGraph:
         return plan
 
     def _new_plan(self, arrays):
-        """A plan plus its buffer assignment, computed once and cached together."""
+        """A plan plus its buffer assignments (with and without donation), cached together."""
         plan = self._planner.plan(arrays)
-        plan.memory = assign_buffers(self.prog, self._leaves, plan.shapes, inplace=self._inplace)
+        plan.memory = assign_buffers(self.prog, self._leaves, plan.shapes, inplace=self._inplace,
+                                     donate=self._donated)
+        plan.memory_undonated = plan.memory if not plan.memory.donated else assign_buffers(
+            self.prog, self._leaves, plan.shapes, inplace=self._inplace)
         return plan
+
+    def _donation_ok(self, arrays, donated) -> bool:
+        """The donated inputs of this call may be overwritten: writeable, C-contiguous,
+        aligned, and overlapping no other input (two shared variables borrowing one array)."""
+        spans = [(a.ctypes.data, a.ctypes.data + a.nbytes) for a in arrays]
+        for x in set(donated.values()):
+            i = self._input_pos[x]
+            a = arrays[i]
+            if not (a.flags.writeable and a.flags.c_contiguous and a.flags.aligned):
+                return False
+            lo, hi = spans[i]
+            if any(j != i and a2.nbytes and lo < h2 and l2 < hi for j, (a2, (l2, h2)) in enumerate(zip(arrays, spans))):
+                return False
+        return True
 
     def bytes_allocated_per_call(self, inputs=None) -> dict:
         """Memory figures for a call with these inputs (nothing is run): kernels, distinct
@@ -224,8 +250,11 @@ class CompiledGraph:
             plan = self._plan(arrays)
         except ShapeError as e:
             raise ValueError(str(e)) from None
-        mem = self._materialize(plan, arrays)
-        self.last_call_memory = plan.memory.stats()
+        memory = plan.memory
+        if memory.donated and not self._donation_ok(arrays, memory.donated):
+            memory = plan.memory_undonated
+        mem = self._materialize(plan, memory, arrays)
+        self.last_call_memory = memory.stats()
         ptrs = np.fromiter((a.ctypes.data for a in mem), dtype=np.uintp, count=len(mem))
         params = plan.params.copy()
         for n, off in prog.strides_off.items():
@@ -235,7 +264,7 @@ class CompiledGraph:
         local = params[self._gather] if self._gather.size else params
         rc = self._entry(ptrs.ctypes.data, local.ctypes.data)
         if rc:
-            n = prog.order[rc - 1]
+            n = next(m for m, slot in prog.slot.items() if slot == rc - 1)
             raise IndexError(f"{prog.describe(n)}: index out of bounds (checked in native code)")
         outs, seen = [], set()
         for n in g.outputs:
@@ -248,14 +277,13 @@ class CompiledGraph:
             outs.append(a)
         return outs
 
-    def _materialize(self, plan, arrays) -> list:
+    def _materialize(self, plan, assignment, arrays) -> list:
         prog = self.prog
         g = prog.g
         mem = [None] * len(prog.order)
         inputs = dict(zip(g.inputs, arrays))
-        assignment = plan.memory
         bufs = assignment.allocate()
-        for k, n in enumerate(prog.order):
+        for n in prog.order:
             role = prog.role[n]
             op = g.op(n)
             if role == "input":
@@ -272,8 +300,10 @@ class CompiledGraph:
                     a = src.reshape(plan.shapes[n])
                 else:
                     a = src[plan.index_tuples[n] + (Ellipsis,)]  # Ellipsis: all-int indices give a 0-d view
-            elif role == "inline":
-                a = _EMPTY
+            elif role == "inline" or (role == "kernel" and n not in assignment.nbytes):
+                a = _EMPTY  # computed in its consumer's loop / a multi-output kernel (its results hold memory)
+            elif n in assignment.donated:
+                a = inputs[assignment.donated[n]]
             else:
                 buf, size = bufs[assignment.buffer_of[n]], assignment.nbytes[n]
                 if op == "reshape":  # strided source: the kernel copies it into C order, then a view
@@ -281,13 +311,13 @@ class CompiledGraph:
                     a = value_in(buf, size, src_shape, g.type(n).dtype).reshape(plan.shapes[n])
                 else:
                     a = value_in(buf, size, plan.shapes[n], g.type(n).dtype)
-            mem[k] = a
+            mem[prog.slot[n]] = a
         return mem
 
 
 _EMPTY = np.zeros(1, dtype=np.uint8)
 
 
-def compile_graph(graph, *, name: str = "fn") -> CompiledGraph:
+def compile_graph(graph, *, name: str = "fn", donate=None) -> CompiledGraph:
     """Compile ``graph`` (a ``tcomp.ir.Graph``) for the host CPU."""
-    return CompiledGraph(graph, name=name)
+    return CompiledGraph(graph, name=name, donate=donate)

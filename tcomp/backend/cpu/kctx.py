@@ -1,8 +1,9 @@
 """The per-kernel emission context: one internal LLVM function per materialized node.
 
-A kernel is ``i32 k<node>(ptr noalias out, ptr noalias leaf..., ptr params)``: ``out`` is
-a fresh buffer tcomp allocated (it aliases nothing), leaves are only read, so ``noalias``
-is true and LLVM vectorizes without run-time alias checks.  It returns 0, or 1 when a
+A kernel is ``i32 k<node>(ptr noalias out..., ptr noalias leaf..., ptr params)``: each
+``out`` (one per result; several for a multi-output kernel) is a buffer tcomp assigned
+(it aliases nothing), leaves are only read, so ``noalias`` is true and LLVM vectorizes
+without run-time alias checks.  It returns 0, or 1 when a
 bounds check failed.  Static dims become constants; symbolic ones are loaded from the
 kernel's *own* parameter table (``slots``: local index -> global parameter offset), so two
 nodes with the same structure get byte-identical kernels and the module keeps one.
@@ -25,22 +26,26 @@ class KernelCtx:
     def __init__(self, prog, module: ir.Module, n: int, leaves: list, inplace_leaf=None):
         self.prog, self.g, self.n = prog, prog.g, n
         self.leaves = leaves
+        results = prog.results(n)
+        n_out = len(results)
         self.slots: dict = {}  # global parameter offset -> local index
-        fnty = ir.FunctionType(u.I32, [u.PTR] * (len(leaves) + 2))
+        fnty = ir.FunctionType(u.I32, [u.PTR] * (n_out + len(leaves) + 1))
         self.fn = ir.Function(module, fnty, name=f"k{n}")
         self.fn.linkage = "internal"
         # shared by every node of the same structure; inlining into the entry would copy it back
         self.fn.attributes.add("noinline")
         # an in-place kernel (memory.py) writes over leaf ``inplace_leaf``: those two may alias
-        shared = {0, 1 + leaves.index(inplace_leaf)} if inplace_leaf is not None else set()
+        shared = {0, n_out + leaves.index(inplace_leaf)} if inplace_leaf is not None else set()
         for k, a in enumerate(self.fn.args[:-1]):
             if k not in shared:
                 a.add_attribute("noalias")
         self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
         self.params = self.fn.args[-1]
         self._dims: dict = {}
-        self.out = self.ref(n, self.fn.args[0])
-        self.refs = {leaf: self.ref(leaf, self.fn.args[1 + k]) for k, leaf in enumerate(leaves)}
+        #: one reference per result; ``out`` is the first (the only one but for multi-output kernels)
+        self.outs = [self.ref(r, self.fn.args[k]) for k, r in enumerate(results)]
+        self.out = self.outs[0]
+        self.refs = {leaf: self.ref(leaf, self.fn.args[n_out + k]) for k, leaf in enumerate(leaves)}
         self._fail = None
 
     # -- shapes and memory ---------------------------------------------------------------

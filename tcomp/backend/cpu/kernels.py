@@ -166,7 +166,7 @@ def emit_reduction(ctx: KernelCtx, op: str, axes, in_dtype: str, in_dims: list, 
     ``dims_fn()`` re-reads ``in_dims`` in the current function: given, a large reduction over
     the last axis splits its output rows across threads (parallel.py)."""
     b, out = ctx.b, ctx.out
-    od = ctx.g.type(ctx.n).dtype
+    od = out.dtype
     keepdims = out.ndim == len(in_dims)
     kept = [a for a in range(len(in_dims)) if a not in axes]
     red_dims = [in_dims[a] for a in axes]

@@ -1,65 +1,65 @@
-"""Buffer reuse by liveness for one call of a compiled graph.
+"""The CPU backend's buffers for one call: the schedule of its native kernels, handed to
+the one memory planner (``tcomp.passes.memory.assign_storage``).
 
-Why here and not in ``passes/memory.py``: the CPU backend decides what needs storage
-(``kernel`` roles; ``inline`` nodes are never stored, ``view`` nodes alias their source) and
-exactly which pointers every native kernel reads (its *leaves*), and the byte sizes are
-only known once a plan has fixed the shapes.  The graph-level ``plan_memory`` cannot see
-either, so this module works on the ``Program`` plus the concrete shapes of a plan, once
-per plan (the assignment is cached with the plan), and each call allocates only the
-distinct buffers.
+Why the schedule is built here: only the backend knows what needs storage (``kernel``
+roles write it, a multi-output kernel writes its ``get_output`` results, ``inline`` nodes
+are never stored, ``view`` nodes alias their source), exactly which pointers every native
+kernel reads (its *leaves*), and the byte sizes once a plan has fixed the shapes.  The rules
+(liveness, in place, donation, best fit, outputs never pooled) are the planner's; this
+module adds the facts only the backend has:
 
-Rules (what makes reuse safe):
+* a storage is read by a kernel when one of its leaves lives in it (views included);
+* **in place** (``inplace_candidates``, decided at compile time because the kernel is then
+  emitted without ``noalias`` on its output and that leaf): a pure elementwise loop whose
+  every read of the leaf is at the index it writes, because the leaf is a kernel's own
+  contiguous buffer with the output's exact type (never a broadcast read); no other leaf
+  lives in the same storage; no later kernel reads it; it is no output;
+* **donation** (``donation_candidates``, for ``tcomp.function``'s shared-variable updates):
+  an update kernel may write straight into the shared variable's storage (no copy after
+  the call).  The kernel is then scheduled right after the later of its operands and the
+  last other kernel reading the old value (it has no users, so that order is valid); if it
+  reads the old value itself it must be in-place compatible as above (and is emitted
+  without ``noalias`` there); no output is (a view of) that input.  At call time the
+  storage must also be writeable, C-contiguous, aligned and overlap no other input, or
+  the call uses the assignment without donation.
 
-* a kernel's result lives in the *storage* of its node; a view (dimshuffle, reshape,
-  basic slice) reads its source's storage, so a read of a view is a read of that storage;
-* a storage is dead after the last kernel that reads it through a leaf pointer (kernels
-  run in ``prog.order``; nothing else reads tcomp-owned memory during the call);
-* a kernel never gets a buffer that one of its own leaves still lives in: storages read
-  for the last time by kernel ``k`` are freed only *after* ``k`` is assigned, so the
-  ``noalias`` promise on kernel pointers holds; the one exception is an *in-place*
-  elementwise kernel (``inplace_candidates``), compiled without ``noalias`` on its output
-  and the dying leaf it overwrites, which it reads at exactly the index it writes;
-* storages returned to the caller (graph outputs, or what an output views) get a buffer
-  that is never pooled again: a fresh one, or (in place, e.g. ``W - lr * grad``) the
-  buffer of the dying operand when it has exactly the output's size; outputs never share
-  memory with one another or with anything overwritten later, and every call allocates
-  fresh buffers (callers may keep outputs; concurrent calls share nothing mutable).
-
+Every call allocates fresh buffers (callers may keep outputs; concurrent calls share
+nothing mutable).  A buffer is a 64-byte aligned ``uint8`` array; a value takes a
+C-contiguous prefix of it, so a dead buffer can serve a smaller value of any dtype.
 Figures (``BufferAssignment.stats``): intermediate bytes are what a call allocates beyond
-the bytes of the values it returns, without reuse (one buffer per kernel) and with it.
-
-A buffer is a 64-byte aligned ``uint8`` array; a value takes a C-contiguous prefix of it,
-so a dead buffer can serve a smaller value of any dtype, and one that is too small is
-grown (its final size is the largest value it holds) rather than leaving it idle.
+the bytes of the values it returns, without reuse (one buffer per value) and with it.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from tcomp.passes.memory import Step, assign_storage, schedule_donations
 from tcomp.runtime.buffers import aligned_empty
 
 
 class BufferAssignment:
-    """Which buffer each kernel node writes, for one plan (shapes fixed)."""
+    """Which buffer each stored value writes, for one plan (shapes fixed)."""
 
-    __slots__ = ("buffer_of", "nbytes", "sizes", "output_buffers", "bytes_without_reuse", "bytes_with_reuse",
+    __slots__ = ("buffer_of", "nbytes", "sizes", "donated", "kernels", "bytes_without_reuse", "bytes_with_reuse",
                  "output_bytes")
 
-    def __init__(self, buffer_of, nbytes, sizes, escaping):
-        self.buffer_of = buffer_of          # kernel node -> buffer id
-        self.nbytes = nbytes                # kernel node -> bytes its value needs
+    def __init__(self, buffer_of, nbytes, sizes, escaping, donated, kernels):
+        self.buffer_of = buffer_of          # stored value -> buffer id
+        self.nbytes = nbytes                # stored value -> bytes it needs
         self.sizes = sizes                  # buffer id -> bytes allocated per call
-        self.output_buffers = {buffer_of[n] for n in escaping if n in buffer_of}
+        self.donated = donated              # value -> input node whose storage it is written into
+        self.kernels = kernels
         # intermediates: bytes beyond what the returned outputs themselves occupy
-        self.output_bytes = sum(nbytes[n] for n in escaping if n in nbytes)
-        self.bytes_without_reuse = sum(nbytes.values()) - self.output_bytes
+        self.output_bytes = sum(nbytes[n] for n in escaping if n in buffer_of)
+        self.bytes_without_reuse = sum(b for n, b in nbytes.items() if n not in donated) - self.output_bytes
         self.bytes_with_reuse = sum(sizes) - self.output_bytes
 
     def stats(self) -> dict:
         """Intermediate bytes per call without / with reuse, and the buffer counts."""
-        return {"kernels": len(self.buffer_of), "buffers": len(self.sizes),
+        return {"kernels": self.kernels, "buffers": len(self.sizes),
                 "intermediate_bytes_without_reuse": self.bytes_without_reuse,
-                "intermediate_bytes_with_reuse": self.bytes_with_reuse, "output_bytes": self.output_bytes}
+                "intermediate_bytes_with_reuse": self.bytes_with_reuse, "output_bytes": self.output_bytes,
+                "donated_updates": len(self.donated)}
 
     def allocate(self) -> list:
         """Fresh aligned storage for one call (never shared between calls)."""
@@ -80,27 +80,55 @@ def _nbytes(shape, dtype) -> int:
 
 
 def _last_readers(prog, leaves_of, root, pos) -> dict:
-    """storage root (a kernel node) -> position of the last kernel reading it."""
+    """storage root -> position of the last kernel reading it."""
     last: dict = {}
     for k in prog.kernels():
         for leaf in leaves_of[k]:
             r = root[leaf]
-            if r in pos:
-                last[r] = max(last.get(r, -1), pos[k])
+            last[r] = max(last.get(r, -1), pos[k])
     return last
 
 
-def inplace_candidates(prog, leaves_of: dict) -> dict:
-    """Elementwise kernels that may write over a dying operand: kernel -> that leaf.
+def _pure_elementwise(prog, k) -> bool:
+    """A loop that reads every leaf of the output's type at exactly the index it writes."""
+    g = prog.g
+    op = g.op(k)
+    if op == "alloc" or prog.kernel_kind(k) not in ("elemwise", "fused"):
+        return False
+    if op == "fused" and not prog.plain_fused(k):
+        return False
+    return all(d is not None for d in g.type(k).shape)
 
-    Decided at compile time (the kernel is then emitted without ``noalias`` on its output
-    and that leaf), from static facts only: the kernel is a pure elementwise loop (an
-    elementwise op other than ``alloc``, or a fused kernel without reduction) whose every
-    read of the leaf is at the index it writes, because the leaf is a kernel's own
-    contiguous buffer with the output's exact type (static or named dims: same extents at
-    run time, so never a broadcast read); no other leaf lives in the same storage (a view
-    would read it at other indices); the leaf is read by no later kernel and is no output.
-    """
+
+def _same_index_leaf(prog, k, leaf, leaves, root) -> bool:
+    """``k`` reads ``leaf`` (its own storage, not a view) only at the index it writes."""
+    roots = [root[x] for x in leaves]
+    return root[leaf] == leaf and prog.g.type(leaf) == prog.g.type(k) and roots.count(leaf) == 1
+
+
+def donation_candidates(prog, leaves_of: dict, donate: dict) -> dict:
+    """Update kernels that may write into a donated input: kernel -> input node.
+    ``donate``: graph output position -> graph input position (``tcomp.function`` updates)."""
+    g = prog.g
+    root = storage_roots(prog)
+    out_roots = [root[o] for o in g.outputs]
+    out = {}
+    for pos, ipos in sorted(donate.items()):
+        k, x = g.outputs[pos], g.inputs[ipos]
+        if prog.role.get(k) != "kernel" or prog.results(k) != [k] or g.users(k) or g.outputs.count(k) != 1:
+            continue
+        if g.type(k) != g.type(x) or x in out_roots or x in out.values():
+            continue
+        reads = [leaf for leaf in leaves_of[k] if root[leaf] == x]
+        if reads and not (_pure_elementwise(prog, k) and _same_index_leaf(prog, k, reads[0], leaves_of[k], root)):
+            continue
+        out[k] = x
+    return out
+
+
+def inplace_candidates(prog, leaves_of: dict, donated=()) -> dict:
+    """Elementwise kernels that may write over a dying operand: kernel -> that leaf (see the
+    module docstring); decided at compile time from static facts only."""
     g = prog.g
     root = storage_roots(prog)
     kernels = prog.kernels()
@@ -109,68 +137,40 @@ def inplace_candidates(prog, leaves_of: dict) -> dict:
     escaping = {root[o] for o in g.outputs}
     out = {}
     for k in kernels:
-        op = g.op(k)
-        if op == "alloc" or prog.kernel_kind(k) not in ("elemwise", "fused"):
+        if k in donated or not _pure_elementwise(prog, k):
             continue
-        if op == "fused" and g.attrs(k)["reduce"] is not None:
-            continue
-        t = g.type(k)
-        if any(d is None for d in t.shape):
-            continue
-        roots = [root[leaf] for leaf in leaves_of[k]]
         for leaf in leaves_of[k]:
-            if (root[leaf] == leaf and leaf in pos and leaf not in escaping and last[leaf] == pos[k]
-                    and g.type(leaf) == t and roots.count(leaf) == 1):
+            if (leaf in pos and leaf not in escaping and last[leaf] == pos[k]
+                    and _same_index_leaf(prog, k, leaf, leaves_of[k], root)):
                 out[k] = leaf
                 break
     return out
 
 
-def assign_buffers(prog, leaves_of: dict, shapes: dict, reuse: bool = True, inplace=None) -> BufferAssignment:
-    """Greedy linear-scan assignment in kernel order (best fit among dead buffers);
-    ``inplace`` (from ``inplace_candidates``) lets such a kernel take its dying leaf's buffer;
-    ``reuse=False`` gives every kernel its own buffer (the baseline, and a test oracle)."""
+def schedule_donated(prog, leaves_of: dict, donated: dict) -> None:
+    """Move each donated update kernel to right after the later of its operands and the last
+    other kernel reading the old value (``prog.order`` stays a topological order)."""
+    root = storage_roots(prog)
+    reads = {k: {root[leaf] for leaf in leaves_of[k]} for k in prog.kernels()}
+    deps = {k: set(prog.g.operands(k)) | set(leaves_of[k]) | reads[k] for k in donated}
+    prog.order = schedule_donations(prog.order, reads, deps, donated)
+
+
+def assign_buffers(prog, leaves_of: dict, shapes: dict, reuse: bool = True, inplace=None,
+                   donate=None) -> BufferAssignment:
+    """The planner's assignment for these shapes.  ``inplace`` (``inplace_candidates``) and
+    ``donate`` (``donation_candidates``, already checked for this call) are offered to it;
+    ``reuse=False`` gives every value its own buffer (the baseline, and a test oracle)."""
     g = prog.g
     root = storage_roots(prog)
     kernels = prog.kernels()
-    pos = {n: i for i, n in enumerate(kernels)}
-    last = _last_readers(prog, leaves_of, root, pos)
+    steps = [Step(tuple(prog.results(k)), tuple(sorted({root[leaf] for leaf in leaves_of[k]}))) for k in kernels]
+    nbytes = {v: _nbytes(shapes[v], g.type(v).dtype) for s in steps for v in s.writes}
     escaping = {root[o] for o in g.outputs}
-    inplace = inplace if reuse and inplace else {}
-    sizes: list = []
-    output_buffers: set = set()
-    free: list = []
-    dies: dict = {}
-    buffer_of, nbytes = {}, {}
-    for k in kernels:
-        need = _nbytes(shapes[k], g.type(k).dtype)  # a strided-source reshape copy has the same element count
-        nbytes[k] = need
-        b = None
-        if k in inplace and nbytes[inplace[k]] == need:
-            src = buffer_of[inplace[k]]
-            if k not in escaping or sizes[src] == need:  # an output gets no larger buffer than itself
-                b = src
-        if b is None and reuse and k not in escaping and free:
-            fits = [i for i in free if sizes[i] >= need]
-            b = min(fits, key=sizes.__getitem__) if fits else max(free, key=sizes.__getitem__)
-            free.remove(b)
-            sizes[b] = max(sizes[b], need)
-        if b is None:
-            b = len(sizes)
-            sizes.append(need)
-        if k in escaping:
-            output_buffers.add(b)
-        buffer_of[k] = b
-        for r in dies.pop(pos[k], ()):  # read for the last time by k: free for later kernels only
-            if buffer_of[r] != b:  # (not when k took it over in place)
-                free.append(buffer_of[r])
-        if k not in escaping:
-            end = last.get(k, pos[k])
-            if end == pos[k]:  # no kernel reads it (only its shape is used)
-                free.append(b)
-            else:
-                dies.setdefault(end, []).append(k)
-    return BufferAssignment(buffer_of, nbytes, sizes, escaping)
+    donate = {k: x for k, x in (donate or {}).items() if tuple(shapes[k]) == tuple(shapes[x])}
+    a = assign_storage(steps, nbytes, escaping, {k: [leaf] for k, leaf in (inplace or {}).items()},
+                       donate, reuse=reuse)
+    return BufferAssignment(a.buffer_of, nbytes, a.sizes, escaping, a.donated, len(kernels))
 
 
 def value_in(buf: np.ndarray, nbytes: int, shape, dtype) -> np.ndarray:

@@ -26,11 +26,13 @@ from .program import DIM_OPERANDS, Program
 
 
 class Plan:
-    __slots__ = ("shapes", "values", "params", "index_tuples", "memory")
+    __slots__ = ("shapes", "values", "params", "index_tuples", "memory", "memory_undonated")
 
     def __init__(self, shapes, values, params, index_tuples):
         self.shapes, self.values, self.params, self.index_tuples = shapes, values, params, index_tuples
-        self.memory = None  # the backend's buffer assignment for these shapes (set by CompiledGraph)
+        # the backend's buffer assignments for these shapes (set by CompiledGraph): with the
+        # donated updates, and without them (for a call whose donated inputs cannot be written)
+        self.memory = self.memory_undonated = None
 
 
 def _no_broadcast(prog: Program, n, what, operand_types, operand_shapes, result_shape):

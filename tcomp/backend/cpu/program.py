@@ -17,7 +17,11 @@ Every live node gets a *role*:
     an elementwise node with one consumer (elementwise or a reduction) of the same shape:
     computed inside the consumer's loop, never stored (the backend's own loop fusion);
 ``kernel``
-    a native loop nest writing a fresh, 64-byte aligned, C-contiguous buffer.
+    a native loop nest writing a fresh, 64-byte aligned, C-contiguous buffer (or, for a
+    multi-output ``fused`` kernel, one buffer per result);
+``result``
+    a ``get_output`` of a multi-output kernel: storage its kernel writes (every result of
+    a live multi-output kernel gets one, added here when DCE removed an unused one).
 
 An op with no role raises ``TypeError`` at compile time (tests/test_cpu_ops.py checks
 every op of the table compiles).
@@ -77,6 +81,7 @@ class Program:
     def __init__(self, graph: Graph):
         g = graph.copy()
         g.remove_dead()
+        self._complete_results(g)
         self.g = g
         self.order = g.topo_order()
         self.role: dict = {}
@@ -90,6 +95,17 @@ class Program:
         self._params()
         #: host values read input *values* (not just shapes): plans cannot be cached by shape
         self.value_dependent = any(self.role[i] == "hostval" for i in g.inputs)
+
+    @staticmethod
+    def _complete_results(g: Graph) -> None:
+        """Give every result of a multi-output kernel a ``get_output`` node (the kernel writes
+        them all; an unused one is a buffer nothing reads)."""
+        for n in g.nodes():
+            if g.op(n) == "fused" and g.attrs(n).get("outputs"):
+                have = {g.attrs(u)["index"] for u in g.users(n) if g.op(u) == "get_output"}
+                for i in range(len(g.attrs(n)["outputs"]) + 1):
+                    if i not in have:
+                        g.add_node("get_output", [n], {"index": i})
 
     # -- roles ---------------------------------------------------------------------------
     def _host_values(self):
@@ -113,6 +129,8 @@ class Program:
             return "const"
         if op == "dimshuffle":
             return "view"
+        if op == "get_output":
+            return "result"
         if op == "subtensor" and not has_advanced(g.attrs(n)["index"]):
             return "view"
         if op in NATIVE_KERNELS or self._kind(op) in ("elemwise", "reduction"):
@@ -227,6 +245,20 @@ class Program:
     # -- queries ---------------------------------------------------------------------------
     def kernels(self) -> list:
         return [n for n in self.order if self.role[n] == "kernel"]
+
+    def results(self, n) -> list:
+        """The nodes whose storage kernel ``n`` writes: ``[n]``, or its ``get_output`` nodes."""
+        g = self.g
+        if g.op(n) == "fused" and g.attrs(n).get("outputs"):
+            return sorted((u for u in g.users(n) if g.op(u) == "get_output"), key=lambda u: g.attrs(u)["index"])
+        return [n]
+
+    def plain_fused(self, n) -> bool:
+        """A fused kernel that is one elementwise loop writing one result at each index it
+        reads (no reduction, no extra outputs, no layout steps)."""
+        a = self.g.attrs(n)
+        return (a["reduce"] is None and not a.get("outputs") and not a.get("epilogue")
+                and not any(step[0] in ("dimshuffle", "reshape") for step in a["body"]))
 
     def is_scalar_const(self, n) -> bool:
         return self.g.op(n) == "constant" and self.g.type(n).ndim == 0
