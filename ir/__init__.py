@@ -9,8 +9,8 @@ from .ops import OPS, Constant, OpDef, get_op
 from .parser import parse_graph
 from .printer import format_graph, structural_hash
 from .serialize import from_json, to_json
-from .types import TensorType
+from .types import TensorType, TupleType
 from .verify import verify
 
 __all__ = ["dtypes", "Graph", "evaluate", "ShapeError", "OPS", "Constant", "OpDef", "get_op", "TensorType",
-           "format_graph", "structural_hash", "parse_graph", "to_json", "from_json", "verify"]
+           "TupleType", "format_graph", "structural_hash", "parse_graph", "to_json", "from_json", "verify"]

@@ -3,7 +3,8 @@
 Node ids are ints, handed out in increasing order, so "sorted by id" is a valid and
 stable topological order for any graph built front to back.  Each node carries
 ``op`` (a name in the op table), ``attrs`` (a dict of hashable, printable values),
-``type`` (its result :class:`TensorType`) and an optional ``name``.  An edge
+``type`` (its result :class:`TensorType`, or a :class:`TupleType` for a multi-output kernel,
+which only ``get_output`` nodes read) and an optional ``name``.  An edge
 ``u -> v`` carries ``arg``: the operand position of ``u`` in ``v``; a node used twice by
 the same consumer (``x * x``) gives two parallel edges, hence the multigraph.
 """
@@ -15,7 +16,7 @@ from typing import Iterable, Optional
 import networkx as nx
 
 from .ops import get_op
-from .types import TensorType
+from .types import TensorType, TupleType
 
 
 class Graph:
@@ -27,7 +28,7 @@ class Graph:
 
     # -- building -----------------------------------------------------------------
     def add_node(self, op: str, operands: Iterable[int] = (), attrs: Optional[dict] = None,
-                 type: Optional[TensorType] = None, name: Optional[str] = None) -> int:
+                 type: Optional[TensorType | TupleType] = None, name: Optional[str] = None) -> int:
         """Add a node; its type is inferred from the op table unless it is a source op."""
         operands = list(operands)
         attrs = dict(attrs or {})
@@ -39,7 +40,14 @@ class Graph:
         if opdef.source:
             if type is None:
                 raise ValueError(f"a {op} node needs an explicit type")
+            if not isinstance(type, TensorType):
+                raise TypeError(f"a {op} node's type must be a TensorType, got {type!r}")
         else:
+            if op != "get_output":
+                for o in operands:
+                    if isinstance(self.type(o), TupleType):
+                        raise TypeError(f"{op}: operand %{o} is a multi-output kernel of type {self.type(o)}; "
+                                        f"read one result through get_output first")
             inferred = opdef.infer_type([self.type(o) for o in operands], attrs)
             if type is not None and type != inferred:
                 raise TypeError(f"{op}: declared type {type} differs from inferred {inferred}")
@@ -97,7 +105,7 @@ class Graph:
     def attrs(self, node: int) -> dict:
         return self.nx.nodes[node]["attrs"]
 
-    def type(self, node: int) -> TensorType:
+    def type(self, node: int) -> TensorType | TupleType:
         return self.nx.nodes[node]["type"]
 
     def name(self, node: int) -> Optional[str]:

@@ -3,7 +3,8 @@
 It is the oracle every backend and pass is tested against, and constant folding runs
 through it, so folding and execution cannot disagree.  Besides computing, it checks what
 the generated code will trust: every value matches its node's static type, named
-symbolic dims agree everywhere, and symbolic dims never broadcast.
+symbolic dims agree everywhere, and symbolic dims never broadcast.  A multi-output kernel's value is a Python tuple of
+arrays, each checked against its element type; ``get_output`` picks one.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from .graph import Graph
 from .ops import get_op
-from .types import TensorType
+from .types import TensorType, TupleType
 
 
 class ShapeError(ValueError):
@@ -45,6 +46,14 @@ def check_elemwise_broadcast(op: str, operand_types, operand_values, result_shap
                     f"has {result_shape[offset + axis]} (a symbolic dim never broadcasts)")
 
 
+def _fit(value, t: TensorType, what: str, named: dict) -> np.ndarray:
+    value = np.asarray(value)
+    if value.dtype.name != t.dtype:
+        value = value.astype(t.dtype)
+    check_value(value, t, what, named)
+    return value
+
+
 def evaluate(graph: Graph, inputs, *, return_all: bool = False):
     """Evaluate ``graph`` on NumPy ``inputs`` (one per graph input, in order).
 
@@ -74,6 +83,14 @@ def evaluate(graph: Graph, inputs, *, return_all: bool = False):
         args = [values[o] for o in operands]
         with np.errstate(all="ignore"):
             result = opdef.impl(args, graph.attrs(node), t)
+        if isinstance(t, TupleType):
+            if not isinstance(result, tuple) or len(result) != len(t.elements):
+                raise TypeError(f"%{node} = {op}: expected a tuple of {len(t.elements)} results ({t}), "
+                                f"got {type(result).__name__}")
+            result = tuple(_fit(r, e, f"%{node} = {op} result {i}", named) for i, (r, e) in
+                           enumerate(zip(result, t.elements)))
+            values[node] = result
+            continue
         result = np.asarray(result)
         if result.dtype.name != t.dtype:
             result = result.astype(t.dtype)

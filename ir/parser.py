@@ -17,7 +17,7 @@ import numpy as np
 from . import dtypes as dt
 from .graph import Graph
 from .ops import OPS, Constant
-from .types import TensorType
+from .types import TensorType, TupleType
 
 _TOKEN_RE = re.compile(r"""
     \s*(?:
@@ -126,7 +126,17 @@ class _Line:
             self.error(f"expected an attribute name, got {v!r}")
         return v
 
-    def type(self) -> TensorType:
+    def type(self) -> TensorType | TupleType:
+        if self.accept("("):
+            elements = [self.type()]
+            while self.accept(","):
+                elements.append(self.type())
+            self.expect(")")
+            if len(elements) < 2:
+                self.error("a tuple type has at least 2 element types")
+            if any(isinstance(e, TupleType) for e in elements):
+                self.error("a tuple type's elements are tensor types, not tuples")
+            return TupleType(tuple(elements))
         k, v = self.next()
         if k != "name" or v not in dt.FROM_SHORT:
             self.error(f"expected a dtype ({', '.join(dt.FROM_SHORT)}), got {v!r}")
@@ -239,8 +249,10 @@ def _number(tok: str):
     return int(tok)
 
 
-def _tensor(line: _Line, pending: _Pending, node_type: TensorType) -> Constant:
+def _tensor(line: _Line, pending: _Pending, node_type: TensorType | TupleType) -> Constant:
     t = pending.type or node_type
+    if isinstance(t, TupleType):
+        line.error(f"a tensor literal needs a tensor type; write it as tensor(... : TYPE), got {t}")
     try:
         arr = np.array(pending.elems, dtype=t.dtype)
     except (OverflowError, ValueError, TypeError) as exc:

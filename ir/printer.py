@@ -20,12 +20,13 @@ Grammar (one statement per line; blank lines and lines starting with ``#`` are i
     node    := ref "=" OP "(" [ref {"," ref}] ")" [attrs] ":" type [STRING]
     attrs   := "{" key "=" value {"," key "=" value} "}"      keys sorted; key := NAME | STRING
     type    := DTYPE "[" [dim {"," dim}] "]"       DTYPE: bool i8 i16 i32 i64 u8 f32 f64
+             | "(" type "," type {"," type} ")"     a TupleType: a multi-output kernel's results
     dim     := INT | "?" | NAME | STRING           "?" anonymous symbolic, NAME/STRING named symbolic
     value   := "none" | "true" | "false" | INT | FLOAT | STRING
              | "(" ")" | "(" value "," ")" | "(" value "," value {"," value} ")"     a tuple
              | "[" [value {"," value}] "]"                                           a list
              | "tensor" "(" elems [":" type] ")"       a Constant; its type defaults to the node's
-             | "type" "(" type ")"                     a TensorType
+             | "type" "(" type ")"                     a TensorType (or TupleType)
     elems   := scalar | "[" [elems {"," elems}] "]"    nested lists, C order
              | blob<SHA256>   a digest: only in abbreviated dumps and the hash's text; never parses
     ref     := "%" INT                                 node ids are kept as written
@@ -55,10 +56,10 @@ import numpy as np
 
 from . import dtypes as dt
 from .ops import Constant
-from .types import TensorType
+from .types import TensorType, TupleType
 
 #: bumped whenever the canonical text changes, so old cache keys are never reused
-HASH_VERSION = "tcomp-graph-hash-v1"
+HASH_VERSION = "tcomp-graph-hash-v2"
 
 RESERVED = frozenset({"none", "true", "false", "nan", "inf", "tensor", "type", "return", "graph"})
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -84,7 +85,9 @@ def format_dim(d) -> str:
     return str(int(d))
 
 
-def format_type(t: TensorType) -> str:
+def format_type(t: TensorType | TupleType) -> str:
+    if isinstance(t, TupleType):
+        return "(" + ", ".join(format_type(e) for e in t.elements) + ")"
     return f"{dt.SHORT_NAMES[t.dtype]}[{', '.join(format_dim(d) for d in t.shape)}]"
 
 
@@ -170,10 +173,10 @@ def format_value(v, node_type: TensorType | None = None, *, hash_mode: bool = Fa
         if node_type is not None and v.type == node_type:
             return f"tensor({body})"
         return f"tensor({body} : {format_type(v.type)})"
-    if isinstance(v, TensorType):
+    if isinstance(v, (TensorType, TupleType)):
         return f"type({format_type(v)})"
     raise TypeError(f"{where}: cannot print attribute value {v!r} of type {type(v).__name__}; "
-                    f"attrs hold None, bool, int, float, str, tuple, list, Constant or TensorType")
+                    f"attrs hold None, bool, int, float, str, tuple, list, Constant, TensorType or TupleType")
 
 
 def format_attrs(attrs: dict, node_type: TensorType, *, hash_mode: bool = False, where: str = "attr",

@@ -13,6 +13,7 @@ values are tagged where plain JSON would lose information: ``{"tuple": [...]}``,
 ``-0.0`` and always print with a '.' or exponent), ``{"constant": {"dtype", "shape",
 "data"}}`` with ``data`` the little-endian bytes in base64 (exact, NaN payloads
 included), and ``{"type": {...}}`` for a TensorType.  Plain JSON lists stay lists.
+A multi-output kernel's TupleType is ``{"elements": [type, type, ...]}`` wherever a type goes.
 """
 from __future__ import annotations
 
@@ -24,19 +25,29 @@ import numpy as np
 
 from .graph import Graph
 from .ops import Constant
-from .types import TensorType
+from .types import TensorType, TupleType
 
 FORMAT = "tcomp.graph"
 VERSION = 1
 
 
-def _type_to_json(t: TensorType) -> dict:
+def _type_to_json(t: TensorType | TupleType) -> dict:
+    if isinstance(t, TupleType):
+        return {"elements": [_type_to_json(e) for e in t.elements]}
     return {"dtype": t.dtype, "shape": list(t.shape)}
 
 
-def _type_from_json(d, where: str) -> TensorType:
+def _type_from_json(d, where: str) -> TensorType | TupleType:
+    if isinstance(d, dict) and set(d) == {"elements"}:
+        elements = d["elements"]
+        if not isinstance(elements, list) or len(elements) < 2 or any(
+                not isinstance(e, dict) or "elements" in e for e in elements):
+            raise ValueError(f"{where}: a tuple type is {{'elements': [type, type, ...]}} (at least 2 tensor "
+                             f"types), got {d!r}")
+        return TupleType(tuple(_type_from_json(e, where) for e in elements))
     if not isinstance(d, dict) or set(d) != {"dtype", "shape"}:
-        raise ValueError(f"{where}: a type is {{'dtype': ..., 'shape': [...]}}, got {d!r}")
+        raise ValueError(f"{where}: a type is {{'dtype': ..., 'shape': [...]}} or {{'elements': [...]}}, "
+                         f"got {d!r}")
     try:
         return TensorType(d["dtype"], tuple(d["shape"]))
     except (TypeError, ValueError) as exc:
@@ -65,7 +76,7 @@ def _value_to_json(v, where: str):
         arr = v.value.astype(v.value.dtype.newbyteorder("<"), copy=False)
         return {"constant": {"dtype": arr.dtype.name, "shape": list(arr.shape),
                              "data": base64.b64encode(arr.tobytes()).decode("ascii")}}
-    if isinstance(v, TensorType):
+    if isinstance(v, (TensorType, TupleType)):
         return {"type": _type_to_json(v)}
     raise TypeError(f"{where}: cannot serialize attribute value {v!r} of type {type(v).__name__}")
 

@@ -75,6 +75,45 @@ class TensorType:
     __repr__ = __str__
 
 
+@dataclass(frozen=True)
+class TupleType:
+    """The type of a multi-output kernel (a ``fused`` node with ``outputs``): its results in order.
+
+    A tuple value exists only between such a kernel and its ``get_output`` readers, so it has
+    no dtype, shape or rank; reading one raises instead of letting a pass treat the whole
+    tuple as one tensor (the failure would otherwise surface far away as a wrong buffer).
+    """
+
+    elements: tuple
+
+    def __init__(self, elements):
+        if isinstance(elements, TensorType) or not isinstance(elements, (tuple, list)):
+            raise TypeError(f"TupleType takes a tuple of TensorTypes, got {elements!r}")
+        elements = tuple(elements)
+        bad = [e for e in elements if not isinstance(e, TensorType)]
+        if bad:
+            raise TypeError(f"TupleType elements must be TensorTypes, got {bad[0]!r}")
+        if len(elements) < 2:
+            raise ValueError(f"a TupleType has at least 2 elements, got {len(elements)}")
+        object.__setattr__(self, "elements", elements)
+
+    def _no(self, what):
+        raise AttributeError(f"{self} is a tuple of {len(self.elements)} results and has no {what}; "
+                             f"read one element through get_output")
+
+    dtype = property(lambda self: self._no("dtype"))
+    shape = property(lambda self: self._no("shape"))
+    ndim = property(lambda self: self._no("ndim"))
+    broadcastable = property(lambda self: self._no("broadcastable"))
+    is_static = property(lambda self: self._no("is_static"))
+    size = property(lambda self: self._no("size"))
+
+    def __str__(self) -> str:
+        return "(" + ", ".join(str(e) for e in self.elements) + ")"
+
+    __repr__ = __str__
+
+
 def dim_str(d: Dim) -> str:
     return "?" if d is None else str(d)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import networkx as nx
 
 from .ops import OPS, Constant
-from .types import TensorType
+from .types import TensorType, TupleType
 
 
 def _where(graph, n) -> str:
@@ -28,8 +28,10 @@ def _check_node_fields(graph, n) -> None:
         raise ValueError(f"node %{n}: unknown op {op!r}")
     if not isinstance(data["attrs"], dict):
         raise ValueError(f"node %{n} ({op}): attrs must be a dict, got {type(data['attrs']).__name__}")
-    if not isinstance(data["type"], TensorType):
-        raise ValueError(f"node %{n} ({op}): type must be a TensorType, got {data['type']!r}")
+    if not isinstance(data["type"], (TensorType, TupleType)):
+        raise ValueError(f"node %{n} ({op}): type must be a TensorType or TupleType, got {data['type']!r}")
+    if isinstance(data["type"], TupleType) and OPS.get(op) is not None and OPS[op].source:
+        raise ValueError(f"node %{n} ({op}): a source node's type must be a TensorType, got {data['type']}")
     name = data.get("name")
     if name is not None and not isinstance(name, str):
         raise ValueError(f"node %{n} ({op}): name must be a str or None, got {name!r}")
@@ -94,13 +96,27 @@ def _check_type(graph, n) -> None:
         raise ValueError(f"node %{n} ({op}): stored type {stored} differs from inferred {inferred}")
 
 
+def _check_tuple_uses(graph, n) -> None:
+    """A tuple-typed node (multi-output kernel) is read only through get_output nodes."""
+    if not isinstance(graph.type(n), TupleType):
+        return
+    if n in graph.outputs:
+        raise ValueError(f"node %{n} ({graph.op(n)}) has tuple type {graph.type(n)} and is a graph output; "
+                         f"return its results through get_output nodes")
+    for u in graph.users(n):
+        if graph.op(u) != "get_output":
+            raise ValueError(f"node %{n} ({graph.op(n)}) has tuple type {graph.type(n)} and is an operand of "
+                             f"%{u} ({graph.op(u)}); only get_output may read a multi-output kernel")
+
+
 def verify(graph) -> None:
     """Raise ValueError on the first broken invariant; return None when the graph is sound.
 
     Checked: every node has a known op, accepted attrs and a TensorType; operand
     positions are exactly 0..n-1 and match the op's arity; no cycles; every non-source
     node's type equals re-inference; graph.inputs are distinct ``input`` nodes and every
-    ``input`` node is listed; every output exists.
+    ``input`` node is listed; every output exists; a tuple-typed node (a multi-output
+    kernel) is neither a graph output nor an operand of anything but ``get_output``.
     """
     for n in graph.inputs:
         if n not in graph.nx:
@@ -120,5 +136,6 @@ def verify(graph) -> None:
         if op == "input" and n not in listed:
             raise ValueError(f"node %{n} (input) is an input node missing from graph.inputs")
         _check_operands(graph, n)
+        _check_tuple_uses(graph, n)
     for n in _order_or_cycle(graph):
         _check_type(graph, n)

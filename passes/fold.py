@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tcomp.ir import Constant, Graph, evaluate
+from tcomp.ir import Constant, Graph, TensorType, evaluate
 
 from .rewrite import replace
 
@@ -36,6 +36,8 @@ def _foldable(g: Graph, node: int) -> bool:
     if op in ("input", "constant"):
         return False
     t = g.type(node)
+    if not isinstance(t, TensorType):  # a multi-output kernel: its get_output readers fold nothing either
+        return False
     if not t.is_static or t.size > MAX_FOLD_ELEMENTS:
         return False
     operands = g.operands(node)

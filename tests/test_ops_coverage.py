@@ -55,6 +55,8 @@ NOT_COVERED_HERE = {
     "random_normal": _CONV_POOL_RANDOM,
     "random_binomial": _CONV_POOL_RANDOM,
     "fused": "kernel op made by the fusion pass (not reachable from the DSL); tested by the fusion tests",
+    "get_output": "reads one result of a multi-output fused kernel (made by the fusion pass, not reachable from "
+                  "the DSL); tested in tests/test_ir_multi_output.py and the fusion tests",
 }
 #: names in NOT_COVERED_HERE that other helpers are adding and may not be registered yet
 PENDING = {"fused"}
