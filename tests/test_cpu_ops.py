@@ -253,6 +253,21 @@ def _fused(g, d, rng):
     return [values(rng, d, (3, 4)), values(rng, d, (4,))]
 
 
+def _get_output(g, d, rng):
+    """Multi-output fused kernels (the only producers of get_output), with layout steps."""
+    a = g.add_input(TensorType(d, (3, None)), name="a")
+    b = g.add_input(TensorType(d, (None,)), name="b")
+    body = (("dimshuffle", (("pattern", ("x", 0)),), ("$1",)), ("maximum", (), ("$0", "%0")),
+            ("constant", (("value", Constant(2, d)),), ()),
+            ("mul", (), ("%1", "%2")) if d != "bool" else ("logical_xor", (), ("%1", "%2")),
+            ("cast", (("dtype", "float32"),), ("%3",)), ("exp", (), ("%4",)))
+    plain = g.add_node("fused", [a, b], {"body": body, "outputs": (1, 3)})
+    reduced = g.add_node("fused", [a, b], {"body": body, "reduce": "sum", "axis": (1,), "outputs": (5, 1),
+                                           "epilogue": (("dimshuffle", (("pattern", (0, "x")),)),)})
+    g.outputs = [g.add_node("get_output", [k], {"index": i}) for k in (plain, reduced) for i in range(3)]
+    return [values(rng, d, (3, 4)), values(rng, d, (4,))]
+
+
 def _conv(op):
     def build(g, d, rng):
         if op == "conv2d":
@@ -328,7 +343,7 @@ CASES.update({op: _random(op) for op in ("random_uniform", "random_normal", "ran
 CASES.update({"where": _where, "cast": _cast, "dot": _dot, "matmul": _matmul, "dimshuffle": _dimshuffle,
               "reshape": _reshape, "alloc": _alloc, "concatenate": _concatenate, "stack": _stack,
               "shape": _shape, "arange": _arange, "subtensor": _subtensor, "set_subtensor": _update("set_subtensor"),
-              "inc_subtensor": _update("inc_subtensor"), "fused": _fused})
+              "inc_subtensor": _update("inc_subtensor"), "fused": _fused, "get_output": _get_output})
 
 
 @pytest.mark.parametrize("op,dtype", [("random_uniform", "float32"), ("random_uniform", "float64"),

@@ -2,4 +2,7 @@
 the call ABI and ``program.py`` for how each node is realized)."""
 from .compiled import CompiledGraph, compile_graph
 
-__all__ = ["compile_graph", "CompiledGraph"]
+#: multi-output ``fused`` kernels, leading layout steps and epilogues are lowered
+SUPPORTS_MULTI_OUTPUT = True
+
+__all__ = ["compile_graph", "CompiledGraph", "SUPPORTS_MULTI_OUTPUT"]

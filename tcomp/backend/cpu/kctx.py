@@ -26,8 +26,7 @@ class KernelCtx:
     def __init__(self, prog, module: ir.Module, n: int, leaves: list, inplace_leaf=None):
         self.prog, self.g, self.n = prog, prog.g, n
         self.leaves = leaves
-        results = prog.results(n)
-        n_out = len(results)
+        self.n_out = n_out = len(prog.results(n))
         self.slots: dict = {}  # global parameter offset -> local index
         fnty = ir.FunctionType(u.I32, [u.PTR] * (n_out + len(leaves) + 1))
         self.fn = ir.Function(module, fnty, name=f"k{n}")
@@ -40,13 +39,23 @@ class KernelCtx:
             if k not in shared:
                 a.add_attribute("noalias")
         self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
-        self.params = self.fn.args[-1]
-        self._dims: dict = {}
-        #: one reference per result; ``out`` is the first (the only one but for multi-output kernels)
-        self.outs = [self.ref(r, self.fn.args[k]) for k, r in enumerate(results)]
-        self.out = self.outs[0]
-        self.refs = {leaf: self.ref(leaf, self.fn.args[n_out + k]) for k, leaf in enumerate(leaves)}
+        #: ptr -> TensorRef for the first result when it is written with other dims than its
+        #: type's (a fused kernel's epilogue: same bytes, pre-epilogue shape); set by a lowering
+        self.primary_view = None
+        self.bind(self.fn)
         self._fail = None
+
+    def bind(self, fn: ir.Function) -> None:
+        """Read the params, results and leaves from ``fn``'s arguments (the kernel's, or a
+        parallel worker's with the same leading arguments)."""
+        self.params = fn.args[self.n_out + len(self.leaves)]
+        self._dims = {}
+        #: one reference per result; ``out`` is the first (the only one but for multi-output kernels)
+        self.outs = [self.ref(r, fn.args[k]) for k, r in enumerate(self.prog.results(self.n))]
+        if self.primary_view is not None:
+            self.outs[0] = self.primary_view(fn.args[0])
+        self.out = self.outs[0]
+        self.refs = {leaf: self.ref(leaf, fn.args[self.n_out + k]) for k, leaf in enumerate(self.leaves)}
 
     # -- shapes and memory ---------------------------------------------------------------
     def param(self, off: int) -> ir.Value:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from llvmlite import ir
 
 from tcomp.ir import dtypes as dt
-from tcomp.ir.ops.fused import step_types
+from tcomp.ir.ops.fused import pre_epilogue_type, step_types
 from tcomp.ir.ops.registry import get_op
 
 from . import irutil as u
@@ -297,20 +297,52 @@ def fused_leaves(prog, n):
 
 
 def lower_fused(ctx: KernelCtx) -> None:
+    """One loop nest over the iteration space (the last body step's shape) evaluating every
+    step per point; leading layout steps read their operand through a permuted / re-raveled
+    index, extra ``outputs`` are stored at the point, the primary is stored or reduced, and
+    an epilogue only relabels the primary's (C-order) bytes."""
     g, n, b, prog = ctx.g, ctx.n, ctx.b, ctx.prog
     attrs = g.attrs(n)
     body = attrs["body"]
     ops = g.operands(n)
     stypes = step_types(body, [g.type(o) for o in ops])
     it = stypes[-1]
-    if attrs["reduce"] is None:
-        it_dims = ctx.out.dims
-    else:
-        off = prog.extra_off[n]
-
+    extra = tuple(attrs.get("outputs", ()))
+    dims_of = _fused_param_dims(ctx, n, stypes)
+    if prog.needs_iteration_dims(n):
         def iteration_dims():
-            return [d if isinstance(d, int) else ctx.param(off + a) for a, d in enumerate(it.shape)]
+            return dims_of("it")
+        if attrs.get("epilogue"):
+            pre = pre_epilogue_type(attrs, [g.type(o) for o in ops])
+
+            def primary_view(ptr):
+                dims = iteration_dims()
+                if attrs["reduce"] is not None:
+                    axes = tuple(attrs["axis"])
+                    dims = [1 if a in axes else d for a, d in enumerate(dims) if attrs["keepdims"] or a not in axes]
+                return u.TensorRef(ptr, pre.dtype, dims, u.contiguous_strides(b, dims))
+            ctx.primary_view = primary_view
+            ctx.bind(ctx.fn)
         it_dims = iteration_dims()
+    else:
+        iteration_dims = None
+        it_dims = ctx.out.dims
+
+    def load_layout(j, o, idx):
+        op, sattrs, _ = body[j]
+        if isinstance(idx, tuple):  # flat: a reshape to the iteration shape of a contiguous operand
+            return ctx.load_leaf(o, idx)
+        sidx = ctx.bidx(stypes[j], it, idx)
+        if op == "dimshuffle":
+            src = [ir.Constant(u.I64, 0)] * g.type(o).ndim
+            for a, p in enumerate(dict(sattrs)["pattern"]):
+                if p != "x":
+                    src[p] = sidx[a]
+            return ctx.load_leaf(o, src)
+        linear = u.TensorRef(None, stypes[j].dtype, [], u.contiguous_strides(b, dims_of(j))).offset(b, sidx)
+        if prog.layout[o] == "contig":
+            return ctx.load_leaf(o, (FLAT, u.i64(linear)))
+        return ctx.load_leaf(o, _unravel(b, u.i64(linear), ctx.dims(o)))
 
     def step_value(j, idx, memo):
         if j in memo:
@@ -320,6 +352,12 @@ def lower_fused(ctx: KernelCtx) -> None:
         if op == "constant":
             c = sattrs["value"].value
             v = u.const(c.dtype.name, c.item())
+        elif op in ("dimshuffle", "reshape"):
+            o = ops[int(refs[0][1:])]
+            if prog.is_scalar_const(o):
+                v = u.const(g.type(o).dtype, g.attrs(o)["value"].value.item())
+            else:
+                v = load_layout(j, o, idx)
         else:
             args, dts = [], []
             for r in refs:
@@ -338,22 +376,85 @@ def lower_fused(ctx: KernelCtx) -> None:
         memo[j] = v
         return v
 
+    def store(ref, v, idx):
+        if isinstance(idx, tuple):
+            u.store_value(b, v, u.gep(b, ref.ptr, ref.dtype, idx[1]), ref.dtype)
+        else:
+            ref.store(b, v, idx)
+
     def val(idx):
-        return step_value(len(body) - 1, idx, {})
+        memo: dict = {}
+        v = step_value(len(body) - 1, idx, memo)
+        for k, j in enumerate(extra):  # extra results have the iteration shape: stored at the point
+            store(ctx.outs[1 + k], step_value(j, idx, memo), idx)
+        return v
 
     if attrs["reduce"] is not None:
         emit_reduction(ctx, attrs["reduce"], tuple(attrs["axis"]), it.dtype, it_dims, val, iteration_dims)
         return
-    contiguous = all(prog.layout[o] == "contig" and (g.type(o).ndim == 0 or (
-        g.type(o).ndim == it.ndim and not any(d == 1 and c != 1 for d, c in zip(g.type(o).shape, it.shape))))
-        for o in ops)
-    if contiguous:
-        def flat(i):
-            v = val((FLAT, i))
-            u.store_value(b, v, u.gep(b, ctx.out.ptr, it.dtype, i), it.dtype)
-        parallel_flat(ctx, flat, "f")
+    if _fused_flat_ok(prog, g, body, ops, stypes, it):
+        parallel_flat(ctx, lambda i: store(ctx.out, val((FLAT, i)), (FLAT, i)), "f")
     else:
-        parallel_nest(ctx, lambda idx: ctx.out.store(b, val(idx), idx), tiled=False)
+        parallel_nest(ctx, lambda idx: store(ctx.out, val(idx), idx), tiled=False)
+
+
+def _fused_param_dims(ctx, n, stypes):
+    """``dims_of("it")`` / ``dims_of(j)``: the iteration dims / reshape step ``j``'s dims,
+    static ints or loaded from the kernel's extra parameters (see Program.fused_dims_layout)."""
+    prog = ctx.prog
+    layout = prog.fused_dims_layout(n)
+    keys = (["it"] if prog.needs_iteration_dims(n) else []) + [
+        j for j, step in enumerate(ctx.g.attrs(n)["body"]) if step[0] == "reshape"]
+    offsets, off = {}, prog.extra_off.get(n, 0)
+    for key, shape in zip(keys, layout):
+        offsets[key] = (off, shape)
+        off += len(shape)
+
+    cache: dict = {}
+
+    def dims_of(key):
+        """Loaded once per function, in its entry block, so the loads dominate every use."""
+        if (ctx.fn, key) not in cache:
+            start, shape = offsets[key]
+            with ctx.b.goto_block(ctx.fn.entry_basic_block):
+                cache[ctx.fn, key] = [d if isinstance(d, int) else ctx.param(start + a) for a, d in enumerate(shape)]
+        return cache[ctx.fn, key]
+    return dims_of
+
+
+def _fused_flat_ok(prog, g, body, ops, stypes, it) -> bool:
+    """One flat loop is exact when every operand is read at the point's own linear index:
+    contiguous, full rank without broadcast dims, or rank 0; a leading reshape qualifies
+    when its operand is contiguous and the step has the iteration shape; a dimshuffle never."""
+    def full(t):
+        return t.ndim == it.ndim and not any(d == 1 and c != 1 for d, c in zip(t.shape, it.shape))
+    for j, (op, _sattrs, refs) in enumerate(body):
+        for r in refs:
+            if r[0] != "$":
+                continue
+            o = ops[int(r[1:])]
+            if prog.is_scalar_const(o):
+                continue
+            if op == "dimshuffle":
+                return False
+            if prog.layout[o] != "contig":
+                return False
+            if op == "reshape":
+                if not full(stypes[j]):
+                    return False
+            elif g.type(o).ndim != 0 and not full(g.type(o)):
+                return False
+    return True
+
+
+def _unravel(b, linear, dims) -> list:
+    """C-order multi-index of ``linear`` in ``dims``."""
+    idx, rest = [], linear
+    for d in reversed(dims):
+        d = u.i64(d)
+        idx.append(b.srem(rest, d))
+        rest = b.sdiv(rest, d)
+    return list(reversed(idx))
 
 
 # -- dot / matmul --------------------------------------------------------------------------------

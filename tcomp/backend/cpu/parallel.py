@@ -8,7 +8,7 @@ C compiler is needed at run time.
 
 Shape of the code for a parallel loop of kernel ``k<n>``:
 
-``kw_<hash>(ptr out, ptr leaf..., ptr params, i64 lo, i64 hi) -> i32``
+``kw_<hash>(ptr out..., ptr leaf..., ptr params, i64 lo, i64 hi) -> i32``
     the loop body over ``[lo, hi)``; the *only* place the body is emitted, so one thread
     and N threads run the same instructions on every element (bit-identical results);
 ``kw_<hash>.t(ptr rec) -> ptr``
@@ -116,19 +116,16 @@ class _Swap:
 
     def __enter__(self):
         c = self.ctx
-        self.saved = (c.fn, c.params, c._dims, c.out, c.refs, c._fail, c.b.block)
+        self.saved = (c.fn, c.params, c._dims, c.outs, c.out, c.refs, c._fail, c.b.block)
         c.fn = self.fn
-        c.params = self.fn.args[len(c.leaves) + 1]
-        c._dims = {}
         c._fail = None
         c.b.position_at_end(self.fn.append_basic_block("entry"))
-        c.out = c.ref(c.n, self.fn.args[0])
-        c.refs = {leaf: c.ref(leaf, self.fn.args[1 + k]) for k, leaf in enumerate(c.leaves)}
+        c.bind(self.fn)
         return c
 
     def __exit__(self, *exc):
         c = self.ctx
-        c.fn, c.params, c._dims, c.out, c.refs, c._fail, block = self.saved
+        c.fn, c.params, c._dims, c.outs, c.out, c.refs, c._fail, block = self.saved
         c.b.position_at_end(block)
         return False
 
@@ -150,7 +147,7 @@ def _intern(module: ir.Module, fn: ir.Function, prefix: str) -> ir.Function:
 
 def _worker(ctx, body) -> ir.Function:
     module = ctx.fn.module
-    nptr = len(ctx.leaves) + 2
+    nptr = ctx.n_out + len(ctx.leaves) + 1
     fnty = ir.FunctionType(u.I32, [u.PTR] * nptr + [u.I64, u.I64])
     fn = ir.Function(module, fnty, name=f"k{ctx.n}.wtmp")
     fn.linkage = "internal"
@@ -193,11 +190,11 @@ def parallel_for(ctx, stop, body, work=None, align: int = 1) -> None:
     """
     b = ctx.b
     module = ctx.fn.module
-    nptr = len(ctx.leaves) + 2
+    nptr = ctx.n_out + len(ctx.leaves) + 1
     worker = _worker(ctx, body)
     tramp = _trampoline(module, worker, nptr)
     create, join, cell = _declare(module)
-    kargs = list(ctx.fn.args)  # out, leaves..., params
+    kargs = list(ctx.fn.args)  # outs..., leaves..., params
     stop = u.i64(stop)
     work = u.i64(stop if work is None else work)
     R = nptr + 3  # record: pointers, lo, hi, rc

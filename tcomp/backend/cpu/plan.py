@@ -16,11 +16,11 @@ import numpy as np
 
 from tcomp.ir import dtypes as dt
 from tcomp.ir.interpreter import ShapeError
-from tcomp.ir.ops.fused import step_types
+from tcomp.ir.ops.fused import LAYOUT_OPS, step_types
 from tcomp.ir.ops.indexing import is_ref, ref_index
 from tcomp.ir.ops.reduction import reduced_shape
 from tcomp.ir.ops.registry import get_op
-from tcomp.ir.types import TensorType
+from tcomp.ir.types import TensorType, TupleType
 
 from .program import DIM_OPERANDS, Program
 
@@ -84,7 +84,7 @@ class Planner:
         params = np.zeros(prog.n_params, dtype=np.int64)
         for n in prog.order:
             s = shapes[n]
-            if s:
+            if s and not isinstance(g.type(n), TupleType):
                 params[prog.dims_off[n]:prog.dims_off[n] + len(s)] = s
             if n in extras and n in prog.extra_off:
                 e = extras[n]
@@ -94,6 +94,13 @@ class Planner:
     # -- checks ------------------------------------------------------------------------------
     def _check_type(self, n, shape, named):
         t = self.g.type(n)
+        if isinstance(t, TupleType):  # a multi-output kernel: one shape per result
+            for e, s in zip(t.elements, shape):
+                self._check_element(n, e, s, named)
+            return
+        self._check_element(n, t, shape, named)
+
+    def _check_element(self, n, t, shape, named):
         if len(shape) != t.ndim:
             raise ShapeError(f"{self.prog.describe(n)}: rank {len(shape)} differs from its type {t}")
         for a, (want, have) in enumerate(zip(t.shape, shape)):
@@ -111,6 +118,9 @@ class Planner:
             return np.asarray(shapes[g.operands(n)[0]][g.attrs(n)["axis"]], dtype="int64")
         args = [values[o] for o in g.operands(n)]
         t = g.type(n)
+        if isinstance(t, TupleType):
+            with np.errstate(all="ignore"):
+                return tuple(get_op(op).impl(args, g.attrs(n), t))
         with np.errstate(all="ignore"):
             r = np.asarray(get_op(op).impl(args, g.attrs(n), t))
         r = r.astype(t.dtype, copy=False)
@@ -121,6 +131,8 @@ class Planner:
         g, prog = self.g, self.prog
         ops = g.operands(n)
         attrs = g.attrs(n)
+        if op == "get_output":
+            return shapes[ops[0]][attrs["index"]]
         opdef = get_op(op)
         gtypes = [g.type(o) for o in ops]
         ctypes_ = [TensorType(t.dtype, shapes[o]) for t, o in zip(gtypes, ops)]
@@ -181,14 +193,24 @@ class Planner:
         return out
 
     def _fused(self, n, attrs, gtypes, cshapes, extras):
+        """Step by step shapes of a fused kernel (the run-time checks its ops would make);
+        its result shape, or one per result for a multi-output kernel."""
         prog = self.prog
         if n not in self._steps:
             self._steps[n] = step_types(attrs["body"], gtypes)
         stypes = self._steps[n]
         cur = []
-        for j, (op, _sattrs, refs) in enumerate(attrs["body"]):
+        reshape_dims = []
+        for j, (op, sattrs, refs) in enumerate(attrs["body"]):
             if op == "constant":
                 cur.append(())
+                continue
+            if op in LAYOUT_OPS:  # one kernel operand, re-laid out
+                k = int(refs[0][1:])
+                out = self._layout_shape(n, j, op, sattrs, gtypes[k].dtype, cshapes[k])
+                if op == "reshape":
+                    reshape_dims += list(out)
+                cur.append(out)
                 continue
             ts, ss = [], []
             for r in refs:
@@ -199,13 +221,24 @@ class Planner:
             _no_broadcast(prog, n, f"step {j} operand", ts, ss, out)
             cur.append(out)
         it = cur[-1]
-        if attrs["reduce"] is None:
-            return it
-        extras[n] = list(it)
-        axes = tuple(attrs["axis"])
-        if attrs["reduce"] in ("max", "min") and any(it[a] == 0 for a in axes):
-            raise ShapeError(f"{prog.describe(n)}: {attrs['reduce']} over a zero-size axis of shape {it}")
-        return reduced_shape(it, axes, attrs["keepdims"])
+        extras[n] = (list(it) if prog.needs_iteration_dims(n) else []) + reshape_dims
+        primary = it
+        if attrs["reduce"] is not None:
+            axes = tuple(attrs["axis"])
+            if attrs["reduce"] in ("max", "min") and any(it[a] == 0 for a in axes):
+                raise ShapeError(f"{prog.describe(n)}: {attrs['reduce']} over a zero-size axis of shape {it}")
+            primary = reduced_shape(it, axes, attrs["keepdims"])
+        for e, (op, sattrs) in enumerate(attrs.get("epilogue", ())):
+            primary = self._layout_shape(n, f"epilogue {e}", op, sattrs, stypes[-1].dtype, primary)
+        if not attrs.get("outputs"):
+            return primary
+        return (primary,) + tuple(cur[j] for j in attrs["outputs"])
+
+    def _layout_shape(self, n, where, op, sattrs, dtype, shape):
+        try:
+            return get_op(op).infer_type([TensorType(dtype, shape)], dict(sattrs)).shape
+        except (TypeError, ValueError) as e:
+            raise ShapeError(f"{self.prog.describe(n)}: step {where}: {e}") from None
 
     def _arange(self, n, attrs, vals, extras):
         start, stop, step = (v.item() for v in vals)

@@ -34,6 +34,7 @@ from __future__ import annotations
 from tcomp.ir import Graph
 from tcomp.ir.ops.fused import step_types
 from tcomp.ir.ops.indexing import is_ref, ref_index
+from tcomp.ir.types import TupleType
 
 #: ops whose None shape entries are filled from int-scalar operands: op -> (attr, first dim operand)
 DIM_OPERANDS = {
@@ -205,7 +206,7 @@ class Program:
         for n in self.order:
             t = g.type(n)
             self.dims_off[n] = off
-            off += t.ndim
+            off += 0 if isinstance(t, TupleType) else t.ndim  # a tuple's dims are its results'
             if self.layout[n] == "strided":
                 self.strides_off[n] = off
                 off += t.ndim
@@ -224,8 +225,8 @@ class Program:
             return 2 * len(self.g.attrs(n)["index"])
         if op in ("set_subtensor", "inc_subtensor") and self.role[n] == "kernel":
             return 2 * len(self.g.attrs(n)["index"]) + self.selection_type(n).ndim
-        if op == "fused" and self.g.attrs(n)["reduce"] is not None:
-            return self.iteration_type(n).ndim
+        if op == "fused":
+            return sum(len(d) for d in self.fused_dims_layout(n))
         return 0
 
     def selection_type(self, n):
@@ -236,6 +237,22 @@ class Program:
         g = self.g
         types = [g.type(o) for o in g.operands(n)]
         return TensorType(types[0].dtype, indexed_shape(g.op(n), types, tuple(g.attrs(n)["index"])))
+
+    def needs_iteration_dims(self, n) -> bool:
+        """A fused kernel whose result's dims are not its iteration space's (a reduction, an
+        epilogue, several results): the iteration dims travel as extra parameters."""
+        a = self.g.attrs(n)
+        return a["reduce"] is not None or bool(a.get("epilogue")) or bool(a.get("outputs"))
+
+    def fused_dims_layout(self, n) -> list:
+        """The extra parameters of a fused kernel, as a list of dim tuples: the iteration dims
+        (when needed), then the dims of every leading ``reshape`` step (a symbolic step shape
+        is only known per call)."""
+        g = self.g
+        stypes = step_types(g.attrs(n)["body"], [g.type(o) for o in g.operands(n)])
+        out = [stypes[-1].shape] if self.needs_iteration_dims(n) else []
+        out += [stypes[j].shape for j, step in enumerate(g.attrs(n)["body"]) if step[0] == "reshape"]
+        return out
 
     def iteration_type(self, n):
         """The type of a fused kernel's last body step (its iteration space)."""
