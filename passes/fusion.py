@@ -1,34 +1,78 @@
 """Elementwise fusion: DAGs of elementwise ops (with broadcasting) become one ``fused``
-kernel node, optionally ending in a reduction (``sum((a - b) ** 2, axis=1)`` is one loop).
+kernel node, optionally ending in a reduction (``sum((a - b) ** 2, axis=1)`` is one loop),
+reading operands through leading dimshuffles/reshapes, relabelling its result through a
+trailing one, and returning several results when values are needed outside the kernel.
 The kernel format is documented in ``tcomp.ir.ops.fused``.
 
-Grouping (greedy, from the outputs back, linear up to a heap):
+Phase 1, vertical groups (greedy, from the outputs back, linear up to a heap):
 
 * every elementwise node not yet in a group roots a new group, and so does a fusable
-  reduction (sum/prod/max/min) whose operand is elementwise and used only by it;
-* a producer joins a group when it is elementwise, not a graph output and *all* its users
-  are already in the group.  Candidates are examined in decreasing topological order, so
-  when one is examined every user that could join already has; hence a value needed outside
-  a group is always the group's root, no kernel both feeds and consumes an outside node
-  (no cycles), and nothing is recomputed: the fused graph computes exactly what the
-  unfused one did, with the same per-op dtype rules (the reference impl runs each op's own
-  NumPy impl);
-* rank-0 constants are inlined into the body as ``constant`` steps; other constants and
-  every non-elementwise value are kernel operands;
-* a group of one elementwise op stays a plain node (nothing to fuse); the backends lower
-  plain elementwise ops anyway.
+  reduction (sum/prod/max/min) whose operand is elementwise and free;
+* a producer joins a group when it is elementwise and *all* its users are already in the
+  group.  Candidates are examined in decreasing topological position, so when one is
+  examined every user that could join already has;
+* a producer with users outside the group (or a graph output) still joins, as an *extra
+  output*, when its shape is the group's iteration space and every outside user comes
+  after the group's root in the topological order (the cycle rule below);
+* a dimshuffle, or a reshape with a fully given shape, whose users are all in the group
+  joins as a *leading layout step* (its operand stays a kernel operand).  A reshape is
+  absorbed only when its operand is certainly C-contiguous at run time (a graph input, a
+  constant, or a computed node that is not itself a view), because the kernel reads the
+  operand's memory through the reshape's index map.  Layout steps are dropped again from a
+  plain elementwise kernel that has an operand of its own result type (see ``keep_inplace``):
+  outside the kernel they are free views, inside they would forbid writing in place.
 
-Missing by design: multi-output kernels (a shared intermediate ends the kernel instead) and
-recomputing cheap shared values into several kernels.
+Phase 2, merging: groups (and lone elementwise nodes) that touch the same value -- siblings
+sharing an operand, or a consumer of a value another group computes -- merge into one
+multi-output kernel when they have the same iteration-space shape, at most one of them
+reduces, every value the merged group exports has the iteration-space shape, and the cycle
+rule holds.  Each group takes part in at most ``MAX_MERGE_TRIES`` tries and merged groups are
+capped at ``MAX_MERGE_MEMBERS`` members, so the phase is linear in graph size.
+
+Trailing layout: a dimshuffle that keeps memory order (inserts/drops size-1 axes only) or a
+fully given reshape that is the *only* user of a kernel's primary result becomes the
+kernel's ``epilogue`` (repeatedly, for chains).
+
+Cycle rule (why no kernel can depend on itself).  Let ``pos`` be the topological position in
+the graph before fusion and ``t(G)`` the largest position of a member of group ``G``.  Every
+group keeps the invariant: *each user outside ``G`` of a member of ``G`` has ``pos > t(G)``*.
+Then for every edge ``x -> y`` between different groups (a lone node is a group of one),
+``t(group(x)) < pos(y) <= t(group(y))``, so ordering the contracted graph by ``t`` is a
+topological order: contraction creates no cycle.  Phase 1 checks the invariant for each
+extra output (its outside users come after the root, which is the group's largest position,
+as every member is an ancestor of the root); phase 2 checks it on the merged group; a
+leading layout step has no outside users and its operand precedes its users; an epilogue
+node's only operand is the kernel's primary, so adding it to an acyclic contracted graph
+keeps it acyclic.  Nothing is computed twice: each node is in at most one group, and a value
+needed outside its kernel is a kernel result read through ``get_output``.  The fused graph
+computes exactly what the unfused one did, with the same per-op dtype rules (the reference
+impl runs each op's own NumPy impl).
+
+Multi-output kernels are formed only over iteration spaces of rank >= 1: a one-point loop
+saves no memory traffic by returning several results (and scalar index arithmetic, which
+backends evaluate on the host for shapes, stays plain).
+
+Rank-0 constants are inlined as ``constant`` steps; other constants and every
+non-elementwise value are kernel operands.  A group of one elementwise op stays a plain node
+(nothing to fuse; backends lower plain elementwise ops anyway).
+
+Missing by design: recomputing cheap shared values into several kernels (a value needed
+outside is a kernel result instead), and fusing a reduction with a consumer of its result.
 """
 from __future__ import annotations
 
 import heapq
 
 from tcomp.ir import Graph, get_op
-from tcomp.ir.ops.fused import FUSABLE_REDUCTIONS
+from tcomp.ir.ops.fused import FUSABLE_REDUCTIONS, is_order_keeping
 
 from .rewrite import replace
+
+#: how many merge attempts one group may take part in (phase 2), and the largest merged group
+MAX_MERGE_TRIES = 4
+MAX_MERGE_MEMBERS = 256
+#: ops whose result may be a strided view of their operand (a reshape of one is not absorbed)
+VIEW_OPS = ("dimshuffle", "reshape", "subtensor")
 
 
 def _is_elemwise(g: Graph, n: int) -> bool:
@@ -39,60 +83,303 @@ def _is_inlinable_const(g: Graph, n: int) -> bool:
     return g.op(n) == "constant" and g.type(n).ndim == 0
 
 
-def _grow(g: Graph, root: int, start: int, pos: dict, assigned: dict, outputs: set) -> list[int]:
-    """Members of the group rooted at ``root`` whose elementwise part starts at ``start``."""
-    members = {root, start}
-    heap = []
-    pushed = set()
+def _layout_ok(g: Graph, n: int, *, leading: bool) -> bool:
+    """A dimshuffle/reshape a kernel can take as a body layout step or an epilogue entry."""
+    op = g.op(n)
+    if op == "dimshuffle":
+        return leading or is_order_keeping(g.attrs(n)["pattern"])
+    if op != "reshape" or len(g.operands(n)) != 1:
+        return False  # a reshape with run-time dim operands is not fully given
+    if not leading:
+        return True
+    return g.op(g.operands(n)[0]) not in VIEW_OPS
 
-    def push_operands(n):
-        for o in g.operands(n):
-            if o not in pushed and o not in members:
-                pushed.add(o)
-                heapq.heappush(heap, (-pos[o], o))
 
-    push_operands(start)
-    while heap:
-        _, p = heapq.heappop(heap)
-        if p in assigned or p in outputs or not _is_elemwise(g, p):
-            continue
-        if all(u in members for u in g.users(p)):
+class _Group:
+    __slots__ = ("members", "reduce", "start", "layout", "tries", "t")
+
+    def __init__(self, members, reduce_node, start, layout, t):
+        self.members = set(members)
+        self.reduce = reduce_node
+        self.start = start          # the last elementwise step (the reduction's operand) when reducing
+        self.layout = set(layout)   # leading layout members
+        self.tries = 0              # phase-2 merge attempts taken part in
+        self.t = t                  # the largest topological position of a member
+
+
+class _Fuser:
+    def __init__(self, g: Graph, min_ops: int):
+        self.g = g
+        self.min_ops = min_ops
+        self.order = g.topo_order()
+        self.pos = {n: i for i, n in enumerate(self.order)}
+        self.outputs = set(g.outputs)
+        self.group_of: dict[int, _Group] = {}
+
+    # -- helpers ----------------------------------------------------------------------------
+    def shape(self, n):
+        return self.g.type(n).shape
+
+    def external_users(self, n, members):
+        return [u for u in self.g.users(n) if u not in members]
+
+    def primary(self, grp: _Group) -> int:
+        """The last body step: the reduction's operand, else the latest elementwise member."""
+        if grp.reduce is not None:
+            return grp.start
+        return max((m for m in grp.members if m not in grp.layout), key=self.pos.__getitem__)
+
+    def exported(self, grp: _Group) -> list[int]:
+        """Members whose value is needed outside the group (the reduction excluded)."""
+        out = []
+        for m in grp.members:
+            if m == grp.reduce:
+                continue
+            if m in self.outputs or self.external_users(m, grp.members):
+                out.append(m)
+        return sorted(out, key=self.pos.__getitem__)
+
+    def n_ops(self, grp: _Group) -> int:
+        return len(grp.members) - len(grp.layout)
+
+    # -- phase 1 ------------------------------------------------------------------------------
+    def grow(self, root: int, start: int, reduce_node) -> _Group:
+        g, pos = self.g, self.pos
+        members = {root, start}
+        layout = set()
+        space = self.shape(start)
+        heap = []
+        pushed = set()
+
+        def push_operands(n):
+            for o in g.operands(n):
+                if o not in pushed and o not in members:
+                    pushed.add(o)
+                    heapq.heappush(heap, (-pos[o], o))
+
+        push_operands(start)
+        while heap:
+            _, p = heapq.heappop(heap)
+            if p in self.group_of:
+                continue
+            users = g.users(p)
+            if g.op(p) in ("dimshuffle", "reshape"):
+                if p not in self.outputs and all(u in members for u in users) and _layout_ok(g, p, leading=True):
+                    members.add(p)
+                    layout.add(p)
+                continue
+            if not _is_elemwise(g, p) or any(u in layout for u in users):
+                continue
+            outside = [u for u in users if u not in members]
+            if outside or p in self.outputs:
+                # an extra output: the loop stores it at every point, and the cycle rule holds
+                if not space or self.shape(p) != space or any(pos[u] <= pos[root] for u in outside):
+                    continue
             members.add(p)
             push_operands(p)
-    return sorted(members, key=pos.__getitem__)
+        return _Group(members, reduce_node, start, layout, pos[root])
 
+    def phase1(self) -> None:
+        g, pos = self.g, self.pos
+        for n in reversed(self.order):
+            if n in self.group_of:
+                continue
+            reduce_node = None
+            if g.op(n) in FUSABLE_REDUCTIONS:
+                x = g.operands(n)[0]
+                if x in self.group_of or not _is_elemwise(g, x):
+                    continue
+                if (x in self.outputs or len(g.users(x)) > 1) and not self.shape(x):
+                    continue  # rank 0: a one-point loop gains nothing from a second result
+                if any(pos[u] <= pos[n] for u in g.users(x) if u != n):
+                    continue  # x is needed before the reduction is done: the cycle rule
+                start, reduce_node = x, n
+            elif _is_elemwise(g, n):
+                start = n
+            else:
+                continue
+            grp = self.grow(n, start, reduce_node)
+            if self.n_ops(grp) < self.min_ops:
+                continue
+            for m in grp.members:
+                self.group_of[m] = grp
 
-def _build_kernel(g: Graph, members: list[int], root: int, reduce_node) -> tuple[list[int], dict]:
-    """Kernel operands and attrs for a group (elementwise members in topological order)."""
-    member_set = set(members)
-    inputs: list[int] = []
-    input_ref: dict[int, str] = {}
-    step_ref: dict[int, str] = {}
-    body = []
+    # -- phase 2 ------------------------------------------------------------------------------
+    def unit(self, n):
+        """The group of an elementwise node or fused reduction, a lone elementwise node as a new
+        group of one, else None."""
+        grp = self.group_of.get(n)
+        if grp is not None:
+            return grp
+        if _is_elemwise(self.g, n):
+            grp = _Group({n}, None, n, (), self.pos[n])
+            self.group_of[n] = grp
+            return grp
+        return None
 
-    def ref(o):
-        if o in step_ref:
-            return step_ref[o]
-        if _is_inlinable_const(g, o):
-            step_ref[o] = f"%{len(body)}"
-            body.append(("constant", (("value", g.attrs(o)["value"]),), ()))
-            return step_ref[o]
-        if o not in input_ref:
-            input_ref[o] = f"${len(inputs)}"
-            inputs.append(o)
-        return input_ref[o]
+    def space(self, grp: _Group):
+        return self.shape(self.primary(grp))
 
-    for n in members:
-        if n == reduce_node:
-            continue
-        refs = tuple(ref(o) if o not in member_set else step_ref[o] for o in g.operands(n))
-        step_ref[n] = f"%{len(body)}"
-        body.append((g.op(n), tuple(sorted(g.attrs(n).items())), refs))
-    attrs = {"body": tuple(body)}
-    if reduce_node is not None:
-        attrs.update(reduce=g.op(reduce_node), axis=tuple(g.attrs(reduce_node)["axis"]),
-                     keepdims=bool(g.attrs(reduce_node)["keepdims"]))
-    return inputs, attrs
+    def try_merge(self, a: _Group, b: _Group):
+        """The merged group when merging a and b keeps every rule (see the module docstring)."""
+        g, pos = self.g, self.pos
+        a.tries += 1
+        b.tries += 1
+        if a.reduce is not None and b.reduce is not None:
+            return None
+        if len(a.members) + len(b.members) > MAX_MERGE_MEMBERS or self.space(a) != self.space(b):
+            return None
+        if not self.space(a):
+            return None  # rank 0: a one-point loop gains nothing from merging (scalar index math stays plain)
+        members = a.members | b.members
+        t = max(a.t, b.t)
+        red = a if a.reduce is not None else b if b.reduce is not None else None
+        if red is not None:
+            other = b if red is a else a
+            if any(u in other.members for u in g.users(red.start)):
+                return None  # the reduced value must stay the last step
+            if any(u in other.members for u in g.users(red.reduce)):
+                return None  # a kernel cannot read its own reduction
+            merged = _Group(members, red.reduce, red.start, a.layout | b.layout, t)
+        else:
+            merged = _Group(members, None, None, a.layout | b.layout, t)
+            merged.start = self.primary(merged)
+        for m in merged.layout:
+            if g.operands(m)[0] in members:
+                return None  # a layout step reads a kernel operand, never a step
+        space = self.space(merged)
+        for m in members:
+            outside = self.external_users(m, members)
+            if any(pos[u] <= t for u in outside):
+                return None  # the cycle rule
+            if (outside or m in self.outputs) and m != merged.reduce and self.shape(m) != space:
+                return None  # an extra result is stored at every point of the loop
+        merged.tries = max(a.tries, b.tries)
+        return merged
+
+    def phase2(self) -> None:
+        g = self.g
+        for v in self.order:
+            cands = []
+            seen = set()
+            for n in [v] + g.users(v):
+                grp = self.unit(n)
+                if grp is not None and id(grp) not in seen:
+                    seen.add(id(grp))
+                    cands.append(grp)
+            if len(cands) < 2:
+                continue
+            cands.sort(key=lambda grp: grp.t)
+            acc = cands[0]
+            for c in cands[1:]:
+                if acc.tries >= MAX_MERGE_TRIES or c.tries >= MAX_MERGE_TRIES:
+                    continue
+                merged = self.try_merge(acc, c)
+                if merged is None:
+                    continue
+                for m in merged.members:
+                    self.group_of[m] = merged
+                acc = merged
+
+    def keep_inplace(self, grp: _Group) -> None:
+        """Drop the leading layout steps of a plain elementwise group that could overwrite an
+        operand in place (a non-view operand of exactly its result type): memory planners only write in
+        place over kernels without layout steps, and a dimshuffle/reshape outside the kernel is
+        a free view, so absorbing it would only cost the in-place write (or a donated update)."""
+        g = self.g
+        if not grp.layout or grp.reduce is not None or len(self.exported(grp)) > 1:
+            return
+        want = g.type(grp.start)
+        for m in grp.members - grp.layout:
+            if any(o not in grp.members and g.type(o) == want and g.op(o) not in VIEW_OPS for o in g.operands(m)):
+                for lay in grp.layout:
+                    del self.group_of[lay]
+                grp.members -= grp.layout
+                grp.layout = set()
+                return
+
+    # -- trailing layout ------------------------------------------------------------------------
+    def epilogue(self, grp: _Group) -> list[int]:
+        g = self.g
+        chain = []
+        cur = grp.reduce if grp.reduce is not None else grp.start
+        while cur not in self.outputs and g.num_uses(cur) == 1:
+            (u,) = g.users(cur)
+            if u in self.group_of or g.op(u) not in ("dimshuffle", "reshape") or not _layout_ok(g, u, leading=False):
+                break
+            chain.append(u)
+            cur = u
+        return chain
+
+    # -- building -------------------------------------------------------------------------------
+    def groups(self) -> list[_Group]:
+        out, seen = [], set()
+        for n in self.order:
+            grp = self.group_of.get(n)
+            if grp is not None and id(grp) not in seen:
+                seen.add(id(grp))
+                out.append(grp)
+        out = [grp for grp in out if self.n_ops(grp) >= self.min_ops]
+        for grp in out:
+            self.keep_inplace(grp)
+        return out
+
+    def build(self, grp: _Group) -> None:
+        g, pos = self.g, self.pos
+        primary = self.primary(grp)
+        steps = sorted((m for m in grp.members if m != grp.reduce and m != primary), key=pos.__getitem__)
+        steps.append(primary)
+        inputs: list[int] = []
+        input_ref: dict[int, str] = {}
+        step_ref: dict[int, str] = {}
+        body = []
+
+        def ref(o):
+            if o in step_ref:
+                return step_ref[o]
+            if _is_inlinable_const(g, o):
+                step_ref[o] = f"%{len(body)}"
+                body.append(("constant", (("value", g.attrs(o)["value"]),), ()))
+                return step_ref[o]
+            if o not in input_ref:
+                input_ref[o] = f"${len(inputs)}"
+                inputs.append(o)
+            return input_ref[o]
+
+        for n in steps:
+            if n in grp.layout:
+                (o,) = g.operands(n)
+                if o not in input_ref:
+                    input_ref[o] = f"${len(inputs)}"
+                    inputs.append(o)
+                refs = (input_ref[o],)
+            else:
+                refs = tuple(ref(o) for o in g.operands(n))
+            step_ref[n] = f"%{len(body)}"
+            body.append((g.op(n), tuple(sorted(g.attrs(n).items())), refs))
+        attrs = {"body": tuple(body)}
+        if grp.reduce is not None:
+            r = grp.reduce
+            attrs.update(reduce=g.op(r), axis=tuple(g.attrs(r)["axis"]), keepdims=bool(g.attrs(r)["keepdims"]))
+        head = grp.reduce if grp.reduce is not None else primary
+        chain = self.epilogue(grp)
+        if chain:
+            attrs["epilogue"] = tuple((g.op(n), tuple(sorted(g.attrs(n).items()))) for n in chain)
+        extra = [m for m in self.exported(grp) if m != head]
+        if extra:
+            attrs["outputs"] = tuple(int(step_ref[m][1:]) for m in extra)
+        kernel = g.add_node("fused", inputs, attrs)
+        results = [chain[-1] if chain else head] + extra
+        if not extra:
+            self._replace(results[0], kernel)
+            return
+        for i, old in enumerate(results):
+            self._replace(old, g.add_node("get_output", [kernel], {"index": i}))
+
+    def _replace(self, old: int, new: int) -> None:
+        if self.g.type(new) != self.g.type(old):  # pragma: no cover - infer mirrors the members' rules
+            raise AssertionError(f"fusion changed the type of %{old}: {self.g.type(old)} -> {self.g.type(new)}")
+        replace(self.g, old, new)
 
 
 def fuse_elementwise(graph: Graph, min_ops: int = 2) -> Graph:
@@ -100,39 +387,12 @@ def fuse_elementwise(graph: Graph, min_ops: int = 2) -> Graph:
 
     ``min_ops``: the fewest ops (elementwise steps plus a reduction) worth a kernel.
     """
-    g = graph
-    order = g.topo_order()
-    pos = {n: i for i, n in enumerate(order)}
-    outputs = set(g.outputs)
-    assigned: dict[int, int] = {}
-    groups = []  # (root, members, reduce_node)
-    for n in reversed(order):
-        if n in assigned:
-            continue
-        reduce_node = None
-        if g.op(n) in FUSABLE_REDUCTIONS:
-            x = g.operands(n)[0]
-            if (x in assigned or x in outputs or not _is_elemwise(g, x) or g.users(x) != [n]
-                    or g.nx.out_degree(x) != 1):
-                continue
-            start, reduce_node = x, n
-        elif _is_elemwise(g, n):
-            start = n
-        else:
-            continue
-        members = _grow(g, n, start, pos, assigned, outputs)
-        n_ops = len(members)
-        if n_ops < min_ops:
-            continue
-        for m in members:
-            assigned[m] = n
-        groups.append((n, members, reduce_node))
-    for root, members, reduce_node in sorted(groups, key=lambda grp: pos[grp[0]]):
-        operands, attrs = _build_kernel(g, members, root, reduce_node)
-        kernel = g.add_node("fused", operands, attrs)
-        if g.type(kernel) != g.type(root):  # pragma: no cover - infer mirrors the members' rules
-            raise AssertionError(f"fusion changed the type of %{root}: {g.type(root)} -> {g.type(kernel)}")
-        replace(g, root, kernel)
+    f = _Fuser(graph, min_ops)
+    f.phase1()
+    f.phase2()
+    groups = f.groups()
+    for grp in groups:
+        f.build(grp)
     if groups:
-        g.remove_dead()
-    return g
+        graph.remove_dead()
+    return graph

@@ -1,5 +1,10 @@
 """Random graphs through the full pipeline (verify_each) against the unoptimized graph in
-the reference interpreter, and near-linear pass time."""
+the reference interpreter, the optimized graph on the CPU backend, and near-linear pass time.
+
+The graphs share intermediates and return several of them (multi-output kernels), insert
+and drop axes, transpose and reshape (leading layout steps and epilogues), and reduce.
+"""
+import os
 import time
 
 import numpy as np
@@ -7,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import tcomp.backend.cpu as cpu
 from tcomp.ir import Constant, Graph, TensorType, evaluate
 from tcomp.passes import optimize
 
@@ -20,6 +26,20 @@ def _concrete(shape):
     return tuple(N if d == "n" else d for d in shape)
 
 
+def _reshapes(shape):
+    """Fully given reshape targets whose run-time sizes fit every other value (dims are N or 1)."""
+    sym = [i for i, d in enumerate(shape) if not isinstance(d, int)]
+    if len(sym) > 1:
+        return []
+    base = tuple(-1 if i in sym else d for i, d in enumerate(shape))
+    out = [(1,) + base, base + (1,)]
+    if not sym and int(np.prod(shape)) <= N:
+        out.append((-1,))
+    if len(shape) >= 2 and shape[-1] == 1 and not sym:
+        out.append(shape[:-1])
+    return out
+
+
 @st.composite
 def random_graph(draw):
     dtype = draw(st.sampled_from(["float32", "float64"]))
@@ -27,7 +47,7 @@ def random_graph(draw):
     pool = [g.add_input(TensorType(dtype, s)) for s in draw(st.lists(st.sampled_from(SHAPES), min_size=1, max_size=3))]
     n_steps = draw(st.integers(1, 14))
     for _ in range(n_steps):
-        kind = draw(st.integers(0, 11))
+        kind = draw(st.integers(0, 14))
         a = draw(st.sampled_from(pool))
         b = draw(st.sampled_from(pool))
         ta = g.type(a)
@@ -62,6 +82,22 @@ def random_graph(draw):
                     node = g.add_node("log", [g.add_node("softmax", [a], {"axis": ta.ndim - 1})])
                 else:
                     node = g.add_node("neg", [g.add_node("neg", [a])])
+            elif kind == 12:
+                # an axis inserted in front or at the end (an epilogue or a leading layout step)
+                pattern = tuple(range(ta.ndim))
+                node = g.add_node("dimshuffle", [a], {"pattern": ("x",) + pattern if draw(st.booleans())
+                                                      else pattern + ("x",)})
+            elif kind == 13:
+                targets = _reshapes(ta.shape)
+                if not targets:
+                    continue
+                node = g.add_node("reshape", [a], {"shape": draw(st.sampled_from(targets))})
+            elif kind == 14 and ta.ndim:
+                # a reduction whose result is laid out again (keepdims by hand)
+                axis = draw(st.integers(0, ta.ndim - 1))
+                r = g.add_node(draw(st.sampled_from(["sum", "max"])), [g.add_node("tanh", [a])], {"axis": (axis,)})
+                node = g.add_node("dimshuffle", [r], {"pattern": tuple(range(axis)) + ("x",)
+                                                      + tuple(range(axis, ta.ndim - 1))})
             else:
                 if ta.ndim == 2:
                     node = g.add_node("dimshuffle", [a], {"pattern": (1, "x", 0)})
@@ -72,7 +108,7 @@ def random_graph(draw):
             continue
         pool.append(node)
     computed = [n for n in pool if g.op(n) != "input"] or pool
-    outs = draw(st.lists(st.sampled_from(computed), min_size=1, max_size=3))
+    outs = draw(st.lists(st.sampled_from(computed), min_size=1, max_size=4))
     g.outputs = list(outs)
     rng = np.random.default_rng(draw(st.integers(0, 2**31)))
     inputs = [rng.uniform(-2, 2, size=_concrete(g.type(i).shape)).astype(dtype) for i in g.inputs]
@@ -93,6 +129,31 @@ def test_pipeline_preserves_results(case):
         # turn the naive graph's inf/nan into numbers, never the reverse
         np.testing.assert_allclose(got[fin], want[fin], rtol=tol, atol=tol)
         assert np.all(np.isfinite(got) | ~fin)
+
+
+CPU_EXAMPLES = int(os.environ.get("TCOMP_PIPELINE_CPU_EXAMPLES", "80"))
+
+
+@pytest.mark.skipif(not getattr(cpu, "SUPPORTS_MULTI_OUTPUT", False),
+                    reason="tcomp.backend.cpu does not lower multi-output/layout fused kernels yet "
+                           "(no SUPPORTS_MULTI_OUTPUT = True)")
+@settings(max_examples=CPU_EXAMPLES, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(random_graph())
+def test_pipeline_on_both_backends(case):
+    """The optimized graph (multi-output kernels, layout steps, epilogues) on the CPU backend
+    agrees with the reference interpreter running the same graph."""
+    g, inputs = case
+    h = optimize(g, verify_each=True)
+    want_all = evaluate(h, inputs)
+    got_all = cpu.compile_graph(h)(inputs)
+    f32 = g.type(g.inputs[0]).dtype == "float32"
+    for want, got in zip(want_all, got_all):
+        assert want.dtype == got.dtype and want.shape == got.shape
+        fin = np.isfinite(want) & (np.abs(want) < 1e30)
+        scale = float(np.max(np.abs(want[fin]), initial=1.0))
+        tol = 1e-3 if f32 else 1e-8
+        np.testing.assert_allclose(got[fin], want[fin], rtol=tol, atol=tol * scale)
 
 
 def chain_graph(n_blocks):

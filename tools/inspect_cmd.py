@@ -13,8 +13,16 @@ from tcomp.passes.memory import is_view
 
 
 def kernels_per_call(graph) -> int:
-    """Nodes that run code at call time: everything but inputs, constants and views."""
-    return sum(1 for n in graph.nodes() if graph.op(n) not in ("input", "constant") and not is_view(graph, n))
+    """Nodes that run code at call time: everything but inputs, constants and views.  A
+    multi-output kernel counts once: its ``get_output`` readers only name its results."""
+    return sum(1 for n in graph.nodes()
+               if graph.op(n) not in ("input", "constant", "get_output") and not is_view(graph, n))
+
+
+def multi_output_kernels(graph) -> tuple[int, int]:
+    """(multi-output fused kernels, results they return in all)."""
+    ks = [n for n in graph.nodes() if graph.op(n) == "fused" and graph.attrs(n)["outputs"]]
+    return len(ks), sum(len(graph.attrs(k)["outputs"]) + 1 for k in ks)
 
 
 def native_kernels(fn):
@@ -50,6 +58,8 @@ def report(sizes=(784, 512, 512, 10), batch=128, backend="cpu", scale=10, out=pr
         out(f"cpu backend native kernels per call: fused {native_f}, unfused {native_u}")
     mf, mu = plan_memory(step.optimized), plan_memory(unfused.optimized)
     out(f"graph kernels per call (non-view compute nodes): fused {fused_k}, unfused {unfused_k}")
+    n_multi, n_results = multi_output_kernels(step.optimized)
+    out(f"multi-output kernels: {n_multi} (computing {n_results} results in {n_multi} loops)")
     out(f"intermediate bytes per call: fused {_fmt_bytes(mf.bytes_without_reuse)} "
         f"({_fmt_bytes(mf.bytes_with_reuse)} with buffer reuse), unfused {_fmt_bytes(mu.bytes_without_reuse)} "
         f"({_fmt_bytes(mu.bytes_with_reuse)} with reuse)")
@@ -71,7 +81,8 @@ def report(sizes=(784, 512, 512, 10), batch=128, backend="cpu", scale=10, out=pr
     out(f"pass time scaling: {len(big.traced)} vs {len(step.traced)} traced nodes ({ratio_nodes:.1f}x) -> "
         f"passes {big.compile_seconds['passes']:.3f} s vs {c['passes']:.3f} s ({ratio_time:.1f}x)")
     return {"native_kernels_fused": native_f, "native_kernels_unfused": native_u,
-            "kernels_fused": fused_k, "kernels_unfused": unfused_k, "bytes_fused": mf.bytes_without_reuse,
+            "kernels_fused": fused_k, "kernels_unfused": unfused_k, "multi_output_kernels": n_multi,
+            "bytes_fused": mf.bytes_without_reuse,
             "bytes_unfused": mu.bytes_without_reuse, "bytes_fused_reuse": mf.bytes_with_reuse,
             "compile_seconds": dict(c, total=total), "pass_scaling": (ratio_nodes, ratio_time)}
 
