@@ -256,6 +256,8 @@ def test_mlp_step_allocates_less():
     assert step.compiled.bytes_allocated_per_call() == stats  # static shapes: known without inputs
     assert stats["buffers"] < stats["kernels"]
     assert stats["intermediate_bytes_with_reuse"] < stats["intermediate_bytes_without_reuse"]
+    # every SGD update (3 weights, 3 biases) is written into its shared variable's storage
+    assert stats["donated_updates"] == 6
 
 
 def test_bytes_allocated_per_call_needs_inputs_for_symbolic_shapes():
