@@ -77,14 +77,16 @@ class Graph:
                 self.nx.remove_edge(u, node, key=k)
         self.nx.add_edge(new_operand, node, arg=arg)
 
-    def replace_all_uses(self, old: int, new: int) -> None:
-        """Make every consumer of ``old`` (and the output list) use ``new`` instead."""
+    def replace_all_uses(self, old: int, new: int, outputs: bool = True) -> None:
+        """Make every consumer of ``old`` (and, with ``outputs``, the output list) use ``new``
+        instead.  A pass replacing many outputs passes ``outputs=False`` and remaps the list once."""
         if old == new:
             return
         for _, v, k, data in list(self.nx.out_edges(old, keys=True, data=True)):
             self.nx.remove_edge(old, v, key=k)
             self.nx.add_edge(new, v, arg=data["arg"])
-        self.outputs = [new if o == old else o for o in self.outputs]
+        if outputs and old in self.outputs:
+            self.outputs = [new if o == old else o for o in self.outputs]
 
     def remove_node(self, node: int) -> None:
         self.nx.remove_node(node)

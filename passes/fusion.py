@@ -66,8 +66,6 @@ import heapq
 from tcomp.ir import Graph, get_op
 from tcomp.ir.ops.fused import FUSABLE_REDUCTIONS, is_order_keeping
 
-from .rewrite import replace
-
 #: how many merge attempts one group may take part in (phase 2), and the largest merged group
 MAX_MERGE_TRIES = 4
 MAX_MERGE_MEMBERS = 256
@@ -115,6 +113,7 @@ class _Fuser:
         self.pos = {n: i for i, n in enumerate(self.order)}
         self.outputs = set(g.outputs)
         self.group_of: dict[int, _Group] = {}
+        self.replaced: dict[int, int] = {}
 
     # -- helpers ----------------------------------------------------------------------------
     def shape(self, n):
@@ -162,13 +161,16 @@ class _Fuser:
             _, p = heapq.heappop(heap)
             if p in self.group_of:
                 continue
+            is_layout = g.op(p) in ("dimshuffle", "reshape")
+            if not is_layout and not _is_elemwise(g, p):
+                continue  # (before reading users: a shared input may have very many)
             users = g.users(p)
-            if g.op(p) in ("dimshuffle", "reshape"):
+            if is_layout:
                 if p not in self.outputs and all(u in members for u in users) and _layout_ok(g, p, leading=True):
                     members.add(p)
                     layout.add(p)
                 continue
-            if not _is_elemwise(g, p) or any(u in layout for u in users):
+            if any(u in layout for u in users):
                 continue
             outside = [u for u in users if u not in members]
             if outside or p in self.outputs:
@@ -303,7 +305,7 @@ class _Fuser:
         g = self.g
         chain = []
         cur = grp.reduce if grp.reduce is not None else grp.start
-        while cur not in self.outputs and g.num_uses(cur) == 1:
+        while cur not in self.outputs and g.nx.out_degree(cur) == 1:  # (not an output: one edge, one use)
             (u,) = g.users(cur)
             if u in self.group_of or g.op(u) not in ("dimshuffle", "reshape") or not _layout_ok(g, u, leading=False):
                 break
@@ -377,9 +379,19 @@ class _Fuser:
             self._replace(old, g.add_node("get_output", [kernel], {"index": i}))
 
     def _replace(self, old: int, new: int) -> None:
-        if self.g.type(new) != self.g.type(old):  # pragma: no cover - infer mirrors the members' rules
-            raise AssertionError(f"fusion changed the type of %{old}: {self.g.type(old)} -> {self.g.type(new)}")
-        replace(self.g, old, new)
+        """``rewrite.replace`` with the graph outputs remapped once at the end (``remap_outputs``):
+        rewriting the output list per replaced node would be quadratic in graph size."""
+        g = self.g
+        if g.type(new) != g.type(old):  # pragma: no cover - infer mirrors the members' rules
+            raise AssertionError(f"fusion changed the type of %{old}: {g.type(old)} -> {g.type(new)}")
+        name = g.name(old)
+        g.replace_all_uses(old, new, outputs=False)
+        if name is not None and g.name(new) is None:
+            g.set_name(new, name)
+        self.replaced[old] = new
+
+    def remap_outputs(self) -> None:
+        self.g.outputs = [self.replaced.get(o, o) for o in self.g.outputs]
 
 
 def fuse_elementwise(graph: Graph, min_ops: int = 2) -> Graph:
@@ -393,6 +405,7 @@ def fuse_elementwise(graph: Graph, min_ops: int = 2) -> Graph:
     groups = f.groups()
     for grp in groups:
         f.build(grp)
+    f.remap_outputs()
     if groups:
         graph.remove_dead()
     return graph

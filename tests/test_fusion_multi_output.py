@@ -295,3 +295,37 @@ def test_fusion_is_deterministic():
     g, _ = siblings()
     texts = {str(fuse_elementwise(g.copy())) for _ in range(3)}
     assert len(texts) == 1
+
+
+def _wide_graph(n):
+    """n blocks: siblings sharing x, a chain returning every value, reductions of them."""
+    g = Graph()
+    x = g.add_input(T(8, 4))
+    cur, outs = x, []
+    for i in range(n):
+        outs.append(g.add_node("exp", [g.add_node("add", [x, const(g, float(i % 5))])]))
+        cur = g.add_node("tanh", [cur])
+        outs.append(cur)
+        if i % 3 == 0:
+            outs.append(g.add_node("sum", [cur], {"axis": (1,)}))
+    g.outputs = outs
+    return g
+
+
+@pytest.mark.slow
+def test_fusion_time_is_near_linear():
+    import time
+
+    def best(n):
+        t = float("inf")
+        for _ in range(3):
+            g = _wide_graph(n)
+            t0 = time.perf_counter()
+            fuse_elementwise(g)
+            t = min(t, time.perf_counter() - t0)
+        return t
+
+    small, large = best(200), best(2000)
+    assert large < 25 * small, (small, large)
+    h = fuse_elementwise(_wide_graph(300))
+    verify(h)
