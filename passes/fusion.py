@@ -26,8 +26,10 @@ Phase 2, merging: groups (and lone elementwise nodes) that touch the same value 
 sharing an operand, or a consumer of a value another group computes -- merge into one
 multi-output kernel when they have the same iteration-space shape, at most one of them
 reduces, every value the merged group exports has the iteration-space shape, and the cycle
-rule holds.  Each group takes part in at most ``MAX_MERGE_TRIES`` tries and merged groups are
-capped at ``MAX_MERGE_MEMBERS`` members, so the phase is linear in graph size.
+rule holds.  A try costs time linear in the two groups; each group fails at most
+``MAX_MERGE_FAILURES`` tries, merged groups are capped at ``MAX_MERGE_MEMBERS`` members and every
+success removes a group, so the phase is linear in graph size.  A kernel returns at most
+``MAX_KERNEL_RESULTS`` results through merging: each result is one more store stream per point.
 
 Trailing layout: a dimshuffle that keeps memory order (inserts/drops size-1 axes only) or a
 fully given reshape that is the *only* user of a kernel's primary result becomes the
@@ -67,8 +69,9 @@ from tcomp.ir import Graph, get_op
 from tcomp.ir.ops.fused import FUSABLE_REDUCTIONS, is_order_keeping
 
 #: how many merge attempts one group may take part in (phase 2), and the largest merged group
-MAX_MERGE_TRIES = 4
+MAX_MERGE_FAILURES = 4
 MAX_MERGE_MEMBERS = 256
+MAX_KERNEL_RESULTS = 8
 #: ops whose result may be a strided view of their operand (a reshape of one is not absorbed)
 VIEW_OPS = ("dimshuffle", "reshape", "subtensor")
 
@@ -94,14 +97,14 @@ def _layout_ok(g: Graph, n: int, *, leading: bool) -> bool:
 
 
 class _Group:
-    __slots__ = ("members", "reduce", "start", "layout", "tries", "t")
+    __slots__ = ("members", "reduce", "start", "layout", "failures", "t")
 
     def __init__(self, members, reduce_node, start, layout, t):
         self.members = set(members)
         self.reduce = reduce_node
         self.start = start          # the last elementwise step (the reduction's operand) when reducing
         self.layout = set(layout)   # leading layout members
-        self.tries = 0              # phase-2 merge attempts taken part in
+        self.failures = 0           # phase-2 merge tries that failed
         self.t = t                  # the largest topological position of a member
 
 
@@ -224,9 +227,16 @@ class _Fuser:
 
     def try_merge(self, a: _Group, b: _Group):
         """The merged group when merging a and b keeps every rule (see the module docstring)."""
+        merged = self._merged(a, b)
+        if merged is None:
+            a.failures += 1
+            b.failures += 1
+        else:
+            merged.failures = max(a.failures, b.failures)
+        return merged
+
+    def _merged(self, a: _Group, b: _Group):
         g, pos = self.g, self.pos
-        a.tries += 1
-        b.tries += 1
         if a.reduce is not None and b.reduce is not None:
             return None
         if len(a.members) + len(b.members) > MAX_MERGE_MEMBERS or self.space(a) != self.space(b):
@@ -250,13 +260,17 @@ class _Fuser:
             if g.operands(m)[0] in members:
                 return None  # a layout step reads a kernel operand, never a step
         space = self.space(merged)
+        results = 1 if merged.reduce is not None else 0
         for m in members:
             outside = self.external_users(m, members)
             if any(pos[u] <= t for u in outside):
                 return None  # the cycle rule
-            if (outside or m in self.outputs) and m != merged.reduce and self.shape(m) != space:
-                return None  # an extra result is stored at every point of the loop
-        merged.tries = max(a.tries, b.tries)
+            if (outside or m in self.outputs) and m != merged.reduce:
+                if self.shape(m) != space:
+                    return None  # an extra result is stored at every point of the loop
+                results += 1
+        if results > MAX_KERNEL_RESULTS:
+            return None
         return merged
 
     def phase2(self) -> None:
@@ -272,12 +286,15 @@ class _Fuser:
             if len(cands) < 2:
                 continue
             cands.sort(key=lambda grp: grp.t)
+            # in position order, each candidate joins the group gathered so far, or (when it
+            # cannot) starts the next one: a full kernel does not stop its later siblings merging
             acc = cands[0]
             for c in cands[1:]:
-                if acc.tries >= MAX_MERGE_TRIES or c.tries >= MAX_MERGE_TRIES:
-                    continue
-                merged = self.try_merge(acc, c)
+                merged = None
+                if acc.failures < MAX_MERGE_FAILURES and c.failures < MAX_MERGE_FAILURES:
+                    merged = self.try_merge(acc, c)
                 if merged is None:
+                    acc = c
                     continue
                 for m in merged.members:
                     self.group_of[m] = merged

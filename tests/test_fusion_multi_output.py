@@ -128,6 +128,18 @@ def test_siblings_sharing_an_operand_merge():
     assert len(h.attrs(k)["outputs"]) == 2 and sorted(h.operands(k)) == sorted(g.inputs)
 
 
+def test_many_siblings_fill_kernels_of_bounded_result_count():
+    from tcomp.passes.fusion import MAX_KERNEL_RESULTS
+
+    g = Graph()
+    x = g.add_input(T(3, 4))
+    g.outputs = [g.add_node("exp", [g.add_node("add", [x, const(g, float(i))])]) for i in range(20)]
+    h = fuse(g, [rand(3, 4)])
+    counts = sorted(len(h.attrs(k)["outputs"]) + 1 for k in kernels(h))
+    assert max(counts) == MAX_KERNEL_RESULTS and sum(counts) == 20
+    assert len(counts) == -(-20 // MAX_KERNEL_RESULTS)
+
+
 def test_siblings_with_different_iteration_spaces_stay_apart():
     g = Graph()
     x, v = g.add_input(T(4, 3)), g.add_input(T(3))
