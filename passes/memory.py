@@ -194,15 +194,21 @@ def is_view(g: Graph, n: int) -> bool:
 
 
 def _elementwise(g: Graph, n: int) -> bool:
+    """One result written at each point of its own shape (operands may broadcast)."""
     op = g.op(n)
     if op == "fused":
         a = g.attrs(n)
-        return a["reduce"] is None and not a.get("outputs") and not _has_layout_steps(a)
+        return a["reduce"] is None and not a.get("outputs") and not a.get("epilogue")
     return get_op(op).kind == "elemwise"
 
 
-def _has_layout_steps(attrs) -> bool:
-    return bool(attrs.get("epilogue")) or any(s[0] in ("dimshuffle", "reshape") for s in attrs["body"])
+def _relaid_operands(g: Graph, n: int) -> set:
+    """Operands a fused kernel reads through a leading dimshuffle/reshape step (not at the
+    index it writes, so never overwritten in place)."""
+    if g.op(n) != "fused":
+        return set()
+    ops = g.operands(n)
+    return {ops[int(r[1:])] for op, _a, refs in g.attrs(n)["body"] if op in ("dimshuffle", "reshape") for r in refs}
 
 
 def _results(g: Graph, n: int) -> list:
@@ -284,10 +290,11 @@ def plan_memory(graph: Graph, donate: Optional[dict] = None) -> MemoryPlan:
             continue
         t = g.type(n)
         cands = []
+        relaid = _relaid_operands(g, n)
         for o in g.operands(n):
             st = storage(o)
             aliases = [a for a in g.operands(n) if storage(a) == st]
-            if st not in cands and all(g.type(a) == t for a in aliases):
+            if st not in cands and all(g.type(a) == t and a not in relaid for a in aliases):
                 cands.append(st)
         inplace[n] = cands
     donations = _graph_donations(g, donate or {}, storage, steps, writers)
@@ -330,7 +337,7 @@ def _graph_donations(g: Graph, donate: dict, storage, steps, writers) -> dict:
         if g.type(v) != g.type(x) or x in out_storages:
             continue
         reads_x = [o for o in g.operands(v) if storage(o) == x]
-        if reads_x and not (_elementwise(g, v) and all(o == x for o in reads_x)):
+        if reads_x and not (_elementwise(g, v) and all(o == x for o in reads_x) and x not in _relaid_operands(g, v)):
             continue
         out[v] = x
     return out

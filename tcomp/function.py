@@ -145,8 +145,10 @@ class Function:
         self.optimized, self.pass_report = optimize(self.traced, mode=mode, exclude=exclude,
                                                     pass_options=pass_options)
         t2 = time.perf_counter()
+        #: graph output position -> input position: updates the backend may write in place
+        self.donations = self._donations(len(inputs), len(outputs))
         self.compiled = compile_graph(self.optimized, backend=self.backend, name=self.name,
-                                      donate=self._donations(len(inputs), len(outputs)))
+                                      donate=self.donations)
         #: seconds spent building the graph, in the passes, and in the backend (LLVM + JIT)
         self.compile_seconds = {"trace": t1 - t0, "passes": t2 - t1, "backend": time.perf_counter() - t2}
 

@@ -123,3 +123,34 @@ def test_fused_function_end_to_end():
     xs, bs = rng.standard_normal((9, 4)).astype("float32"), rng.standard_normal(4).astype("float32")
     for a, w in zip(f(xs, bs), r(xs, bs)):
         np.testing.assert_allclose(a, w, rtol=1e-5, atol=1e-6)
+
+
+def test_multi_output_kernel_computing_shapes_on_the_host():
+    """A multi-output kernel over int scalars that shapes depend on runs in the planner."""
+    from tcomp.ir import Constant
+
+    g = Graph()
+    x = g.add_input(TensorType("float32", (None, 6)), name="x")
+    n = g.add_node("shape", [x], {"axis": 0})
+    body = (("constant", (("value", Constant(2, "int64")),), ()), ("mul", (), ("$0", "%0")), ("add", (), ("%1", "$0")))
+    k = g.add_node("fused", [n], {"body": body, "outputs": (1,)})
+    three_n, two_n = _results(g, k, 2)
+    g.outputs = [g.add_node("reshape", [x, two_n], {"shape": (None, -1)}),
+                 g.add_node("reshape", [x, three_n], {"shape": (None, -1)})]
+    xs = np.arange(4 * 6, dtype="float32").reshape(4, 6)
+    a, b = _check(g, [xs])
+    assert a.shape == (8, 3) and b.shape == (12, 2)
+
+
+def test_in_place_over_an_operand_read_at_the_point_despite_a_layout_step():
+    g = Graph()
+    x = g.add_input(TensorType("float32", (64, 32)), name="x")
+    b = g.add_input(TensorType("float32", (32,)), name="b")
+    e = g.add_node("exp", [x])
+    body = (("dimshuffle", (("pattern", ("x", 0)),), ("$1",)), ("add", (), ("$0", "%0")), ("tanh", (), ("%1",)))
+    k = g.add_node("fused", [e, b], {"body": body})
+    g.outputs = [g.add_node("sum", [k], {"axis": (1,)})]
+    fn = compile_graph(g)
+    assert fn._inplace == {k: e}
+    rng = np.random.default_rng(6)
+    _check(g, [rng.standard_normal((64, 32)).astype("float32"), rng.standard_normal(32).astype("float32")], rtol=1e-5)

@@ -56,7 +56,7 @@ def report(sizes=(784, 512, 512, 10), batch=128, backend="cpu", scale=10, out=pr
     native_f, native_u = native_kernels(step), native_kernels(unfused)
     if native_f is not None:
         out(f"cpu backend native kernels per call: fused {native_f}, unfused {native_u}")
-    mf, mu = plan_memory(step.optimized), plan_memory(unfused.optimized)
+    mf, mu = plan_memory(step.optimized, step.donations), plan_memory(unfused.optimized, unfused.donations)
     out(f"graph kernels per call (non-view compute nodes): fused {fused_k}, unfused {unfused_k}")
     n_multi, n_results = multi_output_kernels(step.optimized)
     out(f"multi-output kernels: {n_multi} (computing {n_results} results in {n_multi} loops)")

@@ -90,20 +90,30 @@ def _last_readers(prog, leaves_of, root, pos) -> dict:
 
 
 def _pure_elementwise(prog, k) -> bool:
-    """A loop that reads every leaf of the output's type at exactly the index it writes."""
+    """A loop writing one result at each point of its own shape (leaves may broadcast)."""
     g = prog.g
     op = g.op(k)
     if op == "alloc" or prog.kernel_kind(k) not in ("elemwise", "fused"):
         return False
-    if op == "fused" and not prog.plain_fused(k):
-        return False
+    if op == "fused":
+        a = g.attrs(k)
+        if a["reduce"] is not None or a.get("outputs") or a.get("epilogue"):
+            return False
     return all(d is not None for d in g.type(k).shape)
 
 
 def _same_index_leaf(prog, k, leaf, leaves, root) -> bool:
-    """``k`` reads ``leaf`` (its own storage, not a view) only at the index it writes."""
+    """``k`` reads ``leaf`` (its own storage, not a view) only at the index it writes: the
+    leaf has the result's exact type, is no other leaf's storage, and (in a fused kernel)
+    is not re-laid out by a leading dimshuffle/reshape step."""
+    g = prog.g
     roots = [root[x] for x in leaves]
-    return root[leaf] == leaf and prog.g.type(leaf) == prog.g.type(k) and roots.count(leaf) == 1
+    if not (root[leaf] == leaf and g.type(leaf) == g.type(k) and roots.count(leaf) == 1):
+        return False
+    if g.op(k) == "fused":
+        refs = {f"${i}" for i, o in enumerate(g.operands(k)) if o == leaf}
+        return not any(step[0] in ("dimshuffle", "reshape") and set(step[2]) & refs for step in g.attrs(k)["body"])
+    return True
 
 
 def donation_candidates(prog, leaves_of: dict, donate: dict) -> dict:
