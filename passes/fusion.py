@@ -18,9 +18,9 @@ Phase 1, vertical groups (greedy, from the outputs back, linear up to a heap):
   joins as a *leading layout step* (its operand stays a kernel operand).  A reshape is
   absorbed only when its operand is certainly C-contiguous at run time (a graph input, a
   constant, or a computed node that is not itself a view), because the kernel reads the
-  operand's memory through the reshape's index map.  Layout steps are dropped again from a
-  plain elementwise kernel that has an operand of its own result type (see ``keep_inplace``):
-  outside the kernel they are free views, inside they would forbid writing in place.
+  operand's memory through the reshape's index map.  (The memory planners still write such a
+  kernel's result over an operand it reads at the written index; only a re-laid-out operand
+  is never overwritten.)
 
 Phase 2, merging: groups (and lone elementwise nodes) that touch the same value -- siblings
 sharing an operand, or a consumer of a value another group computes -- merge into one
@@ -300,23 +300,6 @@ class _Fuser:
                     self.group_of[m] = merged
                 acc = merged
 
-    def keep_inplace(self, grp: _Group) -> None:
-        """Drop the leading layout steps of a plain elementwise group that could overwrite an
-        operand in place (a non-view operand of exactly its result type): memory planners only write in
-        place over kernels without layout steps, and a dimshuffle/reshape outside the kernel is
-        a free view, so absorbing it would only cost the in-place write (or a donated update)."""
-        g = self.g
-        if not grp.layout or grp.reduce is not None or len(self.exported(grp)) > 1:
-            return
-        want = g.type(grp.start)
-        for m in grp.members - grp.layout:
-            if any(o not in grp.members and g.type(o) == want and g.op(o) not in VIEW_OPS for o in g.operands(m)):
-                for lay in grp.layout:
-                    del self.group_of[lay]
-                grp.members -= grp.layout
-                grp.layout = set()
-                return
-
     # -- trailing layout ------------------------------------------------------------------------
     def epilogue(self, grp: _Group) -> list[int]:
         g = self.g
@@ -338,10 +321,7 @@ class _Fuser:
             if grp is not None and id(grp) not in seen:
                 seen.add(id(grp))
                 out.append(grp)
-        out = [grp for grp in out if self.n_ops(grp) >= self.min_ops]
-        for grp in out:
-            self.keep_inplace(grp)
-        return out
+        return [grp for grp in out if self.n_ops(grp) >= self.min_ops]
 
     def build(self, grp: _Group) -> None:
         g, pos = self.g, self.pos

@@ -223,15 +223,24 @@ def test_reshape_of_a_view_is_not_absorbed_but_dimshuffle_is():
     assert [h.op(o) for o in h.operands(k)] == ["input", "reshape", "input"]
 
 
-def test_layout_step_not_absorbed_where_it_would_forbid_writing_in_place():
-    """y has the result's type, so the kernel may overwrite y; x.T stays a (free) view."""
+def test_layout_step_absorbed_and_the_kernel_still_writes_in_place():
+    """y has the result's type and is read at the written index: the planners still let the
+    kernel overwrite y; x is re-laid out by the absorbed transpose and never overwritten."""
+    from tcomp.passes import plan_memory
+
     g = Graph()
-    x, y = g.add_input(T(3, 4)), g.add_input(T(4, 3))
+    x, z, w = g.add_input(T(3, 4)), g.add_input(T(4, 3)), g.add_input(T(3, 3))
     xt = g.add_node("dimshuffle", [x], {"pattern": (1, 0)})
-    g.outputs = [g.add_node("exp", [g.add_node("add", [xt, y])])]
-    h = fuse(g, [rand(3, 4), rand(4, 3)])
-    (k,) = kernels(h)
-    assert body_ops(h, k) == ["add", "exp"] and h.operands(k) == [xt, y]
+    y = g.add_node("dot", [z, w])
+    g.outputs = [g.add_node("tanh", [g.add_node("exp", [g.add_node("add", [xt, y])])])]
+    h = fuse(g, [rand(3, 4), rand(4, 3), rand(3, 3)])
+    k = next(n for n in kernels(h) if body_ops(h, n)[0] == "dimshuffle")
+    assert body_ops(h, k) == ["dimshuffle", "add", "exp", "tanh"]
+    assert h.op(h.operands(k)[1]) == "dot"
+    assert plan_memory(h).inplace.get(k) == h.operands(k)[1]
+    from tcomp.backend.cpu import compile_graph
+
+    assert compile_graph(h)._inplace == {k: h.operands(k)[1]}
 
 
 def test_layout_node_used_outside_is_not_absorbed():
