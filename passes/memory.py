@@ -211,7 +211,7 @@ def _relaid_operands(g: Graph, n: int) -> set:
     return {ops[int(r[1:])] for op, _a, refs in g.attrs(n)["body"] if op in ("dimshuffle", "reshape") for r in refs}
 
 
-def _results(g: Graph, n: int) -> list:
+def kernel_results(g: Graph, n: int) -> list:
     """The values node ``n`` writes: itself, or a multi-output kernel's get_output nodes."""
     if g.op(n) == "fused" and g.attrs(n).get("outputs"):
         return sorted((u for u in g.users(n) if g.op(u) == "get_output"), key=lambda u: g.attrs(u)["index"])
@@ -279,7 +279,7 @@ def plan_memory(graph: Graph, donate: Optional[dict] = None) -> MemoryPlan:
     for n in order:
         if g.op(n) in ("input", "constant", "get_output") or n in view_of:
             continue
-        writes = tuple(_results(g, n))
+        writes = tuple(kernel_results(g, n))
         steps.append(Step(writes, tuple(sorted({storage(o) for o in g.operands(n)}))))
         writers.append(n)
     escaping = {storage(o) for o in g.outputs}

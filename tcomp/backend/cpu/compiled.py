@@ -70,7 +70,8 @@ def build_module(prog: Program, symbol: str, donate=None) -> tuple:
     kernels' local parameter tables from the global parameter array, each kernel's leaves
     (the only pointers it reads: what buffer liveness is computed from), the in-place
     kernels (node -> the leaf it may overwrite; emitted without ``noalias`` there) and the
-    donated update kernels (node -> the input it may write into; moved last in ``prog.order``)."""
+    donated update kernels (node -> the input it may write into; ``schedule_donated`` has moved
+    each right after the last other reader of that input in ``prog.order``)."""
     module = ir.Module(name=symbol)
     kernel_fns, local_off = {}, {}
     leaves_of = {n: LOWERINGS[prog.kernel_kind(n)][0](prog, n) for n in prog.kernels()}

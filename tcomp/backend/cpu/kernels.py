@@ -402,11 +402,8 @@ def _fused_param_dims(ctx, n, stypes):
     """``dims_of("it")`` / ``dims_of(j)``: the iteration dims / reshape step ``j``'s dims,
     static ints or loaded from the kernel's extra parameters (see Program.fused_dims_layout)."""
     prog = ctx.prog
-    layout = prog.fused_dims_layout(n)
-    keys = (["it"] if prog.needs_iteration_dims(n) else []) + [
-        j for j, step in enumerate(ctx.g.attrs(n)["body"]) if step[0] == "reshape"]
     offsets, off = {}, prog.extra_off.get(n, 0)
-    for key, shape in zip(keys, layout):
+    for key, shape in prog.fused_dims_layout(n):
         offsets[key] = (off, shape)
         off += len(shape)
 

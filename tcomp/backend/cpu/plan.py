@@ -61,6 +61,7 @@ class Planner:
         self.prog = prog
         self.g = prog.g
         self._steps = {}
+        self._extra_keys = {}  # fused node -> Program.fused_dims_layout keys (what its extras hold)
 
     def plan(self, arrays: list) -> Plan:
         prog, g = self.prog, self.g
@@ -200,17 +201,13 @@ class Planner:
             self._steps[n] = step_types(attrs["body"], gtypes)
         stypes = self._steps[n]
         cur = []
-        reshape_dims = []
         for j, (op, sattrs, refs) in enumerate(attrs["body"]):
             if op == "constant":
                 cur.append(())
                 continue
             if op in LAYOUT_OPS:  # one kernel operand, re-laid out
                 k = int(refs[0][1:])
-                out = self._layout_shape(n, j, op, sattrs, gtypes[k].dtype, cshapes[k])
-                if op == "reshape":
-                    reshape_dims += list(out)
-                cur.append(out)
+                cur.append(self._layout_shape(n, j, op, sattrs, gtypes[k].dtype, cshapes[k]))
                 continue
             ts, ss = [], []
             for r in refs:
@@ -221,7 +218,9 @@ class Planner:
             _no_broadcast(prog, n, f"step {j} operand", ts, ss, out)
             cur.append(out)
         it = cur[-1]
-        extras[n] = (list(it) if prog.needs_iteration_dims(n) else []) + reshape_dims
+        if n not in self._extra_keys:
+            self._extra_keys[n] = [key for key, _ in prog.fused_dims_layout(n)]
+        extras[n] = [d for key in self._extra_keys[n] for d in (it if key == "it" else cur[key])]
         primary = it
         if attrs["reduce"] is not None:
             axes = tuple(attrs["axis"])

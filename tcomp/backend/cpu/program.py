@@ -35,6 +35,7 @@ from tcomp.ir import Graph
 from tcomp.ir.ops.fused import step_types
 from tcomp.ir.ops.indexing import is_ref, ref_index
 from tcomp.ir.types import TupleType
+from tcomp.passes.memory import kernel_results
 
 #: ops whose None shape entries are filled from int-scalar operands: op -> (attr, first dim operand)
 DIM_OPERANDS = {
@@ -226,7 +227,7 @@ class Program:
         if op in ("set_subtensor", "inc_subtensor") and self.role[n] == "kernel":
             return 2 * len(self.g.attrs(n)["index"]) + self.selection_type(n).ndim
         if op == "fused":
-            return sum(len(d) for d in self.fused_dims_layout(n))
+            return sum(len(d) for _, d in self.fused_dims_layout(n))
         return 0
 
     def selection_type(self, n):
@@ -245,13 +246,13 @@ class Program:
         return a["reduce"] is not None or bool(a.get("epilogue")) or bool(a.get("outputs"))
 
     def fused_dims_layout(self, n) -> list:
-        """The extra parameters of a fused kernel, as a list of dim tuples: the iteration dims
-        (when needed), then the dims of every leading ``reshape`` step (a symbolic step shape
-        is only known per call)."""
+        """The extra parameters of a fused kernel, in order, as ``(key, dims)`` pairs: ``"it"``
+        with the iteration dims (when needed), then ``j`` with the dims of every leading
+        ``reshape`` step ``j`` (a symbolic step shape is only known per call)."""
         g = self.g
         stypes = step_types(g.attrs(n)["body"], [g.type(o) for o in g.operands(n)])
-        out = [stypes[-1].shape] if self.needs_iteration_dims(n) else []
-        out += [stypes[j].shape for j, step in enumerate(g.attrs(n)["body"]) if step[0] == "reshape"]
+        out = [("it", stypes[-1].shape)] if self.needs_iteration_dims(n) else []
+        out += [(j, stypes[j].shape) for j, step in enumerate(g.attrs(n)["body"]) if step[0] == "reshape"]
         return out
 
     def iteration_type(self, n):
@@ -265,17 +266,7 @@ class Program:
 
     def results(self, n) -> list:
         """The nodes whose storage kernel ``n`` writes: ``[n]``, or its ``get_output`` nodes."""
-        g = self.g
-        if g.op(n) == "fused" and g.attrs(n).get("outputs"):
-            return sorted((u for u in g.users(n) if g.op(u) == "get_output"), key=lambda u: g.attrs(u)["index"])
-        return [n]
-
-    def plain_fused(self, n) -> bool:
-        """A fused kernel that is one elementwise loop writing one result at each index it
-        reads (no reduction, no extra outputs, no layout steps)."""
-        a = self.g.attrs(n)
-        return (a["reduce"] is None and not a.get("outputs") and not a.get("epilogue")
-                and not any(step[0] in ("dimshuffle", "reshape") for step in a["body"]))
+        return kernel_results(self.g, n)
 
     def is_scalar_const(self, n) -> bool:
         return self.g.op(n) == "constant" and self.g.type(n).ndim == 0
