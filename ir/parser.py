@@ -6,6 +6,8 @@ Node ids, names, input order and output order are kept exactly as written, so
 through :func:`tcomp.ir.verify.verify`, whose complaints are mapped back to the line of
 the node they name, so a hand-edited dump with a wrong type or arity is caught here.
 Attributes a node line leaves out take the op's defaults (handy when writing by hand).
+A fused kernel may be written as a readable block (``format_graph(g, readable=True)``),
+read here line by line: the parser stays a loop over lines, with no recursion on graph depth.
 """
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ _TOKEN_RE = re.compile(r"""
     \s*(?:
       (?P<ref>%\d+)
     | (?P<str>"(?:[^"\\]|\\.)*")
-    | (?P<blob>blob<[0-9a-f]*>)
+    | (?P<comment>\#.*)
+    | (?P<operand>\$\d+)
+    | (?P<blob>blob<[^<>]*>)
     | (?P<num>-?(?:inf|nan)(?![A-Za-z0-9_.])
              |-?(?:\d+\.\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\d+)(?![A-Za-z0-9_.]))
     | (?P<name>[A-Za-z_][A-Za-z0-9_.]*)
@@ -58,6 +62,8 @@ class _Line:
             if m is None:  # only trailing whitespace is left
                 break
             kind = m.lastgroup
+            if kind == "comment":
+                break
             if kind == "bad":
                 self.error(f"unexpected character {m.group(kind)!r} at column {m.start(kind) + 1}")
             self.toks.append((kind, m.group(kind)))
@@ -276,6 +282,108 @@ def _resolve(line: _Line, v, node_type: TensorType):
     return v
 
 
+class _Block:
+    """A fused kernel's readable block being read (see :mod:`tcomp.ir.printer`)."""
+
+    def __init__(self, head: _Line, nid: int, operands: list[int], t, name):
+        self.head, self.nid, self.operands, self.type, self.name = head, nid, operands, t, name
+        self.steps: list = []
+        self.step_types: list = []  # (line, printed type) per step
+        self.reduce = None
+        self.reduce_line = None
+        self.reduce_attrs = {"axis": (), "keepdims": False}
+        self.epilogue: list = []
+        self.outputs: tuple = ()
+        self.seen_outputs = False
+
+    def read(self, line: _Line) -> None:
+        """One line inside the block."""
+        if line.peek(kind="ref"):
+            if self.reduce is not None or self.epilogue or self.seen_outputs:
+                line.error("kernel steps come before the reduce/epilogue/outputs lines")
+            k = line.ref()
+            if k != len(self.steps):
+                line.error(f"steps are numbered in order from %0: expected %{len(self.steps)}, got %{k}")
+            line.expect("=")
+            op = self._op(line)
+            line.expect("(")
+            refs = []
+            if not line.accept(")"):
+                while True:
+                    kind, v = line.next()
+                    if kind not in ("ref", "operand"):
+                        line.error(f"expected a kernel operand $i or an earlier step %k, got {v!r}")
+                    refs.append(v)
+                    if line.accept(")"):
+                        break
+                    line.expect(",")
+            attrs = line.attrs()
+            line.expect(":")
+            t = line.type()
+            line.done()
+            attrs = {key: _resolve(line, val, t) for key, val in attrs.items()}
+            self.steps.append((op, tuple(sorted(attrs.items())), tuple(refs)))
+            self.step_types.append((line, t))
+            return
+        kind, word = line.next()
+        if kind == "name" and word == "reduce":
+            if self.reduce is not None or self.epilogue or self.seen_outputs:
+                line.error("one 'reduce' line, after the steps and before epilogue/outputs")
+            self.reduce = self._op(line)
+            attrs = line.attrs()
+            bad = set(attrs) - {"axis", "keepdims"}
+            if bad:
+                line.error(f"a kernel's reduce takes only axis and keepdims, got {sorted(bad)}")
+            self.reduce_attrs.update(attrs)
+            line.expect(":")
+            self.reduce_line = (line, line.type())
+            line.done()
+        elif kind == "name" and word == "epilogue":
+            if self.seen_outputs:
+                line.error("epilogue lines come before the outputs line")
+            op = self._op(line)
+            attrs = line.attrs()
+            line.done()
+            self.epilogue.append((op, tuple(sorted(attrs.items()))))
+        elif kind == "name" and word == "outputs":
+            if self.seen_outputs:
+                line.error("'outputs' given twice")
+            self.outputs = tuple(line.ref_list())
+            self.seen_outputs = True
+            line.done()
+        else:
+            line.error(f"expected a kernel step '%k = op(...)', 'reduce', 'epilogue', 'outputs' or '}}', got {word!r}")
+
+    @staticmethod
+    def _op(line: _Line) -> str:
+        kind, op = line.next()
+        if kind != "name" or op not in OPS:
+            line.error(f"unknown op {op!r}")
+        return op
+
+    def attrs(self) -> dict:
+        if not self.steps:
+            self.head.error(f"the fused block of %{self.nid} has no steps")
+        return {"body": tuple(self.steps), "reduce": self.reduce, "axis": self.reduce_attrs["axis"],
+                "keepdims": self.reduce_attrs["keepdims"], "outputs": self.outputs, "epilogue": tuple(self.epilogue)}
+
+    def check_types(self, g: Graph, attrs: dict) -> None:
+        """The printed step and reduce types are what the ops' type rules give."""
+        from .ops.fused import _pre_epilogue, step_types
+
+        try:
+            types = step_types(attrs["body"], [g.type(o) for o in self.operands])
+            reduced = _pre_epilogue(attrs, types) if self.reduce_line else None
+        except (TypeError, ValueError) as exc:
+            self.head.error(f"%{self.nid} = fused: {exc}")
+        for j, ((line, printed), t) in enumerate(zip(self.step_types, types)):
+            if printed != t:
+                line.error(f"step %{j} of %{self.nid} is written as {printed} but {self.steps[j][0]} gives {t}")
+        if self.reduce_line and self.reduce_line[1] != reduced:
+            self.reduce_line[0].error(f"the reduce of %{self.nid} is written as {self.reduce_line[1]} "
+                                      f"but gives {reduced}")
+
+
 def _content_lines(text: str):
     for lineno, raw in enumerate(text.splitlines(), 1):
         s = raw.strip()
@@ -326,8 +434,25 @@ def parse_graph(text: str, check: bool = True) -> Graph:
     body = lines[1:]
     outputs = None
     closed = False
+    block = None
     for lineno, raw in body:
         line = _Line(raw, lineno)
+        if block is not None:
+            if line.accept("}"):
+                line.done()
+                attrs = block.attrs()
+                if check:
+                    block.check_types(g, attrs)
+                define(block.head, block.nid)
+                g.nx.add_node(block.nid, op="fused", attrs=attrs, type=block.type, name=block.name)
+                for i, o in enumerate(block.operands):
+                    g.nx.add_edge(o, block.nid, arg=i)
+                block = None
+            else:
+                block.read(line)
+            continue
+        if not line.toks:  # a line holding only a comment after some spaces
+            continue
         if closed:
             line.error("text after the closing '}'")
         if line.accept("}"):
@@ -361,6 +486,16 @@ def parse_graph(text: str, check: bool = True) -> Graph:
         line.expect(":")
         t = line.type()
         name = line.string() if line.peek(kind="str") else None
+        if line.accept("{"):
+            line.done()
+            if op != "fused":
+                line.error(f"only a fused kernel has a '{{' block, not {op}")
+            if attrs:
+                line.error("a fused kernel gives its body either as attrs or as a block, not both")
+            if nid in where:
+                line.error(f"%{nid} is defined twice (first on line {where[nid]})")
+            block = _Block(line, nid, operands, t, name)
+            continue
         line.done()
         attrs = {key: _resolve(line, val, t) for key, val in attrs.items()}
         for key, default in OPS[op].attr_defaults.items():
@@ -370,6 +505,9 @@ def parse_graph(text: str, check: bool = True) -> Graph:
         for i, o in enumerate(operands):
             g.nx.add_edge(o, nid, arg=i)
     last = body[-1][0] if body else lines[0][0]
+    if block is not None:
+        raise ValueError(f"line {last}: missing '}}' closing the fused block of %{block.nid} "
+                         f"(opened on line {block.head.lineno})")
     if not closed:
         raise ValueError(f"line {last}: missing closing '}}'")
     for nid in pending_inputs:

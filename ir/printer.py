@@ -28,11 +28,36 @@ Grammar (one statement per line; blank lines and lines starting with ``#`` are i
              | "tensor" "(" elems [":" type] ")"       a Constant; its type defaults to the node's
              | "type" "(" type ")"                     a TensorType (or TupleType)
     elems   := scalar | "[" [elems {"," elems}] "]"    nested lists, C order
-             | blob<SHA256>   a digest: only in abbreviated dumps and the hash's text; never parses
+             | blob<...>      a digest: only in abbreviated dumps and the hash's text; never parses
     ref     := "%" INT                                 node ids are kept as written
     STRING  := a JSON string literal (double quotes, backslash escapes, ASCII only)
     FLOAT   := Python ``repr`` of a float (has "." or "e"), or nan, -nan, inf, -inf
     NAME    := [A-Za-z_][A-Za-z0-9_.]* other than the reserved words above
+
+A ``fused`` kernel prints either in the canonical one-line form above (its ``body`` etc.
+as attrs: what ``str(graph)`` and the hash use) or, with ``format_graph(g, readable=True)``
+(what ``fn.dump`` and ``tcomp dump`` print), as a nested block that parses back to the same
+attrs::
+
+      %9 = fused(%2, %3) : f32[?, 8] "h" {
+        %0 = add($0, $1) : f32[?, 8]
+        %1 = tanh(%0) : f32[?, 8]
+        reduce sum {axis=(1,), keepdims=false} : f32[?]
+        epilogue dimshuffle {pattern=(0, "x")}
+        outputs (%0)
+      }
+
+    block   := step* ["reduce" OP [attrs] ":" type] {"epilogue" OP [attrs]} ["outputs" "(" [sref {"," sref}] ")"]
+    step    := sref "=" OP "(" [oref {"," oref}] ")" [attrs] ":" type
+    sref    := "%" INT      the result of step INT of this kernel (steps are numbered from 0, in order)
+    oref    := "$" INT | sref     "$i": the kernel's i-th operand (the node's i-th graph operand)
+
+Inside a block, ``%k`` names step ``k`` (not graph node ``k``).  Step and reduce types are
+what the op's type rule gives (the parser checks them); step attrs are taken as written
+(complete, as the fusion pass writes them).  A kernel whose attrs a block cannot express
+exactly (malformed, for the verifier to report) prints in the one-line form.  A ``#``
+outside a string starts a comment to the end of the line (``--locations`` prints
+``# file.py:12`` after each node that records where the user's Python made it).
 
 Nodes are printed in :meth:`Graph.topo_order` (deterministic), each with its optional
 name as a trailing string.  Floats print with ``repr`` (float32 constants with NumPy's
@@ -145,6 +170,12 @@ def _blob(c: Constant) -> str:
     return f"blob<{h.hexdigest()}>"
 
 
+def _display_blob(c: Constant) -> str:
+    """An elided constant in a human-facing dump: its type and a short digest of its bytes."""
+    digest = _blob(c)[len("blob<"):-1]
+    return f"blob<{format_type(c.type)} constant, sha256 {digest[:12]}..>"
+
+
 def format_value(v, node_type: TensorType | None = None, *, hash_mode: bool = False, where: str = "attr",
                  max_elements: float = float("inf")) -> str:
     """One attribute value in the grammar above; ``node_type`` is implied for Constants.
@@ -169,7 +200,10 @@ def format_value(v, node_type: TensorType | None = None, *, hash_mode: bool = Fa
         return "[" + ", ".join(format_value(x, node_type, hash_mode=hash_mode, where=where, max_elements=max_elements)
                                for x in v) + "]"
     if isinstance(v, Constant):
-        body = _blob(v) if hash_mode or v.value.size > max_elements else format_elements(v.value)
+        if hash_mode:
+            body = _blob(v)
+        else:
+            body = _display_blob(v) if v.value.size > max_elements else format_elements(v.value)
         if node_type is not None and v.type == node_type:
             return f"tensor({body})"
         return f"tensor({body} : {format_type(v.type)})"
@@ -193,11 +227,86 @@ def format_attrs(attrs: dict, node_type: TensorType, *, hash_mode: bool = False,
     return " {" + ", ".join(parts) + "}"
 
 
+_STEP_REF_RE = re.compile(r"[$%]\d+\Z")
+
+
+def _sorted_pairs(attrs) -> bool:
+    """A tuple of (str, value) pairs with sorted, distinct keys: what a block prints as ``{k=v}``."""
+    if not isinstance(attrs, tuple) or not all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str)
+                                               for p in attrs):
+        return False
+    keys = [k for k, _ in attrs]
+    return keys == sorted(set(keys))
+
+
+def _block_types(attrs: dict, operand_types: list):
+    """(step types, reduced type) when the readable block expresses ``attrs`` exactly, else None."""
+    from .ops.fused import _pre_epilogue, step_types
+
+    if set(attrs) - {"body", "reduce", "axis", "keepdims", "outputs", "epilogue"}:
+        return None
+    body, red, epi, outs = attrs.get("body"), attrs.get("reduce"), attrs.get("epilogue", ()), attrs.get("outputs", ())
+    if not isinstance(body, tuple) or not body:
+        return None
+    for step in body:
+        if not (isinstance(step, tuple) and len(step) == 3 and isinstance(step[0], str) and _sorted_pairs(step[1])
+                and isinstance(step[2], tuple) and all(isinstance(r, str) and _STEP_REF_RE.match(r) for r in step[2])):
+            return None
+    if red is None:
+        if attrs.get("axis", ()) != () or attrs.get("keepdims", False) is not False:
+            return None
+    elif not isinstance(red, str) or not isinstance(attrs.get("axis"), tuple) \
+            or not isinstance(attrs.get("keepdims"), bool):
+        return None
+    if not isinstance(epi, tuple) or not all(isinstance(e, tuple) and len(e) == 2 and isinstance(e[0], str)
+                                             and _sorted_pairs(e[1]) for e in epi):
+        return None
+    if not isinstance(outs, tuple) or not all(type(j) is int for j in outs):
+        return None
+    if any(isinstance(t, TupleType) for t in operand_types):
+        return None
+    try:
+        types = step_types(body, operand_types)
+        reduced = _pre_epilogue(attrs, types)
+    except (TypeError, ValueError, KeyError, IndexError):
+        return None
+    return types, reduced
+
+
+def _fused_block(attrs: dict, operand_types: list, max_elements: float) -> list[str] | None:
+    """The lines inside a fused kernel's readable block, or None (print it on one line)."""
+    got = _block_types(attrs, operand_types)
+    if got is None:
+        return None
+    types, reduced = got
+    lines = []
+    for j, (op, sattrs, refs) in enumerate(attrs["body"]):
+        a = format_attrs(dict(sattrs), types[j], where=f"step %{j} = {op}", max_elements=max_elements)
+        lines.append(f"%{j} = {op}({', '.join(refs)}){a} : {format_type(types[j])}")
+    if attrs["reduce"] is not None:
+        a = format_attrs({"axis": attrs["axis"], "keepdims": attrs["keepdims"]}, reduced)
+        lines.append(f"reduce {attrs['reduce']}{a} : {format_type(reduced)}")
+    for op, eattrs in attrs.get("epilogue", ()):
+        lines.append(f"epilogue {op}{format_attrs(dict(eattrs), reduced, where=f'epilogue {op}')}")
+    if attrs.get("outputs"):
+        lines.append(f"outputs ({', '.join(f'%{j}' for j in attrs['outputs'])})")
+    return lines
+
+
+def format_location(loc) -> str:
+    """``file:line`` of a recorded location (a ``(file, line)`` pair)."""
+    return f"{loc[0]}:{loc[1]}"
+
+
 def _format(graph, order: list[int], ids: dict[int, int], hash_mode: bool,
-            max_elements: float = float("inf")) -> str:
+            max_elements: float = float("inf"), readable: bool = False, locations: bool = False) -> str:
     """Shared by the printer (identity ids) and the hash (canonical ids, hash_mode)."""
     def ref(n):
         return f"%{ids.get(n, n)}"
+
+    def comment(n):
+        loc = graph.nx.nodes[n].get("loc") if locations else None
+        return "" if loc is None else f"  # {format_location(loc)}"
 
     header_inputs = set()
     decls = []
@@ -209,31 +318,61 @@ def _format(graph, order: list[int], ids: dict[int, int], hash_mode: bool,
         else:
             decls.append(ref(n))
     lines = [f"graph({', '.join(decls)}) {{"]
+    if locations:
+        lines += [f"  # {ref(n)} {quote(graph.name(n) or '')}: {format_location(graph.nx.nodes[n]['loc'])}"
+                  for n in graph.inputs if n in header_inputs and graph.nx.nodes[n].get("loc") is not None]
     for n in order:
         if n in header_inputs:
             continue
         where = f"%{n} = {graph.op(n)}"
-        operands = ", ".join(ref(o) for o in graph.operands(n))
+        operands = graph.operands(n)
         t = graph.type(n)
-        attrs = format_attrs(graph.attrs(n), t, hash_mode=hash_mode, where=where, max_elements=max_elements)
-        line = f"  {ref(n)} = {graph.op(n)}({operands}){attrs} : {format_type(t)}"
         name = graph.name(n)
-        if name is not None and not (hash_mode and graph.op(n) != "input"):
-            line += f" {quote(name)}"
-        lines.append(line)
+        label = "" if name is None or (hash_mode and graph.op(n) != "input") else f" {quote(name)}"
+        block = None
+        if readable and graph.op(n) == "fused":
+            block = _fused_block(graph.attrs(n), [graph.type(o) for o in operands], max_elements)
+        if block is not None:
+            lines.append(f"  {ref(n)} = fused({', '.join(ref(o) for o in operands)}) : {format_type(t)}{label} {{"
+                         + comment(n))
+            lines.extend("    " + b for b in block)
+            lines.append("  }")
+            continue
+        attrs = format_attrs(graph.attrs(n), t, hash_mode=hash_mode, where=where, max_elements=max_elements)
+        lines.append(f"  {ref(n)} = {graph.op(n)}({', '.join(ref(o) for o in operands)}){attrs} : {format_type(t)}"
+                     f"{label}{comment(n)}")
     lines.append(f"  return ({', '.join(ref(o) for o in graph.outputs)})")
     lines.append("}")
     return "\n".join(lines)
 
 
-def format_graph(graph, max_constant_elements: int | None = None) -> str:
+def elided_constants(graph, max_constant_elements: int | None) -> int:
+    """How many constant values ``format_graph(graph, max_constant_elements)`` prints as digests."""
+    if max_constant_elements is None:
+        return 0
+    count = 0
+    stack = [a for n in graph.nx.nodes for a in graph.attrs(n).values()]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, Constant):
+            count += v.value.size > max_constant_elements
+        elif isinstance(v, (tuple, list)):
+            stack.extend(v)
+    return count
+
+
+def format_graph(graph, max_constant_elements: int | None = None, *, readable: bool = False,
+                 locations: bool = False) -> str:
     """The text form of ``graph`` (see the module docstring); parses back exactly.
 
     ``max_constant_elements`` abbreviates larger constants to a digest for human-facing
-    dumps (``tcomp dump``); such text no longer parses back.
+    dumps (``tcomp dump``); such text no longer parses back.  ``readable`` prints fused
+    kernels as nested blocks; ``locations`` adds ``# file:line`` comments where nodes
+    recorded the user's source line.  Both still parse back.
     """
     limit = float("inf") if max_constant_elements is None else max_constant_elements
-    return _format(graph, graph.topo_order(), {}, hash_mode=False, max_elements=limit)
+    return _format(graph, graph.topo_order(), {}, hash_mode=False, max_elements=limit, readable=readable,
+                   locations=locations)
 
 
 # -- structural hash ---------------------------------------------------------------------
