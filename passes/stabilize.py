@@ -1,53 +1,248 @@
 """Numerical stabilization: rewrite formulas that overflow or cancel into stable ops.
 
-Each rule replaces a naive formula by an op of the table that computes the same function
-without the intermediate overflow/cancellation (tests show the naive graph going wrong in
-the reference interpreter where the rewritten one does not):
+Users write sigmoids, softpluses and softmaxes out by hand (Theano's own logistic-regression
+tutorial does: ``p = 1 / (1 + exp(-dot(x, w) - b))`` and ``log(p)``, ``log(1 - p)``).  Left as
+written, ``exp`` overflows, ``1 - p`` cancels to 0 and ``log`` gives ``-inf``, and the gradient
+divides by it: training ends in nan.  Each rule replaces such a formula by an op of the table
+that computes the same function without the intermediate overflow/cancellation:
 
+* ``1 / (1 + exp(-x))`` and ``exp(x) / (1 + exp(x))`` -> ``sigmoid(x)``;
+  ``1 - sigmoid(x)`` -> ``sigmoid(-x)``;
+* ``log(sigmoid(x))`` -> ``-softplus(-x)``; ``log(1 - sigmoid(x))`` -> ``-softplus(x)``;
+  ``log(1 + exp(x))`` and ``log1p(exp(x))`` -> ``softplus(x)``;
 * ``log(softmax(x))`` -> ``log_softmax(x)``; also ``log(subtensor(softmax(x), idx))`` ->
-  ``subtensor(log_softmax(x), idx)`` (the cross-entropy select ``-log(p)[arange(n), y]``
-  either way, since log is elementwise and commutes with selection);
+  ``subtensor(log_softmax(x), idx)`` (log is elementwise and commutes with selection);
 * ``log(1 + x)`` -> ``log1p(x)``, ``log(1 - x)`` -> ``log1p(-x)`` (float results only: an
-  integer ``1 + x`` may wrap before the log);
-* ``exp(x) - 1`` -> ``expm1(x)``;
-* ``log(sigmoid(x))`` -> ``-softplus(-x)`` and ``log(1 - sigmoid(x))`` -> ``-softplus(x)``;
-* ``log(sum(exp(x), axis=a))`` -> ``logsumexp(x, a)`` for a single axis, and the
-  max-subtracted form ``log(sum(exp(x - m), a)) + m`` with ``m = max(x, a)`` likewise;
-* a hand-written softmax ``exp(x) / sum(exp(x), a, keepdims)`` (also with ``x - max(x)``
-  in both exps, and with a dimshuffle re-inserting the reduced axis) -> ``softmax(x, a)``.
+  integer ``1 + x`` may wrap before the log); ``exp(x) - 1`` -> ``expm1(x)``;
+* ``log(sum(exp(x), axes))`` -> ``logsumexp(x)`` (one ``logsumexp`` per axis, innermost
+  first: ``log sum_ij exp x_ij = lse_i(lse_j(x_ij))``, exact and stable), and the
+  max-subtracted form ``log(sum(exp(x - m), axes)) + m`` with ``m = max(x, axes)`` likewise;
+* ``exp(x) / sum(exp(x), axes, keepdims)`` (also max-subtracted, and with the reduced axes
+  re-inserted by a dimshuffle or, for leading axes, by broadcasting) -> ``softmax(x, a)`` for
+  one axis, ``exp(x - logsumexp(x, axes, keepdims))`` for several.
 
-Rules apply in one topological sweep, so a hand-written softmax first becomes ``softmax``
-and then a ``log`` over it becomes ``log_softmax``.
+"Every equivalent spelling": the matchers accept either operand order, ``a - b`` as well as
+``a + (-b)``, ``-1 * x`` / ``0 - x`` as negation, and constants that are Python scalars,
+0-d or broadcast constant tensors, possibly behind a ``cast``/``alloc``/``dimshuffle``/
+``reshape`` (:func:`const_scalar`).  ``T.grad`` runs this pass on the forward graph before
+differentiating (without canonicalize), so the matchers cannot rely on canonical order.
+
+Rules apply in one topological sweep (operands before users) and each looks a bounded number
+of nodes up the graph, so the pass is linear in graph size and never recurses on depth: a
+hand-written sigmoid becomes ``sigmoid`` before the ``log`` above it is visited, which then
+becomes ``-softplus``.  A rule computes in the replaced node's dtype (a strong float64
+constant around a float32 ``x`` casts ``x`` first) and broadcasts its result to the node's
+exact type, or does not fire.
 """
 from __future__ import annotations
 
 from typing import Optional
 
-from tcomp.ir import Graph
+import numpy as np
+
+from tcomp.ir import Constant, Graph, TensorType
 from tcomp.ir import dtypes as dt
 
-from .rewrite import apply_rules, fit_type, is_const_filled
+from .rewrite import apply_rules
+
+#: ops a constant may hide behind (value-preserving up to the cast, which is applied)
+_CONST_WRAPPERS = ("cast", "alloc", "dimshuffle", "reshape")
 
 
-def _float_node(g: Graph, node: int) -> bool:
-    return dt.is_float(g.type(node).dtype)
+# -- matching helpers ---------------------------------------------------------------------
+
+def const_scalar(g: Graph, node: int) -> Optional[float]:
+    """The one value of a constant whose elements are all equal, looking through at most four
+    casts/allocs/dimshuffles/reshapes; None for anything else (or an empty constant)."""
+    casts = []
+    for _ in range(5):
+        op = g.op(node)
+        if op == "constant":
+            break
+        if op not in _CONST_WRAPPERS:
+            return None
+        if op == "cast":
+            casts.append(g.attrs(node)["dtype"])
+        node = g.operands(node)[0]
+    else:
+        return None
+    v = np.asarray(g.attrs(node)["value"].value)
+    if v.size == 0:
+        return None
+    with np.errstate(all="ignore"):
+        for d in reversed(casts):
+            v = v.astype(d)
+    first = v.flat[0]
+    if not np.all(v == first):
+        return None
+    return first.item()
+
+
+def _is_const(g: Graph, node: int, value) -> bool:
+    c = const_scalar(g, node)
+    return c is not None and c == value
 
 
 def _one_plus(g: Graph, node: int) -> Optional[tuple[int, bool]]:
-    """For ``1 + x`` return (x, False); for ``1 - x`` return (x, True); else None."""
+    """For ``1 + x`` (either order) return (x, False); for ``1 - x`` or ``1 + (-x)`` return
+    (x, True); else None."""
     op = g.op(node)
     if op not in ("add", "sub"):
         return None
     a, b = g.operands(node)
-    if op == "add":
-        if is_const_filled(g, b, 1):
-            return a, False
-        if is_const_filled(g, a, 1):
-            return b, False
-    elif is_const_filled(g, a, 1):
-        return b, True
+    if op == "sub":
+        return (b, True) if _is_const(g, a, 1) else None
+    for one, x in ((b, a), (a, b)):
+        if _is_const(g, one, 1):
+            if g.op(x) == "neg":
+                return g.operands(x)[0], True
+            return x, False
     return None
 
+
+def negated(g: Graph, z: int) -> int:
+    """A node equal to ``-z``, reusing z's structure where it is a negation already:
+    ``-(-a) = a``, ``-(a - b) = b - a``, ``-(-a - b) = a + b``, ``-(0 - a) = a``,
+    ``-(-1 * a) = a``, ``-c`` folded for a constant."""
+    op = g.op(z)
+    if op == "neg":
+        return g.operands(z)[0]
+    if op == "sub":
+        a, b = g.operands(z)
+        if _is_const(g, a, 0):
+            return b
+        if g.op(a) == "neg":
+            return g.add_node("add", [g.operands(a)[0], b])
+        return g.add_node("sub", [b, a])
+    if op == "mul":
+        a, b = g.operands(z)
+        for c, x in ((a, b), (b, a)):
+            if _is_const(g, c, -1):
+                return x
+    if op == "constant":
+        v = np.asarray(g.attrs(z)["value"].value)
+        if v.dtype.kind in "fi":
+            return g.add_constant(Constant(np.negative(v)))
+    return g.add_node("neg", [z])
+
+
+def _same_value(g: Graph, a: int, b: int) -> bool:
+    """``a`` and ``b`` are the same node or the same unary op of the same operand (un-CSE'd
+    ``exp(x)`` written twice)."""
+    if a == b:
+        return True
+    return (g.op(a) == g.op(b) and g.op(a) in ("exp", "neg") and g.operands(a) == g.operands(b))
+
+
+def fit(g: Graph, node: int, want: TensorType) -> Optional[int]:
+    """``node`` brought to type ``want`` exactly: cast, leading broadcast dims added by a
+    dimshuffle, a static broadcast by an alloc; None when that cannot be done exactly."""
+    t = g.type(node)
+    if not isinstance(t, TensorType):
+        return None
+    if t.dtype != want.dtype:
+        node = g.add_node("cast", [node], {"dtype": want.dtype})
+    if t.ndim < want.ndim:
+        pad = want.ndim - t.ndim
+        node = g.add_node("dimshuffle", [node], {"pattern": ("x",) * pad + tuple(range(t.ndim))})
+    t = g.type(node)
+    if t.ndim != want.ndim:
+        return None
+    if t.shape != want.shape and want.is_static:
+        node = g.add_node("alloc", [node], {"shape": want.shape})
+    return node if g.type(node) == want else None
+
+
+def _in_dtype(g: Graph, x: int, want: TensorType) -> int:
+    """``x`` cast to the float dtype the replaced node computed in (so the stable op runs at
+    the same precision as the naive formula did)."""
+    if g.type(x).dtype != want.dtype:
+        return g.add_node("cast", [x], {"dtype": want.dtype})
+    return x
+
+
+def _unary_in(g: Graph, op: str, x: int, want: TensorType) -> Optional[int]:
+    if not dt.is_float(want.dtype):
+        return None
+    return fit(g, g.add_node(op, [_in_dtype(g, x, want)]), want)
+
+
+def _neg_softplus(g: Graph, x: int, want: TensorType) -> Optional[int]:
+    if not dt.is_float(want.dtype):
+        return None
+    sp = g.add_node("softplus", [_in_dtype(g, x, want)])
+    return fit(g, g.add_node("neg", [sp]), want)
+
+
+# -- sigmoid and softplus -----------------------------------------------------------------
+
+def _reciprocal_of(g: Graph, node: int) -> Optional[int]:
+    """For ``1 / d`` or ``d ** -1`` return d."""
+    op = g.op(node)
+    if op == "truediv":
+        a, b = g.operands(node)
+        return b if _is_const(g, a, 1) else None
+    if op == "pow":
+        a, b = g.operands(node)
+        return a if _is_const(g, b, -1) else None
+    return None
+
+
+def sigmoid_rule(g, node):
+    """``1 / (1 + exp(z))`` -> ``sigmoid(-z)``; ``exp(x) / (1 + exp(x))`` -> ``sigmoid(x)``."""
+    want = g.type(node)
+    den = _reciprocal_of(g, node)
+    if den is not None:
+        m = _one_plus(g, den)
+        if m is None or m[1] or g.op(m[0]) != "exp":
+            return None
+        return _unary_in(g, "sigmoid", negated(g, g.operands(m[0])[0]), want)
+    if g.op(node) != "truediv":
+        return None
+    num, den = g.operands(node)
+    m = _one_plus(g, den)
+    if g.op(num) != "exp" or m is None or m[1] or not _same_value(g, num, m[0]):
+        return None
+    return _unary_in(g, "sigmoid", g.operands(num)[0], want)
+
+
+def one_minus_sigmoid_rule(g, node):
+    """``1 - sigmoid(x)`` (also ``1 + (-sigmoid(x))``) -> ``sigmoid(-x)``: no cancellation
+    where sigmoid(x) rounds to 1."""
+    m = _one_plus(g, node)
+    if m is None or not m[1] or g.op(m[0]) != "sigmoid":
+        return None
+    return _unary_in(g, "sigmoid", negated(g, g.operands(m[0])[0]), g.type(node))
+
+
+def log_sigmoid_rule(g, node):
+    """``log(sigmoid(x))`` -> ``-softplus(-x)``; ``log(1 - sigmoid(x))`` -> ``-softplus(x)``."""
+    (s,) = g.operands(node)
+    want = g.type(node)
+    if g.op(s) == "sigmoid":
+        return _neg_softplus(g, negated(g, g.operands(s)[0]), want)
+    m = _one_plus(g, s)
+    if m is None or not m[1] or g.op(m[0]) != "sigmoid":
+        return None
+    return _neg_softplus(g, g.operands(m[0])[0], want)
+
+
+def softplus_rule(g, node):
+    """``log(1 + exp(x))`` -> ``softplus(x)``; for a ``log1p`` node, ``log1p(exp(x))``."""
+    (s,) = g.operands(node)
+    if g.op(node) == "log1p":
+        e = s
+    else:
+        m = _one_plus(g, s)
+        if m is None or m[1]:
+            return None
+        e = m[0]
+    if g.op(e) != "exp":
+        return None
+    return _unary_in(g, "softplus", g.operands(e)[0], g.type(node))
+
+
+# -- log1p, expm1, log_softmax ------------------------------------------------------------
 
 def log_softmax_rule(g, node):
     (x,) = g.operands(node)
@@ -63,13 +258,13 @@ def log_softmax_rule(g, node):
 
 def log1p_rule(g, node):
     (s,) = g.operands(node)
-    if not _float_node(g, s):
+    if not dt.is_float(g.type(s).dtype):
         return None
     m = _one_plus(g, s)
     if m is None:
         return None
     x, negate = m
-    x = fit_type(g, x, g.type(s))  # the add computed in its promoted dtype and shape
+    x = fit(g, _in_dtype(g, x, g.type(s)), g.type(s))  # the add computed in its promoted type
     if x is None:
         return None
     if negate:
@@ -77,68 +272,106 @@ def log1p_rule(g, node):
     return g.add_node("log1p", [x])
 
 
-def log_sigmoid_rule(g, node):
-    (s,) = g.operands(node)
-    if g.op(s) == "sigmoid":
-        (x,) = g.operands(s)
-        x = fit_type(g, x, g.type(s))
-        if x is None:
-            return None
-        return g.add_node("neg", [g.add_node("softplus", [g.add_node("neg", [x])])])
-    m = _one_plus(g, s)
-    if m is None or not m[1] or g.op(m[0]) != "sigmoid" or g.type(m[0]) != g.type(s):
-        return None
-    (x,) = g.operands(m[0])
-    return g.add_node("neg", [g.add_node("softplus", [x])])
-
-
 def expm1_rule(g, node):
+    """``exp(x) - 1`` (also ``exp(x) + (-1)``) -> ``expm1(x)``."""
     a, b = g.operands(node)
-    if g.op(a) != "exp" or not is_const_filled(g, b, 1):
-        return None
-    e = fit_type(g, a, g.type(node))
-    if e is None or e != a:
-        return None
-    return g.add_node("expm1", g.operands(a))
-
-
-def _max_of(g: Graph, m: int, x: int, axis: int) -> Optional[bool]:
-    """If ``m`` is ``max(x, (axis,))`` (keepdims or re-expanded by a dimshuffle), return its
-    keepdims-ness (True: m has the reduced axis as size 1); else None."""
-    if g.op(m) == "dimshuffle":
-        (inner,) = g.operands(m)
-        nd = g.type(x).ndim
-        want = tuple(range(axis)) + ("x",) + tuple(range(axis, nd - 1))
-        if tuple(g.attrs(m)["pattern"]) != want:
+    if g.op(node) == "add":
+        if g.op(a) != "exp":
+            a, b = b, a
+        if not _is_const(g, b, -1):
             return None
-        return True if _max_of(g, inner, x, axis) is False else None
-    if g.op(m) != "max" or g.operands(m)[0] != x or tuple(g.attrs(m)["axis"]) != (axis,):
+    elif not _is_const(g, b, 1):
         return None
-    return bool(g.attrs(m)["keepdims"])
+    if g.op(a) != "exp":
+        return None
+    return _unary_in(g, "expm1", g.operands(a)[0], g.type(node))
 
 
-def _exp_argument(g: Graph, e: int, axis: int) -> Optional[tuple[int, bool]]:
-    """For ``exp(x)`` return (x, False); for ``exp(x - max(x, axis))`` return (x, True)."""
+# -- logsumexp and softmax ----------------------------------------------------------------
+
+def _axes(g: Graph, node: int) -> tuple:
+    a = g.attrs(node)["axis"]
+    return tuple(a) if isinstance(a, (tuple, list)) else (a,)
+
+
+def _reinserted(g: Graph, node: int, op: str, nd: int) -> Optional[tuple[int, tuple, bool]]:
+    """If ``node`` is ``op(v, axes)`` (a reduction of a rank-``nd`` v) in a form that
+    broadcasts against v like keepdims=True does, return (v, axes, keepdims_attr): keepdims;
+    or keepdims=False over leading axes (NumPy aligns from the right); or keepdims=False
+    followed by a dimshuffle that puts an 'x' at each reduced axis (leading ones optional)."""
+    pattern = None
+    if g.op(node) == "dimshuffle":
+        pattern = tuple(g.attrs(node)["pattern"])
+        node = g.operands(node)[0]
+    if g.op(node) != op:
+        return None
+    axes, keep = _axes(g, node), bool(g.attrs(node)["keepdims"])
+    v = g.operands(node)[0]
+    if g.type(v).ndim != nd:
+        return None
+    if pattern is None:
+        if keep or axes == tuple(range(len(axes))):
+            return v, axes, keep
+        return None
+    if keep:
+        return None
+    kept = [i for i in range(nd) if i not in axes]
+    off = nd - len(pattern)
+    if off < 0 or any(i not in axes for i in range(off)):
+        return None
+    for pos, p in enumerate(pattern):
+        axis = pos + off
+        if p == "x":
+            if axis not in axes:
+                return None
+        elif p >= len(kept) or kept[p] != axis:
+            return None
+    return v, axes, False
+
+
+def _is_max_of(g: Graph, m: int, x: int, axes: tuple, keepdims: bool) -> bool:
+    """``m`` is ``max(x, axes)`` in a form that lines up with a ``sum(..., axes, keepdims)``
+    of x: for keepdims, any form broadcasting like keepdims (:func:`_reinserted`); without,
+    exactly the plain keepdims=False max (same rank and alignment)."""
+    if not keepdims:
+        return (g.op(m) == "max" and g.operands(m)[0] == x and _axes(g, m) == axes
+                and not g.attrs(m)["keepdims"])
+    r = _reinserted(g, m, "max", g.type(x).ndim)
+    return r is not None and r[0] == x and r[1] == axes
+
+
+def _exp_argument(g: Graph, e: int, axes: tuple) -> Optional[tuple[int, bool]]:
+    """For ``exp(x)`` return (x, False); for ``exp(x - max(x, axes))`` return (x, True)."""
     if g.op(e) != "exp":
         return None
     (arg,) = g.operands(e)
     if g.op(arg) == "sub":
         x, m = g.operands(arg)
-        if _max_of(g, m, x, axis) is True:
+        if g.type(x) == g.type(arg) and _is_max_of(g, m, x, axes, True):
             return x, True
     return arg, False
 
 
-def _sum_exp(g: Graph, s: int) -> Optional[tuple[int, int, bool, bool]]:
-    """For ``sum(exp(...), (a,))`` return (x, a, keepdims, max_subtracted)."""
-    if g.op(s) != "sum" or len(g.attrs(s)["axis"]) != 1:
+def _sum_exp(g: Graph, s: int) -> Optional[tuple[int, tuple, bool, bool]]:
+    """For ``sum(exp(...), axes)`` return (x, axes, keepdims, max_subtracted)."""
+    if g.op(s) != "sum" or not _axes(g, s):
         return None
-    (a,) = g.attrs(s)["axis"]
-    e = g.operands(s)[0]
-    found = _exp_argument(g, e, a)
+    axes = _axes(g, s)
+    found = _exp_argument(g, g.operands(s)[0], axes)
     if found is None:
         return None
-    return found[0], a, bool(g.attrs(s)["keepdims"]), found[1]
+    return found[0], axes, bool(g.attrs(s)["keepdims"]), found[1]
+
+
+def _logsumexp(g: Graph, x: int, axes: tuple, keepdims: bool, want: TensorType) -> Optional[int]:
+    """logsumexp over ``axes``: one single-axis op per axis, last axis first (so the lower
+    axis numbers stay valid when keepdims is False)."""
+    if not dt.is_float(want.dtype):
+        return None
+    x = _in_dtype(g, x, want)
+    for a in sorted(axes, reverse=True):
+        x = g.add_node("logsumexp", [x], {"axis": a, "keepdims": keepdims})
+    return fit(g, x, want)
 
 
 def logsumexp_rule(g, node):
@@ -146,54 +379,57 @@ def logsumexp_rule(g, node):
     found = _sum_exp(g, s)
     if found is None or found[3]:
         return None
-    x, a, keepdims, _ = found
-    return g.add_node("logsumexp", [x], {"axis": a, "keepdims": keepdims})
+    x, axes, keepdims, _ = found
+    return _logsumexp(g, x, axes, keepdims, g.type(node))
 
 
 def logsumexp_shifted_rule(g, node):
-    """``log(sum(exp(x - m), a)) + m2`` with m, m2 = max(x, a) -> ``logsumexp(x, a)``."""
+    """``log(sum(exp(x - m), axes)) + m2`` with m, m2 = max(x, axes) -> ``logsumexp``."""
     for lg, m2 in (g.operands(node), reversed(g.operands(node))):
         if g.op(lg) != "log":
             continue
         found = _sum_exp(g, g.operands(lg)[0])
         if found is None or not found[3]:
             continue
-        x, a, keepdims, _ = found
-        if _max_of(g, m2, x, a) is not keepdims:
+        x, axes, keepdims, _ = found
+        if not _is_max_of(g, m2, x, axes, keepdims):
             continue
-        return g.add_node("logsumexp", [x], {"axis": a, "keepdims": keepdims})
+        return _logsumexp(g, x, axes, keepdims, g.type(node))
     return None
 
 
 def softmax_rule(g, node):
     num, den = g.operands(node)
-    if g.op(den) == "dimshuffle":
-        (s,) = g.operands(den)
-        if g.op(s) != "sum" or g.attrs(s)["keepdims"] or len(g.attrs(s)["axis"]) != 1:
-            return None
-        (a,) = g.attrs(s)["axis"]
-        nd = g.type(num).ndim
-        if tuple(g.attrs(den)["pattern"]) != tuple(range(a)) + ("x",) + tuple(range(a, nd - 1)):
-            return None
-    else:
-        s = den
-        if g.op(s) != "sum" or not g.attrs(s)["keepdims"]:
-            return None
+    nd = g.type(num).ndim
+    r = _reinserted(g, den, "sum", nd)
+    if r is None:
+        return None
+    s = den if g.op(den) == "sum" else g.operands(den)[0]
     found = _sum_exp(g, s)
     if found is None:
         return None
-    x, a, _, shifted = found
-    exp_node = g.operands(s)[0]
-    if num != exp_node and _exp_argument(g, num, a) != (x, shifted):
+    x, axes, _, shifted = found
+    if not _same_value(g, num, g.operands(s)[0]) and _exp_argument(g, num, axes) != (x, shifted):
         return None
-    return g.add_node("softmax", [x], {"axis": a})
+    want = g.type(node)
+    if not dt.is_float(want.dtype):
+        return None
+    x = _in_dtype(g, x, want)
+    if len(axes) == 1:
+        return fit(g, g.add_node("softmax", [x], {"axis": axes[0]}), want)
+    lse = x
+    for a in sorted(axes, reverse=True):
+        lse = g.add_node("logsumexp", [lse], {"axis": a, "keepdims": True})
+    return fit(g, g.add_node("exp", [g.add_node("sub", [x, lse])]), want)
 
 
 RULES = {
-    "log": [log_softmax_rule, log_sigmoid_rule, log1p_rule, logsumexp_rule],
-    "sub": [expm1_rule],
-    "add": [logsumexp_shifted_rule],
-    "truediv": [softmax_rule],
+    "log": [log_softmax_rule, log_sigmoid_rule, softplus_rule, log1p_rule, logsumexp_rule],
+    "log1p": [softplus_rule],
+    "sub": [one_minus_sigmoid_rule, expm1_rule],
+    "add": [one_minus_sigmoid_rule, expm1_rule, logsumexp_shifted_rule],
+    "truediv": [sigmoid_rule, softmax_rule],
+    "pow": [sigmoid_rule],
 }
 
 
