@@ -14,7 +14,9 @@ included.  Other modules add rows with ``@register_vjp("op")``.
 The walk is iterative (no recursion, deep graphs cannot overflow the stack) in reverse
 topological order over the nodes that lie on a path from some ``wrt`` to the cost;
 cotangents of a node used several times are summed.  Integer and bool nodes never carry
-cotangents, and non-differentiable ops (``OpDef.differentiable`` False) stop the flow.
+cotangents, but they connect: a float input reached only through them (a comparison, an
+int cast) gets a zero gradient, as in Theano.  Non-differentiable ops (``OpDef.differentiable``
+False: shape, arange, random draws) stop the flow: what lies behind them is disconnected.
 """
 from __future__ import annotations
 
@@ -180,8 +182,10 @@ def is_float_node(g: Graph, n: int) -> bool:
 # -- the transformation -------------------------------------------------------------------
 
 def _ancestors(g: Graph, seeds: Iterable[int], blocked: set) -> set:
-    """Nodes from which a gradient can reach a seed: float nodes only, not through blocked
-    (consider_constant) nodes or non-differentiable ops."""
+    """Nodes on which a seed depends, not through blocked (consider_constant) nodes or
+    non-differentiable ops.  Integer and bool nodes are walked through (Theano's choice):
+    ``cast(x > 0, float)`` or ``cast(cast(x, int32), float)`` keeps ``x`` connected with a
+    zero gradient instead of making it a disconnected input; they carry no cotangent."""
     seen = set()
     stack = [s for s in seeds if is_float_node(g, s)]
     while stack:
@@ -192,7 +196,7 @@ def _ancestors(g: Graph, seeds: Iterable[int], blocked: set) -> set:
         if n in blocked or not get_op(g.op(n)).differentiable:
             continue
         for p in g.operands(n):
-            if p not in seen and is_float_node(g, p):
+            if p not in seen:
                 stack.append(p)
     return seen
 
@@ -272,7 +276,7 @@ def grad(graph: Graph, cost: Optional[int], wrt, consider_constant=(), disconnec
         if get_op(opname).source:
             continue
         operands = g.operands(n)
-        wants = [o in relevant for o in operands]
+        wants = [o in relevant and is_float_node(g, o) for o in operands]
         if not any(wants):
             continue
         rule = VJP_RULES.get(opname)

@@ -14,8 +14,12 @@ Conventions at non-differentiable points (stated once, tested in tests/test_auto
 * ``mod``: d/da = 1, d/db = -floor(a / b) (NumPy's sign convention, result has b's sign).
 * ``set_subtensor`` with repeated advanced indices: every occurrence gets the cotangent
   of the element it writes (Theano's choice), although only the last write survives.
-* ``cast``: float -> float passes the cotangent through (cast back); casts to or from
-  integer/bool types are disconnected (integer nodes never carry cotangents).
+* ``cast``: float -> float passes the cotangent through (cast back); a cast to or from an
+  integer/bool type passes nothing (integer nodes never carry cotangents), so a float input
+  reached only through one gets a zero gradient (Theano's Cast.grad gives zeros).
+* piecewise-constant ops (``floor``, ``ceil``, ``round``, ``sign``, ``floordiv``) and
+  int/bool-valued ones (comparisons, logical ops, ``argmax``/``argmin``) have a zero
+  gradient, including at their jumps (Theano's choice), not a disconnected input.
 """
 from __future__ import annotations
 
@@ -214,6 +218,23 @@ def _cast(ctx):
     if not (dt.is_float(g.type(x).dtype) and dt.is_float(ctx.out_type.dtype)):
         return [None]
     return [cast_to(g, ctx.cotangent, g.type(x).dtype)]
+
+
+#: ops whose gradient is zero: piecewise constant (the derivative is 0 wherever it exists),
+#: or a bool/int result, which never carries a cotangent (their rows are listed so that the
+#: table states the convention; autodiff never calls a rule for a bool node)
+ZERO_GRADIENT = ("sign", "floor", "ceil", "round", "floordiv", "eq", "neq", "lt", "le", "gt", "ge",
+                 "logical_not", "logical_and", "logical_or", "logical_xor", "argmax", "argmin")
+
+
+def _zero_gradient(ctx):
+    """No operand gets a contribution; an input that reaches the cost only through such
+    ops gets zeros from the walk (Theano: ``zeros_like(x)``), not "disconnected input"."""
+    return [None] * len(ctx.operands)
+
+
+for _name in ZERO_GRADIENT:
+    register_vjp(_name)(_zero_gradient)
 
 
 # -- reductions -----------------------------------------------------------------------------

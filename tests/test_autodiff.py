@@ -79,15 +79,18 @@ def test_disconnected_wrt_raise_warn_ignore():
         grad(g, cost, [x], disconnected_inputs="bogus")
 
 
-def test_gradient_through_integer_path_is_disconnected():
-    """cast to int and back, or a comparison, carries no gradient."""
+def test_gradient_through_integer_path_is_zero():
+    """cast to int and back, or a comparison, carries no cotangent but keeps x connected:
+    its gradient is zero (Theano's Cast.grad and comparison grads give zeros), no error."""
     g = Graph()
     x = g.add_input(TensorType(F, (3,)), "x")
     as_int = g.add_node("cast", [x], {"dtype": "int32"})
     back = g.add_node("cast", [as_int], {"dtype": F})
-    cost = scalar_cost(g, back)
-    with pytest.raises(ValueError, match="'x'"):
-        grad(g, cost, [x])
+    positive = g.add_node("cast", [g.add_node("gt", [x, g.add_constant(Constant(0.0, F))])], {"dtype": F})
+    for out in (back, positive):
+        cost = scalar_cost(g, out)
+        (gx,) = run(g, [grad(g, cost, [x])[0]], [np.array([1.5, -2.0, 0.3])])
+        np.testing.assert_array_equal(gx, np.zeros(3))
 
 
 # -- conventions -----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ def fd_check(g: Graph, out: int, values: list, eps=1e-6, rtol=1e-4, atol=1e-6, s
     values = [np.asarray(v) for v in values]
     g.outputs = [out]
     (y,) = evaluate(g, values)
-    r = _rng(seed).standard_normal(y.shape).astype(y.dtype)
+    r = _rng(seed).standard_normal(y.shape).astype(y.dtype if y.dtype.kind == "f" else F)  # bool/int out: float R
     proj = g.add_node("mul", [out, g.add_constant(Constant(r))])
     cost = g.add_node("sum", [proj], {"axis": tuple(range(y.ndim))})
     wrt = [i for i in g.inputs if g.type(i).dtype == F]
@@ -245,6 +245,16 @@ CASES = {
                multi("matmul", [(2, 2, 3), (3,)], {}), multi("matmul", [(1, 2, 3), (4, 3, 2)], {}),
                multi("matmul", [(2, 1, 2, 3), (3, 3, 2)], {})],
 }
+
+# zero gradient: piecewise constant (values away from the jumps, so finite differences are 0
+# too) or a bool/int result (cost = sum(cast(out) * R) still depends on the inputs)
+CASES.update({name: [unary(name, low=-2.9, high=2.9)] for name in ("sign", "floor", "ceil", "round")})
+CASES.update({name: [binary(name, lb=0.5, hb=2.0)] for name in
+              ("floordiv", "eq", "neq", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor")})
+CASES.update({"logical_not": [unary("logical_not")],
+              "argmax": [single("argmax", (3, 4), {"axis": (1,)})],
+              "argmin": [single("argmin", (3, 4), {"axis": (0, 1), "keepdims": True})]})
+
 
 def conv_pool(name, shapes, attrs, runtime=None):
     """conv2d/pool2d and their gradient ops (registered in ir/ops/conv.py, pool.py)."""

@@ -68,10 +68,11 @@ _erf = np.frompyfunc(math.erf, 1, 1)
 UNARY = {
     "neg": (_numeric_same, np.negative, True),
     "abs": (_numeric_same, np.abs, True),
-    "sign": (_numeric_same, np.sign, False),
-    "floor": (_numeric_same, np.floor, False),
-    "ceil": (_numeric_same, np.ceil, False),
-    "round": (_numeric_same, np.round, False),  # half to even, as NumPy
+    # piecewise constant: differentiable with a zero gradient (Theano's grad is zeros_like(x))
+    "sign": (_numeric_same, np.sign, True),
+    "floor": (_numeric_same, np.floor, True),
+    "ceil": (_numeric_same, np.ceil, True),
+    "round": (_numeric_same, np.round, True),  # half to even, as NumPy
     "relu": (_numeric_same, _relu, True),
     "exp": (_floaty, np.exp, True),
     "log": (_floaty, np.log, True),
@@ -85,7 +86,7 @@ UNARY = {
     "cos": (_floaty, np.cos, True),
     # (np.asarray: frompyfunc returns a bare Python float for a 0-d input)
     "erf": (_floaty, lambda x: np.asarray(_erf(x.astype("float64")), dtype="float64").astype(x.dtype), True),
-    "logical_not": (_to_bool, np.logical_not, False),
+    "logical_not": (_to_bool, np.logical_not, True),
 }
 
 for _name, (_rule, _fn, _diff) in UNARY.items():
@@ -137,25 +138,28 @@ def _power(a, b):
     return np.power(a, b)
 
 
+# (the third entry, ``differentiable``, is True for comparisons and logical ops too: their
+# bool results carry no cotangent, but the float operands stay connected to the cost with a
+# zero gradient, as in Theano, instead of raising "disconnected input")
 BINARY = {
     "add": (_arith_dtype, np.add, True, True),
     "sub": (_arith_dtype, np.subtract, True, True),
     "mul": (_arith_dtype, np.multiply, True, True),
     "truediv": (_truediv_dtype, np.true_divide, True, True),
-    "floordiv": (_arith_dtype, _floor_divide, False, True),
+    "floordiv": (_arith_dtype, _floor_divide, True, True),  # piecewise constant: zero gradient
     "mod": (_arith_dtype, _mod, True, True),
     "pow": (_arith_dtype, _power, True, True),
     "maximum": (_arith_dtype, np.maximum, True, True),
     "minimum": (_arith_dtype, np.minimum, True, True),
-    "eq": (_cmp_dtype, np.equal, False, True),
-    "neq": (_cmp_dtype, np.not_equal, False, True),
-    "lt": (_cmp_dtype, np.less, False, True),
-    "le": (_cmp_dtype, np.less_equal, False, True),
-    "gt": (_cmp_dtype, np.greater, False, True),
-    "ge": (_cmp_dtype, np.greater_equal, False, True),
-    "logical_and": (_cmp_dtype, np.logical_and, False, False),
-    "logical_or": (_cmp_dtype, np.logical_or, False, False),
-    "logical_xor": (_cmp_dtype, np.logical_xor, False, False),
+    "eq": (_cmp_dtype, np.equal, True, True),
+    "neq": (_cmp_dtype, np.not_equal, True, True),
+    "lt": (_cmp_dtype, np.less, True, True),
+    "le": (_cmp_dtype, np.less_equal, True, True),
+    "gt": (_cmp_dtype, np.greater, True, True),
+    "ge": (_cmp_dtype, np.greater_equal, True, True),
+    "logical_and": (_cmp_dtype, np.logical_and, True, False),
+    "logical_or": (_cmp_dtype, np.logical_or, True, False),
+    "logical_xor": (_cmp_dtype, np.logical_xor, True, False),
 }
 
 

@@ -5,6 +5,8 @@ in the DSL becomes all axes), so equal reductions have equal attributes.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .. import dtypes as dt
@@ -90,8 +92,18 @@ _make("sum", _sum_dtype, _np_reduce(np.sum))
 _make("prod", _sum_dtype, _np_reduce(np.prod))
 _make("max", lambda d: d, _np_reduce(np.max), needs_nonempty=True)
 _make("min", lambda d: d, _np_reduce(np.min), needs_nonempty=True)
-_make("mean", _mean_dtype, _np_reduce(np.mean))
-_make("argmax", _argdtype, _arg_reduce(np.argmax), differentiable=False, needs_nonempty=True)
-_make("argmin", _argdtype, _arg_reduce(np.argmin), differentiable=False, needs_nonempty=True)
+def _mean(x, axis, keepdims):
+    """np.mean without its "Mean of empty slice" warning: the mean of nothing is nan, as on
+    the CPU backend, which does not warn either."""
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.mean(x, axis=axis, keepdims=keepdims)
+
+
+_make("mean", _mean_dtype, _np_reduce(_mean))
+# (argmax/argmin are "differentiable": their int result carries no cotangent, but x stays
+# connected to the cost with a zero gradient, as in Theano)
+_make("argmax", _argdtype, _arg_reduce(np.argmax), needs_nonempty=True)
+_make("argmin", _argdtype, _arg_reduce(np.argmin), needs_nonempty=True)
 
 REDUCTIONS = ("sum", "prod", "max", "min", "mean", "argmax", "argmin")

@@ -64,7 +64,9 @@ class OpDef:
     kind: str = "misc"
     #: source ops (input, constant) carry their type instead of inferring it
     source: bool = False
-    #: False for ops whose outputs are piecewise constant or integer (no gradient flows)
+    #: False for ops whose outputs do not depend on their operands' values differentiably at
+    #: all (shape, arange, random draws): autodiff treats what lies behind them as disconnected.
+    #: Piecewise-constant and int/bool-valued ops (floor, comparisons) stay True: zero gradient.
     differentiable: bool = True
     min_arity: int = 1
     doc: str = ""

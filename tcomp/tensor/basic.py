@@ -78,6 +78,7 @@ neg, relu, sigmoid, softplus = (_unary(n) for n in ("neg", "relu", "sigmoid", "s
 logical_not = invert = _unary("logical_not")
 abs = abs_ = _unary("abs")  # noqa: A001 - Theano's name
 round = _unary("round")  # noqa: A001 - NumPy's name (half to even)
+sgn = sign  # Theano's name
 
 
 def sqr(x):
@@ -247,11 +248,26 @@ def reshape(x, shape):
 
 
 def flatten(x, ndim=1):
+    """Keep the first ``ndim - 1`` axes, merge the rest into one.
+
+    The merged size is the product of the trailing dims, computed explicitly (NumPy's and
+    Theano's flatten): a ``-1`` would be ambiguous when a leading dim is 0, and reshape
+    rejects that, as NumPy does (shape (0, 2, 3) flattens to (0, 6))."""
     x = as_variable(x)
     if not 1 <= ndim <= builtins.max(x.ndim, 1):
         raise ValueError(f"flatten: ndim {ndim} out of range for {x.describe()}")
+    if ndim == 1:
+        return reshape(x, (-1,))
     lead = [shape_i(x, i) for i in range(ndim - 1)]
-    return reshape(x, lead + [-1])
+    static, rest = 1, None
+    for i in range(ndim - 1, x.ndim):
+        d = x.type.shape[i]
+        if isinstance(d, int):
+            static *= d
+        else:
+            rest = shape_i(x, i) if rest is None else mul(rest, shape_i(x, i))
+    merged = static if rest is None else (rest if static == 1 else mul(rest, constant(np.int64(static))))
+    return reshape(x, lead + [merged])
 
 
 def dimshuffle(x, pattern):
