@@ -51,9 +51,11 @@ _CONST_WRAPPERS = ("cast", "alloc", "dimshuffle", "reshape")
 
 # -- matching helpers ---------------------------------------------------------------------
 
-def const_scalar(g: Graph, node: int) -> Optional[float]:
+def const_scalar(g: Graph, node: int, expect=None) -> Optional[float]:
     """The one value of a constant whose elements are all equal, looking through at most four
-    casts/allocs/dimshuffles/reshapes; None for anything else (or an empty constant)."""
+    casts/allocs/dimshuffles/reshapes; None for anything else (or an empty constant).  With
+    ``expect``, a constant whose first element differs is rejected without a scan (a large
+    weight constant is not compared element by element for every rule that looks at it)."""
     casts = []
     for _ in range(5):
         op = g.op(node)
@@ -73,13 +75,15 @@ def const_scalar(g: Graph, node: int) -> Optional[float]:
         for d in reversed(casts):
             v = v.astype(d)
     first = v.flat[0]
-    if not np.all(v == first):
+    if expect is not None and first != expect:
+        return None
+    if v.size > 1 and (v.flat[-1] != first or not np.all(v == first)):
         return None
     return first.item()
 
 
 def _is_const(g: Graph, node: int, value) -> bool:
-    c = const_scalar(g, node)
+    c = const_scalar(g, node, value)
     return c is not None and c == value
 
 
