@@ -6,10 +6,12 @@
 """
 from . import (
     config,  # noqa: F401
+    printing,  # noqa: F401
     tensor,  # noqa: F401
 )
 from .function import Function, function  # noqa: F401
 from .jit import jit  # noqa: F401
+from .printing import pp  # noqa: F401
 from .random import RandomStreams  # noqa: F401
 from .shared import SharedVariable, shared  # noqa: F401
 from .trace import MissingInputError  # noqa: F401

@@ -222,15 +222,37 @@ class Function:
             return outs[0]
         return outs
 
-    def dump(self, stage: str = "optimized") -> str:
-        """Text of one compilation stage: 'traced', 'optimized', 'llvm' or 'asm'."""
-        if stage == "traced":
-            return str(self.traced)
-        if stage == "optimized":
-            return str(self.optimized)
-        if hasattr(self.compiled, "dump"):
-            return self.compiled.dump(stage)
-        raise ValueError(f"stage {stage!r} is not available on backend {self.backend!r}")
+    #: every stage ``dump`` knows, in compilation order (``tcomp dump --stage`` offers these)
+    STAGES = ("traced", "optimized", "llvm", "asm")
+    #: the stages each backend adds after the graph stages
+    BACKEND_STAGES = {"reference": (), "cpu": ("llvm", "asm")}
+
+    def dump_stages(self) -> tuple:
+        """The stages ``dump`` can print for this function (they depend on its backend)."""
+        extra = self.BACKEND_STAGES.get(self.backend, ())
+        return tuple(s for s in self.STAGES if s in ("traced", "optimized") or s in extra)
+
+    def dump(self, stage: str = "optimized", *, full_constants: bool = False, locations: bool = False) -> str:
+        """Text of one compilation stage (see ``STAGES``; ``dump_stages()`` lists this function's).
+
+        The graph stages print fused kernels as nested blocks and parse back
+        (``tcomp.ir.parse_graph``, ``tcomp run FILE.tir``) unless a large constant was
+        elided (``full_constants=False``; the text then says so in a comment).
+        ``locations`` adds ``# file:line`` of the Python that made each node.
+        """
+        if stage not in self.dump_stages():
+            from .printing import unknown_choice
+
+            if stage in self.STAGES:
+                raise ValueError(f"stage {stage!r} is not available on backend {self.backend!r}; this function "
+                                 f"has: {', '.join(self.dump_stages())}")
+            raise ValueError(unknown_choice("dump stage", stage, self.dump_stages()))
+        if stage in ("traced", "optimized"):
+            from .printing import graph_text
+
+            return graph_text(self.traced if stage == "traced" else self.optimized, full_constants=full_constants,
+                              locations=locations)
+        return self.compiled.dump(stage)
 
 
 def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unused_input="raise",

@@ -81,6 +81,9 @@ def build_graph(inputs, outputs, givens=None):
             var_to_node[v] = g.add_node(v.op, operands, v.attrs, name=v.name)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{exc} [while substituting givens into {v.describe()}]") from None
+    for v, nid in var_to_node.items():  # where the user's Python made each node (tcomp dump --locations)
+        if v.loc is not None:
+            g.nx.nodes[nid]["loc"] = v.loc
     g.outputs = [var_to_node[substitute(o)] for o in outputs]
     return g, var_to_node, shared
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import numbers
+import sys
 
 import numpy as np
 
@@ -23,8 +24,21 @@ from tcomp.ir.types import TensorType
 _counter = itertools.count()
 
 
+def user_location():
+    """(file, line) of the innermost caller outside tcomp (its examples count as user code),
+    or None.  Only a few frame hops per Variable, so ``tcomp dump --locations`` costs nothing
+    to keep on."""
+    f = sys._getframe(1)
+    while f is not None:
+        mod = f.f_globals.get("__name__", "")
+        if not (mod == "tcomp" or mod.startswith("tcomp.")) or mod.startswith("tcomp.examples"):
+            return f.f_code.co_filename, f.f_lineno
+        f = f.f_back
+    return None
+
+
 class Variable:
-    __slots__ = ("type", "op", "inputs", "attrs", "name", "id", "__weakref__")
+    __slots__ = ("type", "op", "inputs", "attrs", "name", "id", "loc", "__weakref__")
 
     def __init__(self, type: TensorType, op: str = "input", inputs=(), attrs=None, name=None):
         self.type = type
@@ -33,6 +47,8 @@ class Variable:
         self.attrs = dict(attrs or {})
         self.name = name
         self.id = next(_counter)
+        #: (file, line) of the user's Python that made this variable (``--locations``)
+        self.loc = user_location()
 
     # -- introspection -------------------------------------------------------------
     @property
