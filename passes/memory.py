@@ -24,6 +24,12 @@ exactly what this module assigns.  So both follow the same rules:
   known as a (dtype, named shape) key reuse exactly matching buffers; unknown sizes (None)
   always get a fresh buffer.
 
+Every rule that lets two values share bytes needs their sizes *proven* equal, never just
+equal-looking types: two anonymous ``?`` dims are unrelated sizes at run time.  So a key is
+only ever built from static and named dims (``passes/extents.py``, ``same_extent``), an
+in-place candidate has its operand's extents (static or named) and dtype, and a graph-level
+donation needs ``Extents`` to prove the update has the input's shape.
+
 Graph-level rules of :func:`plan_memory`: ``reshape`` is a view (values are C-contiguous);
 so is a ``dimshuffle`` that only inserts/drops size-1 axes; a multi-output ``fused`` kernel
 writes its ``get_output`` nodes, which own storage.
@@ -35,6 +41,8 @@ from typing import Optional, Sequence, Union
 
 from tcomp.ir import Graph, TensorType, get_op
 from tcomp.ir import dtypes as dt
+
+from .extents import Extents, same_extent
 
 SizeKey = Union[int, tuple, None]
 
@@ -173,7 +181,8 @@ def schedule_donations(order: list, reads: dict, deps: dict, donated: dict) -> l
 
 
 def _size_key(t: TensorType) -> SizeKey:
-    """Static byte size, or (dtype, shape) when every dim is static or named, else None."""
+    """Static byte size, or (dtype, shape) when every dim is static or named (equal keys are
+    then equal sizes at run time), else None (anonymous dims: no size is provably equal)."""
     if t.is_static:
         return t.size * dt.itemsize(t.dtype)
     if all(d is not None for d in t.shape):
@@ -294,10 +303,10 @@ def plan_memory(graph: Graph, donate: Optional[dict] = None) -> MemoryPlan:
         for o in g.operands(n):
             st = storage(o)
             aliases = [a for a in g.operands(n) if storage(a) == st]
-            if st not in cands and all(g.type(a) == t and a not in relaid for a in aliases):
+            if st not in cands and all(_same_index(g.type(a), t) and a not in relaid for a in aliases):
                 cands.append(st)
         inplace[n] = cands
-    donations = _graph_donations(g, donate or {}, storage, steps, writers)
+    donations = _graph_donations(g, donate or {}, storage, steps, writers) if donate else {}
     late = {k: donations[n] for k, n in enumerate(writers) if n in donations and not g.users(n)}
     writer_of = {v: k for k, s in enumerate(steps) for v in s.writes}
     deps = {k: [writer_of[r] for r in steps[k].reads if r in writer_of] for k in late}
@@ -322,19 +331,27 @@ def plan_memory(graph: Graph, donate: Optional[dict] = None) -> MemoryPlan:
     return MemoryPlan(a.buffer_of, view_of, inplace_nodes, buffers, no_reuse, with_reuse, dynamic, a.donated)
 
 
+def _same_index(operand: TensorType, result: TensorType) -> bool:
+    """An elementwise result may overwrite this operand: same dtype and extents proven equal
+    from the types (so the operand is read at exactly the index written, never broadcast)."""
+    return operand.dtype == result.dtype and same_extent(operand, result)
+
+
 def _graph_donations(g: Graph, donate: dict, storage, steps, writers) -> dict:
     """Output value -> input node, for the donations that are safe to offer the core: the
     output is a plain computed node written by its own step, returned once, of the input's
-    exact type; no output is (a view of) the input; the writer reads the input only
-    elementwise at the written index (or not at all)."""
+    dtype and of a shape proven equal to the input's (``Extents``: an anonymous dim counts only
+    when it provably is the input's); no output is (a view of) the input; the writer reads the
+    input only elementwise at the written index (or not at all)."""
     out = {}
+    extents = Extents(g)
     step_of = {n: s for s, n in zip(steps, writers)}
     out_storages = [storage(o) for o in g.outputs]
     for pos, ipos in donate.items():
         v, x = g.outputs[pos], g.inputs[ipos]
         if v not in step_of or step_of[v].writes != (v,) or g.outputs.count(v) != 1:
             continue
-        if g.type(v) != g.type(x) or x in out_storages:
+        if g.type(v).dtype != g.type(x).dtype or not extents.same(v, x) or x in out_storages:
             continue
         reads_x = [o for o in g.operands(v) if storage(o) == x]
         if reads_x and not (_elementwise(g, v) and all(o == x for o in reads_x) and x not in _relaid_operands(g, v)):

@@ -153,10 +153,20 @@ def dimshuffle_dimshuffle(g, node):
 
 
 def useless_alloc(g, node):
+    """alloc(x) -> x only when the alloc provably keeps x's extents: equal types, and each
+    anonymous dim of x is the alloc's dim read from ``shape(x)`` at that axis.  (An alloc to
+    another value's ``?`` dims broadcasts a run-time 1 of x like NumPy: equal types are not
+    equal extents.)"""
     x = g.operands(node)[0]
-    if g.type(x) == g.type(node):
-        return x
-    return None
+    if g.type(x) != g.type(node):
+        return None
+    dims = iter(g.operands(node)[1:])
+    for axis, (d, want) in enumerate(zip(g.type(x).shape, g.attrs(node)["shape"])):
+        src = next(dims) if want is None else None
+        if d is None and not (src is not None and g.op(src) == "shape" and g.operands(src)[0] == x
+                              and g.attrs(src)["axis"] == axis):
+            return None
+    return x
 
 
 def alloc_alloc(g, node):

@@ -12,16 +12,19 @@ module adds the facts only the backend has:
 * **in place** (``inplace_candidates``, decided at compile time because the kernel is then
   emitted without ``noalias`` on its output and that leaf): a pure elementwise loop whose
   every read of the leaf is at the index it writes, because the leaf is a kernel's own
-  contiguous buffer with the output's exact type (never a broadcast read); no other leaf
-  lives in the same storage; no later kernel reads it; it is no output;
+  contiguous buffer with the output's dtype and extents proven equal from the types (static
+  or named dims: ``tcomp.passes.extents.same_extent``; two anonymous ``?`` dims may differ at
+  run time, and the decision is made before any shape is known); no other leaf lives in the
+  same storage; no later kernel reads it; it is no output;
 * **donation** (``donation_candidates``, for ``tcomp.function``'s shared-variable updates):
   an update kernel may write straight into the shared variable's storage (no copy after
   the call).  The kernel is then scheduled right after the later of its operands and the
   last other kernel reading the old value (it has no users, so that order is valid); if it
   reads the old value itself it must be in-place compatible as above (and is emitted
   without ``noalias`` there); no output is (a view of) that input.  At call time the
-  storage must also be writeable, C-contiguous, aligned and overlap no other input, or
-  the call uses the assignment without donation.
+  storage must also be writeable, C-contiguous, aligned and overlap no other input, and the
+  update's shape in this call must be the input's (``assign_buffers``: that is the proof of
+  equal extents for anonymous dims), or the call uses the assignment without donation.
 
 Every call allocates fresh buffers (callers may keep outputs; concurrent calls share
 nothing mutable).  A buffer is a 64-byte aligned ``uint8`` array; a value takes a
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tcomp.passes.extents import same_extent
 from tcomp.passes.memory import Step, assign_storage, schedule_donations
 from tcomp.runtime.buffers import aligned_empty
 
@@ -99,16 +103,18 @@ def _pure_elementwise(prog, k) -> bool:
         a = g.attrs(k)
         if a["reduce"] is not None or a.get("outputs") or a.get("epilogue"):
             return False
-    return all(d is not None for d in g.type(k).shape)
+    return True
 
 
 def _same_index_leaf(prog, k, leaf, leaves, root) -> bool:
     """``k`` reads ``leaf`` (its own storage, not a view) only at the index it writes: the
-    leaf has the result's exact type, is no other leaf's storage, and (in a fused kernel)
-    is not re-laid out by a leading dimshuffle/reshape step."""
+    leaf has the result's dtype and provably its extents (static or named dims), is no other
+    leaf's storage, and (in a fused kernel) is not re-laid out by a leading dimshuffle/reshape
+    step."""
     g = prog.g
     roots = [root[x] for x in leaves]
-    if not (root[leaf] == leaf and g.type(leaf) == g.type(k) and roots.count(leaf) == 1):
+    lt, kt = g.type(leaf), g.type(k)
+    if not (root[leaf] == leaf and lt.dtype == kt.dtype and same_extent(lt, kt) and roots.count(leaf) == 1):
         return False
     if g.op(k) == "fused":
         refs = {f"${i}" for i, o in enumerate(g.operands(k)) if o == leaf}

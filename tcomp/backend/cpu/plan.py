@@ -231,6 +231,12 @@ class Planner:
             primary = self._layout_shape(n, f"epilogue {e}", op, sattrs, stypes[-1].dtype, primary)
         if not attrs.get("outputs"):
             return primary
+        for j in attrs["outputs"]:
+            # the loop stores every result at each point of ``it``: a result of another extent
+            # would be written out of bounds (fusion proves equal extents; this is the backstop)
+            if tuple(cur[j]) != tuple(it):
+                raise ShapeError(f"{prog.describe(n)}: result step {j} has shape {tuple(cur[j])} but the kernel "
+                                 f"loops over {tuple(it)}; a multi-output kernel's results need one extent")
         return (primary,) + tuple(cur[j] for j in attrs["outputs"])
 
     def _layout_shape(self, n, where, op, sattrs, dtype, shape):

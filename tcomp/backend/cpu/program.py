@@ -163,6 +163,9 @@ class Program:
             if self.role[user] not in ("kernel", "inline"):
                 continue
             uop = g.op(user)
+            # equal type shapes are equal extents here, anonymous dims included: ``n`` is an
+            # operand of the elementwise ``user``, and a dim of ``n`` that is not statically 1
+            # never broadcasts (the planner checks it before any kernel runs)
             if uop in INLINE_CONSUMERS or (self._kind(uop) == "elemwise" and g.type(n).shape == g.type(user).shape):
                 self.role[n] = "inline"
         # an inline chain must end in a kernel: roles were assigned in topo order, and a user
