@@ -26,7 +26,16 @@ Phase 2, merging: groups (and lone elementwise nodes) that touch the same value 
 sharing an operand, or a consumer of a value another group computes -- merge into one
 multi-output kernel when they have the same iteration-space shape, at most one of them
 reduces, every value the merged group exports has the iteration-space shape, and the cycle
-rule holds.  A try costs time linear in the two groups; each group fails at most
+rule holds.
+
+"The same iteration space" (phase 1 extra outputs and every phase-2 result) means the same
+type shape *and* extents proven equal at run time (``passes/extents.py``): static ints,
+the same named dim, or anonymous dims that come from the same place (an operand both read
+without broadcasting, a shape carried through a reduction, ...).  Two anonymous ``?`` dims are
+unrelated sizes: ``[x * z, x - y]`` with ``x: f32[?, 1]`` and ``y, z: f32[?, ?]`` gives two
+``f32[?, ?]`` results whose columns are ``z``'s and ``y``'s, so one loop cannot store both.
+
+A try costs time linear in the two groups; each group fails at most
 ``MAX_MERGE_FAILURES`` tries, merged groups are capped at ``MAX_MERGE_MEMBERS`` members and every
 success removes a group, so the phase is linear in graph size.  A kernel returns at most
 ``MAX_KERNEL_RESULTS`` results through merging: each result is one more store stream per point.
@@ -67,6 +76,8 @@ import heapq
 
 from tcomp.ir import Graph, get_op
 from tcomp.ir.ops.fused import FUSABLE_REDUCTIONS, is_order_keeping
+
+from .extents import Extents
 
 #: how many merge attempts one group may take part in (phase 2), and the largest merged group
 MAX_MERGE_FAILURES = 4
@@ -117,10 +128,17 @@ class _Fuser:
         self.outputs = set(g.outputs)
         self.group_of: dict[int, _Group] = {}
         self.replaced: dict[int, int] = {}
+        self.extents = Extents(g)
 
     # -- helpers ----------------------------------------------------------------------------
     def shape(self, n):
         return self.g.type(n).shape
+
+    def same_space(self, a: int, b: int) -> bool:
+        """``a`` and ``b`` have one iteration space: the same type shape (the kernel format
+        lists results of exactly the iteration shape) *and* extents proven equal at run time
+        (two anonymous ``?`` dims are unrelated sizes unless they come from the same place)."""
+        return self.shape(a) == self.shape(b) and self.extents.same(a, b)
 
     def external_users(self, n, members):
         return [u for u in self.g.users(n) if u not in members]
@@ -178,7 +196,7 @@ class _Fuser:
             outside = [u for u in users if u not in members]
             if outside or p in self.outputs:
                 # an extra output: the loop stores it at every point, and the cycle rule holds
-                if not space or self.shape(p) != space or any(pos[u] <= pos[root] for u in outside):
+                if not space or not self.same_space(p, start) or any(pos[u] <= pos[root] for u in outside):
                     continue
             members.add(p)
             push_operands(p)
@@ -225,6 +243,9 @@ class _Fuser:
     def space(self, grp: _Group):
         return self.shape(self.primary(grp))
 
+    def same_spaces(self, a: _Group, b: _Group) -> bool:
+        return self.same_space(self.primary(a), self.primary(b))
+
     def try_merge(self, a: _Group, b: _Group):
         """The merged group when merging a and b keeps every rule (see the module docstring)."""
         merged = self._merged(a, b)
@@ -239,7 +260,7 @@ class _Fuser:
         g, pos = self.g, self.pos
         if a.reduce is not None and b.reduce is not None:
             return None
-        if len(a.members) + len(b.members) > MAX_MERGE_MEMBERS or self.space(a) != self.space(b):
+        if len(a.members) + len(b.members) > MAX_MERGE_MEMBERS or not self.same_spaces(a, b):
             return None
         if not self.space(a):
             return None  # rank 0: a one-point loop gains nothing from merging (scalar index math stays plain)
@@ -259,14 +280,14 @@ class _Fuser:
         for m in merged.layout:
             if g.operands(m)[0] in members:
                 return None  # a layout step reads a kernel operand, never a step
-        space = self.space(merged)
+        head = self.primary(merged)
         results = 1 if merged.reduce is not None else 0
         for m in members:
             outside = self.external_users(m, members)
             if any(pos[u] <= t for u in outside):
                 return None  # the cycle rule
             if (outside or m in self.outputs) and m != merged.reduce:
-                if self.shape(m) != space:
+                if not self.same_space(m, head):
                     return None  # an extra result is stored at every point of the loop
                 results += 1
         if results > MAX_KERNEL_RESULTS:
