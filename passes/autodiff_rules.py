@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from tcomp.ir import dtypes as dt
 from tcomp.ir.ops.indexing import is_ref, ref_index
 
@@ -289,7 +291,10 @@ def _prod(ctx):
     derivative 1 w.r.t. each zero): no zero: P / x_j; one zero m: P at m, P / x_j * Z
     elsewhere; two zeros m, n: P * (Z - x_m) = P * x_n at the zeros, 0 elsewhere; more: 0.
     The Z factors are 0 in value but carry the derivative w.r.t. the zeros, so grad of
-    grad (Hessians) is exact where the zeros are.
+    grad (Hessians) is exact where the zeros are.  What multiplies a Z is first clipped to
+    the dtype's finite range: where P overflows (1024 float32 values 1e10 and one 0), inf * Z
+    would be nan, and those gradients are 0 (an inf input next to a 0 gives 0 there too,
+    where the product of the others is really undefined).
     """
     g, x, axes, ct = _reduction(ctx)
     dtype = g.type(x).dtype
@@ -300,8 +305,13 @@ def _prod(ctx):
     count = op(g, "sum", cast_to(g, is_zero, dtype), axis=axes, keepdims=True)
     zsum = op(g, "sum", op(g, "where", is_zero, x, zero), axis=axes, keepdims=True)
     p_over = op(g, "truediv", p, safe)
-    one_zero = op(g, "where", is_zero, p, op(g, "mul", p_over, zsum))
-    two_zeros = op(g, "where", is_zero, op(g, "mul", p, op(g, "sub", zsum, x)), zero)
+    big = float(np.finfo(dtype).max)
+
+    def finite(v):  # nan stays nan: maximum/minimum propagate it
+        return op(g, "minimum", op(g, "maximum", v, _c(g, -big, x)), _c(g, big, x))
+
+    one_zero = op(g, "where", is_zero, p, op(g, "mul", finite(p_over), zsum))
+    two_zeros = op(g, "where", is_zero, op(g, "mul", finite(p), op(g, "sub", zsum, x)), zero)
 
     def count_is(k):
         return op(g, "eq", count, _c(g, k, count))

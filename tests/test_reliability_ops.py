@@ -212,3 +212,106 @@ def test_real_derivatives_of_kinked_ops_by_finite_differences(backend, name, f):
     # points away from the kinks and jumps, so central differences see the derivative
     pt = np.array([[1.13, -0.82, 0.37], [-1.61, 2.21, 0.07]], "float64")
     verify_grad(f, [pt], rng=np.random.default_rng(9), backend=backend)
+
+
+# -- defect 8: prod with zeros ---------------------------------------------------------------------
+
+def _prod_want(a, axis=None):
+    """The exact product, by its definition: 0 where a factor is 0 (nan if an inf or nan
+    is there too), else the float64 product (these cases do not overflow float64)."""
+    zero = (a == 0).any(axis=axis)
+    nonfinite = (~np.isfinite(a)).any(axis=axis)
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = np.prod(a.astype("float64"), axis=axis)
+    return np.where(zero, np.where(nonfinite, np.nan, 0.0), p)
+
+
+def _issue_vector(dtype=F32, where=17):
+    a = np.full(1024, 1e10, dtype)
+    a[where] = 0
+    return a
+
+
+@pytest.mark.parametrize("where", [0, 17, 1000, 1023])
+def test_prod_with_one_zero_among_overflowing_factors_is_zero(backend, where):
+    v = sym(1, name="v")
+    f = fn([v], [T.prod(v), T.prod(v * 2), T.prod(T.exp(v * 0) * v)], backend)  # plain and fused reductions
+    for got in f(_issue_vector(where=where)):
+        check_result(got, np.float32(0), F32, f"prod with a zero at {where}")
+
+
+def test_prod_special_values(backend):
+    v = sym(1, name="v")
+    f = fn([v], [T.prod(v), T.prod(v * 1.5)], backend)
+    cases = {
+        "nan anywhere": [1.0, np.nan, 3.0, 2.0],
+        "nan and a zero": [1.0, 0.0, np.nan, 3.0],
+        "inf and a zero": [np.inf, 2.0, 0.0, 1.0],
+        "inf, no zero": [np.inf, 2.0, -3.0, 1.0],
+        "negative": [1.0, 2.0, 3.0, -4.0],
+        "zero": [5.0, -0.0, 7.0, 1.0],
+    }
+    for what, vals in cases.items():
+        a = np.array(vals * 300, F32)  # long enough for the vector loop
+        a[600:] = 1.0
+        got, got15 = f(a)
+        check_result(got, _prod_want(a), F32, what)
+        check_result(got15, _prod_want(a * np.float32(1.5)), F32, what + " (fused)")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_prod_over_an_axis_with_zeros(backend, dtype):
+    """Both loop shapes: reducing the last axis (register accumulators) and a leading axis
+    (accumulated into the output rows), plain and fused, with keepdims."""
+    big = {"float32": 1e10, "float64": 1e100}[dtype]
+    a = np.full((600, 9), big, dtype)
+    a[5, 2] = 0          # column 2: one zero among overflowing factors -> 0
+    a[9, 4] = np.inf     # column 4: inf, no zero -> inf
+    a[9, 6] = 0
+    a[40, 6] = 0         # column 6: two zeros -> 0
+    a[10, 3] = np.nan    # column 3: nan
+    a[11, 7], a[12, 7] = np.inf, 0.0  # column 7: inf * 0 -> nan
+    a[:, 8] = np.linspace(0.99, 1.01, 600)  # column 8: an ordinary product
+    m = sym(2, dtype, "m")
+    f = fn([m], [T.prod(m, axis=0), T.prod(m * 2, axis=0, keepdims=True), T.prod(m.T, axis=1),
+                 T.prod(m.T * 2, axis=1), T.prod(m[:, :8], axis=None)], backend)
+    got = f(a)
+    want0 = _prod_want(a, axis=0)
+    check_result(got[0], want0, dtype, "prod over axis 0")
+    check_result(got[1], _prod_want(a * 2, axis=0)[None, :], dtype, "fused prod over axis 0, keepdims")
+    check_result(got[2], want0, dtype, "prod over the last axis")
+    check_result(got[3], _prod_want(a * 2, axis=0), dtype, "fused prod over the last axis")
+    check_result(got[4], _prod_want(a[:, :8]), dtype, "prod over everything")
+
+
+def test_integer_prod_with_zeros(backend):
+    v = sym(1, "int32", "v")
+    a = np.full(1024, 7, "int32")
+    a[500] = 0
+    (got,) = fn([v], [T.prod(v)], backend)(a)
+    check_result(got, np.int64(0), "int64", "int prod with a zero")
+
+
+def _grad_want(a):
+    """d prod / d a_j = product of the others (float64, by definition)."""
+    return np.array([np.prod(np.delete(a.astype("float64"), j)) for j in range(a.size)])
+
+
+@pytest.mark.parametrize("vals", [[2.0, 0.0, 3.0, -1.5], [2.0, 0.0, 0.0, -1.5], [2.0, 0.5, 3.0, -1.5],
+                                  [0.0, 0.0, 0.0, 4.0]], ids=str)
+def test_prod_gradient_with_zeros(backend, vals):
+    v = sym(1, name="v")
+    a = np.array(vals, F32)
+    (got,) = fn([v], [T.grad(T.prod(v), v)], backend)(a)
+    check_result(got, _grad_want(a), F32, f"grad of prod at {vals}")
+    verify_grad(T.prod, [a.astype("float64")], rng=np.random.default_rng(3), backend=backend)
+
+
+def test_prod_gradient_with_one_zero_among_overflowing_factors(backend):
+    """At the zero: the product of the others (inf in float32); elsewhere 0, not inf * 0."""
+    v = sym(1, name="v")
+    a = _issue_vector()
+    (got,) = fn([v], [T.grad(T.prod(v), v)], backend)(a)
+    want = np.zeros(1024)
+    want[17] = np.inf
+    check_result(got, want, F32, "grad of prod of 1e10s and one zero")

@@ -89,7 +89,19 @@ def _arg_reduce(f):
 
 
 _make("sum", _sum_dtype, _np_reduce(np.sum))
-_make("prod", _sum_dtype, _np_reduce(np.prod))
+def _prod(x, axis, keepdims):
+    """np.prod, with the exact answer where a factor is 0: 0, or nan if a 0 meets an inf or
+    nan (0 * inf).  np.prod itself multiplies in SIMD lanes, so a float32 product whose other
+    factors overflow forms inf * 0 = nan (1024 values 1e10 and one 0 give nan)."""
+    p = np.prod(x, axis=axis, keepdims=keepdims)
+    if x.dtype.kind != "f":
+        return p  # wrapping integer products: a 0 factor gives 0 anyway
+    zero = np.any(x == 0, axis=axis, keepdims=keepdims)
+    nonfinite = np.any(~np.isfinite(x), axis=axis, keepdims=keepdims)
+    return np.where(zero, np.where(nonfinite, np.nan, 0.0), p).astype(x.dtype)
+
+
+_make("prod", _sum_dtype, _np_reduce(_prod))
 _make("max", lambda d: d, _np_reduce(np.max), needs_nonempty=True)
 _make("min", lambda d: d, _np_reduce(np.min), needs_nonempty=True)
 def _mean(x, axis, keepdims):

@@ -160,6 +160,21 @@ def _combine(b, op, acc, x, dtype):
     return emit_elemwise(b, "maximum" if op == "max" else "minimum", {}, [acc, x], [dtype, dtype], dtype)
 
 
+def _prod_flags(b, x, is_zero):
+    """Two i32 flags of one float factor of a prod: it is 0; it is inf or nan.  (Kept apart:
+    LLVM's loop vectorizer gives up on one or-reduction of both packed into bits.)"""
+    nonfinite = b.fcmp_unordered(">=", u.call_intrinsic(b, "fabs", x), ir.Constant(x.type, float("inf")))
+    return [b.zext(is_zero, u.I32), b.zext(nonfinite, u.I32)]
+
+
+def _prod_finish(b, has_zero, nonfinite, p):
+    """A float prod from ``p``, the product of its non-zero factors, and the or of their
+    flags: 0 if a factor is 0 (even where ``p`` overflowed: a vectorized or sequential
+    product would form inf * 0 = nan there), nan if a 0 meets an inf or nan, else ``p``."""
+    zero = b.select(b.trunc(nonfinite, u.I1), ir.Constant(p.type, float("nan")), ir.Constant(p.type, 0.0))
+    return b.select(b.trunc(has_zero, u.I1), zero, p)
+
+
 def emit_reduction(ctx: KernelCtx, op: str, axes, in_dtype: str, in_dims: list, val, dims_fn=None) -> None:
     """Reduce ``val(idx)`` (values of ``in_dtype`` over ``in_dims``) into ``ctx.out``.
 
@@ -171,6 +186,7 @@ def emit_reduction(ctx: KernelCtx, op: str, axes, in_dtype: str, in_dims: list, 
     kept = [a for a in range(len(in_dims)) if a not in axes]
     red_dims = [in_dims[a] for a in axes]
     acc_dtype = od if op != "mean" else od
+    float_prod = op == "prod" and dt.kind(acc_dtype) == "f"
 
     def out_idx(kidx):
         if keepdims:
@@ -240,8 +256,16 @@ def emit_reduction(ctx: KernelCtx, op: str, axes, in_dtype: str, in_dims: list, 
             def row(kidx):
                 def step(ridx, accs):
                     x = cast(b, val(full_idx(kidx, ridx)), in_dtype, acc_dtype)
+                    if float_prod:  # two vectorizable reductions: the non-zero product, the flags
+                        is_zero = b.fcmp_ordered("==", x, ir.Constant(x.type, 0.0))
+                        x_nz = b.select(is_zero, ir.Constant(x.type, 1.0), x)
+                        flags = [b.or_(a, f) for a, f in zip(accs[1:], _prod_flags(b, x, is_zero))]
+                        return [_combine(b, op, accs[0], x_nz, acc_dtype)] + flags
                     return [_combine(b, op, accs[0], x, acc_dtype)]
-                (res,) = u.nested_reduction(b, red, [_identity(op, acc_dtype)], step)
+                init = [_identity(op, acc_dtype)] + [ir.Constant(u.I32, 0)] * (2 if float_prod else 0)
+                res, *flags = u.nested_reduction(b, red, init, step)
+                if float_prod:
+                    res = _prod_finish(b, *flags, res)
                 if op == "mean":
                     res = b.fdiv(res, b.sitofp(u.i64(u.numel(b, red)), res.type))
                 ctx.out.store(b, res, out_idx(kidx))
@@ -261,7 +285,26 @@ def emit_reduction(ctx: KernelCtx, op: str, axes, in_dtype: str, in_dims: list, 
 
     # the last axis is kept: accumulate whole output rows so the inner loop is contiguous
     u.for_range(b, u.numel(b, out.dims), lambda i: u.store_value(
-        b, _identity(op, acc_dtype), u.gep(b, out.ptr, od, i), od), name="z")
+        b, u.const(od, 0) if float_prod else _identity(op, acc_dtype), u.gep(b, out.ptr, od, i), od), name="z")
+    if float_prod:
+        # a float prod first or-s its factors' flags into the rows (as floats 0..3), turns
+        # them into the rows' start values (1, or the final 0 / nan), then multiplies: 0
+        # times the finite factors of such a row stays 0
+        def flag_point(idx):
+            o = out.addr(b, out_idx([idx[a] for a in kept]))
+            x = cast(b, val(idx), in_dtype, acc_dtype)
+            is_zero = b.fcmp_ordered("==", x, ir.Constant(x.type, 0.0))
+            has_zero, nonfinite = _prod_flags(b, x, is_zero)
+            f = b.or_(b.fptosi(u.load_value(b, o, od), u.I32), b.or_(has_zero, b.shl(nonfinite, ir.Constant(u.I32, 1))))
+            u.store_value(b, b.sitofp(f, x.type), o, od)
+        u.loop_nest(b, in_dims, flag_point, name="f")
+
+        def start(i):
+            o = u.gep(b, out.ptr, od, i)
+            flags = b.fptosi(u.load_value(b, o, od), u.I32)
+            nonfinite = b.lshr(flags, ir.Constant(u.I32, 1))
+            u.store_value(b, _prod_finish(b, flags, nonfinite, _identity(op, acc_dtype)), o, od)
+        u.for_range(b, u.numel(b, out.dims), start, name="s")
 
     def acc_point(idx):
         kidx = [idx[a] for a in kept]
