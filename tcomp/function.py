@@ -16,7 +16,7 @@ import numpy as np
 from tcomp import config
 from tcomp.ir import dtypes as dt
 
-from .shared import SharedVariable
+from .shared import SharedLocks, SharedVariable
 from .tensor.variable import Variable, as_variable
 from .trace import _postorder, build_graph, givens_substitution
 
@@ -149,6 +149,9 @@ class Function:
         self.donations = self._donations(len(inputs), len(outputs))
         self.compiled = compile_graph(self.optimized, backend=self.backend, name=self.name,
                                       donate=self.donations)
+        #: held during every call: write locks of the updated shared variables, read locks
+        #: of the other shared variables read (tcomp/shared.py states the rule)
+        self._locks = SharedLocks(read=self.shared_inputs, write=[var for var, _ in self.updates])
         #: seconds spent building the graph, in the passes, and in the backend (LLVM + JIT)
         self.compile_seconds = {"trace": t1 - t0, "passes": t2 - t1, "backend": time.perf_counter() - t2}
 
@@ -160,14 +163,22 @@ class Function:
 
     # -- calling -----------------------------------------------------------------------
     def _convert(self, value, var: Variable):
+        """``value`` as an array the backends can read directly: the input's dtype in native
+        byte order, aligned (strides and contiguity are the backend's business).  Arrays of
+        another dtype convert only when the cast is safe (or ``allow_input_downcast``);
+        Python numbers and lists convert when their values survive."""
         label = var.name or f"input {self.inputs.index(var)}"
         want = var.dtype
         if isinstance(value, Variable):
             raise TypeError(f"argument {label!r}: got a symbolic variable; pass a NumPy array")
-        if isinstance(value, np.ndarray) or isinstance(value, np.generic):
+        if isinstance(value, (np.ndarray, np.generic)):
             arr = np.asarray(value)
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"argument {label!r}: expected dtype {want}, got an array of dtype {arr.dtype} "
+                                "(only bool, integer and float data)")
             if arr.dtype.name == want:
-                return arr
+                # the right dtype, but maybe big-endian or misaligned: a native, aligned copy
+                return arr if arr.dtype.isnative and arr.flags.aligned else arr.astype(np.dtype(want))
             if self.allow_input_downcast or np.can_cast(arr.dtype, want, "safe"):
                 return arr.astype(want)
             raise TypeError(f"argument {label!r}: expected dtype {want}, got {arr.dtype.name} (a lossy cast; "
@@ -180,9 +191,10 @@ class Function:
             raise TypeError(f"argument {label!r}: expected a {want} tensor, got {type(value).__name__}")
         if arr.dtype.name == want or self.allow_input_downcast is not False:
             # Python numbers/lists convert to the input's dtype when the values survive.
-            conv = arr.astype(want)
-            if self.allow_input_downcast or np.array_equal(conv.astype(arr.dtype), arr, equal_nan=True) \
-                    or dt.is_float(want):
+            with np.errstate(all="ignore"):
+                conv = arr.astype(want)
+                fits = np.array_equal(conv.astype(arr.dtype), arr, equal_nan=True)
+            if self.allow_input_downcast or fits or dt.is_float(want):
                 return conv
         raise TypeError(f"argument {label!r}: value of dtype {arr.dtype.name} does not fit {want}")
 
@@ -203,7 +215,17 @@ class Function:
         if missing:
             raise TypeError(f"{self.name}() missing argument(s): {', '.join(missing)}")
         arrays = [self._convert(v, var) for v, var in zip(values, self.inputs)]
-        arrays += [s.get_value(borrow=True) for s in self.shared_inputs]
+        with self._locks:  # see tcomp/shared.py: updates of one shared variable never interleave
+            results = self._run(arrays)
+        outs = results[:len(self.outputs)]
+        if self.single_output:
+            return outs[0]
+        return outs
+
+    def _run(self, arrays):
+        """Run the compiled graph on the converted inputs plus the shared values and commit
+        the updates; the caller holds the shared variables' locks."""
+        arrays = arrays + [s.get_value(borrow=True) for s in self.shared_inputs]
         results = self.compiled(arrays)
         n_out = len(self.outputs)
         # an update the backend wrote straight into its shared variable's storage is done
@@ -217,10 +239,7 @@ class Function:
         for k, ((var, _), new) in enumerate(zip(self.updates, results[n_out:])):
             if k not in written:
                 var._assign_in_place(new)
-        outs = results[:n_out]
-        if self.single_output:
-            return outs[0]
-        return outs
+        return results
 
     #: every stage ``dump`` knows, in compilation order (``tcomp dump --stage`` offers these)
     STAGES = ("traced", "optimized", "llvm", "asm")

@@ -1,5 +1,20 @@
-"""Shared variables: tensors whose storage tcomp holds across calls (Theano's ``shared``)."""
+"""Shared variables: tensors whose storage tcomp holds across calls (Theano's ``shared``).
+
+Concurrency rule (see README, "What is there"): every shared variable has a readers-writer
+lock.  A compiled function's call holds, for its whole duration (conversion, native code,
+committing the updates), the *write* lock of every shared variable it updates and the
+*read* lock of every other shared variable it reads, all acquired in one global order (the
+variables' creation order) so calls can never deadlock.  So calls that update the same
+variable run one after another and no update is lost; a call that only reads a variable
+waits while another call updates it (it never sees a half-written value); calls that only
+read run in parallel.  ``get_value()`` takes the read lock and ``set_value()`` the write
+lock, so neither sees nor leaves a torn value.  ``get_value(borrow=True)`` returns the
+storage itself: reading it while another thread updates the variable is the caller's risk.
+"""
 from __future__ import annotations
+
+import itertools
+import threading
 
 import numpy as np
 
@@ -8,45 +23,155 @@ from tcomp.ir.types import TensorType
 
 from .tensor.variable import Variable
 
+_seq = itertools.count()
+
+
+class RWLock:
+    """Many readers or one writer; a waiting writer blocks new readers (no writer starvation).
+
+    Not re-entrant.  Deadlock-free when every thread acquires several of them in one global
+    order (a thread waiting for lock k holds only locks ordered before k)."""
+
+    __slots__ = ("_cond", "_readers", "_writer", "_waiting_writers")
+
+    def __init__(self):
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False
+        self._waiting_writers = 0
+
+    def acquire_read(self):
+        with self._cond:
+            while self._writer or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+
+    def release_read(self):
+        with self._cond:
+            self._readers -= 1
+            if not self._readers:
+                self._cond.notify_all()
+
+    def acquire_write(self):
+        with self._cond:
+            self._waiting_writers += 1
+            try:
+                while self._writer or self._readers:
+                    self._cond.wait()
+            finally:
+                self._waiting_writers -= 1
+            self._writer = True
+
+    def release_write(self):
+        with self._cond:
+            self._writer = False
+            self._cond.notify_all()
+
+
+class SharedLocks:
+    """The locks one compiled function holds during a call: write locks of the shared
+    variables it updates, read locks of the other shared variables it reads, in the global
+    order.  ``with locks:`` acquires them all; an empty set costs nothing."""
+
+    __slots__ = ("_plan",)
+
+    def __init__(self, read=(), write=()):
+        write = {id(v): v for v in write}
+        read = {id(v): v for v in read if id(v) not in write}
+        plan = [(v._seq, v._rw, True) for v in write.values()] + [(v._seq, v._rw, False) for v in read.values()]
+        self._plan = [(lock, w) for _, lock, w in sorted(plan, key=lambda p: p[0])]
+
+    def __enter__(self):
+        done = []
+        try:
+            for lock, write in self._plan:
+                (lock.acquire_write if write else lock.acquire_read)()
+                done.append((lock, write))
+        except BaseException:
+            _release(done)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        _release(self._plan)
+        return False
+
+
+def _release(held):
+    for lock, write in reversed(held):
+        (lock.release_write if write else lock.release_read)()
+
+
+def _checked_kind(arr: np.ndarray, label: str, want: str) -> None:
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{label}: expected a {want} tensor, got an array of dtype {arr.dtype} "
+                        "(only bool, integer and float data)")
+
 
 class SharedVariable(Variable):
     """A root variable bound to a value.  Its type's shape is the value's static shape unless
-    ``shape=`` says otherwise (use None entries for dims that may change with set_value)."""
+    ``shape=`` says otherwise (use None entries for dims that may change with set_value).
 
-    __slots__ = ("_value", "default_update")
+    The stored value is always a C-contiguous, aligned, writeable array in native byte
+    order, so compiled code may read it (and write updates into it) directly."""
+
+    __slots__ = ("_value", "default_update", "_rw", "_seq")
 
     def __init__(self, value, name=None, shape=None, dtype=None):
         arr = np.array(value, dtype=dtype, copy=True)
+        _checked_kind(arr, name or "shared variable", str(dtype or arr.dtype))
         arr = arr.astype(dt.canonical(arr.dtype if dtype is None else dtype), copy=False)
         shape = arr.shape if shape is None else tuple(shape)
         super().__init__(TensorType(arr.dtype.name, shape), "input", name=name)
         self._value = None
         #: an expression tcomp.function uses as this variable's update when none is given
         self.default_update = None
+        self._rw = RWLock()
+        #: position in the global lock order
+        self._seq = next(_seq)
         self._store(arr, borrow=True)
 
     def _store(self, value, borrow):
-        arr = np.asarray(value)
+        """Check ``value`` and make it the storage (a copy unless ``borrow`` and it is
+        already native-order, aligned, C-contiguous and writeable).  Caller holds the write
+        lock (or the variable is not yet visible to other threads)."""
         label = self.name or "shared variable"
-        if arr.dtype.name != self.dtype:
-            if not np.can_cast(arr.dtype, self.dtype, "same_kind"):
+        if isinstance(value, Variable):
+            raise TypeError(f"{label}: set_value needs a NumPy array, got a symbolic variable")
+        arr = np.asarray(value)
+        _checked_kind(arr, label, self.dtype)
+        want = np.dtype(self.dtype)
+        if arr.dtype != want:  # another dtype, or the same one in non-native byte order
+            if arr.dtype.name != self.dtype and not np.can_cast(arr.dtype, self.dtype, "same_kind"):
                 raise TypeError(f"{label}: expected dtype {self.dtype}, got {arr.dtype.name}")
-            arr = arr.astype(self.dtype)
+            arr = arr.astype(want)
             borrow = True
         if arr.ndim != self.ndim or any(isinstance(d, int) and d != s for d, s in zip(self.type.shape, arr.shape)):
             raise ValueError(f"{label}: expected shape {self.type}, got {arr.shape}")
-        if not borrow or not arr.flags.c_contiguous or not arr.flags.writeable:
+        if not (borrow and arr.flags.c_contiguous and arr.flags.writeable and arr.flags.aligned):
             arr = np.array(arr, copy=True, order="C")
         self._value = arr
 
     def get_value(self, borrow=False):
-        return self._value if borrow else self._value.copy()
+        """A copy of the value (taken under the read lock), or with ``borrow`` the storage."""
+        if borrow:
+            return self._value
+        self._rw.acquire_read()
+        try:
+            return self._value.copy()
+        finally:
+            self._rw.release_read()
 
     def set_value(self, value, borrow=False):
-        self._store(value, borrow)
+        self._rw.acquire_write()
+        try:
+            self._store(value, borrow)
+        finally:
+            self._rw.release_write()
 
     def _assign_in_place(self, new):
-        """Commit an update computed by a compiled function (same type, checked at build)."""
+        """Commit an update computed by a compiled function (same type, checked at build).
+        The calling function holds this variable's write lock."""
         if new.shape == self._value.shape:
             np.copyto(self._value, new, casting="unsafe")
         else:
@@ -58,8 +183,11 @@ class SharedVariable(Variable):
 
 
 def shared(value, name=None, borrow=False, shape=None, dtype=None) -> SharedVariable:
-    """Create a shared variable holding (a copy of, unless ``borrow``) ``value``."""
+    """Create a shared variable holding (a copy of, unless ``borrow``) ``value``.  With
+    ``borrow`` the array itself is kept only when compiled code can use it as it is
+    (native byte order, aligned, C-contiguous, writeable); otherwise it is copied."""
     s = SharedVariable(value, name=name, shape=shape, dtype=dtype)
-    if borrow and isinstance(value, np.ndarray) and value.dtype == s.dtype and value.flags.c_contiguous:
+    if (borrow and isinstance(value, np.ndarray) and value.dtype == np.dtype(s.dtype) and value.flags.c_contiguous
+            and value.flags.aligned and value.flags.writeable and value.shape == s._value.shape):
         s._value = value
     return s

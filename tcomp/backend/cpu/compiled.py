@@ -180,6 +180,8 @@ class CompiledGraph:
                     if seen[0] != have:
                         raise ValueError(f"input {label!r}: symbolic dim {want!r} is {have} here but "
                                          f"{seen[0]} in input {seen[1]!r}")
+            if not (a.dtype.isnative and a.flags.aligned):  # big-endian or misaligned: a native copy
+                a = np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
             arrays.append(a if a.flags.c_contiguous else np.ascontiguousarray(a))
         return arrays
 
