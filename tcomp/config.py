@@ -27,4 +27,22 @@ class _Config(types.ModuleType):
         parallel.set_num_threads(n)
 
 
+    @property
+    def compute_test_value(self) -> str:
+        """Theano's debugging aid: 'off' (default), or 'ignore' / 'warn' / 'raise': every new
+        expression whose operands have test values (``x.tag.test_value``, constants, shared
+        values) is evaluated at once, so shape errors are raised where it is written; an
+        operand without one is skipped silently, with a warning, or raises."""
+        return _state["compute_test_value"]
+
+    @compute_test_value.setter
+    def compute_test_value(self, value: str) -> None:
+        if value not in COMPUTE_TEST_VALUE_MODES:
+            raise ValueError(f"config.compute_test_value must be one of {COMPUTE_TEST_VALUE_MODES}, got {value!r}")
+        _state["compute_test_value"] = value
+
+
+COMPUTE_TEST_VALUE_MODES = ("off", "ignore", "warn", "raise")
+_state = {"compute_test_value": "off"}
+
 sys.modules[__name__].__class__ = _Config

@@ -64,4 +64,7 @@ from .basic import (  # noqa: F401
     zeros_like,
 )
 from .indexing import inc_subtensor, set_subtensor  # noqa: F401
+from .type import TensorType, addbroadcast, patternbroadcast, specify_shape, unbroadcast  # noqa: F401,E402
 from .variable import Variable, constant  # noqa: F401
+from .variable import Variable as TensorConstant  # noqa: F401,E402
+from .variable import Variable as TensorVariable  # noqa: F401,E402

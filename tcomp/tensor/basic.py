@@ -8,6 +8,7 @@ import numpy as np
 from tcomp.ir import dtypes as dt
 from tcomp.ir.types import TensorType
 
+from . import type as _types
 from .variable import Variable, apply, apply_binary, as_variable, constant, is_python_scalar
 
 # -- constructors ---------------------------------------------------------------------
@@ -26,8 +27,25 @@ def _default_shape(ndim, shape, fixed=None):
     return shape
 
 
-def tensor(name=None, dtype=None, shape=None, ndim=None, broadcastable=None) -> Variable:
-    """A symbolic input.  ``shape`` entries: int (static), str (named symbolic), None."""
+def tensor(*args, **kwargs) -> Variable:
+    """A symbolic input: ``tensor(name=None, dtype=None, shape=None, ndim=None, broadcastable=None)``;
+    ``shape`` entries: int (static), str (named symbolic), None.  Theano's positional form
+    ``tensor(dtype, broadcastable, name=None)`` works too."""
+    if len(args) >= 2 and isinstance(args[1], (tuple, list)) and _is_dtype_name(args[0]):
+        if len(args) > 2:
+            kwargs["name"] = args[2]
+        return _tensor(dtype=args[0], broadcastable=tuple(args[1]), **kwargs)
+    return _tensor(*args, **kwargs)
+
+
+def _is_dtype_name(d) -> bool:
+    try:
+        return isinstance(d, str) and bool(dt.canonical(d))
+    except (TypeError, ValueError, KeyError):
+        return False
+
+
+def _tensor(name=None, dtype=None, shape=None, ndim=None, broadcastable=None) -> Variable:
     dtype = dt.canonical(dtype or "floatX")
     if shape is None and broadcastable is not None:
         shape = tuple(1 if b else None for b in broadcastable)
@@ -53,13 +71,13 @@ tensor3 = _maker(3)
 tensor4 = _maker(4)
 tensor5 = _maker(5)
 
-for _p, _d in _PREFIX.items():
-    if _d is None:
-        continue
-    for _kind, _nd in _RANKS.items():
-        globals()[_p + _kind] = _maker(_nd, dtype_default=_d)
-    globals()[_p + "row"] = _maker(2, {0: 1}, _d)
-    globals()[_p + "col"] = _maker(2, {1: 1}, _d)
+# Theano's type constants (T.dscalar, T.fmatrix, ...: types that are also callable, so that
+# T.dscalar('x').type is T.dscalar) and plural constructors (T.scalars, T.dmatrices, ...)
+globals().update(_types.TYPE_CONSTANTS)
+for _kind, _plural in _types.PLURALS.items():
+    globals()[_plural] = _types.plural(globals()[_kind], _plural)
+    for _p in _types.PREFIXES:
+        globals()[_p + _plural] = _types.plural(_types.TYPE_CONSTANTS[_p + _kind], _p + _plural)
 
 
 # -- elementwise --------------------------------------------------------------------------

@@ -8,18 +8,31 @@ naming the variables involved.  ``tcomp.function`` turns the expression DAG into
 
 Variables hash and compare by identity (``==`` is not overloaded, as in Theano: use
 ``T.eq``), so they can key dicts such as ``givens`` and ``updates``.
+
+As in Theano, a variable is true (``if not W:`` tests for None-ness, as users write), except
+the result of a ``<``/``<=``/``>``/``>=`` operator, whose truth value refuses ("Variables do
+not support boolean operations."), because ``a < b < c`` would otherwise silently mean
+``(a < b) and (b < c)``.  ``x.type`` is the interned :class:`tcomp.tensor.type.TensorType`
+(``T.dscalar('x').type is T.dscalar``), ``x.eval({x: v})`` compiles (once per set of inputs)
+and runs, and ``x.tag.test_value`` with ``tcomp.config.compute_test_value`` computes each new
+expression's value eagerly with the reference op implementations, so a shape error is raised
+where the expression is written (Theano's debugging aid).
 """
 from __future__ import annotations
 
 import itertools
 import numbers
 import sys
+import warnings
 
 import numpy as np
 
+from tcomp import config as _config
 from tcomp.ir import dtypes as dt
 from tcomp.ir.ops import Constant, get_op
 from tcomp.ir.types import TensorType
+
+from .type import interned
 
 _counter = itertools.count()
 
@@ -38,10 +51,14 @@ def user_location():
 
 
 class Variable:
-    __slots__ = ("type", "op", "inputs", "attrs", "name", "id", "loc", "__weakref__")
+    __slots__ = ("type", "op", "inputs", "attrs", "name", "id", "loc", "_tag", "_is_nonzero", "_fn_cache",
+                 "__weakref__")
 
     def __init__(self, type: TensorType, op: str = "input", inputs=(), attrs=None, name=None):
-        self.type = type
+        self.type = interned(type) if isinstance(type, TensorType) else type
+        self._tag = None
+        self._is_nonzero = True
+        self._fn_cache = None
         self.op = op
         self.inputs = tuple(inputs)
         self.attrs = dict(attrs or {})
@@ -85,11 +102,47 @@ class Variable:
         return self.name or f"{self.op}.{self.id}"
 
     def __bool__(self):
-        raise TypeError(f"the truth value of symbolic variable {self.describe()} is unknown at build time; "
-                        "use T.switch / T.where for conditions")
+        if self._is_nonzero:
+            return True
+        raise TypeError(f"Variables do not support boolean operations. (The truth value of {self.describe()} is "
+                        "unknown at build time: use T.switch / T.where for conditions, and T.and_ for a < b < c.)")
 
     def __iter__(self):
-        raise TypeError(f"symbolic variable {self.describe()} is not iterable")
+        n = self.type.shape[0] if self.ndim else None
+        if not isinstance(n, int):
+            raise TypeError(f"symbolic variable {self.describe()} is not iterable (its length is not static; "
+                            "maybe you are using builtins.sum instead of T.sum?)")
+        return (self[i] for i in range(n))
+
+    # -- Theano's Variable API -----------------------------------------------------------
+    @property
+    def tag(self) -> "Tag":
+        """Theano's scratchpad; ``tag.test_value`` is checked against the type when set."""
+        if self._tag is None:
+            self._tag = Tag(self.type)
+        return self._tag
+
+    def get_test_value(self):
+        value = known_test_value(self)
+        if value is _MISSING:
+            raise AttributeError(f"{self.describe()} has no test value (set its .tag.test_value)")
+        return value
+
+    def eval(self, inputs_to_values=None):
+        """The value of this expression, given ``{variable: value}`` for its inputs (names of
+        the inputs may stand for them).  Compiled once per set of inputs, as Theano does."""
+        from tcomp.function import function
+
+        values = dict(inputs_to_values or {})
+        if any(isinstance(k, str) for k in values):
+            values = _resolve_names(self, values)
+        keys = tuple(sorted(values, key=lambda v: v.id))
+        if self._fn_cache is None:
+            self._fn_cache = {}
+        fn = self._fn_cache.get(keys)
+        if fn is None:
+            fn = self._fn_cache[keys] = function(list(keys), self)
+        return fn(*[values[k] for k in keys])
 
     def __len__(self):
         raise TypeError(f"symbolic variable {self.describe()} has no len(); use .shape[0]")
@@ -109,10 +162,10 @@ class Variable:
     def __rmod__(self, o): return apply_binary("mod", o, self)
     def __pow__(self, o): return apply_binary("pow", self, o)
     def __rpow__(self, o): return apply_binary("pow", o, self)
-    def __lt__(self, o): return apply_binary("lt", self, o)
-    def __le__(self, o): return apply_binary("le", self, o)
-    def __gt__(self, o): return apply_binary("gt", self, o)
-    def __ge__(self, o): return apply_binary("ge", self, o)
+    def __lt__(self, o): return _comparison("lt", self, o)
+    def __le__(self, o): return _comparison("le", self, o)
+    def __gt__(self, o): return _comparison("gt", self, o)
+    def __ge__(self, o): return _comparison("ge", self, o)
     def __and__(self, o): return apply_binary("logical_and", self, o)
     def __rand__(self, o): return apply_binary("logical_and", o, self)
     def __or__(self, o): return apply_binary("logical_or", self, o)
@@ -178,6 +231,99 @@ class Variable:
         return indexing.getitem(self, key)
 
 
+def _comparison(op, a, b):
+    out = apply_binary(op, a, b)
+    out._is_nonzero = False  # Theano: only comparison results refuse a truth value
+    return out
+
+
+def _resolve_names(expr, values):
+    """Replace string keys by the root variables of ``expr`` with that name (unique)."""
+    from tcomp.trace import _postorder
+
+    roots = {}
+    for v in _postorder([expr], lambda v: v):
+        if v.op == "input" and v.name is not None:
+            roots.setdefault(v.name, []).append(v)
+    out = {}
+    for k, val in values.items():
+        if isinstance(k, str):
+            found = roots.get(k, [])
+            if len(found) != 1:
+                raise ValueError(f"eval: {len(found)} inputs of {expr.describe()} are named {k!r}; "
+                                 "pass the variable itself")
+            k = found[0]
+        out[k] = val
+    return out
+
+
+class Tag:
+    """``variable.tag``: free attributes, plus ``test_value`` validated by the type's filter
+    (dtype converted losslessly, rank and static dims checked), as Theano's scratchpad does."""
+
+    def __init__(self, type):
+        object.__setattr__(self, "_type", type)
+
+    def __setattr__(self, name, value):
+        if name == "test_value":
+            value = self._type.filter(value) if hasattr(self._type, "filter") else np.asarray(value)
+        object.__setattr__(self, name, value)
+
+    def __repr__(self):
+        return f"Tag({', '.join(k for k in vars(self) if k != '_type')})"
+
+
+_MISSING = object()
+
+
+def known_test_value(v):
+    """The test value of ``v`` (a constant's value, a shared variable's value, or
+    ``tag.test_value``), else ``_MISSING``."""
+    if v.op == "constant":
+        return np.asarray(v.attrs["value"].value)
+    if v._tag is not None and "test_value" in vars(v._tag):
+        return v._tag.test_value
+    get_value = getattr(v, "get_value", None)
+    if get_value is not None:
+        return get_value(borrow=True)
+    return _MISSING
+
+
+def compute_test_value(out: "Variable", mode: str) -> None:
+    """Theano's ``compute_test_value``: evaluate ``out`` from its operands' test values with
+    the reference op implementation and store it in ``out.tag.test_value``; an error of the
+    op (shapes that do not fit) is raised now, naming the operands.  An operand without a
+    test value: 'raise' raises, 'warn' warns, 'ignore' skips (no test value for ``out``)."""
+    from tcomp.ir.interpreter import check_elemwise_broadcast, check_value
+
+    values = []
+    for i, v in enumerate(out.inputs):
+        val = known_test_value(v)
+        if val is _MISSING:
+            msg = (f"Cannot compute test value: input {i} ({v.describe()}) of {out.op} has no test value; "
+                   f"set its .tag.test_value or tcomp.config.compute_test_value = 'off'")
+            if mode == "raise":
+                raise ValueError(msg)
+            if mode == "warn":
+                warnings.warn(msg, stacklevel=4)
+            return
+        values.append(np.asarray(val))
+    opdef = get_op(out.op)
+    try:
+        with np.errstate(all="ignore"):
+            result = np.asarray(opdef.impl(values, out.attrs, out.type))
+        if result.dtype.name != out.type.dtype:
+            result = result.astype(out.type.dtype)
+        if opdef.kind == "elemwise":
+            check_elemwise_broadcast(out.op, [v.type for v in out.inputs], values, result.shape)
+        check_value(result, out.type, f"{out.op}", {})
+    except (ValueError, TypeError, IndexError) as exc:
+        operands = ", ".join(f"{_operand_label(v, i)} with test value of shape {np.shape(val)}"
+                             for i, (v, val) in enumerate(zip(out.inputs, values)))
+        raise type(exc)(f"computing the test value of {out.op}({operands}): {exc}") from None
+    object.__setattr__(out.tag, "test_value", result)
+
+
 def _reduce(op, x, axis, keepdims):
     from . import basic
     return basic.reduce(op, x, axis, keepdims)
@@ -225,7 +371,11 @@ def apply(op: str, inputs, attrs=None, name=None) -> Variable:
     except (TypeError, ValueError) as exc:
         operands = ", ".join(_operand_label(v, i) for i, v in enumerate(inputs))
         raise type(exc)(f"{exc} [in {op}({operands})]") from None
-    return Variable(out_type, op, inputs, attrs, name=name)
+    out = Variable(out_type, op, inputs, attrs, name=name)
+    mode = _config.compute_test_value
+    if mode != "off":
+        compute_test_value(out, mode)
+    return out
 
 
 def weak_constant_for(value, others) -> Variable:
