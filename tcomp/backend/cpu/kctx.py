@@ -121,21 +121,36 @@ class KernelCtx:
         return ref.load(self.b, idx)
 
     def value(self, n, idx, memo: dict, root: bool = False):
-        """Value of node ``n`` at ``idx`` (a list, ``[]`` for rank 0, or ``(FLAT, i)``)."""
+        """Value of node ``n`` at ``idx`` (a list, ``[]`` for rank 0, or ``(FLAT, i)``).
+
+        Inline producers are evaluated with an explicit stack (operands left to right, each
+        node once per point through ``memo``), so an inline chain of any depth needs no
+        Python recursion."""
         if n in memo:
             return memo[n]
         g, prog = self.g, self.prog
-        if prog.is_scalar_const(n) and not root:
-            v = u.const(g.type(n).dtype, g.attrs(n)["value"].value.item())
-        elif root or prog.role[n] == "inline":
-            t = g.type(n)
-            ops = g.operands(n)
-            args = [self.value(o, self.bidx(o, t, idx), memo) for o in ops]
-            v = emit_elemwise(self.b, g.op(n), g.attrs(n), args, [g.type(o).dtype for o in ops], t.dtype)
-        else:
-            v = self.load_leaf(n, idx)
-        memo[n] = v
-        return v
+        # (node, its index, expanded?, is the root): a node is expanded once its operands are pushed
+        stack = [(n, idx, False, root)]
+        while stack:
+            m, midx, expanded, is_root = stack.pop()
+            if m in memo and not expanded:
+                continue
+            if expanded:
+                t = g.type(m)
+                ops = g.operands(m)
+                args = [memo[o] for o in ops]
+                memo[m] = emit_elemwise(self.b, g.op(m), g.attrs(m), args, [g.type(o).dtype for o in ops], t.dtype)
+            elif prog.is_scalar_const(m) and not is_root:
+                memo[m] = u.const(g.type(m).dtype, g.attrs(m)["value"].value.item())
+            elif is_root or prog.role[m] == "inline":
+                t = g.type(m)
+                stack.append((m, midx, True, is_root))
+                for o in reversed(g.operands(m)):
+                    if o not in memo:
+                        stack.append((o, self.bidx(o, t, midx), False, False))
+            else:
+                memo[m] = self.load_leaf(m, midx)
+        return memo[n]
 
 
 def expression_leaves(prog, roots) -> list:

@@ -388,36 +388,35 @@ def lower_fused(ctx: KernelCtx) -> None:
         return ctx.load_leaf(o, _unravel(b, u.i64(linear), ctx.dims(o)))
 
     def step_value(j, idx, memo):
-        if j in memo:
-            return memo[j]
+        """Body step ``j`` at the point; its operands (earlier steps) are already in ``memo``."""
         op, sattrs, refs = body[j]
         sattrs = dict(sattrs)
         if op == "constant":
             c = sattrs["value"].value
-            v = u.const(c.dtype.name, c.item())
-        elif op in ("dimshuffle", "reshape"):
+            return u.const(c.dtype.name, c.item())
+        if op in ("dimshuffle", "reshape"):
             o = ops[int(refs[0][1:])]
             if prog.is_scalar_const(o):
-                v = u.const(g.type(o).dtype, g.attrs(o)["value"].value.item())
-            else:
-                v = load_layout(j, o, idx)
-        else:
-            args, dts = [], []
-            for r in refs:
-                k = int(r[1:])
-                if r[0] == "$":
-                    o = ops[k]
-                    if prog.is_scalar_const(o):
-                        args.append(u.const(g.type(o).dtype, g.attrs(o)["value"].value.item()))
-                    else:
-                        args.append(ctx.load_leaf(o, ctx.bidx(o, it, idx)))
-                    dts.append(g.type(o).dtype)
+                return u.const(g.type(o).dtype, g.attrs(o)["value"].value.item())
+            return load_layout(j, o, idx)
+        args, dts = [], []
+        for r in refs:
+            k = int(r[1:])
+            if r[0] == "$":
+                o = ops[k]
+                if prog.is_scalar_const(o):
+                    args.append(u.const(g.type(o).dtype, g.attrs(o)["value"].value.item()))
                 else:
-                    args.append(step_value(k, idx, memo))
-                    dts.append(stypes[k].dtype)
-            v = emit_elemwise(b, op, get_op(op).normalize_attrs(sattrs), args, dts, stypes[j].dtype)
-        memo[j] = v
-        return v
+                    args.append(ctx.load_leaf(o, ctx.bidx(o, it, idx)))
+                dts.append(g.type(o).dtype)
+            else:
+                args.append(memo[k])
+                dts.append(stypes[k].dtype)
+        return emit_elemwise(b, op, get_op(op).normalize_attrs(sattrs), args, dts, stypes[j].dtype)
+
+    # the steps the primary and the extra results need, in body order (refs point backwards,
+    # so one forward sweep evaluates every step after its operands: no recursion on depth)
+    needed = _needed_steps(body, [len(body) - 1, *extra])
 
     def store(ref, v, idx):
         if isinstance(idx, tuple):
@@ -427,10 +426,11 @@ def lower_fused(ctx: KernelCtx) -> None:
 
     def val(idx):
         memo: dict = {}
-        v = step_value(len(body) - 1, idx, memo)
+        for j in needed:
+            memo[j] = step_value(j, idx, memo)
         for k, j in enumerate(extra):  # extra results have the iteration shape: stored at the point
-            store(ctx.outs[1 + k], step_value(j, idx, memo), idx)
-        return v
+            store(ctx.outs[1 + k], memo[j], idx)
+        return memo[len(body) - 1]
 
     if attrs["reduce"] is not None:
         emit_reduction(ctx, attrs["reduce"], tuple(attrs["axis"]), it.dtype, it_dims, val, iteration_dims)
@@ -439,6 +439,15 @@ def lower_fused(ctx: KernelCtx) -> None:
         parallel_flat(ctx, lambda i: store(ctx.out, val((FLAT, i)), (FLAT, i)), "f")
     else:
         parallel_nest(ctx, lambda idx: store(ctx.out, val(idx), idx), tiled=False)
+
+
+def _needed_steps(body, roots) -> list:
+    """Indices of the body steps ``roots`` depend on (themselves included), ascending."""
+    need = set(roots)
+    for j in range(len(body) - 1, -1, -1):
+        if j in need:
+            need.update(int(r[1:]) for r in body[j][2] if r[0] == "%")
+    return sorted(need)
 
 
 def _fused_param_dims(ctx, n, stypes):
