@@ -352,7 +352,9 @@ class _Block:
             self.seen_outputs = True
             line.done()
         else:
-            line.error(f"expected a kernel step '%k = op(...)', 'reduce', 'epilogue', 'outputs' or '}}', got {word!r}")
+            hint = f" (is the '}}' closing the fused block of %{self.nid} missing?)" if word in ("return", "}") else ""
+            line.error(f"expected a kernel step '%k = op(...)', 'reduce', 'epilogue', 'outputs' or '}}', "
+                       f"got {word!r}{hint}")
 
     @staticmethod
     def _op(line: _Line) -> str:

@@ -273,7 +273,7 @@ def _block_types(attrs: dict, operand_types: list):
     return types, reduced
 
 
-def _fused_block(attrs: dict, operand_types: list, max_elements: float) -> list[str] | None:
+def _fused_block(attrs: dict, operand_types: list) -> list[str] | None:
     """The lines inside a fused kernel's readable block, or None (print it on one line)."""
     got = _block_types(attrs, operand_types)
     if got is None:
@@ -281,7 +281,7 @@ def _fused_block(attrs: dict, operand_types: list, max_elements: float) -> list[
     types, reduced = got
     lines = []
     for j, (op, sattrs, refs) in enumerate(attrs["body"]):
-        a = format_attrs(dict(sattrs), types[j], where=f"step %{j} = {op}", max_elements=max_elements)
+        a = format_attrs(dict(sattrs), types[j], where=f"step %{j} = {op}")  # rank-0 constants: never elided
         lines.append(f"%{j} = {op}({', '.join(refs)}){a} : {format_type(types[j])}")
     if attrs["reduce"] is not None:
         a = format_attrs({"axis": attrs["axis"], "keepdims": attrs["keepdims"]}, reduced)
@@ -294,8 +294,17 @@ def _fused_block(attrs: dict, operand_types: list, max_elements: float) -> list[
 
 
 def format_location(loc) -> str:
-    """``file:line`` of a recorded location (a ``(file, line)`` pair)."""
-    return f"{loc[0]}:{loc[1]}"
+    """``file:line`` of a recorded ``(file, line)`` pair; the file relative to the working
+    directory when it lies below it."""
+    import os
+
+    path = loc[0]
+    try:
+        rel = os.path.relpath(path)
+        path = rel if not rel.startswith("..") else path
+    except ValueError:  # another drive (Windows)
+        pass
+    return f"{path}:{loc[1]}"
 
 
 def _format(graph, order: list[int], ids: dict[int, int], hash_mode: bool,
@@ -331,7 +340,7 @@ def _format(graph, order: list[int], ids: dict[int, int], hash_mode: bool,
         label = "" if name is None or (hash_mode and graph.op(n) != "input") else f" {quote(name)}"
         block = None
         if readable and graph.op(n) == "fused":
-            block = _fused_block(graph.attrs(n), [graph.type(o) for o in operands], max_elements)
+            block = _fused_block(graph.attrs(n), [graph.type(o) for o in operands])
         if block is not None:
             lines.append(f"  {ref(n)} = fused({', '.join(ref(o) for o in operands)}) : {format_type(t)}{label} {{"
                          + comment(n))
@@ -347,11 +356,12 @@ def _format(graph, order: list[int], ids: dict[int, int], hash_mode: bool,
 
 
 def elided_constants(graph, max_constant_elements: int | None) -> int:
-    """How many constant values ``format_graph(graph, max_constant_elements)`` prints as digests."""
+    """How many constant values ``format_graph(graph, max_constant_elements, readable=True)``
+    prints as digests (a readable kernel block never elides its rank-0 constants)."""
     if max_constant_elements is None:
         return 0
     count = 0
-    stack = [a for n in graph.nx.nodes for a in graph.attrs(n).values()]
+    stack = [a for n in graph.nx.nodes if graph.op(n) != "fused" for a in graph.attrs(n).values()]
     while stack:
         v = stack.pop()
         if isinstance(v, Constant):

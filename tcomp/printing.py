@@ -23,7 +23,7 @@ import subprocess
 import sys
 
 from tcomp.ir import Constant, Graph
-from tcomp.ir.printer import elided_constants, format_graph, format_location, format_type, format_value
+from tcomp.ir.printer import elided_constants, format_elements, format_graph, format_location, format_type, format_value
 
 #: constants with more elements than this print as a type and digest in dumps
 MAX_CONSTANT_ELEMENTS = 100
@@ -100,7 +100,7 @@ def _attr_text(attrs: dict) -> str:
 
 def _const_text(c: Constant) -> str:
     if c.value.ndim == 0:
-        return format_value(c.value.item())
+        return format_elements(c.value)  # float32 in its shortest form: 0.1, not 0.10000000149011612
     if c.value.size <= 8:
         return format_value(c, c.type)[len("tensor("):-1]
     return f"<{format_type(c.type)} constant>"
