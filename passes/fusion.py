@@ -83,6 +83,10 @@ from .extents import Extents
 MAX_MERGE_FAILURES = 4
 MAX_MERGE_MEMBERS = 256
 MAX_KERNEL_RESULTS = 8
+#: the most members (ops, layout steps, the reduction) one kernel may have, in phase 1 and 2:
+#: LLVM's time per op grows with the size of one function, so a long chain becomes several
+#: kernels (each a bounded function; identical segments compile once) instead of one giant body
+MAX_FUSED_BODY = 128
 #: ops whose result may be a strided view of their operand (a reshape of one is not absorbed)
 VIEW_OPS = ("dimshuffle", "reshape", "subtensor")
 
@@ -178,7 +182,7 @@ class _Fuser:
                     heapq.heappush(heap, (-pos[o], o))
 
         push_operands(start)
-        while heap:
+        while heap and len(members) < MAX_FUSED_BODY:
             _, p = heapq.heappop(heap)
             if p in self.group_of:
                 continue
@@ -260,7 +264,7 @@ class _Fuser:
         g, pos = self.g, self.pos
         if a.reduce is not None and b.reduce is not None:
             return None
-        if len(a.members) + len(b.members) > MAX_MERGE_MEMBERS or not self.same_spaces(a, b):
+        if len(a.members) + len(b.members) > min(MAX_MERGE_MEMBERS, MAX_FUSED_BODY) or not self.same_spaces(a, b):
             return None
         if not self.space(a):
             return None  # rank 0: a one-point loop gains nothing from merging (scalar index math stays plain)
