@@ -242,14 +242,14 @@ class Function:
         return results
 
     #: every stage ``dump`` knows, in compilation order (``tcomp dump --stage`` offers these)
-    STAGES = ("traced", "optimized", "llvm", "asm")
+    STAGES = ("traced", "optimized", "kernels", "llvm", "asm")
     #: the stages each backend adds after the graph stages
     BACKEND_STAGES = {"reference": (), "cpu": ("llvm", "asm")}
 
     def dump_stages(self) -> tuple:
         """The stages ``dump`` can print for this function (they depend on its backend)."""
         extra = self.BACKEND_STAGES.get(self.backend, ())
-        return tuple(s for s in self.STAGES if s in ("traced", "optimized") or s in extra)
+        return tuple(s for s in self.STAGES if s in ("traced", "optimized", "kernels") or s in extra)
 
     def dump(self, stage: str = "optimized", *, full_constants: bool = False, locations: bool = False) -> str:
         """Text of one compilation stage (see ``STAGES``; ``dump_stages()`` lists this function's).
@@ -271,6 +271,10 @@ class Function:
 
             return graph_text(self.traced if stage == "traced" else self.optimized, full_constants=full_constants,
                               locations=locations)
+        if stage == "kernels":  # the kernel program of the optimized graph (tcomp.passes.lower_kernels)
+            from tcomp.passes import lower_kernels
+
+            return str(lower_kernels(self.optimized, self.donations))
         return self.compiled.dump(stage)
 
 
