@@ -112,6 +112,21 @@ def test_other_shape_ops_with_zero_size_dims(backend):
     check_result(got, np.ones((5, 2)), F32, "concatenate with an empty operand")
 
 
+@pytest.mark.parametrize("shape", [(0, 5), (5, 0), (0, 0)], ids=str)
+def test_zero_size_strided_copies_and_gradients(backend, shape):
+    """Reshapes of transposed/strided views (a copy on the CPU backend), and gradients
+    through flatten, reductions and dot, all with a zero-size dim."""
+    m = sym(2)
+    a = np.zeros(shape, F32)
+    f = fn([m], [m.T.reshape((-1,)), m.T.flatten(2), m[:, ::2].reshape((-1,)), T.stack([m.T, m.T], axis=1),
+                 T.grad(T.sum(m.T.flatten(2) * 2), m), T.grad(T.sum(T.max(m, axis=1)) if shape[1] else T.sum(m), m),
+                 T.grad(T.prod(m) + T.mean(m), m), T.grad(T.sum(T.dot(m, m.T)), m)], backend)
+    want = [a.T.reshape(-1), a.T.reshape(shape[1], shape[0]), a[:, ::2].reshape(-1), np.stack([a.T, a.T], axis=1),
+            a, a, a, a]
+    for k, (got, w) in enumerate(zip(f(a), want)):
+        check_result(got, w, F32, f"output {k} for {shape}")
+
+
 REDUCTIONS = ["sum", "prod", "mean", "max", "min", "argmax", "argmin"]
 NP_REDUCE = {"sum": np.sum, "prod": np.prod, "mean": np.mean, "max": np.max, "min": np.min,
              "argmax": np.argmax, "argmin": np.argmin}
@@ -315,3 +330,17 @@ def test_prod_gradient_with_one_zero_among_overflowing_factors(backend):
     want = np.zeros(1024)
     want[17] = np.inf
     check_result(got, want, F32, "grad of prod of 1e10s and one zero")
+
+
+def test_float_prod_loops_stay_vectorized():
+    """The zero/non-finite flags must not stop LLVM's loop vectorizer (any vector width:
+    the host may have AVX2 or AVX-512)."""
+    import re
+
+    from llvmlite import binding as llvm
+    if "+avx2" not in llvm.get_host_cpu_features().flatten().split(","):
+        pytest.skip("needs an x86-64 host with AVX2")
+    v, m = sym(1, name="v"), sym(2, name="m")
+    for inputs, out in (([v], T.prod(v)), ([m], T.prod(m, axis=0)), ([m], T.prod(m * 2, axis=1))):
+        text = tcomp.function(inputs, out, backend="cpu").dump("llvm")
+        assert re.search(r"fmul[^\n]*<(4|8|16) x float>", text), "the prod loop is scalar"
