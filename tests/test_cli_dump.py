@@ -107,6 +107,17 @@ def test_llvm_and_asm_stages(capsys, model):
         assert "%xmm" in out
 
 
+def test_kernels_stage_when_the_function_has_it(capsys, model):
+    from tcomp.function import Function
+
+    if "kernels" not in Function.STAGES:
+        pytest.skip("no kernel-program stage in Function.dump yet")
+    code, out, _ = cli(capsys, "dump", f"{model}:predict", "--stage", "kernels")
+    assert code == 0 and out.startswith("kernel program ") and re.search(r"^  fused fused\(", out, re.M)
+    code, out, _ = cli(capsys, "dump", f"{model}:predict", "--stage", "kernels", "--format", "json")
+    assert code == 0 and isinstance(json.loads(out), dict)
+
+
 def test_json_format_validates_and_round_trips(capsys, model):
     code, out, _ = cli(capsys, "dump", f"{model}:predict", "--format", "json")
     assert code == 0

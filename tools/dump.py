@@ -223,9 +223,14 @@ def stage_text(fn, stage: str, fmt: str, full_constants=False, locations=False) 
 
     if fmt == "text":
         return fn.dump(stage, full_constants=full_constants, locations=locations)
+    if stage == "kernels" and fmt == "json":  # the kernel program has its own JSON form
+        from tcomp.passes import lower_kernels
+
+        return lower_kernels(fn.optimized, fn.donations).to_json(indent=1) + "\n"
     if stage not in GRAPH_STAGES:
         raise UsageError(f"--format {fmt} prints a graph stage, not {stage!r}",
-                         f"use --stage {' or --stage '.join(GRAPH_STAGES)}, or --format text")
+                         f"use --stage {' or --stage '.join(GRAPH_STAGES)}"
+                         + (", or --format text" if fmt == "dot" else ", kernels, or --format text"))
     g = fn.traced if stage == "traced" else fn.optimized
     return to_json(g, indent=1) + "\n" if fmt == "json" else dot_text(g)
 
