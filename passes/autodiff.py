@@ -265,7 +265,7 @@ def grad(graph: Graph, cost: Optional[int], wrt, consider_constant=(), disconnec
     if cost is not None and cost in relevant:
         accumulate(cost, const(g, 1.0, g.type(cost).dtype))
     for n, c in known_grads.items():
-        if n in relevant:
+        if n in relevant and is_float_node(g, n):  # (int nodes are relevant only as connectors)
             accumulate(n, c)
 
     order = [n for n in g.topo_order() if n in relevant]
