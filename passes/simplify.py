@@ -16,6 +16,7 @@ The rules and why each is exact (results equal bit for bit unless noted):
 * ``exp(log(x))`` -> ``x`` only where ``x`` is known non-negative (or nan): a float result of
   ``exp``, ``abs``, ``sqrt``, ``sigmoid``, ``softplus``, ``relu``, ``softmax``; for negative
   ``x`` the naive form is nan, so it is not valid in general.
+* ``x[:, :]`` (all full slices) -> ``x``.
 * ``reshape(reshape(x))`` -> one reshape; ``dimshuffle(dimshuffle(x))`` -> one dimshuffle
   with the composed pattern; identity reshapes/transposes vanish.
 * ``alloc(x)`` to ``x``'s own type -> ``x``; ``alloc(alloc(x))`` -> one alloc.
@@ -139,6 +140,16 @@ def identity_reshape(g, node):
     if t.is_static and g.type(x) == t:
         return x
     return None
+
+
+def identity_subtensor(g, node):
+    """``x[:, :]`` (left by ``x[:, None]``, which is this plus a dimshuffle) -> ``x``."""
+    if len(g.operands(node)) != 1:
+        return None
+    x = g.operands(node)[0]
+    full = all(e[0] == "s" and e[1] in (None, 0) and e[2] is None and e[3] in (None, 1)
+               for e in g.attrs(node)["index"])
+    return x if full and g.type(x) == g.type(node) else None
 
 
 def dimshuffle_dimshuffle(g, node):
@@ -281,6 +292,7 @@ RULES = {
     "alloc": [useless_alloc, alloc_alloc],
     "sum": [sum_of_alloc],
     "cast": [cast_to_same, cast_cast],
+    "subtensor": [identity_subtensor],
 }
 
 

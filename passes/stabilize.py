@@ -298,24 +298,73 @@ def _axes(g: Graph, node: int) -> tuple:
     return tuple(a) if isinstance(a, (tuple, list)) else (a,)
 
 
-def _reinserted(g: Graph, node: int, op: str, nd: int) -> Optional[tuple[int, tuple, bool]]:
+def _is_identity_subtensor(g: Graph, node: int) -> bool:
+    """``x[:, :]`` (what ``x[:, None]`` leaves before its dimshuffle)."""
+    if g.op(node) != "subtensor" or len(g.operands(node)) != 1:
+        return False
+    return all(e[0] == "s" and e[1] in (None, 0) and e[2] is None and e[3] in (None, 1)
+               for e in g.attrs(node)["index"])
+
+
+def _reshape_keeps(g: Graph, node: int, red: int, v: int, axes: tuple) -> bool:
+    """``node = reshape(red, dims)`` (red a keepdims=False reduction of v over ``axes``) puts a
+    1 at each reduced axis and v's own dim at each kept one: static and equal, ``-1`` (once),
+    or ``shape(w, i)`` of v or of a node at most two operands below it, with v's rank."""
+    attr = tuple(g.attrs(node)["shape"])
+    nd = g.type(v).ndim
+    if len(attr) != nd:
+        return False
+    near = {v}
+    for w in list(near):
+        for o in g.operands(w):
+            near.add(o)
+            near.update(g.operands(o))
+    dim_operands = iter(g.operands(node)[1:])
+    vshape = g.type(v).shape
+    minus_one = 0
+    for i, d in enumerate(attr):
+        if d is None:
+            o = next(dim_operands)
+            ok = (i not in axes and g.op(o) == "shape" and g.attrs(o)["axis"] == i
+                  and g.operands(o)[0] in near and g.type(g.operands(o)[0]).ndim == nd)
+        elif i in axes:
+            ok = d == 1
+        elif d == -1:
+            minus_one += 1
+            ok = True
+        else:
+            ok = isinstance(vshape[i], int) and vshape[i] == d
+        if not ok:
+            return False
+    return minus_one <= 1
+
+
+def _reinserted(g: Graph, node: int, op: str, nd: int) -> Optional[tuple[int, int, tuple, bool]]:
     """If ``node`` is ``op(v, axes)`` (a reduction of a rank-``nd`` v) in a form that
-    broadcasts against v like keepdims=True does, return (v, axes, keepdims_attr): keepdims;
-    or keepdims=False over leading axes (NumPy aligns from the right); or keepdims=False
-    followed by a dimshuffle that puts an 'x' at each reduced axis (leading ones optional)."""
-    pattern = None
+    broadcasts against v like keepdims=True does, return (reduction, v, axes, keepdims_attr):
+    keepdims; or keepdims=False over leading axes (NumPy aligns from the right); or
+    keepdims=False followed by a dimshuffle that puts an 'x' at each reduced axis (leading
+    ones optional; ``r[:, None]`` is an identity subtensor then that dimshuffle), or by a
+    reshape to v's dims with 1 at the reduced axes (:func:`_reshape_keeps`)."""
+    pattern = reshape = None
     if g.op(node) == "dimshuffle":
         pattern = tuple(g.attrs(node)["pattern"])
         node = g.operands(node)[0]
+        if _is_identity_subtensor(g, node):
+            node = g.operands(node)[0]
+    elif g.op(node) == "reshape":
+        reshape, node = node, g.operands(node)[0]
     if g.op(node) != op:
         return None
     axes, keep = _axes(g, node), bool(g.attrs(node)["keepdims"])
     v = g.operands(node)[0]
     if g.type(v).ndim != nd:
         return None
+    if reshape is not None:
+        return (node, v, axes, False) if not keep and _reshape_keeps(g, reshape, node, v, axes) else None
     if pattern is None:
         if keep or axes == tuple(range(len(axes))):
-            return v, axes, keep
+            return node, v, axes, keep
         return None
     if keep:
         return None
@@ -330,7 +379,7 @@ def _reinserted(g: Graph, node: int, op: str, nd: int) -> Optional[tuple[int, tu
                 return None
         elif p >= len(kept) or kept[p] != axis:
             return None
-    return v, axes, False
+    return node, v, axes, False
 
 
 def _is_max_of(g: Graph, m: int, x: int, axes: tuple, keepdims: bool) -> bool:
@@ -341,7 +390,7 @@ def _is_max_of(g: Graph, m: int, x: int, axes: tuple, keepdims: bool) -> bool:
         return (g.op(m) == "max" and g.operands(m)[0] == x and _axes(g, m) == axes
                 and not g.attrs(m)["keepdims"])
     r = _reinserted(g, m, "max", g.type(x).ndim)
-    return r is not None and r[0] == x and r[1] == axes
+    return r is not None and r[1] == x and r[2] == axes
 
 
 def _exp_argument(g: Graph, e: int, axes: tuple) -> Optional[tuple[int, bool]]:
@@ -408,7 +457,7 @@ def softmax_rule(g, node):
     r = _reinserted(g, den, "sum", nd)
     if r is None:
         return None
-    s = den if g.op(den) == "sum" else g.operands(den)[0]
+    s = r[0]
     found = _sum_exp(g, s)
     if found is None:
         return None

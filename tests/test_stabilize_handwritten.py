@@ -132,6 +132,8 @@ LSE = {
     "log(sum(exp(x)))": (lambda x: T.log(T.sum(T.exp(x))), lambda x: _lse(x, (0, 1)), (0, 1)),
     "max-shifted": (lambda x: T.log(T.exp(x - x.max(axis=1, keepdims=True)).sum(axis=1)) + x.max(axis=1),
                     lambda x: _lse(x, 1), 1),
+    "max-shifted [:, None]": (lambda x: T.log(T.exp(x - x.max(axis=1)[:, None]).sum(axis=1)) + x.max(axis=1),
+                              lambda x: _lse(x, 1), 1),
     "max-shifted keepdims, max first": (
         lambda x: x.max(axis=1, keepdims=True) + T.log(T.exp(x - x.max(axis=1, keepdims=True))
                                                        .sum(axis=1, keepdims=True)),
@@ -141,6 +143,9 @@ LSE = {
 SOFTMAX = {
     "exp/sum keepdims": (lambda x: T.exp(x) / T.exp(x).sum(axis=1, keepdims=True), 1),
     "exp/sum dimshuffle": (lambda x: T.exp(x) / T.exp(x).sum(axis=1).dimshuffle(0, "x"), 1),
+    "exp/sum[:, None]": (lambda x: T.exp(x) / T.exp(x).sum(axis=1)[:, None], 1),
+    "exp/sum.reshape((n, 1))": (lambda x: T.exp(x) / T.exp(x).sum(axis=1).reshape((x.shape[0], 1)), 1),
+    "exp/sum.reshape((-1, 1))": (lambda x: T.exp(x) / T.exp(x).sum(axis=1).reshape((-1, 1)), 1),
     "exp/sum axis 0 broadcast": (lambda x: T.exp(x) / T.exp(x).sum(axis=0), 0),
     "exp/sum all axes": (lambda x: T.exp(x) / T.sum(T.exp(x)), (0, 1)),
     "max-shifted": (lambda x: T.exp(x - x.max(axis=1, keepdims=True))
