@@ -239,13 +239,16 @@ def test_locations_and_elided_constants(capsys, model):
 
 def test_run_a_dumped_file_gives_the_functions_result(capsys, model, params, tmp_path):
     tir = tmp_path / "predict.tir"
-    code, out, _ = cli(capsys, "dump", f"{model}:predict", "--stage", "optimized", "-o", tir)
+    code, out, _ = cli(capsys, "dump", f"{model}:predict", "--stage", "optimized", "-o", tir,
+                       "--save-shared", tmp_path / "shared")
     assert code == 0 and tir.exists()
+    shared = [tmp_path / "shared" / f"{k}.npy" for k in ("W1", "b1", "W2")]
+    assert f"tcomp run {tir} --inputs x.npy {' '.join(map(str, shared))}" in out
+    for k, path in zip(("W1", "b1", "W2"), shared):
+        np.testing.assert_array_equal(np.load(path), params[k])
     x = np.random.default_rng(2).standard_normal((7, 6)).astype("float32")
-    files = []
-    for k, v in [("x", x)] + list(params.items()):
-        np.save(tmp_path / f"{k}.npy", v)
-        files.append(tmp_path / f"{k}.npy")
+    np.save(tmp_path / "x.npy", x)
+    files = [tmp_path / "x.npy"] + shared
     code, out, err = cli(capsys, "run", tir, "--inputs", *files, "-o", tmp_path / "out.npz")
     assert code == 0, err
     got = np.load(tmp_path / "out.npz")["out0"]

@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--full-constants", action="store_true",
                    help="print every constant in full (else constants over 100 elements are elided: no parse back)")
     u.add_argument("--locations", action="store_true", help="file:line of the Python that made each node")
+    u.add_argument("--save-shared", default=None, metavar="DIR",
+                   help="also write each shared variable's value to DIR/NAME.npy (inputs for tcomp run)")
     u.set_defaults(func=_dump)
 
     r = sub.add_parser("run", help="compile and run a text IR file (what tcomp dump prints) on .npy inputs")

@@ -217,6 +217,27 @@ def time_report(fn) -> list[str]:
 
 # -- the command ---------------------------------------------------------------------------------
 
+def save_shared(fn, folder: str, tir=None) -> list[str]:
+    """Write every shared variable's current value as FOLDER/NAME.npy (the graph inputs after
+    the explicit ones) and say how to run the dump with them."""
+    import numpy as np
+
+    os.makedirs(folder, exist_ok=True)
+    paths, used = [], set()
+    for i, s in enumerate(fn.shared_inputs):
+        stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in (s.name or f"shared{i}"))
+        while stem in used:
+            stem += "_"
+        used.add(stem)
+        path = os.path.join(folder, stem + ".npy")
+        np.save(path, s.get_value(borrow=True))
+        paths.append(path)
+    explicit = " ".join(f"{v.name or f'input{i}'}.npy" for i, v in enumerate(fn.inputs))
+    return [f"# wrote {len(paths)} shared variable(s) to {folder}; run the dump with:",
+            f"#   tcomp run {tir or 'FILE.tir'} --inputs {' '.join(filter(None, [explicit] + paths))}"]
+
+
+
 def stage_text(fn, stage: str, fmt: str, full_constants=False, locations=False) -> str:
     from tcomp.ir import to_json
     from tcomp.printing import dot_text
@@ -253,6 +274,8 @@ def main(args) -> int:
         raise UsageError(f"--stage: stage {stage!r} is not available on backend {fn.backend!r}",
                          f"this function has: {', '.join(fn.dump_stages())}")
     reports: list[str] = []
+    if opt("save_shared"):
+        reports += save_shared(fn, opt("save_shared"), opt("output"))
     if opt("print_after") or opt("print_after_all"):
         reports += pass_reports(fn, opt("print_after") or (), bool(opt("print_after_all")), bool(opt("full")),
                                 full_constants, locations)
