@@ -70,7 +70,8 @@ def verify_memory(p: KernelProgram, regs: dict) -> None:
 class _Memory:
     def __init__(self, p, arrays, regs, donate):
         self.p, self.regs = p, regs
-        self.inputs = [np.ascontiguousarray(a) for a in arrays]
+        # the entry's contract: C-contiguous inputs (np.ascontiguousarray would make a 0-d value 1-d)
+        self.inputs = [a if a.flags.c_contiguous else np.array(a, order="C") for a in map(np.asarray, arrays)]
         self.ws = np.full(resolve(p.workspace, regs), 0xCD, dtype=np.uint8)  # garbage: nothing reads unwritten bytes
         self.outputs = []
         for o in p.outputs:

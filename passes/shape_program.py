@@ -164,6 +164,14 @@ class ShapeBuilder:
                 return b if a == 0 else a
             if a == b:
                 return a
+        if op == "neg":
+            src = self._inst(a)
+            if src is not None and src.op == "neg":
+                return src.args[0]
+        if op == "le" and a == 0 and self._nn(b) or op == "ge" and b == 0 and self._nn(a):
+            return 1
+        if op == "lt" and b == 0 and self._nn(a) or op == "gt" and a == 0 and self._nn(b):
+            return 0
         if op == "not" and _lit(a):
             return int(not a)
         if op == "eq" and (_lit(a) or _lit(b)):  # a non-negative register is never a negative literal
