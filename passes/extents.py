@@ -58,11 +58,12 @@ class Extents:
     (the static int, the dim name, or a class representative).
     """
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, order=None):
+        """``order``: ``graph.topo_order()`` when the caller has it already."""
         self.g = graph
         self._parent: dict = {}
         self._dims: dict = {}  # node -> list of dim variables (a list of lists for a tuple)
-        for n in graph.topo_order():
+        for n in graph.topo_order() if order is None else order:
             self._visit(n)
 
     # -- union-find ---------------------------------------------------------------------------

@@ -132,7 +132,7 @@ class _Fuser:
         self.outputs = set(g.outputs)
         self.group_of: dict[int, _Group] = {}
         self.replaced: dict[int, int] = {}
-        self.extents = Extents(g)
+        self._extents = None  # built on the first question (many graphs never ask one)
 
     # -- helpers ----------------------------------------------------------------------------
     def shape(self, n):
@@ -142,7 +142,13 @@ class _Fuser:
         """``a`` and ``b`` have one iteration space: the same type shape (the kernel format
         lists results of exactly the iteration shape) *and* extents proven equal at run time
         (two anonymous ``?`` dims are unrelated sizes unless they come from the same place)."""
-        return self.shape(a) == self.shape(b) and self.extents.same(a, b)
+        if self.shape(a) != self.shape(b):
+            return False
+        if None not in self.shape(a):
+            return True  # static and named dims: equal types are equal extents
+        if self._extents is None:
+            self._extents = Extents(self.g, self.order)
+        return self._extents.same(a, b)
 
     def external_users(self, n, members):
         return [u for u in self.g.users(n) if u not in members]

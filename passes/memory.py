@@ -344,15 +344,20 @@ def _graph_donations(g: Graph, donate: dict, storage, steps, writers) -> dict:
     when it provably is the input's); no output is (a view of) the input; the writer reads the
     input only elementwise at the written index (or not at all)."""
     out = {}
-    extents = Extents(g)
+    extents = None
     step_of = {n: s for s, n in zip(steps, writers)}
     out_storages = [storage(o) for o in g.outputs]
     for pos, ipos in donate.items():
         v, x = g.outputs[pos], g.inputs[ipos]
         if v not in step_of or step_of[v].writes != (v,) or g.outputs.count(v) != 1:
             continue
-        if g.type(v).dtype != g.type(x).dtype or not extents.same(v, x) or x in out_storages:
+        tv, tx = g.type(v), g.type(x)
+        if tv.dtype != tx.dtype or x in out_storages:
             continue
+        if not same_extent(tv, tx):
+            extents = extents or Extents(g)  # (built only when an anonymous dim needs a proof)
+            if not extents.same(v, x):
+                continue
         reads_x = [o for o in g.operands(v) if storage(o) == x]
         if reads_x and not (_elementwise(g, v) and all(o == x for o in reads_x) and x not in _relaid_operands(g, v)):
             continue
