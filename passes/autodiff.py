@@ -300,8 +300,10 @@ def grad(graph: Graph, cost: Optional[int], wrt, consider_constant=(), disconnec
         if w in cot:
             out.append(cot[w])
             continue
-        if w in relevant:  # on a path to the cost, but every rule on the way gave None: zero
-            out.append(zeros_like(g, w))
+        if w in relevant:  # on a path to the cost, but every rule on the way gave None: zero,
+            # read through w (Theano's zeros_like(x) is fill(x, 0)), so that the gradient of
+            # this gradient (floor's, a comparison's) is again zero rather than disconnected
+            out.append(op(g, "where", const(g, False, dt.BOOL), w, const(g, 0, g.type(w).dtype)))
             continue
         if disconnected_inputs == "raise":
             raise ValueError(f"grad: cost does not depend on {label(g, w)} (disconnected input); "

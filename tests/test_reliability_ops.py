@@ -218,6 +218,16 @@ def test_zero_gradient_combines_with_other_paths(backend):
     check_result(got, np.floor(np.array([1.5, -2.3, 0.4])) + 1, F32, "grad of floor(s) * s + s % 2")
 
 
+@pytest.mark.parametrize("name", ["floor", "gt", "int cast", "argmax"])
+def test_second_order_through_a_zero_gradient_is_zero(backend, name):
+    """The zero gradient still reads s (Theano's zeros_like is fill(x, 0)), so its own
+    gradient is zero too, not a disconnected input."""
+    s = sym(1, name="s")
+    g = T.grad(T.sum(ZERO_GRAD[name](s)), s)
+    (got,) = fn([s], [T.grad(T.sum(g), s)], backend)(np.array([1.5, -2.3, 0.4], F32))
+    check_result(got, np.zeros(3), F32, f"second-order grad through {name}")
+
+
 @pytest.mark.parametrize("name,f", [
     ("mod", lambda a: a % 0.7), ("rmod", lambda a: 2.3 % a), ("abs", T.abs),
     ("maximum", lambda a: T.maximum(a, 0.25)), ("minimum", lambda a: T.minimum(a, 0.25)),
