@@ -82,6 +82,9 @@ class Graph:
         instead.  A pass replacing many outputs passes ``outputs=False`` and remaps the list once."""
         if old == new:
             return
+        loc = self.nx.nodes[old].get("loc")  # the user's file:line (tcomp dump --locations) moves along
+        if loc is not None and "loc" not in self.nx.nodes[new] and self.op(new) not in ("input", "constant"):
+            self.nx.nodes[new]["loc"] = loc
         for _, v, k, data in list(self.nx.out_edges(old, keys=True, data=True)):
             self.nx.remove_edge(old, v, key=k)
             self.nx.add_edge(new, v, arg=data["arg"])

@@ -229,6 +229,9 @@ def test_locations_and_elided_constants(capsys, model):
     code, out, _ = cli(capsys, "dump", f"{model}:predict", "--stage", "traced", "--locations")
     assert re.search(rf"= tanh\(%\d+\) : f32\[\?, 16\] \"hidden\"  # .*model\.py:{TANH_LINE}$", out, re.M)
     parse_graph(out)
+    code, out, _ = cli(capsys, "dump", f"{model}:predict", "--locations")  # a kernel keeps its result's line
+    assert re.search(rf'= fused\(.*"hidden" \{{  # .*model\.py:{TANH_LINE}$', out, re.M)
+    parse_graph(out)
     code, out, _ = cli(capsys, "dump", f"{model}:build", "--stage", "traced")
     assert out.startswith("# 1 constant(s) over 100 elements elided") and "blob<f32[300] constant, sha256 " in out
     code, out, _ = cli(capsys, "dump", f"{model}:build", "--stage", "traced", "--full-constants")
