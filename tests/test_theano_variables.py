@@ -276,8 +276,13 @@ def test_compute_test_value_setting_is_validated(test_value_mode):
 
 def test_test_value_is_checked_against_the_type():
     f = T.fmatrix("f")
+    f.tag.test_value = np.full((2, 2), 0.1)  # float64 rounded to float32 (Theano's docs assign rand())
+    assert f.tag.test_value.dtype == np.float32 and f.tag.test_value[0, 0] == np.float32(0.1)
+    i = T.imatrix("i")
     with pytest.raises(TypeError, match="loss of precision"):
-        f.tag.test_value = np.ones((2, 2))
+        i.tag.test_value = np.ones((2, 2))
+    with pytest.raises(TypeError, match="loss of precision"):
+        i.tag.test_value = np.ones((2, 2), "int64")
     with pytest.raises(TypeError, match="rank 2"):
         f.tag.test_value = np.ones(3, "float32")
     f.tag.test_value = [[1, 2]]

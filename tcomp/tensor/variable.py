@@ -259,14 +259,25 @@ def _resolve_names(expr, values):
 
 class Tag:
     """``variable.tag``: free attributes, plus ``test_value`` validated by the type's filter
-    (dtype converted losslessly, rank and static dims checked), as Theano's scratchpad does."""
+    (dtype converted losslessly, rank and static dims checked), as Theano's scratchpad does.
+
+    One difference: a float test value may be rounded to a narrower float type.  Theano's
+    documentation assigns ``numpy.random.rand(5, 10)`` (float64) to ``T.matrix`` under its
+    default floatX=float64; tcomp's default floatX is float32, and a debugging aid should not
+    refuse the documented example."""
 
     def __init__(self, type):
         object.__setattr__(self, "_type", type)
 
     def __setattr__(self, name, value):
         if name == "test_value":
-            value = self._type.filter(value) if hasattr(self._type, "filter") else np.asarray(value)
+            t = self._type
+            if not hasattr(t, "filter"):
+                value = np.asarray(value)
+            elif dt.is_float(t.dtype) and np.asarray(value).dtype.kind == "f":
+                value = t.filter(value, allow_downcast=True)
+            else:
+                value = t.filter(value)
         object.__setattr__(self, name, value)
 
     def __repr__(self):
