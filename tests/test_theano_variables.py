@@ -289,3 +289,14 @@ def test_test_value_is_checked_against_the_type():
     assert f.tag.test_value.dtype == np.float32
     f.tag.note = "anything"  # the tag is a scratchpad
     assert f.tag.note == "anything"
+
+
+def test_pickle_and_deepcopy_of_an_evaluated_expression():
+    import copy
+
+    x = T.dvector("x")
+    y = (x + 1) * 2
+    np.testing.assert_array_equal(y.eval({x: np.ones(2)}), [4.0, 4.0])
+    for z in (pickle.loads(pickle.dumps(y)), copy.deepcopy(y)):
+        assert z.type is T.dvector and z._fn_cache is None
+        np.testing.assert_array_equal(z.eval({z.inputs[0].inputs[0]: np.arange(2.0)}), [2.0, 4.0])

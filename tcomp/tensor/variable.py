@@ -114,6 +114,17 @@ class Variable:
                             "maybe you are using builtins.sum instead of T.sum?)")
         return (self[i] for i in range(n))
 
+    def __getstate__(self):
+        """Pickling or copying a variable leaves its ``eval`` cache behind (compiled functions
+        hold native code; they are rebuilt on the next ``eval``)."""
+        slots = {}
+        for cls in type(self).__mro__:
+            for name in getattr(cls, "__slots__", ()):
+                if name != "__weakref__" and hasattr(self, name):
+                    slots[name] = getattr(self, name)
+        slots["_fn_cache"] = None
+        return (None, slots)
+
     # -- Theano's Variable API -----------------------------------------------------------
     @property
     def tag(self) -> "Tag":
