@@ -409,6 +409,10 @@ def _storage(v: Value) -> str:
     return f"view of v{s.base} offset {s.offset} {lay}"
 
 
+def _fmt_arg(a) -> str:
+    return str(a[1]) if a[0] == "int" else _dims(a[-1])
+
+
 def format_program(p: KernelProgram) -> str:
     from tcomp.ir.ops.fused import format_body
 
@@ -423,7 +427,9 @@ def format_program(p: KernelProgram) -> str:
         args = ", ".join(str(a) for a in inst.args)
         if inst.op == "check":
             c = p.shape.checks[inst.attr("code") - 1]
-            lines.append(f"  check {args} else #{inst.attr('code')} {c.error}: {c.template!r}")
+            refs = ", ".join(_fmt_arg(x) for x in c.args)
+            lines.append(f"  check {args} else #{inst.attr('code')} {c.error}: {c.template!r}"
+                         + (f" % ({refs})" if refs else ""))
             continue
         if inst.op == "dim":
             lines.append(f"  s{k} = dim in{inst.attr('input')}[{inst.attr('axis')}]")
@@ -444,7 +450,7 @@ def format_program(p: KernelProgram) -> str:
     for k in p.kernels:
         args = ", ".join(f"v{a.value}" if a.value is not None else f"{a.scalar}:{dt.SHORT_NAMES[a.dtype]}"
                          for a in k.args)
-        extra = "".join(f" {name}={_dims(d)}" for name, d in k.params)
+        extra = "".join(f" {name}={_dims(d)}" for name, d in k.params if (name, d) != ("space", k.space))
         alias = "".join(f" v{w}~v{r}" for w, r in k.may_alias)
         lines.append(f"  {k.kind} {k.op}({args}) -> {', '.join(f'v{w}' for w in k.writes)} "
                      f"space {_dims(k.space)}{extra}{' aliases' + alias if alias else ''}  # {k.label}")

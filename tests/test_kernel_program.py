@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import test_cpu_hypothesis as H
+import test_passes_random as PR
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -320,6 +321,25 @@ def test_random_graphs(data):
         for a, w in zip(got, want):
             assert a.dtype == w.dtype and a.shape == w.shape
             np.testing.assert_array_equal(a, w)
+
+
+@settings(max_examples=60, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(PR.random_graph(), st.integers(0, 2))
+def test_random_fused_pipelines(case, wrong):
+    """Multi-output kernels, leading layout steps and epilogues (tests/test_passes_random.py's
+    graphs), optimized: exact against the reference on the same optimized graph; with a
+    wrong symbolic size (``wrong`` > 0) the planner's error."""
+    g, inputs = case
+    h = optimize(g)
+    p = lower_kernels(h)
+    if wrong and any(a.ndim for a in inputs):
+        k = next(k for k, a in enumerate(inputs) if a.ndim)
+        inputs = list(inputs)
+        inputs[k] = np.zeros(inputs[k].shape[:-1] + (inputs[k].shape[-1] + wrong,), inputs[k].dtype)
+    if assert_same_error(p, h, inputs) is None:
+        assert_shapes_match(p, h, inputs)
+        assert_outputs_match(p, h, inputs)
 
 
 def test_a_graph_with_an_unsupported_host_value_is_a_clear_error():
