@@ -69,6 +69,39 @@ caller *may* fill with the input's own array (``Output.donates``): the schedule 
 kernel's ``may_alias`` are valid either way, so no second assignment is needed when a call
 cannot donate (read-only, misaligned or overlapping arrays).
 
+**Kernel parameters** (``Kernel.params``, beyond the dims of the values it reads and writes):
+``fused``: ``space`` (the last body step's dims) and ``step<j>`` (the dims of leading reshape
+step ``j``); ``gather``/``update`` (and basic-subtensor views): ``index``, one (start, step)
+pair per index entry, normalized like ``slice.indices`` (an integer index: (index, 0));
+``update``: also ``selection``, the dims written; ``arange``: ``start_delta`` (first value and
+step in the result dtype; ``f64`` registers for float results); ``scalar``: its register is
+its one ``Arg``.  ``space`` is the loop a backend parallelizes or maps onto a grid: the
+result dims for elementwise-like kernels, the *input* dims for ``reduce`` and ``softmax``.
+Kernels whose index *arrays* are tensors (``gather``, ``update``) bounds-check them while
+they run: ``run`` returns 1 + the kernel's position, and the host raises
+``IndexError(f"{kernel.label}: index out of bounds (checked in native code)")`` as today.
+
+**What the entries do.**  ``plan(dims of every input, pointers of value_inputs) ->
+code``: runs ``shape.insts``, returns 0 or a check's code, and fills the registers the host
+needs (output dims, the workspace size).  The host turns a code into
+``error_class(check.error)(format_check(check, regs))``; ``ShapeError`` is what the CPU
+wrapper re-raises as ``ValueError``, exactly as now.  ``run(inputs, outputs, workspace,
+registers)``: for each kernel in order, its pointers (root + offset for views), strides and
+params, then the call (CPU) or launch over ``space`` (GPU).  Dtype and rank are not in the
+program: the wrapper (or the C entry's descriptor check) verifies them first, so every
+``dim`` instruction reads an axis that exists.  Checks are ordered like the planner's walk
+over the topological order; the backend's planner walks an order in which donated updates
+were moved later, so when two different checks would both fail, the first one reported can
+differ in that one case.
+
+**Limits** (clear ``TypeError`` at lowering): a host value must be a scalar computed by
+integer/float arithmetic, casts, comparisons, ``where``, ``shape``, scalar inputs,
+constants, an element of an input read with integer indices, or a fused kernel of those;
+the Python planner also accepted, e.g., a reduction of an input vector as a reshape target.
+Loops (``scan``) will nest: a loop kernel whose body is a kernel program of its own, its
+shape program run per call (trip count a register), its buffers a sub-range of the
+workspace.
+
 **Forms**: ``str(program)`` (text, for ``fn.dump('kernels')``), :func:`to_json` /
 :func:`from_json` (exact round trip; constants as base64 bytes), :func:`program_hash`
 (sha256 of the canonical JSON: stable across processes, it names symbols and keys caches).
@@ -162,7 +195,7 @@ class Arg:
     """One operand of a kernel: a value, or (for a shape-deciding scalar) a register."""
     value: Optional[int] = None
     scalar: DimRef = None
-    dtype: str = "int64"
+    dtype: Optional[str] = None  # the scalar operand's graph dtype
 
 
 @dataclass(frozen=True)

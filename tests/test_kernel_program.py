@@ -8,6 +8,7 @@ Oracles: ``tcomp.ir.evaluate`` (values, shapes) and the CPU backend's Python pla
 """
 import subprocess
 import sys
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -267,6 +268,19 @@ def test_json_round_trip_and_hash_stable_across_processes():
     runs = [subprocess.run([sys.executable, "-c", _HASH_SCRIPT], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": str(seed), "PATH": ""}).stdout.split() for seed in (1, 2)]
     assert runs[0] == runs[1] and len(runs[0]) == 2
+
+
+def test_memory_verifier_catches_overlapping_live_values():
+    step, _, _ = build_classifier_step(sizes=(16, 12, 12, 4), batch=8, backend="reference")
+    p = lower_kernels(step.optimized, step.donations)
+    regs = evaluate_shape_program(p.shape, [np.zeros((8, 16), "float32"), np.zeros(8, "int32")]
+                                  + [s.get_value() for s in step.shared_inputs])
+    verify_memory(p, regs)
+    squashed = replace(p, buffers=tuple(replace(b, offset=0) for b in p.buffers))
+    with pytest.raises(ValueError, match="over live"):
+        verify_memory(squashed, regs)
+    with pytest.raises(ValueError, match="not a tcomp.kernel_program"):
+        from_json('{"format": "tcomp.graph"}')
 
 
 # -- random graphs (tests/test_cpu_hypothesis.py's generator) ------------------------------------------
