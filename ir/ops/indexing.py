@@ -163,8 +163,11 @@ def _inc_impl(arrays, attrs, out_type):
     x = np.array(arrays[0])
     ix = build_index(attrs["index"], arrays)
     _check_bounds("inc_subtensor", x, ix)
-    # add.at accumulates repeated advanced indices (Theano's AdvancedIncSubtensor)
-    np.add.at(x, ix, arrays[1].astype(x.dtype, copy=False))
+    # add.at accumulates repeated advanced indices (Theano's AdvancedIncSubtensor).  The
+    # values are broadcast to the selection first: NumPy 2.4's add.at reads garbage when a
+    # multi-dimensional index array meets values that need broadcasting (found by the fuzzer).
+    y = np.broadcast_to(arrays[1].astype(x.dtype, copy=False), x[ix].shape)
+    np.add.at(x, ix, y)
     return x
 
 

@@ -66,6 +66,8 @@ def build_index(x: Variable, key, first_operand: int):
             if index[-1][3] == 0:
                 raise ValueError("slice step cannot be zero")
         elif _is_array_key(k):
+            if isinstance(k, list) and np.size(k) == 0:
+                k = np.zeros(np.shape(k), dtype=dt.DEFAULT_INT)  # x[[]]: NumPy's empty int index
             v = as_variable(k, f"index of axis {axis}")
             if v.dtype == dt.BOOL:
                 raise TypeError(f"boolean mask indexing is not supported (axis {axis}); use T.switch")
