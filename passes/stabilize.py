@@ -24,7 +24,8 @@ that computes the same function without the intermediate overflow/cancellation:
 "Every equivalent spelling": the matchers accept either operand order, ``a - b`` as well as
 ``a + (-b)``, ``-1 * x`` / ``0 - x`` as negation, and constants that are Python scalars,
 0-d or broadcast constant tensors, possibly behind a ``cast``/``alloc``/``dimshuffle``/
-``reshape`` (:func:`const_scalar`).  ``T.grad`` runs this pass on the forward graph before
+``reshape`` (:func:`const_scalar`), and an ``exp``/``sigmoid`` operand behind a broadcast or
+float cast (:func:`through`).  ``T.grad`` runs this pass on the forward graph before
 differentiating (without canonicalize), so the matchers cannot rely on canonical order.
 
 Rules apply in one topological sweep (operands before users) and each looks a bounded number
@@ -130,9 +131,33 @@ def negated(g: Graph, z: int) -> int:
     return g.add_node("neg", [z])
 
 
+def through(g: Graph, node: int) -> int:
+    """``node`` with up to three broadcasts (an ``alloc``'s value, a ``dimshuffle`` that only
+    inserts broadcast dims) and float-to-float casts peeled off: elementwise formulas commute
+    with them, and a rule's result is broadcast/cast back by :func:`fit`.  (A rewritten
+    operand often comes back wrapped this way, e.g. a sigmoid broadcast to a constant's shape.)"""
+    for _ in range(3):
+        op = g.op(node)
+        if op == "alloc":
+            pass
+        elif op == "dimshuffle":
+            kept = [p for p in g.attrs(node)["pattern"] if p != "x"]
+            if kept != list(range(len(kept))):
+                return node
+        elif op == "cast":
+            inner = g.operands(node)[0]
+            if not (dt.is_float(g.type(inner).dtype) and dt.is_float(g.type(node).dtype)):
+                return node
+        else:
+            return node
+        node = g.operands(node)[0]
+    return node
+
+
 def _same_value(g: Graph, a: int, b: int) -> bool:
     """``a`` and ``b`` are the same node or the same unary op of the same operand (un-CSE'd
     ``exp(x)`` written twice)."""
+    a, b = through(g, a), through(g, b)
     if a == b:
         return True
     return (g.op(a) == g.op(b) and g.op(a) in ("exp", "neg") and g.operands(a) == g.operands(b))
@@ -198,13 +223,14 @@ def sigmoid_rule(g, node):
     den = _reciprocal_of(g, node)
     if den is not None:
         m = _one_plus(g, den)
-        if m is None or m[1] or g.op(m[0]) != "exp":
+        if m is None or m[1] or g.op(through(g, m[0])) != "exp":
             return None
-        return _unary_in(g, "sigmoid", negated(g, g.operands(m[0])[0]), want)
+        return _unary_in(g, "sigmoid", negated(g, g.operands(through(g, m[0]))[0]), want)
     if g.op(node) != "truediv":
         return None
     num, den = g.operands(node)
     m = _one_plus(g, den)
+    num = through(g, num)
     if g.op(num) != "exp" or m is None or m[1] or not _same_value(g, num, m[0]):
         return None
     return _unary_in(g, "sigmoid", g.operands(num)[0], want)
@@ -214,21 +240,21 @@ def one_minus_sigmoid_rule(g, node):
     """``1 - sigmoid(x)`` (also ``1 + (-sigmoid(x))``) -> ``sigmoid(-x)``: no cancellation
     where sigmoid(x) rounds to 1."""
     m = _one_plus(g, node)
-    if m is None or not m[1] or g.op(m[0]) != "sigmoid":
+    if m is None or not m[1] or g.op(through(g, m[0])) != "sigmoid":
         return None
-    return _unary_in(g, "sigmoid", negated(g, g.operands(m[0])[0]), g.type(node))
+    return _unary_in(g, "sigmoid", negated(g, g.operands(through(g, m[0]))[0]), g.type(node))
 
 
 def log_sigmoid_rule(g, node):
     """``log(sigmoid(x))`` -> ``-softplus(-x)``; ``log(1 - sigmoid(x))`` -> ``-softplus(x)``."""
     (s,) = g.operands(node)
     want = g.type(node)
-    if g.op(s) == "sigmoid":
-        return _neg_softplus(g, negated(g, g.operands(s)[0]), want)
+    if g.op(through(g, s)) == "sigmoid":
+        return _neg_softplus(g, negated(g, g.operands(through(g, s))[0]), want)
     m = _one_plus(g, s)
-    if m is None or not m[1] or g.op(m[0]) != "sigmoid":
+    if m is None or not m[1] or g.op(through(g, m[0])) != "sigmoid":
         return None
-    return _neg_softplus(g, g.operands(m[0])[0], want)
+    return _neg_softplus(g, g.operands(through(g, m[0]))[0], want)
 
 
 def softplus_rule(g, node):
@@ -241,6 +267,7 @@ def softplus_rule(g, node):
         if m is None or m[1]:
             return None
         e = m[0]
+    e = through(g, e)
     if g.op(e) != "exp":
         return None
     return _unary_in(g, "softplus", g.operands(e)[0], g.type(node))
@@ -280,12 +307,13 @@ def expm1_rule(g, node):
     """``exp(x) - 1`` (also ``exp(x) + (-1)``) -> ``expm1(x)``."""
     a, b = g.operands(node)
     if g.op(node) == "add":
-        if g.op(a) != "exp":
+        if g.op(through(g, a)) != "exp":
             a, b = b, a
         if not _is_const(g, b, -1):
             return None
     elif not _is_const(g, b, 1):
         return None
+    a = through(g, a)
     if g.op(a) != "exp":
         return None
     return _unary_in(g, "expm1", g.operands(a)[0], g.type(node))

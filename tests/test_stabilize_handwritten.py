@@ -274,3 +274,20 @@ def test_theano_logistic_regression_tutorial_trains(backend):
     np.testing.assert_allclose(err, xent_np, rtol=1e-7, atol=1e-12)
     acc = (pred == D[1]).mean()
     assert acc == ((D[0] @ w_np + b_np > 0) == D[1]).mean() and acc > 0.9
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_full_size_and_higher_rank_broadcast_constants(backend):
+    """Constants of the input's own size, or of a higher rank, broadcast the result."""
+    xv = np.array([-1000.0, -2.0, 0.0, 3.0, 1000.0])
+    x = T.vector("x", dtype="float64")
+    full = T.constant(np.ones(5))
+    y1 = T.log(full - full / (full + T.exp(-x)))  # log(1 - sigmoid(x)), result type [5]
+    grid = T.constant(np.ones((1, 1)))
+    y2 = T.log(grid + T.exp(x))  # softplus(x) broadcast to [1, ?]
+    assert y1.type.shape == (5,) and y2.type.shape == (1, None)
+    f = tcomp.function([x], [y1, y2, T.grad(y1.sum() + y2.sum(), x)], backend=backend)
+    a, b, g = f(xv)
+    np.testing.assert_allclose(a, -softplus(xv), rtol=1e-12)
+    np.testing.assert_allclose(b, softplus(xv)[None, :], rtol=1e-12)
+    np.testing.assert_allclose(g, -sig(xv) + sig(xv), atol=1e-15)
