@@ -19,9 +19,12 @@ The rules and why each is exact (results equal bit for bit unless noted):
 * ``x[:, :]`` (all full slices) -> ``x``.
 * ``reshape(reshape(x))`` -> one reshape; ``dimshuffle(dimshuffle(x))`` -> one dimshuffle
   with the composed pattern; identity reshapes/transposes vanish.
-* ``alloc(x)`` to ``x``'s own type -> ``x``; ``alloc(alloc(x))`` -> one alloc.
+* ``alloc(x)`` to ``x``'s own type -> ``x`` when its extents provably stay x's (static or
+  named dims, or ``?`` dims read back from ``shape(x)``: an alloc to another value's ``?`` dims
+  broadcasts a run-time 1 like NumPy); ``alloc(alloc(x))`` -> one alloc.
 * ``sum(alloc(v), axes)`` -> ``sum(v)`` over the axes ``v`` really has, times the number of
-  copies (``c * n`` is also more accurate than adding ``n`` copies of ``c``).  Known edge:
+  copies (``c * n`` is also more accurate than adding ``n`` copies of ``c``), when every other
+  summed axis provably keeps ``v``'s extent (same rule as above).  Known edge:
   when a symbolic broadcast dim is 0 at run time and ``v`` holds inf/nan, the rewrite gives
   nan where the empty sum gives 0 (a static 0 dim is not rewritten).
 * ``cast(cast(x, a), b)`` -> ``cast(x, b)`` when ``x.dtype -> a`` is lossless (every value
@@ -208,6 +211,13 @@ def sum_of_alloc(g, node):
     for axis, d in enumerate(shape_attr):
         if d is None:
             dim_of[axis] = next(it)
+    # every other axis must provably keep v's extent: alloc broadcasts a run-time 1 of an
+    # anonymous dim of v (NumPy), so sum(v) over it would miss the copies.  A summed axis that
+    # is not proven stops the rewrite; a kept one forces the re-broadcast below.
+    unproven = [a for a in range(xt.ndim) if a not in bcast and not _keeps_extent(g, v, a - pad, vshape[a],
+                                                                                 xt.shape[a], dim_of.get(a))]
+    if any(a in axes for a in unproven):
+        return None
     static = 1
     runtime = []
     for a in bcast:
@@ -228,7 +238,7 @@ def sum_of_alloc(g, node):
         count = g.add_node("mul", [count, d])
     count = g.add_node("cast", [count], {"dtype": g.type(s).dtype})
     scaled = g.add_node("mul", [s, count])
-    if g.type(scaled) == want:
+    if g.type(scaled) == want and not unproven:
         return scaled
     # broadcast back over the kept axes v did not have, reusing the alloc's own dim operands
     attr, operands = [], []
@@ -242,6 +252,15 @@ def sum_of_alloc(g, node):
                 operands.append(dim_of[axis])
     out = g.add_node("alloc", [scaled] + operands, {"shape": tuple(attr)})
     return out if g.type(out) == want else fit_type(g, scaled, want)
+
+
+def _keeps_extent(g, v, axis, vd, xd, dim) -> bool:
+    """alloc(v) keeps v's dim ``vd`` (axis ``axis`` of v, < 0 for a padded one) as ``xd``: the
+    same static or named dim, or an anonymous one read back as ``shape(v)[axis]``."""
+    if isinstance(vd, (int, str)):
+        return vd == xd
+    return (axis >= 0 and dim is not None and g.op(dim) == "shape" and g.operands(dim)[0] == v
+            and g.attrs(dim)["axis"] == axis)
 
 
 def _int64(v):

@@ -256,3 +256,19 @@ def test_anonymous_batch_mlp_keeps_its_multi_output_kernels():
         step, _, _ = build_classifier_step(sizes=(12, 8, 8, 3), batch=batch, backend="reference")
         counts.append(len(_multi_output_kernels(step.optimized)))
     assert counts == [2, 2]
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1])
+def test_sum_of_broadcast_over_an_anonymous_dim_counts_the_copies(axis):
+    """``sum(broadcast_to(x, y.shape))`` with ``x: f32[1, ?]`` holding one column: the alloc
+    broadcasts it over y's columns too, so the sum may not drop those copies."""
+    x, y = T.row("x"), T.matrix("y")
+    f = tcomp.function([x, y], T.sum(T.broadcast_to(x, y.shape), axis=axis))
+    xv = np.full((1, 1), 2.0, "float32")
+    got = f(xv, np.zeros((3, 4), "float32"))
+    np.testing.assert_array_equal(got, np.broadcast_to(xv, (3, 4)).sum(axis=axis))
+    xv = np.arange(4, dtype="float32").reshape(1, 4)  # no run-time broadcast of the columns
+    np.testing.assert_array_equal(f(xv, np.zeros((3, 4), "float32")), np.broadcast_to(xv, (3, 4)).sum(axis=axis))
+    # provably kept extents (a named dim): still rewritten to a scaled sum of x, no alloc left
+    c, m = T.row("c", shape=(1, "n")), T.matrix("m", shape=(None, "n"))
+    assert "alloc" not in str(tcomp.function([c, m], T.sum(T.broadcast_to(c, m.shape))).optimized)
