@@ -300,3 +300,11 @@ def test_pickle_and_deepcopy_of_an_evaluated_expression():
     for z in (pickle.loads(pickle.dumps(y)), copy.deepcopy(y)):
         assert z.type is T.dvector and z._fn_cache is None
         np.testing.assert_array_equal(z.eval({z.inputs[0].inputs[0]: np.arange(2.0)}), [2.0, 4.0])
+
+
+def test_owner_as_theano():
+    x = T.dvector("x")
+    W = tcomp.shared(np.ones(2), "W")
+    assert x.owner is None and W.owner is None and T.constant(1.0).owner is None
+    y = x * W
+    assert y.owner.op == "mul" and y.owner.inputs == [x, W] and y.owner.outputs == [y] and y.owner.nin == 2

@@ -127,6 +127,14 @@ class Variable:
 
     # -- Theano's Variable API -----------------------------------------------------------
     @property
+    def owner(self):
+        """Theano's ``owner``: None for an input, shared variable or constant; otherwise the
+        application that made this variable (``.op`` is the op's name, ``.inputs``, ``.outputs``)."""
+        if self.op in ("input", "constant"):
+            return None
+        return Apply(self.op, list(self.inputs), [self], dict(self.attrs))
+
+    @property
     def tag(self) -> "Tag":
         """Theano's scratchpad; ``tag.test_value`` is checked against the type when set."""
         if self._tag is None:
@@ -293,6 +301,22 @@ class Tag:
 
     def __repr__(self):
         return f"Tag({', '.join(k for k in vars(self) if k != '_type')})"
+
+
+class Apply(tuple):
+    """What ``Variable.owner`` returns: (op name, inputs, outputs, attrs) with Theano's names."""
+
+    __slots__ = ()
+
+    def __new__(cls, op, inputs, outputs, attrs):
+        return super().__new__(cls, (op, inputs, outputs, attrs))
+
+    op = property(lambda self: self[0])
+    inputs = property(lambda self: self[1])
+    outputs = property(lambda self: self[2])
+    attrs = property(lambda self: self[3])
+    nin = property(lambda self: len(self[1]))
+    nout = property(lambda self: len(self[2]))
 
 
 _MISSING = object()
