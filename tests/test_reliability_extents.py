@@ -272,3 +272,21 @@ def test_sum_of_broadcast_over_an_anonymous_dim_counts_the_copies(axis):
     # provably kept extents (a named dim): still rewritten to a scaled sum of x, no alloc left
     c, m = T.row("c", shape=(1, "n")), T.matrix("m", shape=(None, "n"))
     assert "alloc" not in str(tcomp.function([c, m], T.sum(T.broadcast_to(c, m.shape))).optimized)
+
+
+def test_donated_update_of_another_run_time_shape_gets_its_own_storage():
+    """``W <- sum(W) + V`` with ``W, V: f32[?, ?]``: the update has V's extents.  Written into
+    W's storage when the shapes match in this call, never when they differ (that would write
+    200000 floats into 6), and the graph-level plan cannot prove it at all."""
+    W = tcomp.shared(np.ones((2, 3), "float32"), "W", shape=(None, None))
+    V = T.matrix("V")
+    f = tcomp.function([V], T.sum(W), updates=[(W, T.sum(W) + V)])
+    assert f.donations and not plan_memory(f.optimized, f.donations).donated
+    v = np.arange(200_000, dtype="float32").reshape(400, 500)
+    assert f(v) == 6.0
+    np.testing.assert_array_equal(W.get_value(), v + np.float32(6))
+    assert f.compiled.last_call_memory["donated_updates"] == 0
+    old = W.get_value().copy()
+    f(np.ones((400, 500), "float32"))
+    np.testing.assert_allclose(W.get_value(), np.full((400, 500), 1.0 + old.sum(dtype=np.float64)), rtol=1e-5)
+    assert f.compiled.last_call_memory["donated_updates"] == 1
