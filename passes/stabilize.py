@@ -178,7 +178,10 @@ def fit(g: Graph, node: int, want: TensorType) -> Optional[int]:
     if t.ndim != want.ndim:
         return None
     if t.shape != want.shape and want.is_static:
-        node = g.add_node("alloc", [node], {"shape": want.shape})
+        try:
+            node = g.add_node("alloc", [node], {"shape": want.shape})
+        except (TypeError, ValueError):
+            return None
     return node if g.type(node) == want else None
 
 
