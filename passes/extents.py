@@ -22,10 +22,11 @@ Two levels of proof:
   axes a basic full slice keeps; an ``alloc``/``reshape``/random dim, or an ``arange(0, n, 1)``
   length, read from ``shape(x)[i]``; ``fused`` kernels step by step and ``get_output``.
 
-Why a proof may use any node of the graph, even one computed after the value: the CPU
+Why a proof may use any live node of the graph, even one computed after the value: the CPU
 backend's planner computes and checks every node's shape before the first kernel runs
 (``tcomp/backend/cpu/plan.py``), and the reference interpreter only computes with NumPy, so
-a run-time mismatch anywhere is an error before memory is touched.  Unknown ops prove
+a run-time mismatch anywhere is an error before memory is touched.  Dead nodes (no output
+depends on them) are never run, so they prove nothing.  Unknown ops prove
 nothing (each of their dims is its own class): the analysis is conservative by default.
 Linear in graph size (union-find with path halving).
 """
@@ -63,8 +64,14 @@ class Extents:
         self.g = graph
         self._parent: dict = {}
         self._dims: dict = {}  # node -> list of dim variables (a list of lists for a tuple)
+        live = graph.live_nodes()
         for n in graph.topo_order() if order is None else order:
-            self._visit(n)
+            if n in live:
+                self._visit(n)
+            elif not isinstance(graph.type(n), TupleType):
+                self._dims[n] = self._fresh(n, graph.type(n))  # never run, never checked: proves nothing
+            else:
+                self._dims[n] = [self._fresh((n, i), t) for i, t in enumerate(graph.type(n).elements)]
 
     # -- union-find ---------------------------------------------------------------------------
     def _find(self, v):

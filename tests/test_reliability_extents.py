@@ -290,3 +290,18 @@ def test_donated_update_of_another_run_time_shape_gets_its_own_storage():
     f(np.ones((400, 500), "float32"))
     np.testing.assert_allclose(W.get_value(), np.full((400, 500), 1.0 + old.sum(dtype=np.float64)), rtol=1e-5)
     assert f.compiled.last_call_memory["donated_updates"] == 1
+
+
+def test_a_dead_node_proves_nothing():
+    """``(x*z) + (x-y)`` would prove the columns equal, but only if it runs: dead, it is removed
+    before the backend plans any shape, so fusion may not rely on it."""
+    g = Graph()
+    x = g.add_input(TensorType("float32", (None, 1)), name="x")
+    y = g.add_input(TensorType("float32", (None, None)), name="y")
+    z = g.add_input(TensorType("float32", (None, None)), name="z")
+    a, b = g.add_node("exp", [g.add_node("mul", [x, z])]), g.add_node("tanh", [g.add_node("sub", [x, y])])
+    dead = g.add_node("add", [a, b])
+    g.outputs = [a, b]
+    assert not Extents(g).same(a, b)
+    g.outputs = [a, b, dead]
+    assert Extents(g).same(a, b)
