@@ -291,3 +291,14 @@ def test_full_size_and_higher_rank_broadcast_constants(backend):
     np.testing.assert_allclose(a, -softplus(xv), rtol=1e-12)
     np.testing.assert_allclose(b, softplus(xv)[None, :], rtol=1e-12)
     np.testing.assert_allclose(g, -sig(xv) + sig(xv), atol=1e-15)
+
+
+@pytest.mark.slow
+def test_theano_logistic_regression_tutorial_full_10000_steps():
+    """The tutorial's own step count: Theano reaches ~100% training accuracy; so does tcomp,
+    with the same cross-entropy as NumPy's np.logaddexp version of the algorithm."""
+    D, w, b, err, pred = _tutorial(10000, "cpu", np.random.RandomState(0))
+    w_np, b_np, xent_np = _numpy_logreg(10000, np.random.RandomState(0))
+    assert np.all(np.isfinite(err)) and (pred == D[1]).mean() == 1.0
+    np.testing.assert_allclose(err, xent_np, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(w, w_np, rtol=1e-7, atol=1e-9)
