@@ -1,7 +1,7 @@
 """``import tcomp.tensor as T``: symbolic tensors with Theano's names."""
 from tcomp.gradient import grad, hessian, jacobian  # noqa: F401,E402
 
-from . import nnet  # noqa: F401
+from . import nlinalg, nnet  # noqa: F401
 from .basic import *  # noqa: F401,F403
 from .basic import (  # noqa: F401
     abs,
@@ -63,6 +63,7 @@ from .basic import (  # noqa: F401
     zeros,
     zeros_like,
 )
+from .extra import *  # noqa: F401,F403  (after basic: its var/std win)
 from .indexing import inc_subtensor, set_subtensor  # noqa: F401
 from .type import TensorType, addbroadcast, patternbroadcast, specify_shape, unbroadcast  # noqa: F401,E402
 from .variable import Variable, constant  # noqa: F401

@@ -124,3 +124,13 @@ def dropout(x, p, srng):
         return x
     mask = srng.binomial(x.shape, p=1 - p, dtype=x.dtype)
     return x * mask * (1.0 / (1 - p))
+
+
+from .nnet_extra import (  # noqa: E402,F401
+    crossentropy_softmax_1hot,
+    crossentropy_softmax_1hot_with_bias,
+    crossentropy_softmax_argmax_1hot_with_bias,
+    elu,
+    softsign,
+    ultra_fast_sigmoid,
+)

@@ -245,6 +245,21 @@ class Variable:
     def argmax(self, axis=None, keepdims=False): return _reduce("argmax", self, axis, keepdims)
     def argmin(self, axis=None, keepdims=False): return _reduce("argmin", self, axis, keepdims)
 
+    # (tcomp.tensor.extra: compositions of the ops above)
+    def var(self, axis=None, keepdims=False, ddof=0, corrected=False):
+        return _extra().var(self, axis, keepdims, ddof, corrected)
+
+    def std(self, axis=None, keepdims=False, ddof=0, corrected=False):
+        return _extra().std(self, axis, keepdims, ddof, corrected)
+
+    def norm(self, L=2, axis=None, keepdims=False): return _extra().norm(self, L, axis, keepdims)
+    def any(self, axis=None, keepdims=False): return _extra().any(self, axis, keepdims)
+    def all(self, axis=None, keepdims=False): return _extra().all(self, axis, keepdims)
+    def squeeze(self, axis=None): return _extra().squeeze(self, axis)
+    def repeat(self, repeats, axis=None): return _extra().repeat(self, repeats, axis)
+    def trace(self, offset=0): return _extra().trace(self, offset)
+    def diagonal(self, offset=0, axis1=0, axis2=1): return _extra().diagonal(self, offset, axis1, axis2)
+
     def __getitem__(self, key):
         from . import indexing
         return indexing.getitem(self, key)
@@ -368,6 +383,11 @@ def compute_test_value(out: "Variable", mode: str) -> None:
                              for i, (v, val) in enumerate(zip(out.inputs, values)))
         raise type(exc)(f"computing the test value of {out.op}({operands}): {exc}") from None
     object.__setattr__(out.tag, "test_value", result)
+
+
+def _extra():
+    from . import extra
+    return extra
 
 
 def _reduce(op, x, axis, keepdims):

@@ -1,0 +1,71 @@
+"""More of Theano's ``T.nnet`` activations and losses, as compositions of existing ops (so
+each gets fusion, native lowering and its gradient from its parts)."""
+from __future__ import annotations
+
+from tcomp.ir import dtypes as dt
+
+from . import basic as B
+from .variable import as_variable
+
+
+def _float(x):
+    x = as_variable(x, "x")
+    return x if dt.is_float(x.dtype) else B.cast(x, "floatX")
+
+
+def elu(x, alpha=1.0):
+    """x for x > 0, alpha * expm1(x) otherwise (expm1 of min(x, 0): the unselected branch never
+    overflows, so the gradient stays finite for large x)."""
+    x = _float(x)
+    return B.where(B.gt(x, 0), x, B.mul(alpha, B.expm1(B.minimum(x, 0))))
+
+
+def softsign(x):
+    """x / (1 + |x|)."""
+    x = _float(x)
+    return B.true_div(x, B.add(1.0, B.abs(x)))
+
+
+def ultra_fast_sigmoid(x):
+    """Theano's piecewise approximation of the sigmoid (max error ~0.02): with h = x/2,
+    z = 1.5h/(1+|h|) up to |h| = 1.7, a line up to 3, then 0.99505475368673, sign restored;
+    result 0.5 z + 0.5."""
+    x = _float(x)
+    h = B.mul(0.5, x)
+    neg = B.lt(h, 0)
+    a = B.where(neg, B.neg(h), h)              # |h| with gradient 1 at 0
+    f = B.where(B.lt(a, 1.7), B.true_div(B.mul(1.5, a), B.add(1.0, a)),
+                B.where(B.lt(a, 3.0), B.add(0.935409070603099, B.mul(0.0458812946797165, B.sub(a, 1.7))),
+                        0.99505475368673))
+    z = B.where(neg, B.neg(f), f)
+    return B.add(B.mul(0.5, z), 0.5)
+
+
+def _check_1hot(x, y_idx, what):
+    x = as_variable(x, "x")
+    y_idx = as_variable(y_idx, "y_idx")
+    if x.ndim != 2:
+        raise ValueError(f"{what}: x must be a matrix (batch, classes), got {x.describe()}")
+    if y_idx.ndim != 1 or not dt.is_int(y_idx.dtype):
+        raise TypeError(f"{what}: y_idx must be an integer vector of class indices, got {y_idx.describe()}")
+    return x, y_idx
+
+
+def crossentropy_softmax_argmax_1hot_with_bias(x, b, y_idx):
+    """(nll, softmax(x + b), argmax(x + b, axis=1)), nll[i] = -log softmax(x + b)[i, y_idx[i]]
+    (computed through log_softmax: no overflow, no log(0))."""
+    x, y_idx = _check_1hot(x, y_idx, "crossentropy_softmax_argmax_1hot_with_bias")
+    z = B.add(x, b)
+    nll = B.neg(B.log_softmax(z, axis=1)[B.arange(y_idx.shape[0]), y_idx])
+    return nll, B.softmax(z, axis=1), B.argmax(z, axis=1)
+
+
+def crossentropy_softmax_1hot_with_bias(x, b, y_idx):
+    return crossentropy_softmax_argmax_1hot_with_bias(x, b, y_idx)[:2]
+
+
+def crossentropy_softmax_1hot(x, y_idx):
+    """Theano's crossentropy_softmax_1hot: (nll, softmax(x)) for integer labels ``y_idx``."""
+    x, y_idx = _check_1hot(x, y_idx, "crossentropy_softmax_1hot")
+    nll = B.neg(B.log_softmax(x, axis=1)[B.arange(y_idx.shape[0]), y_idx])
+    return nll, B.softmax(x, axis=1)
