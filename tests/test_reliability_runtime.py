@@ -3,6 +3,8 @@ misread; shared-variable updates from several threads are never lost or torn; co
 functions free their native code when dropped.  Expected values come from NumPy."""
 from __future__ import annotations
 
+import gc
+import os
 import threading
 
 import numpy as np
@@ -339,3 +341,135 @@ def test_get_and_set_value_are_not_torn():
     assert seen and all(seen)
     final = v.get_value()
     assert final.min() == final.max()
+
+
+# ---------------------------------------------------------------------------------------------
+# defect 4: compiled functions free their native code
+# ---------------------------------------------------------------------------------------------
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _compile_and_drop(n: int, marks: dict) -> None:
+    """Compile, call and drop ``n`` distinct small functions; record RSS after each step in ``marks``."""
+    x = T.fvector("x")
+    data = np.linspace(-1, 1, 16).astype("float32")
+    for i in range(n):
+        f = tcomp.function([x], T.tanh(x * (i + 1)) + i, backend="cpu")
+        np.testing.assert_allclose(f(data), np.tanh(data * (i + 1)) + i, rtol=1e-5, atol=1e-5)
+        del f
+        if i + 1 in marks:
+            gc.collect()
+            marks[i + 1] = _rss_bytes()
+
+
+def _check_rss_bound(n_total: int, n_measured: int) -> None:
+    from tcomp.runtime import engine
+
+    gc.collect()
+    live0 = engine.live_libraries()
+    marks = {n_total - n_measured: None, n_total: None}
+    _compile_and_drop(n_total, marks)
+    gc.collect()
+    assert engine.live_libraries() == live0  # every dropped function's JIT library was unloaded
+    growth = marks[n_total] - marks[n_total - n_measured]
+    # before issue 9 each function kept ~205 KiB (its MCJIT code plus llvmlite's pass-pipeline leak);
+    # what remains is LLJIT's own bookkeeping, ~10 KiB per library
+    bound = (4 << 20) + n_measured * (30 << 10)
+    assert growth < bound, f"RSS grew {growth / 2**20:.1f} MiB over the last {n_measured} of {n_total} functions"
+
+
+def test_dropped_functions_keep_rss_bounded_small():
+    _check_rss_bound(80, 60)
+
+
+@pytest.mark.slow
+def test_dropped_functions_keep_rss_bounded_500():
+    _check_rss_bound(500, 400)
+
+
+def test_nothing_keeps_a_dropped_function_alive():
+    import weakref
+
+    from tcomp.runtime import engine
+
+    gc.collect()
+    live0 = engine.live_libraries()
+    w = tcomp.shared(np.zeros(4, "float32"), "w")
+    x = T.fvector("x")
+    f = tcomp.function([x], (x * w).sum(), updates=[(w, w + x)])
+    f(np.ones(4, "float32"))
+    f.dump("llvm"), f.dump("asm")
+    refs = [weakref.ref(f), weakref.ref(f.compiled)]
+    assert engine.live_libraries() == live0 + 1
+
+    @tcomp.jit
+    def g(a, b):
+        return a * b + 1
+
+    g(np.ones(3, "float32"), np.ones(3, "float32"))
+    g(np.ones((2, 2)), np.ones((2, 2)))
+    refs += [weakref.ref(c) for c, _ in g.cache.values()]
+    assert engine.live_libraries() == live0 + 3
+    del f, g
+    gc.collect()
+    assert all(r() is None for r in refs)
+    assert engine.live_libraries() == live0
+    np.testing.assert_array_equal(w.get_value(), np.ones(4))  # the shared variable outlives its functions
+
+
+def test_function_dropped_while_its_call_runs_in_another_thread():
+    from tcomp.runtime import engine
+
+    gc.collect()
+    live0 = engine.live_libraries()
+    x = T.fvector("x")
+    f = tcomp.function([x], T.tanh(T.exp(x * 0.5) * 0.25) + T.sin(x))
+    data = np.linspace(-3, 3, 1 << 22).astype("float32")
+    want = np.tanh(np.exp(data * 0.5) * 0.25) + np.sin(data)
+    results, started = [], threading.Event()
+
+    def call(fn):
+        started.set()
+        for _ in range(3):
+            results.append(fn(data))
+
+    t = threading.Thread(target=call, args=(f,))
+    t.start()
+    started.wait(30)
+    del f  # the running thread's frame still holds the function
+    gc.collect()
+    if t.is_alive():
+        assert engine.live_libraries() >= live0 + 1
+    t.join(120)
+    assert len(results) == 3
+    for r in results:
+        np.testing.assert_allclose(r, want, rtol=1e-5, atol=1e-5)
+    del call, t
+    gc.collect()
+    assert engine.live_libraries() == live0
+
+
+def test_optimizer_process_is_recycled_and_optional(monkeypatch):
+    from tcomp.runtime import optimizer
+
+    x = T.fvector("x")
+    data = np.arange(4, dtype="float32")
+    tcomp.function([x], x + 1)(data)
+    started = optimizer.started
+    monkeypatch.setattr(optimizer, "RECYCLE_BYTES", -1)  # every compile finds the worker worn out
+    for k in range(3):
+        np.testing.assert_array_equal(tcomp.function([x], x * (k + 2))(data), data * (k + 2))
+    assert optimizer.started == started + 3
+    monkeypatch.setattr(optimizer, "RECYCLE_BYTES", 64 << 20)
+    # a killed worker is replaced on the next compile
+    optimizer._worker.proc.kill()
+    optimizer._worker.proc.wait()
+    np.testing.assert_array_equal(tcomp.function([x], x - 5)(data), data - 5)
+    assert optimizer.started == started + 4
+    # the in-process path (TCOMP_JIT_OPTIMIZER=inprocess) compiles the same code
+    monkeypatch.setattr(optimizer, "_disabled", True)
+    f = tcomp.function([x], T.tanh(x) * 3)
+    np.testing.assert_allclose(f(data), np.tanh(data) * 3, rtol=1e-6)
+    assert optimizer.started == started + 4

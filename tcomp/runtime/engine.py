@@ -1,19 +1,45 @@
-"""The one process-wide LLVM JIT engine.
+"""The one process-wide LLVM JIT: ORC ``LLJIT``, one JIT library per compiled module.
 
-A second MCJIT engine in the same process has crashed here (DESIGN.md), so every compiled
-function adds its module to this single engine.  Access is serialized with a lock:
-llvmlite's engine is not thread-safe while modules are being added.
+Why LLJIT and not MCJIT: MCJIT never gives back a module's machine code (its
+``remove_module`` only forgets the IR), so every compiled function stayed resident for the
+life of the process.  LLJIT puts each module in its own JIT library with a resource
+tracker; dropping the tracker unloads the library.  A second MCJIT engine in the same
+process has crashed here (DESIGN.md), so there is exactly one engine, this LLJIT.
+
+Lifetime: :func:`load` returns a :class:`NativeLibrary`; its native code stays valid while
+the object is referenced and is freed (under the engine lock) when the last reference
+goes.  A compiled function keeps its library, and a running call keeps the function, so
+code is never freed under a call in another thread.  :func:`compile_ir` is the permanent
+variant (the library lives as long as the process; :func:`function_address` finds its
+symbols by name), for small kernels made once, such as the mathlib accuracy tools.
+
+Parsing, O3 and code generation (``emit_object``) run in a helper process
+(``optimizer.py``: llvmlite's pass pipeline leaks ~100 KiB per module, so it must not run
+in the user's process); this process only links the object into LLJIT.  With the helper
+disabled, each module is parsed and optimized here in its own LLVM context.
 """
 from __future__ import annotations
 
 import threading
+import weakref
 
 import llvmlite.binding as llvm
 
 _lock = threading.RLock()
-_engine = None
+_jit = None
 _target_machine = None
 _initialized = False
+#: host CPU name and feature string of the target machine (the optimizer process uses the same)
+_host: list = []
+_library_ids = iter(range(1, 1 << 62))
+#: trackers whose release found the engine busy in another thread: freed by the next engine call
+_pending: list = []
+#: libraries made by compile_ir: kept for the life of the process
+_permanent: list = []
+_permanent_addresses: dict = {}
+#: libraries loaded and not yet dropped (see live_libraries)
+_live = 0
+_live_lock = threading.Lock()
 
 
 def _init_llvm() -> None:
@@ -32,19 +58,17 @@ def target_machine() -> "llvm.TargetMachine":
         if _target_machine is None:
             _init_llvm()
             target = llvm.Target.from_default_triple()
+            _host[:] = [llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()]
             _target_machine = target.create_target_machine(
-                cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
-                opt=3, reloc="default", codemodel="jitdefault")
+                cpu=_host[0], features=_host[1], opt=3, reloc="default", codemodel="jitdefault")
         return _target_machine
 
 
-def _get_engine():
-    global _engine
-    if _engine is None:
-        tm = target_machine()
-        backing = llvm.parse_assembly("")
-        _engine = llvm.create_mcjit_compiler(backing, tm)
-    return _engine
+def _get_jit():
+    global _jit
+    if _jit is None:
+        _jit = llvm.create_lljit_compiler(target_machine())
+    return _jit
 
 
 def optimize(module: "llvm.ModuleRef", level: int = 3, loop_unrolling: bool = True) -> None:
@@ -60,38 +84,162 @@ def optimize(module: "llvm.ModuleRef", level: int = 3, loop_unrolling: bool = Tr
     pto.slp_vectorization = True
     pto.loop_unrolling = loop_unrolling
     pb = llvm.create_pass_builder(tm, pto)
-    pb.getModulePassManager().run(module, pb)
+    mpm = pb.getModulePassManager()
+    mpm.run(module, pb)
+    mpm.close()
+    pb.close()
+    pto.close()
 
 
-def compile_ir(llvm_ir: str, *, opt_level: int = 3, loop_unrolling: bool = True) -> "llvm.ModuleRef":
-    """Parse, verify, optimize and add a module to the engine; returns the module.
+class NativeLibrary:
+    """One module's native code in the JIT.  ``address(name)`` gives an exported symbol;
+    ``str(lib)`` is the optimized IR.  The code is unloaded when this object is dropped."""
 
-    Function addresses are then available from :func:`function_address`.
-    """
+    def __init__(self, tracker, llvm_ir: str, addresses: dict):
+        self.llvm_ir = llvm_ir
+        self._addresses = dict(addresses)
+        self._finalizer = weakref.finalize(self, _release, tracker)
+        self._finalizer.atexit = False  # at interpreter exit the process frees everything
+
+    def address(self, name: str) -> int:
+        addr = self._addresses.get(name)
+        if not addr:
+            raise KeyError(f"JIT library has no exported function {name!r}")
+        return addr
+
+    @property
+    def alive(self) -> bool:
+        return self._finalizer.alive
+
+    def assembly(self) -> str:
+        """The host assembly of the optimized module (for ``fn.dump('asm')``)."""
+        with _lock:
+            ctx = llvm.create_context()
+            try:
+                mod = llvm.parse_assembly(self.llvm_ir, context=ctx)
+                try:
+                    return target_machine().emit_assembly(mod)
+                finally:
+                    mod.close()
+            finally:
+                ctx.close()
+
+    def __str__(self) -> str:
+        return self.llvm_ir
+
+
+def _release(tracker) -> None:
+    """Unload one library, unless another thread is inside the engine: then defer it."""
+    global _live
+    with _live_lock:
+        _live -= 1
+    if _lock.acquire(blocking=False):
+        try:
+            _drain()
+            tracker.close()
+        finally:
+            _lock.release()
+    else:
+        _pending.append(tracker)
+
+
+def _drain() -> None:
+    while _pending:
+        _pending.pop().close()
+
+
+_symbol_cache: dict = {}
+
+
+def _imports(declared) -> dict:
+    """Addresses of the module's external declarations that the process defines or that
+    tcomp registered with ``llvm.add_symbol`` (thread-count cell, pthread entry points)."""
+    found = {}
+    for name in declared:
+        addr = _symbol_cache.get(name)
+        if addr is None:
+            addr = _symbol_cache[name] = llvm.address_of_symbol(name) or 0
+        if addr:
+            found[name] = addr
+    return found
+
+
+def _compile_in_process(llvm_ir: str, opt_level: int, loop_unrolling: bool):
+    tm = target_machine()
+    ctx = llvm.create_context()
+    try:
+        mod = llvm.parse_assembly(llvm_ir, context=ctx)
+        try:
+            mod.verify()
+            mod.triple = tm.triple
+            mod.data_layout = str(tm.target_data)
+            if opt_level:
+                optimize(mod, opt_level, loop_unrolling)
+            declared = [g.name for g in list(mod.functions) + list(mod.global_variables)
+                        if g.is_declaration and not g.name.startswith("llvm.")]
+            defined = [f.name for f in mod.functions if not f.is_declaration and f.linkage == llvm.Linkage.external]
+            return str(mod), tm.emit_object(mod), declared, defined
+        finally:
+            mod.close()
+    finally:
+        ctx.close()
+
+
+def load(llvm_ir: str, *, exports=None, opt_level: int = 3, loop_unrolling: bool = True) -> NativeLibrary:
+    """Parse, verify, optimize and compile a module (in the optimizer process, see
+    ``optimizer.py``), then link it into its own JIT library here.
+
+    ``exports``: the symbols whose addresses are wanted (default: every function the
+    module defines with external linkage)."""
+    global _live
+    from . import optimizer
+
     with _lock:
         _init_llvm()
-        mod = llvm.parse_assembly(llvm_ir)
-        mod.verify()
-        mod.triple = target_machine().triple
-        mod.data_layout = str(target_machine().target_data)
-        if opt_level:
-            optimize(mod, opt_level, loop_unrolling)
-        engine = _get_engine()
-        engine.add_module(mod)
-        engine.finalize_object()
-        engine.run_static_constructors()
-        return mod
+        _drain()
+        target_machine()
+        done = optimizer.compile_module(llvm_ir, opt_level, loop_unrolling, *_host)
+        if done is None:
+            done = _compile_in_process(llvm_ir, opt_level, loop_unrolling)
+        optimized, obj, declared, defined = done
+        exports = defined if exports is None else list(exports)
+        builder = llvm.JITLibraryBuilder().add_object_img(obj).add_current_process()
+        for name, addr in _imports(declared).items():
+            builder.import_symbol(name, addr)
+        for name in exports:
+            builder.export_symbol(name)
+        tracker = builder.link(_get_jit(), f"tcomp_lib_{next(_library_ids)}")
+        with _live_lock:
+            _live += 1
+        lib = NativeLibrary(tracker, optimized, {name: tracker[name] for name in exports})
+        _drain()  # releases deferred while this thread held the lock
+        return lib
+
+
+def compile_ir(llvm_ir: str, *, opt_level: int = 3, loop_unrolling: bool = True) -> NativeLibrary:
+    """Like :func:`load`, but the library stays loaded for the life of the process and its
+    functions are found by name with :func:`function_address`."""
+    lib = load(llvm_ir, opt_level=opt_level, loop_unrolling=loop_unrolling)
+    with _lock:
+        _permanent.append(lib)
+        _permanent_addresses.update(lib._addresses)
+    return lib
 
 
 def function_address(name: str) -> int:
+    """Address of a function made by :func:`compile_ir`."""
     with _lock:
-        addr = _get_engine().get_function_address(name)
+        addr = _permanent_addresses.get(name)
     if not addr:
         raise KeyError(f"JIT has no function {name!r}")
     return addr
 
 
-def host_assembly(module: "llvm.ModuleRef") -> str:
-    """The host assembly of an (optimized) module, for ``fn.dump('asm')``."""
-    with _lock:
-        return target_machine().emit_assembly(module)
+def host_assembly(library: NativeLibrary) -> str:
+    """The host assembly of a library's optimized module, for ``fn.dump('asm')``."""
+    return library.assembly()
+
+
+def live_libraries() -> int:
+    """How many JIT libraries are loaded and still referenced (leak checks and tests)."""
+    return _live

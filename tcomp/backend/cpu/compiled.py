@@ -1,4 +1,5 @@
-"""``compile_graph``: a Graph -> one LLVM module in the process-wide engine -> a callable.
+"""``compile_graph``: a Graph -> one LLVM module, its own library in the process-wide JIT
+(``tcomp.runtime.engine``; unloaded when the compiled graph is dropped) -> a callable.
 
 Call ABI (one C entry per graph): ``int32 entry(void **ptrs, int64 *params)``.
 ``ptrs`` holds one data pointer per live node (inputs, constants, views, buffers);
@@ -8,8 +9,8 @@ per-node extras: normalized slice starts/steps, arange start/delta, ...).  The e
 returns 0, or ``slot + 1`` of the node whose bounds check failed (-> ``IndexError``).
 
 Per call, in Python: check inputs (count, dtype, rank, static and named dims), make
-non-contiguous inputs contiguous (one copy), get the plan (shapes; cached by input
-shapes, with its buffer assignment: dead intermediates' buffers are reused by later
+non-contiguous, misaligned or byte-swapped inputs native and contiguous (one copy), get
+the plan (shapes; cached by input shapes, with its buffer assignment: dead intermediates' buffers are reused by later
 kernels, see ``memory.py``), allocate the distinct buffers 64-byte aligned, build views, call the
 entries through ctypes (which releases the GIL, so calls from several threads run in
 parallel; nothing mutable is shared between calls).
@@ -37,6 +38,7 @@ from .kctx import KernelCtx
 from .memory import assign_buffers, donation_candidates, inplace_candidates, schedule_donated, value_in
 from .plan import Planner
 from .program import Program
+from .templates import KernelTemplates, emit_kernel_call
 
 LOWERINGS = {
     "elemwise": (K.elemwise_leaves, K.lower_elemwise),
@@ -82,30 +84,37 @@ def build_module(prog: Program, symbol: str, donate=None) -> tuple:
     aliased_leaf.update({k: x for k, x in donated.items() if x in leaves_of[k]})
     seen: dict = {}
     gather: list = []
+    templates = KernelTemplates(prog)
     for n in prog.kernels():
         leaves = leaves_of[n]
+        aliased = None if n not in aliased_leaf else leaves.index(aliased_leaf[n])
+        local_off[n] = len(gather)
+        hit = templates.lookup(n, leaves, aliased)
+        if hit is not None:  # same signature as an emitted kernel: same code, own parameters
+            kernel_fns[n], slots = hit
+            gather.extend(slots)
+            continue
         ctx = KernelCtx(prog, module, n, leaves, aliased_leaf.get(n))
         LOWERINGS[prog.kernel_kind(n)][1](ctx)
         ctx.finish()
         # the signature line (dropped: it names the node) carries the noalias attributes
-        aliased = None if n not in aliased_leaf else leaves.index(aliased_leaf[n])
         key = (len(ctx.outs), len(leaves), aliased, str(ctx.fn).split("\n", 1)[1])
         if key in seen:  # structurally identical to an earlier kernel: drop this copy
             del module.globals[ctx.fn.name]
         else:
             seen[key] = ctx.fn
         kernel_fns[n] = seen[key]
-        local_off[n] = len(gather)
-        gather.extend(sorted(ctx.slots, key=ctx.slots.get))
+        slots = sorted(ctx.slots, key=ctx.slots.get)
+        gather.extend(slots)
+        templates.record(n, kernel_fns[n], slots)
     name = f"{symbol}_entry"
     fn = ir.Function(module, ir.FunctionType(u.I32, [u.PTR, u.PTR]), name=name)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     ptrs, params = fn.args
     for n in prog.kernels():
-        args = [b.load(b.gep(ptrs, [ir.Constant(u.I64, prog.slot[m])], source_etype=u.PTR, inbounds=True),
-                       typ=u.PTR) for m in prog.results(n) + leaves_of[n]]
         local = b.gep(params, [ir.Constant(u.I64, local_off[n])], source_etype=u.I64, inbounds=True)
-        rc = b.call(kernel_fns[n], args + [local])
+        rc = emit_kernel_call(b, kernel_fns[n], ptrs, [prog.slot[m] for m in prog.results(n) + leaves_of[n]],
+                              local, str(n))
         fail = b.append_basic_block(f"fail{n}")
         ok = b.append_basic_block(f"ok{n}")
         b.cbranch(b.icmp_signed("!=", rc, ir.Constant(u.I32, 0)), fail, ok)
@@ -141,8 +150,10 @@ class CompiledGraph:
         (self.llvm_ir_unoptimized, entry, self._gather, self._leaves, self._inplace,
          self._donated) = build_module(prog, symbol, donate)
         self._input_pos = {n: i for i, n in enumerate(g.inputs)}
-        self._module = engine.compile_ir(self.llvm_ir_unoptimized, loop_unrolling=False)
-        self._entry = _ENTRY(engine.function_address(entry))
+        # this function's native code: unloaded when the CompiledGraph is dropped (a running
+        # call holds ``self``, so never under a call)
+        self._library = engine.load(self.llvm_ir_unoptimized, exports=[entry], loop_unrolling=False)
+        self._entry = _ENTRY(self._library.address(entry))
         self._planner = Planner(prog)
         self._plans: dict = {}
         self._owned = {n for n in prog.order if prog.role[n] in ("kernel", "result")}
@@ -153,9 +164,9 @@ class CompiledGraph:
     def dump(self, stage: str) -> str:
         """'llvm': the module after optimization; 'asm': its host assembly."""
         if stage == "llvm":
-            return str(self._module)
+            return self._library.llvm_ir
         if stage == "asm":
-            return engine.host_assembly(self._module)
+            return self._library.assembly()
         raise ValueError(f"dump stage must be 'llvm' or 'asm', got {stage!r}")
 
     # -- calling -------------------------------------------------------------------------------

@@ -1,0 +1,102 @@
+"""The LLVM optimizer process (run as a script by ``tcomp.runtime.optimizer``; imports no tcomp).
+
+Reads requests from stdin, answers on stdout, both framed as an 8-byte little-endian length
+and a pickle.  First message: ``(cpu_name, cpu_features)`` for the target machine (the
+parent's, so both processes generate the same code), answered ``("ready", rss)``.  Then per module:
+``(llvm_ir, opt_level, loop_unrolling)`` -> ``("ok", optimized_ir, object_bytes, declared,
+defined, rss)`` (``declared``: the external symbols the module uses, ``defined``: the
+functions it defines with external linkage) or ``("error", exception_type_name, message,
+rss)``; ``rss`` is this process's resident bytes
+(the parent restarts it when it has grown: llvmlite's pass pipeline leaks memory per run,
+which is why this work happens here and not in the user's process).  EOF on stdin: exit.
+"""
+import os
+import pickle
+import struct
+import sys
+
+import llvmlite.binding as llvm
+
+
+def _read(stream):
+    head = stream.read(8)
+    if len(head) < 8:
+        return None
+    (size,) = struct.unpack("<Q", head)
+    data = stream.read(size)
+    if len(data) < size:
+        return None
+    return pickle.loads(data)
+
+
+def _write(stream, obj) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(struct.pack("<Q", len(data)) + data)
+    stream.flush()
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _optimize(module, tm, level: int, loop_unrolling: bool) -> None:
+    pto = llvm.create_pipeline_tuning_options(speed_level=level)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pto.loop_unrolling = loop_unrolling
+    pb = llvm.create_pass_builder(tm, pto)
+    mpm = pb.getModulePassManager()
+    mpm.run(module, pb)
+    mpm.close()
+    pb.close()
+    pto.close()
+
+
+def _compile(tm, llvm_ir: str, level: int, loop_unrolling: bool):
+    ctx = llvm.create_context()
+    try:
+        mod = llvm.parse_assembly(llvm_ir, context=ctx)
+        try:
+            mod.verify()
+            mod.triple = tm.triple
+            mod.data_layout = str(tm.target_data)
+            if level:
+                _optimize(mod, tm, level, loop_unrolling)
+            declared = [g.name for g in list(mod.functions) + list(mod.global_variables)
+                        if g.is_declaration and not g.name.startswith("llvm.")]
+            defined = [f.name for f in mod.functions if not f.is_declaration and f.linkage == llvm.Linkage.external]
+            return str(mod), tm.emit_object(mod), declared, defined
+        finally:
+            mod.close()
+    finally:
+        ctx.close()
+
+
+def main() -> None:
+    inp = sys.stdin.buffer
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not corrupt the protocol
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    hello = _read(inp)
+    if hello is None:
+        return
+    cpu, features = hello
+    tm = llvm.Target.from_default_triple().create_target_machine(
+        cpu=cpu, features=features, opt=3, reloc="default", codemodel="jitdefault")
+    _write(out, ("ready", _rss()))
+    while True:
+        req = _read(inp)
+        if req is None:
+            return
+        llvm_ir, level, loop_unrolling = req
+        try:
+            reply = ("ok", *_compile(tm, llvm_ir, level, loop_unrolling), _rss())
+        except Exception as exc:  # reported to the parent, which raises it there
+            reply = ("error", type(exc).__name__, str(exc), _rss())
+        _write(out, reply)
+
+
+if __name__ == "__main__":
+    main()
