@@ -14,6 +14,7 @@ INT_DTYPES = ("int8", "int16", "int32", "int64")
 UINT_DTYPES = ("uint8",)
 FLOAT_DTYPES = ("float32", "float64")
 ALL_DTYPES = (BOOL,) + INT_DTYPES + UINT_DTYPES + FLOAT_DTYPES
+_NAMES = frozenset(ALL_DTYPES)
 
 SHORT_NAMES = {
     "bool": "bool", "int8": "i8", "int16": "i16", "int32": "i32", "int64": "i64",
@@ -27,6 +28,8 @@ DEFAULT_INT = "int64"
 
 def canonical(dtype) -> str:
     """Return tcomp's name for ``dtype`` (a name, short name, NumPy dtype or type)."""
+    if isinstance(dtype, str) and dtype in _NAMES:  # the common case, without building a NumPy dtype
+        return dtype
     if isinstance(dtype, str) and dtype in FROM_SHORT:
         return FROM_SHORT[dtype]
     if dtype in ("floatX",):

@@ -119,30 +119,34 @@ class Graph:
     def set_name(self, node: int, name: Optional[str]) -> None:
         self.nx.nodes[node]["name"] = name
 
+    # (operands, users and topo_order read networkx's adjacency dicts directly: the passes call
+    # them for every node, and the edge views cost several times more than the work)
     def operands(self, node: int) -> list[int]:
-        edges = sorted((d["arg"], u) for u, _, d in self.nx.in_edges(node, data=True))
+        edges = sorted((d["arg"], u) for u, keys in self.nx._pred[node].items() for d in keys.values())
         return [u for _, u in edges]
 
     def users(self, node: int) -> list[int]:
         """Distinct consumers of ``node``, sorted by id."""
-        return sorted(set(self.nx.successors(node)))
+        return sorted(self.nx._succ[node])
 
     def num_uses(self, node: int) -> int:
         return self.nx.out_degree(node) + self.outputs.count(node)
 
     def topo_order(self) -> list[int]:
         """Topological order, smallest ready id first: stable across runs and processes."""
+        succ = self.nx._succ
         indeg = {n: 0 for n in self.nx.nodes}
-        for _, v in self.nx.edges():
-            indeg[v] += 1
+        for nbrs in succ.values():
+            for v, keys in nbrs.items():
+                indeg[v] += len(keys)
         ready = [n for n, d in indeg.items() if d == 0]
         heapq.heapify(ready)
         order = []
         while ready:
             n = heapq.heappop(ready)
             order.append(n)
-            for _, v in self.nx.out_edges(n):
-                indeg[v] -= 1
+            for v, keys in succ[n].items():
+                indeg[v] -= len(keys)
                 if indeg[v] == 0:
                     heapq.heappush(ready, v)
         if len(order) != len(indeg):

@@ -18,7 +18,11 @@ def _float_result(t: TensorType) -> str:
 
 
 def _broadcast(name, types):
-    return broadcast_shapes(*(t.shape for t in types), what=f"operands of {name}({describe(types)})")
+    shapes = [t.shape for t in types]
+    try:
+        return broadcast_shapes(*shapes)
+    except ValueError:  # the message names the op and its operand types (built only on error)
+        return broadcast_shapes(*shapes, what=f"operands of {name}({describe(types)})")
 
 
 def _unary(name, result_dtype, fn, differentiable=True, doc=""):

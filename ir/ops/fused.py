@@ -132,10 +132,32 @@ def _check_step(step, j):
     return op, opdef.normalize_attrs(dict(attrs)), refs
 
 
+#: (body, operand types) -> step types: passes, planners and the backend all ask again for the
+#: same kernel, and inferring a long body costs ~10 us a step (bounded; cleared when full)
+_STEP_TYPES: dict = {}
+_STEP_TYPES_MAX = 4096
+
+
 def step_types(body, input_types) -> list[TensorType]:
     """The TensorType of every step, given the kernel operands' types."""
     if not isinstance(body, tuple) or not body:
         raise ValueError("fused: body must be a non-empty tuple of steps")
+    try:
+        key = (body, tuple(input_types))
+        hit = _STEP_TYPES.get(key)
+    except TypeError:  # an unhashable (malformed) body: the checks below say what is wrong
+        key = hit = None
+    if hit is not None:
+        return list(hit)
+    types = _step_types(body, input_types)
+    if key is not None:
+        if len(_STEP_TYPES) >= _STEP_TYPES_MAX:
+            _STEP_TYPES.clear()
+        _STEP_TYPES[key] = tuple(types)
+    return types
+
+
+def _step_types(body, input_types) -> list[TensorType]:
     types: list[TensorType] = []
     used = set()
     for j, step in enumerate(body):

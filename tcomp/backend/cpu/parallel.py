@@ -12,8 +12,10 @@ Shape of the code for a parallel loop of kernel ``k<n>``:
     the loop body over ``[lo, hi)``; the *only* place the body is emitted, so one thread
     and N threads run the same instructions on every element (bit-identical results);
 ``kw_<hash>.t(ptr rec) -> ptr``
-    the ``pthread`` start routine: unpacks one record (the kernel's pointers, lo, hi),
-    calls the worker and stores its return code in the record;
+    the ``pthread`` start routine: unpacks one record (a pointer to the kernel's argument
+    pointers, stored once per call and shared by every chunk, then lo, hi), calls the worker
+    and stores its return code in the record (a record's size does not grow with the kernel's
+    arity, so a kernel with many results costs a fixed amount of code per chunk);
 ``k<n>``
     decides the thread count *at call time* from the process-wide cell
     ``tcomp_cpu_num_threads`` (``tcomp.config.num_threads``) and the work size: below
@@ -170,12 +172,13 @@ def _trampoline(module: ir.Module, worker: ir.Function, nptr: int) -> ir.Functio
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     rec = fn.args[0]
 
-    def slot(k):
-        return b.gep(rec, [ir.Constant(u.I64, k)], source_etype=u.I64, inbounds=True)
-    args = [b.inttoptr(b.load(slot(k), typ=u.I64), u.PTR) for k in range(nptr)]
-    args += [b.load(slot(nptr), typ=u.I64), b.load(slot(nptr + 1), typ=u.I64)]
+    def slot(base, k):
+        return b.gep(base, [ir.Constant(u.I64, k)], source_etype=u.I64, inbounds=True)
+    argv = b.inttoptr(b.load(slot(rec, 0), typ=u.I64), u.PTR)
+    args = [b.inttoptr(b.load(slot(argv, k), typ=u.I64), u.PTR) for k in range(nptr)]
+    args += [b.load(slot(rec, 1), typ=u.I64), b.load(slot(rec, 2), typ=u.I64)]
     rc = b.call(worker, args)
-    b.store(b.zext(rc, u.I64), slot(nptr + 2))
+    b.store(b.zext(rc, u.I64), slot(rec, 3))
     b.ret(ir.Constant(u.PTR, None))
     return fn
 
@@ -197,8 +200,9 @@ def parallel_for(ctx, stop, body, work=None, align: int = 1) -> None:
     kargs = list(ctx.fn.args)  # outs..., leaves..., params
     stop = u.i64(stop)
     work = u.i64(stop if work is None else work)
-    R = nptr + 3  # record: pointers, lo, hi, rc
+    R = 4  # record: the argument block's address, lo, hi, rc
     with b.goto_block(ctx.fn.entry_basic_block):
+        argv = b.alloca(u.I64, size=ir.Constant(u.I64, nptr), name="argv")
         recs = b.alloca(u.I64, size=ir.Constant(u.I64, R * MAX_THREADS), name="recs")
         tids = b.alloca(u.I64, size=ir.Constant(u.I64, MAX_THREADS), name="tids")
         made = b.alloca(u.I8, size=ir.Constant(u.I64, MAX_THREADS), name="made")
@@ -232,14 +236,17 @@ def parallel_for(ctx, stop, body, work=None, align: int = 1) -> None:
     def made_slot(t):
         return b.gep(made, [t], source_etype=u.I8, inbounds=True)
 
+    for k, a in enumerate(kargs):  # once per call: every chunk's record points here
+        b.store(b.ptrtoint(a, u.I64), b.gep(argv, [ir.Constant(u.I64, k)], source_etype=u.I64, inbounds=True))
+    argv_addr = b.ptrtoint(argv, u.I64)
+
     def fill(t):
         lo = _min(b, b.mul(t, chunk), stop)
         hi = _min(b, b.add(lo, chunk), stop)
-        for k, a in enumerate(kargs):
-            b.store(b.ptrtoint(a, u.I64), rec_slot(t, k))
-        b.store(lo, rec_slot(t, nptr))
-        b.store(hi, rec_slot(t, nptr + 1))
-        b.store(ir.Constant(u.I64, 0), rec_slot(t, nptr + 2))
+        b.store(argv_addr, rec_slot(t, 0))
+        b.store(lo, rec_slot(t, 1))
+        b.store(hi, rec_slot(t, 2))
+        b.store(ir.Constant(u.I64, 0), rec_slot(t, 3))
 
     def start(t):
         fill(t)
@@ -259,7 +266,7 @@ def parallel_for(ctx, stop, body, work=None, align: int = 1) -> None:
             tid = b.load(b.gep(tids, [t], source_etype=u.I64, inbounds=True),
                          typ=u.I64)
             b.call(join, [tid, ir.Constant(u.PTR, None)])
-        return [b.or_(accs[0], b.load(rec_slot(t, nptr + 2), typ=u.I64))]
+        return [b.or_(accs[0], b.load(rec_slot(t, 3), typ=u.I64))]
     made0 = made_slot(ir.Constant(u.I64, 0))
     b.store(ir.Constant(u.I8, 0), made0)  # chunk 0 ran on this thread
     (rc_all,) = u.reduction_loop(b, nt, [ir.Constant(u.I64, 0)], finish, name="par.join")

@@ -45,6 +45,9 @@ DIM_OPERANDS = {
 }
 
 INLINE_CONSUMERS = frozenset({"sum", "prod", "max", "min", "mean", "argmax", "argmin"})
+#: the most inline nodes one operand of a kernel may carry: a longer chain is cut into several
+#: kernels (LLVM's time per op grows with the size of one function; see passes/fusion.py)
+MAX_INLINE_NODES = 128
 
 NATIVE_KERNELS = {
     "elemwise": "elemwise", "alloc": "elemwise", "fused": "fused", "reduction": "reduce",
@@ -154,8 +157,13 @@ class Program:
     def _inline(self):
         g = self.g
         outputs = set(g.outputs)
+        size: dict = {}  # inline node -> inline nodes in its expression tree (itself included)
         for n in self.order:
             if self.role[n] != "kernel" or self._kind(g.op(n)) != "elemwise" or n in outputs:
+                continue
+            # inline nodes have one use, so their expressions are trees and sizes add up
+            size[n] = 1 + sum(size.get(o, 0) for o in g.operands(n) if self.role[o] == "inline")
+            if size[n] > MAX_INLINE_NODES:
                 continue
             if g.num_uses(n) != 1:
                 continue
