@@ -5,6 +5,7 @@ only static-1 dims broadcast)."""
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 
@@ -33,7 +34,10 @@ class JittedFunction:
         self.fn = fn
         self.backend = backend
         self.compile_kwargs = compile_kwargs
+        #: signature -> (compiled Function, returns a tuple); dropping the JittedFunction drops
+        #: them all (and so their native code)
         self.cache: dict = {}
+        self._lock = threading.Lock()  # threads calling with a new signature compile it once
         functools.update_wrapper(self, fn)
 
     def _trace(self, sig):
@@ -53,13 +57,17 @@ class JittedFunction:
         from .function import function
 
         sig = _signature(args)
-        if sig not in self.cache:
-            inputs, out = self._trace(sig)
-            outputs = list(out) if isinstance(out, (tuple, list)) else out
-            compiled = function(inputs, outputs, on_unused_input="ignore", backend=self.backend,
-                                name=getattr(self.fn, "__name__", "jit"), **self.compile_kwargs)
-            self.cache[sig] = (compiled, isinstance(out, tuple))
-        return self.cache[sig]
+        hit = self.cache.get(sig)
+        if hit is not None:
+            return hit
+        with self._lock:
+            if sig not in self.cache:
+                inputs, out = self._trace(sig)
+                outputs = list(out) if isinstance(out, (tuple, list)) else out
+                compiled = function(inputs, outputs, on_unused_input="ignore", backend=self.backend,
+                                    name=getattr(self.fn, "__name__", "jit"), **self.compile_kwargs)
+                self.cache[sig] = (compiled, isinstance(out, tuple))
+            return self.cache[sig]
 
     def trace(self, *example_args):
         """The traced graph (``tcomp.ir.Graph``) for these arguments, without running it."""
