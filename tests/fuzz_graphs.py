@@ -436,10 +436,12 @@ def noise(step, vals, out):
     return 1, None
 
 
-def evaluate(g: Graph, tshapes, noise_rng=None, override=None):
+def evaluate(g: Graph, tshapes, noise_rng=None, override=None, snap=False):
     """All step values; with ``noise_rng`` every float result is perturbed by its ``noise``.
 
-    ``override`` maps input step ids to replacement values (finite differences)."""
+    ``snap``: values within their absolute error of zero become exactly 0 (a backend may
+    land there, and 0 is where ``0 // x`` or ``log`` jump).  ``override`` maps input step
+    ids to replacement values (finite differences)."""
     vals = []
     for i, s in enumerate(g.steps):
         if override and i in override:
@@ -454,6 +456,8 @@ def evaluate(g: Graph, tshapes, noise_rng=None, override=None):
                     w = f64(v) * (1 + u * k * eps(v.dtype.name))
                     if absn is not None:
                         w = w + noise_rng.uniform(-1, 1, v.shape) * absn
+                        if snap:
+                            w = np.where(np.abs(f64(v)) <= absn, 0.0, w)
                     v = np.where(np.isfinite(w) | ~np.isfinite(v), w, v).astype(v.dtype)
         vals.append(np.asarray(v))
     return vals

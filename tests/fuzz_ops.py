@@ -20,6 +20,7 @@ element or a wrong dtype still does.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -310,7 +311,9 @@ def reduce_oracle(op, x, axis, keepdims):
             return (np.max if op == "max" else np.min)(x, axis=axes, keepdims=keepdims)
         if d in FLOATS:
             f = {"sum": np.sum, "prod": np.prod, "mean": np.mean}[op]
-            return as_dtype(f(f64(x), axis=axes, keepdims=keepdims), d)
+            with warnings.catch_warnings():  # the mean of an empty axis is nan, as tcomp's
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return as_dtype(f(f64(x), axis=axes, keepdims=keepdims), d)
         f = {"sum": np.sum, "prod": np.prod}[op]
         return f(as_dtype(x, d), axis=axes, keepdims=keepdims).astype(d)
 
