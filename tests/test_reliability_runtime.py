@@ -166,6 +166,21 @@ def test_shared_borrow_of_unusable_arrays_copies(backend):
     assert s.get_value(borrow=True) is kept
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_shared_created_from_odd_layouts(backend):
+    base = np.arange(6, dtype="float32").reshape(2, 3)
+    makers = (lambda: base.astype(">f4"), lambda: _misaligned(base, "float32"), lambda: np.asfortranarray(base),
+              lambda: base.copy()[::-1][::-1])
+    for make in makers:
+        for borrow in (False, True):
+            s = tcomp.shared(make(), "s", borrow=borrow)
+            stored = s.get_value(borrow=True)
+            assert stored.dtype == np.dtype("float32") and stored.flags.aligned and stored.flags.c_contiguous
+            f = tcomp.function([], s.sum(axis=1), updates=[(s, s * 2)], backend=backend)
+            np.testing.assert_array_equal(f(), base.sum(axis=1))
+            np.testing.assert_array_equal(s.get_value(), base * 2)
+
+
 def test_jit_with_byte_swapped_argument():
     @tcomp.jit
     def f(a):
