@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 from llvmlite import ir
 
-from tcomp.backend.mathlib import ALLOWED_INTRINSICS, SUPPORTED_UNARY, emit_pow, emit_unary
+from tcomp.backend.mathlib import ALLOWED_INTRINSICS, SUPPORTED_UNARY, emit_atan2, emit_pow, emit_unary
 from tcomp.backend.mathlib_accuracy import (
+    BINARY,
     build_kernel_module,
     compile_kernel,
     measure,
     measure_ulp_table,
     random_floats,
     reference,
+    sample_atan2,
     sample_inputs,
     sample_pow,
     ulp_errors,
@@ -42,11 +44,12 @@ def _bits(a):
 
 def test_supported_set():
     assert SUPPORTED_UNARY == {"exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "sin",
-                               "cos", "sqrt"}
+                               "cos", "sqrt", "arctan", "log2", "log10", "exp2"}
+    assert BINARY == ("pow", "arctan2")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("func", UNARY + ["pow"])
+@pytest.mark.parametrize("func", UNARY + list(BINARY))
 def test_max_ulp_error(func, dtype):
     """Dense grid + random bit patterns (subnormals, huge, negative) + specials, vs reference."""
     err = measure(func, dtype, 1, n=100_000)[0]
@@ -56,15 +59,16 @@ def test_max_ulp_error(func, dtype):
 def test_measure_ulp_table_covers_everything():
     """The table the bench/README quote: every function, both dtypes, within the bound."""
     table = measure_ulp_table(n=4000)
-    assert set(table) == {(f, d) for f in UNARY + ["pow"] for d in DTYPES}
+    assert set(table) == {(f, d) for f in UNARY + list(BINARY) for d in DTYPES}
     assert max(table.values()) <= MAX_ULP, table
 
 
 @pytest.mark.parametrize("dtype,width", [("float32", 8), ("float64", 4)])
-@pytest.mark.parametrize("func", UNARY + ["pow"])
+@pytest.mark.parametrize("func", UNARY + list(BINARY))
 def test_vector_body_matches_scalar(func, dtype, width):
     """The explicit <N x T> body gives bit-identical results to the scalar loop."""
-    args = sample_pow(dtype, 8000) if func == "pow" else (sample_inputs(func, dtype, 8000),)
+    args = sample_pow(dtype, 8000) if func == "pow" else sample_atan2(dtype, 8000) if func == "arctan2" else \
+        (sample_inputs(func, dtype, 8000),)
     a = kernel(func, dtype, 1)(*args)
     b = kernel(func, dtype, width)(*args)
     same = (_bits(a) == _bits(b)) | (np.isnan(a) & np.isnan(b))
@@ -80,7 +84,10 @@ EDGE = [0.0, -0.0, np.inf, -np.inf, np.nan]
 SATURATING = [1e4, -1e4, 1e30, -1e30]        # results are exactly 0, +-1, inf or x itself
 EXTRA = {"log": [-1.0, -1e-30, 1.0], "sqrt": [-1.0, 1.0, 4.0] + SATURATING, "log1p": [-1.0, -2.0, -1e-30],
          "expm1": [-50.0] + SATURATING, "exp": [-200.0, -1000.0, 1000.0] + SATURATING,
-         "tanh": SATURATING, "sigmoid": SATURATING, "softplus": SATURATING, "erf": SATURATING}
+         "tanh": SATURATING, "sigmoid": SATURATING, "softplus": SATURATING, "erf": SATURATING,
+         "arctan": SATURATING + [1.0, -1.0], "log2": [-1.0, -1e-30, 1.0, 2.0, 0.5, 1024.0],
+         "log10": [-1.0, -1e-30, 1.0, 10.0, 100.0, 1000.0, 0.1],
+         "exp2": [-200.0, -1100.0, 1100.0, 3.0, -3.0, 10.0] + SATURATING}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -113,6 +120,10 @@ def test_named_special_values(dtype):
         "sin": [(inf, nan), (-inf, nan), (-0.0, -0.0), (0.0, 0.0)],
         "cos": [(inf, nan), (-inf, nan), (0.0, 1.0), (-0.0, 1.0)],
         "sqrt": [(-1.0, nan), (-0.0, -0.0), (inf, inf)],
+        "arctan": [(inf, np.pi / 2), (-inf, -np.pi / 2), (-0.0, -0.0), (1.0, np.pi / 4), (-1.0, -np.pi / 4)],
+        "log2": [(0.0, -inf), (-1.0, nan), (inf, inf), (1.0, 0.0), (8.0, 3.0), (0.125, -3.0), (2.0 ** -140, -140.0)],
+        "log10": [(0.0, -inf), (-1.0, nan), (inf, inf), (1.0, 0.0), (10.0, 1.0), (1000.0, 3.0), (1e-5, -5.0)],
+        "exp2": [(-inf, 0.0), (inf, inf), (0.0, 1.0), (-0.0, 1.0), (3.0, 8.0), (-2.0, 0.25), (1e5, inf), (-1e5, 0.0)],
     }
     for func, pairs in cases.items():
         x = np.array([p[0] for p in pairs] + [nan], dtype=dtype)
@@ -140,6 +151,20 @@ def test_pow_special_grid_matches_numpy(dtype):
     assert np.array_equal(np.isinf(y[fin]), np.isinf(want[fin]))
     assert np.array_equal(y[fin] == 0, want[fin] == 0)
     assert ulp_errors(y[fin], reference("pow", dtype, a[fin], b[fin]), dtype).max() <= 1.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_arctan2_special_grid_matches_numpy(dtype):
+    """C99 atan2 on signed zeros, infinities and nan in every combination: the exact value
+    (signs of zeros included) where NumPy's is a multiple of pi/4 or zero, <= 1 ulp elsewhere."""
+    vals = np.array([0.0, -0.0, 1.0, -1.0, 3.5, -3.5, 1e-30, -1e-30, np.inf, -np.inf, np.nan], dtype=dtype)
+    y, x = (g.ravel() for g in np.meshgrid(vals, vals))
+    got = kernel("arctan2", dtype)(y, x)
+    want = np.arctan2(y, x)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    fin = ~np.isnan(want)
+    assert np.array_equal(np.signbit(got[fin]), np.signbit(want[fin]))
+    assert ulp_errors(got[fin], reference("arctan2", dtype, y[fin], x[fin]), dtype).max() <= 1.0
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -198,7 +223,7 @@ _CALL = re.compile(r"call [^@]*@\"?([\w.]+)\"?\(")
 @pytest.mark.parametrize("dtype,width", [("float32", 1), ("float32", 8), ("float64", 1), ("float64", 4)])
 def test_emitted_ir_calls_only_allowed_intrinsics(dtype, width):
     allowed = tuple(name + "." for name in ALLOWED_INTRINSICS)
-    for func in UNARY + ["pow"]:
+    for func in UNARY + list(BINARY):
         text = str(build_kernel_module(func, dtype, width, f"tcomp_mathlib_irscan_{func}_{dtype}_{width}"))
         defined = set(re.findall(r"define [^@]*@\"?([\w.]+)\"?\(", text))
         for callee in _CALL.findall(text):
@@ -246,24 +271,27 @@ def test_bad_arguments_raise_clear_errors():
         emit_unary(b, "exp", fn.args[0])
     with pytest.raises(TypeError, match="base has type float but exponent has type double"):
         emit_pow(b, fn.args[1], fn.args[2])
+    with pytest.raises(TypeError, match="y has type float but x has type double"):
+        emit_atan2(b, fn.args[1], fn.args[2])
 
 
 _NVPTX_SCRIPT = r'''
 import sys
 import llvmlite.binding as llvm
 from llvmlite import ir
-from tcomp.backend.mathlib import SUPPORTED_UNARY, emit_pow, emit_unary
+from tcomp.backend.mathlib import SUPPORTED_UNARY, emit_atan2, emit_pow, emit_unary
 llvm.initialize_all_targets()
 llvm.initialize_all_asmprinters()
 tm = llvm.Target.from_triple("nvptx64-nvidia-cuda").create_target_machine(cpu="sm_80", opt=3)
 for i, ty in enumerate([ir.FloatType(), ir.DoubleType(), ir.VectorType(ir.FloatType(), 4)]):
     m = ir.Module(name="k")
     m.triple = "nvptx64-nvidia-cuda"
-    for f in sorted(SUPPORTED_UNARY) + ["pow"]:
+    for f in sorted(SUPPORTED_UNARY) + ["pow", "arctan2"]:
         fn = ir.Function(m, ir.FunctionType(ir.VoidType(), [ty.as_pointer()]), "k_" + f)
         b = ir.IRBuilder(fn.append_basic_block())
         x = b.load(fn.args[0])
-        b.store(emit_pow(b, x, x) if f == "pow" else emit_unary(b, f, x), fn.args[0])
+        two = {"pow": emit_pow, "arctan2": emit_atan2}
+        b.store(two[f](b, x, x) if f in two else emit_unary(b, f, x), fn.args[0])
         b.ret_void()
     mod = llvm.parse_assembly(str(m))
     mod.verify()

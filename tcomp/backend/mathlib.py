@@ -30,10 +30,11 @@ from .mathlib_core import (
     expm1_core,
     log_core,
 )
+from .mathlib_inv import atan2_core, atan_core, exp2_core, log2_core, log10_core
 from .mathlib_pow import pow_core
 from .mathlib_trig import erf_core, sincos_core
 
-__all__ = ["emit_unary", "emit_pow", "SUPPORTED_UNARY", "ALLOWED_INTRINSICS"]
+__all__ = ["emit_unary", "emit_pow", "emit_atan2", "SUPPORTED_UNARY", "ALLOWED_INTRINSICS"]
 
 
 def _log1p(cx: Ctx, x):
@@ -126,6 +127,10 @@ _UNARY = {
     "sin": lambda cx, x: sincos_core(cx, x, want_cos=False),
     "cos": lambda cx, x: sincos_core(cx, x, want_cos=True),
     "sqrt": lambda cx, x: cx.sqrt(x),
+    "arctan": atan_core,
+    "log2": log2_core,
+    "log10": log10_core,
+    "exp2": exp2_core,
 }
 
 SUPPORTED_UNARY: frozenset[str] = frozenset(_UNARY)
@@ -170,3 +175,12 @@ def emit_pow(builder: ir.IRBuilder, a: ir.Value, b: ir.Value) -> ir.Value:
                         "convert them to one float type first")
     fn = _get_function(builder.module, "pow", a.type, 2, pow_core)
     return builder.call(fn, [a, b])
+
+
+def emit_atan2(builder: ir.IRBuilder, y: ir.Value, x: ir.Value) -> ir.Value:
+    """``arctan2(y, x)`` with NumPy (C99) semantics; y and x must have the same float (vector) type."""
+    if y.type != x.type:
+        raise TypeError(f"tcomp.mathlib.emit_atan2: y has type {y.type} but x has type {x.type}; "
+                        "convert them to one float type first")
+    fn = _get_function(builder.module, "atan2", y.type, 2, atan2_core)
+    return builder.call(fn, [y, x])

@@ -15,12 +15,15 @@ import math
 import numpy as np
 from llvmlite import ir
 
-from .mathlib import SUPPORTED_UNARY, emit_pow, emit_unary
+from .mathlib import SUPPORTED_UNARY, emit_atan2, emit_pow, emit_unary
 
 _counter = itertools.count()
 _I64 = ir.IntType(64)
 _LLTYPE = {"float32": ir.FloatType(), "float64": ir.DoubleType()}
 _CTYPE = {"float32": ctypes.c_float, "float64": ctypes.c_double}
+#: the two-argument functions (measured over their own sweeps)
+BINARY = ("pow", "arctan2")
+_EMIT_BINARY = {"pow": emit_pow, "arctan2": emit_atan2}
 
 
 def build_kernel_module(func: str, dtype: str, width: int, name: str) -> ir.Module:
@@ -29,7 +32,7 @@ def build_kernel_module(func: str, dtype: str, width: int, name: str) -> ir.Modu
     be a multiple of width)."""
     el = _LLTYPE[dtype]
     vt = ir.VectorType(el, width) if width > 1 else el
-    arity = 2 if func == "pow" else 1
+    arity = 2 if func in BINARY else 1
     align = 4 if dtype == "float32" else 8          # numpy buffers are only element-aligned
     module = ir.Module(name=name)
     ptr = el.as_pointer()
@@ -49,7 +52,7 @@ def build_kernel_module(func: str, dtype: str, width: int, name: str) -> ir.Modu
         if width > 1:
             p = b.bitcast(p, vt.as_pointer())
         vals.append(b.load(p, align=align))
-    res = emit_pow(b, *vals) if func == "pow" else emit_unary(b, func, vals[0])
+    res = _EMIT_BINARY[func](b, *vals) if func in BINARY else emit_unary(b, func, vals[0])
     p = b.gep(fn.args[arity], [i])
     if width > 1:
         p = b.bitcast(p, vt.as_pointer())
@@ -71,7 +74,7 @@ def compile_kernel(func: str, dtype: str, width: int = 1):
     text = str(module)
     compile_ir(text)
     ct = _CTYPE[dtype]
-    arity = 2 if func == "pow" else 1
+    arity = 2 if func in BINARY else 1
     proto = ctypes.CFUNCTYPE(None, *([ctypes.POINTER(ct)] * (arity + 1)), ctypes.c_int64)
     cfn = proto(function_address(name))
 
@@ -122,6 +125,8 @@ def reference(func: str, dtype: str, *xs: np.ndarray):
             return _erf_ref(x, dtype)
         if func == "pow":
             return np.power(x, xs[1])
+        if func == "arctan2":
+            return np.arctan2(x, xs[1])
         if func == "sigmoid":
             return 1 / (1 + np.exp(-x))
         if func == "softplus":
@@ -175,10 +180,13 @@ def sample_inputs(func: str, dtype: str, n: int = 200_000, seed: int = 0) -> np.
         "log": (0.0, big), "sqrt": (0.0, big), "log1p": (-1.0, big),
         "tanh": (-big, big), "sigmoid": (-big, big), "softplus": (-big, big), "erf": (-big, big),
         "sin": (-1e5, 1e5) if f32 else (-1e9, 1e9), "cos": (-1e5, 1e5) if f32 else (-1e9, 1e9),
+        "arctan": (-big, big), "log2": (0.0, big), "log10": (0.0, big),
+        "exp2": (-152.0, 130.0) if f32 else (-1077.0, 1026.0),
     }[func]
     grid = {"exp": (-30, 30), "expm1": (-3, 3), "log": (0, 4), "sqrt": (0, 4), "log1p": (-1, 3),
             "tanh": (-10, 10), "sigmoid": (-40, 40), "softplus": (-40, 40), "erf": (-6, 6),
-            "sin": (-20, 20), "cos": (-20, 20)}[func]
+            "sin": (-20, 20), "cos": (-20, 20), "arctan": (-8, 8), "log2": (0, 4), "log10": (0, 4),
+            "exp2": (-30, 30)}[func]
     with np.errstate(over="ignore", invalid="ignore"):
         wide = np.linspace(dom[0] / 2, dom[1] / 2, n // 8, dtype=np.float64) * 2
     wide = wide[np.isfinite(wide)].astype(dtype)
@@ -212,11 +220,31 @@ def sample_pow(dtype: str, n: int = 200_000, seed: int = 0) -> tuple[np.ndarray,
     return a, b
 
 
+def sample_atan2(dtype: str, n: int = 200_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(y, x) pairs: every quadrant at random angles and radii, near-axis and near-diagonal
+    ratios, wildly different magnitudes, and the C99 grid of zeros, infinities and nan."""
+    rng = np.random.default_rng(seed)
+    q = n // 3
+    ang = rng.uniform(-np.pi, np.pi, q)
+    rad = np.exp(rng.uniform(-20, 20, q))
+    y1, x1 = (rad * np.sin(ang)).astype(dtype), (rad * np.cos(ang)).astype(dtype)
+    y2 = random_floats(rng, dtype, q, -float(np.finfo(dtype).max), float(np.finfo(dtype).max))
+    x2 = random_floats(rng, dtype, y2.size, -float(np.finfo(dtype).max), float(np.finfo(dtype).max))
+    y2 = y2[:x2.size]
+    x3 = rng.uniform(-4, 4, q).astype(dtype)
+    y3 = (x3 * (1 + rng.uniform(-1e-3, 1e-3, q))).astype(dtype)
+    sp = np.array([0.0, -0.0, 1.0, -1.0, 2.5, -2.5, 1e-30, -1e-30, np.inf, -np.inf, np.nan], dtype=dtype)
+    gy, gx = np.meshgrid(sp, sp)
+    return np.concatenate([y1, y2, y3, gy.ravel()]), np.concatenate([x1, x2, x3, gx.ravel()])
+
+
 def measure(func: str, dtype: str, width: int = 1, n: int = 200_000) -> tuple[float, np.ndarray, np.ndarray]:
     """(max ulp error, inputs, outputs) of ``func`` over its sweep."""
     kernel, _ = compile_kernel(func, dtype, width)
     if func == "pow":
         args = sample_pow(dtype, n)
+    elif func == "arctan2":
+        args = sample_atan2(dtype, n)
     elif func == "erf" and dtype == "float64":
         args = (sample_inputs(func, dtype, n // 20),)        # mpmath reference is slow
     else:
@@ -227,9 +255,9 @@ def measure(func: str, dtype: str, width: int = 1, n: int = 200_000) -> tuple[fl
 
 
 def measure_ulp_table(n: int = 200_000) -> dict[tuple[str, str], float]:
-    """{(func, dtype): max ulp error} for every unary function and pow, both precisions."""
+    """{(func, dtype): max ulp error} for every unary function, pow and arctan2, both precisions."""
     table = {}
-    for func in sorted(SUPPORTED_UNARY) + ["pow"]:
+    for func in sorted(SUPPORTED_UNARY) + list(BINARY):
         for dtype in ("float32", "float64"):
             table[(func, dtype)] = measure(func, dtype, 1, n)[0]
     return table
