@@ -91,8 +91,14 @@ class _Worker:
         return self.rss - self.base_rss > RECYCLE_BYTES
 
     def close(self) -> None:
-        if self.owner != os.getpid():
-            return  # a forked child's copy: the parent still uses the process
+        if self.owner != os.getpid():  # a forked child's copy: drop our pipe ends, the parent keeps its own
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+            self.proc.returncode = 0  # not our child: never wait for it
+            return
         try:
             self.proc.stdin.close()
         except OSError:  # already broken (the process died)
