@@ -156,11 +156,9 @@ def _imports(declared) -> dict:
     tcomp registered with ``llvm.add_symbol`` (thread-count cell, pthread entry points)."""
     found = {}
     for name in declared:
-        addr = _symbol_cache.get(name)
-        if addr is None:
-            addr = _symbol_cache[name] = llvm.address_of_symbol(name) or 0
-        if addr:
-            found[name] = addr
+        addr = _symbol_cache.get(name) or llvm.address_of_symbol(name)
+        if addr:  # only hits are cached: a symbol may be registered later
+            found[name] = _symbol_cache[name] = addr
     return found
 
 
