@@ -15,18 +15,47 @@ from .tensor.basic import tensor
 from .tensor.variable import Variable
 
 
+def _is_weak_scalar(a) -> bool:
+    """A Python bool/int/float (not a NumPy scalar, which has a dtype of its own): JAX's weak type."""
+    return isinstance(a, (bool, int, float)) and not isinstance(a, np.generic)
+
+
 def _signature(args):
-    sig = []
+    """Per argument (dtype, which dims are 1).  A Python scalar is weak, as in JAX: its dtype
+    is the one it would take as a constant next to the array arguments (``f(float32_array,
+    2.0)`` traces 2.0 as float32, ``f(int8_array, 3)`` traces 3 as int8; alone it takes the
+    default of its kind), so its value can change without recompiling.  The approximation:
+    a weak scalar takes the promotion of *all* array arguments, not only of those it meets."""
+    strong = []
     for i, a in enumerate(args):
         if isinstance(a, Variable):
             raise TypeError(f"argument {i} of a jitted function must be concrete (a NumPy array), got a variable")
-        arr = np.asarray(a)
-        try:
-            dtype = dt.canonical(arr.dtype)
-        except TypeError:
-            raise TypeError(f"argument {i}: unsupported dtype {arr.dtype}") from None
-        sig.append((dtype, tuple(d == 1 for d in arr.shape)))
+        if not _is_weak_scalar(a):
+            try:
+                strong.append(dt.canonical(np.asarray(a).dtype))
+            except TypeError:
+                raise TypeError(f"argument {i}: unsupported dtype {np.asarray(a).dtype}") from None
+    sig, it = [], iter(strong)
+    for a in args:
+        if _is_weak_scalar(a):
+            sig.append((dt.promote_with_weak(strong, [dt.weak_scalar_kind(a)]), ()))
+        else:
+            arr = np.asarray(a)
+            sig.append((next(it), tuple(d == 1 for d in arr.shape)))
     return tuple(sig)
+
+
+def _as_argument(a, dtype: str, i: int) -> np.ndarray:
+    if not _is_weak_scalar(a):
+        return np.asarray(a)
+    try:
+        out = np.asarray(a, dtype=dtype)
+    except OverflowError:
+        out = None
+    if out is None or (dt.is_int(dtype) and out != a):
+        raise OverflowError(f"argument {i}: Python scalar {a!r} does not fit {dtype}, the dtype it takes next to "
+                            "the array arguments")
+    return out
 
 
 class JittedFunction:
@@ -75,7 +104,8 @@ class JittedFunction:
 
     def __call__(self, *args):
         compiled, as_tuple = self.lower(*args)
-        out = compiled(*[np.asarray(a) for a in args])
+        sig = _signature(args)
+        out = compiled(*[_as_argument(a, d, i) for i, (a, (d, _)) in enumerate(zip(args, sig))])
         return tuple(out) if as_tuple else out
 
 

@@ -1,5 +1,5 @@
 """``import tcomp.tensor as T``: symbolic tensors with Theano's names."""
-from tcomp.gradient import grad, hessian, jacobian  # noqa: F401,E402
+from tcomp.gradient import Lop, Rop, grad, hessian, jacobian  # noqa: F401,E402
 
 from . import nlinalg, nnet  # noqa: F401
 from .basic import *  # noqa: F401,F403
