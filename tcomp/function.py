@@ -3,7 +3,10 @@
 The traced graph's outputs are the user outputs followed by the update expressions; its
 inputs are the explicit inputs followed by every shared variable used.  A call converts
 the arguments, runs the compiled graph once, then commits every update into the shared
-variables' storage, so all updates see the old values.
+variables' storage, so all updates see the old values.  From fetching the shared values to
+committing the updates a call holds the shared variables' locks (write locks of those it
+updates, read locks of the others; the rule is in ``tcomp/shared.py``), so concurrent calls
+lose no update and never see a half-written value.
 """
 from __future__ import annotations
 
