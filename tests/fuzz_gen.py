@@ -180,7 +180,11 @@ class Gen:
 
     def base_shape(self):
         nd = self.choice([0, 1, 2, 3, 4], [1, 3, 4, 2, 0.4])
-        return tuple(self.choice([0, 1, 2, 3, 4, 5], [0.4, 2, 3, 3, 2, 1.5]) for _ in range(nd))
+        shape = [self.choice([0, 1, 2, 3, 4, 5], [0.4, 2, 3, 3, 2, 1.5]) for _ in range(nd)]
+        if nd and self.r() < 0.12:  # one longer dim: vector loop bodies plus remainders, blocked kernels
+            shape[int(self.rng.integers(0, nd))] = int(self.choice([8, 13, 17, 33, 64]))
+            self.feat["long dim"] += 1
+        return tuple(shape)
 
     def partner_shape(self, shape, tshape):
         """A run-time and type shape that broadcasts with (shape, tshape) under Theano's rule."""

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -156,7 +157,7 @@ def _main(args):
         chunks.put((s, min(chunk, args.seed + args.count - s)))
 
     def runner():
-        while True:
+        while time.time() - t0 < args.time_limit:
             try:
                 s, n = chunks.get_nowait()
             except queue.Empty:
@@ -166,11 +167,20 @@ def _main(args):
     threads = [threading.Thread(target=runner) for _ in range(args.jobs)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.join()
+    except KeyboardInterrupt:  # print what was run so far
+        print("interrupted", flush=True)
+        with lock:
+            return _summary(args, counts, ops, feats, rejects, modes, failures, t0)
+    return _summary(args, counts, ops, feats, rejects, modes, failures, t0)
+
+
+def _summary(args, counts, ops, feats, rejects, modes, failures, t0):
     wall = time.time() - t0
     total = sum(counts.values())
-    print(f"\n== {total} graphs (seeds {args.seed}..{args.seed + args.count - 1}) in {wall:.0f} s: "
+    print(f"\n== {total} graphs (seeds from {args.seed}, asked {args.count}) in {wall:.0f} s: "
           f"{total / wall:.1f} graphs/s; backends {args.backends}; modes {dict(modes)}")
     for k, v in counts.most_common():
         print(f"  {k:22s} {v}")
@@ -191,6 +201,10 @@ def _main(args):
     return 1 if any(counts[b] for b in BAD) else 0
 
 
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=1000)
@@ -200,6 +214,7 @@ def main(argv=None):
     ap.add_argument("--backends", default="cpu", help="comma-separated: cpu,reference")
     ap.add_argument("--nice", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="worker processes running at once")
+    ap.add_argument("--time-limit", type=float, default=1e9, help="start no new chunk after this many seconds")
     ap.add_argument("--stall", type=float, default=300, help="seconds without output before a worker is a hang")
     ap.add_argument("--progress", type=int, default=500)
     ap.add_argument("--out", default=None, help="append failures as JSON lines to this file")
@@ -217,6 +232,7 @@ def main(argv=None):
         seed = args.repro if args.repro is not None else args.minimize
         print(fuzz_repro.script_for_seed(seed, minimize=args.minimize is not None, backend=args.backends.split(",")[0]))
         return 0
+    signal.signal(signal.SIGTERM, _sigterm)
     return _main(args)
 
 
