@@ -1,0 +1,564 @@
+"""The host program of a kernel program: the CPU module's ``plan`` and ``run`` entries.
+
+One LLVM module per compiled function holds the kernels (emitted by the lowerings of
+``compiled.LOWERINGS``, unchanged) and two C-ABI entries generated from the kernel program
+(``tcomp.passes.kernel_program``; its docstring is the design):
+
+``int32 <sym>_plan(const int64 *dims, void *const *inputs, int64 *regs)``
+    ``dims``: every input's dims, input after input; ``inputs``: one data pointer per input
+    (only the shape-deciding scalar inputs are read).  Runs the shape program as
+    straight-line ``i64``/``f64`` code; every check returns its code (index + 1) at once.
+    Writes ``regs[0]`` = workspace bytes, ``regs[1:H]`` = the output dims (output after
+    output), and ``regs[H + k]`` = register ``s<k>`` (f64 registers as their bits), each as
+    soon as it is computed, so a failed check's message can be formatted from ``regs``.
+``int32 <sym>_run(void *const *inputs, void *const *outputs, void *workspace, const int64 *regs)``
+    for each kernel in schedule order: its pointers (root + offset for views, workspace +
+    buffer offset), its local parameter table (dims, strides, params) stored into a stack
+    array from the registers, then the call; returns 0, or 1 + the position of a
+    bounds-checked kernel that failed.
+
+Why the kernels' own emitters: they read a ``program.Program`` (roles, layouts, the offsets
+of each node's dims/strides/extras in a parameter array).  :class:`Sites` is that view of a
+kernel program: its "parameter array" is a table of register references, so a kernel's
+local table (``KernelCtx.slots``) maps straight onto registers and the program's ``params``
+groups fill exactly the extras each emitter reads.  Nothing is re-derived: roles come from
+the values' storage, the schedule and aliasing from the program.
+
+Symbols are ``tcomp_<first 16 hex digits of program_hash>_plan``/``_run`` and the kernels
+are named by graph node, so the same graph gives the same module text in any process;
+constants are internal module globals.  The thread count is the process-wide cell the
+parallel loops read (``parallel.CELL_SYMBOL``), an external global of the module.
+"""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+from llvmlite import ir
+
+from tcomp.ir import dtypes as dt
+from tcomp.ir.types import TupleType
+from tcomp.passes.kernel_program import KernelProgram, program_hash
+
+from . import irutil as u
+from .kctx import KernelCtx
+from .program import Program
+from .templates import KernelTemplates
+
+#: kernel kinds ``run`` emits itself (no graph node or no lowering of their own)
+HOST_KINDS = ("scalar",)
+
+
+def lowerings():
+    from .compiled import LOWERINGS
+
+    return LOWERINGS
+
+
+def _f64_bits(x: float) -> int:
+    return struct.unpack("<q", struct.pack("<d", float(x)))[0]
+
+
+def reg_index(r: str) -> int:
+    return int(r[1:])
+
+
+class Sites(Program):
+    """The slice of :class:`program.Program` the kernel emitters read, made from a kernel
+    program and the graph it was lowered from (``_Lowering.g``: the node ids it names)."""
+
+    def __init__(self, g, kp: KernelProgram):  # noqa: D107 - Program's analysis is replaced, not run
+        self.g, self.kp = g, kp
+        self.order = g.topo_order()
+        self.value_of = {v.node: v for v in kp.values if v.node is not None}
+        self.kernel_of = {k.node: k for k in kp.kernels if k.node is not None and k.kind not in HOST_KINDS}
+        self.role, self.layout = {}, {}
+        for n in self.order:
+            op, v = g.op(n), self.value_of.get(n)
+            if op == "input":
+                role = "input"
+            elif op == "constant":
+                role = "const"
+            elif n in self.kernel_of:
+                role = "kernel"
+            elif op == "get_output":
+                role = "result"
+            elif v is not None and v.storage.kind == "view":
+                role = "view"
+            else:
+                role = "hostval"
+            self.role[n] = role
+            strided = v is not None and v.storage.kind == "view" and not v.storage.contiguous
+            self.layout[n] = "strided" if strided else "contig"
+        #: the parameter array: global offset -> DimRef (None: never read by a kernel)
+        self.refs: list = []
+        self.dims_off, self.strides_off, self.extra_off = {}, {}, {}
+        for n in self.order:
+            t, v = g.type(n), self.value_of.get(n)
+            self.dims_off[n] = len(self.refs)
+            if not isinstance(t, TupleType):
+                self.refs.extend(v.dims if v is not None else [d if isinstance(d, int) else None for d in t.shape])
+            if self.layout[n] == "strided":
+                self.strides_off[n] = len(self.refs)
+                self.refs.extend(v.storage.strides)
+            if n in self.kernel_of:
+                extra = self._kernel_extras(n)
+                if extra:
+                    self.extra_off[n] = len(self.refs)
+                    self.refs.extend(extra)
+        self.n_params = max(len(self.refs), 1)
+        self.slot = {n: k for k, n in enumerate(self.order)}
+        self.value_dependent = bool(kp.shape.value_inputs)
+
+    def _kernel_extras(self, n) -> list:
+        """The extras ``Program._params`` laid out for ``n``, from the kernel's params."""
+        k, op = self.kernel_of[n], self.g.op(n)
+        params = dict(k.params)
+        if op == "arange":
+            out = list(params["start_delta"])
+        elif op == "subtensor":
+            out = list(params["index"])
+        elif op in ("set_subtensor", "inc_subtensor"):
+            out = list(params["index"]) + list(params["selection"])
+        elif op == "fused":
+            out = []
+            for key, _ in self.fused_dims_layout(n):
+                out.extend(params["space"] if key == "it" else params[f"step{key}"])
+        else:
+            out = []
+        want = self._extra_len(n)
+        if len(out) != want:
+            raise TypeError(f"cpu backend: kernel {k.label} has {len(out)} parameters, its lowering reads {want}")
+        return out
+
+
+class HostProgram:
+    """Emits the module of one kernel program (see the module docstring)."""
+
+    def __init__(self, kp: KernelProgram, g, symbol: str | None = None):
+        self.kp, self.g = kp, g
+        self.hash = program_hash(kp)
+        self.symbol = symbol or f"tcomp_{self.hash[:16]}"
+        self.sites = Sites(g, kp)
+        self.module = ir.Module(name=self.symbol)
+        self.types = ["f64" if i.type == "f64" else "i64" for i in kp.shape.insts]
+        #: host slots at the start of ``regs``: workspace bytes, then every output's dims
+        self.out_slots = []
+        h = 1
+        for o in kp.outputs:
+            nd = kp.values[o.value].ndim
+            self.out_slots.append((h, h + nd))
+            h += nd
+        self.n_host = h
+        self.n_regs = h + len(kp.shape.insts)
+        self.dim_off = []
+        off = 0
+        for x in kp.inputs:
+            self.dim_off.append(off)
+            off += len(x.shape)
+        self.n_dims = off
+        self.plan_name, self.run_name = f"{self.symbol}_plan", f"{self.symbol}_run"
+        self._globals: dict = {}
+
+    # -- plan -------------------------------------------------------------------------------------
+    def emit_plan(self) -> None:
+        kp = self.kp
+        fn = ir.Function(self.module, ir.FunctionType(u.I32, [u.PTR, u.PTR, u.PTR]), name=self.plan_name)
+        dims, inputs, regs = fn.args
+        for a in fn.args:
+            a.add_attribute("noalias")
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        val: dict = {}
+
+        def ref(r, want=None):
+            if isinstance(r, str):
+                v, t = val[r], self.types[reg_index(r)]
+            elif isinstance(r, float):
+                v, t = ir.Constant(u.F64, r), "f64"
+            else:
+                v, t = ir.Constant(u.I64, int(r)), "i64"
+            if want == "f64" and t == "i64":
+                return b.sitofp(v, u.F64)
+            return v
+
+        def is_f(r):
+            return isinstance(r, float) or (isinstance(r, str) and self.types[reg_index(r)] == "f64")
+
+        def store(slot, v):
+            if v.type == u.F64:
+                v = b.bitcast(v, u.I64)
+            b.store(v, b.gep(regs, [ir.Constant(u.I64, slot)], source_etype=u.I64, inbounds=True))
+
+        for k, inst in enumerate(kp.shape.insts):
+            if inst.op == "check":
+                (c,) = inst.args
+                code = ir.Constant(u.I32, inst.attr("code"))
+                if not isinstance(c, str):
+                    if not c:
+                        b.ret(code)
+                        b.position_at_end(fn.append_basic_block(f"dead{k}"))
+                    continue
+                ok, bad = fn.append_basic_block(f"ok{k}"), fn.append_basic_block(f"fail{k}")
+                b.cbranch(self._truth(b, ref(c)), ok, bad)
+                b.position_at_end(bad)
+                b.ret(code)
+                b.position_at_end(ok)
+                continue
+            v = self._plan_inst(b, inst, ref, is_f, dims, inputs)
+            val[f"s{k}"] = v
+            store(self.n_host + k, v)
+        store(0, ref(kp.workspace))
+        for (lo, _), o in zip(self.out_slots, kp.outputs):
+            for a, d in enumerate(kp.values[o.value].dims):
+                store(lo + a, ref(d))
+        b.ret(ir.Constant(u.I32, 0))
+
+    @staticmethod
+    def _truth(b, v):
+        if v.type == u.F64:
+            return b.fcmp_unordered("!=", v, ir.Constant(u.F64, 0.0))
+        return b.icmp_signed("!=", v, ir.Constant(u.I64, 0))
+
+    def _plan_inst(self, b, inst, ref, is_f, dims, inputs):
+        op, t = inst.op, inst.type
+        if op == "dim":
+            k = self.dim_off[inst.attr("input")] + inst.attr("axis")
+            return b.load(b.gep(dims, [ir.Constant(u.I64, k)], source_etype=u.I64, inbounds=True), typ=u.I64)
+        if op == "load":
+            dtype = inst.attr("dtype")
+            base = b.load(b.gep(inputs, [ir.Constant(u.I64, inst.attr("input"))], source_etype=u.PTR, inbounds=True),
+                          typ=u.PTR)
+            x = u.load_value(b, u.gep(b, base, dtype, ref(inst.args[0])), dtype)
+            return self._to_reg(b, x, dtype, t)
+        if op == "cast":
+            return self._cast(b, ref(inst.args[0]), inst.attr("dtype"), t)
+        if t == "f64" and op not in ("select",):
+            args = [ref(a, "f64") for a in inst.args]
+        else:
+            args = [ref(a) for a in inst.args]
+        fl = t == "f64" or any(is_f(a) for a in inst.args)
+        if op in ("eq", "ne", "lt", "le", "gt", "ge"):
+            sym = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[op]
+            if fl:
+                x, y = (ref(a, "f64") for a in inst.args)
+                c = b.fcmp_unordered("!=", x, y) if op == "ne" else b.fcmp_ordered(sym, x, y)
+            else:
+                c = b.icmp_signed(sym, *args)
+            return b.zext(c, u.I64)
+        if op in ("and", "or"):
+            x, y = (self._truth(b, a) for a in args)
+            return b.zext(b.and_(x, y) if op == "and" else b.or_(x, y), u.I64)
+        if op == "not":
+            return b.zext(b.not_(self._truth(b, args[0])), u.I64)
+        if op == "select":
+            c, x, y = args
+            if t == "f64":
+                x, y = ref(inst.args[1], "f64"), ref(inst.args[2], "f64")
+            return b.select(self._truth(b, c), x, y)
+        if t == "f64":
+            return self._f64_op(b, op, args)
+        return self._i64_op(b, op, args)
+
+    @staticmethod
+    def _i64_op(b, op, args):
+        zero, one = ir.Constant(u.I64, 0), ir.Constant(u.I64, 1)
+        if op == "add":
+            return b.add(*args)
+        if op == "sub":
+            return b.sub(*args)
+        if op == "mul":
+            return b.mul(*args)
+        if op in ("floordiv", "mod"):  # Python semantics, total: x // 0 == x % 0 == 0
+            x, y = args
+            y0 = b.icmp_signed("==", y, zero)
+            ys = b.select(y0, one, y)
+            q, r = b.sdiv(x, ys), b.srem(x, ys)
+            fix = b.and_(b.icmp_signed("!=", r, zero), b.icmp_signed("<", b.xor(r, ys), zero))
+            res = b.select(fix, b.sub(q, one), q) if op == "floordiv" else b.select(fix, b.add(r, ys), r)
+            return b.select(y0, zero, res)
+        if op in ("max", "min"):
+            x, y = args
+            return b.select(b.icmp_signed(">=" if op == "max" else "<=", x, y), x, y)
+        if op == "neg":
+            return b.sub(zero, args[0])
+        if op == "abs":
+            x = args[0]
+            return b.select(b.icmp_signed("<", x, zero), b.sub(zero, x), x)
+        if op == "sign":
+            x = args[0]
+            return b.sub(b.zext(b.icmp_signed(">", x, zero), u.I64), b.zext(b.icmp_signed("<", x, zero), u.I64))
+        if op in ("ceil", "floor"):
+            return args[0]
+        raise TypeError(f"shape program: no i64 lowering of {op!r}")
+
+    @staticmethod
+    def _f64_op(b, op, args):
+        zero = ir.Constant(u.F64, 0.0)
+        if op in ("add", "sub", "mul", "truediv"):
+            return {"add": b.fadd, "sub": b.fsub, "mul": b.fmul, "truediv": b.fdiv}[op](*args)
+        if op == "floordiv":
+            return u.call_intrinsic(b, "floor", b.fdiv(*args))
+        if op == "mod":
+            x, y = args
+            r = b.frem(x, y)
+            fix = b.and_(b.fcmp_ordered("!=", r, zero),
+                         b.xor(b.fcmp_ordered("<", r, zero), b.fcmp_ordered("<", y, zero)))
+            return b.select(fix, b.fadd(r, y), r)
+        if op in ("max", "min"):  # a if a >= b (a <= b) or b is NaN else b
+            x, y = args
+            keep = b.or_(b.fcmp_ordered(">=" if op == "max" else "<=", x, y), b.fcmp_unordered("uno", y, y))
+            return b.select(keep, x, y)
+        if op == "neg":
+            return b.fneg(args[0])
+        if op == "abs":
+            return u.call_intrinsic(b, "fabs", args[0])
+        if op == "sign":
+            x = args[0]
+            inner = b.select(b.fcmp_ordered("<", x, zero), ir.Constant(u.F64, -1.0),
+                             b.select(b.fcmp_unordered("uno", x, x), x, zero))
+            return b.select(b.fcmp_ordered(">", x, zero), ir.Constant(u.F64, 1.0), inner)
+        if op in ("ceil", "floor"):
+            return u.call_intrinsic(b, op, args[0])
+        raise TypeError(f"shape program: no f64 lowering of {op!r}")
+
+    @staticmethod
+    def _to_reg(b, x, dtype, t):
+        """A loaded element of ``dtype`` as an ``i64``/``f64`` register."""
+        if dt.is_float(dtype):
+            x = x if dtype == "float64" else b.fpext(x, u.F64)
+            return x if t == "f64" else b.fptosi(x, u.I64)
+        if dtype == "bool" or dtype.startswith("uint"):
+            x = b.zext(x, u.I64)
+        elif x.type != u.I64:
+            x = b.sext(x, u.I64)
+        return b.sitofp(x, u.F64) if t == "f64" else x
+
+    @staticmethod
+    def _cast(b, x, dtype, t):
+        """NumPy's ``astype(dtype)`` of a register, back in register form (ints wrap)."""
+        if dtype == "bool":
+            c = b.fcmp_unordered("!=", x, ir.Constant(u.F64, 0.0)) if x.type == u.F64 else \
+                b.icmp_signed("!=", x, ir.Constant(u.I64, 0))
+            c = b.zext(c, u.I64)
+            return b.sitofp(c, u.F64) if t == "f64" else c
+        if dt.is_float(dtype):
+            if x.type == u.I64:
+                x = b.sitofp(x, u.F64)
+            if dtype != "float64":
+                x = b.fpext(b.fptrunc(x, u.value_type(dtype)), u.F64)
+            return x if t == "f64" else b.fptosi(x, u.I64)
+        if x.type == u.F64:
+            x = b.fptosi(x, u.I64)
+        width = u.value_type(dtype).width
+        if width < 64:
+            n = b.trunc(x, ir.IntType(width))
+            x = b.zext(n, u.I64) if dtype.startswith("uint") else b.sext(n, u.I64)
+        return b.sitofp(x, u.F64) if t == "f64" else x
+
+    # -- run --------------------------------------------------------------------------------------
+    def emit_run(self) -> None:
+        kp, sites = self.kp, self.sites
+        fn = ir.Function(self.module, ir.FunctionType(u.I32, [u.PTR] * 4), name=self.run_name)
+        self._run_fn = fn
+        inputs, outputs, ws, regs = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        self._b = b
+        self._regs = regs
+        self._regval: dict = {}
+        self._ptr: dict = {}
+        self._args = (inputs, outputs, ws)
+        kernel_fns = self._emit_kernels()
+        width = max([len(s) for _, s in kernel_fns.values()] + [1])
+        table = b.alloca(u.I64, size=width, name="params")
+        for pos, k in enumerate(kp.kernels):
+            if k.kind == "scalar":
+                self._store_scalar(k)
+                continue
+            if k.node is None or k.node not in sites.kernel_of:
+                self._emit_copy(k)
+                continue
+            kfn, slots = kernel_fns[k.node]
+            for i, off in enumerate(slots):
+                r = sites.refs[off]
+                if r is None:
+                    raise TypeError(f"cpu backend: kernel {k.label} reads parameter {off}, which no value defines")
+                b.store(self._param(r), b.gep(table, [ir.Constant(u.I64, i)], source_etype=u.I64, inbounds=True))
+            leaves = self._leaves[k.node]
+            ptrs = [self.ptr(w) for w in k.writes] + [self.ptr(sites.value_of[leaf].id) for leaf in leaves]
+            rc = b.call(kfn, ptrs + [table])
+            fail, ok = fn.append_basic_block(f"fail{pos}"), fn.append_basic_block(f"ok{pos}")
+            b.cbranch(b.icmp_signed("!=", rc, ir.Constant(u.I32, 0)), fail, ok)
+            b.position_at_end(fail)
+            b.ret(ir.Constant(u.I32, pos + 1))
+            b.position_at_end(ok)
+        b.ret(ir.Constant(u.I32, 0))
+
+    def _emit_kernels(self) -> dict:
+        """Kernel node -> (function, local table as parameter-array offsets), as
+        ``compiled.build_module`` emits them (structurally identical kernels shared)."""
+        sites, table = self.sites, lowerings()
+        seen, out = {}, {}
+        templates = KernelTemplates(sites)
+        self._leaves = {}
+        for k in self.kp.kernels:
+            n = k.node
+            if n is None or n not in sites.kernel_of:
+                continue
+            kind = sites.kernel_kind(n)
+            leaves = table[kind][0](sites, n)
+            self._leaves[n] = leaves
+            alias = [r for w, r in k.may_alias]
+            alias_node = sites.kp.values[alias[0]].node if alias else None
+            aliased = None if alias_node is None else leaves.index(alias_node)
+            hit = templates.lookup(n, leaves, aliased)
+            if hit is not None:
+                out[n] = hit
+                continue
+            ctx = KernelCtx(sites, self.module, n, leaves, alias_node)
+            table[kind][1](ctx)
+            ctx.finish()
+            key = (len(ctx.outs), len(leaves), aliased, str(ctx.fn).split("\n", 1)[1])
+            if key in seen:
+                del self.module.globals[ctx.fn.name]
+            else:
+                seen[key] = ctx.fn
+            slots = sorted(ctx.slots, key=ctx.slots.get)
+            out[n] = (seen[key], slots)
+            templates.record(n, seen[key], slots)
+        return out
+
+    def _reg(self, r):
+        """An i64 register (or literal) of the run entry (f64 registers: their bits)."""
+        if not isinstance(r, str):
+            return ir.Constant(u.I64, _f64_bits(r) if isinstance(r, float) else int(r))
+        if r not in self._regval:
+            b = self._b
+            with b.goto_entry_block():
+                p = b.gep(self._regs, [ir.Constant(u.I64, self.n_host + reg_index(r))], source_etype=u.I64,
+                          inbounds=True)
+                self._regval[r] = b.load(p, typ=u.I64)
+        return self._regval[r]
+
+    _param = _reg
+
+    def ptr(self, v: int):
+        """The data pointer of value ``v`` (computed once, in the entry block)."""
+        if v in self._ptr:
+            return self._ptr[v]
+        b = self._b
+        val = self.kp.values[v]
+        s = val.storage
+        inputs, outputs, ws = self._args
+        if s.kind == "view":
+            base = self.ptr(s.base)
+            off = self._reg(s.offset)
+            with b.goto_entry_block():
+                p = base if s.offset == 0 else b.gep(base, [off], source_etype=u.mem_type(val.dtype))
+        elif s.kind == "constant":
+            p = self._constant(v)
+        else:
+            with b.goto_entry_block():
+                if s.kind in ("input", "output"):
+                    arr = inputs if s.kind == "input" else outputs
+                    p = b.load(b.gep(arr, [ir.Constant(u.I64, s.index)], source_etype=u.PTR, inbounds=True),
+                               typ=u.PTR)
+                else:
+                    off = self._reg(self.kp.buffers[s.index].offset)
+                    p = ws if s.index == 0 and self.kp.buffers[0].offset == 0 else \
+                        b.gep(ws, [off], source_etype=u.I8, inbounds=True)
+        self._ptr[v] = p
+        return p
+
+    def _constant(self, v):
+        data = np.ascontiguousarray(self.kp.values[v].storage.data.value)
+        raw = data.tobytes() or b"\0"
+        aty = ir.ArrayType(u.I8, len(raw))
+        gv = ir.GlobalVariable(self.module, aty, name=f"{self.symbol}_const{v}")
+        gv.linkage = "internal"
+        gv.global_constant = True
+        gv.align = 64
+        gv.initializer = ir.Constant(aty, bytearray(raw))
+        return gv
+
+    def _store_scalar(self, k) -> None:
+        """A ``scalar`` kernel: a register stored into its rank-0 value, in its dtype."""
+        b = self._b
+        (a,) = k.args
+        (w,) = k.writes
+        dtype = self.kp.values[w].dtype
+        r = a.scalar
+        is_f = isinstance(r, float) or (isinstance(r, str) and self.types[reg_index(r)] == "f64")
+        x = self._reg(r)
+        if is_f:
+            x = b.bitcast(x, u.F64)
+        if dtype == "bool":
+            x = self._truth(b, x)
+        elif dt.is_float(dtype):
+            x = x if is_f else b.sitofp(x, u.F64)
+            if dtype != "float64":
+                x = b.fptrunc(x, u.value_type(dtype))
+        else:
+            x = b.fptosi(x, u.I64) if is_f else x
+            width = u.value_type(dtype).width
+            if width < 64:
+                x = b.trunc(x, ir.IntType(width))
+        u.store_value(b, x, self.ptr(w), dtype)
+
+    def _emit_copy(self, k) -> None:
+        """An output copy (an output that is an input, a constant, a view or a repeat)."""
+        b = self._b
+        (a,) = k.args
+        (w,) = k.writes
+        src, dst = self.kp.values[a.value], self.kp.values[w]
+        fn = self._copy_fn(src.dtype, src.ndim)
+        dims = [self._reg(d) for d in src.dims]
+        s = src.storage
+        strides = list(s.strides) if s.kind == "view" and not s.contiguous else None
+        if strides is None:
+            acc, strides = 1, []
+            for d in reversed(src.dims):
+                strides.append(acc)
+                acc = acc * d if isinstance(acc, int) and isinstance(d, int) else None
+            strides = list(reversed(strides))
+            if any(x is None for x in strides):  # symbolic dims: C strides computed here
+                strides, accv = [], ir.Constant(u.I64, 1)
+                for d in reversed(dims):
+                    strides.append(accv)
+                    accv = b.mul(accv, d)
+                strides = list(reversed(strides))
+        strides = [x if isinstance(x, ir.Value) else self._reg(x) for x in strides]
+        nd = max(src.ndim, 1)
+        arr = b.alloca(u.I64, size=2 * nd)
+        for i, x in enumerate(dims + strides):
+            b.store(x, b.gep(arr, [ir.Constant(u.I64, i)], source_etype=u.I64, inbounds=True))
+        b.call(fn, [self.ptr(w), self.ptr(a.value), arr])
+        del dst
+
+    def _copy_fn(self, dtype, ndim):
+        name = f"copy_{dtype}_{ndim}"
+        if name in self.module.globals:
+            return self.module.globals[name]
+        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [u.PTR] * 3), name=name)
+        fn.linkage = "internal"
+        dst, src, params = fn.args
+        dst.add_attribute("noalias")
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+
+        def p(i):
+            return b.load(b.gep(params, [ir.Constant(u.I64, i)], source_etype=u.I64, inbounds=True), typ=u.I64)
+        dims = [p(i) for i in range(ndim)]
+        strides = [p(ndim + i) for i in range(ndim)]
+        s = u.TensorRef(src, dtype, dims, strides)
+        d = u.TensorRef(dst, dtype, dims, u.contiguous_strides(b, dims))
+        u.loop_nest(b, dims, lambda idx: d.store(b, s.load(b, idx), idx), name="c")
+        b.ret_void()
+        return fn
+
+    # -- all --------------------------------------------------------------------------------------
+    def emit(self) -> str:
+        self.emit_plan()
+        self.emit_run()
+        return str(self.module)
+
+
+__all__ = ["HostProgram", "Sites"]

@@ -1,0 +1,297 @@
+"""A compiled function as one native program: the thin call path around ``plan`` and ``run``.
+
+``NativeFunction(graph, donate=...)`` lowers the graph to its kernel program
+(``tcomp.passes.lower_kernels``), emits the module (``host_program.HostProgram``: kernels,
+``plan``, ``run``), links it into the process-wide JIT (one library per program hash, shared
+by every function of the same program in this process) and is called like
+``CompiledGraph``: ``fn(list of arrays) -> list of arrays``.
+
+Per call, in Python: the input count; one ctypes call to ``plan`` through the shim of
+``pycall.py`` (it reads pointers and dims from the array objects and rejects an input whose
+rank, dtype, byte order, contiguity or alignment is wrong; only then does Python look at
+the inputs: it raises the same error as before or makes a native contiguous copy and calls
+again); the outputs allocated with NumPy (64-byte aligned from 4 KiB on, where vector loads
+gain; a smaller result takes NumPy's allocator, which the kernels accept: they assume only
+element alignment); the workspace from a per-thread cache (grown, never shrunk: a call
+touches no fresh pages); donated updates get the shared variable's own array as their
+output when it is writeable, aligned, C-contiguous, of this call's shape and overlaps no
+other input (else a fresh array, and ``tcomp.function`` copies it back); one ctypes call to
+``run``.  Nothing mutable is shared between threads (scratch, registers and workspace are
+per thread), and both calls release the GIL.
+"""
+from __future__ import annotations
+
+import ctypes
+import math
+import struct
+import threading
+import weakref
+
+import numpy as np
+
+from tcomp.ir.interpreter import ShapeError
+from tcomp.passes.kernel_program import error_class, format_check
+from tcomp.passes.lower_kernels import _Lowering
+from tcomp.runtime import engine
+from tcomp.runtime.buffers import aligned_empty
+
+from . import pycall
+from .host_program import HostProgram, reg_index
+
+PLAN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+RUN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+#: outputs from this many bytes on are allocated 64-byte aligned
+ALIGNED_FROM = 4096
+
+_libraries: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+_libraries_lock = threading.Lock()
+
+
+class _Native:
+    """One program's loaded code (shared by the functions of one program hash)."""
+
+    def __init__(self, hp: HostProgram, text: str):
+        self.text = text
+        self.library = engine.load(text, exports=[hp.plan_name, hp.run_name], loop_unrolling=False)
+        self.plan_addr = self.library.address(hp.plan_name)
+        self.run_addr = self.library.address(hp.run_name)
+
+
+class _State:
+    """A thread's scratch (header, pointers, dims, registers) and workspace for one function."""
+
+    __slots__ = ("scratch", "addr", "host", "ws", "ws_size")
+
+    def __init__(self, fn: "NativeFunction"):
+        self.scratch = np.zeros(fn.scratch_words, dtype=np.int64)
+        self.addr = self.scratch.ctypes.data
+        self.scratch[:pycall.HEADER] = [fn.spec_addr, fn.native.plan_addr, fn.native.run_addr, 0, fn.in_off,
+                                        fn.dims_off, fn.out_off, fn.regs_off]
+        self.host = (ctypes.c_int64 * fn.hp.n_host).from_address(self.addr + 8 * fn.regs_off)
+        self.ws, self.ws_size = None, -1
+
+    def grow(self, nbytes: int) -> None:
+        self.ws = aligned_empty((max(nbytes, 64),), np.uint8)
+        self.ws_size = max(nbytes, 64)
+        self.scratch[3] = self.ws.ctypes.data
+
+
+class NativeFunction:
+    """A graph compiled to one native program; call it with one NumPy array per graph input."""
+
+    #: outputs are never an input's storage, except donated updates written on purpose
+    fresh_outputs = True
+
+    def __init__(self, graph, *, name: str = "fn", donate=None):
+        low = _Lowering(graph, donate)
+        self.program = kp = low.finish()
+        self.graph = low.g
+        self.hp = hp = HostProgram(kp, low.g)
+        self.name = name
+        with _libraries_lock:
+            native = _libraries.get(hp.hash)
+            if native is None:
+                native = _Native(hp, hp.emit())
+                _libraries[hp.hash] = native
+        self.native = native
+        self.llvm_ir_unoptimized = native.text
+        self._plan = PLAN(native.plan_addr)
+        self._run = RUN(native.run_addr)
+        self.input_names = [x.name for x in kp.inputs]
+        self.n_in, self.n_out = len(kp.inputs), len(kp.outputs)
+        # scratch layout (int64 words): header, input pointers, input dims, output pointers, registers
+        self.in_off = pycall.HEADER
+        self.dims_off = self.in_off + self.n_in
+        self.out_off = self.dims_off + hp.n_dims
+        self.regs_off = self.out_off + self.n_out
+        self.scratch_words = self.regs_off + hp.n_regs
+        spec = [self.n_in, id(np.ndarray)]
+        for x, off in zip(kp.inputs, hp.dim_off):
+            spec += [len(x.shape), off, *pycall.type_chars(x.dtype)]
+        self._spec = np.asarray(spec, dtype=np.int64)
+        self.spec_addr = self._spec.ctypes.data
+        self._dtypes = [np.dtype(x.dtype) for x in kp.inputs]
+        shims = pycall.shims()
+        self._py_plan, self._py_run = shims if shims is not None else (None, None)
+        self._tls = threading.local()
+        outs = []
+        for o, (lo, hi) in zip(kp.outputs, hp.out_slots):
+            v = kp.values[o.value]
+            static = tuple(v.dims) if all(isinstance(d, int) for d in v.dims) else None
+            outs.append((lo, hi, np.dtype(v.dtype), static, o.donates))
+        self._outs = outs
+        self._donating = [k for k, o in enumerate(outs) if o[4] is not None]
+        self._last = None
+
+    # -- introspection ---------------------------------------------------------------------------
+    def dump(self, stage: str) -> str:
+        """'llvm': the module after optimization; 'asm': its host assembly."""
+        if stage == "llvm":
+            return self.native.library.llvm_ir
+        if stage == "asm":
+            return self.native.library.assembly()
+        raise ValueError(f"dump stage must be 'llvm' or 'asm', got {stage!r}")
+
+    @property
+    def last_call_memory(self) -> dict | None:
+        """Buffer figures of the most recent call (the keys ``CompiledGraph`` reports),
+        from the registers that call's thread left in its scratch."""
+        if self._last is None:
+            return None
+        st, donated = self._last
+        return self._stats(self._registers(st), donated)
+
+    def _stats(self, regs: dict, donated) -> dict:
+        from tcomp.passes.kernel_program import resolve
+
+        kp = self.program
+
+        def nbytes(v):
+            return int(np.prod(resolve(v.dims, regs), dtype=np.int64)) * np.dtype(v.dtype).itemsize
+        without = sum(nbytes(v) for v in kp.values if v.storage.kind == "buffer")
+        with_reuse = sum(resolve(b.size, regs) for b in kp.buffers)
+        out_bytes = sum(nbytes(kp.values[o.value]) for k, o in enumerate(kp.outputs) if k not in donated)
+        return {"kernels": len(kp.kernels), "buffers": len(kp.buffers) + self.n_out - len(donated),
+                "intermediate_bytes_without_reuse": without, "intermediate_bytes_with_reuse": with_reuse,
+                "output_bytes": out_bytes, "donated_updates": len(donated)}
+
+    def bytes_allocated_per_call(self, inputs=None) -> dict:
+        """Memory figures for a call with these inputs (``plan`` only; no kernel runs)."""
+        kp = self.program
+        if inputs is None:
+            if kp.shape.value_inputs or not all(isinstance(d, int) for x in kp.inputs for d in x.shape):
+                raise ValueError("bytes_allocated_per_call: input shapes are not all static (or shapes depend on "
+                                 "input values); pass example inputs")
+            inputs = [np.zeros(x.shape, dtype=x.dtype) for x in kp.inputs]
+        args = self._checked(tuple(inputs))
+        if len(args) != self.n_in:
+            raise TypeError(f"function takes {self.n_in} inputs ({', '.join(self.input_names)}), got {len(args)}")
+        st = _State(self)  # not this thread's: last_call_memory keeps reading the last call's registers
+        self._plan_call(args, st)
+        return self._stats(self._registers(st), self._donating)
+
+    # -- calling ---------------------------------------------------------------------------------
+    def _state(self) -> _State:
+        st = getattr(self._tls, "s", None)
+        if st is None:
+            st = self._tls.s = _State(self)
+        return st
+
+    def __call__(self, inputs) -> list:
+        args = inputs if type(inputs) is tuple else tuple(inputs)
+        if len(args) != self.n_in:
+            raise TypeError(f"function takes {self.n_in} inputs ({', '.join(self.input_names)}), got {len(args)}")
+        st = getattr(self._tls, "s", None) or self._state()
+        args = self._plan_call(args, st)
+        h = st.host[:]
+        if h[0] > st.ws_size:
+            st.grow(h[0])
+        outs = []
+        for lo, hi, dtype, static, _ in self._outs:
+            shape = static if static is not None else tuple(h[lo:hi])
+            nbytes = math.prod(shape) * dtype.itemsize
+            outs.append(np.empty(shape, dtype) if nbytes < ALIGNED_FROM else aligned_empty(shape, dtype))
+        donated = ()
+        if self._donating:
+            donated = []
+            for k in self._donating:
+                a = args[self._outs[k][4]]
+                if self._may_donate(a, outs[k], args):
+                    outs[k] = a
+                    donated.append(k)
+        if self._py_run is not None:
+            rc = self._py_run(outs, st.addr)
+        else:
+            st.scratch[self.out_off:self.out_off + self.n_out] = [a.ctypes.data for a in outs]
+            rc = self._run(st.addr + 8 * self.in_off, st.addr + 8 * self.out_off, int(st.scratch[3]),
+                           st.addr + 8 * (self.regs_off + self.hp.n_host))
+        if rc:
+            k = self.program.kernels[rc - 1]
+            raise IndexError(f"{k.label}: index out of bounds (checked in native code)")
+        self._last = (st, donated)
+        return outs
+
+    def _plan_call(self, args, st) -> tuple:
+        """Run ``plan`` for these inputs (repairing or rejecting inputs the shim declines);
+        returns the inputs the call uses."""
+        if self._py_plan is not None:
+            rc = self._py_plan(args, st.addr)
+            if rc < 0:
+                args = self._checked(args)
+                rc = self._py_plan(args, st.addr)
+                if rc < 0:
+                    raise TypeError(f"input {self.input_names[-rc - 1]!r}: cannot be passed to native code")
+        else:
+            args = self._checked(args)
+            ptrs = [a.ctypes.data for a in args]
+            dims = [d for a in args for d in a.shape]
+            s = st.scratch
+            s[self.in_off:self.in_off + self.n_in] = ptrs
+            s[self.dims_off:self.dims_off + len(dims)] = dims
+            rc = self._plan(st.addr + 8 * self.dims_off, st.addr + 8 * self.in_off,
+                            st.addr + 8 * self.regs_off)
+        if rc:
+            self._raise_check(rc, st)
+        return args
+
+    def _registers(self, st) -> dict:
+        hp = self.hp
+        raw = st.scratch[self.regs_off + hp.n_host:self.regs_off + hp.n_regs].tolist()
+        regs = {}
+        for k, (x, t) in enumerate(zip(raw, hp.types)):
+            regs[f"s{k}"] = struct.unpack("<d", struct.pack("<q", x))[0] if t == "f64" else x
+        return regs
+
+    def _raise_check(self, code: int, st) -> None:
+        check = self.program.shape.checks[code - 1]
+        regs = self._registers(st)
+        cls = error_class(check.error)
+        msg = format_check(check, regs)
+        if cls is ShapeError:
+            raise ValueError(msg) from None
+        raise cls(msg) from None
+
+    def _checked(self, args) -> tuple:
+        """The inputs with the dtype and rank checked (the errors ``CompiledGraph`` raises) and
+        any byte-swapped, misaligned or non-contiguous one replaced by a native C copy."""
+        out = []
+        for x, label, v in zip(self.program.inputs, self.input_names, args):
+            a = v if isinstance(v, np.ndarray) else np.asarray(v)
+            if a.dtype.name != x.dtype:
+                raise TypeError(f"input {label!r}: expected dtype {x.dtype}, got {a.dtype.name}")
+            if a.ndim != len(x.shape):
+                t = _type_text(x)
+                raise ValueError(f"input {label!r}: expected rank {len(x.shape)} ({t}), got shape {a.shape}")
+            if not (a.dtype.isnative and a.flags.aligned) or type(a) is not np.ndarray:
+                a = np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
+            if not a.flags.c_contiguous:
+                a = np.ascontiguousarray(a)
+            out.append(a)
+        return tuple(out)
+
+    def _may_donate(self, a, fresh, args) -> bool:
+        """``a`` (a donated update's input) may be overwritten by this call."""
+        if a.shape != fresh.shape or not (a.flags.writeable and a.flags.c_contiguous and a.flags.aligned):
+            return False
+        lo = a.ctypes.data
+        hi = lo + a.nbytes
+        for b in args:
+            if b is a or not b.nbytes:
+                continue
+            blo = b.ctypes.data
+            if blo < hi and lo < blo + b.nbytes:
+                return False
+        return True
+
+
+def _type_text(x) -> str:
+    from tcomp.ir.types import TensorType
+
+    return str(TensorType(x.dtype, x.shape))
+
+
+def compile_native(graph, *, name: str = "fn", donate=None) -> NativeFunction:
+    return NativeFunction(graph, name=name, donate=donate)
+
+
+__all__ = ["NativeFunction", "compile_native"]
