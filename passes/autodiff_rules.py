@@ -122,6 +122,26 @@ def _erf(g, x, y, ct):
     return op(g, "mul", ct, op(g, "mul", gauss, _c(g, 2.0 / math.sqrt(math.pi), x)))
 
 
+@_unary("arctan")
+def _arctan(g, x, y, ct):
+    return op(g, "truediv", ct, op(g, "add", _c(g, 1, x), op(g, "mul", x, x)))
+
+
+@_unary("log2")
+def _log2(g, x, y, ct):
+    return op(g, "truediv", ct, op(g, "mul", x, _c(g, math.log(2.0), x)))
+
+
+@_unary("log10")
+def _log10(g, x, y, ct):
+    return op(g, "truediv", ct, op(g, "mul", x, _c(g, math.log(10.0), x)))
+
+
+@_unary("exp2")
+def _exp2(g, x, y, ct):
+    return op(g, "mul", ct, op(g, "mul", y, _c(g, math.log(2.0), y)))
+
+
 # -- elementwise binary ------------------------------------------------------------------
 
 
@@ -185,6 +205,15 @@ def _pow(g, a, b, y, ct, wants):
     return ga, gb
 
 
+@_binary("arctan2")
+def _arctan2(g, a, b, y, ct, wants):
+    """d atan2(a, b) = (b da - a db) / (a^2 + b^2)."""
+    r2 = op(g, "add", op(g, "mul", a, a), op(g, "mul", b, b))
+    ga = op(g, "truediv", op(g, "mul", ct, b), r2) if wants[0] else None
+    gb = op(g, "neg", op(g, "truediv", op(g, "mul", ct, a), r2)) if wants[1] else None
+    return ga, gb
+
+
 def _chooser(g, a, b, ct, strict):
     """Cotangent share of ``a`` in maximum/minimum: all of it where a wins, half on ties."""
     zero = _c(g, 0, ct)
@@ -226,7 +255,7 @@ def _cast(ctx):
 #: or a bool/int result, which never carries a cotangent (their rows are listed so that the
 #: table states the convention; autodiff never calls a rule for a bool node)
 ZERO_GRADIENT = ("sign", "floor", "ceil", "round", "floordiv", "eq", "neq", "lt", "le", "gt", "ge",
-                 "logical_not", "logical_and", "logical_or", "logical_xor", "argmax", "argmin")
+                 "logical_not", "logical_and", "logical_or", "logical_xor", "argmax", "argmin", "isnan", "isinf")
 
 
 def _zero_gradient(ctx):

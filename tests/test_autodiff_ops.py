@@ -254,6 +254,12 @@ CASES.update({name: [binary(name, lb=0.5, hb=2.0)] for name in
 CASES.update({"logical_not": [unary("logical_not")],
               "argmax": [single("argmax", (3, 4), {"axis": (1,)})],
               "argmin": [single("argmin", (3, 4), {"axis": (0, 1), "keepdims": True})]})
+# issue 16's elementwise ops (the ops themselves are tested in tests/test_ops_theano_extra.py)
+CASES.update({"arctan": [unary("arctan", low=-3.0, high=3.0)], "log2": [unary("log2", **POS)],
+              "log10": [unary("log10", **POS)], "exp2": [unary("exp2")],
+              "arctan2": [binary("arctan2", la=-2.0, ha=2.0, lb=0.5, hb=2.0),
+                          binary("arctan2", (2, 3), (3,), la=-2.0, ha=2.0, lb=-2.0, hb=-0.5)],
+              "isnan": [unary("isnan")], "isinf": [unary("isinf")]})
 
 
 def conv_pool(name, shapes, attrs, runtime=None):

@@ -287,10 +287,11 @@ def b_constant(rng):
 
 BUILDERS = {op: build_unary(op) for op in ("neg", "abs", "sign", "floor", "ceil", "round", "relu", "exp", "log",
                                            "log1p", "expm1", "sqrt", "tanh", "sigmoid", "softplus", "sin", "cos",
-                                           "erf", "logical_not")}
+                                           "erf", "logical_not", "arctan", "log2", "log10", "exp2", "isnan",
+                                           "isinf")}
 BUILDERS.update({op: build_binary(op) for op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "maximum",
                                                   "minimum", "eq", "neq", "lt", "le", "gt", "ge", "logical_and",
-                                                  "logical_or", "logical_xor")})
+                                                  "logical_or", "logical_xor", "arctan2")})
 BUILDERS.update({op: build_reduction(op) for op in ("sum", "prod", "max", "min", "mean", "argmax", "argmin")})
 BUILDERS.update({op: build_softmax(op) for op in ("softmax", "log_softmax", "logsumexp")})
 BUILDERS.update({

@@ -36,6 +36,8 @@ TESTED_OPS = {
     "subtensor": "test_ops_indexing::test_advanced_indexing",
     "set_subtensor": "test_ops_indexing::test_set_and_inc_subtensor",
     "inc_subtensor": "test_ops_indexing::test_set_and_inc_subtensor",
+    **{op: "test_ops_theano_extra::test_unary_extra" for op in ["arctan", "log2", "log10", "exp2", "isnan", "isinf"]},
+    "arctan2": "test_ops_theano_extra::test_arctan2",
 }
 
 _CONV_POOL_RANDOM = ("tested against NumPy loops, finite differences and known-answer vectors in "

@@ -91,6 +91,13 @@ UNARY = {
     # (np.asarray: frompyfunc returns a bare Python float for a 0-d input)
     "erf": (_floaty, lambda x: np.asarray(_erf(x.astype("float64")), dtype="float64").astype(x.dtype), True),
     "logical_not": (_to_bool, np.logical_not, True),
+    "arctan": (_floaty, np.arctan, True),
+    "log2": (_floaty, np.log2, True),
+    "log10": (_floaty, np.log10, True),
+    "exp2": (_floaty, np.exp2, True),
+    # bool results (False for int and bool inputs, as NumPy); zero gradient
+    "isnan": (_to_bool, np.isnan, True),
+    "isinf": (_to_bool, np.isinf, True),
 }
 
 for _name, (_rule, _fn, _diff) in UNARY.items():
@@ -164,6 +171,7 @@ BINARY = {
     "logical_and": (_cmp_dtype, np.logical_and, True, False),
     "logical_or": (_cmp_dtype, np.logical_or, True, False),
     "logical_xor": (_cmp_dtype, np.logical_xor, True, False),
+    "arctan2": (_truediv_dtype, np.arctan2, True, True),  # arctan2(y, x), NumPy's argument order
 }
 
 

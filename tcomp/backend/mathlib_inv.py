@@ -70,31 +70,39 @@ def _atan_poly(cx: Ctx, t):
     return cx.fma(cx.mul(t, z), cx.horner(z, ATAN[cx.dtype]), t)
 
 
+def _pio4_parts(cx: Ctx):
+    """pi/4 as hi + lo with hi short enough that k * hi is exact for k <= 4."""
+    return cx.split(PIO2 / 2, cx.mant + 1 - 3)
+
+
 def _atan_reduced(cx: Ctx, num, den):
-    """atan(num/den) for 0 <= num/den <= inf given as (num, den) >= 0: the three ranges."""
+    """atan(num/den) for num, den >= 0 as (k, p): the angle is k * pi/4 + p, k in {0, 1, 2}
+    (a float), |p| <= atan(tan(pi/8)) from the polynomial."""
     a = cx.div(num, den)
     mid = cx.cmp(">", a, cx.c(TAN_PIO8))
     high = cx.cmp(">", a, cx.c(TAN_3PIO8))
     t_mid = cx.div(cx.sub(num, den), cx.add(num, den))          # (a - 1)/(a + 1), from num, den directly
     t_high = cx.neg(cx.div(den, num))                            # -1/a
     t = cx.select(high, t_high, cx.select(mid, t_mid, a))
-    p = _atan_poly(cx, t)
-    pio4_hi, pio4_lo = cx.rnd(float(PIO2 / 2)), cx.rnd(float(PIO2 / 2 - Fraction(cx.rnd(float(PIO2 / 2)))))
-    pio2_hi, pio2_lo = cx.rnd(float(PIO2)), cx.rnd(float(PIO2 - Fraction(cx.rnd(float(PIO2)))))
-    base_hi = cx.select(high, cx.c(pio2_hi), cx.select(mid, cx.c(pio4_hi), cx.c(0.0)))
-    base_lo = cx.select(high, cx.c(pio2_lo), cx.select(mid, cx.c(pio4_lo), cx.c(0.0)))
-    return cx.add(base_hi, cx.add(p, base_lo))
+    k = cx.select(high, cx.c(2.0), cx.select(mid, cx.c(1.0), cx.c(0.0)))
+    return k, _atan_poly(cx, t)
+
+
+def _angle(cx: Ctx, k, p):
+    """k * pi/4 + p rounded once (k * hi exact, the low parts added to p first)."""
+    hi, lo = _pio4_parts(cx)
+    return cx.fma(k, cx.c(hi), cx.fma(k, cx.c(lo), p))
 
 
 def atan_core(cx: Ctx, x):
-    a = cx.fabs(x)
-    r = _atan_reduced(cx, a, cx.c(1.0))
-    return cx.copysign(r, x)
+    k, p = _atan_reduced(cx, cx.fabs(x), cx.c(1.0))
+    return cx.copysign(_angle(cx, k, p), x)
 
 
 def atan2_core(cx: Ctx, y, x):
-    """atan2(y, x): the angle of |y| over |x| in [0, pi/2] (as atan of min/max, then pi/2 - it
-    when |y| > |x|), mirrored to x < 0 (pi - angle), the sign of y copied last."""
+    """atan2(y, x): the angle of |y| over |x| as atan of min/max (k pi/4 + p, no overflow),
+    then pi/2 - it when |y| > |x| and pi - it when x < 0 (or -0.0), all as k' pi/4 +- p so the
+    result is rounded once; the sign of y copied last."""
     ay, ax = cx.fabs(y), cx.fabs(x)
     swap = cx.cmp(">", ay, ax)
     num = cx.select(swap, ax, ay)
@@ -110,14 +118,13 @@ def atan2_core(cx: Ctx, y, x):
     huge = cx.cmp(">", den, cx.c(2.0 ** (cx.bias - 1)))
     num = cx.select(huge, cx.mul(num, cx.c(0.25)), num)
     den = cx.select(huge, cx.mul(den, cx.c(0.25)), den)
-    r = _atan_reduced(cx, num, den)                              # in [0, pi/4]
-    pio2_hi, pio2_lo = cx.rnd(float(PIO2)), cx.rnd(float(PIO2 - Fraction(cx.rnd(float(PIO2)))))
-    r = cx.select(swap, cx.add(cx.c(pio2_hi), cx.sub(cx.c(pio2_lo), r)), r)
-    # x < 0 (or -0.0): pi - r
-    xneg = cx.b.icmp_signed("<", cx.as_int(x), cx.ci(0))
-    pi_hi, pi_lo = cx.rnd(float(2 * PIO2)), cx.rnd(float(2 * PIO2 - Fraction(cx.rnd(float(2 * PIO2)))))
-    r = cx.select(xneg, cx.add(cx.c(pi_hi), cx.sub(cx.c(pi_lo), r)), r)
-    r = cx.copysign(r, y)
+    k, p = _atan_reduced(cx, num, den)                           # angle in [0, pi/4]
+    k = cx.select(swap, cx.sub(cx.c(2.0), k), k)
+    p = cx.select(swap, cx.neg(p), p)
+    xneg = cx.b.icmp_signed("<", cx.as_int(x), cx.ci(0))         # x < 0, -0.0 included
+    k = cx.select(xneg, cx.sub(cx.c(4.0), k), k)
+    p = cx.select(xneg, cx.neg(p), p)
+    r = cx.copysign(_angle(cx, k, p), y)
     return cx.select(cx.b.or_(cx.isnan(x), cx.isnan(y)), cx.add(x, y), r)
 
 

@@ -412,6 +412,45 @@ def norm(x, L=2, axis=None, keepdims=False):
 
 # -- elementwise math ------------------------------------------------------------------------
 
+def _unary_op(name, doc):
+    def f(x):
+        return apply(name, [as_variable(x, "x")])
+    f.__name__, f.__doc__ = name, doc
+    return f
+
+
+arctan = _unary_op("arctan", "Elementwise arctan (tcomp's polynomial: no libm).")
+log2 = _unary_op("log2", "Elementwise base-2 log (exact at powers of two).")
+log10 = _unary_op("log10", "Elementwise base-10 log.")
+exp2 = _unary_op("exp2", "Elementwise 2**x (exact at integers).")
+isnan = _unary_op("isnan", "Elementwise isnan: a bool tensor (False for int and bool inputs).")
+isinf = _unary_op("isinf", "Elementwise isinf (+-inf): a bool tensor (False for int and bool inputs).")
+
+
+def arctan2(y, x):
+    """Elementwise arctan2(y, x) (NumPy's argument order; C99's values at zeros and infinities)."""
+    from .variable import apply_binary
+
+    return apply_binary("arctan2", y, x)
+
+
+def _one_minus_sq_sqrt(x):
+    """sqrt((1 - x)(1 + x)): both factors exact near +-1, so no cancellation there."""
+    return B.sqrt(B.mul(B.sub(1.0, x), B.add(1.0, x)))
+
+
+def arcsin(x):
+    """arctan2(x, sqrt((1 - x)(1 + x))): accurate over [-1, 1], nan outside."""
+    x = _float(as_variable(x, "x"))
+    return arctan2(x, _one_minus_sq_sqrt(x))
+
+
+def arccos(x):
+    """arctan2(sqrt((1 - x)(1 + x)), x): accurate over [-1, 1] (no cancellation near 1), nan outside."""
+    x = _float(as_variable(x, "x"))
+    return arctan2(_one_minus_sq_sqrt(x), x)
+
+
 def _signed_abs(x):
     """|x| whose gradient is +1 at 0 (where(x < 0, -x, x)): odd functions f(x) = s f(|x|) then
     get f'(0), not the 0 that abs's sign(0) convention would give."""
@@ -483,4 +522,5 @@ def arctanh(x):
 
 __all__ = ["outer", "tensordot", "batched_dot", "eye", "identity_like", "diagonal", "diag", "trace",
            "any", "all", "squeeze", "join", "roll", "tile", "repeat", "var", "std", "norm",
-           "cosh", "sinh", "arcsinh", "arccosh", "arctanh"]
+           "cosh", "sinh", "arcsinh", "arccosh", "arctanh", "arctan", "arctan2", "arcsin", "arccos", "log2",
+           "log10", "exp2", "isnan", "isinf"]

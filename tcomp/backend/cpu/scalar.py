@@ -17,7 +17,8 @@ from tcomp.ir import dtypes as dt
 
 from . import irutil as u
 
-_FLOAT_UNARY = ("exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "sin", "cos", "erf", "sqrt")
+_FLOAT_UNARY = ("exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "sin", "cos", "erf", "sqrt",
+                "arctan", "log2", "log10", "exp2")
 
 
 def _mathlib():
@@ -136,6 +137,12 @@ def _unary(b, op, v, src, out):
         return _mathlib().emit_unary(b, op, x)
     if op == "logical_not":
         return b.not_(to_bool(b, v, src))
+    if op in ("isnan", "isinf"):
+        if k != "f":                                    # ints and bools are never nan/inf
+            return b.icmp_unsigned("!=", v, v)
+        if op == "isnan":
+            return b.fcmp_unordered("uno", v, v)
+        return b.fcmp_ordered("==", u.call_intrinsic(b, "fabs", v), ir.Constant(v.type, float("inf")))
     if op == "neg":
         return b.fneg(v) if k == "f" else b.sub(_zero(v), v)
     if op == "abs":
@@ -331,6 +338,8 @@ def _binary(b, op, x, y, cd):
             return _float_divmod(b, x, y)[1]
         if op == "pow":
             return _mathlib().emit_pow(b, x, y)
+        if op == "arctan2":
+            return _mathlib().emit_atan2(b, x, y)
     else:
         signed = k == "i"
         if op == "add":
