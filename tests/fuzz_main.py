@@ -50,7 +50,11 @@ def _worker(args):
         print(json.dumps({"begin": [g.seed for g in ok + errs]}), flush=True)
         results = {}
         for backend in backends:
-            res = (fr.run_batch(ok, backend) if ok else []) + [r for g in errs for r in fr.run_batch([g], backend)]
+            for attempt in range(6):
+                res = (fr.run_batch(ok, backend) if ok else []) + [r for g in errs for r in fr.run_batch([g], backend)]
+                if not any(o == "env_error" for o, _ in res):
+                    break
+                time.sleep(20)  # the tree is mid-edit (an import failed): wait for the change to land
             for g, (outcome, detail) in zip(ok + errs, res):
                 prev = results.get(g.seed)
                 if prev is None or prev[0] in ("match", "expected_error") and outcome not in ("match",):

@@ -165,8 +165,14 @@ def _check_safely(g, results):
         return "harness_error", traceback.format_exc()[-1500:]
 
 
+#: exceptions that mean the working tree was mid-edit (another change landing), not a tcomp bug
+ENV_ERRORS = ("ModuleNotFoundError", "ImportError", "SyntaxError", "IndentationError")
+
+
 def _classify_exception(g, tb):
     last = tb.strip().splitlines()[-1]
+    if last.split(":")[0] in ENV_ERRORS:
+        return "env_error", last[:300]
     if "error" in g.features:
         name = last.split(":")[0].split(".")[-1]
         if name in {e.__name__ for e in EXPECTED_ERRORS}:
