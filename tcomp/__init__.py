@@ -5,12 +5,15 @@
     x = T.matrix('x'); f = tcomp.function([x], T.tanh(x).sum())
 """
 from . import (
+    compile,  # noqa: F401
     config,  # noqa: F401
     printing,  # noqa: F401
     tensor,  # noqa: F401
 )
 from .function import Function, function  # noqa: F401
+from .io import In, Out  # noqa: F401
 from .jit import jit  # noqa: F401
+from .mode import DebugMode, DebugModeError, Mode  # noqa: F401
 from .printing import pp  # noqa: F401
 from .random import RandomStreams  # noqa: F401
 from .shared import SharedVariable, shared  # noqa: F401

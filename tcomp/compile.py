@@ -42,3 +42,10 @@ def compile_graph(graph: Graph, backend: str = "reference", name: str = "fn", do
 
         return cpu_compile(graph, name=name, donate=donate)
     raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+# Theano's spellings: tcomp.compile.mode.get_mode, tcomp.compile.DebugMode, tcomp.compile.Mode
+import tcomp.mode as _mode_module  # noqa: E402
+from tcomp.mode import DebugMode, Mode, get_mode  # noqa: E402, F401
+
+globals()["mode"] = _mode_module  # not a plain import: optimize()'s ``mode`` argument has that name

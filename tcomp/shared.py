@@ -115,9 +115,15 @@ class SharedVariable(Variable):
     The stored value is always a C-contiguous, aligned, writeable array in native byte
     order, so compiled code may read it (and write updates into it) directly."""
 
-    __slots__ = ("_value", "default_update", "_rw", "_seq")
+    __slots__ = ("_value", "default_update", "_rw", "_seq", "strict", "allow_downcast")
 
-    def __init__(self, value, name=None, shape=None, dtype=None):
+    def __init__(self, value, name=None, shape=None, dtype=None, strict=False, allow_downcast=None):
+        if strict and not (isinstance(value, np.ndarray) and (dtype is None or value.dtype.name == str(dtype))):
+            got = f"an array of dtype {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
+            raise TypeError(f"{name or 'shared variable'}: strict=True needs a NumPy array"
+                            f"{f' of dtype {dtype}' if dtype else ''}, got {got}")
+        #: Theano's filter options for set_value (tcomp.io.filter_value)
+        self.strict, self.allow_downcast = bool(strict), allow_downcast
         arr = np.array(value, dtype=dtype, copy=True)
         _checked_kind(arr, name or "shared variable", str(dtype or arr.dtype))
         arr = arr.astype(dt.canonical(arr.dtype if dtype is None else dtype), copy=False)
@@ -138,12 +144,14 @@ class SharedVariable(Variable):
         label = self.name or "shared variable"
         if isinstance(value, Variable):
             raise TypeError(f"{label}: set_value needs a NumPy array, got a symbolic variable")
+        if not (isinstance(value, np.ndarray) and value.dtype.name == self.dtype):
+            from .io import filter_value  # Theano's rule: only lossless conversions
+
+            value = filter_value(value, self.dtype, label, strict=self.strict, allow_downcast=self.allow_downcast)
         arr = np.asarray(value)
         _checked_kind(arr, label, self.dtype)
         want = np.dtype(self.dtype)
-        if arr.dtype != want:  # another dtype, or the same one in non-native byte order
-            if arr.dtype.name != self.dtype and not np.can_cast(arr.dtype, self.dtype, "same_kind"):
-                raise TypeError(f"{label}: expected dtype {self.dtype}, got {arr.dtype.name}")
+        if arr.dtype != want:  # the same dtype in non-native byte order
             arr = arr.astype(want)
             borrow = True
         if arr.ndim != self.ndim or any(isinstance(d, int) and d != s for d, s in zip(self.type.shape, arr.shape)):
@@ -152,8 +160,10 @@ class SharedVariable(Variable):
             arr = np.array(arr, copy=True, order="C")
         self._value = arr
 
-    def get_value(self, borrow=False):
-        """A copy of the value (taken under the read lock), or with ``borrow`` the storage."""
+    def get_value(self, borrow=False, return_internal_type=False):
+        """A copy of the value (taken under the read lock), or with ``borrow`` the storage.
+        ``return_internal_type``: Theano's flag for GPU storage; tcomp's storage is always a
+        NumPy array, so it changes nothing."""
         if borrow:
             return self._value
         self._rw.acquire_read()
@@ -163,6 +173,11 @@ class SharedVariable(Variable):
             self._rw.release_read()
 
     def set_value(self, value, borrow=False):
+        """Store ``value`` (a copy unless ``borrow``).  As in Theano, a value of another
+        dtype is converted only without loss (an int32 array into float64, a Python float
+        into floatX); a float64 array into a float32 variable raises TypeError (cast it, or
+        create the variable with ``allow_downcast=True``); with ``strict`` only an array of
+        the exact dtype is accepted."""
         self._rw.acquire_write()
         try:
             self._store(value, borrow)
@@ -181,12 +196,35 @@ class SharedVariable(Variable):
     def value(self):
         return self.get_value()
 
+    def __getstate__(self):
+        """Pickling/copying drops the lock (a new one is made on load) and the lock-order
+        position (the loaded variable gets its own)."""
+        cls_state, slots = super().__getstate__()
+        slots.pop("_rw", None)
+        slots.pop("_seq", None)
+        return (cls_state, slots)
 
-def shared(value, name=None, borrow=False, shape=None, dtype=None) -> SharedVariable:
+    def __setstate__(self, state):
+        _, slots = state
+        for name, value in slots.items():
+            object.__setattr__(self, name, value)
+        self._rw = RWLock()
+        self._seq = next(_seq)
+        for name, default in (("strict", False), ("allow_downcast", None)):
+            if not hasattr(self, name):
+                setattr(self, name, default)
+
+
+def shared(value, name=None, borrow=False, shape=None, dtype=None, strict=False, allow_downcast=None
+           ) -> SharedVariable:
     """Create a shared variable holding (a copy of, unless ``borrow``) ``value``.  With
     ``borrow`` the array itself is kept only when compiled code can use it as it is
-    (native byte order, aligned, C-contiguous, writeable); otherwise it is copied."""
-    s = SharedVariable(value, name=name, shape=shape, dtype=dtype)
+    (native byte order, aligned, C-contiguous, writeable); otherwise it is copied.
+
+    ``strict``: ``value`` and every later ``set_value`` must be a NumPy array of exactly
+    the variable's dtype (no conversion at all).  ``allow_downcast``: ``set_value`` casts
+    any value, even with loss (Theano's option); default: lossless conversions only."""
+    s = SharedVariable(value, name=name, shape=shape, dtype=dtype, strict=strict, allow_downcast=allow_downcast)
     if (borrow and isinstance(value, np.ndarray) and value.dtype == np.dtype(s.dtype) and value.flags.c_contiguous
             and value.flags.aligned and value.flags.writeable and value.shape == s._value.shape):
         s._value = value
