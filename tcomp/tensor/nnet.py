@@ -1,6 +1,9 @@
 """``T.nnet``: Theano's neural-network helpers."""
 from __future__ import annotations
 
+import sys
+import warnings
+
 import numpy as np
 
 from tcomp.ir import dtypes as dt
@@ -49,18 +52,47 @@ def _pair(value, what):
     return pair
 
 
+def _shape_hint(var, hint, arg):
+    """Check a Theano shape hint (``input_shape``/``filter_shape``: ints or None per dim)
+    against ``var``'s static shape; return it as a tuple of ints/None (None if not given)."""
+    if hint is None:
+        return None
+    hint = tuple(None if h is None else int(h) for h in hint)
+    if len(hint) != var.ndim:
+        raise ValueError(f"conv2d: {arg} {hint} has {len(hint)} dims, {var.describe()} has {var.ndim}")
+    for i, (h, d) in enumerate(zip(hint, var.type.shape)):
+        if h is not None and isinstance(d, int) and d != h:
+            raise ValueError(f"conv2d: {arg}[{i}] = {h} contradicts {var.describe()}")
+    return hint
+
+
 def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="valid", subsample=(1, 1),
-           filter_flip=True, filter_dilation=(1, 1)):
-    """Theano's ``conv2d`` on NCHW input and (out, in, kh, kw) filters.
+           filter_flip=True, image_shape=None, filter_dilation=(1, 1), num_groups=1):
+    """Theano's ``conv2d`` on NCHW input and (out, in / num_groups, kh, kw) filters.
 
     ``border_mode``: 'valid', 'full', 'half'/'same' (output = input size for odd kernels at
-    stride 1), an int, or a pair (ph, pw).  ``input_shape``/``filter_shape`` are accepted for
-    Theano compatibility; the static shapes of the variables already carry that information.
+    stride 1), an int, or a pair (ph, pw).  ``input_shape`` (``image_shape``, its old name) and
+    ``filter_shape`` are Theano's shape hints: checked against the variables' static shapes,
+    and a filter hint supplies static kernel sizes that 'full'/'half' need when the filters'
+    own type has none (then the run-time shape is checked).  ``num_groups`` splits the
+    channels into groups convolved separately (grouped convolution).
     """
     x = as_variable(input, "input")
     w = as_variable(filters, "filters")
+    if image_shape is not None:
+        if input_shape is not None:
+            raise ValueError("conv2d: give input_shape or its old name image_shape, not both")
+        input_shape = image_shape
+    if x.ndim != 4:
+        raise ValueError(f"conv2d: input must be 4-d (batch, channels, rows, cols), got {x.describe()}")
     if w.ndim != 4:
         raise ValueError(f"conv2d: filters must be 4-d (out, in, kh, kw), got {w.describe()}")
+    _shape_hint(x, input_shape, "input_shape")
+    fhint = _shape_hint(w, filter_shape, "filter_shape")
+    if fhint is not None and any(fhint[i] is not None and not isinstance(w.type.shape[i], int) for i in (2, 3)):
+        from .type import specify_shape
+
+        w = specify_shape(w, [fhint[i] if fhint[i] is not None else B.shape_i(w, i) for i in range(4)])
     dil = _pair(filter_dilation, "filter_dilation")
     kh, kw = w.type.shape[2], w.type.shape[3]
     if isinstance(border_mode, str):
@@ -68,7 +100,8 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
             pad = (0, 0)
         elif border_mode in ("full", "half", "same"):
             if not (isinstance(kh, int) and isinstance(kw, int)):
-                raise ValueError(f"conv2d: border_mode={border_mode!r} needs static kernel sizes, got {w.describe()}")
+                raise ValueError(f"conv2d: border_mode={border_mode!r} needs static kernel sizes, got {w.describe()} "
+                                 "(give filter_shape=)")
             if border_mode == "full":
                 pad = (dil[0] * (kh - 1), dil[1] * (kw - 1))
             else:
@@ -78,16 +111,46 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
     else:
         pad = _pair(border_mode, "border_mode")
     attrs = {"pad": pad, "stride": _pair(subsample, "subsample"), "dilation": dil, "filter_flip": bool(filter_flip)}
-    return apply("conv2d", [x, w], attrs)
+    groups = int(num_groups)
+    if groups < 1:
+        raise ValueError(f"conv2d: num_groups must be >= 1, got {num_groups!r}")
+    if groups == 1:
+        return apply("conv2d", [x, w], attrs)
+    n_out = w.type.shape[0]
+    if isinstance(n_out, int) and n_out % groups:
+        raise ValueError(f"conv2d: {n_out} filters do not split into {groups} groups")
+    cin = B.shape_i(w, 1)  # input channels per group
+    cout = B.shape_i(w, 0) // groups
+    parts = [apply("conv2d", [x[:, g * cin:(g + 1) * cin], w[g * cout:(g + 1) * cout]], attrs) for g in range(groups)]
+    return B.concatenate(parts, axis=1)
 
 
-def pool_2d(input, ws=(2, 2), ignore_border=True, stride=None, pad=(0, 0), mode="max"):
+def _renamed(new, old, new_name, old_name, default=None):
+    """Theano's deprecated pooling argument names (ds, st, padding): either name, not both."""
+    if old is None:
+        return new
+    if new is not None and new != default:
+        raise ValueError(f"pool_2d: give {new_name} or its old name {old_name}, not both")
+    warnings.warn(f"pool_2d: {old_name} is deprecated, use {new_name}", DeprecationWarning, stacklevel=3)
+    return old
+
+
+def pool_2d(input, ws=None, ignore_border=True, stride=None, pad=(0, 0), mode="max", ds=None, st=None, padding=None):
     """Theano's ``pool_2d`` over the last two axes; mode 'max', 'sum', 'average_inc_pad',
-    'average_exc_pad' (or 'average', an alias of the latter)."""
+    'average_exc_pad' (or 'average', an alias of the latter).  ``ds``, ``st`` and
+    ``padding`` are the old names of ``ws``, ``stride`` and ``pad``.  ``ws`` defaults to
+    (2, 2) and ``ignore_border`` to True here (None means True); Theano's own default is in
+    ``tcomp.tensor.signal.pool.pool_2d``."""
     x = as_variable(input, "input")
+    ws = _renamed(ws, ds, "ws", "ds")
+    stride = _renamed(stride, st, "stride", "st")
+    pad = _renamed(pad, padding, "pad", "padding", default=(0, 0))
+    ws = (2, 2) if ws is None else ws
+    if x.ndim < 2:
+        raise ValueError(f"pool_2d: input needs at least 2 dims (pooled: the last two), got {x.describe()}")
     attrs = {"ws": _pair(ws, "ws"), "stride": None if stride is None else _pair(stride, "stride"),
              "pad": _pair(pad, "pad"), "mode": "average_exc_pad" if mode == "average" else mode,
-             "ignore_border": bool(ignore_border)}
+             "ignore_border": True if ignore_border is None else bool(ignore_border)}
     return apply("pool2d", [x], attrs)
 
 
@@ -126,6 +189,10 @@ def dropout(x, p, srng):
     return x * mask * (1.0 / (1 - p))
 
 
+# Theano's submodules of T.nnet, importable as modules (``from tcomp.tensor.nnet import conv``,
+# ``import tcomp.tensor.nnet.conv``) although this is a module, not a package.
+from . import nnet_bn as bn  # noqa: E402
+from . import nnet_conv as conv  # noqa: E402
 from .nnet_extra import (  # noqa: E402,F401
     crossentropy_softmax_1hot,
     crossentropy_softmax_1hot_with_bias,
@@ -134,3 +201,6 @@ from .nnet_extra import (  # noqa: E402,F401
     softsign,
     ultra_fast_sigmoid,
 )
+
+sys.modules[__name__ + ".conv"] = conv
+sys.modules[__name__ + ".bn"] = bn

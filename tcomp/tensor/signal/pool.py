@@ -1,0 +1,53 @@
+"""``T.signal.pool``: Theano's pooling module (``from theano.tensor.signal import pool``).
+
+``pool_2d`` keeps Theano's signature and defaults: ``ignore_border=None`` warns and means
+False (Theano 0.9/1.0), and ``ds``/``st``/``padding`` are the deprecated names of
+``ws``/``stride``/``pad``.  The op is tcomp's ``pool2d`` (see ir/ops/pool.py for the exact
+semantics, which follow Theano's)."""
+from __future__ import annotations
+
+import warnings
+
+from .. import basic as B
+from ..nnet import pool_2d as _pool_2d
+from ..variable import as_variable
+
+
+def pool_2d(input, ws=None, ignore_border=None, stride=None, pad=(0, 0), mode="max", ds=None, st=None, padding=None):
+    """Pool the last two axes of ``input`` (N-d, N >= 2) with windows ``ws``."""
+    if ws is None and ds is None:
+        raise ValueError("pool_2d: the window size ws is required")
+    if ignore_border is None:
+        warnings.warn("pool_2d: ignore_border was not given; it means False, as in Theano "
+                      "(pass ignore_border=True to drop partial windows)", UserWarning, stacklevel=2)
+        ignore_border = False
+    return _pool_2d(input, ws=ws, ignore_border=ignore_border, stride=stride, pad=pad, mode=mode, ds=ds, st=st,
+                    padding=padding)
+
+
+def max_pool_2d_same_size(input, patch_size):
+    """Keep the maximum of every non-overlapping ``patch_size`` patch of the last two axes and
+    set every other value to zero; the output has the input's shape (rows/columns past the
+    last whole patch become zero).  Tied maxima are all kept, as Theano's ``MaxPoolGrad`` does."""
+    x = as_variable(input, "input")
+    if x.ndim < 2:
+        raise ValueError(f"max_pool_2d_same_size: input needs at least 2 dims, got {x.describe()}")
+    p0, p1 = (int(v) for v in patch_size)
+    if p0 < 1 or p1 < 1:
+        raise ValueError(f"max_pool_2d_same_size: patch_size must be positive, got {patch_size!r}")
+    nd = x.ndim
+    lead = [B.shape_i(x, i) for i in range(nd - 2)]
+    h = B.shape_i(x, nd - 2) // p0
+    w = B.shape_i(x, nd - 1) // p1
+    core = x[(slice(None),) * (nd - 2) + (slice(0, h * p0), slice(0, w * p1))]
+    maxes = _pool_2d(core, ws=(p0, p1), ignore_border=True)  # [..., h, w]
+    blocks = B.reshape(core, tuple(lead) + (h, p0, w, p1))
+    up = maxes.dimshuffle(*range(nd - 2), nd - 2, "x", nd - 1, "x")
+    kept = B.switch(B.eq(blocks, up), blocks, B.zeros_like(blocks))
+    kept = B.reshape(kept, tuple(lead) + (h * p0, w * p1))
+    from ..indexing import set_subtensor
+
+    return set_subtensor(B.zeros_like(x)[(slice(None),) * (nd - 2) + (slice(0, h * p0), slice(0, w * p1))], kept)
+
+
+__all__ = ["pool_2d", "max_pool_2d_same_size"]
