@@ -112,8 +112,9 @@ def test_arctan2(da, db, backend, rng):
     f = compile_fn([y, x, s], [T.arctan2(y, x), T.arctan2(y, s), T.arctan2(y, 2.0)], backend,
                    expect_ops={"arctan2"})
     vy, vx, vs = rand_array(rng, da, (4, 3)), rand_array(rng, db, (1, 3)), rand_array(rng, db, ())
-    want_dtype = np.result_type(np.dtype(da), np.dtype(db)).name
-    want_dtype = want_dtype if want_dtype in ("float32", "float64") else "float32"
+    # JAX's lattice: an int with a float32 gives float32; two ints give floatX
+    floats = [d for d in (da, db) if d in ("float32", "float64")]
+    want_dtype = ("float64" if "float64" in floats else "float32") if floats else "float32"
     outs = f(vy, vx, vs)
     wants = [np.arctan2(vy.astype("f8"), vx.astype("f8")), np.arctan2(vy.astype("f8"), vs.astype("f8")),
              np.arctan2(vy.astype("f8"), 2.0)]
@@ -128,9 +129,13 @@ def test_arctan2_signed_zeros_and_infinities(dtype, backend):
     gy, gx = (g.ravel() for g in np.meshgrid(vals, vals))
     y, x = T.vector("y", dtype), T.vector("x", dtype)
     got = compile_fn([y, x], T.arctan2(y, x), backend)(gy, gx)
-    want = np.arctan2(gy, gx)
-    np.testing.assert_array_equal(got, want)
-    assert np.array_equal(np.signbit(got), np.signbit(want))
+    want = np.arctan2(gy.astype("float64"), gx.astype("float64")).astype(dtype)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    fin = ~np.isnan(want)
+    assert np.array_equal(np.signbit(got[fin]), np.signbit(want[fin]))
+    # NumPy's own float32 atan2 (the reference backend) is one ulp off at (2, 2); the CPU
+    # backend gives the correctly rounded value, which is what float64 rounded to float32 gives
+    np.testing.assert_array_max_ulp(got[fin], want[fin], maxulp=1 if backend == "reference" else 0)
 
 
 # -- linear algebra -------------------------------------------------------------------------
@@ -274,8 +279,9 @@ def test_squeeze_join_roll(backend, rng):
         vx = rng.standard_normal((1, n, 1, 3)).astype("float32")
         va = rng.standard_normal((n, 3)).astype("float32")
         vv = rng.standard_normal(5).astype("float32")
-        wants = [np.squeeze(vx), np.squeeze(vx, 0), np.squeeze(vx, (-2, 0)), va, np.roll(vv, 2), np.roll(vv, -7),
-                 np.roll(va, 1, 0), np.roll(va, shift, -1), np.roll(va, shift), np.roll(vv, shift)]
+        # only the broadcastable (static 1) dims go, as in Theano: a run-time size 1 stays
+        wants = [np.squeeze(vx, (0, 2)), np.squeeze(vx, 0), np.squeeze(vx, (-2, 0)), va, np.roll(vv, 2),
+                 np.roll(vv, -7), np.roll(va, 1, 0), np.roll(va, shift, -1), np.roll(va, shift), np.roll(vv, shift)]
         for i, (g, w) in enumerate(zip(f(vx, va, shift, vv), wants)):
             check_result(g, w, "float32", f"output {i} n={n}")
     b = T.matrix("b")
@@ -413,6 +419,7 @@ def test_odd_function_gradients_at_zero(backend):
 def test_gradients_stay_finite_at_extremes(backend):
     """Unselected branches are clamped, so large inputs give finite gradients, not nan."""
     x = T.dvector("x")
-    cost = T.sum(T.nnet.elu(x)) + T.sum(T.arcsinh(x)) + T.sum(T.cosh(x * 1e-3)) + T.sum(T.arccosh(T.abs(x) + 2))
+    cost = T.sum(T.nnet.elu(x)) + T.sum(T.arcsinh(x)) + T.sum(T.arccosh(T.abs(x) + 2)) + T.sum(T.sinh(x * 1e-300)) \
+        + T.sum(T.nnet.ultra_fast_sigmoid(x)) + T.sum(T.arctan(x))
     g = tcomp.function([x], T.grad(cost, x), backend=backend)(np.array([1e3, -1e3, 1e300, -1e300, 0.0]))
     assert np.isfinite(g).all(), g

@@ -458,7 +458,9 @@ def _signed_abs(x):
 
 
 def _odd(x, mag):
-    return B.where(B.lt(x, 0), B.neg(mag), mag)
+    """sign(x) * mag, with x itself at 0 (so -0.0 stays -0.0: -0.0 + 0.0 would give +0.0 in the
+    formulas; the functions using this have f'(0) = 1, which the x branch's gradient is)."""
+    return B.where(B.eq(x, 0), x, B.where(B.lt(x, 0), B.neg(mag), mag))
 
 
 def cosh(x):

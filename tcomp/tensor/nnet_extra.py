@@ -14,10 +14,11 @@ def _float(x):
 
 
 def elu(x, alpha=1.0):
-    """x for x > 0, alpha * expm1(x) otherwise (expm1 of min(x, 0): the unselected branch never
-    overflows, so the gradient stays finite for large x)."""
+    """x for x > 0, alpha * expm1(x) otherwise (expm1 of x clamped to <= 0: the unselected branch
+    never overflows, so the gradient stays finite for large x; at 0 the gradient is alpha)."""
     x = _float(x)
-    return B.where(B.gt(x, 0), x, B.mul(alpha, B.expm1(B.minimum(x, 0))))
+    pos = B.gt(x, 0)
+    return B.where(pos, x, B.mul(alpha, B.expm1(B.where(pos, 0.0, x))))
 
 
 def softsign(x):
