@@ -44,6 +44,37 @@ def stream_key(seed: int, index: int) -> tuple:
     return int(w[0]), int(w[1])
 
 
+class PhiloxState(np.ndarray):
+    """The value of a state variable, ``[key0, key1, counter]`` (int64), with the methods of
+    NumPy's ``RandomState`` that Theano's tutorials call on ``rv.rng.get_value()``:
+    ``seed(s)`` (a new key, counter 0), ``get_state()`` and ``set_state(state)``."""
+
+    def seed(self, seed=None):
+        k0, k1 = stream_key(0 if seed is None else int(seed), 0)
+        self[...] = np.array([k0, k1, 0], dtype="int64")
+
+    def get_state(self) -> np.ndarray:
+        return np.array(self, dtype="int64")
+
+    def set_state(self, state):
+        state = np.asarray(state, dtype="int64")
+        if state.shape != (3,):
+            raise ValueError(f"set_state: a stream state is [key0, key1, counter], got shape {state.shape}")
+        self[...] = state
+
+
+class RandomStateVariable(SharedVariable):
+    """The shared state of one random variable (``rv.rng``); its storage is a
+    :class:`PhiloxState`, so ``get_value()`` (a copy) and ``get_value(borrow=True)`` (the
+    storage) both have ``seed``/``get_state``/``set_state``."""
+
+    __slots__ = ()
+
+    def _store(self, value, borrow):
+        super()._store(value, borrow)
+        self._value = self._value.view(PhiloxState)
+
+
 class RandomVariable(Variable):
     """A draw: a Variable that also carries Theano's ``rng`` (its state, a shared variable)
     and ``update`` (the pair ``(rng, new state)``)."""
@@ -144,7 +175,7 @@ class RandomStreams:
     def _new_state(self) -> SharedVariable:
         index = len(self.state_updates)
         k0, k1 = stream_key(self._seed, index)
-        rng = SharedVariable(np.array([k0, k1, 0], dtype="int64"), name=f"rng_state_{index}")
+        rng = RandomStateVariable(np.array([k0, k1, 0], dtype="int64"), name=f"rng_state_{index}")
         rng.default_update = rng + constant(_STEP)
         self.state_updates.append((rng, rng.default_update))
         return rng

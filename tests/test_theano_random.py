@@ -253,3 +253,41 @@ def test_cpu_draws_equal_reference_draws(seed):
                 np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)  # normal: log/cos to a few ulp
             else:
                 np.testing.assert_array_equal(a, b)
+
+
+def test_theano_tutorial_using_random_numbers():
+    """Theano's tutorial 'Using Random Numbers' (Brief Example, Seeding Streams, Sharing
+    Streams Between Functions), with only the import changed."""
+    from tcomp import function
+
+    srng = RandomStreams(seed=234)
+    rv_u = srng.uniform((2, 2))
+    rv_n = srng.normal((2, 2))
+    f = function([], rv_u)
+    g = function([], rv_n, no_default_updates=True)  # not updating rv_n.rng
+    nearly_zeros = function([], rv_u + rv_u - 2 * rv_u)
+    f_val0, f_val1 = f(), f()
+    assert not np.array_equal(f_val0, f_val1)
+    np.testing.assert_array_equal(g(), g())
+    assert np.allclose(nearly_zeros(), 0.0)
+
+    rng_val = rv_u.rng.get_value(borrow=True)  # get the rng for rv_u
+    rng_val.seed(89234)  # seeds the generator
+    rv_u.rng.set_value(rng_val, borrow=True)  # assign back seeded rng
+    a = f()
+    rng_val = rv_u.rng.get_value(borrow=True)
+    rng_val.seed(89234)
+    rv_u.rng.set_value(rng_val, borrow=True)
+    np.testing.assert_array_equal(f(), a)
+    srng.seed(902340)  # seeds rv_u and rv_n with different seeds each
+
+    state_after_v0 = rv_u.rng.get_value().get_state()
+    nearly_zeros()  # this affects rv_u's generator
+    v1 = f()
+    rng = rv_u.rng.get_value(borrow=True)
+    rng.set_state(state_after_v0)
+    rv_u.rng.set_value(rng, borrow=True)
+    v2 = f()  # v2 != v1
+    v3 = f()  # v3 == v1
+    assert not np.array_equal(v1, v2)
+    np.testing.assert_array_equal(v1, v3)
