@@ -172,3 +172,25 @@ def test_lop_known_grads_types_are_matched():
     v = T.fvector("v")  # f32[?]
     gx = T.Lop(f, x, v)
     np.testing.assert_allclose(tcomp.function([v], gx, backend="reference")(np.ones(3, "float32")), 2 * np.ones(3))
+
+
+def test_theano_tutorial_r_and_l_operators():
+    """Theano's 'Derivatives in Theano' page (R-operator, L-operator, Hessian times a
+    vector), with only the import changed, printing Theano's results."""
+    import tcomp as theano
+
+    W, V, x = T.dmatrix("W"), T.dmatrix("V"), T.dvector("x")
+    y = T.dot(x, W)
+    JV = T.Rop(y, W, V)
+    f = theano.function([W, V, x], JV)
+    np.testing.assert_array_equal(f([[1, 1], [1, 1]], [[2, 2], [2, 2]], [0, 1]), [2.0, 2.0])
+    v = T.dvector("v")
+    VJ = T.Lop(y, W, v)
+    f = theano.function([v, x], VJ)  # W is not needed: the result is outer(x, v)
+    np.testing.assert_array_equal(f([2, 2], [0, 1]), [[0.0, 0.0], [2.0, 2.0]])
+    y = T.sum(x ** 2)
+    gy = T.grad(y, x)
+    vH = T.grad(T.sum(gy * v), x)
+    np.testing.assert_array_equal(theano.function([x, v], vH)([4, 4], [2, 2]), [4.0, 4.0])
+    Hv = T.Rop(gy, x, v)
+    np.testing.assert_array_equal(theano.function([x, v], Hv)([4, 4], [2, 2]), [4.0, 4.0])
