@@ -19,6 +19,7 @@ import numpy as np
 from . import dtypes as dt
 from .graph import Graph
 from .ops import OPS, Constant
+from .ops.control import GRAPH_ATTRS
 from .types import TensorType, TupleType
 
 _TOKEN_RE = re.compile(r"""
@@ -386,6 +387,67 @@ class _Block:
                                       f"but gives {reduced}")
 
 
+class _Nested:
+    """The nested graphs of a scan/ifelse node being read: ``key = graph(...) {`` ... ``}``
+    per graph-valued attribute, then ``}``.  Each nested graph's lines are collected (brace
+    depth counted per line) and parsed by :func:`parse_graph`: recursion only as deep as
+    loops are nested, never as deep as the graph."""
+
+    def __init__(self, head: _Line, nid: int, op: str, operands: list, attrs: dict, t, name):
+        self.head, self.nid, self.op, self.operands, self.plain, self.type, self.name = \
+            head, nid, op, operands, attrs, t, name
+        self.bodies: dict = {}
+        self.key = None
+        self.lines: list = []
+        self.depth = 0
+        self.start = 0
+
+    def read(self, line: _Line, raw: str) -> bool:
+        """One line; True when the node's closing ``}`` was read."""
+        if self.key is None:
+            if line.accept("}"):
+                line.done()
+                return True
+            key = line.key()
+            if key not in GRAPH_ATTRS[self.op]:
+                line.error(f"%{self.nid} = {self.op}: expected a nested graph {GRAPH_ATTRS[self.op]} or '}}', "
+                           f"got {key!r}")
+            if key in self.bodies:
+                line.error(f"%{self.nid} = {self.op}: nested graph {key!r} given twice")
+            line.expect("=")
+            self.key, self.start, self.depth = key, line.lineno, 0
+            raw = raw.split("=", 1)[1]
+        if line.toks and line.toks[-1] == ("punct", "{"):
+            self.depth += 1
+        elif [v for _, v in line.toks] == ["}"]:
+            self.depth -= 1
+        self.lines.append(raw)
+        if self.depth == 0:
+            text = "\n".join(self.lines)
+            try:
+                sub = parse_graph(text, check=self.check)
+            except ValueError as exc:
+                raise ValueError(f"in nested graph {self.key!r} of %{self.nid} (from line {self.start}): "
+                                 f"{exc}") from None
+            from .ops.control import Body
+
+            self.bodies[self.key] = Body(sub)
+            self.key, self.lines = None, []
+        return False
+
+    check = True
+
+    def attrs(self, check: bool) -> dict:
+        missing = [k for k in GRAPH_ATTRS[self.op] if k not in self.bodies]
+        if missing:
+            self.head.error(f"%{self.nid} = {self.op}: nested graph(s) {missing} missing")
+        attrs = dict(self.plain)
+        attrs.update(self.bodies)
+        for key, default in OPS[self.op].attr_defaults.items():
+            attrs.setdefault(key, default)
+        return attrs
+
+
 def _content_lines(text: str):
     for lineno, raw in enumerate(text.splitlines(), 1):
         s = raw.strip()
@@ -437,8 +499,18 @@ def parse_graph(text: str, check: bool = True) -> Graph:
     outputs = None
     closed = False
     block = None
+    nested = None  # a node with nested graphs (scan, ifelse) being read: _Nested
     for lineno, raw in body:
         line = _Line(raw, lineno)
+        if nested is not None:
+            if nested.read(line, raw):
+                define(nested.head, nested.nid)
+                g.nx.add_node(nested.nid, op=nested.op, attrs=nested.attrs(check), type=nested.type,
+                              name=nested.name)
+                for i, o in enumerate(nested.operands):
+                    g.nx.add_edge(o, nested.nid, arg=i)
+                nested = None
+            continue
         if block is not None:
             if line.accept("}"):
                 line.done()
@@ -488,7 +560,15 @@ def parse_graph(text: str, check: bool = True) -> Graph:
         line.expect(":")
         t = line.type()
         name = line.string() if line.peek(kind="str") else None
-        if line.accept("{"):
+        if line.accept("{") and op in GRAPH_ATTRS:
+            line.done()
+            if nid in where:
+                line.error(f"%{nid} is defined twice (first on line {where[nid]})")
+            nested = _Nested(line, nid, op, operands, {key: _resolve(line, val, t) for key, val in attrs.items()},
+                             t, name)
+            nested.check = check
+            continue
+        if line.i and line.toks[line.i - 1] == ("punct", "{"):
             line.done()
             if op != "fused":
                 line.error(f"only a fused kernel has a '{{' block, not {op}")
@@ -507,6 +587,9 @@ def parse_graph(text: str, check: bool = True) -> Graph:
         for i, o in enumerate(operands):
             g.nx.add_edge(o, nid, arg=i)
     last = body[-1][0] if body else lines[0][0]
+    if nested is not None:
+        raise ValueError(f"line {last}: missing '}}' closing the nested graphs of %{nested.nid} "
+                         f"(opened on line {nested.head.lineno})")
     if block is not None:
         raise ValueError(f"line {last}: missing '}}' closing the fused block of %{block.nid} "
                          f"(opened on line {block.head.lineno})")

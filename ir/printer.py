@@ -81,6 +81,7 @@ import numpy as np
 
 from . import dtypes as dt
 from .ops import Constant
+from .ops.control import GRAPH_ATTRS, Body
 from .types import TensorType, TupleType
 
 #: bumped whenever the canonical text changes, so old cache keys are never reused
@@ -209,6 +210,10 @@ def format_value(v, node_type: TensorType | None = None, *, hash_mode: bool = Fa
         return f"tensor({body} : {format_type(v.type)})"
     if isinstance(v, (TensorType, TupleType)):
         return f"type({format_type(v)})"
+    if isinstance(v, Body):
+        if hash_mode:  # a nested graph counts through its own structural hash
+            return f"graph<{v.key}>"
+        raise TypeError(f"{where}: a nested graph (Body) prints as a block after its node, not inline")
     raise TypeError(f"{where}: cannot print attribute value {v!r} of type {type(v).__name__}; "
                     f"attrs hold None, bool, int, float, str, tuple, list, Constant, TensorType or TupleType")
 
@@ -341,6 +346,9 @@ def _format(graph, order: list[int], ids: dict[int, int], hash_mode: bool,
         block = None
         if readable and graph.op(n) == "fused":
             block = _fused_block(graph.attrs(n), [graph.type(o) for o in operands])
+        if not hash_mode and graph.op(n) in GRAPH_ATTRS:
+            _control_block(graph, n, ref, t, label, comment(n), lines, max_elements, readable, locations)
+            continue
         if block is not None:
             lines.append(f"  {ref(n)} = fused({', '.join(ref(o) for o in operands)}) : {format_type(t)}{label} {{"
                          + comment(n))
@@ -353,6 +361,26 @@ def _format(graph, order: list[int], ids: dict[int, int], hash_mode: bool,
     lines.append(f"  return ({', '.join(ref(o) for o in graph.outputs)})")
     lines.append("}")
     return "\n".join(lines)
+
+
+def _control_block(graph, n, ref, t, label, comment, lines, max_elements, readable, locations) -> None:
+    """A node with nested graphs (scan, ifelse): its plain attrs on the head line, then one
+    ``key = graph(...) { ... }`` block per nested graph (printed by the same printer), then ``}``."""
+    attrs = graph.attrs(n)
+    keys = GRAPH_ATTRS[graph.op(n)]
+    plain = {k: v for k, v in attrs.items() if k not in keys}
+    a = format_attrs(plain, t, where=f"%{n} = {graph.op(n)}", max_elements=max_elements)
+    lines.append(f"  {ref(n)} = {graph.op(n)}({', '.join(ref(o) for o in graph.operands(n))}){a} : "
+                 f"{format_type(t)}{label} {{{comment}")
+    for key in keys:
+        body = attrs.get(key)
+        if not isinstance(body, Body):
+            raise TypeError(f"%{n} = {graph.op(n)}: attribute {key!r} must be a Body, got {body!r}")
+        inner = _format(body.graph, body.graph.topo_order(), {}, hash_mode=False, max_elements=max_elements,
+                        readable=readable, locations=locations).split("\n")
+        lines.append(f"    {format_name(key)} = {inner[0]}")
+        lines.extend("    " + x for x in inner[1:])
+    lines.append("  }")
 
 
 def elided_constants(graph, max_constant_elements: int | None) -> int:

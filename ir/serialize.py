@@ -14,6 +14,8 @@ values are tagged where plain JSON would lose information: ``{"tuple": [...]}``,
 "data"}}`` with ``data`` the little-endian bytes in base64 (exact, NaN payloads
 included), and ``{"type": {...}}`` for a TensorType.  Plain JSON lists stay lists.
 A multi-output kernel's TupleType is ``{"elements": [type, type, ...]}`` wherever a type goes.
+A nested graph (the body of a scan, the branches of an ifelse) is ``{"graph": {...}}``, the
+same layout as the whole document.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import numpy as np
 
 from .graph import Graph
 from .ops import Constant
+from .ops.control import Body
 from .types import TensorType, TupleType
 
 FORMAT = "tcomp.graph"
@@ -78,6 +81,8 @@ def _value_to_json(v, where: str):
                              "data": base64.b64encode(arr.tobytes()).decode("ascii")}}
     if isinstance(v, (TensorType, TupleType)):
         return {"type": _type_to_json(v)}
+    if isinstance(v, Body):
+        return {"graph": to_dict(v.graph)}
     raise TypeError(f"{where}: cannot serialize attribute value {v!r} of type {type(v).__name__}")
 
 
@@ -94,6 +99,11 @@ def _value_from_json(v, where: str):
             return float(body)
         if tag == "type":
             return _type_from_json(body, where)
+        if tag == "graph" and isinstance(body, dict):
+            try:
+                return Body(from_dict(body, check=False))  # the outer verify checks nested graphs
+            except ValueError as exc:
+                raise ValueError(f"{where}: nested graph: {exc}") from None
         if tag == "constant" and isinstance(body, dict):
             t = _type_from_json({"dtype": body.get("dtype"), "shape": body.get("shape")}, where)
             if not t.is_static:

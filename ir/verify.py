@@ -11,6 +11,7 @@ from __future__ import annotations
 import networkx as nx
 
 from .ops import OPS, Constant
+from .ops.control import GRAPH_ATTRS
 from .types import TensorType, TupleType
 
 
@@ -139,3 +140,15 @@ def verify(graph) -> None:
         _check_tuple_uses(graph, n)
     for n in _order_or_cycle(graph):
         _check_type(graph, n)
+        if graph.op(n) in GRAPH_ATTRS:
+            _check_nested(graph, n)
+
+
+def _check_nested(graph, n) -> None:
+    """The nested graphs of a scan/ifelse node are sound graphs themselves."""
+    for key in GRAPH_ATTRS[graph.op(n)]:
+        body = graph.attrs(n)[key]
+        try:
+            verify(body.graph)
+        except ValueError as exc:
+            raise ValueError(f"node %{n} ({graph.op(n)}): nested graph {key!r}: {exc}") from None
