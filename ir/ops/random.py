@@ -3,10 +3,12 @@
 Why counter-based: a draw is a pure function of (key, counter), so every element can be
 computed independently (vectorized loops, GPU threads), there is no hidden state for
 passes to reorder, and the graph stays deterministic: the state is an ordinary operand.
-The DSL's ``RandomStreams`` gives each random variable a seed and increments a shared
-call counter through ``updates``, so results are reproducible for a seed and differ per
-call.  Two draws that must be independent within one call need different seeds or
-counters (e.g. ``counter * n_draws + j``).
+The DSL's ``RandomStreams`` (tcomp/random.py) gives each random variable a shared state
+``[key0, key1, counter]``: the op reads ``state[0:2]`` as its seed and ``state[2]`` as its
+counter, and the counter is incremented through ``updates``, so results are reproducible
+for a seed and differ per call.  Two draws that must be independent within one call need
+different keys or counters (each random variable has its own key).  Distributions with
+tensor parameters, and the discrete ones, are compositions of these three ops.
 
 Exact recipe (what a backend must reproduce bit for bit; all integer arithmetic is on
 uint32 words, wrapping, and ``mulhi``/``mullo`` are the high/low halves of the 64-bit
