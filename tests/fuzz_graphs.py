@@ -436,7 +436,58 @@ def noise(step, vals, out):
     return 1, None
 
 
-def evaluate(g: Graph, tshapes, noise_rng=None, override=None, snap=False):
+def _softplus(y, d):
+    return as_dtype(np.logaddexp(0.0, f64(as_dtype(y, d))), d)
+
+
+def stabilized(g, i, vals):
+    """The exact value of a log over a pattern tcomp's stabilizer rewrites (log(sigmoid(y)),
+    log(1 - sigmoid(y)), log(1 + exp(y)), log1p(exp(y)), log(softmax(y)), log(sum(exp(y)))),
+    where the step-by-step NumPy value overflows to -inf/inf but the math is finite; None
+    for any other step."""
+    s = g.steps[i]
+    if s.op != "unary" or s.p["op"] not in ("log", "log1p") or g.steps[s.args[0]].op == "input":
+        return None
+    a = g.steps[s.args[0]]
+    d = vals[s.args[0]].dtype.name
+    if d not in FLOATS:
+        return None
+
+    def src_of(step, op):
+        if step.op == "unary" and step.p["op"] == op:
+            return vals[step.args[0]]
+        return None
+    with np.errstate(all="ignore"):
+        if s.p["op"] == "log1p":
+            y = src_of(a, "exp")
+            return None if y is None else _softplus(y, d)
+        if a.op == "binary_scalar" and a.p["op"] == "add" and a.p["scalar"] == 1:
+            y = src_of(g.steps[a.args[0]], "exp")
+            return None if y is None else _softplus(y, d)
+        if a.op == "binary_scalar" and a.p["op"] == "sub" and a.p["scalar"] == 1 and a.p["side"] == "l":
+            y = src_of(g.steps[a.args[0]], "sigmoid")
+            return None if y is None else as_dtype(-f64(_softplus(y, d)), d)
+        y = src_of(a, "sigmoid")
+        if y is not None:
+            return as_dtype(-f64(_softplus(-f64(as_dtype(y, d)), d)), d)
+        if a.op == "nnet" and a.p["op"] == "softmax" and vals[a.args[0]].shape[a.p["axis"]]:
+            return softmax_oracle("log_softmax", vals[a.args[0]], a.p["axis"])
+        if a.op == "reduce" and a.p["op"] == "sum":
+            y = src_of(g.steps[a.args[0]], "exp")
+            if y is None:
+                return None
+            yf = f64(as_dtype(y, d))
+            axes = tuple(range(yf.ndim)) if a.p["axis"] is None else tuple(np.atleast_1d(a.p["axis"]) % max(yf.ndim, 1))
+            if not axes or yf.size == 0:
+                return None
+            m = np.max(yf, axis=axes, keepdims=True)
+            m = np.where(np.isfinite(m), m, 0)
+            r = np.log(np.sum(np.exp(yf - m), axis=axes, keepdims=True)) + m
+            return as_dtype(r if a.p["keepdims"] else np.squeeze(r, axis=axes), d)
+    return None
+
+
+def evaluate(g: Graph, tshapes, noise_rng=None, override=None, snap=False, stable=True):
     """All step values; with ``noise_rng`` every float result is perturbed by its ``noise``.
 
     ``snap``: values within their absolute error of zero become exactly 0 (a backend may
@@ -447,7 +498,9 @@ def evaluate(g: Graph, tshapes, noise_rng=None, override=None, snap=False):
         if override and i in override:
             vals.append(override[i])
             continue
-        v = oracle(s, vals, tshapes)
+        v = stabilized(g, i, vals) if stable else None
+        if v is None:
+            v = oracle(s, vals, tshapes)
         if noise_rng is not None and v.dtype.name in FLOATS and v.size:
             k, absn = noise(s, vals, v)
             if k or absn is not None:

