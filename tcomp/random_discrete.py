@@ -16,6 +16,8 @@ draws):
 """
 from __future__ import annotations
 
+import numpy as np
+
 from tcomp.ir import dtypes as dt
 
 from .random import _check_shape, _is_const, _wrap, normalize_size
@@ -107,6 +109,11 @@ def choice(srng, size=None, a=2, replace=True, p=None, ndim=None, dtype="int64")
         else:
             raise ValueError(f"choice: a must be an int or a 1-d tensor, got {av.describe()}")
     dims = normalize_size(size, ndim, (), "choice")
+    static_k = k if isinstance(k, int) else (k.attrs["value"].value if getattr(k, "op", None) == "constant" else None)
+    if not replace and static_k is not None and all(isinstance(d, (int, np.integer)) for d in dims) \
+            and int(np.prod(dims, dtype=np.int64)) > int(static_k):
+        raise ValueError(f"choice: cannot take {int(np.prod(dims))} distinct samples from {static_k} items "
+                         "(replace=False)")
     if p is not None:
         pv = _weights(p, "choice p")
         if pv.ndim != 1:

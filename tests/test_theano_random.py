@@ -132,6 +132,8 @@ def test_choice_with_and_without_replacement():
     second = [sum(q[i] * q[j] / (1 - q[i]) for i in range(3) if i != j and q[i] < 1) for j in range(3)]
     assert firsts[2] == 0 and seconds[2] == 0
     assert chi2_ok(firsts, q) and chi2_ok(seconds, second)
+    with pytest.raises(ValueError, match="distinct"):
+        srng.choice((5,), a=4, replace=False)
 
 
 def test_permutation_is_uniform():
