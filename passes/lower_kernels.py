@@ -41,6 +41,7 @@ KERNEL_KINDS = {
     "conv2d": "conv2d", "conv2d_grad_input": "conv2d_grad_input", "conv2d_grad_filters": "conv2d_grad_filters",
     "pool2d": "pool2d", "pool2d_grad": "pool2d_grad", "pool2d_grad_grad": "pool2d_grad_grad",
     "dimshuffle": "transpose", "random_uniform": "random", "random_normal": "random", "random_binomial": "random",
+    "cumsum": "cumulative", "cumprod": "cumulative", "argsort": "argsort",
 }
 _BY_OPDEF_KIND = {"elemwise": "elemwise", "reduction": "reduce"}
 #: readers that take a strided (permuted) operand well

@@ -173,4 +173,6 @@ def _pool_grad(op, gradient_of_input):
 
 RULES = {"dot": dot, "matmul": matmul, "concatenate": concatenate, "stack": stack, "conv2d": conv2d,
          "pool2d": pool2d, "pool2d_grad": _pool_grad("pool2d_grad", True),
-         "pool2d_grad_grad": _pool_grad("pool2d_grad_grad", False)}
+         "pool2d_grad_grad": _pool_grad("pool2d_grad_grad", False),
+         # scans and argsort along one axis: the operand's shape (ir/ops/scan_sort.py)
+         **{op: (lambda r, n, attrs, gtypes, shapes: tuple(shapes[0])) for op in ("cumsum", "cumprod", "argsort")}}

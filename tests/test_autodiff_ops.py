@@ -260,6 +260,10 @@ CASES.update({"arctan": [unary("arctan", low=-3.0, high=3.0)], "log2": [unary("l
               "arctan2": [binary("arctan2", la=-2.0, ha=2.0, lb=0.5, hb=2.0),
                           binary("arctan2", (2, 3), (3,), la=-2.0, ha=2.0, lb=-2.0, hb=-0.5)],
               "isnan": [unary("isnan")], "isinf": [unary("isinf")]})
+CASES.update({"cumsum": [single("cumsum", (3, 4), {"axis": 1}), single("cumsum", (None, 4), {"axis": 0},
+                                                                  values_shape=(3, 4))],
+              "cumprod": [single("cumprod", (3, 4), {"axis": 0}), single("cumprod", (2, 5), {"axis": 1})],
+              "argsort": [single("argsort", (3, 4), {"axis": 1})]})
 
 
 def conv_pool(name, shapes, attrs, runtime=None):

@@ -333,6 +333,22 @@ def _random(op):
     return build
 
 
+def _scan_sort(op):
+    """cumsum/cumprod/argsort over every axis, of a contiguous input and of a transposed view
+    (strided loads); small integer values, so argsort meets ties (and nan/inf/-0.0 for floats)."""
+    def build(g, d, rng):
+        x = g.add_input(TensorType(d, (3, None, 5)), name="x")
+        xt = g.add_node("dimshuffle", [x], {"pattern": (2, 0, 1)})
+        e = g.add_input(TensorType(d, (None, 4)), name="e")
+        g.outputs = [g.add_node(op, [x], {"axis": a}) for a in range(3)] + \
+            [g.add_node(op, [xt], {"axis": a}) for a in (0, 2)] + [g.add_node(op, [e], {"axis": 0})]
+        v = values(rng, d, (3, 4, 5), special=True, integral=True)
+        if dt.is_float(d):
+            v.reshape(-1)[:5] = [np.nan, np.inf, -np.inf, 0.0, -0.0]
+        return [v, values(rng, d, (0, 4))]
+    return build
+
+
 CASES = {op: _unary(op) for op in ELEMWISE_UNARY}
 CASES.update({op: _binary(op) for op in ELEMWISE_BINARY})
 CASES.update({op: _reduction(op) for op in ("sum", "prod", "max", "min", "mean", "argmax", "argmin")})
@@ -340,6 +356,7 @@ CASES.update({op: _nnet(op) for op in ("softmax", "log_softmax", "logsumexp")})
 CASES.update({op: _conv(op) for op in ("conv2d", "conv2d_grad_input", "conv2d_grad_filters")})
 CASES.update({op: _pool(op) for op in ("pool2d", "pool2d_grad", "pool2d_grad_grad")})
 CASES.update({op: _random(op) for op in ("random_uniform", "random_normal", "random_binomial")})
+CASES.update({op: _scan_sort(op) for op in ("cumsum", "cumprod", "argsort")})
 CASES.update({"where": _where, "cast": _cast, "dot": _dot, "matmul": _matmul, "dimshuffle": _dimshuffle,
               "reshape": _reshape, "alloc": _alloc, "concatenate": _concatenate, "stack": _stack,
               "shape": _shape, "arange": _arange, "subtensor": _subtensor, "set_subtensor": _update("set_subtensor"),

@@ -294,6 +294,7 @@ BUILDERS.update({op: build_binary(op) for op in ("add", "sub", "mul", "truediv",
                                                   "logical_or", "logical_xor", "arctan2")})
 BUILDERS.update({op: build_reduction(op) for op in ("sum", "prod", "max", "min", "mean", "argmax", "argmin")})
 BUILDERS.update({op: build_softmax(op) for op in ("softmax", "log_softmax", "logsumexp")})
+BUILDERS.update({op: build_softmax(op) for op in ("cumsum", "cumprod", "argsort")})  # one axis attr, same shape
 BUILDERS.update({
     "where": b_where, "cast": b_cast, "dimshuffle": b_dimshuffle, "reshape": b_reshape, "alloc": b_alloc,
     "concatenate": b_concatenate, "stack": b_stack, "shape": b_shape, "arange": b_arange,

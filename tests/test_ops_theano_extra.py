@@ -138,6 +138,65 @@ def test_arctan2_signed_zeros_and_infinities(dtype, backend):
     np.testing.assert_array_max_ulp(got[fin], want[fin], maxulp=1 if backend == "reference" else 0)
 
 
+# -- scans and sorting ------------------------------------------------------------------------
+
+_ACC = {"bool": "int64", "int8": "int64", "int32": "int64", "uint8": "int64", "int64": "int64",
+        "float32": "float32", "float64": "float64"}
+
+
+@pytest.mark.parametrize("dtype", TEST_DTYPES)
+def test_cumsum_cumprod(dtype, backend, rng):
+    x = T.tensor("x", dtype, (None, 3, None))
+    outs = [T.cumsum(x), T.cumsum(x, axis=0), x.cumsum(axis=-1), T.cumsum(x, 1), T.cumprod(x), x.cumprod(axis=0),
+            T.cumprod(x, axis=-2), T.cumsum(x.dimshuffle(2, 0, 1), axis=0)]
+    f = compile_fn([x], outs, backend, expect_ops={"cumsum", "cumprod"})
+    for shape in [(2, 3, 4), (0, 3, 2), (3, 3, 1)]:
+        v = rand_array(rng, dtype, shape, -3, 4)
+        acc = _ACC[dtype]
+        va = v.astype(acc)
+        wants = [np.cumsum(va), np.cumsum(va, 0), np.cumsum(va, -1), np.cumsum(va, 1), np.cumprod(va),
+                 np.cumprod(va, 0), np.cumprod(va, -2), np.cumsum(va.transpose(2, 0, 1), 0)]
+        for i, (g, w) in enumerate(zip(f(v), wants)):
+            check_result(g, w, acc, f"output {i} {dtype} {shape}")
+
+
+def test_cumsum_is_sequential_like_numpy(backend):
+    """Floats add in NumPy's order (left to right), so the results are bit-identical."""
+    x = T.fvector("x")
+    v = np.random.default_rng(3).standard_normal(1000).astype("float32") * np.float32(1e4)
+    got = compile_fn([x], T.cumsum(x), backend)(v)
+    assert got.tobytes() == np.cumsum(v).tobytes()
+
+
+@pytest.mark.parametrize("dtype", TEST_DTYPES)
+def test_sort_argsort(dtype, backend, rng):
+    x = T.tensor("x", dtype, (None, None))
+    outs = [T.argsort(x), T.argsort(x, axis=0), x.argsort(axis=None), T.sort(x), x.sort(axis=0), T.sort(x, None),
+            T.sort(x, axis=-2), x.argsort(kind="quicksort")]
+    f = compile_fn([x], outs, backend, expect_ops={"argsort"})
+    for shape in [(3, 7), (0, 4), (4, 0), (1, 1), (2, 300)]:
+        v = rand_array(rng, dtype, shape, -3, 3)                 # many ties
+        if dtype in ("float32", "float64") and v.size >= 6:
+            v.reshape(-1)[:6] = [np.nan, -0.0, 0.0, np.inf, -np.inf, np.nan]
+        wants = [np.argsort(v, kind="stable"), np.argsort(v, 0, kind="stable"), np.argsort(v, None, kind="stable"),
+                 np.sort(v, kind="stable"), np.sort(v, 0, kind="stable"), np.sort(v, None, kind="stable"),
+                 np.sort(v, -2, kind="stable"), np.argsort(v, kind="stable")]
+        for i, (g, w) in enumerate(zip(f(v), wants)):
+            np.testing.assert_array_equal(g, w, err_msg=f"output {i} {dtype} {shape}")
+            assert g.dtype == w.dtype, (i, g.dtype, w.dtype)
+            if dtype in ("float32", "float64"):          # stable: -0.0 and 0.0 keep their order
+                assert np.array_equal(np.signbit(g), np.signbit(w)), i
+
+
+def test_sort_errors():
+    with pytest.raises(ValueError, match="out of range for the scalar"):
+        T.sort(T.scalar("s"))
+    with pytest.raises(ValueError, match="axis 2 is out of range"):
+        T.argsort(T.matrix("m"), axis=2)
+    with pytest.raises(ValueError, match="order="):
+        T.argsort(T.vector("v"), order="f")
+
+
 # -- linear algebra -------------------------------------------------------------------------
 
 def test_outer_tensordot_batched_dot(backend, rng):
@@ -396,6 +455,9 @@ _GRAD_CASES = {
     "outer": (lambda x: T.outer(x, x[0]), (-3, 3)),
     "tensordot": (lambda x: T.tensordot(x, x, axes=[[0], [0]]), (-3, 3)),
     "batched_dot": (lambda x: T.batched_dot(x, x), (-3, 3)),
+    "cumsum": (lambda x: T.cumsum(x, axis=1), (-3, 3)), "cumsum_flat": (T.cumsum, (-3, 3)),
+    "cumprod": (lambda x: T.cumprod(x, axis=0), (0.5, 2)), "sort": (lambda x: T.sort(x, axis=0), (-3, 3)),
+    "sort_flat": (lambda x: T.sort(x, axis=None), (-3, 3)),
 }
 
 

@@ -367,6 +367,60 @@ def repeat(x, repeats, axis=None):
     return B.reshape(y, final)
 
 
+# -- scans and sorting ------------------------------------------------------------------------
+
+def _along(x, axis, what):
+    """(x, axis) with NumPy's axis=None: the flattened tensor along axis 0."""
+    x = as_variable(x, "x")
+    if axis is None:
+        return B.flatten(x), 0
+    if x.ndim == 0:
+        raise ValueError(f"{what}: axis {axis} is out of range for the scalar {x.describe()}")
+    return x, _axis(x, axis, what)
+
+
+def cumsum(x, axis=None):
+    """Running sum along ``axis`` (flattened when None); small ints and bools sum in int64."""
+    x, a = _along(x, axis, "cumsum")
+    return apply("cumsum", [x], {"axis": a})
+
+
+def cumprod(x, axis=None):
+    """Running product along ``axis`` (flattened when None); small ints and bools in int64."""
+    x, a = _along(x, axis, "cumprod")
+    return apply("cumprod", [x], {"axis": a})
+
+
+def argsort(a, axis=-1, kind=None, order=None):
+    """Indices (int64) that sort ``a`` along ``axis`` (flattened when None): NumPy's stable
+    order whatever ``kind`` says (ties keep their order, nan last)."""
+    if order is not None:
+        raise ValueError("argsort: order= (structured arrays) is not supported by tensors")
+    x, ax = _along(a, axis, "argsort")
+    return apply("argsort", [x], {"axis": ax})
+
+
+def _take_along(x, idx, axis):
+    """x[..., idx, ...] with idx of x's shape (NumPy's take_along_axis): a gather whose other
+    axes are indexed by broadcast aranges."""
+    key = []
+    for k in range(x.ndim):
+        if k == axis:
+            key.append(idx)
+        else:
+            pattern = ["x"] * x.ndim
+            pattern[k] = 0
+            key.append(B.dimshuffle(B.arange(_dim(x, k)), pattern))
+    return x[tuple(key)]
+
+
+def sort(a, axis=-1, kind=None, order=None):
+    """``a`` sorted along ``axis`` (flattened when None), nan last: ``a`` gathered at its
+    stable argsort, so the gradient scatters the cotangent back to where each value came from."""
+    x, ax = _along(a, axis, "sort")
+    return _take_along(x, argsort(x, ax, kind, order), ax)
+
+
 # -- statistics and norms ---------------------------------------------------------------------
 
 def var(x, axis=None, keepdims=False, ddof=0, corrected=False):
@@ -525,4 +579,4 @@ def arctanh(x):
 __all__ = ["outer", "tensordot", "batched_dot", "eye", "identity_like", "diagonal", "diag", "trace",
            "any", "all", "squeeze", "join", "roll", "tile", "repeat", "var", "std", "norm",
            "cosh", "sinh", "arcsinh", "arccosh", "arctanh", "arctan", "arctan2", "arcsin", "arccos", "log2",
-           "log10", "exp2", "isnan", "isinf"]
+           "log10", "exp2", "isnan", "isinf", "cumsum", "cumprod", "argsort", "sort"]

@@ -259,6 +259,10 @@ class Variable:
     def repeat(self, repeats, axis=None): return _extra().repeat(self, repeats, axis)
     def trace(self, offset=0): return _extra().trace(self, offset)
     def diagonal(self, offset=0, axis1=0, axis2=1): return _extra().diagonal(self, offset, axis1, axis2)
+    def cumsum(self, axis=None): return _extra().cumsum(self, axis)
+    def cumprod(self, axis=None): return _extra().cumprod(self, axis)
+    def sort(self, axis=-1, kind=None, order=None): return _extra().sort(self, axis, kind, order)
+    def argsort(self, axis=-1, kind=None, order=None): return _extra().argsort(self, axis, kind, order)
 
     def __getitem__(self, key):
         from . import indexing

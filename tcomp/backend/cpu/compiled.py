@@ -34,6 +34,7 @@ from . import kernels_conv as CV
 from . import kernels_data as D
 from . import kernels_pool as PL
 from . import kernels_random as RN
+from . import kernels_scan_sort as SS
 from .kctx import KernelCtx
 from .memory import assign_buffers, donation_candidates, inplace_candidates, schedule_donated, value_in
 from .plan import Planner
@@ -60,6 +61,8 @@ LOWERINGS = {
     "pool2d_grad": (D.direct_leaves, PL.lower_pool2d_grad),
     "pool2d_grad_grad": (D.direct_leaves, PL.lower_pool2d_grad_grad),
     "random": (RN.random_leaves, RN.lower_random),
+    "cumulative": (D.direct_leaves, SS.lower_cumulative),
+    "argsort": (D.direct_leaves, SS.lower_argsort),
 }
 
 _ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)

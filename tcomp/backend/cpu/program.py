@@ -57,6 +57,7 @@ NATIVE_KERNELS = {
     "conv2d": "conv2d", "conv2d_grad_input": "conv2d_grad_input", "conv2d_grad_filters": "conv2d_grad_filters",
     "pool2d": "pool2d", "pool2d_grad": "pool2d_grad", "pool2d_grad_grad": "pool2d_grad_grad", "dimshuffle": "transpose",
     "random_uniform": "random", "random_normal": "random", "random_binomial": "random",
+    "cumsum": "cumulative", "cumprod": "cumulative", "argsort": "argsort",
 }
 
 
