@@ -338,5 +338,12 @@ _EMPTY = np.zeros(1, dtype=np.uint8)
 
 
 def compile_graph(graph, *, name: str = "fn", donate=None) -> CompiledGraph:
-    """Compile ``graph`` (a ``tcomp.ir.Graph``) for the host CPU."""
+    """Compile ``graph`` (a ``tcomp.ir.Graph``) for the host CPU (``tcomp.config.native_program``:
+    as one native program, see ``native_function.py``)."""
+    from tcomp import config
+
+    if config.native_program:
+        from .native_function import NativeFunction
+
+        return NativeFunction(graph, name=name, donate=donate)
     return CompiledGraph(graph, name=name, donate=donate)

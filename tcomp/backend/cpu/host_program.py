@@ -457,14 +457,16 @@ class HostProgram:
         elif s.kind == "constant":
             p = self._constant(v)
         else:
+            # (registers first: goto_entry_block contexts must not nest, a nested one leaves
+            # the outer builder's position stale)
+            off = self._reg(self.kp.buffers[s.index].offset) if s.kind == "buffer" else None
             with b.goto_entry_block():
                 if s.kind in ("input", "output"):
                     arr = inputs if s.kind == "input" else outputs
                     p = b.load(b.gep(arr, [ir.Constant(u.I64, s.index)], source_etype=u.PTR, inbounds=True),
                                typ=u.PTR)
                 else:
-                    off = self._reg(self.kp.buffers[s.index].offset)
-                    p = ws if s.index == 0 and self.kp.buffers[0].offset == 0 else \
+                    p = ws if self.kp.buffers[s.index].offset == 0 else \
                         b.gep(ws, [off], source_etype=u.I8, inbounds=True)
         self._ptr[v] = p
         return p
@@ -561,4 +563,32 @@ class HostProgram:
         return str(self.module)
 
 
-__all__ = ["HostProgram", "Sites"]
+def emit_object(llvm_ir: str, reloc: str = "pic", opt_level: int = 3) -> bytes:
+    """An ELF object of a host-program module for the host CPU (position independent by
+    default, for ``cc`` and shared libraries); it needs ``tcomp_cpu_num_threads`` (an
+    ``int64``) and ``pthread_create``/``pthread_join`` from whatever it is linked with."""
+    import llvmlite.binding as llvm
+
+    from tcomp.runtime import engine
+
+    engine.target_machine()  # initializes the native target
+    target = llvm.Target.from_default_triple()
+    tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
+                                      opt=3, reloc=reloc, codemodel="default")
+    ctx = llvm.create_context()
+    try:
+        mod = llvm.parse_assembly(llvm_ir, context=ctx)
+        try:
+            mod.verify()
+            mod.triple = tm.triple
+            mod.data_layout = str(tm.target_data)
+            if opt_level:
+                engine.optimize(mod, opt_level, loop_unrolling=False)
+            return tm.emit_object(mod)
+        finally:
+            mod.close()
+    finally:
+        ctx.close()
+
+
+__all__ = ["HostProgram", "Sites", "emit_object"]

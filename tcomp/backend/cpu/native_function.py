@@ -10,9 +10,7 @@ Per call, in Python: the input count; one ctypes call to ``plan`` through the sh
 ``pycall.py`` (it reads pointers and dims from the array objects and rejects an input whose
 rank, dtype, byte order, contiguity or alignment is wrong; only then does Python look at
 the inputs: it raises the same error as before or makes a native contiguous copy and calls
-again); the outputs allocated with NumPy (64-byte aligned from 4 KiB on, where vector loads
-gain; a smaller result takes NumPy's allocator, which the kernels accept: they assume only
-element alignment); the workspace from a per-thread cache (grown, never shrunk: a call
+again); the outputs allocated with NumPy, 64-byte aligned; the workspace from a per-thread cache (grown, never shrunk: a call
 touches no fresh pages); donated updates get the shared variable's own array as their
 output when it is writeable, aligned, C-contiguous, of this call's shape and overlaps no
 other input (else a fresh array, and ``tcomp.function`` copies it back); one ctypes call to
@@ -40,8 +38,7 @@ from .host_program import HostProgram, reg_index
 
 PLAN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 RUN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
-#: outputs from this many bytes on are allocated 64-byte aligned
-ALIGNED_FROM = 4096
+_MEMORY = pycall.MEMORY
 
 _libraries: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
 _libraries_lock = threading.Lock()
@@ -126,10 +123,12 @@ class NativeFunction:
     # -- introspection ---------------------------------------------------------------------------
     def dump(self, stage: str) -> str:
         """'llvm': the module after optimization; 'asm': its host assembly."""
+        safe = "".join(c if c.isalnum() else "_" for c in self.name)
+        head = f"; tcomp_{safe}: kernel program {self.hp.hash[:16]} (entries {self.hp.plan_name}, {self.hp.run_name})\n"
         if stage == "llvm":
-            return self.native.library.llvm_ir
+            return head + self.native.library.llvm_ir
         if stage == "asm":
-            return self.native.library.assembly()
+            return head.replace(";", "#", 1) + self.native.library.assembly()
         raise ValueError(f"dump stage must be 'llvm' or 'asm', got {stage!r}")
 
     @property
@@ -189,14 +188,14 @@ class NativeFunction:
         outs = []
         for lo, hi, dtype, static, _ in self._outs:
             shape = static if static is not None else tuple(h[lo:hi])
-            nbytes = math.prod(shape) * dtype.itemsize
-            outs.append(np.empty(shape, dtype) if nbytes < ALIGNED_FROM else aligned_empty(shape, dtype))
+            outs.append(self._empty(shape, dtype))
         donated = ()
         if self._donating:
             donated = []
             for k in self._donating:
-                a = args[self._outs[k][4]]
-                if self._may_donate(a, outs[k], args):
+                pos = self._outs[k][4]
+                a = args[pos]
+                if self._may_donate(pos, a, outs[k], args):
                     outs[k] = a
                     donated.append(k)
         if self._py_run is not None:
@@ -210,6 +209,17 @@ class NativeFunction:
             raise IndexError(f"{k.label}: index out of bounds (checked in native code)")
         self._last = (st, donated)
         return outs
+
+    def _empty(self, shape, dtype):
+        """A fresh 64-byte aligned C array (the data pointer read from the array object when
+        ``pycall`` verified the layout: ``a.ctypes.data`` alone costs more than a small call)."""
+        if self._py_run is None or dtype.itemsize > 16:
+            return aligned_empty(shape, dtype)
+        count = math.prod(shape)
+        raw = np.empty(count + pycall.ALIGN // dtype.itemsize, dtype)  # NumPy's data is 16-byte aligned
+        off = ((-_MEMORY[(id(raw) + pycall.ARR_DATA) >> 3]) % pycall.ALIGN) // dtype.itemsize
+        a = raw[off:off + count]
+        return a if len(shape) == 1 else a.reshape(shape)
 
     def _plan_call(self, args, st) -> tuple:
         """Run ``plan`` for these inputs (repairing or rejecting inputs the shim declines);
@@ -269,14 +279,16 @@ class NativeFunction:
             out.append(a)
         return tuple(out)
 
-    def _may_donate(self, a, fresh, args) -> bool:
-        """``a`` (a donated update's input) may be overwritten by this call."""
+    def _may_donate(self, pos, a, fresh, args) -> bool:
+        """``a`` (input ``pos``, a donated update's) may be overwritten by this call: writeable,
+        C-contiguous, aligned, of this call's shape, and overlapping no other input (two
+        shared variables may borrow one array)."""
         if a.shape != fresh.shape or not (a.flags.writeable and a.flags.c_contiguous and a.flags.aligned):
             return False
         lo = a.ctypes.data
         hi = lo + a.nbytes
-        for b in args:
-            if b is a or not b.nbytes:
+        for j, b in enumerate(args):
+            if j == pos or not b.nbytes:
                 continue
             blo = b.ctypes.data
             if blo < hi and lo < blo + b.nbytes:
@@ -295,3 +307,46 @@ def compile_native(graph, *, name: str = "fn", donate=None) -> NativeFunction:
 
 
 __all__ = ["NativeFunction", "compile_native"]
+
+
+def _fast_call(compiled: NativeFunction, function):
+    """The direct call path of a ``tcomp.function`` with only plain positional inputs and no
+    shared variables or updates (else None): Python checks only that every argument is an
+    ndarray of the exact dtype (skipped with ``trust_input``), then one native call each
+    for plan and run; anything else returns NotImplemented (the general path)."""
+    from tcomp.io import _NO_VALUE
+
+    sig = getattr(function, "signature", None)
+    if function.shared_inputs or function.updates or sig is None:
+        return None
+    params = getattr(sig, "params", None)
+    if params is None or len(params) != compiled.n_in or len(function.inputs) != compiled.n_in:
+        return None
+    for k, p in enumerate(params):
+        if p.default is not _NO_VALUE or p.state is not None or p.implicit or \
+                getattr(sig, "positions", {}).get(id(p.variable)) != k:
+            return None
+    n, n_out, single = compiled.n_in, len(function.outputs), function.single_output
+    dtypes = tuple(compiled._dtypes)
+    ndarray = np.ndarray
+
+    if function.trust_input:
+        def fast(args):
+            if len(args) != n:
+                return NotImplemented
+            outs = compiled(args)
+            return outs[0] if single else outs[:n_out]
+        return fast
+
+    def fast(args):
+        if len(args) != n:
+            return NotImplemented
+        for a, d in zip(args, dtypes):
+            if type(a) is not ndarray or a.dtype is not d:
+                return NotImplemented
+        outs = compiled(args)
+        return outs[0] if single else outs[:n_out]
+    return fast
+
+
+NativeFunction.fast_call = staticmethod(_fast_call)

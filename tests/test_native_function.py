@@ -1,0 +1,118 @@
+"""The native-program call path (``tcomp.config.native_program``): results against NumPy and
+the reference interpreter, the same exceptions as the Python planner's path, odd input
+layouts, ``trust_input``, donation and calls from several threads."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import tcomp
+import tcomp.tensor as T
+from tcomp.backend.cpu.native_function import NativeFunction
+from tcomp.runtime.buffers import is_aligned
+
+
+@pytest.fixture
+def native(monkeypatch):
+    monkeypatch.setattr(tcomp.config, "native_program", True)
+
+
+def _xyz(**kw):
+    x, y, z = T.fvector("x"), T.fvector("y"), T.fvector("z")
+    return tcomp.function([x, y, z], x + y * z, **kw)
+
+
+def test_elementwise_and_odd_layouts(native):
+    f = _xyz()
+    assert isinstance(f.compiled, NativeFunction)
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.standard_normal(7).astype("float32") for _ in range(3))
+    np.testing.assert_allclose(f(a, b, c), a + b * c, rtol=1e-6)
+    big = np.zeros(14, "float32")[::2]  # strided
+    swapped = b.astype(">f4")           # byte-swapped
+    raw = np.zeros(7 * 4 + 1, np.uint8)[1:].view("float32")  # misaligned
+    raw[:] = c
+    out = f(big, swapped, raw)
+    np.testing.assert_allclose(out, b * c, rtol=1e-6)
+    assert is_aligned(out) and not np.shares_memory(out, raw)
+
+
+def _error(fn, *args):
+    with pytest.raises(Exception) as info:
+        fn(*args)
+    return type(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("bad", ["dtype", "rank", "broadcast", "count"])
+def test_errors_match_the_planner_path(monkeypatch, bad):
+    a = np.ones(3, "float32")
+    args = {"dtype": (a, a, np.ones(3)), "rank": (a, a, np.ones((3, 1), "float32")),
+            "broadcast": (a, a, np.ones(4, "float32")), "count": (a, a)}[bad]
+    got = []
+    for flag in (False, True):
+        monkeypatch.setattr(tcomp.config, "native_program", flag)
+        x, y, z = T.fvector("x"), T.fvector("y"), T.fvector("z")
+        fn = tcomp.function([x, y, z], x + y * z).compiled
+        got.append(_error(fn, list(args)))
+    assert got[0] == got[1]
+
+
+def test_value_dependent_shapes_and_index_errors(native):
+    x, n, i = T.matrix("x"), T.iscalar("n"), T.ivector("i")
+    r = T.reshape(x, (n, -1))
+    f = tcomp.function([x, n, i], [r.sum(axis=1), r[i], T.arange(n) * 2])
+    xv = np.arange(12, dtype="float32").reshape(3, 4)
+    for k in (1, 2, 3, 6):
+        s, g, ar = f(xv, np.int32(k), np.array([0, -1], "int32"))
+        want = xv.reshape(k, -1)
+        np.testing.assert_array_equal(s, want.sum(axis=1))
+        np.testing.assert_array_equal(g, want[[0, -1]])
+        np.testing.assert_array_equal(ar, np.arange(k) * 2)
+    with pytest.raises(ValueError, match="reshape"):
+        f(xv, np.int32(5), np.array([0], "int32"))
+    with pytest.raises(IndexError, match="index out of bounds"):
+        f(xv, np.int32(2), np.array([2], "int32"))
+
+
+def test_trust_input(native):
+    f = _xyz(trust_input=True)
+    a = np.arange(3, dtype="float32")
+    np.testing.assert_array_equal(f(a, a, a), a + a * a)
+    # still checked natively: a wrong dtype is converted or refused, never misread
+    with pytest.raises(TypeError, match="expected dtype float32"):
+        f(a, a, np.arange(3.0))
+    with pytest.raises(ValueError):
+        f(a, a, np.ones(4, "float32"))
+
+
+def test_donated_update_and_threads(native):
+    W = tcomp.shared(np.ones((4, 3), "float32"), "W")
+    x = T.matrix("x")
+    step = tcomp.function([x], T.dot(x, W).sum(), updates=[(W, W - 0.5 * T.grad(T.dot(x, W).sum(), W))])
+    storage = W.get_value(borrow=True)
+    xv = np.full((2, 4), 0.25, "float32")
+    step(xv)
+    np.testing.assert_allclose(W.get_value(), 1 - 0.5 * xv.sum(axis=0)[:, None] * np.ones((1, 3)), rtol=1e-6)
+    assert W.get_value(borrow=True) is storage  # written in place
+    assert step.compiled.last_call_memory["donated_updates"] == 1
+
+    f = _xyz()
+    rng = np.random.default_rng(1)
+    data = [tuple(rng.standard_normal(n).astype("float32") for _ in range(3)) for n in (5, 50, 500, 5000)]
+    errors = []
+
+    def work(k):
+        try:
+            for _ in range(50):
+                a, b, c = data[k % len(data)]
+                np.testing.assert_allclose(f(a, b, c), a + b * c, rtol=1e-6)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
