@@ -204,3 +204,18 @@ def test_jit_python_scalars_are_weak(backend):
     assert scale(np.float32(1.0), np.float64(2.0)).dtype == np.float64  # NumPy scalars are strong
     with pytest.raises(OverflowError, match="int8"):
         scale(np.arange(4, dtype="int8"), 1000)
+
+
+def test_signal_conv2d_of_images_and_stacks():
+    from tcomp.tensor.signal import conv as sconv
+
+    rng = np.random.default_rng(5)
+    imgs, filt = rng.standard_normal((3, 7, 6)), rng.standard_normal((2, 3, 2))
+    I3, F3, I2, F2 = T.dtensor3("I3"), T.dtensor3("F3"), T.dmatrix("I2"), T.dmatrix("F2")
+    outs = [sconv.conv2d(I3, F3, image_shape=(3, 7, 6), filter_shape=(2, 3, 2)),
+            sconv.conv2d(I2, F2, border_mode="full", filter_shape=(3, 2)), sconv.conv2d(I3, F2, subsample=(2, 1))]
+    a, b, c = tcomp.function([I3, F3, I2, F2], outs, backend="reference")(imgs, filt, imgs[0], filt[1])
+    assert a.shape == (3, 2, 5, 5) and b.shape == (9, 7) and c.shape == (3, 3, 5)
+    np.testing.assert_allclose(a, np_conv(imgs[:, None], filt[:, None]), rtol=1e-10)
+    np.testing.assert_allclose(b, np_conv(imgs[None, :1], filt[None, 1:2], pad=(2, 1))[0, 0], rtol=1e-10)
+    np.testing.assert_allclose(c, np_conv(imgs[:, None], filt[None, 1:2], stride=(2, 1))[:, 0], rtol=1e-10)
