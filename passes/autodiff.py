@@ -24,7 +24,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
-from tcomp.ir import Constant, Graph, TensorType, get_op
+from tcomp.ir import Constant, Graph, TensorType, TupleType, get_op
 from tcomp.ir import dtypes as dt
 
 VJP_RULES: dict[str, Callable] = {}
@@ -176,7 +176,10 @@ def broadcast_like(g: Graph, v: int, ref: int) -> int:
 
 
 def is_float_node(g: Graph, n: int) -> bool:
-    return dt.is_float(g.type(n).dtype)
+    t = g.type(n)
+    if isinstance(t, TupleType):  # a multi-result node (scan, ifelse): some result is float
+        return any(dt.is_float(e.dtype) for e in t.elements)
+    return dt.is_float(t.dtype)
 
 
 # -- the transformation -------------------------------------------------------------------
@@ -193,7 +196,7 @@ def _ancestors(g: Graph, seeds: Iterable[int], blocked: set) -> set:
         if n in seen:
             continue
         seen.add(n)
-        if n in blocked or not get_op(g.op(n)).differentiable:
+        if n in blocked or (not get_op(g.op(n)).differentiable and g.op(n) != "get_output"):
             continue
         for p in g.operands(n):
             if p not in seen:
@@ -268,14 +271,31 @@ def grad(graph: Graph, cost: Optional[int], wrt, consider_constant=(), disconnec
         if n in relevant and is_float_node(g, n):  # (int nodes are relevant only as connectors)
             accumulate(n, c)
 
+    # a multi-result node (scan, ifelse; type TupleType) gets its cotangents from the
+    # get_output nodes reading it, one per result (None where a result has none); its rule
+    # receives them as a list
+    tuple_cot: dict[int, dict] = {}
     order = [n for n in g.topo_order() if n in relevant]
     for n in reversed(order):
-        if n not in cot or n in blocked:
+        if n in blocked:
             continue
+        if isinstance(g.type(n), TupleType):
+            if n not in tuple_cot:
+                continue
+            ct = [tuple_cot[n].get(i) for i in range(len(g.type(n).elements))]
+        elif n not in cot:
+            continue
+        else:
+            ct = cot[n]
         opname = g.op(n)
         if get_op(opname).source:
             continue
         operands = g.operands(n)
+        if opname == "get_output" and isinstance(g.type(operands[0]), TupleType):
+            parts = tuple_cot.setdefault(operands[0], {})
+            i = g.attrs(n)["index"]
+            parts[i] = ct if i not in parts else g.add_node("add", (parts[i], ct))
+            continue
         wants = [o in relevant and is_float_node(g, o) for o in operands]
         if not any(wants):
             continue
@@ -283,7 +303,7 @@ def grad(graph: Graph, cost: Optional[int], wrt, consider_constant=(), disconnec
         if rule is None:
             raise TypeError(f"grad: op {opname!r} ({label(g, n)}) has no VJP rule in "
                                       f"tcomp.passes.autodiff.VJP_RULES")
-        results = rule(VJPContext(g, n, operands, cot[n], wants))
+        results = rule(VJPContext(g, n, operands, ct, wants))
         if len(results) != len(operands):
             raise RuntimeError(f"VJP rule of {opname!r} returned {len(results)} cotangents "
                                f"for {len(operands)} operands")
@@ -331,4 +351,5 @@ def _remove_unused_new_nodes(g: Graph, first_new: int, keep: list) -> None:
 
 
 # registers the rules for tcomp's ops; autodiff_conv: conv2d, pool2d and their gradient ops
-from . import autodiff_conv, autodiff_rules, autodiff_scan_sort  # noqa: E402,F401
+# autodiff_scan: scan and ifelse (backpropagation through time)
+from . import autodiff_conv, autodiff_rules, autodiff_scan, autodiff_scan_sort  # noqa: E402,F401

@@ -134,8 +134,9 @@ class Extents:
         g = self.g
         t = g.type(n)
         op = g.op(n)
-        if isinstance(t, TupleType):  # a multi-output fused kernel
-            self._dims[n] = self._fused(n)
+        if isinstance(t, TupleType):  # a multi-output fused kernel (or a scan/ifelse: nothing known)
+            self._dims[n] = self._fused(n) if op == "fused" else [self._fresh((n, k), e)
+                                                                  for k, e in enumerate(t.elements)]
             return
         out = self._fresh(n, t)
         self._dims[n] = out

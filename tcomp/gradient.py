@@ -90,7 +90,8 @@ def _reach(seeds, blocked: set) -> set:
         if id(v) in seen:
             continue
         seen.add(id(v))
-        if id(v) in blocked or v.op in ("input", "constant") or not get_op(v.op).differentiable:
+        if id(v) in blocked or v.op in ("input", "constant") or (
+                not get_op(v.op).differentiable and v.op != "get_output"):  # (get_output: a scan's result)
             continue
         stack.extend(o for o in v.inputs if id(o) not in seen)
     return seen

@@ -1,0 +1,241 @@
+"""VJP rules of the control-flow ops: ``scan`` (backpropagation through time) and ``ifelse``.
+
+The VJP of a loop is another loop running backwards over the forward steps (Theano's
+design).  Its body is built from the forward body: the forward step is inlined (so the
+values its derivative needs are recomputed per step from the stored states, instead of
+storing every intermediate), then ``tcomp.passes.autodiff.grad`` differentiates it with
+the step's output cotangents as known gradients.  What the backward loop carries:
+
+* per float recurrent output with taps ``T`` (``L = -min(T)``): a window ``Q`` of shape
+  ``(L, *state)``, ``Q[r]`` = the cotangent collected so far for the state value ``r``
+  steps before the current one; at forward step ``t`` the total cotangent of its new value
+  is ``dY[t] + Q[0]``, and the step's tap cotangents shift into the window;
+* per float non-sequence: the sum of its per-step cotangents.
+
+The forward values a backward step reads (each tap's state, each sequence row, each
+output cotangent row) are sequences of the backward loop: rows of ``concatenate(init,
+outputs)`` and of the operands, reversed.  ``truncate_gradient = k`` runs only the last
+``k`` steps backwards (Theano's truncated BPTT): rows before them get zero cotangents,
+and so do the initial states unless the loop ran at most ``k`` steps.
+
+``ifelse``'s VJP is an ``ifelse`` on the same condition whose branches are the VJPs of
+the branches (a branch's cotangent for a captured value it does not read is zero).
+"""
+from __future__ import annotations
+
+from tcomp.ir import Graph, TensorType
+from tcomp.ir import dtypes as dt
+from tcomp.ir.ops.control import Body, scan_layout
+
+from .autodiff import cast_to, const, grad, match_type, op, register_vjp, zeros_like
+
+I64 = "int64"
+
+
+def inline(dst: Graph, src: Graph, inputs) -> list:
+    """Copy ``src``'s nodes into ``dst`` with ``src``'s inputs standing for ``inputs``; its outputs."""
+    m = dict(zip(src.inputs, inputs))
+    for n in src.topo_order():
+        if n in m:
+            continue
+        o = src.op(n)
+        if o == "input":
+            raise ValueError(f"inline: input %{n} of the nested graph is not listed in its inputs")
+        if o == "constant":
+            m[n] = dst.add_constant(src.attrs(n)["value"], name=src.name(n))
+        else:
+            m[n] = dst.add_node(o, [m[p] for p in src.operands(n)], src.attrs(n), name=src.name(n))
+    return [m[o] for o in src.outputs]
+
+
+def _row_type(t: TensorType) -> TensorType:
+    return TensorType(t.dtype, t.shape[1:])
+
+
+def _is_float(t) -> bool:
+    return isinstance(t, TensorType) and dt.is_float(t.dtype)
+
+
+def _slice_rows(g, v, start, stop):
+    return g.add_node("subtensor", [v, start, stop], {"index": (("s", "$1", "$2", None),)})
+
+
+def _reverse(g, v):
+    return g.add_node("subtensor", [v], {"index": (("s", None, None, -1),)})
+
+
+def _zeros_with_lead(g, ref, lead: int):
+    """Zeros of ``ref``'s type with a leading axis of static size ``lead`` prepended."""
+    t = g.type(ref)
+    attr = (lead,) + tuple(d if isinstance(d, int) else None for d in t.shape)
+    dims = [op(g, "shape", ref, axis=i) for i, d in enumerate(t.shape) if not isinstance(d, int)]
+    return g.add_node("alloc", [const(g, 0, t.dtype)] + dims, {"shape": attr})
+
+
+def _results(g, node, count):
+    if count == 1:
+        return [node]
+    return [g.add_node("get_output", [node], {"index": k}) for k in range(count)]
+
+
+@register_vjp("scan")
+def _scan_vjp(ctx):
+    g, node, operands = ctx.graph, ctx.node, ctx.operands
+    attrs = ctx.attrs
+    fwd = attrs["body"].graph
+    n_seqs, n_rec, n_nitsot, n_nonseq, taps = scan_layout(attrs, len(operands))
+    n_out = n_rec + n_nitsot
+    store = attrs["store"] or ("all",) * n_out
+    if "last" in store:
+        raise TypeError("grad: this scan keeps only the last value of some output (an optimized graph); "
+                        "differentiate the graph before optimizing it")
+    cts = list(ctx.cotangent) if isinstance(ctx.cotangent, list) else [ctx.cotangent]
+    seqs = operands[1:1 + n_seqs]
+    inits = operands[1 + n_seqs:1 + n_seqs + n_rec]
+    nonseqs = operands[1 + n_seqs + n_rec:]
+    outs = _results(g, node, n_out)
+    body_out_types = attrs["body"].output_types
+
+    n_done = op(g, "shape", outs[0], axis=0)
+    trunc = attrs["truncate_gradient"]
+    m = n_done if trunc == -1 else op(g, "minimum", n_done, const(g, trunc, I64))
+    lo = const(g, 0, I64) if trunc == -1 else op(g, "sub", n_done, m)  # the first step backpropagated
+
+    def rows_reversed(v, offset=0):
+        """Rows offset+lo .. offset+n_done-1 of v, last first."""
+        a = lo if not offset else op(g, "add", lo, const(g, offset, I64))
+        b = n_done if not offset else op(g, "add", n_done, const(g, offset, I64))
+        return _reverse(g, _slice_rows(g, v, a, b))
+
+    float_rec = [i for i in range(n_rec) if _is_float(g.type(inits[i]))]
+    float_nonseq = [j for j in range(n_nonseq) if _is_float(g.type(nonseqs[j]))]
+    ct_rec = [i for i in float_rec if cts[i] is not None]
+    ct_nitsot = [k for k in range(n_nitsot) if cts[n_rec + k] is not None and _is_float(body_out_types[n_rec + k])]
+    if not ct_rec and not ct_nitsot:
+        return [None] * len(operands)
+
+    # -- outer sequences of the backward loop, and the backward body's inputs (same order) --
+    bg = Graph()
+    outer_seqs = []
+
+    def seq_input(outer):
+        outer_seqs.append(outer)
+        return bg.add_input(_row_type(g.type(outer)))
+
+    b_seq = [seq_input(rows_reversed(s)) for s in seqs]
+    b_tap = []
+    for i in range(n_rec):
+        L = -taps[i][0]
+        full = g.add_node("concatenate", [inits[i], outs[i]], {"axis": 0})
+        b_tap.append({t: seq_input(rows_reversed(full, L + t)) for t in taps[i]})
+    b_cty = {i: seq_input(rows_reversed(cts[i])) for i in ct_rec}
+    b_ctz = {k: seq_input(rows_reversed(cts[n_rec + k])) for k in ct_nitsot}
+    outer_inits = [_zeros_with_lead(g, inits[i], 1) for i in float_rec] + \
+                  [_zeros_with_lead(g, nonseqs[j], 1) for j in float_nonseq]
+    b_state = [bg.add_input(_row_type(g.type(z))) for z in outer_inits]
+    b_q = dict(zip(float_rec, b_state[:len(float_rec)]))
+    b_acc = dict(zip(float_nonseq, b_state[len(float_rec):]))
+    b_nonseq = [bg.add_input(g.type(p)) for p in nonseqs]
+
+    # -- the backward step: the forward step inlined, differentiated --
+    f_inputs = b_seq + [b_tap[i][t] for i in range(n_rec) for t in taps[i]] + b_nonseq
+    fo = inline(bg, fwd, f_inputs)
+    known: dict = {}
+
+    def seed(node_, c):
+        c = match_type(bg, cast_to(bg, c, bg.type(node_).dtype), node_)
+        known[node_] = c if node_ not in known else bg.add_node("add", (known[node_], c))
+
+    q0 = {}
+    for i in float_rec:
+        q0[i] = bg.add_node("subtensor", [b_q[i]], {"index": (("i", 0),)})
+        total = q0[i] if i not in b_cty else op(bg, "add", q0[i], b_cty[i])
+        seed(fo[i], total)
+    for k in ct_nitsot:
+        seed(fo[n_rec + k], b_ctz[k])
+    wrt = ([b_seq[k] for k in range(n_seqs) if _is_float(bg.type(b_seq[k]))]
+           + [b_tap[i][t] for i in float_rec for t in taps[i]]
+           + [b_nonseq[j] for j in float_nonseq])
+    grads = dict(zip(wrt, grad(bg, None, wrt, disconnected_inputs="ignore", known_grads=known))) if wrt else {}
+
+    new_states = []
+    for i in float_rec:
+        L = -taps[i][0]
+        rows = []
+        for r in range(L):
+            parts = []
+            if r + 1 < L:
+                parts.append(bg.add_node("subtensor", [b_q[i]], {"index": (("i", r + 1),)}))
+            if -(r + 1) in b_tap[i]:
+                parts.append(grads[b_tap[i][-(r + 1)]])
+            v = parts[0] if parts else zeros_like(bg, q0[i])
+            for p in parts[1:]:
+                v = op(bg, "add", v, p)
+            rows.append(match_type(bg, v, q0[i]))
+        new_states.append(op(bg, "stack", *rows, axis=0))
+    for j in float_nonseq:
+        new_states.append(op(bg, "add", b_acc[j], grads[b_nonseq[j]]))
+    dseq_k = [k for k in range(n_seqs) if b_seq[k] in grads]
+    bg.outputs = new_states + [grads[b_seq[k]] for k in dseq_k]
+    if not bg.outputs:
+        return [None] * len(operands)
+    bg.remove_dead()
+
+    n_states = len(new_states)
+    back = g.add_node("scan", [m] + outer_seqs + outer_inits + list(nonseqs),
+                      {"body": Body(bg), "n_seqs": len(outer_seqs), "taps": ((-1,),) * n_states,
+                       "n_nitsot": len(dseq_k), "until": False,
+                       "store": ("last",) * n_states + ("all",) * len(dseq_k), "truncate_gradient": -1,
+                       "name": None if attrs["name"] is None else f"grad_of_{attrs['name']}"})
+    res = _results(g, back, len(bg.outputs))
+    result = [None] * len(operands)
+    for pos, i in enumerate(float_rec):
+        d = _reverse(g, res[pos])
+        if trunc != -1:
+            d = op(g, "where", op(g, "eq", m, n_done), d, const(g, 0, g.type(d).dtype))
+        result[1 + n_seqs + i] = match_type(g, d, inits[i])
+    for pos, j in enumerate(float_nonseq):
+        result[1 + n_seqs + n_rec + j] = match_type(g, res[len(float_rec) + pos], nonseqs[j])
+    for pos, k in enumerate(dseq_k):
+        rows = _reverse(g, res[n_states + pos])
+        full = g.add_node("set_subtensor", [zeros_like(g, seqs[k]), rows, lo, n_done],
+                          {"index": (("s", "$2", "$3", None),)})
+        result[1 + k] = full
+    return result
+
+
+@register_vjp("ifelse")
+def _ifelse_vjp(ctx):
+    g, operands, attrs = ctx.graph, ctx.operands, ctx.attrs
+    captured = operands[1:]
+    types = [g.type(c) for c in captured]
+    n_res = len(attrs["then_body"].graph.outputs)
+    cts = list(ctx.cotangent) if isinstance(ctx.cotangent, list) else [ctx.cotangent]
+    res_types = attrs["then_body"].output_types
+    with_ct = [k for k in range(n_res) if cts[k] is not None and _is_float(res_types[k])]
+    wanted = [j for j, c in enumerate(captured) if ctx.wants[1 + j] and _is_float(types[j])]
+    if not with_ct or not wanted:
+        return [None] * len(operands)
+    ct_nodes = [cts[k] for k in with_ct]
+
+    def branch_vjp(body):
+        bg = Graph()
+        ins = [bg.add_input(t) for t in types]
+        ct_ins = [bg.add_input(g.type(c)) for c in ct_nodes]
+        fo = inline(bg, body.graph, ins)
+        known = {}
+        for k, c in zip(with_ct, ct_ins):
+            c = match_type(bg, cast_to(bg, c, bg.type(fo[k]).dtype), fo[k])
+            known[fo[k]] = c if fo[k] not in known else bg.add_node("add", (known[fo[k]], c))
+        wrt = [ins[j] for j in wanted]
+        bg.outputs = grad(bg, None, wrt, disconnected_inputs="ignore", known_grads=known)
+        bg.remove_dead()
+        return Body(bg)
+
+    new = g.add_node("ifelse", [operands[0]] + list(captured) + ct_nodes,
+                     {"then_body": branch_vjp(attrs["then_body"]), "else_body": branch_vjp(attrs["else_body"])})
+    res = _results(g, new, len(wanted))
+    result = [None] * len(operands)
+    for j, r in zip(wanted, res):
+        result[1 + j] = match_type(g, r, captured[j])
+    return result
