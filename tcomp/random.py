@@ -218,7 +218,8 @@ class RandomStreams:
 
     # -- Theano's distributions ------------------------------------------------------------
     def uniform(self, size=None, low=0.0, high=1.0, ndim=None, dtype=None):
-        """Uniform in ``[low, high)``; ``low``/``high`` may be tensors (broadcast with ``size``)."""
+        """Uniform in ``[low, high)``; ``low``/``high`` may be tensors (broadcast with ``size``;
+        then ``low + (high - low) * u`` may round up to ``high`` itself, as in Theano)."""
         if _is_const(low) and _is_const(high):
             dims = normalize_size(size, ndim, (), "uniform")
             out, rng = self._primitive("random_uniform", dims, _float_dtype(dtype, ()),
