@@ -7,7 +7,9 @@
 from . import (
     compile,  # noqa: F401
     config,  # noqa: F401
+    ifelse,  # noqa: F401  (a module, as in Theano: tcomp.ifelse.ifelse)
     printing,  # noqa: F401
+    scan_module,  # noqa: F401
     tensor,  # noqa: F401
 )
 from .function import Function, function  # noqa: F401
@@ -16,6 +18,7 @@ from .jit import jit  # noqa: F401
 from .mode import DebugMode, DebugModeError, Mode  # noqa: F401
 from .printing import pp  # noqa: F401
 from .random import RandomStreams  # noqa: F401
+from .scan import foldl, foldr, map, reduce, scan, until  # noqa: F401,A004  (Theano's theano.scan, theano.map, ...)
 from .shared import SharedVariable, shared  # noqa: F401
 from .trace import MissingInputError  # noqa: F401
 
