@@ -219,3 +219,24 @@ def test_signal_conv2d_of_images_and_stacks():
     np.testing.assert_allclose(a, np_conv(imgs[:, None], filt[:, None]), rtol=1e-10)
     np.testing.assert_allclose(b, np_conv(imgs[None, :1], filt[None, 1:2], pad=(2, 1))[0, 0], rtol=1e-10)
     np.testing.assert_allclose(c, np_conv(imgs[:, None], filt[None, 1:2], stride=(2, 1))[:, 0], rtol=1e-10)
+
+
+def test_abstract_conv_gradients_are_adjoints_of_conv2d():
+    """<conv2d(x, w), g> = <x, grad_wrt_inputs(g, w)> = <w, grad_wrt_weights(x, g)>, with the
+    forward convolution computed by NumPy."""
+    from tcomp.tensor.nnet import abstract_conv
+
+    rng = np.random.default_rng(6)
+    x, w, g = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal((2, 4, 4, 4))
+    G, W, X = T.dtensor4("G"), T.dtensor4("W"), T.dtensor4("X")
+    gi = abstract_conv.conv2d_grad_wrt_inputs(G, W, (None, 3, 7, 6), filter_shape=(4, 3, 3, 2), border_mode="half",
+                                              subsample=(2, 2))
+    gw = abstract_conv.conv2d_grad_wrt_weights(X, G, (4, 3, 3, 2), border_mode="half", subsample=(2, 2))
+    tr = T.nnet.conv2d_transpose(G, W, (2, 3, 7, 6), filter_shape=(4, 3, 3, 2), border_mode="half",
+                                 input_dilation=(2, 2))
+    a, b, c = tcomp.function([G, W, X], [gi, gw, tr], backend="reference")(g, w, x)
+    forward = np_conv(x, w, pad=(1, 1), stride=(2, 2))
+    assert a.shape == x.shape and b.shape == w.shape
+    np.testing.assert_allclose(np.sum(forward * g), np.sum(x * a), rtol=1e-10)
+    np.testing.assert_allclose(np.sum(forward * g), np.sum(w * b), rtol=1e-10)
+    np.testing.assert_array_equal(a, c)

@@ -191,6 +191,7 @@ def dropout(x, p, srng):
 
 # Theano's submodules of T.nnet, importable as modules (``from tcomp.tensor.nnet import conv``,
 # ``import tcomp.tensor.nnet.conv``) although this is a module, not a package.
+from . import nnet_abstract_conv as abstract_conv  # noqa: E402
 from . import nnet_bn as bn  # noqa: E402
 from . import nnet_conv as conv  # noqa: E402
 from .nnet_extra import (  # noqa: E402,F401
@@ -202,5 +203,7 @@ from .nnet_extra import (  # noqa: E402,F401
     ultra_fast_sigmoid,
 )
 
+conv2d_transpose = abstract_conv.conv2d_transpose
 sys.modules[__name__ + ".conv"] = conv
+sys.modules[__name__ + ".abstract_conv"] = abstract_conv
 sys.modules[__name__ + ".bn"] = bn
