@@ -139,8 +139,8 @@ def test_c_program_calls_plan_and_run(tmp_path, monkeypatch):
 
 def test_same_graph_same_module_text():
     """Symbols come from the program hash: two compilations give the same module text."""
-    from tcomp.passes.lower_kernels import _Lowering
     from tcomp.backend.cpu.host_program import HostProgram
+    from tcomp.passes.lower_kernels import _Lowering
 
     x, n = T.matrix("x"), T.iscalar("n")
     g = tcomp.function([x, n], T.exp(T.reshape(x, (n, -1))).sum(axis=0), backend="reference").optimized

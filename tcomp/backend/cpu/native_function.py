@@ -10,8 +10,8 @@ Per call, in Python: the input count; one ctypes call to ``plan`` through the sh
 ``pycall.py`` (it reads pointers and dims from the array objects and rejects an input whose
 rank, dtype, byte order, contiguity or alignment is wrong; only then does Python look at
 the inputs: it raises the same error as before or makes a native contiguous copy and calls
-again); the outputs allocated with NumPy, 64-byte aligned; the workspace from a per-thread cache (grown, never shrunk: a call
-touches no fresh pages); donated updates get the shared variable's own array as their
+again); the outputs allocated with NumPy, 64-byte aligned; the workspace from a per-thread
+cache (grown, never shrunk: a call touches no fresh pages); donated updates get the shared variable's own array as their
 output when it is writeable, aligned, C-contiguous, of this call's shape and overlaps no
 other input (else a fresh array, and ``tcomp.function`` copies it back); one ctypes call to
 ``run``.  Nothing mutable is shared between threads (scratch, registers and workspace are
@@ -34,7 +34,7 @@ from tcomp.runtime import engine
 from tcomp.runtime.buffers import aligned_empty
 
 from . import pycall
-from .host_program import HostProgram, reg_index
+from .host_program import HostProgram
 
 PLAN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 RUN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
