@@ -9,10 +9,8 @@ draws):
   (exact; ``p`` need not be normalized, a zero weight never wins);
 * the order in which the race's runners arrive is sequential sampling *without*
   replacement (NumPy's ``choice(replace=False, p=...)``): the first ``m`` arrivals;
-* a uniform permutation is the rank vector of i.i.d. uniform keys (ties, of probability
-  about ``n**2 / 2**54``, broken by position).  Ranks are computed by comparing all pairs,
-  so a permutation of ``n`` items costs ``n**2`` comparisons and bytes: meant for the
-  sizes Theano programs draw (minibatch orders, small vocabularies), not millions.
+* a uniform permutation is the (stable) argsort of i.i.d. uniform float64 keys (ties, of
+  probability about ``n**2 / 2**54``, keep their positions): ``n log n`` work.
 """
 from __future__ import annotations
 
@@ -36,22 +34,11 @@ def _expand(x: Variable, where: int) -> Variable:
     return x.dimshuffle(*pattern)
 
 
-def ranks(keys: Variable) -> Variable:
-    """Rank of every key along the last axis (0 = smallest; equal keys by position), int64."""
-    k = B.shape_i(keys, keys.ndim - 1)
-    ki, kj = _expand(keys, -1), _expand(keys, -2)  # [..., i, 1] and [..., 1, j]
-    idx = B.arange(k)
-    earlier = B.lt(_expand(idx, 0), _expand(idx, 1))  # [i, j]: j < i
-    before = B.logical_or(B.lt(kj, ki), B.logical_and(B.eq(kj, ki), earlier))
-    return B.sum(B.cast(before, "int64"), axis=-1)
+def _order(keys: Variable) -> Variable:
+    """Positions of the keys along the last axis in increasing order (stable argsort)."""
+    from .tensor.extra import argsort
 
-
-def _first_arrivals(r: Variable, m) -> Variable:
-    """Given ranks ``r`` (..., k), the positions holding ranks 0..m-1, in that order: (..., m)."""
-    k = B.shape_i(r, r.ndim - 1)
-    target = _expand(B.arange(m), 1)  # [m, 1]
-    hit = B.eq(_expand(r, -2), target)  # [..., m, k]
-    return B.sum(B.cast(hit, "int64") * B.arange(k), axis=-1)
+    return argsort(keys, axis=-1)
 
 
 def _exponentials(srng, dims):
@@ -79,7 +66,8 @@ def weighted_without_replacement(srng, pvals, m):
     lead = tuple(B.shape_i(pvals, i) for i in range(pvals.ndim - 1))
     k = B.shape_i(pvals, pvals.ndim - 1)
     e, rng = _exponentials(srng, lead + (k,))
-    return _first_arrivals(ranks(e / pvals), m), rng
+    order = _order(e / pvals)
+    return order[(slice(None),) * (order.ndim - 1) + (slice(0, m),)], rng
 
 
 def _count(size_dims) -> Variable:
@@ -129,7 +117,7 @@ def choice(srng, size=None, a=2, replace=True, p=None, ndim=None, dtype="int64")
         idx = B.minimum(B.cast(B.floor(u * B.cast(kk, "float64")), "int64"), kk - 1)
     else:
         u, rng = srng._standard_uniform((k,), "float64")
-        idx = B.reshape(ranks(u)[:_count(dims)], dims)
+        idx = B.reshape(_order(u)[:_count(dims)], dims)
     out = items[idx] if items is not None else B.cast(idx, dtype)
     _check_shape(out, dims, "choice")
     return _wrap(out, rng)
@@ -142,7 +130,7 @@ def permutation(srng, size=None, n=1, ndim=None, dtype="int64"):
     if _is_const(n) and int(n) < 0:
         raise ValueError(f"permutation: n must be >= 0, got {n!r}")
     u, rng = srng._standard_uniform(tuple(dims) + (nv if not _is_const(nv) else int(nv),), "float64")
-    return _wrap(B.cast(ranks(u), dtype), rng)
+    return _wrap(B.cast(_order(u), dtype), rng)
 
 
 def multinomial(srng, size=None, n=1, pvals=(0.5, 0.5), ndim=None, dtype="int64"):
@@ -180,7 +168,7 @@ def shuffle_row_elements(srng, input):
         raise ValueError(f"shuffle_row_elements: needs at least one axis, got {x.describe()}")
     lead = tuple(B.shape_i(x, i) for i in range(x.ndim - 1))
     u, rng = srng._standard_uniform(lead + (B.shape_i(x, x.ndim - 1),), "float64")
-    perm = ranks(u)
+    perm = _order(u)
     if x.ndim == 1:
         return _wrap(x[perm], rng)
     flat = B.reshape(x, (-1, B.shape_i(x, x.ndim - 1)))
