@@ -23,6 +23,7 @@ from .canonicalize import canonicalize
 from .cse import cse, dce
 from .fold import constant_fold
 from .fusion import fuse_elementwise
+from .scan_opt import scan_opt
 from .simplify import simplify
 from .stabilize import stabilize
 
@@ -51,13 +52,14 @@ register_pass("constant_fold", constant_fold)
 register_pass("cse", cse)
 register_pass("simplify", simplify)
 register_pass("stabilize", stabilize)
+register_pass("scan_opt", scan_opt)
 register_pass("fuse_elementwise", fuse_elementwise)
 register_pass("dce", dce)
 
 #: the pipelines by mode; a name may appear more than once (cse/dce run again after rewrites)
 PIPELINES: dict[str, tuple[str, ...]] = {
     "default": ("canonicalize", "constant_fold", "cse", "simplify", "stabilize", "simplify", "constant_fold", "cse",
-                "dce", "fuse_elementwise", "dce"),
+                "dce", "scan_opt", "fuse_elementwise", "dce"),
     "fast_compile": ("canonicalize", "dce"),
 }
 
