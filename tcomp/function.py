@@ -16,9 +16,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from tcomp import config
 from tcomp.ir import dtypes as dt
 
+from . import io as _io
 from .shared import SharedLocks, SharedVariable
 from .tensor.variable import Variable, as_variable
 from .trace import _postorder, build_graph, givens_substitution
@@ -93,10 +93,11 @@ def _reachable(roots, givens):
     return {id(v) for v in _postorder(list(roots), givens_substitution(givens))}
 
 
-def _default_updates(roots, updates, givens):
+def _default_updates(roots, updates, givens, skip=()):
     """Updates of shared variables used by ``roots`` that carry a ``default_update``
-    (random-stream counters), unless the user updates them explicitly."""
-    explicit = {var for var, _ in updates}
+    (random-stream counters), unless the user updates them explicitly or lists them in
+    ``skip`` (``no_default_updates``)."""
+    explicit = {var for var, _ in updates} | set(skip)
     found = []
     pending = list(roots)
     sub = givens_substitution(givens)
@@ -115,17 +116,30 @@ class Function:
     """A compiled function.  Call with positional or keyword (input name) arguments."""
 
     def __init__(self, inputs, outputs, updates=None, givens=None, name=None, on_unused_input="raise",
-                 backend=None, mode=None, exclude=(), allow_input_downcast=None, pass_options=None):
+                 backend=None, mode=None, exclude=(), allow_input_downcast=None, pass_options=None,
+                 no_default_updates=False, trust_input=False):
+        #: skip the Python-side input checks (PyTensor's ``trust_input``; native code still checks)
+        self.trust_input = bool(trust_input)
+        #: the arguments a copy or an unpickled function is rebuilt with (tcomp/rebuild.py)
+        self._options = dict(on_unused_input=on_unused_input, backend=backend, mode=mode, exclude=exclude,
+                             allow_input_downcast=allow_input_downcast, pass_options=pass_options)
         if on_unused_input not in ("raise", "warn", "ignore"):
             raise ValueError(f"on_unused_input must be 'raise', 'warn' or 'ignore', got {on_unused_input!r}")
         inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        #: how arguments bind to the inputs: In defaults, names, states (tcomp/io.py)
+        self.signature, state_givens, state_updates = _io.normalize_inputs(inputs)
+        inputs = self.signature.inputs
         _check_inputs(inputs)
+        outputs = _io.unwrap_outputs(outputs)
         self.single_output = outputs is not None and not isinstance(outputs, (list, tuple))
         outputs = [] if outputs is None else ([outputs] if self.single_output else list(outputs))
         outputs = [as_variable(o, f"output {i}") for i, o in enumerate(outputs)]
-        self.updates = _normalize_updates(updates)
+        self.updates = _normalize_updates(updates) + _normalize_updates(state_updates)
         givens = _check_givens(givens)
-        self.updates += _default_updates(outputs + [e for _, e in self.updates], self.updates, givens)
+        givens.update(_check_givens(state_givens))
+        skip = _io.skipped_default_updates(no_default_updates)
+        if skip is not None:
+            self.updates += _default_updates(outputs + [e for _, e in self.updates], self.updates, givens, skip)
         roots = outputs + [e for _, e in self.updates]
         reachable = _reachable(roots, givens)
         for v in inputs:
@@ -141,22 +155,30 @@ class Function:
         self.allow_input_downcast = allow_input_downcast
         t0 = time.perf_counter()
         self.traced, _, self.shared_inputs = build_graph(inputs, roots, givens)
-        self.backend = backend or config.backend
+        from .mode import get_mode
+
+        #: the compilation mode (tcomp/mode.py): pass pipeline, backend, DebugMode's checks
+        self.mode = get_mode(mode)
+        self.backend = backend or self.mode.backend
         from .compile import compile_graph, optimize
 
         t1 = time.perf_counter()
-        self.optimized, self.pass_report = optimize(self.traced, mode=mode, exclude=exclude,
-                                                    pass_options=pass_options)
+        self.optimized, self.pass_report = optimize(self.traced, mode=self.mode.pipeline,
+                                                    exclude=self.mode.excluded(exclude), pass_options=pass_options)
         t2 = time.perf_counter()
         #: graph output position -> input position: updates the backend may write in place
         self.donations = self._donations(len(inputs), len(outputs))
         self.compiled = compile_graph(self.optimized, backend=self.backend, name=self.name,
                                       donate=self.donations)
+        self.compiled = self.mode.wrap(self.compiled, self)  # DebugMode checks every call
         #: held during every call: write locks of the updated shared variables, read locks
         #: of the other shared variables read (tcomp/shared.py states the rule)
         self._locks = SharedLocks(read=self.shared_inputs, write=[var for var, _ in self.updates])
         #: seconds spent building the graph, in the passes, and in the backend (LLVM + JIT)
         self.compile_seconds = {"trace": t1 - t0, "passes": t2 - t1, "backend": time.perf_counter() - t2}
+        #: a backend's direct call path for plain positional calls (None: the general path below)
+        make_fast = getattr(type(self.compiled), "fast_call", None)
+        self._fast = make_fast(self.compiled, self) if make_fast is not None else None
 
     def _donations(self, n_inputs: int, n_outputs: int) -> dict:
         """Graph output position -> input position for every update whose target is read by
@@ -202,22 +224,12 @@ class Function:
         raise TypeError(f"argument {label!r}: value of dtype {arr.dtype.name} does not fit {want}")
 
     def __call__(self, *args, **kwargs):
-        if len(args) > len(self.inputs):
-            raise TypeError(f"{self.name}() takes {len(self.inputs)} arguments, got {len(args)}")
-        values = list(args) + [None] * (len(self.inputs) - len(args))
-        given = [True] * len(args) + [False] * (len(self.inputs) - len(args))
-        names = {v.name: i for i, v in enumerate(self.inputs) if v.name}
-        for key, value in kwargs.items():
-            if key not in names:
-                raise TypeError(f"{self.name}() got an unexpected keyword argument {key!r}")
-            i = names[key]
-            if given[i]:
-                raise TypeError(f"{self.name}() got multiple values for argument {key!r}")
-            values[i], given[i] = value, True
-        missing = [self.inputs[i].name or f"input {i}" for i, g in enumerate(given) if not g]
-        if missing:
-            raise TypeError(f"{self.name}() missing argument(s): {', '.join(missing)}")
-        arrays = [self._convert(v, var) for v, var in zip(values, self.inputs)]
+        if self._fast is not None and not kwargs:
+            out = self._fast(args)
+            if out is not NotImplemented:
+                return out
+        # positional/keyword arguments, In defaults and states (tcomp/io.py), converted
+        arrays = self.signature.bind(self.name, args, kwargs, self._convert)
         with self._locks:  # see tcomp/shared.py: updates of one shared variable never interleave
             results = self._run(arrays)
         outs = results[:len(self.outputs)]
@@ -236,9 +248,12 @@ class Function:
                    if new is var.get_value(borrow=True)]
         # Any other result may be an input's own storage (an output that is an input, an
         # update a <- b): copy those so updates cannot clobber each other or returned values.
-        results = [r if k - n_out in written else
-                   np.array(r) if any(np.may_share_memory(r, a) for a in arrays) else r
-                   for k, r in enumerate(results)]
+        # (A backend with ``fresh_outputs`` never returns an input's storage but for the
+        # donated updates counted in ``written``.)
+        if not getattr(self.compiled, "fresh_outputs", False):
+            results = [r if k - n_out in written else
+                       np.array(r) if any(np.may_share_memory(r, a) for a in arrays) else r
+                       for k, r in enumerate(results)]
         for k, ((var, _), new) in enumerate(zip(self.updates, results[n_out:])):
             if k not in written:
                 var._assign_in_place(new)
@@ -280,16 +295,98 @@ class Function:
             return str(lower_kernels(self.optimized, self.donations))
         return self.compiled.dump(stage)
 
+    # -- copying and pickling (tcomp/rebuild.py) ------------------------------------------
+    def copy(self, share_memory=False, swap=None, delete_updates=False, name=None):
+        """A new function computing the same thing (Theano's ``Function.copy``).
+
+        ``swap``: ``{old_shared: new_shared}``: the copy reads and updates ``new_shared``
+        instead (same dtype and rank); every other shared variable stays shared with this
+        function, as in Theano.  ``delete_updates``: the copy updates nothing.  ``name``:
+        the copy's name (default: this name + ' copy').  ``share_memory``: in Theano, whether
+        the two functions share intermediate buffers; tcomp never shares them (every call
+        has its own workspace), so it is accepted and changes nothing.  The copy is rebuilt
+        from the traced graph (passes and native code run again)."""
+        from .rebuild import copy_function
+
+        return copy_function(self, share_memory=share_memory, swap=swap, delete_updates=delete_updates, name=name)
+
+    def __copy__(self):
+        return self.copy()
+
+    def __reduce__(self):
+        """Pickle (and ``copy.deepcopy``) as the traced graph, the inputs, the shared
+        variables with their values and the options; loading rebuilds the native code."""
+        from .rebuild import reduce_function
+
+        return reduce_function(self)
+
 
 def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unused_input="raise",
-             backend=None, mode=None, exclude=(), allow_input_downcast=None, pass_options=None) -> Function:
+             backend=None, mode=None, exclude=(), allow_input_downcast=None, pass_options=None,
+             no_default_updates=False, trust_input=False) -> Function:
     """Compile a function from symbolic ``inputs`` to ``outputs`` (Theano's API).
 
-    ``backend``: 'cpu' (LLVM JIT) or 'reference' (NumPy interpreter); default
-    ``tcomp.config.backend``.  ``mode``: 'default' (every pass) or 'fast_compile'.
-    ``exclude``: pass names to skip, e.g. ``['fuse_elementwise']``.  ``pass_options``:
-    ``dict(verify_each=True, print_after=['simplify'], print_after_all=False, time_passes=True)``.
+    The result is a :class:`Function`: call it with one NumPy array (or number, or nested
+    list) per input, positionally or by the input's name; it returns the outputs' values
+    and then commits the updates.  Arguments:
+
+    inputs
+        List of root variables (``T.matrix('x')``, ...) and/or :class:`tcomp.In` objects,
+        in the order of the call's positional arguments.  ``In(y, value=1)`` makes ``y``
+        optional, ``In(y, name='why')`` sets its keyword name, ``In(s, value=0,
+        update=s + 1)`` keeps a state across calls (see ``help(tcomp.In)``).  Shared
+        variables are never listed: they are implicit inputs.
+    outputs
+        A variable (the call returns one array), a list or tuple of variables (returns a
+        list), ``None`` or ``[]`` (returns ``[]``; useful with ``updates``).  Each may be
+        wrapped in :class:`tcomp.Out`.  Outputs are always fresh arrays.
+    updates
+        ``[(shared_variable, expression), ...]`` or a dict: after each call the shared
+        variable holds the expression's value.  All updates see the old values.  The
+        expression must have the shared variable's dtype and rank.
+    givens
+        ``[(variable, replacement), ...]`` or a dict: the graph is built with each variable
+        replaced (shared variable by an input, an input by a slice of a shared dataset,
+        ...); same dtype and rank required.
+    name
+        The function's name, used in error messages and in native symbol names.
+    on_unused_input
+        ``'raise'`` (default), ``'warn'`` or ``'ignore'`` an input no output or update needs.
+    backend
+        ``'cpu'`` (LLVM JIT, native code) or ``'reference'`` (the NumPy interpreter).
+        Default: the mode's linker, else ``tcomp.config.backend``.
+    mode
+        A name: ``'FAST_RUN'`` (every pass), ``'FAST_COMPILE'`` (few passes, quick to
+        build), ``'DebugMode'`` (every call also runs the reference interpreter on the
+        unoptimized graph and raises :class:`tcomp.DebugModeError` naming the first node
+        whose value differs), ``'Mode'`` (``config.optimizer``), tcomp's ``'default'`` /
+        ``'fast_compile'``; or a :class:`tcomp.Mode` / :class:`tcomp.DebugMode` object.
+        Default: ``tcomp.config.mode``.
+    exclude
+        Pass names to skip, e.g. ``['fuse_elementwise']`` (``tcomp.passes.PASSES`` lists
+        them).
+    allow_input_downcast
+        ``True``: arguments are cast to the input's dtype even when that loses precision
+        (a float64 array for a float32 input).  ``None`` (default): arrays must cast safely;
+        Python numbers and lists are converted when their values survive (floats are
+        rounded to a float input).  ``False``: as ``None``, but Python numbers and lists
+        must already have the input's dtype as NumPy reads them (``2`` is int64).
+    pass_options
+        Pass-manager instrumentation: ``dict(verify_each=True, print_after=['simplify'],
+        print_after_all=False, time_passes=True, stream=sys.stderr)``.
+    no_default_updates
+        ``True``: no shared variable's ``default_update`` is applied (a random stream then
+        returns the same numbers on every call); or a list of the shared variables whose
+        default update is skipped.  Default ``False``: default updates apply unless an
+        explicit update is given.
+    trust_input
+        ``True``: positional NumPy arguments go to the backend unchecked and unconverted
+        (PyTensor's ``trust_input``); the native entry still verifies rank, dtype, layout
+        and every shape before it touches memory.
+
+    Copying (``f.copy(swap=...)``), pickling and ``copy.deepcopy`` rebuild the function from
+    its traced graph; ``f.dump(stage)`` prints each compilation stage.
     """
     return Function(inputs, outputs, updates=updates, givens=givens, name=name, on_unused_input=on_unused_input,
                     backend=backend, mode=mode, exclude=exclude, allow_input_downcast=allow_input_downcast,
-                    pass_options=pass_options)
+                    pass_options=pass_options, no_default_updates=no_default_updates, trust_input=trust_input)

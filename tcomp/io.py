@@ -235,7 +235,8 @@ def filter_value(value, dtype: str, label: str, strict: bool = False, allow_down
         raise TypeError(f"{label}: expected a {dtype} tensor, got an array of dtype {value.dtype} "
                         "(only bool, integer and float data)")
     if allow_downcast:
-        return np.asarray(value, dtype=dtype)
+        with np.errstate(all="ignore"):  # the caller asked for the cast, overflow included
+            return np.asarray(value, dtype=dtype)
     if isinstance(value, np.ndarray):
         if np.promote_types(value.dtype, dtype) != np.dtype(dtype):
             raise TypeError(f"{label} of dtype {dtype} cannot store a value of dtype {value.dtype.name} without "

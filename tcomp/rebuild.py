@@ -58,13 +58,19 @@ def _check_swap(fn, swap) -> dict:
     return dict(swap)
 
 
+def _options(fn) -> dict:
+    """The function's arguments, with the backend and mode it was actually compiled with
+    (not the configuration at the time a copy or an unpickled function is built)."""
+    return dict(fn._options, backend=fn.backend, mode=fn.mode)
+
+
 def copy_function(fn, share_memory=False, swap=None, delete_updates=False, name=None):
     """See ``Function.copy``."""
     swap = _check_swap(fn, swap)
     shared = [swap.get(s, s) for s in fn.shared_inputs]
     targets = [swap.get(v, v) for v, _ in fn.updates]
     outs, updates = _rebuild(fn.traced, fn.inputs, shared, len(fn.outputs), targets, not delete_updates)
-    options = dict(fn._options)
+    options = _options(fn)
     if delete_updates:  # inputs used only by the updates are unused now, as Theano allows
         options["on_unused_input"] = "ignore"
     return _make(type(fn), fn.signature.params, outs, fn.single_output, updates,
@@ -75,7 +81,7 @@ def reduce_function(fn):
     """``Function.__reduce__``: everything needed to rebuild ``fn``, nothing native."""
     from tcomp.ir import to_json
 
-    options = dict(fn._options)
+    options = _options(fn)
     if options.get("pass_options"):  # an output stream does not pickle; the copy prints to stderr
         options["pass_options"] = {k: v for k, v in options["pass_options"].items() if k != "stream"}
     state = {"version": FORMAT_VERSION, "graph": to_json(fn.traced), "inputs": list(fn.inputs),
