@@ -334,30 +334,37 @@ def verify_grad(*args, **kwargs):
 def jacobian(expression, wrt, consider_constant=None, disconnected_inputs="raise"):
     """Jacobian of a vector (or scalar) ``expression``: one T.grad per output element.
 
-    The number of elements must be static (small cases; no scan here)."""
+    With a static length the rows are unrolled (every backend runs it); otherwise, as in
+    Theano, a ``tcomp.scan`` over the rows computes them (a backend must lower scan)."""
     from .tensor import basic as B
 
     expression = as_variable(expression, "expression")
     if expression.ndim > 1:
-        raise ValueError(f"T.jacobian: expression must be a scalar or vector, got {expression.describe()}")
+        raise ValueError(f"T.jacobian: expression must be a scalar or vector (flatten it), "
+                         f"got {expression.describe()}")
     single = not isinstance(wrt, (list, tuple))
     wrt_list = [wrt] if single else list(wrt)
     if expression.ndim == 0:
-        rows = [grad(expression, wrt_list, consider_constant, disconnected_inputs)]
-    else:
-        n = expression.type.shape[0]
-        if not isinstance(n, int):
-            raise ValueError(f"T.jacobian needs a static length, got {expression.describe()}")
+        out = grad(expression, wrt_list, consider_constant, disconnected_inputs)
+        return out[0] if single else out
+    n = expression.type.shape[0]
+    if isinstance(n, int):
         rows = [grad(expression[i], wrt_list, consider_constant, disconnected_inputs) for i in range(n)]
-    if expression.ndim == 0:
-        out = rows[0]
-    else:
         out = [B.stack([r[j] for r in rows], axis=0) for j in range(len(wrt_list))]
-    return out[0] if single else out
+    else:
+        from .scan import scan
+
+        def row(i, expr, *ws):
+            return grad(expr[i], list(ws), consider_constant, disconnected_inputs)
+
+        out, _ = scan(row, sequences=B.arange(B.shape_i(expression, 0)), non_sequences=[expression] + wrt_list,
+                      return_list=True)
+    return out[0] if single else list(out)
 
 
 def hessian(cost, wrt, consider_constant=None, disconnected_inputs="raise"):
-    """Hessian of a scalar ``cost`` with respect to vector(s) ``wrt`` of static length."""
+    """Hessian of a scalar ``cost`` with respect to vector(s) ``wrt`` (a scan over the rows when
+    the length is not static, as :func:`jacobian`)."""
     single = not isinstance(wrt, (list, tuple))
     wrt_list = [wrt] if single else list(wrt)
     out = []
