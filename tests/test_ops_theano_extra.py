@@ -54,10 +54,16 @@ UNARY = {
 }
 
 
+#: the compositions (no IR op of their own) sweep fewer dtypes: ints all take the same path
+_FEW_DTYPES = ("bool", "int32", "float32", "float64")
+
+
 @pytest.mark.parametrize("dtype", TEST_DTYPES)
 @pytest.mark.parametrize("op", sorted(UNARY))
 def test_unary_extra(op, dtype, backend, rng):
     build, ref, make, ir_op = UNARY[op]
+    if ir_op is None and dtype not in _FEW_DTYPES:
+        pytest.skip("compositions: int8/int64/uint8 convert to floatX as int32 does")
     xs = [T.tensor(f"x{i}", dtype=dtype, shape=s) for i, (s, _) in enumerate(SHAPES)]
     outs = [build(x) for x in xs]
     want_dtype = "bool" if op in ("isnan", "isinf") else _float_dtype(dtype)
@@ -269,7 +275,7 @@ def test_eye_identity_like_diag_trace(backend, rng):
 
 # -- logic, statistics, norms -----------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype", TEST_DTYPES)
+@pytest.mark.parametrize("dtype", ("bool", "int8", "uint8", "float32", "float64"))
 def test_any_all(dtype, backend, rng):
     x = T.tensor("x", dtype, (None, 3, None))
     axes = [None, 0, -1, (0, 2), 1]
