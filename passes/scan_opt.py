@@ -56,7 +56,8 @@ def _ancestors(bg: Graph, roots) -> set:
     return seen
 
 
-def _optimize_scan(g: Graph, n: int) -> None:
+def _optimize_scan(g: Graph, n: int) -> bool:
+    """Rebuild scan node ``n``; True when code was hoisted out of its body."""
     attrs = dict(g.attrs(n))
     operands = g.operands(n)
     n_seqs, n_rec, n_nitsot, n_nonseq, taps = scan_layout(attrs, len(operands))
@@ -65,7 +66,7 @@ def _optimize_scan(g: Graph, n: int) -> None:
     uses = _result_uses(g, n, n_out)
     used = [bool(u[1]) or u[2] for u in uses]
     if not any(used):
-        return  # DCE removes it
+        return False  # DCE removes it
     bg = attrs["body"].graph.copy()
     ins = list(bg.inputs)
     seq_in = ins[:n_seqs]
@@ -104,23 +105,29 @@ def _optimize_scan(g: Graph, n: int) -> None:
     keep_seq = [k for k in range(n_seqs) if seq_in[k] in live and bg.num_uses(seq_in[k])]
     keep_nonseq = [j for j in range(n_nonseq) if nonseq_in[j] in live and bg.num_uses(nonseq_in[j])]
     # loop-invariant code motion
+    # (constant-like: computed from constants only; it stays in the body, folded there, but an
+    # invariant node may read it, and then gets an outer copy of it)
     invariant = {nonseq_in[j] for j in keep_nonseq}
+    const_like = set()
     outer_of = {nonseq_in[j]: operands[1 + n_seqs + n_rec + j] for j in keep_nonseq}
-    for v in bg.topo_order():
-        if v in invariant or bg.op(v) in ("input", "constant"):
+    order = bg.topo_order()
+    for v in order:
+        if v in invariant or bg.op(v) == "input":
             continue
         ops = bg.operands(v)
-        if ops and all(o in invariant or bg.op(o) == "constant" for o in ops) and any(o in invariant for o in ops):
+        if bg.op(v) == "constant" or (ops and all(o in const_like for o in ops)):
+            const_like.add(v)
+        elif ops and all(o in invariant or o in const_like for o in ops):
             invariant.add(v)
     hoisted = []
-    for v in bg.topo_order():
-        if v not in invariant or bg.op(v) == "input":
+    for v in order:
+        if (v not in invariant and v not in const_like) or bg.op(v) == "input":
             continue
-        for o in bg.operands(v):
-            if o not in outer_of:
-                outer_of[o] = g.add_constant(bg.attrs(o)["value"])
+        if bg.op(v) == "constant":
+            outer_of[v] = g.add_constant(bg.attrs(v)["value"])
+            continue
         outer_of[v] = g.add_node(bg.op(v), [outer_of[o] for o in bg.operands(v)], bg.attrs(v))
-        if v in bg.outputs or any(u not in invariant for u in bg.users(v)):
+        if v in invariant and (v in bg.outputs or any(u not in invariant for u in bg.users(v))):
             hoisted.append(v)
     new_inputs = []
     for v in hoisted:
@@ -154,6 +161,7 @@ def _optimize_scan(g: Graph, n: int) -> None:
         else:
             for old in ([nodes] if n_out == 1 else nodes or []):
                 g.replace_all_uses(old, r)
+    return bool(hoisted)
 
 
 def _optimize_ifelse(g: Graph, n: int) -> None:
@@ -168,10 +176,18 @@ def scan_opt(graph: Graph) -> Graph:
     """Dead loop outputs, last-value-only storage, loop-invariant hoisting, and the default
     pipeline inside every scan body and ifelse branch (in place; returns the graph)."""
     g = graph
+    hoisted = False
     for n in g.topo_order():
         if n in g and g.op(n) == "scan":
-            _optimize_scan(g, n)
+            hoisted |= _optimize_scan(g, n)
         elif n in g and g.op(n) == "ifelse":
             _optimize_ifelse(g, n)
     g.remove_dead()
+    if hoisted:  # the hoisted code meets the outer graph's rewrites it missed
+        from .cse import cse
+        from .fold import constant_fold
+        from .simplify import simplify
+
+        g = cse(constant_fold(simplify(constant_fold(g))))
+        g.remove_dead()
     return g

@@ -4,15 +4,18 @@
     import tcomp.tensor as T
     x = T.matrix('x'); f = tcomp.function([x], T.tanh(x).sum())
 """
+from . import tensor  # noqa: F401  (first: tcomp.gradient and tcomp.tensor import each other)
+
+# isort: split
 from . import (
     compile,  # noqa: F401
     config,  # noqa: F401
     ifelse,  # noqa: F401  (a module, as in Theano: tcomp.ifelse.ifelse)
     printing,  # noqa: F401
     scan_module,  # noqa: F401
-    tensor,  # noqa: F401
 )
 from .function import Function, function  # noqa: F401
+from .gradient import Lop, Rop, grad  # noqa: F401  (theano.grad, theano.Rop, theano.Lop)
 from .io import In, Out  # noqa: F401
 from .jit import jit  # noqa: F401
 from .mode import DebugMode, DebugModeError, Mode  # noqa: F401
@@ -23,3 +26,13 @@ from .shared import SharedVariable, shared  # noqa: F401
 from .trace import MissingInputError  # noqa: F401
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """``tcomp.sandbox`` (Theano's ``theano.sandbox.rng_mrg``) on first use: importing it
+    eagerly here would import the random streams before the tensor package."""
+    if name == "sandbox":
+        import importlib
+
+        return importlib.import_module(".sandbox", __name__)
+    raise AttributeError(f"module 'tcomp' has no attribute {name!r}")
