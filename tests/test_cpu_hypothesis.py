@@ -31,7 +31,8 @@ EXACT_FLOAT = {"neg", "abs", "add", "sub", "mul", "truediv", "sqrt", "maximum", 
                "concatenate"}
 #: ops whose output jumps with tiny input changes: their float operands must be exact
 DISCRETE = {"floor", "ceil", "round", "sign", "eq", "neq", "lt", "le", "gt", "ge", "floordiv", "mod", "cast",
-            "argmax", "argmin", "logical_and", "logical_or", "logical_xor", "logical_not", "where"}
+            "argmax", "argmin", "logical_and", "logical_or", "logical_xor", "logical_not", "where", "argsort",
+            "isnan", "isinf"}
 REDUCTIONS = ("sum", "prod", "max", "min", "mean", "argmax", "argmin")
 
 
@@ -121,7 +122,7 @@ def _step(b: Builder, nodes):
     if kind == "nnet":
         if t.ndim == 0:
             return None
-        op = b.draw(st.sampled_from(["softmax", "log_softmax", "logsumexp"]))
+        op = b.draw(st.sampled_from(["softmax", "log_softmax", "logsumexp", "cumsum", "cumprod", "argsort"]))
         return b.add(op, [x], {"axis": b.draw(st.integers(0, t.ndim - 1))})
     if kind == "view":
         if t.ndim == 0:
