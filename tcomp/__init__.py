@@ -4,13 +4,15 @@
     import tcomp.tensor as T
     x = T.matrix('x'); f = tcomp.function([x], T.tanh(x).sum())
 """
+from . import tensor  # noqa: F401  (first: tcomp.gradient and tcomp.tensor import each other)
+
+# isort: split
 from . import (
     compile,  # noqa: F401
     config,  # noqa: F401
     ifelse,  # noqa: F401  (a module, as in Theano: tcomp.ifelse.ifelse)
     printing,  # noqa: F401
     scan_module,  # noqa: F401
-    tensor,  # noqa: F401
 )
 from .function import Function, function  # noqa: F401
 from .gradient import Lop, Rop, grad  # noqa: F401  (theano.grad, theano.Rop, theano.Lop)
