@@ -275,8 +275,9 @@ def test_deep_chain_has_no_recursion_limit():
 
 # -- random graphs vs finite differences ----------------------------------------------------
 
-UNARY = ["tanh", "sin", "cos", "sigmoid", "softplus", "neg", "erf", "abs_plus", "exp_tanh", "sqrt_sq"]
-BINARY = ["add", "sub", "mul", "maximum", "minimum", "div_safe"]
+UNARY = ["tanh", "sin", "cos", "sigmoid", "softplus", "neg", "erf", "abs_plus", "exp_tanh", "sqrt_sq", "arctan",
+         "log2_sq", "log10_sq", "exp2_tanh"]
+BINARY = ["add", "sub", "mul", "maximum", "minimum", "div_safe", "arctan2_safe"]
 SHAPES = [(2, 3), (3,), (2, 1), (), (3, 3), ("n", 3), (None,)]
 
 
@@ -285,16 +286,18 @@ def _apply_unary(g, name, v):
         return g.add_node("add", [g.add_node("mul", [v, v]), g.add_constant(Constant(1.0, F))])
     if name == "exp_tanh":
         return g.add_node("exp", [g.add_node("tanh", [v])])
-    if name == "sqrt_sq":      # sqrt(v*v + 1)
+    if name in ("sqrt_sq", "log2_sq", "log10_sq"):      # sqrt/log2/log10 of v*v + 1
         vv = g.add_node("add", [g.add_node("mul", [v, v]), g.add_constant(Constant(1.0, F))])
-        return g.add_node("sqrt", [vv])
+        return g.add_node(name[:-3], [vv])
+    if name == "exp2_tanh":
+        return g.add_node("exp2", [g.add_node("tanh", [v])])
     return g.add_node(name, [v])
 
 
 def _apply_binary(g, name, a, b):
-    if name == "div_safe":     # a / (b*b + 1)
+    if name in ("div_safe", "arctan2_safe"):     # a / (b*b + 1), arctan2(a, b*b + 1)
         den = g.add_node("add", [g.add_node("mul", [b, b]), g.add_constant(Constant(1.0, F))])
-        return g.add_node("truediv", [a, den])
+        return g.add_node("truediv" if name == "div_safe" else "arctan2", [a, den])
     return g.add_node(name, [a, b])
 
 
@@ -305,7 +308,7 @@ def random_graph(draw):
     nodes = [g.add_input(TensorType(F, s), f"x{i}") for i, s in enumerate(shapes)]
     for _ in range(draw(st.integers(1, 8))):
         kind = draw(st.sampled_from(["unary", "binary", "reduce", "transpose", "softmax", "where", "slice",
-                                     "concat", "matmul", "prod", "logsumexp"]))
+                                     "concat", "matmul", "prod", "logsumexp", "cumsum"]))
         a = draw(st.sampled_from(nodes))
         ta = g.type(a)
         if kind == "unary":
@@ -326,6 +329,8 @@ def random_graph(draw):
             nodes.append(g.add_node(draw(st.sampled_from(["softmax", "log_softmax"])), [a], {"axis": ta.ndim - 1}))
         elif kind == "logsumexp" and ta.ndim:
             nodes.append(g.add_node("logsumexp", [a], {"axis": 0, "keepdims": draw(st.booleans())}))
+        elif kind == "cumsum" and ta.ndim:
+            nodes.append(g.add_node("cumsum", [a], {"axis": draw(st.integers(0, ta.ndim - 1))}))
         elif kind == "prod" and ta.ndim:
             nodes.append(g.add_node("prod", [a], {"axis": (ta.ndim - 1,)}))
         elif kind == "where":
