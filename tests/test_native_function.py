@@ -116,3 +116,17 @@ def test_donated_update_and_threads(native):
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_without_the_object_layout_shims(native):
+    """Where the CPython/NumPy object layouts differ, the calls go through ``a.ctypes``."""
+    x, n = T.matrix("x"), T.iscalar("n")
+    f = tcomp.function([x, n], T.exp(T.reshape(x, (n, -1))).sum(axis=1))
+    c = f.compiled
+    c._py_plan = c._py_run = None
+    xv = np.arange(12, dtype="float32").reshape(3, 4).T / 10  # not C-contiguous
+    out = f(xv, np.int32(4))
+    np.testing.assert_allclose(out, np.exp(xv.reshape(4, -1)).sum(axis=1), rtol=1e-6)
+    assert is_aligned(out)
+    with pytest.raises(ValueError, match="reshape"):
+        f(xv, np.int32(5))

@@ -119,6 +119,12 @@ class NativeFunction:
         self._outs = outs
         self._donating = [k for k, o in enumerate(outs) if o[4] is not None]
         self._last = None
+        #: what ``CompiledGraph`` exposed for tests and tools: the emitters' view of the
+        #: program (roles, layouts by node) and the in-place kernels (node -> overwritten leaf)
+        self.prog = hp.sites
+        donated = {kp.values[o.value].node for o in kp.outputs if o.donates is not None}
+        self._inplace = {k.node: kp.values[r].node for k in kp.kernels for w, r in k.may_alias
+                         if k.node is not None and k.node not in donated}
 
     # -- introspection ---------------------------------------------------------------------------
     def dump(self, stage: str) -> str:
@@ -203,7 +209,7 @@ class NativeFunction:
         else:
             st.scratch[self.out_off:self.out_off + self.n_out] = [a.ctypes.data for a in outs]
             rc = self._run(st.addr + 8 * self.in_off, st.addr + 8 * self.out_off, int(st.scratch[3]),
-                           st.addr + 8 * (self.regs_off + self.hp.n_host))
+                           st.addr + 8 * self.regs_off)
         if rc:
             k = self.program.kernels[rc - 1]
             raise IndexError(f"{k.label}: index out of bounds (checked in native code)")
