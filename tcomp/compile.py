@@ -28,7 +28,7 @@ def optimize(graph: Graph, mode=None, exclude=(), pass_options=None):
     """
     from tcomp.passes import PassManager
 
-    pm = PassManager(mode or "default", exclude=tuple(exclude or ()), **dict(pass_options or {}))
+    pm = PassManager("default" if mode is None else mode, exclude=tuple(exclude or ()), **dict(pass_options or {}))
     return pm.run(graph), pm.report
 
 

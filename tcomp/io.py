@@ -66,11 +66,13 @@ class In:
 class Out:
     """A compiled function's output.  ``borrow=True`` lets Theano return its internal
     storage (overwritten by the next call); tcomp always returns a fresh array, so borrow
-    changes nothing and is always safe."""
+    changes nothing and is always safe.  ``return_internal_type``: Theano's hint for GPU
+    arrays; tcomp's outputs are always NumPy arrays."""
 
-    def __init__(self, variable, borrow=False):
+    def __init__(self, variable, borrow=False, return_internal_type=False):
         self.variable = variable
         self.borrow = bool(borrow)
+        self.return_internal_type = bool(return_internal_type)
 
     def __repr__(self):
         return f"Out({self.variable!r}, borrow={self.borrow})"
