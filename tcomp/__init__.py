@@ -23,6 +23,7 @@ from .printing import pp  # noqa: F401
 from .random import RandomStreams  # noqa: F401
 from .scan import foldl, foldr, map, reduce, scan, until  # noqa: F401,A004  (Theano's theano.scan, theano.map, ...)
 from .shared import SharedVariable, shared  # noqa: F401
+from .tensor.basic import dot  # noqa: F401  (Theano's theano.dot)
 from .trace import MissingInputError  # noqa: F401
 
 __version__ = "0.1.0"
