@@ -73,8 +73,14 @@ def _parse_result(result):
             updates.extend(item.items())
         elif _is_pairs(item):
             updates.extend(tuple(p) for p in item)
-        elif isinstance(item, (list, tuple)):
-            outputs.extend(item)
+        elif isinstance(item, (list, tuple)):  # outputs, possibly ending in until / updates
+            for o in item:
+                if isinstance(o, until):
+                    cond = o.condition
+                elif isinstance(o, dict):
+                    updates.extend(o.items())
+                else:
+                    outputs.append(o)
         elif item is not None:
             outputs.append(item)
     return [as_variable(o, f"output {k} of the scan function") for k, o in enumerate(outputs)], updates, cond
