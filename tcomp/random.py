@@ -15,7 +15,7 @@ Distributions with tensor or symbolic parameters are built from the three primit
 draws (standard uniform, standard normal, and binomial with constant ``n``/``p``) and
 ordinary elementwise ops, so they need no backend support of their own and give the same
 draws on every backend (``cpu`` and ``reference`` compute the same Philox words).  The
-discrete distributions (``choice``, ``permutation``, ``multinomial``) live in
+discrete distributions (``choice``, ``permutation``, ``multinomial``, ``poisson``) live in
 :mod:`tcomp.random_discrete`.
 """
 from __future__ import annotations
@@ -313,6 +313,11 @@ class RandomStreams:
         from .random_discrete import multinomial
 
         return multinomial(self, size, n, pvals, ndim, dtype)
+
+    def poisson(self, size=None, lam=1.0, ndim=None, dtype="int64"):
+        from .random_discrete import poisson
+
+        return poisson(self, size, lam, ndim, dtype)
 
     def shuffle_row_elements(self, input):
         """Every row (the last axis) of ``input`` shuffled by its own permutation."""

@@ -161,6 +161,33 @@ def multinomial(srng, size=None, n=1, pvals=(0.5, 0.5), ndim=None, dtype="int64"
     return _wrap(out, rng)
 
 
+def poisson(srng, size=None, lam=1.0, ndim=None, dtype="int64"):
+    """Theano's ``RandomStreams.poisson``: the number of arrivals of a rate-1 Poisson process
+    in ``[0, lam]``, i.e. how many partial sums of Exp(1) draws stay <= ``lam`` (exact, but for
+    a cut after ``K = lam + 10 sqrt(lam) + 20`` draws, whose tail probability is below 1e-20).
+    ``lam`` may be a tensor (``K`` then follows its maximum); work is ``K`` per element."""
+    from .tensor.extra import cumsum
+
+    if _is_const(lam):
+        if not float(lam) >= 0:
+            raise ValueError(f"poisson: lam must be >= 0, got {lam!r}")
+        lv = as_variable(float(lam))
+        top = float(lam)
+        k = int(np.ceil(top + 10 * np.sqrt(top) + 20))
+        dims = normalize_size(size, ndim, (), "poisson")
+    else:
+        lv = as_variable(lam, "poisson lam")
+        dims = normalize_size(size, ndim, (lv,), "poisson")
+        top = B.cast(B.max(lv), "float64")
+        k = B.cast(B.ceil(top + 10 * B.sqrt(top) + 20), "int64")
+    lv = B.cast(lv, "float64")
+    e, rng = _exponentials(srng, tuple(dims) + (k,))
+    arrivals = B.le(cumsum(e, axis=-1), _expand(lv, -1))
+    out = B.cast(B.sum(B.cast(arrivals, "int64"), axis=-1), dtype)
+    _check_shape(out, dims, "poisson")
+    return _wrap(out, rng)
+
+
 def shuffle_row_elements(srng, input):
     """Theano's ``shuffle_row_elements``: each row (last axis) permuted independently."""
     x = as_variable(input, "shuffle_row_elements input")

@@ -161,6 +161,21 @@ def test_multinomial_counts():
     assert chi2_ok(many[:, 1].sum(axis=0), [0.1, 0.1, 0.8])
 
 
+def test_poisson_matches_the_pmf():
+    srng = RandomStreams(10)
+    lam = T.dvector("lam")
+    a, b = tcomp.function([lam], [srng.poisson((20000,), lam=3.5), srng.poisson((20000, 3), lam=lam)])(
+        np.array([0.0, 1.0, 40.0]))
+    pmf = [math.exp(-3.5) * 3.5 ** k / math.factorial(k) for k in range(10)]
+    counts = np.bincount(np.minimum(a, 10), minlength=11)
+    assert chi2_ok(counts, pmf + [1 - sum(pmf)])
+    assert (b[:, 0] == 0).all()
+    for j, m in ((1, 1.0), (2, 40.0)):
+        assert mean_ok(b[:, j], m, m) and abs(b[:, j].var() / m - 1) < 0.06
+    with pytest.raises(ValueError, match="lam"):
+        srng.poisson((3,), lam=-1.0)
+
+
 def test_mrg_streams_signatures():
     srng = MRG_RandomStreams(seed=234)
     pv = T.dmatrix("pv")
@@ -241,7 +256,8 @@ def test_cpu_draws_equal_reference_draws(seed):
         return srng, [srng.uniform((64,), 0, 2), srng.uniform(low=lo, high=lo + 1), srng.binomial((9, 3), n=3, p=p),
                       srng.random_integers((50,), 2, 9), srng.choice((40,), a=6, p=T.concatenate([p, p])),
                       srng.choice((4,), a=6, replace=False), srng.permutation((3,), n=8),
-                      srng.multinomial(n=6, pvals=lo * lo + 0.1), srng.normal((5, 3), avg=lo[0], std=p)]
+                      srng.multinomial(n=6, pvals=lo * lo + 0.1), srng.normal((5, 3), avg=lo[0], std=p),
+                      srng.poisson((7,), lam=2.5), srng.poisson(lam=lo * 4)]
 
     args = (np.array([0.2, 0.5, 0.7]), np.arange(6.0).reshape(2, 3) / 6)
     s_ref, outs_ref = outputs()
