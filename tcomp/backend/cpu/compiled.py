@@ -32,6 +32,7 @@ from . import irutil as u
 from . import kernels as K
 from . import kernels_conv as CV
 from . import kernels_data as D
+from . import kernels_gemm as GM
 from . import kernels_pool as PL
 from . import kernels_random as RN
 from . import kernels_scan_sort as SS
@@ -46,7 +47,7 @@ LOWERINGS = {
     "fused": (K.fused_leaves, K.lower_fused),
     "reduce": (K.reduce_leaves, K.lower_reduce),
     "softmax": (D.direct_leaves, K.lower_softmax),
-    "matmul": (D.direct_leaves, K.lower_matmul),
+    "matmul": (D.direct_leaves, GM.lower_gemm),  # packed GEMM; ints/mixed dtypes: K.lower_matmul
     "concat": (D.direct_leaves, D.lower_concat),
     "stack": (D.direct_leaves, D.lower_stack),
     "arange": (D.direct_leaves, D.lower_arange),

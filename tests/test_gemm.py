@@ -1,0 +1,176 @@
+"""The packed GEMM (tcomp/backend/cpu/kernels_gemm.py) against NumPy float64 products.
+
+Each function is compiled once with symbolic dims and called over many sizes, so the
+awkward sizes (edge tiles of every width, KC blocks of unequal depth, empty dims) cost
+calls, not compiles.  References are float64 products of the same inputs; tolerances
+grow with the inner dimension (``accumulation_tol``).
+"""
+import numpy as np
+import pytest
+from conftest import accumulation_tol
+
+import tcomp
+import tcomp.tensor as T
+from tcomp.backend.cpu import compile_graph
+from tcomp.backend.cpu import kernels_gemm as KG
+from tcomp.ir import Graph, TensorType
+
+AWKWARD = (1, 2, 3, 5, 7, 15, 16, 17, 31, 33, 63, 65, 127, 129, 255, 257)
+RECT = [(1, 300, 7), (7, 1, 300), (300, 7, 1), (65, 257, 33), (129, 17, 255), (2, 513, 3), (257, 2, 129),
+        (0, 5, 7), (5, 0, 7), (5, 7, 0), (0, 0, 0), (40, 0, 300), (300, 1, 300), (3, 1000, 70)]
+
+
+def _graph(dtype, ta=False, tb=False, a_shape=("m", "k"), b_shape=("k", "n")):
+    """a @ b with a, b given as their transposes (a dimshuffle view: a strided operand) when asked."""
+    g = Graph()
+    a = g.add_input(TensorType(dtype, tuple(reversed(a_shape)) if ta else a_shape), name="a")
+    b = g.add_input(TensorType(dtype, tuple(reversed(b_shape)) if tb else b_shape), name="b")
+    if ta:
+        a = g.add_node("dimshuffle", [a], {"pattern": (1, 0)})
+    if tb:
+        b = g.add_node("dimshuffle", [b], {"pattern": (1, 0)})
+    g.outputs = [g.add_node("matmul", [a, b])]
+    return g
+
+
+def _check(got, a, b, dtype, what):
+    want = np.matmul(a.astype("float64"), b.astype("float64"))
+    k = a.shape[-1]
+    assert got.dtype.name == dtype and got.shape == want.shape, what
+    np.testing.assert_allclose(got, want, err_msg=what, **accumulation_tol(dtype, max(k, 1), 1.0))
+
+
+def _uniform(rng, shape, dtype):
+    return rng.uniform(-1, 1, shape).astype(dtype)
+
+
+@pytest.fixture
+def one_thread():
+    before = tcomp.config.num_threads
+    tcomp.config.num_threads = 1
+    yield
+    tcomp.config.num_threads = before
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_uses_packed_kernel(dtype):
+    f = compile_graph(_graph(dtype))
+    assert "tcomp_ukr_" in f.llvm_ir_unoptimized and "tcomp_gemv_" in f.llvm_ir_unoptimized
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_awkward_square_and_rectangular(dtype, rng, one_thread):
+    f = compile_graph(_graph(dtype))
+    for n in AWKWARD:
+        a, b = _uniform(rng, (n, n), dtype), _uniform(rng, (n, n), dtype)
+        _check(f([a, b])[0], a, b, dtype, f"{n}x{n}")
+    for m, k, n in RECT:
+        a, b = _uniform(rng, (m, k), dtype), _uniform(rng, (k, n), dtype)
+        _check(f([a, b])[0], a, b, dtype, f"({m},{k})@({k},{n})")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("ta,tb", [(True, False), (False, True), (True, True)])
+def test_transposed_operands(dtype, ta, tb, rng, one_thread):
+    f = compile_graph(_graph(dtype, ta, tb))
+    for m, k, n in [(1, 5, 3), (17, 33, 65), (129, 257, 31), (70, 600, 90), (5, 1, 9), (0, 3, 4), (4, 0, 3)]:
+        a, b = _uniform(rng, (m, k), dtype), _uniform(rng, (k, n), dtype)
+        got = f([np.ascontiguousarray(a.T) if ta else a, np.ascontiguousarray(b.T) if tb else b])[0]
+        _check(got, a, b, dtype, f"ta={ta} tb={tb} ({m},{k})@({k},{n})")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_matrix_vector_and_vector_matrix(dtype, rng, one_thread):
+    cases = [(("m", "k"), ("k",)), (("k",), ("k", "n")), (("k",), ("k",))]
+    for a_shape, b_shape in cases:
+        for ta in ([False, True] if len(a_shape) == 2 else [False]):
+            for tb in ([False, True] if len(b_shape) == 2 else [False]):
+                f = compile_graph(_graph(dtype, ta, tb, a_shape, b_shape))
+                for m, k, n in [(1, 1, 1), (3, 7, 5), (65, 129, 33), (300, 257, 200), (4, 0, 3), (0, 4, 0)]:
+                    ash = {"m": m, "k": k, "n": n}
+                    a = _uniform(rng, [ash[d] for d in a_shape], dtype)
+                    b = _uniform(rng, [ash[d] for d in b_shape], dtype)
+                    got = f([np.ascontiguousarray(a.T) if ta else a, np.ascontiguousarray(b.T) if tb else b])[0]
+                    _check(got, a, b, dtype, f"{a_shape}@{b_shape} ta={ta} tb={tb} m,k,n={m},{k},{n}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batched(dtype, rng, one_thread):
+    cases = [(("b", "m", "k"), ("b", "k", "n"), [(3, 17, 33, 65), (2, 70, 90, 50), (4, 1, 9, 5), (0, 3, 4, 5)]),
+             (("b", "m", "k"), ("k", "n"), [(3, 65, 20, 31), (2, 1, 50, 64)]),
+             (("k",), ("b", "k", "n"), [(3, 1, 40, 70)]),
+             ((1, "m", "k"), ("b", "k", "n"), [(5, 33, 17, 9)]),
+             (("b", 1, "m", "k"), ("c", "k", "n"), [(2, 9, 31, 5)])]
+    for a_shape, b_shape, sizes in cases:
+        f = compile_graph(_graph(dtype, a_shape=a_shape, b_shape=b_shape))
+        for bb, m, k, n in sizes:
+            dims = {"b": bb, "c": 3, "m": m, "k": k, "n": n}
+            a = _uniform(rng, [dims.get(d, d) for d in a_shape], dtype)
+            b = _uniform(rng, [dims.get(d, d) for d in b_shape], dtype)
+            _check(f([a, b])[0], a, b, dtype, f"{a.shape}@{b.shape}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_strided_views(dtype, rng, one_thread):
+    a, b = T.matrix("a", dtype=dtype), T.matrix("b", dtype=dtype)
+    outs = [T.dot(a[::2, 1::3], b[:, ::2][::3]), T.dot(a[1:, ::2].T, b.T[1:, ::-1]), T.dot(a[::3, 1], b.T[::3, ::2])]
+    f = tcomp.function([a, b], outs, backend="cpu")
+    for m, k in [(40, 90), (150, 200)]:
+        av, bv = _uniform(rng, (m, k), dtype), _uniform(rng, (k, m), dtype)
+        got = f(av, bv)
+        _check(got[0], av[::2, 1::3], bv[:, ::2][::3], dtype, "slices")
+        _check(got[1], av[1:, ::2].T, bv.T[1:, ::-1], dtype, "sliced transposes")
+        _check(got[2], av[::3, 1], bv.T[::3, ::2], dtype, "column vector @ strided")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_two_threads_match_one(dtype, rng):
+    """Large enough for the cost model to use 2 threads; each element is the same k-ordered
+    sum whichever thread computes it, so the results are bit-identical (kernels_gemm docstring)."""
+    f = compile_graph(_graph(dtype))
+    fb = compile_graph(_graph(dtype, a_shape=("b", "m", "k"), b_shape=("b", "k", "n")))
+    fv = compile_graph(_graph(dtype, a_shape=("m", "k"), b_shape=("k",)))
+    fvt = compile_graph(_graph(dtype, ta=True, a_shape=("m", "k"), b_shape=("k",)))
+    before = tcomp.config.num_threads
+    try:
+        cases = [(f, (300, 257), (257, 301)), (f, (129, 700), (700, 600)), (f, (600, 500), (500, 90)),
+                 (fb, (2, 200, 130), (2, 130, 210)), (fv, (1100, 700), (700,)), (fvt, (700, 1100), (700,))]
+        for fn, a_sh, b_sh in cases:
+            a, b = _uniform(rng, a_sh, dtype), _uniform(rng, b_sh, dtype)
+            outs = []
+            for nt in (1, 2):
+                tcomp.config.num_threads = nt
+                outs.append(fn([a, b])[0])
+            a_ref = a.T if fn is fvt else a
+            _check(outs[1], a_ref, b, dtype, f"2 threads {a_sh}@{b_sh}")
+            np.testing.assert_array_equal(outs[0], outs[1], err_msg=f"1 vs 2 threads {a_sh}@{b_sh}")
+    finally:
+        tcomp.config.num_threads = before
+
+
+def test_forced_256_bit(rng, monkeypatch, one_thread):
+    monkeypatch.setattr(KG, "VECTOR_BITS", 256)
+    for dtype in ("float32", "float64"):
+        cfg = KG.Config(dtype)
+        assert cfg.bits == 256 and cfg.NR == cfg.NV * 256 // (8 * cfg.es)
+        f = compile_graph(_graph(dtype))
+        assert "_v256" in f.llvm_ir_unoptimized
+        for m, k, n in [(17, 33, 65), (129, 300, 40)]:
+            a, b = _uniform(rng, (m, k), dtype), _uniform(rng, (k, n), dtype)
+            _check(f([a, b])[0], a, b, dtype, f"256-bit ({m},{k})@({k},{n})")
+
+
+def test_vector_width_option_validated(monkeypatch):
+    monkeypatch.setenv("TCOMP_GEMM_VECTOR_BITS", "300")
+    with pytest.raises(ValueError, match="TCOMP_GEMM_VECTOR_BITS"):
+        KG.host_vector_bits()
+    monkeypatch.setenv("TCOMP_GEMM_VECTOR_BITS", "128")
+    assert KG.host_vector_bits() == 128
+
+
+def test_blocking_from_caches():
+    l1, l2, l3 = KG._cache_sizes()
+    assert 4096 <= l1 <= l2 <= max(l2, l3)
+    for dtype in ("float32", "float64"):
+        c = KG.Config(dtype)
+        assert c.MC % c.MR == 0 and c.NC % c.NR == 0 and 64 <= c.KC <= 384
