@@ -86,14 +86,22 @@ def _scan_vjp(ctx):
     n_seqs, n_rec, n_nitsot, n_nonseq, taps = scan_layout(attrs, len(operands))
     n_out = n_rec + n_nitsot
     store = attrs["store"] or ("all",) * n_out
-    if "last" in store:
-        raise TypeError("grad: this scan keeps only the last value of some output (an optimized graph); "
-                        "differentiate the graph before optimizing it")
     cts = list(ctx.cotangent) if isinstance(ctx.cotangent, list) else [ctx.cotangent]
     seqs = operands[1:1 + n_seqs]
     inits = operands[1 + n_seqs:1 + n_seqs + n_rec]
     nonseqs = operands[1 + n_seqs + n_rec:]
-    outs = _results(g, node, n_out)
+    last = {k for k in range(n_out) if store[k] == "last"}
+    if last:
+        # a result kept as its last value only (a backward loop's accumulators, an optimized
+        # graph): the backward steps need every step's states, so the loop is run again
+        # storing them; a last state's cotangent seeds the window (Q[0] is the newest value's),
+        # a last non-fed-back result's goes to its last row
+        outs = _results(g, g.add_node("scan", operands, dict(attrs, store=())), n_out)
+        for k in sorted(last):
+            if k >= n_rec and cts[k] is not None:
+                cts[k] = g.add_node("set_subtensor", [zeros_like(g, outs[k]), cts[k]], {"index": (("i", -1),)})
+    else:
+        outs = _results(g, node, n_out)
     body_out_types = attrs["body"].output_types
 
     n_done = op(g, "shape", outs[0], axis=0)
@@ -128,10 +136,14 @@ def _scan_vjp(ctx):
         L = -taps[i][0]
         full = g.add_node("concatenate", [inits[i], outs[i]], {"axis": 0})
         b_tap.append({t: seq_input(rows_reversed(full, L + t)) for t in taps[i]})
-    b_cty = {i: seq_input(rows_reversed(cts[i])) for i in ct_rec}
+    b_cty = {i: seq_input(rows_reversed(cts[i])) for i in ct_rec if i not in last}
     b_ctz = {k: seq_input(rows_reversed(cts[n_rec + k])) for k in ct_nitsot}
-    outer_inits = [_zeros_with_lead(g, inits[i], 1) for i in float_rec] + \
-                  [_zeros_with_lead(g, nonseqs[j], 1) for j in float_nonseq]
+    outer_inits = [_zeros_with_lead(g, inits[i], 1) for i in float_rec]
+    for pos, i in enumerate(float_rec):
+        if i in last and cts[i] is not None:  # the newest state's cotangent: window row 0
+            outer_inits[pos] = g.add_node("set_subtensor", [outer_inits[pos], cts[i]],
+                                          {"index": (("i", 0), ("i", 0))})
+    outer_inits += [_zeros_with_lead(g, nonseqs[j], 1) for j in float_nonseq]
     b_state = [bg.add_input(_row_type(g.type(z))) for z in outer_inits]
     b_q = dict(zip(float_rec, b_state[:len(float_rec)]))
     b_acc = dict(zip(float_nonseq, b_state[len(float_rec):]))

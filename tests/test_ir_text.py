@@ -307,6 +307,10 @@ BUILDERS.update({
     "random_binomial": build_random("random_binomial", {"dtype": "int32", "n": 5, "p": 0.25}),
     "input": b_input, "constant": b_constant,
 })
+# ops with nested graphs (scan, ifelse): their builders live with their tests
+from test_scan import ROUND_TRIP_BUILDERS  # noqa: E402
+
+BUILDERS.update(ROUND_TRIP_BUILDERS)
 
 
 def test_every_op_has_a_round_trip_case():

@@ -38,6 +38,8 @@ TESTED_OPS = {
     "inc_subtensor": "test_ops_indexing::test_set_and_inc_subtensor",
     **{op: "test_ops_theano_extra::test_unary_extra" for op in ["arctan", "log2", "log10", "exp2", "isnan", "isinf"]},
     "arctan2": "test_ops_theano_extra::test_arctan2",
+    "scan": "test_scan::test_rnn_with_several_taps",
+    "ifelse": "test_ifelse::test_lazy_branches_and_several_outputs",
     **{op: "test_ops_theano_extra::test_cumsum_cumprod" for op in ["cumsum", "cumprod"]},
     "argsort": "test_ops_theano_extra::test_sort_argsort",
 }

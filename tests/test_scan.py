@@ -507,3 +507,27 @@ def test_unused_scan_is_removed():
     g, _, _ = build_graph([x], [x + 1, out])
     g.outputs = g.outputs[:1]
     assert _scan_nodes(g) and not _scan_nodes(optimize(g))
+
+
+# -- finite-difference cases for tests/test_autodiff_ops.py (graph, out node, float64 inputs) -------
+
+def _fd_scan_case():
+    x, x0, w = T.dmatrix("x"), T.dmatrix("x0"), T.dvector("w")
+    hs, _ = theano.scan(lambda xt, hm2, hm1, w: T.tanh(hm1 * w) + hm2 * xt, sequences=x,
+                        outputs_info=dict(initial=x0, taps=[-2, -1]), non_sequences=w)
+    g, _, _ = build_graph([x, x0, w], [hs])
+    rng = np.random.default_rng(8)
+    return g, g.outputs[0], [rng.standard_normal((4, 3)), rng.standard_normal((2, 3)), rng.standard_normal(3)]
+
+
+def _fd_ifelse_case(flag):
+    def build():
+        a, x, y = T.dscalar("a"), T.dvector("x"), T.dvector("y")
+        out = theano.ifelse.ifelse(T.gt(a, 0), T.exp(x) * y, T.sin(x - y))
+        g, _, _ = build_graph([a, x, y], [out])
+        rng = np.random.default_rng(9)
+        return g, g.outputs[0], [np.float64(flag), rng.standard_normal(3), rng.standard_normal(3)]
+    return build
+
+
+AUTODIFF_CASES = {"scan": [_fd_scan_case], "ifelse": [_fd_ifelse_case(1.0), _fd_ifelse_case(-1.0)]}
