@@ -86,9 +86,10 @@ def cases(quick: bool):
     yield ("row softmax", f"{r}x1024 f32", _graph_softmax(r, 1024), [x], _np_softmax, 0)
     s = rng.standard_normal((r, 4096)).astype("float32")
     yield ("sum over axis 1", f"{r}x4096 f32", _graph_sum(r, 4096), [s], lambda s: s.sum(axis=1), 0)
-    m = 256 if quick else 512
-    ma, mb = (rng.standard_normal((m, m)).astype("float32") for _ in range(2))
-    yield ("matmul", f"{m}x{m} @ {m}x{m} f32", _graph_matmul(m), [ma, mb], lambda a, b: a @ b, 0)
+    for m in (256, 512) if quick else (256, 512, 1024, 2048):  # a 7th field: flops per call
+        ma, mb = (rng.standard_normal((m, m)).astype("float32") for _ in range(2))
+        yield ("gemm (matmul)", f"{m}x{m} @ {m}x{m} f32", _graph_matmul(m), [ma, mb], lambda a, b: a @ b, 0,
+               2 * m ** 3)
 
 
 def best_of(fn, repeat: int) -> float:
@@ -109,7 +110,7 @@ def run(quick: bool = False, repeat: int = 0, threads=(None,)) -> list[dict]:
     before = tcomp.config.num_threads
     rows = []
     try:
-        for name, size, graph, inputs, np_fn, nbytes in cases(quick):
+        for name, size, graph, inputs, np_fn, nbytes, *flops in cases(quick):
             np_time, np_check = np_fn if isinstance(np_fn, tuple) else (np_fn, np_fn)
             t0 = time.perf_counter()
             f = compile_graph(graph, name="bench")
@@ -125,14 +126,29 @@ def run(quick: bool = False, repeat: int = 0, threads=(None,)) -> list[dict]:
                 if err > 1e-3:
                     raise AssertionError(f"bench case {name!r}: tcomp differs from NumPy (max scaled error {err:.2e})")
                 t_tc = best_of(lambda: f(inputs), repeat)
+                if flops:  # GEMM: NumPy's BLAS with as many threads, timed right after (same load)
+                    t_np = _blas_time(lambda: np_time(*inputs), repeat, tcomp.config.num_threads)
                 rows.append({"case": name, "size": size, "threads": tcomp.config.num_threads,
                              "tcomp_ms": t_tc * 1e3, "numpy_ms": t_np * 1e3, "speedup": t_np / t_tc,
                              "compile_ms": compile_s * 1e3, "max_err": err,
                              "tcomp_gbs": nbytes / t_tc / 1e9 if nbytes else None,
-                             "numpy_gbs": nbytes / t_np / 1e9 if nbytes else None})
+                             "numpy_gbs": nbytes / t_np / 1e9 if nbytes else None,
+                             "tcomp_gflops": flops[0] / t_tc / 1e9 if flops else None,
+                             "numpy_gflops": flops[0] / t_np / 1e9 if flops else None})
     finally:
         tcomp.config.num_threads = before
     return rows
+
+
+def _blas_time(fn, repeat: int, threads: int) -> float:
+    """Best-of time of ``fn`` with NumPy's BLAS limited to ``threads`` (threadpoolctl, when
+    installed; else BLAS runs with its own default)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return best_of(fn, repeat)
+    with threadpool_limits(threads, user_api="blas"):
+        return best_of(fn, repeat)
 
 
 def format_rows(rows) -> str:
@@ -145,6 +161,10 @@ def format_rows(rows) -> str:
     for r in rows:
         lines.append(f"{r['case']:30} {r['size']:18} {r['threads']:3d} {r['tcomp_ms']:10.3f} {r['numpy_ms']:10.3f} "
                      f"{r['speedup']:12.2f} {gbs(r['tcomp_gbs'])} {gbs(r['numpy_gbs'])} {r['compile_ms']:11.1f}")
+    for r in rows:
+        if r.get("tcomp_gflops"):
+            lines.append(f"{r['case']} {r['size']}, {r['threads']} thread(s): tcomp {r['tcomp_gflops']:.1f} GFLOP/s, "
+                         f"NumPy/BLAS {r['numpy_gflops']:.1f} GFLOP/s ({r['speedup']:.2f}x)")
     copies = {r["threads"]: r for r in rows if r["case"].startswith("copy")}
     if copies:
         np_copy = next(iter(copies.values()))["numpy_gbs"]
