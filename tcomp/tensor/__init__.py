@@ -1,7 +1,7 @@
 """``import tcomp.tensor as T``: symbolic tensors with Theano's names."""
 from tcomp.gradient import Lop, Rop, grad, hessian, jacobian  # noqa: F401,E402
 
-from . import nlinalg, nnet, shared_randomstreams, signal  # noqa: F401
+from . import extra_ops, nlinalg, nnet, shared_randomstreams, signal  # noqa: F401
 from .basic import *  # noqa: F401,F403
 from .basic import (  # noqa: F401
     abs,
