@@ -64,3 +64,4 @@ import tcomp.mode as _mode_module  # noqa: E402
 from tcomp.mode import DebugMode, Mode, get_mode  # noqa: E402, F401
 
 globals()["mode"] = _mode_module  # not a plain import: optimize()'s ``mode`` argument has that name
+debugmode = _mode_module  # Theano's tcomp.compile.debugmode.DebugMode
