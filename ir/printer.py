@@ -213,7 +213,9 @@ def format_value(v, node_type: TensorType | None = None, *, hash_mode: bool = Fa
     if isinstance(v, Body):
         if hash_mode:  # a nested graph counts through its own structural hash
             return f"graph<{v.key}>"
-        raise TypeError(f"{where}: a nested graph (Body) prints as a block after its node, not inline")
+        # (the text form prints nested graphs as blocks; this summary is for one-line displays
+        # such as debugprint, and does not parse back)
+        return f"graph<{len(v.graph.inputs)} inputs, {len(v.graph.outputs)} outputs, sha256 {v.key[:12]}..>"
     raise TypeError(f"{where}: cannot print attribute value {v!r} of type {type(v).__name__}; "
                     f"attrs hold None, bool, int, float, str, tuple, list, Constant, TensorType or TupleType")
 
