@@ -531,3 +531,58 @@ def _fd_ifelse_case(flag):
 
 
 AUTODIFF_CASES = {"scan": [_fd_scan_case], "ifelse": [_fd_ifelse_case(1.0), _fd_ifelse_case(-1.0)]}
+
+
+def test_rbm_cd1_through_scan_lowers_reconstruction_cost():
+    """Theano's RBM tutorial recipe: a Gibbs chain in scan, the free-energy gradient with the
+    chain's end held constant, the random streams' updates passed along."""
+    rng = np.random.default_rng(10)
+    n_vis, n_hid = 16, 6
+    patterns = np.array([[1, 0] * 8, [0, 1] * 8, [1] * 8 + [0] * 8], "float32")
+    data = patterns[rng.integers(0, 3, 60)]
+    W = theano.shared((rng.standard_normal((n_vis, n_hid)) * 0.1).astype("float32"), "W")
+    hbias = theano.shared(np.zeros(n_hid, "float32"), "hbias")
+    vbias = theano.shared(np.zeros(n_vis, "float32"), "vbias")
+    srng = T.shared_randomstreams.RandomStreams(42)
+
+    def free_energy(v):
+        return -T.dot(v, vbias) - T.sum(T.nnet.softplus(T.dot(v, W) + hbias), axis=1)
+
+    def gibbs_vhv(v):
+        h_mean = T.nnet.sigmoid(T.dot(v, W) + hbias)
+        h = srng.binomial(size=h_mean.shape, n=1, p=h_mean, dtype="float32")
+        v_mean = T.nnet.sigmoid(T.dot(h, W.T) + vbias)
+        return [v_mean, srng.binomial(size=v_mean.shape, n=1, p=v_mean, dtype="float32")]
+
+    x = T.matrix("x")
+    (v_means, v_samples), updates = theano.scan(gibbs_vhv, outputs_info=[None, x], n_steps=1)
+    chain_end = v_samples[-1]
+    cost = T.mean(free_energy(x)) - T.mean(free_energy(chain_end))
+    params = [W, hbias, vbias]
+    gparams = T.grad(cost, params, consider_constant=[chain_end])
+    for p, gp in zip(params, gparams):
+        updates[p] = p - 0.1 * gp
+    recon = T.mean(T.sum((x - v_means[-1]) ** 2, axis=1))
+    train = theano.function([x], recon, updates=updates)
+    costs = [float(train(data)) for _ in range(40)]
+    assert np.mean(costs[-5:]) < 0.85 * np.mean(costs[:5]), costs[::8]  # (seeds 10-14: 0.68-0.80)
+
+
+def test_lstm_gradients_pass_verify_grad():
+    rng = np.random.default_rng(11)
+    n_in, n_hid = 2, 3
+    xv = rng.standard_normal((4, n_in))
+
+    def lstm_cost(Wx, Wh, b):
+        def step(xt, h, c):
+            z = T.dot(xt, Wx) + T.dot(h, Wh) + b
+            i, f, o = (T.nnet.sigmoid(z[k * n_hid:(k + 1) * n_hid]) for k in range(3))
+            g = T.tanh(z[3 * n_hid:])
+            c_new = f * c + i * g
+            return [o * T.tanh(c_new), c_new]
+        zeros = T.zeros((n_hid,), dtype="float64")
+        (hs, cs), _ = theano.scan(step, sequences=T.constant(xv), outputs_info=[zeros, zeros])
+        return T.sum(hs ** 2) + T.sum(cs[-1])
+
+    verify_grad(lstm_cost, [rng.standard_normal((n_in, 4 * n_hid)) * 0.5, rng.standard_normal((n_hid, 4 * n_hid))
+                            * 0.5, rng.standard_normal(4 * n_hid) * 0.1], rng=0, backend="reference")
