@@ -94,7 +94,7 @@ def build_module(prog: Program, symbol: str, donate=None) -> tuple:
         aliased = None if n not in aliased_leaf else leaves.index(aliased_leaf[n])
         local_off[n] = len(gather)
         hit = templates.lookup(n, leaves, aliased)
-        if hit is not None:  # same signature as an emitted kernel: same code, own parameters
+        if hit is not None and not templates.check:  # an emitted kernel's signature: its code, own parameters
             kernel_fns[n], slots = hit
             gather.extend(slots)
             continue
@@ -110,7 +110,7 @@ def build_module(prog: Program, symbol: str, donate=None) -> tuple:
         kernel_fns[n] = seen[key]
         slots = sorted(ctx.slots, key=ctx.slots.get)
         gather.extend(slots)
-        templates.record(n, kernel_fns[n], slots)
+        templates.record(n, kernel_fns[n], slots, hit)
     name = f"{symbol}_entry"
     fn = ir.Function(module, ir.FunctionType(u.I32, [u.PTR, u.PTR]), name=name)
     b = ir.IRBuilder(fn.append_basic_block("entry"))

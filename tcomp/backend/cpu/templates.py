@@ -26,8 +26,10 @@ from tcomp.ir.types import TupleType
 
 #: switch for tests (the result must not depend on it)
 REUSE = True
-#: kernel kinds whose code is a function of the signature below
-KINDS = ("fused", "elemwise", "reduce")
+#: debugging aid: on every hit also emit the kernel and raise if its code or slots differ
+CHECK = False
+#: kernel kinds whose code reads inline producers (their expression is part of the signature)
+EXPRESSION_KINDS = ("elemwise", "reduce")
 
 
 def _attrs_key(attrs: dict):
@@ -37,6 +39,7 @@ def _attrs_key(attrs: dict):
 class KernelTemplates:
     def __init__(self, prog):
         self.prog = prog
+        self.check = CHECK
         self.templates: dict = {}  # signature -> (fn, relative slots) or None (not reusable)
         self._pending = None       # (node, signature, local nodes) of the last lookup miss
 
@@ -44,8 +47,6 @@ class KernelTemplates:
     def _signature(self, n, leaves, aliased):
         prog, g = self.prog, self.prog.g
         kind = prog.kernel_kind(n)
-        if kind not in KINDS:
-            return None
         results = prog.results(n)
         leaf_index = {}
         for k, leaf in enumerate(leaves):
@@ -60,9 +61,15 @@ class KernelTemplates:
                     tokens.append(("c", g.type(o), g.attrs(o)["value"]))
                 else:
                     tokens.append(("l", leaf_index[o], g.type(o), prog.layout[o]))
-        else:
+        elif kind in EXPRESSION_KINDS:
             roots = g.operands(n)[:1] if g.op(n) == "alloc" else g.operands(n)
             self._walk(n, roots, leaf_index, tokens, local)
+        else:  # reads its operands' memory (leaves) and, for host-value operands, only types
+            tokens.append(("k", g.op(n), _attrs_key(g.attrs(n)), g.type(n)))
+            local.append(n)
+            for o in g.operands(n):
+                local.append(o)
+                tokens.append(("o", leaf_index.get(o), g.type(o), prog.layout[o], prog.role[o] == "hostval"))
         key = (kind, tuple(tokens), tuple(g.type(r) for r in results),
                tuple(leaf_index[leaf] for leaf in leaves), aliased)
         return key, local + list(results) + list(leaves)
@@ -146,9 +153,16 @@ class KernelTemplates:
         fn, rel = hit
         return fn, [self._base(field, local[pos]) + a for field, pos, a in rel]
 
-    def record(self, n, fn, slots) -> None:
+    def record(self, n, fn, slots, hit=None) -> None:
         """Keep the kernel just emitted for ``n`` (its local slots, in local order) as the
-        template of the signature :meth:`lookup` computed for it."""
+        template of the signature :meth:`lookup` computed for it; in check mode ``hit`` is
+        what the lookup returned, which must be exactly what was emitted."""
+        if hit is not None:
+            if hit[0] is not fn or list(hit[1]) != list(slots):
+                raise AssertionError(f"cpu backend: kernel template for %{n} ({self.prog.describe(n)}) differs from "
+                                     f"its emitted code or parameter slots ({hit[0].name} vs {fn.name}, "
+                                     f"{list(hit[1])} vs {list(slots)})")
+            return
         if self._pending is None or self._pending[0] != n:
             return
         _, key, local = self._pending
