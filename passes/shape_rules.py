@@ -256,6 +256,13 @@ class ShapeRules:
             primary = self.layout(n, f"step epilogue {e}: ", op, dict(sattrs), stypes[-1].dtype, primary)
         if not attrs.get("outputs"):
             return tuple(primary)
+        for j in attrs["outputs"]:
+            # the planner's backstop: the loop stores every result at each point of ``it``, so a
+            # result of another extent would be written out of bounds (fusion proves equal extents)
+            same = b.all_of([b.eq(d, e) for d, e in zip(cur[j], it)]) if len(cur[j]) == len(it) else 0
+            b.check(same, "ShapeError", [f"{self.describe(n)}: result step {j} has shape ", TUP(cur[j]),
+                                         " but the kernel loops over ", TUP(it),
+                                         "; a multi-output kernel's results need one extent"])
         return (tuple(primary),) + tuple(tuple(cur[j]) for j in attrs["outputs"])
 
     def layout(self, n, where, op, attrs, dtype, shape):

@@ -130,3 +130,21 @@ def test_without_the_object_layout_shims(native):
     assert is_aligned(out)
     with pytest.raises(ValueError, match="reshape"):
         c([xv, np.int32(5)])
+
+
+def test_multi_output_kernel_of_two_run_time_extents_is_refused(native):
+    """The shape program carries the planner's backstop: results of one multi-output kernel
+    that differ at run time raise before ``run`` writes out of bounds."""
+    from tcomp.backend.cpu import compile_graph
+    from tcomp.ir import Graph, TensorType
+
+    g = Graph()
+    x = g.add_input(TensorType("float32", (None, 1)), name="x")
+    y = g.add_input(TensorType("float32", (None, None)), name="y")
+    z = g.add_input(TensorType("float32", (None, None)), name="z")
+    k = g.add_node("fused", [x, z, y], {"body": (("mul", (), ("$0", "$1")), ("sub", (), ("$0", "$2"))),
+                                         "outputs": (0,)})
+    g.outputs = [g.add_node("get_output", [k], {"index": 0}), g.add_node("get_output", [k], {"index": 1})]
+    f = compile_graph(g)
+    with pytest.raises(ValueError, match="one extent"):
+        f([np.ones((3, 1), "float32"), np.zeros((3, 5000), "float32"), np.ones((3, 1), "float32")])
