@@ -413,6 +413,10 @@ def compact(p: KernelProgram) -> KernelProgram:
 def lower_kernels(graph: Graph, donate=None) -> KernelProgram:
     """The kernel program of ``graph`` (optimized: run after fusion).  ``donate``: graph
     output position -> graph input position whose storage that output may be written into."""
+    for n in graph.nodes():
+        if graph.op(n) in ("scan", "ifelse"):  # issue 15: a loop kernel with a nested program comes next
+            raise TypeError(f"kernel program: {graph.op(n)} (node %{n}) is not lowered yet; "
+                            f"run it with backend='reference'")
     return _Lowering(graph, donate).finish()
 
 
