@@ -226,6 +226,27 @@ def test_extra_ops_namespace(backend, rng):
     verify_grad(lambda a: T.extra_ops.diff(a, 2), [rng.standard_normal((3, 5))], rng=rng)
 
 
+@pytest.mark.parametrize("depth", [None, 0, 2])
+def test_argsort_kernel_paths(depth, monkeypatch):
+    """The CPU kernel's introsort on long rows of every shape of input, with the quicksort
+    depth limit forced low so that its heapsort fallback runs too (0: heapsort only)."""
+    from tcomp.backend.cpu import kernels_scan_sort
+
+    if depth is not None:
+        monkeypatch.setattr(kernels_scan_sort, "DEPTH", depth)
+    x = T.fvector("x")
+    f = tcomp.function([x], T.argsort(x), backend="cpu")
+    rng = np.random.default_rng(11)
+    for n in [2, 3, 17, 33, 1000, 4099]:
+        base = rng.standard_normal(n).astype("float32")
+        cases = {"random": base, "sorted": np.sort(base), "reversed": np.sort(base)[::-1].copy(),
+                 "equal": np.zeros(n, "float32"), "few": rng.integers(0, 3, n).astype("float32"),
+                 "nan": np.where(np.arange(n) % 3 == 0, np.nan, base).astype("float32"),
+                 "organ": np.concatenate([np.arange(n // 2), np.arange(n - n // 2)[::-1]]).astype("float32")}
+        for name, v in cases.items():
+            np.testing.assert_array_equal(f(v), np.argsort(v, kind="stable"), err_msg=f"{name} n={n}")
+
+
 def test_sort_errors():
     with pytest.raises(ValueError, match="out of range for the scalar"):
         T.sort(T.scalar("s"))
