@@ -51,10 +51,11 @@ def split_functions(text: str) -> tuple[list[str], dict]:
 
 def kernel_modules(text: str) -> dict:
     """{kernel name: module text holding that kernel (external) and what it calls}; the
-    kernels are the functions the entry (``..._entry``) calls, in call order."""
+    kernels are the functions the entry (``..._entry``, or a native program's ``..._run``)
+    calls, in call order."""
     header, funcs = split_functions(text)
     refs = {name: {_unquote(r) for r in _REF.findall("\n".join(body[1:]))} & set(funcs) for name, body in funcs.items()}
-    entries = [n for n in funcs if n.endswith("_entry")]
+    entries = [n for n in funcs if n.endswith(("_entry", "_run"))]
     kernels = []
     for e in entries:
         body = "\n".join(funcs[e][1:])
