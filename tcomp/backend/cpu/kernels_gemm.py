@@ -130,11 +130,14 @@ class Config:
         self.MR, self.NV = TILES[(dtype, self.bits)]
         self.NR = self.NV * self.W
         l1, l2, l3 = _cache_sizes()
-        # KC: a KC x NR micro-panel of B is twice L1 (it is reused from L2 by MC/MR micro-tiles;
-        # measured on znver4: KC 256 beats 128 by 3-8%), an MR x KC one of A a fraction of L1
-        kc = max(64, min(384, 2 * l1 // (self.NR * es) // 16 * 16))
-        # MC: an MC x KC block of A in half of L2; NC: a KC x NC block of B in half of L3
-        mc = max(self.MR, min(1024, (l2 // 2) // (kc * es) // self.MR * self.MR))
+        # KC: a KC x NR micro-panel of B fills L1 (it is reused by MC/MR micro-tiles); float32
+        # does twice the FMAs per byte of B, so its panel may be twice L1 and stream from L2
+        # (measured on znver4: f32 KC 256 beats 128 by 3-8%, f64 KC 128 beats 256 by 40% at
+        # N=256 and ties at 1024)
+        kc = (2 if dtype == "float32" else 1) * l1 // (self.NR * es)
+        kc = max(64, min(384, kc // 16 * 16))
+        # MC: an MC x KC block of A in a quarter of L2; NC: a KC x NC block of B in a quarter of L3
+        mc = max(self.MR, min(1024, (l2 // 4) // (kc * es) // self.MR * self.MR))
         nc = max(self.NR, min(8192, (l3 // 4) // (kc * es) // self.NR * self.NR))
         self.MC, self.KC, self.NC = BLOCKING.get(dtype, (mc, kc, nc))
         self.MC = max(self.MR, self.MC // self.MR * self.MR)
@@ -397,6 +400,9 @@ def _gemm(module, cfg: Config) -> ir.Function:
     # KC blocks of equal depth: K = 257 is two blocks of 129, not 256 + 1
     nkb = _cdiv(b, K, KC)
     kcb = _cdiv(b, K, nkb)
+    # MC blocks likewise, in whole micro-panels: M = 256 is 2 x 128 rows, not 252 + 4
+    nmb = _cdiv(b, M, MC)
+    mcb = b.mul(_cdiv(b, _cdiv(b, M, nmb), MR), c64(MR))
 
     def jc_block(jc):
         nc = _min(b, c64(NC), b.sub(N, jc))
@@ -407,7 +413,7 @@ def _gemm(module, cfg: Config) -> ir.Function:
             acc = b.zext(b.icmp_signed(">", pc, c64(0)), I64)
 
             def ic_block(ic):
-                mc = _min(b, c64(MC), b.sub(M, ic))
+                mc = _min(b, mcb, b.sub(M, ic))
                 _pack_a(b, cfg, et, mc, kc, _gep(b, A, et, b.add(b.mul(ic, rsa), b.mul(pc, csa))), rsa, csa, Abuf)
 
                 def jr_tile(jr):
@@ -421,7 +427,7 @@ def _gemm(module, cfg: Config) -> ir.Function:
                         b.call(ukr, [kc, ap, bp, cp, rsc, csc, acc, mv, nv])
                     _loop(b, c64(0), mc, MR, ir_tile, "ir")
                 _loop(b, c64(0), nc, NR, jr_tile, "jr")
-            _loop(b, c64(0), M, MC, ic_block, "ic")
+            u.for_range(b, _cdiv(b, M, mcb), lambda t: ic_block(b.mul(t, mcb)), name="ic")
         u.for_range(b, nkb, lambda t: pc_block(b.mul(t, kcb)), name="pc")
     _loop(b, c64(0), N, NC, jc_block, "jc")
     b.ret_void()
