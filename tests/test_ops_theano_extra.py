@@ -349,12 +349,12 @@ def test_any_all(dtype, backend, rng):
 def test_var_std(dtype, backend, rng):
     x = T.tensor("x", dtype, (None, 4))
     outs = [T.var(x), T.var(x, axis=0), T.std(x, axis=-1, keepdims=True), x.var(axis=1, ddof=1),
-            T.std(x, corrected=True), x.std()]
+            T.std(x, corrected=True), x.std(), T.var(x, 0, 1), x.std(1, 0, True)]     # Theano's (axis, ddof, keepdims)
     f = compile_fn([x], outs, backend)
     v = rand_array(rng, dtype, (5, 4))
     vf = v.astype("float64")
     wants = [np.var(vf), np.var(vf, 0), np.std(vf, -1, keepdims=True), np.var(vf, 1, ddof=1), np.std(vf, ddof=1),
-             np.std(vf)]
+             np.std(vf), np.var(vf, 0, ddof=1), np.std(vf, 1, keepdims=True)]
     for g, w in zip(f(v), wants):
         check_result(g, w, _float_dtype(dtype))
 
@@ -417,7 +417,7 @@ def test_tile_repeat(backend, rng):
     r = T.lscalar("r")
     im = T.imatrix("im")
     outs = [T.tile(v, 3), T.tile(v, (2, 2)), T.tile(m, (2, 1)), T.tile(m, (1, 2, 3)), T.tile(m, (r, 2)),
-            T.tile(m, 1), T.repeat(v, 2), T.repeat(m, 3), T.repeat(m, 2, axis=-1), m.repeat(r, axis=0),
+            T.tile(m, 1, ndim=3), T.repeat(v, 2), T.repeat(m, 3), T.repeat(m, 2, axis=-1), m.repeat(r, axis=0),
             T.repeat(m, [1, 0, 2], axis=1), T.repeat(im, 2, axis=0), T.repeat(m, [2], axis=0)]
     f = compile_fn([v, m, r, im], outs, backend, expect_ops={"alloc"})
     for rows, rep in [(2, 3), (0, 2), (1, 0)]:
@@ -425,9 +425,9 @@ def test_tile_repeat(backend, rng):
         vm = rng.standard_normal((rows, 3)).astype("float32")
         vim = rng.integers(-5, 5, (rows, 2)).astype("int32")
         wants = [np.tile(vv, 3), np.tile(vv, (2, 2)), np.tile(vm, (2, 1)), np.tile(vm, (1, 2, 3)),
-                 np.tile(vm, (rep, 2)), np.tile(vm, 1), np.repeat(vv, 2), np.repeat(vm, 3), np.repeat(vm, 2, -1),
-                 np.repeat(vm, rep, 0),
-                 np.repeat(vm, [1, 0, 2], 1), np.repeat(vim, 2, 0), np.repeat(vm, [2], 0)]
+                 np.tile(vm, (rep, 2)), np.tile(vm, (1, 1, 1)), np.repeat(vv, 2), np.repeat(vm, 3),
+                 np.repeat(vm, 2, -1), np.repeat(vm, rep, 0), np.repeat(vm, [1, 0, 2], 1), np.repeat(vim, 2, 0),
+                 np.repeat(vm, [2], 0)]
         for i, (g, w) in enumerate(zip(f(vv, vm, rep, vim), wants)):
             check_result(g, w, "int32" if i == 11 else "float32", f"output {i} rows={rows} rep={rep}")
     # per-element repeats on a symbolic axis are checked against the axis length at run time

@@ -297,10 +297,11 @@ def roll(x, shift, axis=None):
     return _take(x, idx, a)
 
 
-def tile(x, reps):
+def tile(x, reps, ndim=None):
     """NumPy's tile: ``x`` repeated ``reps[i]`` times along axis i (``reps`` shorter than
-    x.ndim is padded with 1s in front; longer prepends axes to x), as a broadcast of x with
-    interleaved new axes and one reshape (gradient: a sum)."""
+    x.ndim is padded with 1s in front; longer prepends axes to x; Theano's ``ndim`` asks for
+    at least that many result axes), as a broadcast of x with interleaved new axes and one
+    reshape (gradient: a sum)."""
     x = as_variable(x, "x")
     if isinstance(reps, Variable):
         raise TypeError("tile: give reps as a tuple of ints or integer scalars, not a tensor")
@@ -309,7 +310,7 @@ def tile(x, reps):
     for r in reps:
         if isinstance(r, int) and r < 0:
             raise ValueError(f"tile: negative repetition {r}")
-    d = builtins.max(len(reps), x.ndim)
+    d = builtins.max(len(reps), x.ndim, ndim or 0)
     reps = [1] * (d - len(reps)) + reps
     if d > x.ndim:
         x = B.dimshuffle(x, ["x"] * (d - x.ndim) + list(range(x.ndim)))
@@ -423,9 +424,10 @@ def sort(a, axis=-1, kind=None, order=None):
 
 # -- statistics and norms ---------------------------------------------------------------------
 
-def var(x, axis=None, keepdims=False, ddof=0, corrected=False):
-    """Variance over ``axis`` (NumPy's ``ddof``; Theano's ``corrected=True`` means ddof=1),
-    as the mean of squared deviations from the mean (two passes: no cancellation)."""
+def var(x, axis=None, ddof=0, keepdims=False, corrected=False):
+    """Variance over ``axis`` (Theano's argument order; NumPy's ``ddof``, Theano's
+    ``corrected=True`` means ddof=1), as the mean of squared deviations from the mean (two
+    passes: no cancellation)."""
     x = _float(as_variable(x, "x"))
     ddof = 1 if corrected else ddof
     m = B.mean(x, axis, keepdims=True)
@@ -435,8 +437,9 @@ def var(x, axis=None, keepdims=False, ddof=0, corrected=False):
     return B.true_div(ss, denom)
 
 
-def std(x, axis=None, keepdims=False, ddof=0, corrected=False):
-    return B.sqrt(var(x, axis, keepdims, ddof, corrected))
+def std(x, axis=None, ddof=0, keepdims=False, corrected=False):
+    """Standard deviation: sqrt(var(...)) with the same arguments."""
+    return B.sqrt(var(x, axis, ddof, keepdims, corrected))
 
 
 def _vector_norm(x, L, axis, keepdims):

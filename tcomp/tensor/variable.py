@@ -246,11 +246,11 @@ class Variable:
     def argmin(self, axis=None, keepdims=False): return _reduce("argmin", self, axis, keepdims)
 
     # (tcomp.tensor.extra: compositions of the ops above)
-    def var(self, axis=None, keepdims=False, ddof=0, corrected=False):
-        return _extra().var(self, axis, keepdims, ddof, corrected)
+    def var(self, axis=None, ddof=0, keepdims=False, corrected=False):
+        return _extra().var(self, axis, ddof, keepdims, corrected)
 
-    def std(self, axis=None, keepdims=False, ddof=0, corrected=False):
-        return _extra().std(self, axis, keepdims, ddof, corrected)
+    def std(self, axis=None, ddof=0, keepdims=False, corrected=False):
+        return _extra().std(self, axis, ddof, keepdims, corrected)
 
     def norm(self, L=2, axis=None, keepdims=False): return _extra().norm(self, L, axis, keepdims)
     def any(self, axis=None, keepdims=False): return _extra().any(self, axis, keepdims)
