@@ -114,10 +114,11 @@ class Signature:
         self.params = params
         self.inputs = [p.variable for p in params if p.state is None]
         self.positions = {id(p.variable): i for i, p in enumerate(p for p in params if p.state is None)}
+        #: keyword name -> position; None when several inputs share the name (then it is refused)
         self.by_name = {}
         for i, p in enumerate(params):
-            for key in {p.name, p.variable.name} - {None}:
-                self.by_name.setdefault(key, i)
+            if p.name is not None:
+                self.by_name[p.name] = None if p.name in self.by_name else i
 
     def bind(self, fname: str, args, kwargs, convert):
         """The argument list for the graph's explicit inputs (converted by ``convert(value,
@@ -127,6 +128,8 @@ class Signature:
             raise TypeError(f"{fname}() takes {len(params)} arguments, got {len(args)}")
         values = list(args) + [_NO_VALUE] * (len(params) - len(args))
         for key, value in kwargs.items():
+            if key in self.by_name and self.by_name[key] is None:
+                raise TypeError(f"{fname}(): several inputs are named {key!r}; pass that argument by position")
             i = self.by_name.get(key)
             if i is None:
                 raise TypeError(f"{fname}() got an unexpected keyword argument {key!r} (arguments: "

@@ -61,7 +61,10 @@ def _check_swap(fn, swap) -> dict:
 def _options(fn) -> dict:
     """The function's arguments, with the backend and mode it was actually compiled with
     (not the configuration at the time a copy or an unpickled function is built)."""
-    return dict(fn._options, backend=fn.backend, mode=fn.mode)
+    options = dict(fn._options, backend=fn.backend, mode=fn.mode)
+    if getattr(fn, "trust_input", False):
+        options["trust_input"] = True
+    return options
 
 
 def copy_function(fn, share_memory=False, swap=None, delete_updates=False, name=None):

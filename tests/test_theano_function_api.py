@@ -51,6 +51,15 @@ def test_in_argument_errors(backend):
         In(x, update=x + 1)
     with pytest.raises(TypeError, match="symbolic variable or tcomp.In"):
         function([x, 3], x)
+    g = function([x, In(y, name="why")], x - y)
+    assert g(5, why=2) == 3
+    with pytest.raises(TypeError, match="unexpected keyword argument 'y'"):
+        g(5, y=2)  # the In's name replaces the variable's, as in Theano
+    t1, t2 = T.dscalar("t"), T.dscalar("t")
+    twins = function([t1, t2], t1 - t2)
+    assert twins(3, 1) == 2
+    with pytest.raises(TypeError, match="several inputs are named 't'"):
+        twins(1, t=2)
 
 
 def test_in_strict_and_allow_downcast(backend):
