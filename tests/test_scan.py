@@ -586,3 +586,17 @@ def test_lstm_gradients_pass_verify_grad():
 
     verify_grad(lstm_cost, [rng.standard_normal((n_in, 4 * n_hid)) * 0.5, rng.standard_normal((n_hid, 4 * n_hid))
                             * 0.5, rng.standard_normal(4 * n_hid) * 0.1], rng=0, backend="reference")
+
+
+def test_structural_hash_is_stable_across_processes():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path.insert(0, 'tests'); import test_scan as t; g, _ = t.build_scan_graph(); "
+            "h, _ = t.build_ifelse_graph(); print(g.structural_hash(), h.structural_hash())")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.split()
+            for seed in (1, 2)]
+    assert runs[0] == runs[1]
+    assert runs[0] == [build_scan_graph()[0].structural_hash(), build_ifelse_graph()[0].structural_hash()]
