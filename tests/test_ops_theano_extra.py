@@ -517,6 +517,15 @@ _GRAD_CASES = {
     "cumsum": (lambda x: T.cumsum(x, axis=1), (-3, 3)), "cumsum_flat": (T.cumsum, (-3, 3)),
     "cumprod": (lambda x: T.cumprod(x, axis=0), (0.5, 2)), "sort": (lambda x: T.sort(x, axis=0), (-3, 3)),
     "sort_flat": (lambda x: T.sort(x, axis=None), (-3, 3)),
+    "arctan2": (lambda x: T.arctan2(x, x[::-1] + 4.0), (-3, 3)),
+    "join": (lambda x: T.join(1, x, T.exp(x)), (-3, 3)), "diagonal": (lambda x: T.diagonal(x, 1), (-3, 3)),
+    "hard_sigmoid": (T.nnet.hard_sigmoid, (-2, 2)),
+    "nlinalg_norm_1": (lambda x: T.nlinalg.norm(x, 1), (-3, 3)),
+    "nlinalg_norm_fro": (lambda x: T.nlinalg.norm(x, "fro"), (-3, 3)),
+    "crossentropy_softmax_1hot": (lambda x: T.nnet.crossentropy_softmax_1hot(x, np.array([2, 0], "int32"))[0],
+                                  (-3, 3)),
+    "categorical_crossentropy_int": (
+        lambda x: T.nnet.categorical_crossentropy(T.nnet.softmax(x), np.array([1, 2], "int64")), (-3, 3)),
 }
 
 
