@@ -593,7 +593,8 @@ def test_structural_hash_is_stable_across_processes():
     import subprocess
     import sys
 
-    code = ("import sys; sys.path.insert(0, 'tests'); import test_scan as t; g, _ = t.build_scan_graph(); "
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = (f"import sys; sys.path.insert(0, {here!r}); import test_scan as t; g, _ = t.build_scan_graph(); "
             "h, _ = t.build_ifelse_graph(); print(g.structural_hash(), h.structural_hash())")
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.split()
