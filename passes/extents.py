@@ -37,7 +37,7 @@ from tcomp.ir.ops.fused import FUSABLE_REDUCTIONS, LAYOUT_OPS, step_types
 from tcomp.ir.types import TensorType, TupleType
 
 #: ops whose result has exactly their first operand's shape
-_SAME_SHAPE = ("softmax", "log_softmax", "set_subtensor", "inc_subtensor")
+_SAME_SHAPE = ("softmax", "log_softmax", "set_subtensor", "inc_subtensor", "cumsum", "cumprod", "argsort")
 #: ops whose ``None`` shape entries are read, in order, from int-scalar operands from this position
 _DIM_OPERANDS = {"alloc": 1, "reshape": 1, "random_uniform": 2, "random_normal": 2, "random_binomial": 2}
 _REDUCTIONS = FUSABLE_REDUCTIONS + ("mean", "argmax", "argmin")
