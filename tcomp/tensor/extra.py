@@ -374,7 +374,7 @@ def _along(x, axis, what):
     """(x, axis) with NumPy's axis=None: the flattened tensor along axis 0."""
     x = as_variable(x, "x")
     if axis is None:
-        return B.flatten(x), 0
+        return (x if x.ndim == 1 else B.flatten(x)), 0
     if x.ndim == 0:
         raise ValueError(f"{what}: axis {axis} is out of range for the scalar {x.describe()}")
     return x, _axis(x, axis, what)
