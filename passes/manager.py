@@ -12,6 +12,7 @@ each pass the manager can verify the graph (``tcomp.ir.verify``), print its text
 """
 from __future__ import annotations
 
+import contextvars
 import sys
 import time
 from dataclasses import dataclass, field
@@ -142,7 +143,11 @@ class PassManager:
         for name in self.pipeline:
             before = len(g)
             t0 = time.perf_counter()
-            out = PASSES[name].fn(g)
+            token = _ACTIVE_PIPELINE.set(self.pipeline)  # (scan_opt runs the same pipeline on loop bodies)
+            try:
+                out = PASSES[name].fn(g)
+            finally:
+                _ACTIVE_PIPELINE.reset(token)
             seconds = time.perf_counter() - t0
             if not isinstance(out, Graph):
                 raise TypeError(f"pass {name!r} returned {type(out).__name__}, expected a Graph")
@@ -156,6 +161,16 @@ class PassManager:
         if self.time_passes:
             print(str(self.report), file=stream)
         return g
+
+
+#: the pipeline of the PassManager whose pass is running (a pass that optimizes nested graphs
+#: runs the same passes on them, exclusions included)
+_ACTIVE_PIPELINE: contextvars.ContextVar = contextvars.ContextVar("tcomp_active_pipeline", default=None)
+
+
+def active_pipeline() -> Optional[tuple]:
+    """The pass names of the pipeline running now (None outside a PassManager run)."""
+    return _ACTIVE_PIPELINE.get()
 
 
 def _verify(verify, g: Graph, where: str) -> None:

@@ -10,8 +10,8 @@ For every ``scan`` node, in one rebuild:
   loop keeps one value instead of every step's) and those reads become the result;
 * **loop-invariant code motion**: body nodes that depend only on non-sequences (and
   constants) move to the outer graph and enter the body as new non-sequences, computed once;
-* **the body** is optimized by the same default pipeline (fusion included, and this pass
-  again for nested loops).
+* **the body** is optimized by the pipeline running this pass (``exclude`` honoured; the
+  default one includes fusion, and this pass again for nested loops).
 
 ``ifelse`` branches are optimized by the pipeline too (nothing is hoisted out of them:
 that would make their work eager).  The pass runs before the outer fusion, after the
@@ -26,9 +26,10 @@ LAST = (("i", -1),)
 
 
 def _body_pipeline(graph: Graph) -> Graph:
-    from .manager import PassManager
+    """The pipeline that runs this pass (``exclude`` and mode included), else the default."""
+    from .manager import PassManager, active_pipeline
 
-    return PassManager("default").run(graph)
+    return PassManager(active_pipeline() or "default").run(graph)
 
 
 def _result_uses(g: Graph, n: int, count: int):

@@ -601,3 +601,15 @@ def test_structural_hash_is_stable_across_processes():
             for seed in (1, 2)]
     assert runs[0] == runs[1]
     assert runs[0] == [build_scan_graph()[0].structural_hash(), build_ifelse_graph()[0].structural_hash()]
+
+
+def test_body_pipeline_honours_exclude():
+    x, h0 = T.matrix("x"), T.vector("h0")
+    hs, _ = theano.scan(lambda xt, h: T.tanh(h * 2 + xt), sequences=x, outputs_info=h0)
+
+    def body_ops(f):
+        (n,) = _scan_nodes(f.optimized)
+        body = f.optimized.attrs(n)["body"].graph
+        return {body.op(m) for m in body.nodes()}
+    assert "fused" in body_ops(theano.function([x, h0], hs[-1]))
+    assert "fused" not in body_ops(theano.function([x, h0], hs[-1], exclude=["fuse_elementwise"]))
