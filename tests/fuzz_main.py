@@ -168,16 +168,18 @@ def _main(args):
                 return
             _run_range(s, n, args.batch, args.backends, args.nice, args.stall, locked)
 
-    threads = [threading.Thread(target=runner) for _ in range(args.jobs)]
+    threads = [threading.Thread(target=runner, daemon=True) for _ in range(args.jobs)]
     for t in threads:
         t.start()
     try:
         for t in threads:
             t.join()
-    except KeyboardInterrupt:  # print what was run so far
+    except KeyboardInterrupt:  # print what was run so far; the daemon runners die with us
         print("interrupted", flush=True)
         with lock:
-            return _summary(args, counts, ops, feats, rejects, modes, failures, t0)
+            rc = _summary(args, counts, ops, feats, rejects, modes, failures, t0)
+        sys.stdout.flush()
+        os._exit(rc)
     return _summary(args, counts, ops, feats, rejects, modes, failures, t0)
 
 
@@ -205,6 +207,33 @@ def _summary(args, counts, ops, feats, rejects, modes, failures, t0):
     return 1 if any(counts[b] for b in BAD) else 0
 
 
+def _triage(args):
+    """Group the failures of a run by the pass whose exclusion fixes them and the error text."""
+    import re
+
+    import fuzz_graphs as fg
+    import fuzz_repro
+
+    groups = {}
+    seen = set()
+    for line in open(args.triage):
+        m = json.loads(line)
+        if m["seed"] in seen or m["outcome"] not in BAD:
+            continue
+        seen.add(m["seed"])
+        if m["outcome"] in ("crash", "hang"):
+            key = (m["outcome"], "")
+        else:
+            blame, (outcome, detail) = fuzz_repro.triage(fg.generate(m["seed"]), args.backends.split(",")[0])
+            last = [x for x in detail.strip().splitlines() if x.strip()][-1] if detail.strip() else ""
+            kind = "mismatch" if outcome == "mismatch" else re.sub(r"[0-9]+", "N", last)[:120]
+            key = (outcome + " / " + blame, kind)
+        groups.setdefault(key, []).append(m["seed"])
+    for (what, kind), seeds in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        print(f"{len(seeds):5d}  {what}  {kind}  seeds {seeds[:8]}")
+    return 0
+
+
 def _sigterm(signum, frame):
     raise KeyboardInterrupt
 
@@ -226,9 +255,13 @@ def main(argv=None):
     ap.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--repro", type=int, default=None, help="print a standalone script for this seed")
     ap.add_argument("--minimize", type=int, default=None, help="shrink this seed's graph, then print its script")
+    ap.add_argument("--triage", default=None, help="a failures .jsonl (--out): re-run each seed, blame a pass")
     args = ap.parse_args(argv)
     if args.worker:
         return _worker(args) or 0
+    if args.triage:
+        warnings.simplefilter("ignore")
+        return _triage(args)
     if args.repro is not None or args.minimize is not None:
         warnings.simplefilter("ignore")
         import fuzz_repro

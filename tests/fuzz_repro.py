@@ -188,3 +188,23 @@ def script_for_seed(seed, minimize_it=False, backend="cpu", minimize=None):
 
 
 minimize_graph = minimize
+
+#: passes tried one at a time by ``triage`` (names of tcomp.passes' registry)
+TRIAGE_PASSES = ("stabilize", "simplify", "constant_fold", "cse", "fuse_elementwise", "canonicalize")
+
+
+def triage(g, backend="cpu"):
+    """Which pass a failure needs: the first pass whose exclusion makes the graph match, else
+    'no pass (fast_compile fails too): lowering/kernels/DSL', or 'several passes'."""
+    first = run_batch([g], backend)[0]
+    if first[0] in ("match", "expected_error", "unstable"):
+        return first[0], first
+    for name in TRIAGE_PASSES:
+        try:
+            if run_batch([g], backend, exclude=[name])[0][0] in ("match", "expected_error"):
+                return f"pass {name}", first
+        except Exception:  # noqa: BLE001
+            continue
+    if run_batch([g], backend, mode="fast_compile")[0][0] in ("match", "expected_error"):
+        return "several passes", first
+    return "no pass (fast_compile fails too): lowering/kernels/DSL", first

@@ -148,15 +148,16 @@ def _args(graphs):
     return [layout_arg(g.steps[i].p["value"], g.steps[i].p["layout"]) for g in graphs for i in g.inputs()]
 
 
-def run_batch(graphs, backend="cpu"):
-    """[(outcome, detail)] per graph, compiling them as one function (singly after a failure)."""
+def run_batch(graphs, backend="cpu", **function_kwargs):
+    """[(outcome, detail)] per graph, compiling them as one function (singly after a failure);
+    ``function_kwargs`` go to ``tcomp.function`` (``exclude=``, ``mode=``: triage)."""
     try:
         inputs, outputs, spans = _flatten_batch(graphs)
-        f = tcomp.function(inputs, outputs, backend=backend, on_unused_input="ignore")
+        f = tcomp.function(inputs, outputs, backend=backend, on_unused_input="ignore", **function_kwargs)
         results = f(*_args(graphs))
     except Exception:  # noqa: BLE001 - classified per graph below
         if len(graphs) > 1:
-            return [r for g in graphs for r in run_batch([g], backend)]
+            return [r for g in graphs for r in run_batch([g], backend, **function_kwargs)]
         return [_classify_exception(graphs[0], traceback.format_exc())]
     return [_check_safely(g, results[a:a + n]) for g, (a, n) in zip(graphs, spans)]
 
