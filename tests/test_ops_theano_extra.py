@@ -402,6 +402,11 @@ def test_squeeze_join_roll(backend, rng):
                  np.roll(vv, -7), np.roll(va, 1, 0), np.roll(va, shift, -1), np.roll(va, shift), np.roll(vv, shift)]
         for i, (g, w) in enumerate(zip(f(vx, va, shift, vv), wants)):
             check_result(g, w, "float32", f"output {i} n={n}")
+    st = T.tensor("st", shape=(5, 3))                         # static sizes: two slices concatenated
+    fs = compile_fn([st], [T.roll(st, 2, 0), T.roll(st, -1, -1), T.roll(st, 7), T.roll(st, 10, 0)], backend)
+    vs = rng.standard_normal((5, 3)).astype("float32")
+    for g, w in zip(fs(vs), [np.roll(vs, 2, 0), np.roll(vs, -1, -1), np.roll(vs, 7), np.roll(vs, 10, 0)]):
+        check_result(g, w, "float32")
     b = T.matrix("b")
     fj = compile_fn([a, b], [T.join(0, a, b), T.join(-1, a, a, a)], backend, expect_ops={"concatenate"})
     va, vb = rng.standard_normal((2, 3)).astype("float32"), rng.standard_normal((0, 3)).astype("float32")

@@ -278,8 +278,9 @@ def join(axis, *tensors):
 
 
 def roll(x, shift, axis=None):
-    """NumPy's roll: elements shifted by ``shift`` along ``axis`` (flattened when None), as a
-    gather at ``(arange(n) - shift) mod n`` (``shift`` may be symbolic)."""
+    """NumPy's roll: elements shifted by ``shift`` along ``axis`` (flattened when None): two
+    slices concatenated when the size and the shift are static, else a gather at
+    ``(arange(n) - shift) mod n`` (``shift`` may be symbolic)."""
     x = as_variable(x, "x")
     shift = _int_scalar(shift, "roll: shift")
     if axis is None:
@@ -292,7 +293,9 @@ def roll(x, shift, axis=None):
     if isinstance(n, int) and isinstance(shift, int):
         if n == 0 or shift % n == 0:
             return x
-        return _take(x, constant(np.roll(np.arange(n), shift).astype("int64")), a)
+        k = n - shift % n                        # the result starts at x[k]: two slices, no index array
+        lead = (slice(None),) * a
+        return B.concatenate([x[lead + (slice(k, None),)], x[lead + (slice(0, k),)]], a)
     idx = B.mod(B.sub(B.arange(n), shift), _as_i64(n))
     return _take(x, idx, a)
 
