@@ -51,9 +51,11 @@ def reference_backend(monkeypatch):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(state_tree=trees, out_tree=trees, steps=st.integers(1, 5), two_state_taps=st.booleans(),
        two_seq_taps=st.booleans(), last_only=st.booleans(), use_out=st.booleans(), backwards=st.booleans(),
-       seed=st.integers(0, 2 ** 16))
+       branchy=st.booleans(), seed=st.integers(0, 2 ** 16))
 def test_random_body_matches_unrolled(state_tree, out_tree, steps, two_state_taps, two_seq_taps, last_only, use_out,
-                                      backwards, seed):
+                                      backwards, branchy, seed):
+    """``branchy``: the new state is an ``ifelse`` between the two trees inside the body, and
+    ``T.switch`` (which computes both) in the unrolled graph."""
     rng = np.random.default_rng(seed)
     n = 3
     x, h0, w, v = T.dmatrix("x"), T.dmatrix("h0"), T.dvector("w"), T.dvector("v")
@@ -70,7 +72,11 @@ def test_random_body_matches_unrolled(state_tree, out_tree, steps, two_state_tap
         (wv,) = args
         env = {"x0": x0, "x1": x0 if x1 is None else x1, "h1": h1, "h2": h1 if h2 is None else h2, "w": wv,
                "v": vv, "c": T.constant(0.5, dtype="float64")}
-        return [T.tanh(build(state_tree, env)) * T.ones_like(h1), build(out_tree, env) * T.ones_like(h1)]
+        new = T.tanh(build(state_tree, env)) * T.ones_like(h1)
+        out = build(out_tree, env) * T.ones_like(h1)
+        if branchy:
+            new = tcomp.ifelse.ifelse(T.gt(T.sum(x0), 0), new, T.tanh(out))
+        return [new, out]
 
     (hs, ys), _ = tcomp.scan(step, sequences=dict(input=x, taps=[-1, 0] if two_seq_taps else [0]),
                              outputs_info=[dict(initial=h0, taps=[-2, -1]) if two_state_taps else h0[0], None],
@@ -87,6 +93,8 @@ def test_random_body_matches_unrolled(state_tree, out_tree, steps, two_state_tap
                "w": w, "v": vv, "c": T.constant(0.5, dtype="float64")}
         h_new = T.tanh(build(state_tree, env)) * T.ones_like(hist[-1])
         y_rows.append(build(out_tree, env) * T.ones_like(hist[-1]))
+        if branchy:
+            h_new = T.switch(T.gt(T.sum(env["x0"]), 0), h_new, T.tanh(y_rows[-1]))
         h_rows.append(h_new)
         hist.append(h_new)
     unrolled = h_rows[-1] if last_only else T.stack(h_rows)
