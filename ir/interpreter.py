@@ -4,7 +4,9 @@ It is the oracle every backend and pass is tested against, and constant folding 
 through it, so folding and execution cannot disagree.  Besides computing, it checks what
 the generated code will trust: every value matches its node's static type, named
 symbolic dims agree everywhere, and symbolic dims never broadcast.  A multi-output kernel's value is a Python tuple of
-arrays, each checked against its element type; ``get_output`` picks one.
+arrays, each checked against its element type; ``get_output`` picks one.  The control ops
+(``scan``, ``ifelse``: ``tcomp/ir/ops/control.py``) run their nested graphs through this same
+function, step by step; ``ifelse`` evaluates only the branch its condition selects.
 """
 from __future__ import annotations
 
