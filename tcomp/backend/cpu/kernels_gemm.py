@@ -18,7 +18,7 @@ matmul kernel of the module):
     one broadcast of A and NR/W vector FMAs per row; partial edge tiles go through a
     stack tile.  It carries ``"min-legal-vector-width"`` so LLVM keeps 512-bit vectors on
     CPUs that prefer 256-bit ones for auto-vectorization (znver4, skylake-avx512).
-``tcomp_gemv_<dt>`` / ``tcomp_gemm_small_<dt>``
+``tcomp_gemv_<cfg>`` / ``tcomp_gemm_small_<dt>``
     matrix-vector (M or N is 1: dot form over contiguous rows, axpy form otherwise) and
     the no-packing i-k-j loop for products too small to repay packing.
 
@@ -465,43 +465,114 @@ def _gemm_small(module, dtype: str) -> ir.Function:
     return fn
 
 
-def _gemv(module, dtype: str) -> ir.Function:
-    """y[i] = sum_k A[i, k] x[k] for i < M (y contiguous): a reassociated dot per row when A's
-    rows are contiguous, else column axpys (a transposed A: its columns are contiguous)."""
-    name = f"tcomp_gemv_{dtype}"
+def _hsum(b, v, W):
+    """Sum of a vector's lanes, as a tree (the order is fixed: the same on every call)."""
+    lanes = [b.extract_element(v, ir.Constant(u.I32, q)) for q in range(W)]
+    while len(lanes) > 1:
+        lanes = [_fast(b.fadd(lanes[q], lanes[q + 1])) for q in range(0, len(lanes), 2)]
+    return lanes[0]
+
+
+def _gemv(module, cfg: Config) -> ir.Function:
+    """y[i] = sum_k A[i, k] x[k] for i < M (y contiguous), as its own kernel: no packing, A
+    streamed once.  Rows of A contiguous: dots of 4 rows at a time sharing each vector of x
+    (2 vector accumulators per row); columns contiguous (a transposed A, or x @ B): y +=
+    8 columns at a time, whole (walking one row of A across all columns instead touches a
+    new page every column or two: 3x slower at 2048^2); any other strides: scalar dots."""
+    name = f"tcomp_gemv_{cfg.tag}"
     if name in module.globals:
         return module.globals[name]
-    et = u.value_type(dtype)
-    fn, b = _new_fn(module, name, [I64, I64, u.PTR, I64, I64, u.PTR, I64, u.PTR], ret=ir.VoidType())
+    et = u.value_type(cfg.dtype)
+    W = cfg.W
+    vt = ir.VectorType(et, W)
+    fn, b = _new_fn(module, name, [I64, I64, u.PTR, I64, I64, u.PTR, I64, u.PTR], ret=ir.VoidType(),
+                    vector_bits=cfg.bits)
     M, K, A, rsa, csa, x, incx, y = fn.args
     for a in (A, x, y):
         a.add_attribute("noalias")
     zero = ir.Constant(et, 0.0)
-    with b.if_else(b.icmp_signed("==", csa, c64(1))) as (then, other):
+    vzero = ir.Constant(vt, [0.0] * W)
+    undef = ir.Constant(vt, ir.Undefined)
+    splat = ir.Constant(ir.VectorType(u.I32, W), [0] * W)
+    es = cfg.es
+
+    def dot_rows(i0, R):
+        rows = [_gep(b, A, et, b.mul(b.add(i0, c64(r)), rsa)) for r in range(R)]
+        kv = b.sdiv(K, c64(2 * W))
+
+        def vstep(t, accs):
+            k = b.mul(t, c64(2 * W))
+            out = list(accs)
+            for q in range(2):
+                kq = b.add(k, c64(q * W))
+                xv = b.load(_gep(b, x, et, kq), typ=vt, align=es)
+                for r in range(R):
+                    av = b.load(_gep(b, rows[r], et, kq), typ=vt, align=es)
+                    out[r * 2 + q] = u.call_intrinsic(b, "fma", av, xv, accs[r * 2 + q])
+            return out
+        accs = u.reduction_loop(b, kv, [vzero] * (2 * R), vstep, name="gvk")
+
+        def sstep(k, sums):
+            xk = b.load(_gep(b, x, et, k), typ=et)
+            return [_fast(b.fadd(sums[r], _fast(b.fmul(b.load(_gep(b, rows[r], et, k), typ=et), xk))))
+                    for r in range(R)]
+        kt = b.mul(kv, c64(2 * W))
+        sums = u.reduction_loop(b, b.sub(K, kt), [zero] * R, lambda t, s_: sstep(b.add(kt, t), s_), name="gsk")
+        for r in range(R):
+            tot = _fast(b.fadd(_hsum(b, _fast(b.fadd(accs[2 * r], accs[2 * r + 1])), W), sums[r]))
+            b.store(tot, _gep(b, y, et, b.add(i0, c64(r))))
+
+    def scalar_row(i):
+        def kk(k, accs):
+            p = b.load(_gep(b, A, et, b.add(b.mul(i, rsa), b.mul(k, csa))), typ=et)
+            q = b.load(_gep(b, x, et, b.mul(k, incx)), typ=et)
+            return [_fast(b.fadd(accs[0], _fast(b.fmul(p, q))))]
+        (s_,) = u.reduction_loop(b, K, [zero], kk, name="gk")
+        b.store(s_, _gep(b, y, et, i))
+
+    dot = b.and_(b.icmp_signed("==", csa, c64(1)), b.icmp_signed("==", incx, c64(1)))
+    cols = b.icmp_signed("==", rsa, c64(1))
+    R = 4
+    with b.if_else(dot) as (then, other):
         with then:
-            def row(i):
-                arow = _gep(b, A, et, b.mul(i, rsa))
-
-                def kk(k, accs):
-                    p = b.load(_gep(b, arow, et, k), typ=et)
-                    q = b.load(_gep(b, x, et, b.mul(k, incx)), typ=et)
-                    return [_fast(b.fadd(accs[0], _fast(b.fmul(p, q))))]
-                (s,) = u.reduction_loop(b, K, [zero], kk, name="gk")
-                b.store(s, _gep(b, y, et, i))
-            u.for_range(b, M, row, name="gi")
+            mb = b.sdiv(M, c64(R))
+            u.for_range(b, mb, lambda t: dot_rows(b.mul(t, c64(R)), R), name="gvi")
+            u.for_range(b, M, lambda i: dot_rows(i, 1), start=b.mul(mb, c64(R)), name="gvi1")
         with other:
-            u.for_range(b, M, lambda i: b.store(zero, _gep(b, y, et, i)), name="gz")
+            with b.if_else(cols) as (t2, o2):
+                with t2:  # y += A[:, k:k+KB] @ x[k:k+KB]: KB columns stream, y stays in L1
+                    u.for_range(b, M, lambda i: b.store(zero, _gep(b, y, et, i)), name="gaz")
+                    mv = b.mul(b.sdiv(M, c64(W)), c64(W))
 
-            def col(k):
-                xk = b.load(_gep(b, x, et, b.mul(k, incx)), typ=et)
-                acol = _gep(b, A, et, b.mul(k, csa))
+                    def colblock(k0, KB):
+                        xk = [b.load(_gep(b, x, et, b.mul(b.add(k0, c64(q)), incx)), typ=et) for q in range(KB)]
+                        xv = [b.shuffle_vector(b.insert_element(undef, v, ir.Constant(u.I32, 0)), undef, splat)
+                              for v in xk]
+                        cols_ = [_gep(b, A, et, b.mul(b.add(k0, c64(q)), csa)) for q in range(KB)]
 
-                def ii(i):
-                    p = _gep(b, y, et, i)
-                    a = b.load(_gep(b, acol, et, b.mul(i, rsa)), typ=et)
-                    b.store(_fast(b.fadd(b.load(p, typ=et), _fast(b.fmul(a, xk)))), p)
-                u.for_range(b, M, ii, name="gai")
-            u.for_range(b, K, col, name="gak")
+                        def vrow(t):
+                            i = b.mul(t, c64(W))
+                            p = _gep(b, y, et, i)
+                            acc = b.load(p, typ=vt, align=es)
+                            for q in range(KB):
+                                av = b.load(_gep(b, cols_[q], et, i), typ=vt, align=es)
+                                acc = u.call_intrinsic(b, "fma", av, xv[q], acc)
+                            b.store(acc, p, align=es)
+                        u.for_range(b, b.sdiv(M, c64(W)), vrow, name="gav")
+
+                        def srow(i):
+                            p = _gep(b, y, et, i)
+                            acc = b.load(p, typ=et)
+                            for q in range(KB):
+                                acc = _fast(b.fadd(acc, _fast(b.fmul(b.load(_gep(b, cols_[q], et, i), typ=et), xk[q]))))
+                            b.store(acc, p)
+                        u.for_range(b, M, srow, start=mv, name="gas")
+                    KB = 8
+                    kb = b.sdiv(K, c64(KB))
+                    u.for_range(b, kb, lambda t: colblock(b.mul(t, c64(KB)), KB), name="gak")
+                    u.for_range(b, K, lambda k: colblock(k, 1), start=b.mul(kb, c64(KB)), name="gak1")
+                with o2:
+                    u.for_range(b, M, scalar_row, name="gi")
     b.ret_void()
     return fn
 
@@ -578,7 +649,7 @@ def lower_gemm(ctx: KernelCtx) -> None:
         return lower_matmul(ctx)
     cfg = Config(od)
     module = ctx.fn.module
-    gemm, small, gemv = _gemm(module, cfg), _gemm_small(module, od), _gemv(module, od)
+    gemm, small, gemv = _gemm(module, cfg), _gemm_small(module, od), _gemv(module, cfg)
     malloc, free = _libc(module)
     et = u.value_type(od)
     geo = _Geometry(ctx, cfg)
