@@ -534,6 +534,20 @@ _GRAD_CASES = {
 }
 
 
+def test_cumprod_gradient_is_exact_at_zeros(backend):
+    """Theano divides by x (inf/nan at zeros); tcomp's gradient is the exact sum of products."""
+    x = T.dmatrix("x")
+    v = np.array([[1.5, 0.0, 2.0, 0.0, 3.0], [0.0, 2.0, 1.0, 0.5, 0.0], [1.0, 2.0, 3.0, -1.0, 0.5]])
+    r = np.random.default_rng(2).standard_normal((3, 5))
+    got = tcomp.function([x], T.grad(T.sum(T.cumprod(x, axis=1) * r), x), backend=backend)(v)
+    want = np.zeros_like(v)
+    for row in range(3):
+        for j in range(5):
+            for k in range(j, 5):
+                want[row, j] += r[row, k] * np.prod([v[row, i] for i in range(k + 1) if i != j])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("name", sorted(_GRAD_CASES))
 def test_gradients(name):
     fn, (lo, hi) = _GRAD_CASES[name]
