@@ -80,6 +80,12 @@ class NativeFunction:
     fresh_outputs = True
 
     def __init__(self, graph, *, name: str = "fn", donate=None):
+        if not any(graph.op(n) == "fused" for n in graph.nodes()):
+            # a graph that never went through the fusion pass (``compile_graph`` on a hand-built
+            # graph): fuse it here, as the old backend inlined elementwise chains in its loops
+            from tcomp.passes.fusion import fuse_elementwise
+
+            graph = fuse_elementwise(graph.copy())
         low = _Lowering(graph, donate)
         self.program = kp = low.finish()
         self.graph = low.g
