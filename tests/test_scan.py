@@ -613,3 +613,40 @@ def test_body_pipeline_honours_exclude():
         return {body.op(m) for m in body.nodes()}
     assert "fused" in body_ops(theano.function([x, h0], hs[-1]))
     assert "fused" not in body_ops(theano.function([x, h0], hs[-1], exclude=["fuse_elementwise"]))
+
+
+def test_gradient_through_random_draws_inside_the_loop():
+    """Dropout inside an RNN step: the backward loop recomputes each step with that step's
+    random state, so it sees the same masks as the forward loop (finite differences agree;
+    no default updates, so every call draws the same numbers)."""
+    rng = np.random.default_rng(12)
+    srng = theano.RandomStreams(3)
+    xv = rng.standard_normal((5, 4))
+    W, h0 = T.dmatrix("W"), T.dvector("h0")
+
+    def step(xt, h):
+        mask = srng.binomial(size=(4,), p=0.5, dtype="float64")
+        return T.tanh(T.dot(W, h * mask) + xt)
+    hs, _ = theano.scan(step, sequences=T.constant(xv), outputs_info=h0)
+    cost = T.sum(hs ** 2)
+    f_cost = theano.function([W, h0], cost, no_default_updates=True)
+    f_grad = theano.function([W, h0], T.grad(cost, [W, h0]), no_default_updates=True)
+    Wv, hv = rng.standard_normal((4, 4)) * 0.5, rng.standard_normal(4)
+    gW, gh = f_grad(Wv, hv)
+    eps = 1e-6
+    for arr, g, other in ((Wv, gW, None), (hv, gh, None)):
+        num = np.zeros_like(arr)
+        for idx in np.ndindex(arr.shape):
+            old = arr[idx]
+            arr[idx] = old + eps
+            plus = f_cost(Wv, hv)
+            arr[idx] = old - eps
+            minus = f_cost(Wv, hv)
+            arr[idx] = old
+            num[idx] = (plus - minus) / (2 * eps)
+        np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-7)
+    h, plain = hv, 0.0  # the masks really drop units: the cost is not the mask-free one
+    for t in range(5):
+        h = np.tanh(Wv @ h + xv[t])
+        plain += (h ** 2).sum()
+    assert abs(f_cost(Wv, hv) - plain) > 1e-3
