@@ -145,6 +145,8 @@ def _build_body(fixed, roots, subst, start):
         else:
             node_of[id(v)] = g.add_node(v.op, [node_of[id(subst.get(id(o), o))] for o in v.inputs], v.attrs,
                                         name=v.name)
+            if v.loc is not None:  # the line of fn that made it (tcomp dump --locations)
+                g.nx.nodes[node_of[id(v)]]["loc"] = v.loc
     g.outputs = [node_of[id(subst.get(id(r), r))] for r in roots]
     return g, captured
 
