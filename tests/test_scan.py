@@ -650,3 +650,30 @@ def test_gradient_through_random_draws_inside_the_loop():
         h = np.tanh(Wv @ h + xv[t])
         plain += (h ** 2).sum()
     assert abs(f_cost(Wv, hv) - plain) > 1e-3
+
+
+def test_lstm_learns_to_add():
+    """The sum task of the Elman test, with an LSTM (two recurrent outputs: h and c)."""
+    rng = np.random.default_rng(13)
+    n_hid = 6
+    Wx = theano.shared((rng.standard_normal((2, 4 * n_hid)) * 0.3).astype("float32"), "Wx")
+    Wh = theano.shared((rng.standard_normal((n_hid, 4 * n_hid)) * 0.3).astype("float32"), "Wh")
+    b = theano.shared(np.zeros(4 * n_hid, "float32"), "b")
+    w_out = theano.shared((rng.standard_normal(n_hid) * 0.3).astype("float32"), "w_out")
+    params = [Wx, Wh, b, w_out]
+    x, y = T.tensor3("x"), T.vector("y")
+
+    def step(xt, h, c):
+        z = T.dot(xt, Wx) + T.dot(h, Wh) + b
+        i, f, o = (T.nnet.sigmoid(z[:, k * n_hid:(k + 1) * n_hid]) for k in range(3))
+        c_new = f * c + i * T.tanh(z[:, 3 * n_hid:])
+        return [o * T.tanh(c_new), c_new]
+    zeros = T.zeros_like(T.dot(x[0], Wx)[:, :n_hid])  # (batch, hidden)
+    (hs, cs), _ = theano.scan(step, sequences=x, outputs_info=[zeros, zeros])
+    cost = T.mean((T.dot(hs[-1], w_out) - y) ** 2)
+    train = theano.function([x, y], cost, updates=[(p, p - 0.2 * g) for p, g in zip(params, T.grad(cost, params))])
+    seq = rng.uniform(0, 0.5, (5, 32, 1)).astype("float32")
+    mark = (rng.random((5, 32, 1)) < 0.5).astype("float32")
+    xv, yv = np.concatenate([seq, mark], axis=2), (seq * mark).sum(axis=(0, 2)).astype("float32")
+    losses = [float(train(xv, yv)) for _ in range(60)]
+    assert losses[-1] < 0.5 * losses[0], losses[::10]
