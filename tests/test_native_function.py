@@ -74,6 +74,14 @@ def test_value_dependent_shapes_and_index_errors(native):
         f(xv, np.int32(5), np.array([0], "int32"))
     with pytest.raises(IndexError, match="index out of bounds"):
         f(xv, np.int32(2), np.array([2], "int32"))
+    # the same output shapes as the call before (the guessed shapes fit: plan and run in one call)
+    f(xv, np.int32(2), np.array([0, 1], "int32"))
+    with pytest.raises(IndexError, match=r"subtensor: index out of bounds"):
+        f(xv, np.int32(2), np.array([0, 2], "int32"))
+    g = _xyz()
+    for n in (3, 5, 3, 3, 0, 3):  # shapes change and come back
+        a = np.arange(n, dtype="float32")
+        np.testing.assert_array_equal(g(a, a, a), a + a * a)
 
 
 def test_trust_input(native):

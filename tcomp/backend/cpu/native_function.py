@@ -57,20 +57,23 @@ class _Native:
 class _State:
     """A thread's scratch (header, pointers, dims, registers) and workspace for one function."""
 
-    __slots__ = ("scratch", "addr", "host", "ws", "ws_size")
+    __slots__ = ("scratch", "addr", "host", "ws", "ws_size", "shapes")
 
     def __init__(self, fn: "NativeFunction"):
         self.scratch = np.zeros(fn.scratch_words, dtype=np.int64)
         self.addr = self.scratch.ctypes.data
         self.scratch[:pycall.HEADER] = [fn.spec_addr, fn.native.plan_addr, fn.native.run_addr, 0, fn.in_off,
-                                        fn.dims_off, fn.out_off, fn.regs_off]
+                                        fn.dims_off, fn.out_off, fn.regs_off, -1]
         self.host = (ctypes.c_int64 * fn.hp.n_host).from_address(self.addr + 8 * fn.regs_off)
         self.ws, self.ws_size = None, -1
+        #: the output shapes of this thread's previous call (the next call's guess)
+        self.shapes = None
 
     def grow(self, nbytes: int) -> None:
         self.ws = aligned_empty((max(nbytes, 64),), np.uint8)
         self.ws_size = max(nbytes, 64)
         self.scratch[3] = self.ws.ctypes.data
+        self.scratch[pycall.WS_CAPACITY] = self.ws_size
 
 
 class NativeFunction:
@@ -111,11 +114,14 @@ class NativeFunction:
         spec = [self.n_in, id(np.ndarray)]
         for x, off in zip(kp.inputs, hp.dim_off):
             spec += [len(x.shape), off, *pycall.type_chars(x.dtype)]
+        spec.append(len(kp.outputs))
+        for lo, hi in hp.out_slots:
+            spec += [lo, hi]
         self._spec = np.asarray(spec, dtype=np.int64)
         self.spec_addr = self._spec.ctypes.data
         self._dtypes = [np.dtype(x.dtype) for x in kp.inputs]
         shims = pycall.shims()
-        self._py_plan, self._py_run = shims if shims is not None else (None, None)
+        self._py_plan, self._py_run, self._py_call = shims if shims is not None else (None, None, None)
         self._tls = threading.local()
         outs = []
         for o, (lo, hi) in zip(kp.outputs, hp.out_slots):
@@ -205,9 +211,21 @@ class NativeFunction:
             return None
         py_plan, py_run, tls, state, general = self._py_plan, self._py_run, self._tls, self._state, self._general
         align, data = pycall.ALIGN, pycall.ARR_DATA
-        specs = [(lo, hi, dtype, static, dtype.itemsize, align // dtype.itemsize, hi - lo != 1)
-                 for lo, hi, dtype, static, _ in self._outs]
+        specs = [(dtype, dtype.itemsize, align // dtype.itemsize, hi - lo != 1) for lo, hi, dtype, _, _ in self._outs]
+        slots = [(lo, hi, static) for lo, hi, _, static, _ in self._outs]
         memory, np_empty, prod, kernels, fn = _MEMORY, np.empty, math.prod, self.program.kernels, self
+
+        py_call, miss, ran = self._py_call, pycall.MISS, pycall.RAN
+
+        def allocate(shapes):
+            outs = []
+            for shape, (dtype, item, pad, reshape) in zip(shapes, specs):
+                count = prod(shape)
+                raw = np_empty(count + pad, dtype)  # NumPy's data is 16-byte aligned: slice to 64
+                off = ((-memory[(id(raw) + data) >> 3]) % align) // item
+                a = raw[off:off + count]
+                outs.append(a.reshape(shape) if reshape else a)
+            return outs
 
         def quick(args):
             try:
@@ -215,19 +233,24 @@ class NativeFunction:
             except AttributeError:
                 st = state()
             addr = st.addr
-            if py_plan(args, addr):  # an input to repair or a failed check: the general path says which
+            if st.shapes is not None:  # guess this call's output shapes: plan and run in one call
+                outs = allocate(st.shapes)
+                rc = py_call(args, outs, addr)
+                if rc == ran:
+                    fn._last = (st, ())
+                    return outs
+                if rc != miss:
+                    if rc > 0 and rc & ran:
+                        raise IndexError(f"{kernels[(rc ^ ran) - 1].label}: index out of bounds "
+                                         "(checked in native code)")
+                    return general(args)  # an input to repair or a failed check: the general path says which
+            elif py_plan(args, addr):
                 return general(args)
             h = st.host[:]
             if h[0] > st.ws_size:
                 st.grow(h[0])
-            outs = []
-            for lo, hi, dtype, static, item, pad, reshape in specs:
-                shape = static if static is not None else tuple(h[lo:hi])
-                count = prod(shape)
-                raw = np_empty(count + pad, dtype)  # NumPy's data is 16-byte aligned: slice to 64
-                off = ((-memory[(id(raw) + data) >> 3]) % align) // item
-                a = raw[off:off + count]
-                outs.append(a.reshape(shape) if reshape else a)
+            st.shapes = shapes = [static if static is not None else tuple(h[lo:hi]) for lo, hi, static in slots]
+            outs = allocate(shapes)
             rc = py_run(outs, addr)
             if rc:
                 raise IndexError(f"{kernels[rc - 1].label}: index out of bounds (checked in native code)")

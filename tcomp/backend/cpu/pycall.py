@@ -14,8 +14,13 @@ JIT-compiled once, read the pointers and dims straight from the CPython objects:
     writes the outputs' data pointers into ``scratch`` and returns
     ``run(inputs, outputs, workspace, regs)``.
 
+``i32 tcomp_py_call(PyTupleObject *inputs, PyListObject *outputs, int64 *scratch)``
+    both in one call when the outputs (allocated with the previous call's shapes) fit.
+
 ``scratch`` (int64 words, per thread): the header ``[spec, plan, run, workspace, inputs,
-dims, outputs, regs]`` (the last four: word offsets into scratch), then those areas.
+dims, outputs, regs, workspace bytes]`` (inputs..regs: word offsets into scratch), then
+those areas.  ``spec``: ``[n_in, ndarray type, (ndim, dims offset, type char, type char)
+per input, n_out, (first, end) host slot of each output's dims]``.
 
 The object layouts read (``PyTupleObject.ob_item``, ``PyListObject.ob_item``, NumPy's
 ``PyArrayObject_fields`` and ``PyArray_Descr``'s type and byteorder characters) are part of
@@ -39,11 +44,16 @@ ARR_DATA, ARR_ND, ARR_DIMS, ARR_DESCR, ARR_FLAGS = 16, 24, 32, 56, 64
 DESCR_TYPE, DESCR_BYTEORDER = 25, 26
 #: NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED
 FLAGS_NEEDED = 0x1 | 0x100
-HEADER = 8
+HEADER = 9
+#: header word with the workspace's capacity in bytes
+WS_CAPACITY = 8
+#: ``tcomp_py_call`` results: outputs of other dims (or too small a workspace) / run was called
+MISS, RAN = 0x40000000, 0x20000000
 #: alignment of the arrays tcomp allocates (tcomp.runtime.buffers)
 ALIGN = 64
 #: ctypes prototype of both shims (the GIL is released during the call)
 SHIM = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.py_object, ctypes.c_void_p)
+CALL = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.py_object, ctypes.py_object, ctypes.c_void_p)
 
 _lock = threading.Lock()
 _shims: list = []
@@ -137,7 +147,56 @@ def _module() -> str:
         b.store(_field(b, o, ARR_DATA, u.PTR), b.gep(out_ptrs, [i], source_etype=u.PTR))
     u.for_range(b, count, one, name="o")
     b.ret(b.call(run, [in_ptrs, out_ptrs, ws, regs]))
+    py_run = fn
+    _call_shim(m, m.globals["tcomp_py_plan"], py_run)
     return str(m)
+
+
+def _call_shim(m, py_plan, py_run) -> None:
+    """``i32 tcomp_py_call(PyTupleObject *inputs, PyListObject *outputs, int64 *scratch)``:
+    plan, then run into ``outputs`` if they have the dims plan computed and the workspace is
+    big enough (a caller allocates them with the previous call's shapes: one native call
+    instead of two).  Returns plan's code, ``RAN | run's code``, or ``MISS`` (the planned
+    registers are in scratch: allocate and call ``tcomp_py_run``)."""
+    fn = ir.Function(m, ir.FunctionType(u.I32, [u.PTR, u.PTR, u.PTR]), name="tcomp_py_call")
+    tup, lst, scratch = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    rc = b.call(py_plan, [tup, scratch])
+    planned, failed = fn.append_basic_block("planned"), fn.append_basic_block("failed")
+    b.cbranch(b.icmp_signed("==", rc, ir.Constant(u.I32, 0)), planned, failed)
+    b.position_at_end(failed)
+    b.ret(rc)
+    b.position_at_end(planned)
+    miss = fn.append_basic_block("miss")
+    spec = b.inttoptr(_word(b, scratch, 0), u.PTR)
+    regs = b.gep(scratch, [_word(b, scratch, 7)], source_etype=u.I64)
+    ok = b.icmp_signed("<=", _word(b, regs, 0), _word(b, scratch, WS_CAPACITY))
+    outs = b.add(ir.Constant(u.I64, 2), b.mul(_word(b, spec, 0), ir.Constant(u.I64, 4)))  # n_out, then (lo, hi)
+    n_out = _word(b, spec, outs)
+    ok = b.and_(ok, b.icmp_signed("==", _field(b, lst, 16, u.I64), n_out))
+    items = _field(b, lst, LIST_ITEMS, u.PTR)
+    acc = b.alloca(u.I1)
+    b.store(ok, acc)
+
+    def one(k):
+        o = b.load(b.gep(items, [k], source_etype=u.PTR), typ=u.PTR)
+        s = b.add(outs, b.add(ir.Constant(u.I64, 1), b.mul(k, ir.Constant(u.I64, 2))))
+        lo, hi = _word(b, spec, s), _word(b, spec, b.add(s, ir.Constant(u.I64, 1)))
+        nd = b.sext(_field(b, o, ARR_ND, u.I32), u.I64)
+        b.store(b.and_(b.load(acc, typ=u.I1), b.icmp_signed("==", nd, b.sub(hi, lo))), acc)
+        dims = _field(b, o, ARR_DIMS, u.PTR)
+
+        def axis(a):
+            same = b.icmp_signed("==", _word(b, dims, a), _word(b, regs, b.add(lo, a)))
+            b.store(b.and_(b.load(acc, typ=u.I1), same), acc)
+        u.for_range(b, b.select(b.load(acc, typ=u.I1), nd, ir.Constant(u.I64, 0)), axis, name="a")
+    u.for_range(b, b.select(ok, n_out, ir.Constant(u.I64, 0)), one, name="k")
+    run = fn.append_basic_block("run")
+    b.cbranch(b.load(acc, typ=u.I1), run, miss)
+    b.position_at_end(miss)
+    b.ret(ir.Constant(u.I32, MISS))
+    b.position_at_end(run)
+    b.ret(b.or_(b.call(py_run, [lst, scratch]), ir.Constant(u.I32, RAN)))
 
 
 def _verify_layouts() -> bool:
@@ -170,18 +229,19 @@ def _verify_layouts() -> bool:
 
 
 def shims():
-    """(py_plan, py_run) ctypes callables, or None when the object layouts differ here."""
+    """(py_plan, py_run, py_call) ctypes callables, or None when the object layouts differ here."""
     with _lock:
         if not _shims:
             if _verify_layouts():
                 from tcomp.runtime import engine
 
                 lib = engine.compile_ir(_module())
-                _shims.append((SHIM(lib.address("tcomp_py_plan")), SHIM(lib.address("tcomp_py_run")), lib))
+                _shims.append((SHIM(lib.address("tcomp_py_plan")), SHIM(lib.address("tcomp_py_run")),
+                               CALL(lib.address("tcomp_py_call")), lib))
             else:
                 _shims.append(None)
         got = _shims[0]
-        return None if got is None else got[:2]
+        return None if got is None else got[:3]
 
 
 def type_chars(dtype: str) -> tuple:
