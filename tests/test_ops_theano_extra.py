@@ -293,6 +293,22 @@ def test_linalg_errors():
         T.tensordot(T.matrix("a"), T.matrix("b"), axes=[[0, 1], [0]])
     with pytest.raises(ValueError, match="batched_dot"):
         T.batched_dot(T.vector("a"), T.matrix("b"))
+    with pytest.raises(ValueError, match="identity_like: x must be a matrix"):
+        T.identity_like(T.vector("v"))
+    with pytest.raises(ValueError, match="diag: v must be a vector or a matrix"):
+        T.diag(T.tensor3("t"))
+    with pytest.raises(TypeError, match="eye: n must be an int or an integer scalar variable"):
+        T.eye(2.5)
+    with pytest.raises(TypeError, match="eye: m must be an integer scalar"):
+        T.eye(2, T.scalar("f"))
+    with pytest.raises(ValueError, match="join: cannot join scalars"):
+        T.join(0, T.scalar("a"), T.scalar("b"))
+    with pytest.raises(ValueError, match="tile: negative repetition"):
+        T.tile(T.vector("v"), (-1,))
+    with pytest.raises(TypeError, match="roll: shift must be an int"):
+        T.roll(T.vector("v"), 1.5)
+    with pytest.raises(TypeError, match="norm: L must be a number"):
+        T.vector("v").norm("fro")
 
 
 def test_eye_identity_like_diag_trace(backend, rng):
