@@ -337,3 +337,35 @@ def test_kernel_templates_on_every_kind():
             continue
         np.testing.assert_array_equal(x, y, err_msg=f"output {j}")
         np.testing.assert_allclose(x, r, rtol=1e-4, atol=1e-5, err_msg=f"output {j}")
+
+
+def test_many_pointer_kernels_on_threads():
+    """Kernels with dozens of results and operands (a deep chain's gradient) called through
+    their slot tables, on one and on two threads: same bits, NumPy's values."""
+    c = 0.01
+    x = T.vector("x")
+    e = x
+    for _ in range(300):
+        e = e + c * T.tanh(e)
+    f = tcomp.function([x], [e, T.grad(e.sum(), x)])
+    prog = f.compiled.prog
+    assert max(len(prog.results(n)) + len(f.compiled._leaves[n]) for n in prog.kernels()) > 32
+    xv = np.linspace(-3, 3, 1 << 18).astype("float32")
+    before = tcomp.config.num_threads
+    try:
+        tcomp.config.num_threads = 1
+        one = f(xv)
+        tcomp.config.num_threads = 2
+        two = f(xv)
+    finally:
+        tcomp.config.num_threads = before
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+    ev, g, ts = xv.astype("float64"), np.ones(xv.shape), []
+    for _ in range(300):
+        ts.append(np.tanh(ev))
+        ev = ev + c * ts[-1]
+    for t in reversed(ts):
+        g = g * (1 + c * (1 - t * t))
+    np.testing.assert_allclose(one[0], ev, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(one[1], g, rtol=1e-3)

@@ -139,7 +139,7 @@ class KernelTemplates:
             sig = self._signature(n, leaves, aliased)
             if sig is not None:
                 hash(sig[0])
-        except TypeError:  # an unhashable attribute: no template
+        except (TypeError, KeyError):  # an unhashable attribute, an operand of an unforeseen role: no template
             sig = None
         if sig is None:
             return None
