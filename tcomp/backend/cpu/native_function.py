@@ -6,16 +6,23 @@
 by every function of the same program in this process) and is called like
 ``CompiledGraph``: ``fn(list of arrays) -> list of arrays``.
 
-Per call, in Python: the input count; one ctypes call to ``plan`` through the shim of
-``pycall.py`` (it reads pointers and dims from the array objects and rejects an input whose
+Per call, in Python: the input count; one ctypes call to ``plan`` through the shims of
+``pycall.py`` (they read pointers and dims from the array objects and reject an input whose
 rank, dtype, byte order, contiguity or alignment is wrong; only then does Python look at
 the inputs: it raises the same error as before or makes a native contiguous copy and calls
 again); the outputs allocated with NumPy, 64-byte aligned; the workspace from a per-thread
-cache (grown, never shrunk: a call touches no fresh pages); donated updates get the shared variable's own array as their
-output when it is writeable, aligned, C-contiguous, of this call's shape and overlaps no
-other input (else a fresh array, and ``tcomp.function`` copies it back); one ctypes call to
-``run``.  Nothing mutable is shared between threads (scratch, registers and workspace are
-per thread), and both calls release the GIL.
+cache (grown, never shrunk: a call touches no fresh pages); donated updates get the shared
+variable's own array as their output when it is writeable, aligned, C-contiguous, of this
+call's shape and overlaps no other input (else a fresh array, and ``tcomp.function`` copies
+it back); one ctypes call to ``run``.  In the common case (no donation) the outputs are
+allocated with the previous call's shapes first and one call does both (``tcomp_py_call``:
+it runs ``run`` only if plan's dims match; a miss costs one more call).  Nothing mutable is
+shared between threads (scratch, registers and workspace are per thread), and the native
+calls release the GIL.
+
+Measured here (``python -m tcomp.tools.bench_native xyz``: an A/B in one process, 2 busy cores): ``x + y*z`` on
+three 3-element float32 vectors 2.5 us with checks, 2.1 us with ``trust_input`` (the Python
+planner: ~100 us; NumPy's two ufuncs: 0.65 us).
 """
 from __future__ import annotations
 
