@@ -44,6 +44,7 @@ forces narrower code, e.g. for portable ahead-of-time objects.  Cache sizes come
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 
 import llvmlite.binding as llvm
@@ -88,12 +89,18 @@ def host_vector_bits() -> int:
                              f"128, 256 or 512, got {bits!r}")
     else:
         bits = 512
-    feats = llvm.get_host_cpu_features()
-    if not feats.get("avx512f", False):
-        bits = min(bits, 256 if feats.get("avx", False) else 128)
+    feats = _host_features()
+    if "avx512f" not in feats:
+        bits = min(bits, 256 if "avx" in feats else 128)
     return bits
 
 
+@functools.lru_cache(maxsize=None)
+def _host_features() -> frozenset:
+    return frozenset(k for k, v in llvm.get_host_cpu_features().items() if v)
+
+
+@functools.lru_cache(maxsize=None)
 def _cache_sizes() -> tuple:
     """(L1d, L2, L3) bytes of cpu0, from sysfs; defaults where it says nothing."""
     sizes = {1: 32 << 10, 2: 1 << 20, 3: 8 << 20}
@@ -116,6 +123,12 @@ def _cache_sizes() -> tuple:
     except (OSError, ValueError):
         pass
     return sizes[1], sizes[2], sizes[3]
+
+
+def codegen_key() -> str:
+    """What of the generated GEMM code depends on settings rather than on the graph (vector
+    width, tiles, blocking from the cache sizes): part of any key that caches compiled code."""
+    return "gemm:" + ",".join(Config(d).tag for d in ("float32", "float64")) + f":small{SMALL_MNK}:u{UNROLL}"
 
 
 class Config:
