@@ -247,6 +247,20 @@ def test_argsort_kernel_paths(depth, monkeypatch):
             np.testing.assert_array_equal(f(v), np.argsort(v, kind="stable"), err_msg=f"{name} n={n}")
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_argsort_rows_on_threads(threads, monkeypatch):
+    """Large inputs sort their rows on several threads (each row by one thread): NumPy's
+    result for any thread count."""
+    monkeypatch.setattr(tcomp.config, "num_threads", threads)
+    m = T.matrix("m")
+    f = tcomp.function([m], [T.argsort(m, axis=1), T.argsort(m, axis=0)], backend="cpu")
+    assert "pthread_create" in f.dump("llvm")          # the threaded path is compiled in
+    v = np.random.default_rng(4).integers(0, 40, (300, 500)).astype("float32")     # > 2 * MIN_PER_THREAD
+    a1, a0 = f(v)
+    np.testing.assert_array_equal(a1, np.argsort(v, axis=1, kind="stable"))
+    np.testing.assert_array_equal(a0, np.argsort(v, axis=0, kind="stable"))
+
+
 def test_sort_errors():
     with pytest.raises(ValueError, match="out of range for the scalar"):
         T.sort(T.scalar("s"))

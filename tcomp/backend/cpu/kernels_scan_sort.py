@@ -19,6 +19,7 @@ from llvmlite import ir
 from tcomp.ir import dtypes as dt
 
 from . import irutil as u
+from . import parallel as P
 from .kctx import KernelCtx
 from .scalar import cast
 
@@ -262,20 +263,34 @@ def _sort_row(b, row, entry, length, stack):
 
 
 def lower_argsort(ctx: KernelCtx) -> None:
+    """Rows are independent and each is sorted whole by one thread (the same result for any
+    thread count); large inputs split the first lane axis across threads (parallel.py)."""
     g, n, b = ctx.g, ctx.n, ctx.b
     (x,) = g.operands(n)
     axis = g.attrs(n)["axis"]
+
+    def rows(lo, hi):
+        """Lanes [lo, hi) of the first non-sorted axis; ctx re-read: this may run in a worker."""
+        dims = ctx.out.dims
+        length = u.i64(dims[axis])
+        lane_dims = [d for a, d in enumerate(dims) if a != axis]
+        entry = ctx.fn.entry_basic_block
+        with b.goto_block(entry):
+            stack = b.alloca(u.I64, size=ir.Constant(u.I64, 3 * STACK), name="ranges")
+
+        def lane(lidx):
+            _sort_row(b, _Row(ctx, b, x, axis, lidx), entry, length, stack)
+
+        if not lane_dims:
+            lane([])
+            return
+        u.for_range(b, hi, lambda i0: u.loop_nest(b, lane_dims[1:], lambda rest: lane([i0] + rest), name="lane"),
+                    start=lo, name="lane0")
+
     dims = ctx.out.dims
-    length = u.i64(dims[axis])
     lane_dims = [d for a, d in enumerate(dims) if a != axis]
-    entry = ctx.fn.entry_basic_block
-    with b.goto_block(entry):
-        stack = b.alloca(u.I64, size=ir.Constant(u.I64, 3 * STACK), name="ranges")
-
-    def lane(lidx):
-        _sort_row(b, _Row(ctx, b, x, axis, lidx), entry, length, stack)
-
-    if lane_dims:
-        u.loop_nest(b, lane_dims, lane, name="lane")
+    total = u.numel(b, dims)
+    if not lane_dims or (isinstance(total, int) and total < P.MIN_PER_THREAD * 2):
+        rows(0, lane_dims[0] if lane_dims else 1)
     else:
-        lane([])
+        P.parallel_for(ctx, lane_dims[0], rows, work=total)
