@@ -105,12 +105,16 @@ def verify_grad(fn, pt, rng=None, eps=None, abs_tol=None, rel_tol=None, backend=
     if out.ndim == 0:
         cost = out
     else:
-        out_value = tcomp.function(args, out, on_unused_input="ignore", backend=backend)(*pt)
+        out_value = tcomp.function(args, out, on_unused_input="ignore", backend=backend,
+                                   no_default_updates=True)(*pt)
         projection = T.constant(_standard_normal(rng, np.shape(out_value), out.dtype))
         cost = T.sum(out * projection)
-    cost_fn = tcomp.function(args, cost, on_unused_input="ignore", backend=backend)
+    # no default updates: a random draw must be the same in every evaluation
+    cost_fn = tcomp.function(args, cost, on_unused_input="ignore", backend=backend,
+                             no_default_updates=True)
     grads = T.grad(cost, args, disconnected_inputs="ignore")
-    grad_fn = tcomp.function(args, list(grads), on_unused_input="ignore", backend=backend)
+    grad_fn = tcomp.function(args, list(grads), on_unused_input="ignore", backend=backend,
+                             no_default_updates=True)
     analytic = [np.asarray(g) for g in grad_fn(*pt)]
 
     for i, (p, a) in enumerate(zip(pt, analytic)):
