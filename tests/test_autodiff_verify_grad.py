@@ -83,3 +83,19 @@ def test_verify_grad_through_cpu_backend(case):
     fn, shapes = CPU_CASES[case]
     rng = np.random.default_rng(4)
     verify_grad(fn, [rng.standard_normal(s) for s in shapes], rng=rng, backend="cpu")
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_random_draws_stay_fixed_across_evaluations(backend):
+    """A dropout-style mask from RandomStreams is one draw for every finite difference:
+    verify_grad compiles without default updates (else the mask changes per call)."""
+    import tcomp
+
+    srng = tcomp.RandomStreams(7)
+    mask = srng.uniform((4, 3))
+
+    def fn(x):
+        return T.sum(T.tanh(x) * mask)
+
+    x0 = np.random.default_rng(0).standard_normal((4, 3))
+    verify_grad(fn, [x0], rng=0, backend=backend)
