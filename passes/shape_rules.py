@@ -431,7 +431,9 @@ class ShapeRules:
         t = g.type(n)
         if op == "shape":
             return self.dims[g.operands(n)[0]][g.attrs(n)["axis"]]
-        if isinstance(t, TupleType) or t.ndim != 0:
+        if isinstance(t, TupleType):  # a multi-output kernel over scalars: one register per result
+            return self._fused_value(n, t) if op == "fused" and all(e.ndim == 0 for e in t.elements) else None
+        if t.ndim != 0:
             return None  # only rank-0 host values are registers; value() reports any other use
         ops = g.operands(n)
         if op == "constant":
