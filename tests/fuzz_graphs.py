@@ -442,7 +442,8 @@ def _softplus(y, d):
 
 def stabilized(g, i, vals):
     """The exact value of a log over a pattern tcomp's stabilizer rewrites (log(sigmoid(y)),
-    log(1 - sigmoid(y)), log(1 + exp(y)), log1p(exp(y)), log(softmax(y)), log(sum(exp(y)))),
+    log(1 - sigmoid(y)), log(1 + exp(y)), log1p(exp(y)), log(softmax(y)), log(sum(exp(y)))) or
+    simplify rewrites (log(exp(y)) for float y),
     where the step-by-step NumPy value overflows to -inf/inf but the math is finite; None
     for any other step."""
     s = g.steps[i]
@@ -458,6 +459,9 @@ def stabilized(g, i, vals):
             return vals[step.args[0]]
         return None
     with np.errstate(all="ignore"):
+        y = src_of(a, "exp")
+        if s.p["op"] == "log" and y is not None and y.dtype.name in FLOATS:
+            return y  # simplify's log(exp(y)) -> y: exact where exp(y) under/overflows
         if s.p["op"] == "log1p":
             y = src_of(a, "exp")
             return None if y is None else _softplus(y, d)
