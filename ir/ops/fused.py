@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..dtypes import canonical
 from ..types import TensorType, TupleType
 from .registry import OPS, Constant, OpDef, get_op, register
 
@@ -142,8 +143,8 @@ def step_types(body, input_types) -> list[TensorType]:
     """The TensorType of every step, given the kernel operands' types."""
     if not isinstance(body, tuple) or not body:
         raise ValueError("fused: body must be a non-empty tuple of steps")
-    try:
-        key = (body, tuple(input_types))
+    try:  # (floatX: what int operands of float ops promote to)
+        key = (body, tuple(input_types), canonical("floatX"))
         hit = _STEP_TYPES.get(key)
     except TypeError:  # an unhashable (malformed) body: the checks below say what is wrong
         key = hit = None
