@@ -150,3 +150,30 @@ def test_same_graph_same_module_text():
         texts.append(HostProgram(low.finish(), low.g).emit())
     assert texts[0] == texts[1]
     assert "_const" not in texts[0] or "internal" in texts[0]
+
+
+_OBJECT_SCRIPT = r"""
+import hashlib
+import tcomp
+import tcomp.tensor as T
+from tcomp.backend.cpu.host_program import HostProgram, emit_object
+from tcomp.passes.lower_kernels import _Lowering
+
+x, n = T.matrix("x"), T.iscalar("n")
+g = tcomp.function([x, n], T.exp(T.reshape(x, (n, -1))).sum(axis=0) * 2, backend="reference").optimized
+low = _Lowering(g, None)
+hp = HostProgram(low.finish(), low.g)
+print(hp.plan_name, hashlib.sha256(emit_object(hp.emit())).hexdigest())
+"""
+
+
+def test_same_object_code_in_another_process():
+    """The same graph gives byte-identical object code (and entry names) in a fresh interpreter."""
+    import sys
+
+    here = {}
+    exec(compile(_OBJECT_SCRIPT.replace("print(", "here['out'] = ("), "<script>", "exec"), {"here": here})
+    here_out = " ".join(here["out"])
+    other = subprocess.run([sys.executable, "-c", _OBJECT_SCRIPT], check=True, capture_output=True, text=True,
+                           timeout=120).stdout.strip()
+    assert other == here_out
