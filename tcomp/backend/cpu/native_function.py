@@ -271,19 +271,17 @@ class NativeFunction:
         h = st.host[:]
         if h[0] > st.ws_size:
             st.grow(h[0])
-        outs = []
-        for lo, hi, dtype, static, _ in self._outs:
+        outs, donated, spans = [], [], None
+        if self._donating:  # the inputs' byte ranges, from the pointers plan was given
+            ptrs = st.scratch[self.in_off:self.in_off + self.n_in].tolist()
+            spans = [(p, p + a.nbytes) for p, a in zip(ptrs, args)]
+        for k, (lo, hi, dtype, static, donates) in enumerate(self._outs):
             shape = static if static is not None else tuple(h[lo:hi])
-            outs.append(self._empty(shape, dtype))
-        donated = ()
-        if self._donating:
-            donated = []
-            for k in self._donating:
-                pos = self._outs[k][4]
-                a = args[pos]
-                if self._may_donate(pos, a, outs[k], args):
-                    outs[k] = a
-                    donated.append(k)
+            if donates is not None and self._may_donate(donates, args[donates], shape, spans):
+                outs.append(args[donates])
+                donated.append(k)
+            else:
+                outs.append(self._empty(shape, dtype))
         if self._py_run is not None:
             rc = self._py_run(outs, st.addr)
         else:
@@ -365,21 +363,15 @@ class NativeFunction:
             out.append(a)
         return tuple(out)
 
-    def _may_donate(self, pos, a, fresh, args) -> bool:
+    @staticmethod
+    def _may_donate(pos, a, shape, spans) -> bool:
         """``a`` (input ``pos``, a donated update's) may be overwritten by this call: writeable,
         C-contiguous, aligned, of this call's shape, and overlapping no other input (two
-        shared variables may borrow one array)."""
-        if a.shape != fresh.shape or not (a.flags.writeable and a.flags.c_contiguous and a.flags.aligned):
+        shared variables may borrow one array; ``spans``: every input's byte range)."""
+        if a.shape != shape or not (a.flags.writeable and a.flags.c_contiguous and a.flags.aligned):
             return False
-        lo = a.ctypes.data
-        hi = lo + a.nbytes
-        for j, b in enumerate(args):
-            if j == pos or not b.nbytes:
-                continue
-            blo = b.ctypes.data
-            if blo < hi and lo < blo + b.nbytes:
-                return False
-        return True
+        lo, hi = spans[pos]
+        return not any(j != pos and b_lo < b_hi and b_lo < hi and lo < b_hi for j, (b_lo, b_hi) in enumerate(spans))
 
 
 def _type_text(x) -> str:
