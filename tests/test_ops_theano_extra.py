@@ -510,11 +510,12 @@ def test_crossentropy_softmax_1hot_and_integer_labels(label_dtype, backend, rng)
     nll, sm = T.nnet.crossentropy_softmax_1hot(x, y)
     nll_b, sm_b, am = T.nnet.crossentropy_softmax_argmax_1hot_with_bias(x, b, y)
     cce = T.nnet.categorical_crossentropy(T.nnet.softmax(x), y)
-    f = compile_fn([x, b, y], [nll, sm, nll_b, sm_b, am, cce], backend)
+    c1h = T.nnet.crossentropy_categorical_1hot(T.nnet.softmax_with_bias(x, b), y)
+    f = compile_fn([x, b, y], [nll, sm, nll_b, sm_b, am, cce, c1h], backend)
     vx = (rng.standard_normal((5, 4)) * 3).astype("float32")
     vx[0] = [300.0, -300.0, 0.0, 1.0]                       # no overflow, no log(0)
     vb = rng.standard_normal(4).astype("float32")
-    vy = np.array([0, 1, 3, 2, 1], label_dtype)
+    vy = np.array([1, 1, 3, 2, 1], label_dtype)            # row 0's label has logit -300: p underflows to 0
 
     def log_softmax(z):
         z = z.astype("float64")
@@ -523,11 +524,11 @@ def test_crossentropy_softmax_1hot_and_integer_labels(label_dtype, backend, rng)
 
     ls, lsb = log_softmax(vx), log_softmax(vx + vb)
     wants = [-ls[np.arange(5), vy], np.exp(ls), -lsb[np.arange(5), vy], np.exp(lsb), np.argmax(vx + vb, 1),
-             -ls[np.arange(5), vy]]
+             -ls[np.arange(5), vy], -lsb[np.arange(5), vy]]
     got = f(vx, vb, vy)
     for i, (g, w) in enumerate(zip(got, wants)):
         check_result(g, w, "int64" if i == 4 else "float32", f"output {i}")
-    assert np.isfinite(got[0]).all() and np.isfinite(got[5]).all()
+    assert np.isfinite(got[0]).all() and np.isfinite(got[5]).all() and np.isfinite(got[6]).all()
     with pytest.raises(TypeError, match="y_idx must be an integer vector"):
         T.nnet.crossentropy_softmax_1hot(x, T.vector("yf"))
 

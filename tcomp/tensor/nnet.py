@@ -195,10 +195,12 @@ from . import nnet_abstract_conv as abstract_conv  # noqa: E402
 from . import nnet_bn as bn  # noqa: E402
 from . import nnet_conv as conv  # noqa: E402
 from .nnet_extra import (  # noqa: E402,F401
+    crossentropy_categorical_1hot,
     crossentropy_softmax_1hot,
     crossentropy_softmax_1hot_with_bias,
     crossentropy_softmax_argmax_1hot_with_bias,
     elu,
+    softmax_with_bias,
     softsign,
     ultra_fast_sigmoid,
 )

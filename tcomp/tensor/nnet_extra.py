@@ -70,3 +70,15 @@ def crossentropy_softmax_1hot(x, y_idx):
     x, y_idx = _check_1hot(x, y_idx, "crossentropy_softmax_1hot")
     nll = B.neg(B.log_softmax(x, axis=1)[B.arange(y_idx.shape[0]), y_idx])
     return nll, B.softmax(x, axis=1)
+
+
+def crossentropy_categorical_1hot(coding_dist, true_one_of_n):
+    """Theano's crossentropy_categorical_1hot: -log(coding_dist[i, true_one_of_n[i]]) per row
+    (rewritten through log_softmax when coding_dist is a softmax: no log(0))."""
+    p, y = _check_1hot(coding_dist, true_one_of_n, "crossentropy_categorical_1hot")
+    return B.neg(B.log(p[B.arange(y.shape[0]), y]))
+
+
+def softmax_with_bias(x, b):
+    """Theano's softmax_with_bias: softmax over the rows of x + b."""
+    return B.softmax(B.add(as_variable(x, "x"), b), axis=-1)
