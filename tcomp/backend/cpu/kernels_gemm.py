@@ -18,6 +18,12 @@ matmul kernel of the module):
     one broadcast of A and NR/W vector FMAs per row; partial edge tiles go through a
     stack tile.  It carries ``"min-legal-vector-width"`` so LLVM keeps 512-bit vectors on
     CPUs that prefer 256-bit ones for auto-vectorization (znver4, skylake-avx512).
+``tcomp_mm_<cfg>(M, N, K, A, rsa, csa, B, rsb, csb, C, lo, hi)``
+    the driver: one product's share ``[lo, hi)`` of the thread split; picks gemv, the
+    no-packing loop or the packed GEMM (with its pack buffers).  Each matmul kernel is
+    then only a batch loop calling it, so a module with many matmuls compiles the GEMM
+    code once (+0.1 s CPU for the MLP training step's module, from +0.4 s with a copy of
+    the dispatch per kernel).
 ``tcomp_gemv_<cfg>`` / ``tcomp_gemm_small_<dt>``
     matrix-vector (M or N is 1: dot form over contiguous rows, axpy form otherwise) and
     the no-packing i-k-j loop for products too small to repay packing.
@@ -181,6 +187,10 @@ def _gep(b, ptr, et, off):
 
 
 def _new_fn(module, name, args, ret=u.I32, vector_bits=None):
+    """An internal helper function.  The packing loops and gemv carry ``optsize``: their
+    vector code is written out here, and without it LLVM's loop vectorizer spends ~0.3 s
+    per module versioning their strided scalar loops (and turns strided stores into
+    scatters); ``optsize`` keeps it from adding run-time checks."""
     fn = ir.Function(module, ir.FunctionType(ret, args), name=name)
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
@@ -406,6 +416,7 @@ def _gemm(module, cfg: Config) -> ir.Function:
     MR, NR, MC, KC, NC = cfg.MR, cfg.NR, cfg.MC, cfg.KC, cfg.NC
     fn, b = _new_fn(module, name, _GEMM_ARGS + [u.PTR, u.PTR], ret=ir.VoidType(), vector_bits=cfg.bits)
     fn.attributes.add("noinline")
+    fn.attributes.add("optsize")  # see _new_fn: loops here are vectorized by hand
     M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, Abuf, Bbuf = fn.args
     with b.if_then(b.icmp_signed("==", K, c64(0))):
         _zero_rect(b, et, M, N, C, rsc, csc)
@@ -500,6 +511,7 @@ def _gemv(module, cfg: Config) -> ir.Function:
     vt = ir.VectorType(et, W)
     fn, b = _new_fn(module, name, [I64, I64, u.PTR, I64, I64, u.PTR, I64, u.PTR], ret=ir.VoidType(),
                     vector_bits=cfg.bits)
+    fn.attributes.add("optsize")  # see _new_fn
     M, K, A, rsa, csa, x, incx, y = fn.args
     for a in (A, x, y):
         a.add_attribute("noalias")
@@ -593,6 +605,88 @@ def _gemv(module, cfg: Config) -> ir.Function:
 # -- the kernel ----------------------------------------------------------------------------------
 
 
+def _split(b, cfg: Config, M, N, K):
+    """How one product is computed and split across threads, from its dims alone (the
+    kernel, which sizes the parallel range, and the driver, which reads its ``[lo, hi)``,
+    must agree): gemv when M or N is 1; C^T = B^T A^T when C is narrower than a
+    micro-tile but taller (fewer wasted lanes); threads take row blocks (M >= N) or column
+    blocks of whole micro-tiles, or 64 outputs of a gemv."""
+    is_gemv = b.or_(b.icmp_signed("==", M, c64(1)), b.icmp_signed("==", N, c64(1)))
+    swap = b.and_(b.icmp_signed("<", N, c64(cfg.NR)), b.icmp_signed(">", M, N))
+    Ms, Ns = b.select(swap, N, M), b.select(swap, M, N)
+    split_m = b.icmp_signed(">=", Ms, Ns)
+    GV = 64
+    tiles = b.select(split_m, _cdiv(b, Ms, cfg.MR), _cdiv(b, Ns, cfg.NR))
+    unit = b.select(is_gemv, c64(GV), b.select(split_m, c64(cfg.MR), c64(cfg.NR)))
+    units = b.select(is_gemv, _cdiv(b, b.mul(M, N), GV), tiles)
+    return is_gemv, swap, Ms, Ns, split_m, unit, units
+
+
+def _driver(module, cfg: Config) -> ir.Function:
+    """``tcomp_mm_<cfg>(M, N, K, A, rsa, csa, B, rsb, csb, C, lo, hi)``: one product, C
+    contiguous (M, N), its share ``[lo, hi)`` of the ``_split`` units: picks gemv, the
+    no-packing loop or the packed GEMM (allocating and freeing its pack buffers)."""
+    name = f"tcomp_mm_{cfg.tag}"
+    if name in module.globals:
+        return module.globals[name]
+    gemm, small, gemv = _gemm(module, cfg), _gemm_small(module, cfg.dtype), _gemv(module, cfg)
+    malloc, free = _libc(module)
+    et = u.value_type(cfg.dtype)
+    fn, b = _new_fn(module, name, [I64, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64],
+                    ret=ir.VoidType())
+    fn.attributes.add("optsize")
+    fn.attributes.add("noinline")
+    M, N, K, Ab, rsa, csa, Bb, rsb, csb, Cb, lo, hi = fn.args
+    is_gemv, sw, Ms, Ns, split_m, unit, _ = _split(b, cfg, M, N, K)
+    r0, r1 = b.mul(lo, unit), b.mul(hi, unit)
+    with b.if_then(is_gemv):
+        total = b.mul(M, N)
+        y0 = _min(b, r0, total)
+        ylen = b.sub(_min(b, r1, total), y0)
+        yp = _gep(b, Cb, et, y0)
+        with b.if_else(b.icmp_signed("==", N, c64(1))) as (t2, o2):
+            with t2:  # (M, K) @ (K,): rows y0.. of A
+                b.call(gemv, [ylen, K, _gep(b, Ab, et, b.mul(y0, rsa)), rsa, csa, Bb, rsb, yp])
+            with o2:  # (K,) @ (K, N): y = B^T a, columns y0.. of B
+                b.call(gemv, [ylen, K, _gep(b, Bb, et, b.mul(y0, csb)), csb, rsb, Ab, csa, yp])
+        b.ret_void()
+    # the product as computed: C = A @ B, or C^T = B^T @ A^T
+    rsa_s, csa_s = b.select(sw, csb, rsa), b.select(sw, rsb, csa)
+    rsb_s, csb_s = b.select(sw, csa, rsb), b.select(sw, rsa, csb)
+    rsc, csc = b.select(sw, c64(1), N), b.select(sw, N, c64(1))
+    As, Bs = b.select(sw, Bb, Ab), b.select(sw, Ab, Bb)
+    i0 = b.select(split_m, _min(b, r0, Ms), c64(0))
+    m = b.select(split_m, b.sub(_min(b, r1, Ms), i0), Ms)
+    j0 = b.select(split_m, c64(0), _min(b, r0, Ns))
+    n = b.select(split_m, Ns, b.sub(_min(b, r1, Ns), j0))
+    args = [m, n, K, _gep(b, As, et, b.mul(i0, rsa_s)), rsa_s, csa_s, _gep(b, Bs, et, b.mul(j0, csb_s)), rsb_s,
+            csb_s, _gep(b, Cb, et, b.add(b.mul(i0, rsc), b.mul(j0, csc))), rsc, csc]
+    small_bb = b.append_basic_block("small")
+    with b.if_then(b.icmp_signed(">=", b.mul(b.mul(M, N), K), c64(SMALL_MNK))):
+        # pack buffers sized to this share (64 bytes of slack for the alignment)
+        kcb = _min(b, c64(cfg.KC), K)
+        mcb = _min(b, c64(cfg.MC), b.mul(_cdiv(b, m, cfg.MR), c64(cfg.MR)))
+        ncb = _min(b, c64(cfg.NC), b.mul(_cdiv(b, n, cfg.NR), c64(cfg.NR)))
+        raw_a = b.call(malloc, [b.add(b.mul(b.mul(mcb, kcb), c64(cfg.es)), c64(64))])
+        raw_b = b.call(malloc, [b.add(b.mul(b.mul(ncb, kcb), c64(cfg.es)), c64(64))])
+        have = b.and_(b.icmp_unsigned("!=", b.ptrtoint(raw_a, I64), c64(0)),
+                      b.icmp_unsigned("!=", b.ptrtoint(raw_b, I64), c64(0)))
+        with b.if_then(have):
+            def aligned(p):
+                return b.inttoptr(b.and_(b.add(b.ptrtoint(p, I64), c64(63)), c64(~63)), u.PTR)
+            b.call(gemm, args + [aligned(raw_a), aligned(raw_b)])
+            b.call(free, [raw_a])
+            b.call(free, [raw_b])
+            b.ret_void()
+        b.call(free, [raw_a])  # free(NULL) is a no-op; out of memory: the no-packing loop
+        b.call(free, [raw_b])
+    b.branch(small_bb)
+    b.position_at_end(small_bb)
+    b.call(small, args)
+    b.ret_void()
+    return fn
+
+
 def _as_matrix(ref: u.TensorRef, side: str) -> u.TensorRef:
     """A rank-1 operand as (1, K) (left) or (K, 1) (right)."""
     if ref.ndim != 1:
@@ -602,58 +696,18 @@ def _as_matrix(ref: u.TensorRef, side: str) -> u.TensorRef:
     return u.TensorRef(ref.ptr, ref.dtype, ref.dims + [1], ref.strides + [0])
 
 
-class _Geometry:
-    """Dims, strides and the thread split of one matmul, read through ``ctx`` (so the
-    kernel and its parallel worker compute the same values from their own arguments)."""
-
-    def __init__(self, ctx: KernelCtx, cfg: Config):
-        g, n, b = ctx.g, ctx.n, ctx.b
-        a_node, b_node = g.operands(n)
-        self.A = A = _as_matrix(ctx.refs[a_node], "a")
-        self.B = B = _as_matrix(ctx.refs[b_node], "b")
-        self.M, self.K, self.N = u.i64(A.dims[-2]), u.i64(A.dims[-1]), u.i64(B.dims[-1])
-        self.batch_nd = max(A.ndim, B.ndim) - 2
-        self.batch_dims = ctx.out.dims[:self.batch_nd]
-        nb = u.i64(u.numel(b, self.batch_dims))
-        M, N, K = self.M, self.N, self.K
-        self.is_gemv = b.or_(b.icmp_signed("==", M, c64(1)), b.icmp_signed("==", N, c64(1)))
-        # C^T = B^T A^T when C is narrower than a micro-tile but taller (fewer wasted lanes)
-        self.swap = b.and_(b.icmp_signed("<", N, c64(cfg.NR)), b.icmp_signed(">", M, N))
-        self.Ms = Ms = b.select(self.swap, N, M)
-        self.Ns = Ns = b.select(self.swap, M, N)
-        self.split_m = b.icmp_signed(">=", Ms, Ns)
-        mnk = b.mul(b.mul(M, N), K)
-        self.small = b.icmp_signed("<", mnk, c64(SMALL_MNK))
-        GV = 64  # gemv: output elements per unit
-        tiles = b.select(self.split_m, _cdiv(b, Ms, cfg.MR), _cdiv(b, Ns, cfg.NR))
-        self.unit = b.select(self.split_m, c64(cfg.MR), c64(cfg.NR))
-        self.units = b.select(self.is_gemv, _cdiv(b, b.mul(M, N), GV), tiles)
-        self.unit = b.select(self.is_gemv, c64(GV), self.unit)
-        # work in "elements" for parallel_for's cost model: MACs / 64 (gemm), / 4 (gemv)
-        work = b.mul(nb, mnk)
-        self.work = b.select(self.is_gemv, b.sdiv(work, c64(4)), b.sdiv(work, c64(64)))
-
-    def batch_ptrs(self, ctx, bidx, C):
-        b = ctx.b
-
-        def ptr(ref):
-            off = self.batch_nd - (ref.ndim - 2)
-            idx = ctx.runtime_bcast(ref.dims[:-2], [0 if ref.dims[a] == 1 else bidx[off + a]
-                                                    for a in range(ref.ndim - 2)])
-            lin = c64(0)
-            for i, s in zip(idx, ref.strides[:-2]):
-                lin = b.add(lin, b.mul(u.i64(i), u.i64(s)))
-            return _gep(b, ref.ptr, u.mem_type(ref.dtype), lin)
-        cstrides = u.contiguous_strides(b, self.batch_dims + [self.M, self.N])
-        lin = c64(0)
-        for i, s in zip(bidx, cstrides[:-2]):
-            lin = b.add(lin, b.mul(u.i64(i), u.i64(s)))
-        return ptr(self.A), ptr(self.B), _gep(b, C, u.mem_type(ctx.out.dtype), lin)
+def _operands(ctx: KernelCtx):
+    g, n = ctx.g, ctx.n
+    a_node, b_node = g.operands(n)
+    A, B = _as_matrix(ctx.refs[a_node], "a"), _as_matrix(ctx.refs[b_node], "b")
+    return A, B, u.i64(A.dims[-2]), u.i64(A.dims[-1]), u.i64(B.dims[-1]), max(A.ndim, B.ndim) - 2
 
 
 def lower_gemm(ctx: KernelCtx) -> None:
     """``matmul`` of float32/float64 operands of the output's dtype; anything else (ints,
-    mixed dtypes) goes to the generic loops of ``kernels.lower_matmul``."""
+    mixed dtypes) goes to the generic loops of ``kernels.lower_matmul``.  The kernel only
+    sizes the thread split; its worker walks the batch (NumPy broadcasting) and calls the
+    module's shared driver once per batch element with its share of the split."""
     g, n = ctx.g, ctx.n
     od = g.type(n).dtype
     if od not in ("float32", "float64") or any(g.type(o).dtype != od for o in g.operands(n)):
@@ -661,92 +715,36 @@ def lower_gemm(ctx: KernelCtx) -> None:
 
         return lower_matmul(ctx)
     cfg = Config(od)
-    module = ctx.fn.module
-    gemm, small, gemv = _gemm(module, cfg), _gemm_small(module, od), _gemv(module, cfg)
-    malloc, free = _libc(module)
-    et = u.value_type(od)
-    geo = _Geometry(ctx, cfg)
+    driver = _driver(ctx.fn.module, cfg)
+    b = ctx.b
+    _, _, M, K, N, batch_nd = _operands(ctx)
+    is_gemv, *_, units = _split(b, cfg, M, N, K)
+    work = b.mul(u.i64(u.numel(b, ctx.out.dims[:batch_nd])), b.mul(b.mul(M, N), K))
+    # work in "elements" for parallel_for's cost model: MACs / 64 (gemm), / 4 (gemv)
+    work = b.select(is_gemv, b.sdiv(work, c64(4)), b.sdiv(work, c64(64)))
 
     def body(lo, hi):
         b = ctx.b
-        G = _Geometry(ctx, cfg)  # the worker's own dims and strides
-        A, B, M, N, K = G.A, G.B, G.M, G.N, G.K
-        rsa, csa = u.i64(A.strides[-2]), u.i64(A.strides[-1])
-        rsb, csb = u.i64(B.strides[-2]), u.i64(B.strides[-1])
-        sw = G.swap
-        # the product as computed: C = A @ B, or C^T = B^T @ A^T
-        Ms, Ns = G.Ms, G.Ns
-        rsa_s, csa_s = b.select(sw, csb, rsa), b.select(sw, rsb, csa)
-        rsb_s, csb_s = b.select(sw, csa, rsb), b.select(sw, rsa, csb)
-        rsc, csc = b.select(sw, c64(1), N), b.select(sw, N, c64(1))
-        r0 = b.mul(lo, G.unit)
-        r1 = b.mul(hi, G.unit)
-        packed = b.and_(b.not_(G.is_gemv), b.not_(G.small))
-        # pack buffers sized to this call (64 bytes of slack for the alignment)
-        kcb = _min(b, c64(cfg.KC), K)
-        mcb = _min(b, c64(cfg.MC), b.mul(_cdiv(b, Ms, cfg.MR), c64(cfg.MR)))
-        ncb = _min(b, c64(cfg.NC), b.mul(_cdiv(b, Ns, cfg.NR), c64(cfg.NR)))
-        a_bytes = b.add(b.mul(b.mul(mcb, kcb), c64(cfg.es)), c64(64))
-        b_bytes = b.add(b.mul(b.mul(ncb, kcb), c64(cfg.es)), c64(64))
-        nul = ir.Constant(u.PTR, None)
-        with b.goto_block(ctx.fn.entry_basic_block):
-            slot_a = b.alloca(u.PTR, name="bufa")
-            slot_b = b.alloca(u.PTR, name="bufb")
-        b.store(nul, slot_a)
-        b.store(nul, slot_b)
-        with b.if_then(packed):
-            b.store(b.call(malloc, [a_bytes]), slot_a)
-            b.store(b.call(malloc, [b_bytes]), slot_b)
-        raw_a, raw_b = b.load(slot_a, typ=u.PTR), b.load(slot_b, typ=u.PTR)
-        have = b.and_(b.icmp_unsigned("!=", b.ptrtoint(raw_a, I64), c64(0)),
-                      b.icmp_unsigned("!=", b.ptrtoint(raw_b, I64), c64(0)))
-        packed = b.and_(packed, have)
+        A, B, M, K, N, batch_nd = _operands(ctx)  # the worker's own dims and strides
+        batch_dims = ctx.out.dims[:batch_nd]
+        cstrides = u.contiguous_strides(b, batch_dims + [M, N])
 
-        def aligned(p):
-            q = b.and_(b.add(b.ptrtoint(p, I64), c64(63)), c64(~63))
-            return b.inttoptr(q, u.PTR)
-        buf_a, buf_b = aligned(raw_a), aligned(raw_b)
+        def ptr(ref, bidx):
+            off = batch_nd - (ref.ndim - 2)
+            idx = ctx.runtime_bcast(ref.dims[:-2], [0 if ref.dims[a] == 1 else bidx[off + a]
+                                                    for a in range(ref.ndim - 2)])
+            lin = c64(0)
+            for i, st in zip(idx, ref.strides[:-2]):
+                lin = b.add(lin, b.mul(u.i64(i), u.i64(st)))
+            return _gep(b, ref.ptr, u.mem_type(ref.dtype), lin)
 
         def one_batch(bidx):
-            Ab, Bb, Cb = G.batch_ptrs(ctx, bidx, ctx.out.ptr)
-            with b.if_else(G.is_gemv) as (then, other):
-                with then:
-                    total = b.mul(M, N)
-                    y0 = _min(b, r0, total)
-                    ylen = b.sub(_min(b, r1, total), y0)
-                    yp = _gep(b, Cb, et, y0)
-                    with b.if_else(b.icmp_signed("==", N, c64(1))) as (t2, o2):
-                        with t2:  # (M, K) @ (K,): rows y0.. of A
-                            b.call(gemv, [ylen, K, _gep(b, Ab, et, b.mul(y0, rsa)), rsa, csa, Bb, rsb, yp])
-                        with o2:  # (K,) @ (K, N): y = B^T a, columns y0.. of B
-                            b.call(gemv, [ylen, K, _gep(b, Bb, et, b.mul(y0, csb)), csb, rsb, Ab, csa, yp])
-                with other:
-                    As, Bs = b.select(sw, Bb, Ab), b.select(sw, Ab, Bb)
-                    with b.if_else(G.split_m) as (t3, o3):
-                        with t3:
-                            i0 = _min(b, r0, Ms)
-                            m = b.sub(_min(b, r1, Ms), i0)
-                            args = [m, Ns, K, _gep(b, As, et, b.mul(i0, rsa_s)), rsa_s, csa_s, Bs, rsb_s, csb_s,
-                                    _gep(b, Cb, et, b.mul(i0, rsc)), rsc, csc]
-                            _dispatch(b, packed, gemm, small, args, buf_a, buf_b)
-                        with o3:
-                            j0 = _min(b, r0, Ns)
-                            nn = b.sub(_min(b, r1, Ns), j0)
-                            args = [Ms, nn, K, As, rsa_s, csa_s, _gep(b, Bs, et, b.mul(j0, csb_s)), rsb_s, csb_s,
-                                    _gep(b, Cb, et, b.mul(j0, csc)), rsc, csc]
-                            _dispatch(b, packed, gemm, small, args, buf_a, buf_b)
-        u.loop_nest(b, G.batch_dims, one_batch, name="bt")
-        with b.if_then(b.icmp_unsigned("!=", b.ptrtoint(raw_a, I64), c64(0))):
-            b.call(free, [raw_a])
-        with b.if_then(b.icmp_unsigned("!=", b.ptrtoint(raw_b, I64), c64(0))):
-            b.call(free, [raw_b])
+            lin = c64(0)
+            for i, st in zip(bidx, cstrides[:-2]):
+                lin = b.add(lin, b.mul(u.i64(i), u.i64(st)))
+            b.call(driver, [M, N, K, ptr(A, bidx), u.i64(A.strides[-2]), u.i64(A.strides[-1]), ptr(B, bidx),
+                            u.i64(B.strides[-2]), u.i64(B.strides[-1]), _gep(b, ctx.out.ptr, u.mem_type(od), lin),
+                            lo, hi])
+        u.loop_nest(b, batch_dims, one_batch, name="bt")
 
-    P.parallel_for(ctx, geo.units, body, work=geo.work)
-
-
-def _dispatch(b, packed, gemm, small, args, buf_a, buf_b):
-    with b.if_else(packed) as (then, other):
-        with then:
-            b.call(gemm, args + [buf_a, buf_b])
-        with other:
-            b.call(small, args)
+    P.parallel_for(ctx, units, body, work=work)
