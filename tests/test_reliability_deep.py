@@ -138,34 +138,27 @@ def test_fused_kernels_and_inline_expressions_are_bounded():
 
 
 def test_thousand_outputs():
-    x, y = T.vector("x"), T.vector("y")
+    """1000 different small expressions of 8 shared inputs (each pair of inputs under 16
+    expression forms), returned as 1000 outputs."""
+    xs = [T.vector(f"x{i}") for i in range(8)]
+    rng = np.random.default_rng(3)
+    vals = [rng.uniform(0.5, 1.5, 11).astype("float32") for _ in xs]
+    v64 = [v.astype("float64") for v in vals]
+    forms = [  # each written once for T and for NumPy (``M``)
+        lambda M, a, b: a + b, lambda M, a, b: a * b - a, lambda M, a, b: M.maximum(a, b) * 2,
+        lambda M, a, b: (a - b) ** 2, lambda M, a, b: a / b, lambda M, a, b: M.tanh(a) * b,
+        lambda M, a, b: M.exp(-a * b), lambda M, a, b: (a * b).sum(), lambda M, a, b: (a + b).max(),
+        lambda M, a, b: M.sqrt(a + b), lambda M, a, b: M.log(a) - b, lambda M, a, b: M.where(a > b, a, -b),
+        lambda M, a, b: a * 3 + b * 0.5, lambda M, a, b: M.sin(a) + b, lambda M, a, b: (a - b).mean(),
+        lambda M, a, b: abs(a - 1) * b,
+    ]
     outs, refs = [], []
-    xv = np.linspace(-1.5, 1.5, 11).astype("float32")
-    yv = np.linspace(0.5, 2.0, 11).astype("float32")
-    x64, y64 = xv.astype("float64"), yv.astype("float64")
-    for i in range(1000):  # mostly cheap arithmetic: LLVM's time is per distinct kernel
-        c = float(np.float32(0.001 * (i + 1)))
-        k = i % 5
-        if i % 50 == 0:
-            outs.append(T.sin(x * c) + T.exp(-y * c))
-            refs.append(np.sin(x64 * c) + np.exp(-y64 * c))
-        elif k == 0:
-            outs.append(x * c + y)
-            refs.append(x64 * c + y64)
-        elif k == 1:
-            outs.append((x - c) * y)
-            refs.append((x64 - c) * y64)
-        elif k == 2:
-            outs.append(T.maximum(x, c) * (y + c))
-            refs.append(np.maximum(x64, c) * (y64 + c))
-        elif k == 3:
-            outs.append((x + c) ** 2 - y)
-            refs.append((x64 + c) ** 2 - y64)
-        else:
-            outs.append((x * y + c).sum())
-            refs.append((x64 * y64 + c).sum())
-    f = tcomp.function([x, y], outs)
-    got = f(xv, yv)
+    for i in range(1000):
+        p, q, k = i % 8, (i // 8) % 8, (i // 64) % 16
+        outs.append(forms[k](T, xs[p], xs[q]))
+        refs.append(forms[k](np, v64[p], v64[q]))
+    f = tcomp.function(xs, outs)
+    got = f(*vals)
     assert len(got) == 1000
     for i, (a, r) in enumerate(zip(got, refs)):
         np.testing.assert_allclose(a, r, rtol=3e-5, atol=3e-6, err_msg=f"output {i}")
@@ -369,3 +362,24 @@ def test_many_pointer_kernels_on_threads():
         g = g * (1 + c * (1 - t * t))
     np.testing.assert_allclose(one[0], ev, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(one[1], g, rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_thousand_outputs_distinct_constants():
+    """1000 outputs that differ by a constant: no two kernels share code, so this is LLVM's
+    time for ~300 distinct kernels."""
+    x, y = T.vector("x"), T.vector("y")
+    xv = np.linspace(-1.5, 1.5, 11).astype("float32")
+    yv = np.linspace(0.5, 2.0, 11).astype("float32")
+    x64, y64 = xv.astype("float64"), yv.astype("float64")
+    outs, refs = [], []
+    for i in range(1000):
+        c = float(np.float32(0.001 * (i + 1)))
+        form = [lambda M, a, b: M.sin(a * c) + b, lambda M, a, b: M.exp(-a * a * c) * b,
+                lambda M, a, b: M.tanh(a - c) * (b + c), lambda M, a, b: (a + c) ** 2 - b,
+                lambda M, a, b: (a * b + c).sum()][i % 5]
+        outs.append(form(T, x, y))
+        refs.append(form(np, x64, y64))
+    got = tcomp.function([x, y], outs)(xv, yv)
+    for i, (a, r) in enumerate(zip(got, refs)):
+        np.testing.assert_allclose(a, r, rtol=3e-5, atol=3e-6, err_msg=f"output {i}")
