@@ -125,9 +125,11 @@ def run(quick: bool = False, repeat: int = 0, threads=(None,)) -> list[dict]:
                 err = float(np.abs(got.astype("float64") - want).max()) / scale
                 if err > 1e-3:
                     raise AssertionError(f"bench case {name!r}: tcomp differs from NumPy (max scaled error {err:.2e})")
-                t_tc = best_of(lambda: f(inputs), repeat)
-                if flops:  # GEMM: NumPy's BLAS with as many threads, timed right after (same load)
-                    t_np = _blas_time(lambda: np_time(*inputs), repeat, tcomp.config.num_threads)
+                if flops:  # GEMM: against NumPy's BLAS with as many threads, calls interleaved (same load)
+                    t_tc, t_np = _blas_interleaved(lambda: f(inputs), lambda: np_time(*inputs), repeat,
+                                                   tcomp.config.num_threads)
+                else:
+                    t_tc = best_of(lambda: f(inputs), repeat)
                 rows.append({"case": name, "size": size, "threads": tcomp.config.num_threads,
                              "tcomp_ms": t_tc * 1e3, "numpy_ms": t_np * 1e3, "speedup": t_np / t_tc,
                              "compile_ms": compile_s * 1e3, "max_err": err,
@@ -140,15 +142,23 @@ def run(quick: bool = False, repeat: int = 0, threads=(None,)) -> list[dict]:
     return rows
 
 
-def _blas_time(fn, repeat: int, threads: int) -> float:
-    """Best-of time of ``fn`` with NumPy's BLAS limited to ``threads`` (threadpoolctl, when
-    installed; else BLAS runs with its own default)."""
+def _blas_interleaved(ours, theirs, repeat: int, threads: int) -> tuple:
+    """Best-of times of ``ours`` and ``theirs`` called alternately (so both see the same
+    machine load), NumPy's BLAS limited to ``threads`` (threadpoolctl, when installed;
+    else BLAS runs with its own default)."""
+    import contextlib
+
     try:
         from threadpoolctl import threadpool_limits
+        limit = threadpool_limits(threads, user_api="blas")
     except ImportError:
-        return best_of(fn, repeat)
-    with threadpool_limits(threads, user_api="blas"):
-        return best_of(fn, repeat)
+        limit = contextlib.nullcontext()
+    with limit:
+        a = b = float("inf")
+        for _ in range(repeat):
+            a = min(a, best_of(ours, 1))
+            b = min(b, best_of(theirs, 1))
+    return a, b
 
 
 def format_rows(rows) -> str:
