@@ -147,6 +147,14 @@ class NativeFunction:
                          if k.node is not None and k.node not in donated}
 
     # -- introspection ---------------------------------------------------------------------------
+    @property
+    def _leaves(self) -> dict:
+        """Kernel node -> the graph nodes whose memory it reads (as ``CompiledGraph._leaves``)."""
+        from .host_program import lowerings
+
+        sites = self.hp.sites
+        return {n: lowerings()[sites.kernel_kind(n)][0](sites, n) for n in sites.kernel_of}
+
     def dump(self, stage: str) -> str:
         """'llvm': the module after optimization; 'asm': its host assembly."""
         safe = "".join(c if c.isalnum() else "_" for c in self.name)
