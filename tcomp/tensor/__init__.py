@@ -63,7 +63,7 @@ from .basic import (  # noqa: F401
     zeros,
     zeros_like,
 )
-from .extra import *  # noqa: F401,F403  (after basic: its var/std win)
+from .extra import *  # noqa: F401,F403
 from .indexing import inc_subtensor, set_subtensor  # noqa: F401
 from .type import TensorType, addbroadcast, patternbroadcast, specify_shape, unbroadcast  # noqa: F401,E402
 from .variable import Variable, constant  # noqa: F401

@@ -179,15 +179,6 @@ def argmax(x, axis=None, keepdims=False): return reduce("argmax", x, axis, keepd
 def argmin(x, axis=None, keepdims=False): return reduce("argmin", x, axis, keepdims)
 
 
-def var(x, axis=None, keepdims=False):
-    m = mean(x, axis, keepdims=True)
-    return mean(sqr(x - m), axis, keepdims)
-
-
-def std(x, axis=None, keepdims=False):
-    return sqrt(var(x, axis, keepdims))
-
-
 def _single_axis(x, axis, what):
     if not isinstance(axis, (int, np.integer)):
         raise TypeError(f"{what}: axis must be an int, got {axis!r}")
