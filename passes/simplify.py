@@ -30,6 +30,8 @@ The rules and why each is exact (results equal bit for bit unless noted):
 * ``cast(cast(x, a), b)`` -> ``cast(x, b)`` when ``x.dtype -> a`` is lossless (every value
   of ``x.dtype`` is exactly representable in ``a``): int8 -> int32 -> int64 is int8 -> int64,
   but float -> int -> float is kept (it truncates).  A cast to the same dtype vanishes.
+  int -> float -> int is folded only when ``x.dtype -> b`` is lossless too: a float -> int
+  cast sends out-of-range values to 0, an int -> int cast wraps them.
 
 Every rewrite keeps the node's exact TensorType; the driver rejects any that would not.
 """
@@ -291,7 +293,12 @@ def cast_cast(g, node):
     if g.op(x) != "cast":
         return None
     (inner,) = g.operands(x)
-    if not lossless(g.type(inner).dtype, g.type(x).dtype):
+    src, mid, dst = g.type(inner).dtype, g.type(x).dtype, g.type(node).dtype
+    if not lossless(src, mid):
+        return None
+    if dt.kind(mid) == "f" and dt.kind(dst) in "iu" and dt.kind(src) in "iu" and not lossless(src, dst):
+        # float -> int sends out-of-range values to 0 while int -> int wraps: int32 -3 through
+        # float64 to uint8 is 0, directly it is 253
         return None
     if g.type(inner).dtype == g.type(node).dtype:
         return inner

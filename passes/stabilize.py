@@ -99,7 +99,7 @@ def _one_plus(g: Graph, node: int) -> Optional[tuple[int, bool]]:
         return (b, True) if _is_const(g, a, 1) else None
     for one, x in ((b, a), (a, b)):
         if _is_const(g, one, 1):
-            if g.op(x) == "neg":
+            if g.op(x) == "neg" and dt.is_float(g.type(x).dtype):  # an int neg wraps: not -x
                 return g.operands(x)[0], True
             return x, False
     return None
@@ -116,7 +116,7 @@ def negated(g: Graph, z: int) -> int:
         a, b = g.operands(z)
         if _is_const(g, a, 0):
             return b
-        if g.op(a) == "neg":
+        if g.op(a) == "neg" and dt.is_float(g.type(a).dtype):
             return g.add_node("add", [g.operands(a)[0], b])
         return g.add_node("sub", [b, a])
     if op == "mul":
@@ -129,6 +129,15 @@ def negated(g: Graph, z: int) -> int:
         if v.dtype.kind in "fi":
             return g.add_constant(Constant(np.negative(v)))
     return g.add_node("neg", [z])
+
+
+def negated_in(g: Graph, z: int, want: TensorType) -> int:
+    """``-z`` computed in float: an int or bool ``z`` (the operand of an ``exp``/``sigmoid``
+    that promotes it) is cast to ``want``'s dtype first, since negating it in its own dtype
+    wraps (uint8 ``-1`` is 255) or is rejected (bool)."""
+    if not dt.is_float(g.type(z).dtype) and dt.is_float(want.dtype):
+        z = g.add_node("cast", [z], {"dtype": want.dtype})
+    return negated(g, z)
 
 
 def through(g: Graph, node: int) -> int:
@@ -228,7 +237,7 @@ def sigmoid_rule(g, node):
         m = _one_plus(g, den)
         if m is None or m[1] or g.op(through(g, m[0])) != "exp":
             return None
-        return _unary_in(g, "sigmoid", negated(g, g.operands(through(g, m[0]))[0]), want)
+        return _unary_in(g, "sigmoid", negated_in(g, g.operands(through(g, m[0]))[0], want), want)
     if g.op(node) != "truediv":
         return None
     num, den = g.operands(node)
@@ -245,7 +254,8 @@ def one_minus_sigmoid_rule(g, node):
     m = _one_plus(g, node)
     if m is None or not m[1] or g.op(through(g, m[0])) != "sigmoid":
         return None
-    return _unary_in(g, "sigmoid", negated(g, g.operands(through(g, m[0]))[0]), g.type(node))
+    want = g.type(node)
+    return _unary_in(g, "sigmoid", negated_in(g, g.operands(through(g, m[0]))[0], want), want)
 
 
 def log_sigmoid_rule(g, node):
@@ -253,7 +263,7 @@ def log_sigmoid_rule(g, node):
     (s,) = g.operands(node)
     want = g.type(node)
     if g.op(through(g, s)) == "sigmoid":
-        return _neg_softplus(g, negated(g, g.operands(through(g, s))[0]), want)
+        return _neg_softplus(g, negated_in(g, g.operands(through(g, s))[0], want), want)
     m = _one_plus(g, s)
     if m is None or not m[1] or g.op(through(g, m[0])) != "sigmoid":
         return None

@@ -318,11 +318,8 @@ def test_zero_size_values(shape):
     s = Graph()
     y = s.add_input(TensorType("float32", (None, None)), name="y")
     s.outputs = [s.add_node("softmax", [y], {"axis": 1})]
-    if shape[1] == 0:  # like np.max over an empty axis
-        with pytest.raises(ValueError, match="zero-size"):
-            compile_graph(s)([np.ones(shape, "float32")])
-    else:
-        assert compile_graph(s)([np.ones(shape, "float32")])[0].shape == shape
+    # also over an empty axis: an empty result like JAX's softmax (fuzz_findings F2)
+    assert compile_graph(s)([np.ones(shape, "float32")])[0].shape == shape
 
 
 def test_identical_kernels_are_emitted_once():

@@ -20,8 +20,8 @@ OK = ("match", "expected_error", "unstable")
 CHUNK = 8
 CI_SEEDS = range(0, 192)
 #: seeds that hit a failure already routed in /work/notes/fuzz_findings.md (tolerated until it is
-#: fixed; drop the entry then). 53: stabilize's log(sigmoid(x)) negates a bool x (F5).
-KNOWN = {53: "F5"}
+#: fixed; drop the entry then). (53, F5, is fixed: tests/test_fuzz_findings_fixed.py.)
+KNOWN: dict = {}
 
 
 def _run(seeds, backend):

@@ -186,9 +186,9 @@ def test_softmax_with_zero_size_dims(backend):
     f = fn([x], [T.nnet.softmax(x), T.nnet.log_softmax(x)], backend)
     for got in f(np.zeros((0, 3), F32)):
         check_result(got, np.zeros((0, 3)), F32, "softmax of (0, 3)")
-    # a row of no classes: NumPy's formula (x - x.max(axis=-1)) raises, and so does tcomp
-    with pytest.raises(ValueError, match="zero-size"):
-        f(np.zeros((3, 0), F32))
+    # a row of no classes: an empty result, as JAX's softmax gives (fuzz_findings F2)
+    for got in f(np.zeros((3, 0), F32)):
+        check_result(got, np.zeros((3, 0)), F32, "softmax of (3, 0)")
 
 
 # -- defect 7: zero gradients of piecewise-constant and int/bool-valued ops -----------------------

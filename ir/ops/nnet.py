@@ -1,5 +1,10 @@
 """Neural-net primitives kept whole so passes and backends can treat them specially:
-softmax, log_softmax and logsumexp over one axis (computed max-subtracted)."""
+softmax, log_softmax and logsumexp over one axis (computed max-subtracted).
+
+Over a zero-size axis they follow the formulas (as JAX and SciPy do): softmax and
+log_softmax of no classes are an empty array of the input's shape, logsumexp of nothing is
+``log(0) = -inf`` (``scipy.special.logsumexp([]) == -inf``), so ``log(sum(exp(x)))`` keeps
+its value when stabilize rewrites it to logsumexp."""
 from __future__ import annotations
 
 import numpy as np
@@ -28,6 +33,8 @@ def _softmax_infer(name):
 
 
 def _log_softmax(x, axis):
+    if x.shape[axis] == 0:
+        return x.copy()  # no classes: nothing to normalize (np.max has no identity)
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
     s = x - m
@@ -54,7 +61,10 @@ def _logsumexp_infer(types, attrs):
 def _logsumexp_impl(arrays, attrs, out_type):
     x = arrays[0].astype(out_type.dtype, copy=False)
     axis = attrs["axis"]
-    m = np.max(x, axis=axis, keepdims=True)
+    if x.shape[axis] == 0:  # log of an empty sum
+        m = np.zeros(x.shape[:axis] + (1,) + x.shape[axis + 1:], x.dtype)
+    else:
+        m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
     with np.errstate(divide="ignore"):
         r = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m

@@ -98,7 +98,9 @@ def _prod(x, axis, keepdims):
         return p  # wrapping integer products: a 0 factor gives 0 anyway
     zero = np.any(x == 0, axis=axis, keepdims=keepdims)
     nonfinite = np.any(~np.isfinite(x), axis=axis, keepdims=keepdims)
-    return np.where(zero, np.where(nonfinite, np.nan, 0.0), p).astype(x.dtype)
+    # a zero product's sign is the xor of its factors' signs (IEEE, as np.prod gives it)
+    negative = np.logical_xor.reduce(np.signbit(x), axis=axis, keepdims=keepdims)
+    return np.where(zero, np.where(nonfinite, np.nan, np.where(negative, -0.0, 0.0)), p).astype(x.dtype)
 
 
 _make("prod", _sum_dtype, _np_reduce(_prod))

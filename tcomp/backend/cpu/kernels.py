@@ -20,7 +20,9 @@ from . import parallel as P
 from .kctx import FLAT, KernelCtx, expression_leaves, flat_ok
 from .scalar import _while, cast, emit_elemwise
 
-FAST = ("reassoc", "contract", "nsz")
+#: fast-math flags of float reductions: ``reassoc`` lets LLVM vectorize them; no ``nsz``, so
+#: the sign of a zero product stays IEEE's (NumPy's): prod([-0., -1., -1.]) is -0.0
+FAST = ("reassoc", "contract")
 
 
 def _fast(v):
@@ -136,7 +138,7 @@ def tiled_nest(b, dims, body) -> None:
 
 def _identity(op, dtype):
     k = dt.kind(dtype)
-    if op in ("sum", "mean"):
+    if op in ("sum", "mean"):  # +0.0 like NumPy's add.reduce: a sum of -0.0s is +0.0 there too
         return u.const(dtype, 0)
     if op == "prod":
         return u.const(dtype, 1)
@@ -171,7 +173,8 @@ def _prod_finish(b, has_zero, nonfinite, p):
     """A float prod from ``p``, the product of its non-zero factors, and the or of their
     flags: 0 if a factor is 0 (even where ``p`` overflowed: a vectorized or sequential
     product would form inf * 0 = nan there), nan if a 0 meets an inf or nan, else ``p``."""
-    zero = b.select(b.trunc(nonfinite, u.I1), ir.Constant(p.type, float("nan")), ir.Constant(p.type, 0.0))
+    zero = b.select(b.trunc(nonfinite, u.I1), ir.Constant(p.type, float("nan")),
+                    u.call_intrinsic(b, "copysign", ir.Constant(p.type, 0.0), p))
     return b.select(b.trunc(has_zero, u.I1), zero, p)
 
 
@@ -258,7 +261,8 @@ def emit_reduction(ctx: KernelCtx, op: str, axes, in_dtype: str, in_dims: list, 
                     x = cast(b, val(full_idx(kidx, ridx)), in_dtype, acc_dtype)
                     if float_prod:  # two vectorizable reductions: the non-zero product, the flags
                         is_zero = b.fcmp_ordered("==", x, ir.Constant(x.type, 0.0))
-                        x_nz = b.select(is_zero, ir.Constant(x.type, 1.0), x)
+                        # a zero factor counts as +-1, so the product keeps the sign of the zero
+                        x_nz = b.select(is_zero, u.call_intrinsic(b, "copysign", ir.Constant(x.type, 1.0), x), x)
                         flags = [b.or_(a, f) for a, f in zip(accs[1:], _prod_flags(b, x, is_zero))]
                         return [_combine(b, op, accs[0], x_nz, acc_dtype)] + flags
                     return [_combine(b, op, accs[0], x, acc_dtype)]
