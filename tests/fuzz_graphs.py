@@ -482,7 +482,9 @@ def stabilized(g, i, vals):
                 return None
             yf = f64(as_dtype(y, d))
             axes = tuple(range(yf.ndim)) if a.p["axis"] is None else tuple(np.atleast_1d(a.p["axis"]) % max(yf.ndim, 1))
-            if not axes or yf.size == 0:
+            if not axes:
+                return y  # a sum over no axis: log(exp(y))
+            if yf.size == 0:
                 return None
             m = np.max(yf, axis=axes, keepdims=True)
             m = np.where(np.isfinite(m), m, 0)
