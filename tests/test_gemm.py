@@ -80,6 +80,19 @@ def test_transposed_operands(dtype, ta, tb, rng, one_thread):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_narrow_outputs(dtype, ta, tb, rng, one_thread):
+    """C with few columns (or rows): the narrow kernels (rows of A contiguous: 4x4 dot blocks;
+    columns contiguous: 2W x 4 axpy blocks), both orientations, every block tail."""
+    f = compile_graph(_graph(dtype, ta, tb))
+    for m, k, n in [(128, 512, 10), (513, 129, 2), (77, 300, 16), (300, 77, 17), (70, 40, 5), (33, 1000, 3),
+                    (10, 512, 128), (3, 257, 301), (16, 100, 100), (1000, 31, 7), (2, 8000, 9)]:
+        a, b = _uniform(rng, (m, k), dtype), _uniform(rng, (k, n), dtype)
+        got = f([np.ascontiguousarray(a.T) if ta else a, np.ascontiguousarray(b.T) if tb else b])[0]
+        _check(got, a, b, dtype, f"narrow ta={ta} tb={tb} ({m},{k})@({k},{n})")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_matrix_vector_and_vector_matrix(dtype, rng, one_thread):
     cases = [(("m", "k"), ("k",)), (("k",), ("k", "n")), (("k",), ("k",))]
     for a_shape, b_shape in cases:
@@ -134,7 +147,8 @@ def test_two_threads_match_one(dtype, rng):
     before = tcomp.config.num_threads
     try:
         cases = [(f, (300, 257), (257, 301)), (f, (129, 700), (700, 600)), (f, (600, 500), (500, 90)),
-                 (fb, (2, 200, 130), (2, 130, 210)), (fv, (1100, 700), (700,)), (fvt, (700, 1100), (700,))]
+                 (fb, (2, 200, 130), (2, 130, 210)), (fv, (1100, 700), (700,)), (fvt, (700, 1100), (700,)),
+                 (f, (3000, 700), (700, 10)), (f, (12, 900), (900, 2000))]
         for fn, a_sh, b_sh in cases:
             a, b = _uniform(rng, a_sh, dtype), _uniform(rng, b_sh, dtype)
             outs = []

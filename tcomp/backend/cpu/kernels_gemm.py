@@ -24,6 +24,10 @@ matmul kernel of the module):
     then only a batch loop calling it, so a module with many matmuls compiles the GEMM
     code once (+0.1 s CPU for the MLP training step's module, from +0.4 s with a copy of
     the dispatch per kernel).
+``tcomp_narrow_rows_<cfg>`` / ``tcomp_narrow_cols_<cfg>``
+    C with at most 16 (AVX2: 8) columns or rows, e.g. a 10-class layer and its weight
+    gradient: unpacked register-blocked dots / axpys (packing A to feed a few columns of
+    FMAs costs more than the FMAs).
 ``tcomp_gemv_<cfg>`` / ``tcomp_gemm_small_<dt>``
     matrix-vector (M or N is 1: dot form over contiguous rows, axpy form otherwise) and
     the no-packing i-k-j loop for products too small to repay packing.
@@ -148,6 +152,8 @@ class Config:
         self.W = self.bits // (8 * es)
         self.MR, self.NV = TILES[(dtype, self.bits)]
         self.NR = self.NV * self.W
+        #: C with at most this many columns (or rows) runs the narrow kernels (no packing)
+        self.narrow = 16 if self.bits == 512 else 8
         l1, l2, l3 = _cache_sizes()
         # KC: a KC x NR micro-panel of B fills L1 (it is reused by MC/MR micro-tiles); float32
         # does twice the FMAs per byte of B, so its panel may be twice L1 and stream from L2
@@ -588,8 +594,8 @@ def _gemv(module, cfg: Config) -> ir.Function:
                         def srow(i):
                             p = _gep(b, y, et, i)
                             acc = b.load(p, typ=et)
-                            for q in range(KB):
-                                acc = _fast(b.fadd(acc, _fast(b.fmul(b.load(_gep(b, cols_[q], et, i), typ=et), xk[q]))))
+                            for q in range(KB):  # fma, as the vector rows: same bits whatever the split
+                                acc = u.call_intrinsic(b, "fma", b.load(_gep(b, cols_[q], et, i), typ=et), xk[q], acc)
                             b.store(acc, p)
                         u.for_range(b, M, srow, start=mv, name="gas")
                     KB = 8
@@ -598,6 +604,127 @@ def _gemv(module, cfg: Config) -> ir.Function:
                     u.for_range(b, K, lambda k: colblock(k, 1), start=b.mul(kb, c64(KB)), name="gak1")
                 with o2:
                     u.for_range(b, M, scalar_row, name="gi")
+    b.ret_void()
+    return fn
+
+
+def _narrow_rows(module, cfg: Config) -> ir.Function:
+    """C = A @ B for a narrow C (N <= cfg.narrow) and A's rows contiguous: blocks of 4 rows x
+    4 columns of C are 16 vector dots over k (the rows of A read from L1 again per column
+    block), B^T packed once (N x K, malloc'd; out of memory: the no-packing loop).  The
+    packed GEMM would spend more on packing A than on its few columns of FMAs."""
+    name = f"tcomp_narrow_rows_{cfg.tag}"
+    if name in module.globals:
+        return module.globals[name]
+    small = _gemm_small(module, cfg.dtype)
+    malloc, free = _libc(module)
+    et = u.value_type(cfg.dtype)
+    W, es = cfg.W, cfg.es
+    vt = ir.VectorType(et, W)
+    fn, b = _new_fn(module, name, _GEMM_ARGS, ret=ir.VoidType(), vector_bits=cfg.bits)
+    fn.attributes.add("noinline")
+    M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc = fn.args
+    zero, vzero = ir.Constant(et, 0.0), ir.Constant(vt, [0.0] * W)
+    raw = b.call(malloc, [b.add(b.mul(b.mul(N, K), c64(es)), c64(64))])
+    with b.if_then(b.icmp_unsigned("==", b.ptrtoint(raw, I64), c64(0))):
+        b.call(small, list(fn.args))
+        b.ret_void()
+    Bt = b.inttoptr(b.and_(b.add(b.ptrtoint(raw, I64), c64(63)), c64(~63)), u.PTR)
+    u.for_range(b, K, lambda k: u.for_range(b, N, lambda j: b.store(
+        b.load(_gep(b, B, et, b.add(b.mul(k, rsb), b.mul(j, csb))), typ=et),
+        _gep(b, Bt, et, b.add(b.mul(j, K), k))), name="ntj"), name="ntk")
+    kv = b.sdiv(K, c64(W))
+    kt = b.mul(kv, c64(W))
+
+    def block(i0, j0, R, J):
+        rows = [_gep(b, A, et, b.mul(b.add(i0, c64(r)), rsa)) for r in range(R)]
+        cols = [_gep(b, Bt, et, b.mul(b.add(j0, c64(q)), K)) for q in range(J)]
+
+        def vstep(t, accs):
+            k = b.mul(t, c64(W))
+            av = [b.load(_gep(b, rows[r], et, k), typ=vt, align=es) for r in range(R)]
+            bv = [b.load(_gep(b, cols[q], et, k), typ=vt, align=es) for q in range(J)]
+            return [u.call_intrinsic(b, "fma", av[r], bv[q], accs[r * J + q]) for r in range(R) for q in range(J)]
+        accs = u.reduction_loop(b, kv, [vzero] * (R * J), vstep, name="nrk")
+
+        def sstep(t, sums):
+            k = b.add(kt, t)
+            av = [b.load(_gep(b, rows[r], et, k), typ=et) for r in range(R)]
+            bv = [b.load(_gep(b, cols[q], et, k), typ=et) for q in range(J)]
+            return [_fast(b.fadd(sums[r * J + q], _fast(b.fmul(av[r], bv[q])))) for r in range(R) for q in range(J)]
+        sums = u.reduction_loop(b, b.sub(K, kt), [zero] * (R * J), sstep, name="nrt")
+        for r in range(R):
+            for q in range(J):
+                v = _fast(b.fadd(_hsum(b, accs[r * J + q], W), sums[r * J + q]))
+                b.store(v, _gep(b, C, et, b.add(b.mul(b.add(i0, c64(r)), rsc), b.mul(b.add(j0, c64(q)), csc))))
+
+    def rows_of(i0, R):
+        nb = b.sdiv(N, c64(4))
+        u.for_range(b, nb, lambda t: block(i0, b.mul(t, c64(4)), R, 4), name="nrj")
+        u.for_range(b, N, lambda j: block(i0, j, R, 1), start=b.mul(nb, c64(4)), name="nrj1")
+    mb = b.sdiv(M, c64(4))
+    u.for_range(b, mb, lambda t: rows_of(b.mul(t, c64(4)), 4), name="nri")
+    u.for_range(b, M, lambda i: rows_of(i, 1), start=b.mul(mb, c64(4)), name="nri1")
+    b.call(free, [raw])
+    b.ret_void()
+    return fn
+
+
+def _narrow_cols(module, cfg: Config) -> ir.Function:
+    """C = A @ B for a narrow C (N <= cfg.narrow) and A's columns contiguous (a transposed A,
+    e.g. h.T @ delta for the weights of a 10-class layer): blocks of 2W rows x 4 columns
+    of C in 8 vector accumulators, each k step two vectors of A's column k and 4
+    broadcasts of B's row k; no packing."""
+    name = f"tcomp_narrow_cols_{cfg.tag}"
+    if name in module.globals:
+        return module.globals[name]
+    et = u.value_type(cfg.dtype)
+    W, es = cfg.W, cfg.es
+    vt = ir.VectorType(et, W)
+    undef = ir.Constant(vt, ir.Undefined)
+    splat = ir.Constant(ir.VectorType(u.I32, W), [0] * W)
+    fn, b = _new_fn(module, name, _GEMM_ARGS, ret=ir.VoidType(), vector_bits=cfg.bits)
+    fn.attributes.add("noinline")
+    M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc = fn.args
+    zero, vzero = ir.Constant(et, 0.0), ir.Constant(vt, [0.0] * W)
+    H = 2
+
+    def block(i0, j0, J):
+        def kstep(k, accs):
+            col = _gep(b, A, et, b.add(b.mul(k, csa), i0))
+            av = [b.load(_gep(b, col, et, c64(h * W)), typ=vt, align=es) for h in range(H)]
+            brow = _gep(b, B, et, b.mul(k, rsb))
+            out = []
+            for q in range(J):
+                x = b.load(_gep(b, brow, et, b.mul(b.add(j0, c64(q)), csb)), typ=et)
+                xv = b.shuffle_vector(b.insert_element(undef, x, ir.Constant(u.I32, 0)), undef, splat)
+                out += [u.call_intrinsic(b, "fma", av[h], xv, accs[q * H + h]) for h in range(H)]
+            return out
+        accs = u.reduction_loop(b, K, [vzero] * (J * H), kstep, name="nck")
+        for q in range(J):
+            for h in range(H):
+                for lane in range(W):
+                    i = b.add(i0, c64(h * W + lane))
+                    b.store(b.extract_element(accs[q * H + h], ir.Constant(u.I32, lane)),
+                            _gep(b, C, et, b.add(b.mul(i, rsc), b.mul(b.add(j0, c64(q)), csc))))
+
+    def rows_of(i0):
+        nb = b.sdiv(N, c64(4))
+        u.for_range(b, nb, lambda t: block(i0, b.mul(t, c64(4)), 4), name="ncj")
+        u.for_range(b, N, lambda j: block(i0, j, 1), start=b.mul(nb, c64(4)), name="ncj1")
+    mb = b.sdiv(M, c64(H * W))
+    u.for_range(b, mb, lambda t: rows_of(b.mul(t, c64(H * W))), name="nci")
+
+    def tail_row(i):  # the last M % 2W rows: scalar dots
+        def one(j):
+            def kk(k, acc):
+                a = b.load(_gep(b, A, et, b.add(b.mul(i, rsa), b.mul(k, csa))), typ=et)
+                x = b.load(_gep(b, B, et, b.add(b.mul(k, rsb), b.mul(j, csb))), typ=et)
+                return [u.call_intrinsic(b, "fma", a, x, acc[0])]  # as the vector lanes: same bits
+            (v,) = u.reduction_loop(b, K, [zero], kk, name="nctk")
+            b.store(v, _gep(b, C, et, b.add(b.mul(i, rsc), b.mul(j, csc))))
+        u.for_range(b, N, one, name="nctj")
+    u.for_range(b, M, tail_row, start=b.mul(mb, c64(H * W)), name="nct")
     b.ret_void()
     return fn
 
@@ -612,14 +739,17 @@ def _split(b, cfg: Config, M, N, K):
     micro-tile but taller (fewer wasted lanes); threads take row blocks (M >= N) or column
     blocks of whole micro-tiles, or 64 outputs of a gemv."""
     is_gemv = b.or_(b.icmp_signed("==", M, c64(1)), b.icmp_signed("==", N, c64(1)))
+    narrow = b.and_(b.not_(is_gemv), b.icmp_signed("<=", _min(b, M, N), c64(cfg.narrow)))
+    narrow = b.and_(narrow, b.icmp_signed(">=", b.mul(b.mul(M, N), K), c64(SMALL_MNK)))
     swap = b.and_(b.icmp_signed("<", N, c64(cfg.NR)), b.icmp_signed(">", M, N))
+    swap = b.select(narrow, b.icmp_signed("<", M, N), swap)  # narrow: the short side is N
     Ms, Ns = b.select(swap, N, M), b.select(swap, M, N)
-    split_m = b.icmp_signed(">=", Ms, Ns)
+    split_m = b.or_(narrow, b.icmp_signed(">=", Ms, Ns))
     GV = 64
     tiles = b.select(split_m, _cdiv(b, Ms, cfg.MR), _cdiv(b, Ns, cfg.NR))
     unit = b.select(is_gemv, c64(GV), b.select(split_m, c64(cfg.MR), c64(cfg.NR)))
     units = b.select(is_gemv, _cdiv(b, b.mul(M, N), GV), tiles)
-    return is_gemv, swap, Ms, Ns, split_m, unit, units
+    return is_gemv, narrow, swap, Ms, Ns, split_m, unit, units
 
 
 def _driver(module, cfg: Config) -> ir.Function:
@@ -630,6 +760,7 @@ def _driver(module, cfg: Config) -> ir.Function:
     if name in module.globals:
         return module.globals[name]
     gemm, small, gemv = _gemm(module, cfg), _gemm_small(module, cfg.dtype), _gemv(module, cfg)
+    narrow_rows, narrow_cols = _narrow_rows(module, cfg), _narrow_cols(module, cfg)
     malloc, free = _libc(module)
     et = u.value_type(cfg.dtype)
     fn, b = _new_fn(module, name, [I64, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64],
@@ -637,7 +768,7 @@ def _driver(module, cfg: Config) -> ir.Function:
     fn.attributes.add("optsize")
     fn.attributes.add("noinline")
     M, N, K, Ab, rsa, csa, Bb, rsb, csb, Cb, lo, hi = fn.args
-    is_gemv, sw, Ms, Ns, split_m, unit, _ = _split(b, cfg, M, N, K)
+    is_gemv, narrow, sw, Ms, Ns, split_m, unit, _ = _split(b, cfg, M, N, K)
     r0, r1 = b.mul(lo, unit), b.mul(hi, unit)
     with b.if_then(is_gemv):
         total = b.mul(M, N)
@@ -661,6 +792,13 @@ def _driver(module, cfg: Config) -> ir.Function:
     n = b.select(split_m, Ns, b.sub(_min(b, r1, Ns), j0))
     args = [m, n, K, _gep(b, As, et, b.mul(i0, rsa_s)), rsa_s, csa_s, _gep(b, Bs, et, b.mul(j0, csb_s)), rsb_s,
             csb_s, _gep(b, Cb, et, b.add(b.mul(i0, rsc), b.mul(j0, csc))), rsc, csc]
+    with b.if_then(narrow):
+        with b.if_then(b.and_(b.icmp_signed("==", csa_s, c64(1)), b.icmp_signed(">=", K, c64(2 * cfg.W)))):
+            b.call(narrow_rows, args)
+            b.ret_void()
+        with b.if_then(b.icmp_signed("==", rsa_s, c64(1))):
+            b.call(narrow_cols, args)
+            b.ret_void()
     small_bb = b.append_basic_block("small")
     with b.if_then(b.icmp_signed(">=", b.mul(b.mul(M, N), K), c64(SMALL_MNK))):
         # pack buffers sized to this share (64 bytes of slack for the alignment)
