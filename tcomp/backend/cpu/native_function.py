@@ -218,13 +218,19 @@ class NativeFunction:
             return self._quick(args)
         return self._general(args)
 
-    def _make_quick(self):
+    def _make_quick(self, n=None, pick=None, rejected=None):
         """The common call as one closure (locals instead of attribute lookups: a small call
         is mostly Python overhead): inputs the shim accepts, no donation, outputs aligned
-        by slicing an over-allocated array.  Anything else takes :meth:`_general`."""
+        by slicing an over-allocated array.  Anything else takes :meth:`_general`.
+
+        For ``tcomp.function``'s direct path: ``n`` (a call with another argument count
+        returns NotImplemented), ``pick`` (return ``outs[0]`` for ``0``, else ``outs[:pick]``)
+        and ``rejected`` (what a call whose inputs the shim declines returns instead of
+        the general path: NotImplemented, so that the function converts them first)."""
         if self._py_plan is None or self._donating or any(o[2].itemsize > 16 for o in self._outs):
             return None
         py_plan, py_run, tls, state, general = self._py_plan, self._py_run, self._tls, self._state, self._general
+        whole = pick is None
         align, data = pycall.ALIGN, pycall.ARR_DATA
         specs = [(dtype, dtype.itemsize, align // dtype.itemsize, hi - lo != 1) for lo, hi, dtype, _, _ in self._outs]
         slots = [(lo, hi, static) for lo, hi, _, static, _ in self._outs]
@@ -243,6 +249,8 @@ class NativeFunction:
             return outs
 
         def quick(args):
+            if n is not None and len(args) != n:
+                return NotImplemented
             try:
                 st = tls.s
             except AttributeError:
@@ -253,14 +261,20 @@ class NativeFunction:
                 rc = py_call(args, outs, addr)
                 if rc == ran:
                     fn._last = (st, ())
-                    return outs
+                    return outs if whole else outs[0] if pick == 0 else outs[:pick]
                 if rc != miss:
                     if rc > 0 and rc & ran:
                         raise IndexError(f"{kernels[(rc ^ ran) - 1].label}: index out of bounds "
                                          "(checked in native code)")
-                    return general(args)  # an input to repair or a failed check: the general path says which
-            elif py_plan(args, addr):
-                return general(args)
+                    if rc < 0 and rejected is not None:
+                        return rejected
+                    return general(args) if whole else quick_done(general(args))
+            else:
+                rc = py_plan(args, addr)
+                if rc:
+                    if rc < 0 and rejected is not None:
+                        return rejected
+                    return general(args) if whole else quick_done(general(args))
             h = st.host[:]
             if h[0] > st.ws_size:
                 st.grow(h[0])
@@ -270,7 +284,10 @@ class NativeFunction:
             if rc:
                 raise IndexError(f"{kernels[rc - 1].label}: index out of bounds (checked in native code)")
             fn._last = (st, ())
-            return outs
+            return outs if whole else outs[0] if pick == 0 else outs[:pick]
+
+        def quick_done(outs):
+            return outs[0] if pick == 0 else outs[:pick]
         return quick
 
     def _general(self, args) -> list:
@@ -397,9 +414,12 @@ __all__ = ["NativeFunction", "compile_native"]
 
 def _fast_call(compiled: NativeFunction, function):
     """The direct call path of a ``tcomp.function`` with only plain positional inputs and no
-    shared variables or updates (else None): Python checks only that every argument is an
-    ndarray of the exact dtype (skipped with ``trust_input``), then one native call each
-    for plan and run; anything else returns NotImplemented (the general path)."""
+    shared variables or updates (else None).  The native shim checks every argument (an
+    ndarray of the input's rank and exact dtype, native, aligned, contiguous); one it
+    declines returns NotImplemented, so the function converts it as always (Python numbers,
+    lists, safe casts) and calls again; with ``trust_input`` nothing is converted (a
+    declined input is copied if only its layout is wrong, else refused with the error the
+    general path gives)."""
     from tcomp.io import _NO_VALUE
 
     sig = getattr(function, "signature", None)
@@ -416,7 +436,11 @@ def _fast_call(compiled: NativeFunction, function):
     dtypes = tuple(compiled._dtypes)
     ndarray = np.ndarray
 
-    call = compiled._quick or compiled._general
+    pick = 0 if single else n_out
+    quick = compiled._make_quick(n=n, pick=pick, rejected=None if function.trust_input else NotImplemented)
+    if quick is not None:
+        return quick
+    call = compiled._general
     if function.trust_input:
         def fast(args):
             if len(args) != n:
