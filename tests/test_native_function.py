@@ -156,3 +156,18 @@ def test_multi_output_kernel_of_two_run_time_extents_is_refused(native):
     f = compile_graph(g)
     with pytest.raises(ValueError, match="one extent"):
         f([np.ones((3, 1), "float32"), np.zeros((3, 5000), "float32"), np.ones((3, 1), "float32")])
+
+
+def test_function_converts_what_the_native_shim_declines(monkeypatch):
+    """Lists, numbers and safely castable arrays convert as on the planner path; a lossy
+    cast raises the same error."""
+    a = np.arange(3, dtype="float32")
+    results = []
+    for flag in (False, True):
+        monkeypatch.setattr(tcomp.config, "native_program", flag)
+        f = _xyz()
+        got = [f([1, 2, 3], a, np.arange(3, dtype="int8")), f(a, [2.0, 2.0, 2.0], a), f(a[::-1], a, a)]
+        results.append((got, _error(f, a, a, np.arange(3.0))))
+    for x, y in zip(results[0][0], results[1][0]):
+        np.testing.assert_array_equal(x, y)
+    assert results[0][1] == results[1][1]
