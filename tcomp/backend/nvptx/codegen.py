@@ -17,7 +17,7 @@ Launch shapes (:class:`LaunchSpec`):
   reduction in block memory (``BLOCK`` is a power of two, the tree is unrolled).
 * matmul gives each block a 64 x 64 output tile: per 16-wide K step, 256 threads stage an A
   and a B tile in block memory, barrier, and each accumulates a 4 x 4 register block.
-* gather/update/cumulative/argsort/random/conv/pool: see ``codegen_data.py``.
+* gather/update/cumulative: see ``codegen_data.py``.
 """
 from __future__ import annotations
 
@@ -372,6 +372,7 @@ def generate(prog, target: str, name: str = "tcomp"):
         fname = f"{name}_k{i}"
         kb = KernelBuilder(module, fname, target)
         ctx = Ctx(prog, k, kb)
+        ctx.k_index = i
         work = gens[k.kind](ctx)
         kb.finish()
         specs.append(LaunchSpec(fname, work[0], work[1:], tuple(kb.slots), tuple(kb.params), i))

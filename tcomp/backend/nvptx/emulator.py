@@ -17,7 +17,7 @@ import numpy as np
 from tcomp.passes.kernel_program import evaluate_shape_program, resolve
 
 from .codegen import generate
-from .host import KernelTables
+from .host import KernelTables, index_error
 
 
 class EmulatedProgram:
@@ -52,11 +52,14 @@ class EmulatedProgram:
             off = next(b.offset for b in p.buffers if b.id == s.index)
             return ws.ctypes.data + int(resolve(off, regs))
 
-        tables = KernelTables(p, self.specs, regs, root_address)
+        err = np.zeros(1, np.int32)
+        tables = KernelTables(p, self.specs, regs, root_address, err.ctypes.data)
         for spec, fn, (ptrs, params) in zip(self.specs, self.fns, tables.tables()):
             if tables.work(spec) == 0:
                 continue
             fn(ptrs.ctypes.data, params.ctypes.data, self.nblocks)
+            if err[0]:
+                raise index_error(p, int(err[0]))
         return outputs
 
 

@@ -8,13 +8,17 @@ import numpy as np
 from tcomp.passes.kernel_program import resolve
 
 from .codegen_block import TILE
+from .codegen_data import ERROR_SLOT
 
 
 class KernelTables:
-    def __init__(self, prog, specs, regs, root_address):
+    def __init__(self, prog, specs, regs, root_address, error_address):
         self.p, self.specs, self.regs, self.root_address = prog, specs, regs, root_address
+        self.error_address = error_address
 
     def address(self, v) -> int:
+        if v == ERROR_SLOT:
+            return self.error_address
         val = self.p.values[v]
         s = val.storage
         if s.kind == "view":
@@ -43,4 +47,11 @@ class KernelTables:
         return nb * (-(-m // TILE)) * (-(-n // TILE))
 
 
-__all__ = ["KernelTables"]
+
+
+def index_error(prog, code: int) -> IndexError:
+    """The CPU backend's error for a bad index array entry found by kernel ``code - 1``."""
+    return IndexError(f"{prog.kernels[code - 1].label}: index out of bounds (checked in native code)")
+
+
+__all__ = ["KernelTables", "index_error"]
