@@ -76,7 +76,7 @@ class _Memory:
         self.outputs = []
         for o in p.outputs:
             v = p.values[o.value]
-            if donate and o.donates is not None:
+            if donate and o.donates is not None and self.inputs[o.donates].shape == resolve(v.dims, regs):
                 self.outputs.append(self.inputs[o.donates])
             else:
                 self.outputs.append(np.empty(resolve(v.dims, regs), v.dtype))

@@ -238,6 +238,7 @@ class Input:
 class Output:
     value: int
     #: graph input position whose array the caller may pass as this output (a donated update)
+    #: when its shape is this call's output shape (the dims may be other registers)
     donates: Optional[int] = None
 
 

@@ -279,7 +279,10 @@ class _Lowering:
             k = self.writer.get(v)
             if k is None or self.kernels[k]["node"] != node or g.users(node) or g.outputs.count(node) != 1:
                 continue
-            if len(self.kernels[k]["writes"]) != 1 or self.values[v][:2] != self.values[x][:2]:
+            # the same dtype and rank; dims that differ as registers may still agree in a call
+            # (an update of another input's extents): the caller donates only when they do
+            if len(self.kernels[k]["writes"]) != 1 or self.values[v][0] != self.values[x][0] or \
+                    len(self.values[v][1]) != len(self.values[x][1]):
                 continue
             if x in out_roots or x in out.values():
                 continue
