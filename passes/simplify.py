@@ -33,6 +33,23 @@ The rules and why each is exact (results equal bit for bit unless noted):
   int -> float -> int is folded only when ``x.dtype -> b`` is lossless too: a float -> int
   cast sends out-of-range values to 0, an int -> int cast wraps them.
 
+* ``where(c, a, b)`` with a constant ``c`` whose elements are all true (all false) -> ``a``
+  (``b``), cast and broadcast to the result's type (``T.grad`` of ``x ** 2`` leaves
+  ``where(2 == 0, 0, ...)``).
+* ``x ** 1`` -> ``x`` and ``x ** 2`` -> ``x * x`` for a constant exponent (IEEE pow is exact
+  there, and both round once).  ``x ** 0.5`` -> ``sqrt(x)`` only for a 0-d exponent: NumPy's
+  ``a ** 0.5`` *is* ``sqrt`` (-0.0 for -0.0, nan for -inf; the reference backend follows it),
+  while C's pow, and NumPy's ``np.power`` with an array of 0.5s, give +0.0 and inf there.
+* ``shape(elementwise(a, b), i)`` -> ``shape(a, i')`` (Theano's shape lifting:
+  ``(x ** 2).shape`` does not compute the pow): symbolic dims never broadcast, so an operand
+  with a symbolic dim there has the result's extent.
+
+A rule that drops an operand (the unselected ``where`` branch and condition, the constant
+exponent, the elementwise op under ``shape``) fires only when that drops no run-time check:
+at each axis the operands' dims (static 1s aside) are one static int, one name (names are
+checked once per call) or one operand's anonymous dim.  (The op checks that unrelated dims
+agree; without it a mismatch would pass silently.)
+
 Every rewrite keeps the node's exact TensorType; the driver rejects any that would not.
 """
 from __future__ import annotations
@@ -41,7 +58,7 @@ from typing import Optional
 
 import numpy as np
 
-from tcomp.ir import Constant, Graph
+from tcomp.ir import Constant, Graph, TensorType, get_op
 from tcomp.ir import dtypes as dt
 
 from .canonicalize import cast_to_same, identity_dimshuffle
@@ -305,6 +322,112 @@ def cast_cast(g, node):
     return g.add_node("cast", [inner], g.attrs(node))
 
 
+# -- where with a constant condition, small powers, shape lifting ------------------------------
+
+def _aligned(t: TensorType, want: TensorType, axis: int):
+    """``t``'s dim at result axis ``axis`` (NumPy aligns from the right), or 1 past its rank."""
+    off = want.ndim - t.ndim
+    return t.shape[axis - off] if axis >= off else 1
+
+
+def _drops_no_check(g: Graph, node: int) -> bool:
+    """Replacing elementwise ``node`` by a value of its extents loses no run-time size check:
+    at every axis its operands' dims other than static 1s are all one static int, one name
+    (names are checked once per call) or one operand's own anonymous dim."""
+    want = g.type(node)
+    for axis in range(want.ndim):
+        keys = set()
+        for o in set(g.operands(node)):
+            d = _aligned(g.type(o), want, axis)
+            if d != 1:
+                keys.add(d if d is not None else ("anon", o))
+        if len(keys) > 1:
+            return False
+    return True
+
+
+def _broadcast_as(g: Graph, x: int, node: int) -> Optional[int]:
+    """``x`` (an operand of elementwise ``node``, or a value of its extents) cast and broadcast
+    to ``node``'s type; symbolic dims are read from an operand that has a symbolic dim there
+    (it is the result's extent: symbolic dims never broadcast)."""
+    want = g.type(node)
+    if g.type(x).dtype != want.dtype:
+        x = g.add_node("cast", [x], {"dtype": want.dtype})
+    t = g.type(x)
+    if t == want:
+        return x
+    attr, dims = [], []
+    for axis, d in enumerate(want.shape):
+        if isinstance(d, int):
+            attr.append(d)
+            continue
+        src = next((o for o in [x] + list(g.operands(node))
+                    if not isinstance(_aligned(g.type(o), want, axis), int)), None)
+        if src is None:
+            return None
+        attr.append(None)
+        dims.append(g.add_node("shape", [src], {"axis": axis - (want.ndim - g.type(src).ndim)}))
+    out = g.add_node("alloc", [x] + dims, {"shape": tuple(attr)})
+    return out if g.type(out) == want else None
+
+
+def where_const(g, node):
+    from .stabilize import const_scalar
+
+    c, a, b = g.operands(node)
+    v = const_scalar(g, c)
+    if v is None or not _drops_no_check(g, node):
+        return None
+    return _broadcast_as(g, a if v else b, node)
+
+
+def pow_small(g, node):
+    """``x ** 1``, ``x ** 2`` (any constant exponent), ``x ** 0.5`` (a 0-d one: NumPy's
+    ``a ** 0.5`` is its ``sqrt``, -0.0 and nan for -inf included, and the reference backend
+    follows NumPy, while C's pow gives +0.0 and inf there)."""
+    from .stabilize import const_scalar
+
+    x, e = g.operands(node)
+    p = const_scalar(g, e)
+    want = g.type(node)
+    if p not in (0.5, 1, 2) or isinstance(p, bool) or dt.kind(want.dtype) not in "iuf":
+        return None
+    if p == 0.5 and not (g.type(e).ndim == 0 and dt.is_float(want.dtype)):
+        return None
+    if not _drops_no_check(g, node):
+        return None
+    if p == 1:
+        return _broadcast_as(g, x, node)
+    xc = x if g.type(x).dtype == want.dtype else g.add_node("cast", [x], {"dtype": want.dtype})
+    return _broadcast_as(g, g.add_node("sqrt", [xc]) if p == 0.5 else g.add_node("mul", [xc, xc]), node)
+
+
+def shape_of_elemwise(g, node):
+    """``shape(f(a, b), i)`` -> ``shape(a, i')`` for elementwise ``f`` when every operand dim
+    at ``i`` that is not a static 1 is the same name or the same operand's dim (so ``f``'s own
+    check that they agree is not lost); a static result dim is a constant then."""
+    (x,) = g.operands(node)
+    if get_op(g.op(x)).kind != "elemwise":
+        return None
+    t, axis = g.type(x), g.attrs(node)["axis"]
+    keys, src = set(), None
+    for o in set(g.operands(x)):
+        d = _aligned(g.type(o), t, axis)
+        if d == 1:
+            continue
+        keys.add(d if d is not None else ("anon", o))
+        if d is None or (isinstance(d, str) and src is None):
+            src = o
+    if len(keys) > 1:
+        return None
+    d = t.shape[axis]
+    if isinstance(d, int):
+        return g.add_constant(_int64(d))
+    if src is None:
+        return None
+    return g.add_node("shape", [src], {"axis": axis - (t.ndim - g.type(src).ndim)})
+
+
 RULES = {
     "mul": [mul_one, mul_zero_int],
     "add": [add_zero],
@@ -319,6 +442,9 @@ RULES = {
     "sum": [sum_of_alloc],
     "cast": [cast_to_same, cast_cast],
     "subtensor": [identity_subtensor],
+    "where": [where_const],
+    "pow": [pow_small],
+    "shape": [shape_of_elemwise],
 }
 
 

@@ -90,7 +90,23 @@ def _check_givens(givens):
 
 
 def _reachable(roots, givens):
-    return {id(v) for v in _postorder(list(roots), givens_substitution(givens))}
+    """Ids of the variables the user's graph reaches from ``roots``; a static dim of ``x.shape``
+    (a constant) reaches ``x`` too: its inputs are used, as in Theano, although the value
+    needs none of them."""
+    sub = givens_substitution(givens)
+    seen: set = set()
+    pending = list(roots)
+    while pending:
+        order = _postorder(pending, sub)
+        pending = []
+        for v in order:
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
+            origin = getattr(v, "_shape_of", None)
+            if origin is not None and id(origin) not in seen:
+                pending.append(origin)
+    return seen
 
 
 def _default_updates(roots, updates, givens, skip=()):
@@ -154,7 +170,12 @@ class Function:
         self.outputs = outputs
         self.allow_input_downcast = allow_input_downcast
         t0 = time.perf_counter()
-        self.traced, _, self.shared_inputs = build_graph(inputs, roots, givens)
+        from .printing import printed_in
+
+        #: (Print op, variable) of each ``tcomp.printing.Print`` in the graph: computed as hidden
+        #: outputs after the outputs and updates, printed after each call
+        self.prints = printed_in(_postorder(roots, givens_substitution(givens)))
+        self.traced, _, self.shared_inputs = build_graph(inputs, roots + [v for _, v in self.prints], givens)
         from .mode import get_mode
 
         #: the compilation mode (tcomp/mode.py): pass pipeline, backend, DebugMode's checks
@@ -178,7 +199,18 @@ class Function:
         self.compile_seconds = {"trace": t1 - t0, "passes": t2 - t1, "backend": time.perf_counter() - t2}
         #: a backend's direct call path for plain positional calls (None: the general path below)
         make_fast = getattr(type(self.compiled), "fast_call", None)
-        self._fast = make_fast(self.compiled, self) if make_fast is not None else None
+        self._fast = make_fast(self.compiled, self) if make_fast is not None and not self.prints else None
+        self._maker = None
+
+    @property
+    def maker(self):
+        """Theano's ``f.maker``: ``f.maker.fgraph`` is the optimized graph as variables
+        (``.toposort()``, ``.inputs``, ``.outputs``; tcomp/fgraph.py)."""
+        if self._maker is None:
+            from .fgraph import FunctionMaker
+
+            self._maker = FunctionMaker(self)
+        return self._maker
 
     def _donations(self, n_inputs: int, n_outputs: int) -> dict:
         """Graph output position -> input position for every update whose target is read by
@@ -232,6 +264,9 @@ class Function:
         arrays = self.signature.bind(self.name, args, kwargs, self._convert)
         with self._locks:  # see tcomp/shared.py: updates of one shared variable never interleave
             results = self._run(arrays)
+        base = len(self.outputs) + len(self.updates)
+        for k, (op, _) in enumerate(self.prints):
+            op.global_fn(op, results[base + k])
         outs = results[:len(self.outputs)]
         if self.single_output:
             return outs[0]

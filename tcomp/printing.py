@@ -11,6 +11,8 @@ them (the graph that computes them; its free root variables become the inputs), 
   are bound once (``... where t0 = ...``) so the text stays linear in the graph's size.
 * :func:`pydotprint` — Graphviz dot, rendered to SVG/PNG/PDF when Graphviz's ``dot`` is
   installed, otherwise the ``.dot`` file and a message saying so.
+* :func:`pprint` — Theano's name for the pretty printer (``theano.printing.pprint``).
+* :class:`Print` — Theano's print op: an identity whose value the function prints each call.
 
 Every walk is iterative (explicit stacks or topological order): a 100k-node chain prints.
 """
@@ -21,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import weakref
 
 from tcomp.ir import Constant, Graph
 from tcomp.ir.printer import elided_constants, format_elements, format_graph, format_location, format_type, format_value
@@ -66,7 +69,10 @@ def as_graph(obj, stage: str = "optimized") -> tuple[Graph, dict]:
             raise ValueError(unknown_choice("graph stage", stage, ("traced", "optimized")))
         g = obj.traced if stage == "traced" else obj.optimized
         n_out = len(obj.outputs)
-        return g, {n_out + k: f"update {var.name or f'#{k}'}" for k, (var, _) in enumerate(obj.updates)}
+        labels = {n_out + k: f"update {var.name or f'#{k}'}" for k, (var, _) in enumerate(obj.updates)}
+        base = n_out + len(obj.updates)
+        labels.update({base + k: f"Print {op.message!r}" for k, (op, _) in enumerate(getattr(obj, "prints", ()))})
+        return g, labels
     outs = [obj] if isinstance(obj, Variable) else list(obj) if isinstance(obj, (list, tuple)) else None
     if not outs or not all(isinstance(v, Variable) for v in outs):
         raise TypeError(f"expected a compiled function, a symbolic variable (or a list of them) or a Graph, "
@@ -311,14 +317,27 @@ def dot_text(obj, stage: str = "optimized") -> str:
     return "\n".join(lines) + "\n"
 
 
-def pydotprint(obj, outfile: str = "tcomp_graph.svg", stage: str = "optimized", file=None) -> str:
+#: pydotprint keywords of Theano's that change only its picture's styling (accepted, ignored:
+#: tcomp's picture always names variables simply and colours inputs, constants, kernels)
+PYDOT_STYLE_OPTIONS = ("var_with_name_simple", "compact", "format", "with_ids", "high_contrast", "cond_highlight",
+                       "colorCodes", "max_label_size", "scan_graphs", "print_output_file", "return_image",
+                       "assert_nb_all_strings")
+
+
+def pydotprint(obj, outfile: str = "tcomp_graph.svg", stage: str = "optimized", file=None, **style) -> str:
     """Theano's ``pydotprint``: write the graph as Graphviz dot and render it.
 
     The format follows ``outfile``'s suffix (``.svg``, ``.png``, ``.pdf``; ``.dot`` only
     writes the dot text).  Without Graphviz's ``dot`` program the ``.dot`` file is written
     next to ``outfile`` and a message says so.  Returns the path written; the message goes
-    to ``file`` (default stderr).
+    to ``file`` (default stderr).  Theano's styling keywords (``var_with_name_simple=True``
+    as in its printing tutorial, ``compact``, ``with_ids``, ... see ``PYDOT_STYLE_OPTIONS``)
+    are accepted and change nothing; any other keyword is a TypeError.
     """
+    unknown = sorted(set(style) - set(PYDOT_STYLE_OPTIONS))
+    if unknown:
+        raise TypeError(f"pydotprint() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+                        f"accepted Theano styling options: {', '.join(PYDOT_STYLE_OPTIONS)}")
     file = sys.stderr if file is None else file
     text = dot_text(obj, stage)
     root, ext = os.path.splitext(outfile)
@@ -340,5 +359,58 @@ def pydotprint(obj, outfile: str = "tcomp_graph.svg", stage: str = "optimized", 
     return outfile
 
 
-__all__ = ["debugprint", "pp", "pydotprint", "dot_text", "graph_text", "as_graph", "kernel_summary", "node_label",
-           "unknown_choice", "MAX_CONSTANT_ELEMENTS"]
+#: Theano's ``theano.printing.pprint(var)``: the same one-line math form as :func:`pp`
+pprint = pp
+
+
+# -- Print: print a value when the function runs -------------------------------------------------
+
+def _print_fn(op: "Print", value) -> None:
+    """Theano's default: ``message attr = value`` for each attr (called when it is a method)."""
+    for attr in op.attrs:
+        got = getattr(value, attr)
+        print(op.message, attr, "=", got() if callable(got) else got)
+
+
+class Print:
+    """Theano's ``Print`` op: ``Print('msg')(x)`` is ``x``, and each call of a compiled
+    function that computes it prints ``msg __str__ = <value>`` (``attrs=('shape',)`` prints
+    the shape instead; ``global_fn(op, value)`` replaces the printing).
+
+    tcomp calls no Python from native code, so the printing is the function's: the printed
+    variable is an identity node in the graph (a same-dtype cast the optimizer removes) and
+    the function computes its value as an extra hidden output, then prints it after the call,
+    in an order where a printed value that depends on another prints after it.  A copied or
+    unpickled function (rebuilt from its graph) no longer prints."""
+
+    def __init__(self, message: str = "", attrs=("__str__",), global_fn=_print_fn):
+        if isinstance(attrs, str):
+            attrs = (attrs,)
+        self.message = str(message)
+        self.attrs = tuple(attrs)
+        self.global_fn = global_fn
+
+    def __call__(self, x):
+        from .tensor.variable import Variable, as_variable
+
+        x = as_variable(x, "Print input")
+        out = Variable(x.type, "cast", [x], {"dtype": x.dtype})
+        _PRINTED[out] = self
+        return out
+
+    def __repr__(self):
+        return f"Print{{message={self.message!r}, attrs={self.attrs!r}}}"
+
+
+#: printed variable -> its Print op (weak: a graph thrown away takes its prints along)
+_PRINTED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def printed_in(variables) -> list:
+    """``(Print op, variable)`` for every printed variable among ``variables`` (given operands
+    first, as ``trace._postorder`` lists them)."""
+    return [(_PRINTED[v], v) for v in variables if v in _PRINTED]
+
+
+__all__ = ["debugprint", "pp", "pprint", "Print", "pydotprint", "dot_text", "graph_text", "as_graph",
+           "kernel_summary", "node_label", "unknown_choice", "MAX_CONSTANT_ELEMENTS"]

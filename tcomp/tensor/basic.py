@@ -221,7 +221,9 @@ def matmul(a, b):
 def shape_i(x: Variable, i: int) -> Variable:
     d = x.type.shape[i]
     if isinstance(d, int):
-        return constant(np.int64(d))
+        c = constant(np.int64(d))
+        c._shape_of = x  # x's inputs are still used by whoever computes this (tcomp/function.py)
+        return c
     return apply("shape", [x], {"axis": i})
 
 

@@ -52,13 +52,16 @@ def user_location():
 
 class Variable:
     __slots__ = ("type", "op", "inputs", "attrs", "name", "id", "loc", "_tag", "_is_nonzero", "_fn_cache",
-                 "__weakref__")
+                 "_shape_of", "__weakref__")
 
     def __init__(self, type: TensorType, op: str = "input", inputs=(), attrs=None, name=None):
         self.type = interned(type) if isinstance(type, TensorType) else type
         self._tag = None
         self._is_nonzero = True
         self._fn_cache = None
+        #: for a constant dim returned by ``x.shape`` (a static dim): ``x``, whose inputs count as
+        #: used by a function computing it (Theano compiles ``function([x], specify_shape(x, s).shape)``)
+        self._shape_of = None
         self.op = op
         self.inputs = tuple(inputs)
         self.attrs = dict(attrs or {})
