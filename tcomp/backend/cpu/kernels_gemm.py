@@ -231,7 +231,8 @@ def _driver(module, cfg: Config) -> ir.Function:
     args = [m, n, K, _gep(b, As, et, b.mul(i0, rsa_s)), rsa_s, csa_s, _gep(b, Bs, et, b.mul(j0, csb_s)), rsb_s,
             csb_s, _gep(b, Cb, et, b.add(b.mul(i0, rsc), b.mul(j0, csc))), rsc, csc]
     with b.if_then(narrow):
-        with b.if_then(b.and_(b.icmp_signed("==", csa_s, c64(1)), b.icmp_signed(">=", K, c64(2 * cfg.W)))):
+        rows_ok = b.and_(b.icmp_signed("==", csa_s, c64(1)), b.icmp_signed(">=", K, c64(2 * cfg.W)))
+        with b.if_then(b.and_(rows_ok, b.icmp_signed(">=", m, c64(4)))):
             b.call(narrow_rows, args)
             b.ret_void()
         with b.if_then(b.icmp_signed("==", rsa_s, c64(1))):

@@ -347,11 +347,11 @@ def _gemm_small(module, dtype: str) -> ir.Function:
 
 
 def _hsum(b, v, W):
-    """Sum of a vector's lanes, as a tree (the order is fixed: the same on every call)."""
-    lanes = [b.extract_element(v, ir.Constant(u.I32, q)) for q in range(W)]
-    while len(lanes) > 1:
-        lanes = [_fast(b.fadd(lanes[q], lanes[q + 1])) for q in range(0, len(lanes), 2)]
-    return lanes[0]
+    """Sum of a vector's lanes (``llvm.vector.reduce.fadd``, reassociated: a shuffle tree;
+    the order is fixed by the code, the same on every call and thread)."""
+    et = v.type.element
+    fn = u.intrinsic(b.module, f"llvm.vector.reduce.fadd.{u.type_suffix(v.type)}", et, [et, v.type])
+    return b.call(fn, [ir.Constant(et, -0.0), v], fastmath=FAST)
 
 
 def _gemv(module, cfg) -> ir.Function:
@@ -460,8 +460,8 @@ def _gemv(module, cfg) -> ir.Function:
 
 
 def _narrow_rows(module, cfg) -> ir.Function:
-    """C = A @ B for a narrow C (N <= cfg.narrow) and A's rows contiguous: blocks of 4 rows x
-    4 columns of C are 16 vector dots over k (the rows of A read from L1 again per column
+    """C = A @ B for a narrow C (N <= cfg.narrow, M >= 4) and A's rows contiguous: blocks of 4
+    rows x 4 columns of C are 16 vector dots over k (the rows of A read from L1 again per column
     block), B^T packed once (N x K, malloc'd; out of memory: the no-packing loop).  The
     packed GEMM would spend more on packing A than on its few columns of FMAs."""
     name = f"tcomp_narrow_rows_{cfg.tag}"
@@ -475,7 +475,7 @@ def _narrow_rows(module, cfg) -> ir.Function:
     fn, b = _new_fn(module, name, _GEMM_ARGS, ret=ir.VoidType(), vector_bits=cfg.bits)
     fn.attributes.add("noinline")
     M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc = fn.args
-    zero, vzero = ir.Constant(et, 0.0), ir.Constant(vt, [0.0] * W)
+    vzero = ir.Constant(vt, [0.0] * W)
     raw = b.call(malloc, [b.add(b.mul(b.mul(N, K), c64(es)), c64(64))])
     with b.if_then(b.icmp_unsigned("==", b.ptrtoint(raw, I64), c64(0))):
         b.call(small, list(fn.args))
@@ -486,36 +486,43 @@ def _narrow_rows(module, cfg) -> ir.Function:
         _gep(b, Bt, et, b.add(b.mul(j, K), k))), name="ntj"), name="ntk")
     kv = b.sdiv(K, c64(W))
     kt = b.mul(kv, c64(W))
+    # the last K % W of each dot: one masked vector step (lanes past K read nothing)
+    lane_ids = ir.Constant(ir.VectorType(I64, W), list(range(W)))
+    rem = b.sub(K, kt)
+    rem_v = b.shuffle_vector(b.insert_element(ir.Constant(ir.VectorType(I64, W), ir.Undefined), rem,
+                                              ir.Constant(u.I32, 0)), ir.Constant(ir.VectorType(I64, W), ir.Undefined),
+                             ir.Constant(ir.VectorType(u.I32, W), [0] * W))
+    mask = b.icmp_signed("<", lane_ids, rem_v)
+    mload = u.intrinsic(module, f"llvm.masked.load.{u.type_suffix(vt)}.p0", vt, [u.PTR, u.I32, mask.type, vt])
 
-    def block(i0, j0, R, J):
+    def block(i0, j0, J):
+        """C[i0:i0+4, j0:j0+J]; row and column blocks overlap at the ends instead of having
+        tails (an element recomputed by the same code has the same bits)."""
+        R = 4
         rows = [_gep(b, A, et, b.mul(b.add(i0, c64(r)), rsa)) for r in range(R)]
         cols = [_gep(b, Bt, et, b.mul(b.add(j0, c64(q)), K)) for q in range(J)]
 
-        def vstep(t, accs):
-            k = b.mul(t, c64(W))
-            av = [b.load(_gep(b, rows[r], et, k), typ=vt, align=es) for r in range(R)]
-            bv = [b.load(_gep(b, cols[q], et, k), typ=vt, align=es) for q in range(J)]
+        def step(k, accs, load):
+            av = [load(_gep(b, rows[r], et, k)) for r in range(R)]
+            bv = [load(_gep(b, cols[q], et, k)) for q in range(J)]
             return [u.call_intrinsic(b, "fma", av[r], bv[q], accs[r * J + q]) for r in range(R) for q in range(J)]
-        accs = u.reduction_loop(b, kv, [vzero] * (R * J), vstep, name="nrk")
-
-        def sstep(t, sums):
-            k = b.add(kt, t)
-            av = [b.load(_gep(b, rows[r], et, k), typ=et) for r in range(R)]
-            bv = [b.load(_gep(b, cols[q], et, k), typ=et) for q in range(J)]
-            return [_fast(b.fadd(sums[r * J + q], _fast(b.fmul(av[r], bv[q])))) for r in range(R) for q in range(J)]
-        sums = u.reduction_loop(b, b.sub(K, kt), [zero] * (R * J), sstep, name="nrt")
+        accs = u.reduction_loop(b, kv, [vzero] * (R * J), lambda t, a: step(
+            b.mul(t, c64(W)), a, lambda p: b.load(p, typ=vt, align=es)), name="nrk")
+        accs = step(kt, accs, lambda p: b.call(mload, [p, ir.Constant(u.I32, es), mask, vzero]))
         for r in range(R):
             for q in range(J):
-                v = _fast(b.fadd(_hsum(b, accs[r * J + q], W), sums[r * J + q]))
-                b.store(v, _gep(b, C, et, b.add(b.mul(b.add(i0, c64(r)), rsc), b.mul(b.add(j0, c64(q)), csc))))
+                b.store(_hsum(b, accs[r * J + q], W),
+                        _gep(b, C, et, b.add(b.mul(b.add(i0, c64(r)), rsc), b.mul(b.add(j0, c64(q)), csc))))
 
-    def rows_of(i0, R):
-        nb = b.sdiv(N, c64(4))
-        u.for_range(b, nb, lambda t: block(i0, b.mul(t, c64(4)), R, 4), name="nrj")
-        u.for_range(b, N, lambda j: block(i0, j, R, 1), start=b.mul(nb, c64(4)), name="nrj1")
-    mb = b.sdiv(M, c64(4))
-    u.for_range(b, mb, lambda t: rows_of(b.mul(t, c64(4)), 4), name="nri")
-    u.for_range(b, M, lambda i: rows_of(i, 1), start=b.mul(mb, c64(4)), name="nri1")
+    def rows_of(i0):
+        with b.if_else(b.icmp_signed(">=", N, c64(4))) as (then, other):
+            with then:
+                last = b.sub(N, c64(4))
+                u.for_range(b, _cdiv(b, N, 4), lambda t: block(i0, _min(b, b.mul(t, c64(4)), last), 4), name="nrj")
+            with other:
+                u.for_range(b, N, lambda j: block(i0, j, 1), name="nrj1")
+    last_i = b.sub(M, c64(4))
+    u.for_range(b, _cdiv(b, M, 4), lambda t: rows_of(_min(b, b.mul(t, c64(4)), last_i)), name="nri")
     b.call(free, [raw])
     b.ret_void()
     return fn
@@ -539,6 +546,10 @@ def _narrow_cols(module, cfg) -> ir.Function:
     M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc = fn.args
     zero, vzero = ir.Constant(et, 0.0), ir.Constant(vt, [0.0] * W)
     H = 2
+    with b.goto_block(fn.entry_basic_block):
+        slot = b.alloca(et, size=c64(4 * H * W), name="tile")
+        slot.align = 64
+    tile = b.inttoptr(b.ptrtoint(slot, I64), u.PTR)  # untyped: vector stores, scalar loads
 
     def block(i0, j0, J):
         def kstep(k, accs):
@@ -552,12 +563,16 @@ def _narrow_cols(module, cfg) -> ir.Function:
                 out += [u.call_intrinsic(b, "fma", av[h], xv, accs[q * H + h]) for h in range(H)]
             return out
         accs = u.reduction_loop(b, K, [vzero] * (J * H), kstep, name="nck")
-        for q in range(J):
+        for q in range(J):  # C's column block through a stack tile (compact code, any C strides)
             for h in range(H):
-                for lane in range(W):
-                    i = b.add(i0, c64(h * W + lane))
-                    b.store(b.extract_element(accs[q * H + h], ir.Constant(u.I32, lane)),
-                            _gep(b, C, et, b.add(b.mul(i, rsc), b.mul(b.add(j0, c64(q)), csc))))
+                b.store(accs[q * H + h], _gep(b, tile, et, c64(q * H * W + h * W)), align=es)
+
+        def out_row(t):
+            i = b.add(i0, t)
+            for q in range(J):
+                x = b.load(_gep(b, tile, et, b.add(c64(q * H * W), t)), typ=et)
+                b.store(x, _gep(b, C, et, b.add(b.mul(i, rsc), b.mul(b.add(j0, c64(q)), csc))))
+        u.for_range(b, c64(H * W), out_row, name="ncs")
 
     def rows_of(i0):
         nb = b.sdiv(N, c64(4))
