@@ -191,3 +191,29 @@ def test_blocking_from_caches():
     for dtype in ("float32", "float64"):
         c = KG.Config(dtype)
         assert c.MC % c.MR == 0 and c.NC % c.NR == 0 and 64 <= c.KC <= 384
+
+
+def test_concurrent_python_threads(rng):
+    """Pack buffers are per call (malloc'd by each worker), so Python threads calling one
+    compiled GEMM at once (ctypes releases the GIL) do not share scratch."""
+    import threading
+
+    f = compile_graph(_graph("float32"))
+    pairs = [(_uniform(rng, (150, 260), "float32"), _uniform(rng, (260, 170), "float32")) for _ in range(4)]
+    results, errors = [None] * 4, []
+
+    def work(i):
+        try:
+            a, b = pairs[i]
+            for _ in range(5):
+                results[i] = f([a, b])[0]
+        except Exception as e:  # reported below
+            errors.append(e)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for (a, b), got in zip(pairs, results):
+        _check(got, a, b, "float32", "concurrent calls")
