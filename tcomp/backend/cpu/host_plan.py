@@ -164,14 +164,26 @@ class PlanEmitter:
         zero = ir.Constant(u.F64, 0.0)
         if op in ("add", "sub", "mul", "truediv"):
             return {"add": b.fadd, "sub": b.fsub, "mul": b.fmul, "truediv": b.fdiv}[op](*args)
-        if op == "floordiv":
-            return u.call_intrinsic(b, "floor", b.fdiv(*args))
+        if op == "floordiv":  # NumPy's npy_divmod, step by step (floor(a / b) differs in rounding and at inf)
+            x, y = args
+            one = ir.Constant(u.F64, 1.0)
+            mod = b.frem(x, y)
+            div = b.fdiv(b.fsub(x, mod), y)
+            adjust = b.and_(b.fcmp_unordered("!=", mod, zero),
+                            b.xor(b.fcmp_ordered("<", y, zero), b.fcmp_ordered("<", mod, zero)))
+            div = b.select(adjust, b.fsub(div, one), div)
+            fl = u.call_intrinsic(b, "floor", div)
+            fl = b.select(b.fcmp_ordered(">", b.fsub(div, fl), ir.Constant(u.F64, 0.5)), b.fadd(fl, one), fl)
+            fl = b.select(b.fcmp_unordered("!=", div, zero), fl, u.call_intrinsic(b, "copysign", zero, b.fdiv(x, y)))
+            return b.select(b.fcmp_ordered("==", y, zero), b.fdiv(x, y), fl)
         if op == "mod":
             x, y = args
             r = b.frem(x, y)
             fix = b.and_(b.fcmp_ordered("!=", r, zero),
                          b.xor(b.fcmp_ordered("<", r, zero), b.fcmp_ordered("<", y, zero)))
-            return b.select(fix, b.fadd(r, y), r)
+            r = b.select(fix, b.fadd(r, y), r)
+            # NumPy's mod takes the divisor's sign, a zero result included (np.mod(3.0, -1.0) is -0.0)
+            return b.select(b.fcmp_ordered("==", r, zero), u.call_intrinsic(b, "copysign", zero, y), r)
         if op in ("max", "min"):  # a if a >= b (a <= b) or b is NaN else b
             x, y = args
             keep = b.or_(b.fcmp_ordered(">=" if op == "max" else "<=", x, y), b.fcmp_unordered("uno", y, y))
@@ -185,8 +197,8 @@ class PlanEmitter:
             inner = b.select(b.fcmp_ordered("<", x, zero), ir.Constant(u.F64, -1.0),
                              b.select(b.fcmp_unordered("uno", x, x), x, zero))
             return b.select(b.fcmp_ordered(">", x, zero), ir.Constant(u.F64, 1.0), inner)
-        if op in ("ceil", "floor"):
-            return u.call_intrinsic(b, op, args[0])
+        if op in ("ceil", "floor"):  # + 0.0: Python's float(math.floor(-0.5)) is 0.0, not -0.0
+            return b.fadd(u.call_intrinsic(b, op, args[0]), zero)
         raise TypeError(f"shape program: no f64 lowering of {op!r}")
 
     @staticmethod
