@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tcomp.ir import Graph, evaluate
 
-BACKENDS = ("reference", "cpu")
+BACKENDS = ("reference", "cpu", "cuda")
 
 
 class ReferenceCompiled:
@@ -56,6 +56,11 @@ def compile_graph(graph: Graph, backend: str = "reference", name: str = "fn", do
         _reject_control_flow(graph)
 
         return cpu_compile(graph, name=name, donate=donate)
+    if backend == "cuda":  # NVPTX kernels, run through the CUDA driver (tcomp/backend/nvptx/runtime.py)
+        from tcomp.backend.nvptx.runtime import compile_graph as cuda_compile
+
+        _reject_control_flow(graph)
+        return cuda_compile(graph, name=name, donate=donate)
     raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 

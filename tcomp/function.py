@@ -295,9 +295,9 @@ class Function:
         return results
 
     #: every stage ``dump`` knows, in compilation order (``tcomp dump --stage`` offers these)
-    STAGES = ("traced", "optimized", "kernels", "llvm", "asm")
+    STAGES = ("traced", "optimized", "kernels", "llvm", "asm", "ptx")
     #: the stages each backend adds after the graph stages
-    BACKEND_STAGES = {"reference": (), "cpu": ("llvm", "asm")}
+    BACKEND_STAGES = {"reference": (), "cpu": ("llvm", "asm"), "cuda": ("llvm", "ptx")}
 
     def dump_stages(self) -> tuple:
         """The stages ``dump`` can print for this function (they depend on its backend)."""
