@@ -101,11 +101,12 @@ class NativeFunction:
         self.graph = low.g
         self.hp = hp = HostProgram(kp, low.g)
         self.name = name
+        key = (hp.hash, _codegen_key())  # the program, and the settings the kernels' code depends on
         with _libraries_lock:
-            native = _libraries.get(hp.hash)
+            native = _libraries.get(key)
             if native is None:
                 native = _Native(hp, hp.emit())
-                _libraries[hp.hash] = native
+                _libraries[key] = native
         self.native = native
         self.llvm_ir_unoptimized = native.text
         self._plan = PLAN(native.plan_addr)
@@ -397,6 +398,16 @@ class NativeFunction:
             return False
         lo, hi = spans[pos]
         return not any(j != pos and b_lo < b_hi and b_lo < hi and lo < b_hi for j, (b_lo, b_hi) in enumerate(spans))
+
+
+def _codegen_key() -> str:
+    """Settings (not the graph) that the emitted kernels depend on (``kernels_gemm``'s vector
+    width and blocking; ``templates.REUSE`` changes only how the same code is made)."""
+    try:
+        from .kernels_gemm import codegen_key
+    except ImportError:  # an older tree without the GEMM kernels
+        return ""
+    return codegen_key()
 
 
 def _type_text(x) -> str:
