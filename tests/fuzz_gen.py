@@ -553,73 +553,8 @@ class Gen:
                                                                 "axis": axis}), label="stack" if stack else "concat")
 
     def p_pattern(self):
-        """Short chains that graph rewrites (simplify, stabilize, canonicalize) target, so
-        the rewrites meet every dtype: log(sigmoid), log(1 - sigmoid), log(softmax),
-        log(sum(exp)), exp(log), --x, x*1, x - x, x*0, cast(cast), reshape(reshape), ..."""
-        x = self.pick()
-        if x is None:
-            return None
-        nd = self.vars[x].ndim
-        pat = self.choice(["log_sigmoid", "log1m_sigmoid", "log_softmax", "log_sum_exp", "exp_log", "log_exp",
-                           "neg_neg", "identity", "sub_self", "mul_zero", "cast_cast", "reshape_reshape",
-                           "dimshuffle_dimshuffle", "sum_broadcast", "log1p_exp", "log_1p_exp"])
-        self.g.features["ops"]["pattern:" + pat] += 1
-
-        def u(i, op):
-            return None if i is None else self.add(Step("unary", [i], {"op": op, "sp": 0}), label=op)
-
-        def bs(i, op, scalar, side="r"):
-            return None if i is None else self.add(Step("binary_scalar", [i], {"op": op, "scalar": scalar,
-                                                                                "side": side, "sp": 1}), label=op)
-        if pat == "log_sigmoid":
-            return u(u(x, "sigmoid"), "log")
-        if pat == "log1m_sigmoid":
-            return u(bs(u(x, "sigmoid"), "sub", 1, "l"), "log")
-        if pat == "log_softmax" and nd:
-            y = self.add(Step("nnet", [x], {"op": "softmax", "axis": self._axis(nd, single=True), "sp": 0}))
-            return u(y, "log")
-        if pat == "log_sum_exp":
-            y = u(x, "exp")
-            y = None if y is None else self.add(Step("reduce", [y], {"op": "sum", "axis": self._axis(nd),
-                                                                    "keepdims": bool(self.r() < 0.5), "sp": 0}))
-            return u(y, "log")
-        if pat == "exp_log":
-            return u(u(x, "log"), "exp")
-        if pat == "log_exp":
-            return u(u(x, "exp"), "log")
-        if pat == "neg_neg" and self.vars[x].dtype != "bool":
-            return u(u(x, "neg"), "neg")
-        if pat == "identity":
-            op, sc = self.choice([("mul", 1), ("add", 0), ("sub", 0), ("truediv", 1), ("mul", 1.0), ("add", 0.0)])
-            return bs(x, op, sc, "r" if op in ("sub", "truediv") else self.choice("lr"))
-        if pat == "sub_self":
-            return self.add(Step("binary", [x, x], {"op": "sub", "sp": 1}), label="sub")
-        if pat == "mul_zero":
-            return bs(x, "mul", 0, self.choice("lr"))
-        if pat == "cast_cast":
-            y = self.add(Step("cast", [x], {"dtype": self.choice(DTYPES), "sp": 0}), label="cast")
-            return None if y is None else self.add(Step("cast", [y], {"dtype": self.choice(DTYPES), "sp": 1}),
-                                                   label="cast")
-        if pat == "reshape_reshape":
-            n = int(np.prod(self.vals[x].shape))
-            y = self.add(Step("reshape", [x], {"shape": [-1] if n else [0], "sp": 0}), label="reshape")
-            return None if y is None else self.add(Step("reshape", [y], {"shape": [1, -1] if n else [1, 0], "sp": 1}),
-                                                   label="reshape")
-        if pat == "dimshuffle_dimshuffle" and nd:
-            perm = [int(a) for a in self.rng.permutation(nd)]
-            y = self.add(Step("dimshuffle", [x], {"fn": "dimshuffle", "pattern": ["x"] + perm}), label="dimshuffle")
-            back = [0] + [1 + perm.index(a) for a in range(nd)]
-            return None if y is None else self.add(Step("dimshuffle", [y], {"fn": "dimshuffle", "pattern": back}),
-                                                   label="dimshuffle")
-        if pat == "sum_broadcast":
-            y = self.p_broadcast_to()
-            return None if y is None else self.add(Step("reduce", [y], {"op": "sum", "axis": self._axis(
-                self.vars[y].ndim), "keepdims": False, "sp": 0}), label="sum")
-        if pat == "log1p_exp":
-            return u(u(x, "exp"), "log1p")
-        if pat == "log_1p_exp":
-            return u(bs(u(x, "exp"), "add", 1, "l"), "log")
-        return None
+        from fuzz_patterns import p_pattern
+        return p_pattern(self)
 
     def p_subtensor(self):
         from fuzz_index import p_subtensor

@@ -545,10 +545,6 @@ def build_vars(g: Graph):
     return out
 
 
-def expected_dtypes_ok(g, var, val):
-    return var.dtype == val.dtype.name
-
-
 def generate(seed, mode=None):
     """The graph of ``seed`` (``mode``: 'value', 'grad' or None for the seed's own choice)."""
     from fuzz_gen import generate_graph

@@ -7,8 +7,8 @@ in ``inc``; ``set`` only gets distinct ones, where NumPy's order is unspecified)
 from __future__ import annotations
 
 import numpy as np
-from fuzz_graphs import Step, _getitem, _key_value, random_value, src
-from fuzz_ops import FLOATS, OracleError, kind
+from fuzz_graphs import Step, _getitem, _key_value, src
+from fuzz_ops import OracleError, kind
 
 
 def make_key(gen, x, allow_none=True, error_prob=0.02):
@@ -180,9 +180,3 @@ def p_update(gen):
     return gen.add(Step(op, args, p), allow_error=True, label=op + ("[adv]" if any(e[0] == "a" for e in entries)
                                                                       else ""))
 
-
-def values_fit(yv, xd):
-    return kind(xd) in "f" or yv.dtype.name not in FLOATS
-
-
-__all__ = ["make_key", "p_subtensor", "p_update", "random_value"]
