@@ -142,3 +142,32 @@ def test_zero_product_keeps_its_sign(backend):
     _bits_equal(r1, np.prod(a, axis=1))
     _bits_equal(r0, np.prod(a, axis=0))
     _bits_equal(r02, np.prod(a * 2, axis=0))
+
+
+# -- F1: float32 sin/cos of large arguments ------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float32_sin_cos_of_large_arguments(backend):
+    """The findings' values (1.76e9 gave exactly 1.0), within 2 float32 ulp of float64 NumPy."""
+    x = T.fvector("x")
+    f = tcomp.function([x], [T.sin(x), T.cos(x)], backend=backend)
+    a = np.array([1759997757, 1e9, 1e10, 3e12, 4.9e14, -2.5e14], "float32")
+    s, c = f(a)
+    for got, want in ((s, np.sin(a.astype("float64"))), (c, np.cos(a.astype("float64")))):
+        np.testing.assert_allclose(got, want.astype("float32"), rtol=0, atol=2 * np.spacing(np.float32(1)))
+
+
+@pytest.mark.parametrize("func", ["sin", "cos"])
+def test_float32_trig_ulp_up_to_5e14(func):
+    """The README's domain: random bit patterns in [-5e14, 5e14] and the floats nearest to
+    k*pi/2 (where the reduction cancels most), <= 1.5 ulp against float64 NumPy."""
+    from tcomp.backend.mathlib_accuracy import compile_kernel, random_floats, reference, ulp_errors
+
+    rng = np.random.default_rng(21)
+    k = rng.integers(1, 2 ** 47, 20000).astype(np.float64)
+    near = (k * (np.pi / 2)).astype(np.float32)
+    x = np.concatenate([random_floats(rng, "float32", 40000, -5e14, 5e14), near,
+                        np.nextafter(near, np.float32(np.inf))])
+    kernel, _ = compile_kernel(func, "float32", 8)
+    x = x[: len(x) // 8 * 8]
+    assert ulp_errors(kernel(x), reference(func, "float32", x), "float32").max() <= 1.5

@@ -1,13 +1,16 @@
 """sin, cos and erf for :mod:`tcomp.backend.mathlib` (branch-free, vectorizable IR).
 
-sin/cos: Cody-Waite reduction x = q*pi/2 + r with pi/2 split in three parts and each step an
-fma, so the first two steps are exact; the reduction keeps the polynomials on |r| <= pi/4.
-The three parts hold ~72 (float32) / ~159 (float64) bits of pi/2, and q is a float (no integer
-overflow), which bounds the accurate domain: measured on random sweeps, the error stays below
-1.5 ulp for |x| <= 1e6 (float32) and |x| <= 1e15 (float64); the tests assert <= 4 ulp there.
-Beyond that (no Payne-Hanek reduction) float32 degrades from ~30 ulp at 1e7 to meaningless
-values past 2^24*pi/2 where q stops being exact, and float64 past ~1e16; the result is still
-clamped into [-1, 1], and inf/nan give nan.
+sin/cos: Cody-Waite reduction x = q*pi/2 + r with pi/2 split in parts and each step an fma,
+so the first step is exact; the reduction keeps the polynomials on |r| <= pi/4.  q is a
+float (no integer overflow).  float64 uses three double parts (~159 bits of pi/2): below
+1.5 ulp for |x| <= 1e15, degrading past ~1e16.  float32 arguments are reduced in float64
+(exact conversion, two double parts = 106 bits of pi/2, q exact) and only r and q mod 4 come
+back to float32 for the float32 polynomials: measured with ``mathlib_accuracy`` (random bit
+patterns per decade and the floats nearest to k*pi/2, mpmath-checked), the error stays below
+1.4 ulp for |x| <= 5e14 (the float32 reduction it replaces degraded past 1e6: 1.76e9 gave
+1.0 for 0.804); it costs ~1.4x the float32-only version (8 lanes, 1M values: 0.85 vs
+0.61 ms).  Beyond 5e14 (no Payne-Hanek reduction) the result degrades to meaningless values
+and is only clamped into [-1, 1]; inf/nan give nan.
 
 erf: x*P(x^2) on |x| < 1; above, erf = 1 - exp(-x^2) * Q(1/x) / x with Q piecewise polynomial
 in 1/x (see mathlib_coeffs).  The rounding of x^2 costs nothing visible because exp(-x^2) is
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+
+from llvmlite import ir
 
 from .mathlib_core import PIO2, Ctx, exp_core
 
@@ -30,16 +35,41 @@ def _pio2_parts(cx: Ctx) -> tuple[float, float, float]:
     return c1, c2, c3
 
 
-def sincos_core(cx: Ctx, x, want_cos: bool):
-    c1, c2, c3 = _pio2_parts(cx)
+def _reduce(cx: Ctx, x, parts: int = 3):
+    """(q, r): x = q * pi/2 + r, |r| <= ~pi/4, in ``cx``'s precision (Cody-Waite with the
+    first ``parts`` of pi/2)."""
     q = cx.rint(cx.mul(x, cx.c(2 / math.pi)))
     nq = cx.neg(q)
-    r = cx.fma(nq, cx.c(c1), x)
-    r = cx.fma(nq, cx.c(c2), r)
-    r = cx.fma(nq, cx.c(c3), r)
-    # Quadrant q mod 4, computed in floating point so huge q never overflows an integer;
-    # non-finite x gives nan here, replaced by 0 before fptosi (the result is nan anyway).
-    qm = cx.sub(q, cx.mul(cx.c(4.0), cx.floor(cx.mul(q, cx.c(0.25)))))
+    r = x
+    for c in _pio2_parts(cx)[:parts]:
+        r = cx.fma(nq, cx.c(c), r)
+    return q, r
+
+
+#: double parts of pi/2 for float32 arguments (2 hold 106 bits: enough below 2^49, see below)
+PARTS_F32 = 2
+
+
+def _reduce_f32_in_f64(cx: Ctx, x):
+    """(q, r) of a float32 x reduced in float64: x is exact there, the three double parts
+    hold ~159 bits of pi/2 and q < 2^53 stays exact, so r is good to ~2^-50 relative for
+    |x| up to ~2^49 (5.6e14) where float32 arithmetic gave up at ~1e6; r and q come back
+    as float32 (q mod 4 exactly), and the polynomials stay float32."""
+    dty = ir.VectorType(ir.DoubleType(), cx.count) if cx.vec else ir.DoubleType()
+    dx = Ctx(cx.b, dty)
+    q, r = _reduce(dx, cx.b.fpext(x, dty), PARTS_F32)
+    qm = dx.sub(q, dx.mul(dx.c(4.0), dx.floor(dx.mul(q, dx.c(0.25)))))
+    return cx.b.fptrunc(qm, cx.ty), cx.b.fptrunc(r, cx.ty)
+
+
+def sincos_core(cx: Ctx, x, want_cos: bool):
+    if cx.dtype == "float32":
+        qm, r = _reduce_f32_in_f64(cx, x)
+    else:
+        q, r = _reduce(cx, x)
+        # Quadrant q mod 4, computed in floating point so huge q never overflows an integer;
+        # non-finite x gives nan here, replaced by 0 before fptosi (the result is nan anyway).
+        qm = cx.sub(q, cx.mul(cx.c(4.0), cx.floor(cx.mul(q, cx.c(0.25)))))
     finite = cx.cmp("<", cx.fabs(x), cx.c(float("inf")))
     qi = cx.to_int(cx.select(finite, qm, cx.c(0.0)))
     if want_cos:
