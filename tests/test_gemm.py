@@ -168,8 +168,8 @@ def test_forced_256_bit(rng, monkeypatch, one_thread):
     for dtype in ("float32", "float64"):
         cfg = KG.Config(dtype)
         assert cfg.bits == 256 and cfg.NR == cfg.NV * 256 // (8 * cfg.es)
-        # a graph no other test compiles: the native program path caches libraries by the
-        # kernel program's hash, which does not include this codegen option
+        # a graph no other test compiles (the native path's library cache is keyed by
+        # codegen_key() too, so a shared graph would also be rebuilt)
         f = compile_graph(_graph(dtype, a_shape=(1, "m", "k"), b_shape=(1, "k", "n")))
         assert "_v256" in f.llvm_ir_unoptimized
         for m, k, n in [(17, 33, 65), (129, 300, 40)]:
