@@ -10,7 +10,41 @@ on the user's graph.  It is a snapshot: changing it does not change the compiled
 """
 from __future__ import annotations
 
+from tcomp.ir import get_op
 from tcomp.tensor.variable import Apply, Variable
+
+#: Theano's op class names for tcomp ops whose name differs from the CamelCase of tcomp's
+_THEANO_CLASS = {"dimshuffle": "DimShuffle", "shape": "Shape_i", "fused": "Elemwise", "where": "Elemwise",
+                 "set_subtensor": "IncSubtensor", "inc_subtensor": "IncSubtensor", "log_softmax": "LogSoftmax",
+                 "logsumexp": "LogSumExp", "conv2d": "CorrMM", "pool2d": "Pool", "max": "MaxAndArgmax",
+                 "argmax": "MaxAndArgmax", "get_output": "TupleGetItem"}
+
+
+def op_of(graph, node: int) -> str:
+    """The op name as a ``str`` whose class is named like Theano's op class (``Elemwise``,
+    ``CGemv``/``CGemm`` for matrix-vector/matrix-matrix products, ``Sum``, ``Softmax``, ...):
+    Theano's tutorials tell what ran from ``type(node.op).__name__`` (the modes tutorial looks
+    for Gemv/CGemv/Gemm/CGemm in ``train.maker.fgraph.toposort()``)."""
+    op = graph.op(node)
+    if op in ("dot", "matmul"):
+        nds = sorted(graph.type(o).ndim for o in graph.operands(node))
+        cls = {(1, 2): "CGemv", (2, 2): "CGemm"}.get(tuple(nds), "Dot")
+    elif op in _THEANO_CLASS:
+        cls = _THEANO_CLASS[op]
+    elif get_op(op).kind == "elemwise":
+        cls = "Elemwise"
+    else:
+        cls = "".join(part.capitalize() for part in op.split("_"))
+    return _op_class(cls)(op)
+
+
+_CLASSES: dict = {}
+
+
+def _op_class(name: str) -> type:
+    if name not in _CLASSES:
+        _CLASSES[name] = type(name, (str,), {"__slots__": (), "__doc__": f"a tcomp op name (Theano's {name})"})
+    return _CLASSES[name]
 
 
 class FunctionGraph:
@@ -18,7 +52,8 @@ class FunctionGraph:
 
     ``inputs``: the function's inputs then the shared variables it reads; ``outputs``: the
     outputs then the update values (as in Theano); ``toposort()``: the applications
-    (``.op`` the op's name, ``.inputs``, ``.outputs``, ``.attrs``), operands first;
+    (``.op`` the op's name, a ``str`` whose class has Theano's op class name, see
+    :func:`op_of`; ``.inputs``, ``.outputs``, ``.attrs``), operands first;
     ``variables``: the set of all variables; ``apply_nodes``: the applications (a list: an
     application holds lists, so it does not hash)."""
 
@@ -35,11 +70,11 @@ class FunctionGraph:
         for n in order:
             if n not in live or n in var:
                 continue
-            op = g.op(n)
+            op = op_of(g, n) if g.op(n) != "constant" else "constant"
             if op == "constant":
                 var[n] = Variable(g.type(n), "constant", (), dict(g.attrs(n)), name=g.name(n))
                 continue
-            v = Variable(g.type(n), op, [var[o] for o in g.operands(n)], dict(g.attrs(n)), name=g.name(n))
+            v = Variable(g.type(n), str(op), [var[o] for o in g.operands(n)], dict(g.attrs(n)), name=g.name(n))
             var[n] = v
             self._applies.append(Apply(op, list(v.inputs), [v], dict(v.attrs)))
         n_visible = len(function.outputs) + len(function.updates)

@@ -171,3 +171,24 @@ def test_float32_trig_ulp_up_to_5e14(func):
     kernel, _ = compile_kernel(func, "float32", 8)
     x = x[: len(x) // 8 * 8]
     assert ulp_errors(kernel(x), reference(func, "float32", x), "float32").max() <= 1.5
+
+
+# -- F7: an out-of-bounds index array where the selection is empty --------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_out_of_bounds_index_is_an_error_even_when_the_selection_is_empty(backend):
+    """NumPy checks every index even when another axis makes the result empty."""
+    a = np.zeros((2, 3, 2))
+    for index in ((slice(0, 0), [0, 3]), (slice(-5, -5), [-1, 0, -3, 3], -1)):
+        with pytest.raises(IndexError):
+            a[index]
+        x = T.tensor3("x", dtype="float64")
+        with pytest.raises(IndexError):
+            tcomp.function([x], x[index], backend=backend)(a)
+    x = T.tensor3("x", dtype="float64")
+    with pytest.raises(IndexError):
+        tcomp.function([x], T.set_subtensor(x[0:0, [0, 3]], 1.0), backend=backend)(a)
+    f = tcomp.function([x], [x[0:0, [0, -3]], T.inc_subtensor(x[0:0, [2, 1]], 1.0)], backend=backend)
+    got, inc = f(a)
+    assert got.shape == a[0:0, [0, -3]].shape
+    np.testing.assert_array_equal(inc, a)

@@ -221,3 +221,25 @@ def test_maker_fgraph(backend):
     text = printing.pp(fg.outputs[2])
     assert "b" in text and "0.1" in text
     assert train.maker.fgraph is fg and fg.variables >= set(fg.inputs)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_modes_tutorial_tells_the_cpu_from_the_op_classes(backend):
+    """Theano's modes tutorial prints 'Used the cpu' when an op of class Gemv/CGemv/Gemm/CGemm
+    is in ``train.maker.fgraph.toposort()``; the ops still compare equal to tcomp's names."""
+    rng = np.random.default_rng(0)
+    x, y = T.matrix("x"), T.vector("y")
+    w = tcomp.shared(rng.standard_normal(5).astype("float32"), name="w")
+    b = tcomp.shared(np.float32(0), name="b")
+    p_1 = 1 / (1 + T.exp(-T.dot(x, w) - b))
+    xent = -y * T.log(p_1) - (1 - y) * T.log(1 - p_1)
+    cost = xent.mean() + 0.01 * (w ** 2).sum()
+    gw, gb = T.grad(cost, [w, b])
+    train = tcomp.function([x, y], [p_1 > 0.5, xent], updates={w: w - 0.01 * gw, b: b - 0.01 * gb}, name="train",
+                           backend=backend)
+    nodes = train.maker.fgraph.toposort()
+    assert any(n.op.__class__.__name__ in ["Gemv", "CGemv", "Gemm", "CGemm"] for n in nodes)
+    assert "dot" in [n.op for n in nodes] and all(isinstance(n.op, str) for n in nodes)
+    m = T.matrix("m")
+    g = tcomp.function([x, m], T.nnet.softmax(T.dot(x, m)), backend=backend)
+    assert [type(n.op).__name__ for n in g.maker.fgraph.toposort()] == ["CGemm", "Softmax"]

@@ -164,6 +164,24 @@ class IndexMap:
         self.sel_ndim = sel_ndim
         self.extra = ctx.prog.extra_off.get(ctx.n)
 
+    def check_if_empty(self, sel_dims) -> None:
+        """NumPy checks every index even when the selection is empty (a slice or another index
+        array has length 0), but the loop over the selection then checks nothing: in that case
+        only, walk the index arrays and check each entry (otherwise each is checked where used)."""
+        ctx, b = self.ctx, self.ctx.b
+        if not self.arrays:
+            return
+        empty = b.icmp_signed("==", u.i64(u.numel(b, list(sel_dims))), ir.Constant(u.I64, 0))
+        with b.if_then(empty, likely=False):
+            for k, arr in self.arrays.items():
+                ref, dtype, d = ctx.refs[arr], ctx.g.type(arr).dtype, u.i64(self.x_dims[k])
+
+                def check(aidx, ref=ref, dtype=dtype, d=d):
+                    v = cast(b, ref.load(b, aidx), dtype, "int64")
+                    v = b.select(b.icmp_signed("<", v, ir.Constant(u.I64, 0)), b.add(v, d), v)
+                    ctx.fail_if(b.or_(b.icmp_signed("<", v, ir.Constant(u.I64, 0)), b.icmp_signed(">=", v, d)))
+                u.loop_nest(b, ref.dims, check, name="ck")
+
     def offset(self, idx: list):
         ctx, b = self.ctx, self.ctx.b
         if self.has_adv:
@@ -201,6 +219,7 @@ def lower_gather(ctx: KernelCtx) -> None:
     x = g.operands(n)[0]
     m = IndexMap(ctx, x, g.attrs(n)["index"], 1, g.type(n).ndim)
     xr = ctx.refs[x]
+    m.check_if_empty(ctx.out.dims)
     u.loop_nest(b, ctx.out.dims, lambda idx: ctx.out.store(b, xr.load(b, m.offset(idx)), idx), name="g")
 
 
@@ -217,6 +236,7 @@ def lower_update(ctx: KernelCtx) -> None:
     sel_dims = [d if isinstance(d, int) else ctx.param(sel_off + a) for a, d in enumerate(sel_t.shape)]
     m = IndexMap(ctx, x, g.attrs(n)["index"], 2, len(sel_dims))
     m.xref = out
+    m.check_if_empty(sel_dims)
     yt = g.type(y)
 
     def body(idx):
