@@ -17,11 +17,17 @@ Parsing, O3 and code generation (``emit_object``) run in a helper process
 (``optimizer.py``: llvmlite's pass pipeline leaks ~100 KiB per module, so it must not run
 in the user's process); this process only links the object into LLJIT.  With the helper
 disabled, each module is parsed and optimized here in its own LLVM context.
+
+With ``cache_key`` (``load``), the object and the symbol tables the linker needs are kept in
+the persistent compile cache (``cache.py``): a later process with the same key links the
+stored object and skips parsing, O3 and code generation (and, when ``llvm_ir`` is given as a
+callable, even making the IR text).
 """
 from __future__ import annotations
 
 import threading
 import weakref
+import zlib
 
 import llvmlite.binding as llvm
 
@@ -40,6 +46,8 @@ _permanent_addresses: dict = {}
 #: libraries loaded and not yet dropped (see live_libraries)
 _live = 0
 _live_lock = threading.Lock()
+#: compile-cache lookups of this process (tests, ``tcomp inspect``): hits, misses, stores
+cache_stats = {"hits": 0, "misses": 0, "stores": 0}
 
 
 def _init_llvm() -> None:
@@ -95,8 +103,11 @@ class NativeLibrary:
     """One module's native code in the JIT.  ``address(name)`` gives an exported symbol;
     ``str(lib)`` is the optimized IR.  The code is unloaded when this object is dropped."""
 
-    def __init__(self, tracker, llvm_ir: str, addresses: dict):
-        self.llvm_ir = llvm_ir
+    def __init__(self, tracker, llvm_ir, addresses: dict, from_cache: bool = False):
+        #: the optimized IR, or its zlib bytes from a cache entry (inflated when first read)
+        self._ir = llvm_ir
+        #: whether the object came from the persistent compile cache
+        self.from_cache = from_cache
         self._addresses = dict(addresses)
         self._finalizer = weakref.finalize(self, _release, tracker)
         self._finalizer.atexit = False  # at interpreter exit the process frees everything
@@ -106,6 +117,12 @@ class NativeLibrary:
         if not addr:
             raise KeyError(f"JIT library has no exported function {name!r}")
         return addr
+
+    @property
+    def llvm_ir(self) -> str:
+        if isinstance(self._ir, bytes):
+            self._ir = zlib.decompress(self._ir).decode()
+        return self._ir
 
     @property
     def alive(self) -> bool:
@@ -183,41 +200,79 @@ def _compile_in_process(llvm_ir: str, opt_level: int, loop_unrolling: bool):
         ctx.close()
 
 
-def load(llvm_ir: str, *, exports=None, opt_level: int = 3, loop_unrolling: bool = True) -> NativeLibrary:
+def ir_key(llvm_ir: str) -> str:
+    """The cache content key of a module identified by its IR text alone."""
+    return "ir:" + llvm_ir
+
+
+def load(llvm_ir, *, exports=None, opt_level: int = 3, loop_unrolling: bool = True,
+         cache_key=None) -> NativeLibrary:
     """Parse, verify, optimize and compile a module (in the optimizer process, see
     ``optimizer.py``), then link it into its own JIT library here.
 
-    ``exports``: the symbols whose addresses are wanted (default: every function the
-    module defines with external linkage)."""
-    global _live
+    ``llvm_ir``: the module text, or a callable that returns it (called only when the
+    object must be compiled).  ``exports``: the symbols whose addresses are wanted (default:
+    every function the module defines with external linkage).  ``cache_key`` (str or bytes):
+    what the module's text is a function of (e.g. :func:`ir_key`); with it, and the cache on,
+    the object is looked up in and stored into the persistent compile cache (``cache.py``)."""
+    from . import cache
+
+    key = None
+    if cache_key is not None and cache.enabled():
+        key = cache.make_key(cache_key, opt_level=opt_level, loop_unrolling=bool(loop_unrolling))
+        hit = cache.lookup(key)
+        if hit is not None:
+            sections, meta = hit
+            with _lock:
+                cache_stats["hits"] += 1
+                return _link(sections["obj"], meta["declared"], meta["defined"], exports, sections["ir"], True)
+        cache_stats["misses"] += 1
+    text = llvm_ir() if callable(llvm_ir) else llvm_ir
+    with _lock:
+        optimized, obj, declared, defined = _compile(text, opt_level, loop_unrolling)
+        lib = _link(obj, declared, defined, exports, optimized, False)
+    if key is not None and cache.store(key, {"obj": obj, "ir": zlib.compress(optimized.encode(), 1)},
+                                       {"declared": list(declared), "defined": list(defined)}):
+        cache_stats["stores"] += 1
+    return lib
+
+
+def _compile(llvm_ir: str, opt_level: int, loop_unrolling: bool):
     from . import optimizer
 
-    with _lock:
-        _init_llvm()
-        _drain()
-        target_machine()
-        done = optimizer.compile_module(llvm_ir, opt_level, loop_unrolling, *_host)
-        if done is None:
-            done = _compile_in_process(llvm_ir, opt_level, loop_unrolling)
-        optimized, obj, declared, defined = done
-        exports = defined if exports is None else list(exports)
-        builder = llvm.JITLibraryBuilder().add_object_img(obj).add_current_process()
-        for name, addr in _imports(declared).items():
-            builder.import_symbol(name, addr)
-        for name in exports:
-            builder.export_symbol(name)
-        tracker = builder.link(_get_jit(), f"tcomp_lib_{next(_library_ids)}")
-        with _live_lock:
-            _live += 1
-        lib = NativeLibrary(tracker, optimized, {name: tracker[name] for name in exports})
-        _drain()  # releases deferred while this thread held the lock
-        return lib
+    _init_llvm()
+    _drain()
+    target_machine()
+    done = optimizer.compile_module(llvm_ir, opt_level, loop_unrolling, *_host)
+    if done is None:
+        done = _compile_in_process(llvm_ir, opt_level, loop_unrolling)
+    return done
+
+
+def _link(obj: bytes, declared, defined, exports, optimized, from_cache: bool) -> NativeLibrary:
+    """Link one object into its own JIT library (the caller holds ``_lock``)."""
+    global _live
+    _init_llvm()
+    _drain()
+    exports = list(defined) if exports is None else list(exports)
+    builder = llvm.JITLibraryBuilder().add_object_img(obj).add_current_process()
+    for name, addr in _imports(declared).items():
+        builder.import_symbol(name, addr)
+    for name in exports:
+        builder.export_symbol(name)
+    tracker = builder.link(_get_jit(), f"tcomp_lib_{next(_library_ids)}")
+    with _live_lock:
+        _live += 1
+    lib = NativeLibrary(tracker, optimized, {name: tracker[name] for name in exports}, from_cache)
+    _drain()  # releases deferred while this thread held the lock
+    return lib
 
 
 def compile_ir(llvm_ir: str, *, opt_level: int = 3, loop_unrolling: bool = True) -> NativeLibrary:
     """Like :func:`load`, but the library stays loaded for the life of the process and its
-    functions are found by name with :func:`function_address`."""
-    lib = load(llvm_ir, opt_level=opt_level, loop_unrolling=loop_unrolling)
+    functions are found by name with :func:`function_address`.  Cached by its IR text (such
+    modules are made at every start: e.g. the call shims of ``backend/cpu/pycall.py``)."""
+    lib = load(llvm_ir, opt_level=opt_level, loop_unrolling=loop_unrolling, cache_key=ir_key(llvm_ir))
     with _lock:
         _permanent.append(lib)
         _permanent_addresses.update(lib._addresses)

@@ -156,7 +156,8 @@ class CompiledGraph:
         self._input_pos = {n: i for i, n in enumerate(g.inputs)}
         # this function's native code: unloaded when the CompiledGraph is dropped (a running
         # call holds ``self``, so never under a call)
-        self._library = engine.load(self.llvm_ir_unoptimized, exports=[entry], loop_unrolling=False)
+        self._library = engine.load(self.llvm_ir_unoptimized, exports=[entry], loop_unrolling=False,
+                                    cache_key=engine.ir_key(self.llvm_ir_unoptimized))
         self._entry = _ENTRY(self._library.address(entry))
         self._planner = Planner(prog)
         self._plans: dict = {}

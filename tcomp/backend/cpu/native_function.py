@@ -27,6 +27,7 @@ planner: ~100 us; NumPy's two ufuncs: 0.65 us).
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import struct
 import threading
@@ -54,11 +55,38 @@ _libraries_lock = threading.Lock()
 class _Native:
     """One program's loaded code (shared by the functions of one program hash)."""
 
-    def __init__(self, hp: HostProgram, text: str):
-        self.text = text
-        self.library = engine.load(text, exports=[hp.plan_name, hp.run_name], loop_unrolling=False)
+    def __init__(self, hp: HostProgram):
+        self._hp, self._text = hp, None
+        # the module text is made only on a compile-cache miss (a warm start links the stored object)
+        self.library = engine.load(self._emit, exports=[hp.plan_name, hp.run_name], loop_unrolling=False,
+                                   cache_key=cache_key(hp))
         self.plan_addr = self.library.address(hp.plan_name)
         self.run_addr = self.library.address(hp.run_name)
+
+    def _emit(self) -> str:
+        if self._text is None:
+            self._text = self._hp.emit()
+        return self._text
+
+    #: the module before optimization (emitted on first use after a compile-cache hit)
+    text = property(_emit)
+
+
+@functools.lru_cache(maxsize=None)
+def _codegen_fingerprint() -> str:
+    """What the generated module depends on besides the kernel program: the GEMM settings
+    (vector width, tiles, blocking) and the source of the emitters (a development tree
+    changes them without a version bump)."""
+    from tcomp.runtime.cache import source_fingerprint
+
+    from .kernels_gemm import codegen_key
+
+    return codegen_key() + ":" + source_fingerprint("tcomp.backend.cpu", "tcomp.ir", "tcomp.ir.ops", "tcomp.runtime")
+
+
+def cache_key(hp: HostProgram) -> str:
+    """The compile-cache content key of a host program (its symbols derive from the hash)."""
+    return f"native:{hp.hash}:{hp.symbol}:{_codegen_fingerprint()}"
 
 
 class _State:
@@ -105,10 +133,9 @@ class NativeFunction:
         with _libraries_lock:
             native = _libraries.get(key)
             if native is None:
-                native = _Native(hp, hp.emit())
+                native = _Native(hp)
                 _libraries[key] = native
         self.native = native
-        self.llvm_ir_unoptimized = native.text
         self._plan = PLAN(native.plan_addr)
         self._run = RUN(native.run_addr)
         self.input_names = [x.name for x in kp.inputs]
@@ -148,6 +175,10 @@ class NativeFunction:
                          if k.node is not None and k.node not in donated}
 
     # -- introspection ---------------------------------------------------------------------------
+    @property
+    def llvm_ir_unoptimized(self) -> str:
+        return self.native.text
+
     @property
     def _leaves(self) -> dict:
         """Kernel node -> the graph nodes whose memory it reads (as ``CompiledGraph._leaves``)."""
