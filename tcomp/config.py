@@ -20,6 +20,12 @@ Options (``tcomp.config.OPTIONS`` lists them with their choices):
   tcomp has no CUDA backend yet.
 - ``compute_test_value``: ``'off'`` / ``'ignore'`` / ``'warn'`` / ``'raise'`` (Theano's).
 - ``num_threads``: threads a large elementwise loop may use.
+- ``cache``: whether compiled object code is kept in the persistent compile cache
+  (``tcomp/runtime/cache.py``; default on, env ``TCOMP_CACHE=0`` turns it off);
+  ``cache_dir``: its directory (env ``TCOMP_CACHE_DIR``, default ``$XDG_CACHE_HOME/tcomp`` or
+  ``~/.cache/tcomp``); ``cache_max_bytes``: its size bound (env ``TCOMP_CACHE_MAX_BYTES``,
+  default 512 MiB; ``0``: none; text like ``'64M'``).  Reading one gives the value in
+  effect; setting ``None`` goes back to the environment's.
 - ``warn``: a namespace of Theano's ``warn.*`` flags (``config.warn.ignore_bug_before =
   'all'``, ``config.warn.sum_sum_bug = False``, ...).  They are accepted so Theano scripts
   run; tcomp has none of the old Theano bugs they warn about, so they change nothing.
@@ -67,6 +73,9 @@ OPTIONS = {
     "num_threads": None,
     "warn": None,
     "native_program": (False, True),
+    "cache": None,
+    "cache_dir": None,
+    "cache_max_bytes": None,
 }
 
 _GPU_PREFIXES = ("cuda", "gpu", "opencl")
@@ -171,6 +180,50 @@ class _Config(types.ModuleType):
         from tcomp.backend.cpu import parallel
 
         parallel.set_num_threads(int(n))
+
+    @property
+    def cache(self) -> bool:
+        """Whether compiles use the persistent compile cache (None restores ``TCOMP_CACHE``)."""
+        from tcomp.runtime import cache
+
+        return cache.enabled()
+
+    @cache.setter
+    def cache(self, value) -> None:
+        from tcomp.runtime import cache
+
+        cache._overrides["enabled"] = None if value is None else _parse_bool("cache", value)
+
+    @property
+    def cache_dir(self) -> str:
+        """The compile cache's directory (None restores ``TCOMP_CACHE_DIR`` / the default)."""
+        from tcomp.runtime import cache
+
+        return cache.directory()
+
+    @cache_dir.setter
+    def cache_dir(self, value) -> None:
+        from tcomp.runtime import cache
+
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"config.cache_dir must be a directory path (str) or None, got {value!r}")
+        if value is not None and not str(os.fspath(value)).strip():
+            raise ValueError("config.cache_dir must be a non-empty directory path (or None for the default)")
+        cache._overrides["dir"] = None if value is None else os.fspath(value)
+
+    @property
+    def cache_max_bytes(self) -> int:
+        """The compile cache's size bound in bytes (0: none; None restores ``TCOMP_CACHE_MAX_BYTES``)."""
+        from tcomp.runtime import cache
+
+        return cache.max_bytes()
+
+    @cache_max_bytes.setter
+    def cache_max_bytes(self, value) -> None:
+        from tcomp.runtime import cache
+
+        bound = None if value is None else cache.parse_max_bytes(value, "config.cache_max_bytes")
+        cache._overrides["max_bytes"] = bound
 
     @property
     def compute_test_value(self) -> str:
