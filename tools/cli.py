@@ -1,4 +1,4 @@
-"""The ``tcomp`` command: ``demo``, ``bench``, ``inspect``, ``dump``, ``run``.
+"""The ``tcomp`` command: ``demo``, ``bench``, ``inspect``, ``dump``, ``run``, ``cache``.
 
 Every option says its valid values in ``--help``; a bad value is one line naming the
 option, what was given and what would do (with a "did you mean"), never a traceback.
@@ -139,6 +139,12 @@ def _inspect(args) -> int:
     return inspect_cmd.main(args)
 
 
+def _cache(args) -> int:
+    from tcomp.tools import cache_cmd
+
+    return cache_cmd.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     backends = ", ".join(_backends())
     p = _Parser(prog="tcomp", description="tcomp: a Theano-style tensor compiler on LLVM",
@@ -212,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save the results as out0, out1, ... in OUT.npz (default: print them)")
     r.add_argument("--backend", default=None, type=choice("backend", _backends), help=f"one of: {backends}")
     r.set_defaults(func=_run)
+
+    c = sub.add_parser("cache", help="the persistent compile cache: info (directory, entries, bytes, bound) or clear")
+    c.add_argument("action", type=choice("cache action", ("info", "clear")), metavar="ACTION",
+                   help="info: directory, entries, bytes and size bound; clear: delete every entry")
+    c.add_argument("--json", action="store_true", help="with info: one JSON object")
+    c.set_defaults(func=_cache)
     return p
 
 
