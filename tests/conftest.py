@@ -18,6 +18,13 @@ import pytest
 
 import tcomp
 
+# The suite never writes into the user's compile cache (~/.cache/tcomp): it runs with the
+# cache on (as a fresh CI machine does) in a directory of its own, removed at exit; the
+# subprocesses tests start inherit it.
+_CACHE_DIR = __import__("tempfile").mkdtemp(prefix="tcomp-test-cache-")
+os.environ["TCOMP_CACHE_DIR"] = _CACHE_DIR
+__import__("atexit").register(__import__("shutil").rmtree, _CACHE_DIR, True)
+
 #: dtype of a result -> (rtol, atol) against a float64 NumPy reference rounded to that dtype.
 TOLERANCES = {
     "float32": (2e-5, 2e-6),
