@@ -11,7 +11,10 @@ overrides the detection (e.g. to run one backend only).
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -21,9 +24,9 @@ import tcomp
 # The suite never writes into the user's compile cache (~/.cache/tcomp): it runs with the
 # cache on (as a fresh CI machine does) in a directory of its own, removed at exit; the
 # subprocesses tests start inherit it.
-_CACHE_DIR = __import__("tempfile").mkdtemp(prefix="tcomp-test-cache-")
+_CACHE_DIR = tempfile.mkdtemp(prefix="tcomp-test-cache-")
 os.environ["TCOMP_CACHE_DIR"] = _CACHE_DIR
-__import__("atexit").register(__import__("shutil").rmtree, _CACHE_DIR, True)
+atexit.register(shutil.rmtree, _CACHE_DIR, True)
 
 #: dtype of a result -> (rtol, atol) against a float64 NumPy reference rounded to that dtype.
 TOLERANCES = {
