@@ -179,7 +179,7 @@ class _Config(types.ModuleType):
     def num_threads(self, n: int) -> None:
         from tcomp.backend.cpu import parallel
 
-        parallel.set_num_threads(int(n))
+        parallel.set_num_threads(n)  # a str is a TypeError (parse_flags converts its text)
 
     @property
     def cache(self) -> bool:
@@ -260,7 +260,7 @@ def parse_flags(text: str, source: str = "TCOMP_FLAGS", strict: bool = True) -> 
         try:
             if not sep or not name:
                 raise ValueError(f"expected name=value, got {entry!r}")
-            set_flag(name, value)
+            set_flag(name, int(value) if name == "num_threads" else value)
         except (AttributeError, ValueError) as exc:
             if strict:
                 raise ValueError(f"{source}: {exc}") from None
