@@ -1,4 +1,5 @@
-"""Indexing and scan kernels for the grid: gather, set/inc_subtensor, cumsum/cumprod.
+"""Indexing, scan and random kernels for the grid: gather, set/inc_subtensor, cumsum/cumprod,
+random_uniform/normal/binomial.
 
 ``gather`` is pointwise over the selection.  Index *arrays* are read, normalized (negative
 counts from the end) and bounds-checked per element; a bad one stores the kernel's position
@@ -197,6 +198,82 @@ def gen_cumulative(ctx):
     return _emit_pointwise(ctx, rows, point)
 
 
-GENERATORS = {"gather": gen_gather, "update": gen_update, "cumulative": gen_cumulative}
+def gen_random(ctx):
+    """random_uniform / normal / binomial: the CPU backend's Philox-4x32-10 per flat output
+    index and its recipes (``backend/cpu/kernels_random.py``: the same IR helpers), so the
+    same seed and counter give the same draws on both backends."""
+    import math
+
+    import numpy as np
+
+    from tcomp.backend import mathlib
+    from tcomp.backend.cpu.kernels_random import _u24, _u53, philox
+
+    k, kb, b = ctx.k, ctx.kb, ctx.b
+    attrs = dict(k.attrs)
+    od = ctx.value(k.writes[0]).dtype
+    seed_v, ctr_v = k.args[0].value, k.args[1].value
+    sv, cv = ctx.value(seed_v), ctx.value(ctr_v)
+    sref, cref = ctx.ref(seed_v), ctx.ref(ctr_v)
+    out = ctx.ref(k.writes[0])
+    c64, c32 = _c, (lambda v: ir.Constant(u.I32, v & 0xFFFFFFFF))
+
+    def key_and_counter():
+        if sv.ndim == 0:
+            s = cast(b, sref.load(b, []), sv.dtype, "int64")
+            key = (b.trunc(s, u.I32), b.trunc(b.lshr(s, c64(32)), u.I32))
+        else:
+            key = tuple(b.trunc(cast(b, sref.load(b, [c64(j)]), sv.dtype, "int64"), u.I32) for j in range(2))
+        c = cast(b, cref.load(b, []), cv.dtype, "int64")
+        return key, (b.trunc(c, u.I32), b.trunc(b.lshr(c, c64(32)), u.I32))
+
+    def store(i, v):
+        u.store_value(b, v, u.gep(b, out.ptr, od, i), od)
+
+    op = k.op
+    if op == "random_uniform":
+        lo, hi = np.dtype(od).type(attrs["low"]), np.dtype(od).type(attrs["high"])
+        below = float(np.nextafter(hi, np.dtype(od).type(-np.inf)))
+        vt = u.value_type(od)
+
+    def body(i):
+        key, (c_lo, c_hi) = key_and_counter()
+
+        def words(block):
+            return philox(b, (b.trunc(i, u.I32), c32(block) if isinstance(block, int) else block, c_lo, c_hi), key)
+        if op == "random_uniform":
+            w = words(0)
+            uu = _u24(b, w[0]) if od == "float32" else _u53(b, w[0], w[1])
+            r = b.fadd(ir.Constant(vt, float(lo)), b.fmul(ir.Constant(vt, float(hi - lo)), uu))
+            store(i, b.select(b.fcmp_ordered(">=", r, ir.Constant(vt, float(hi))), ir.Constant(vt, below), r))
+        elif op == "random_normal":
+            w0, w1, w2, w3 = words(0)
+            u1 = b.fsub(ir.Constant(u.F64, 1.0), _u53(b, w0, w1))
+            u2 = _u53(b, w2, w3)
+            rad = u.call_intrinsic(b, "sqrt", b.fmul(ir.Constant(u.F64, -2.0), mathlib.emit_unary(b, "log", u1)))
+            z = b.fmul(rad, mathlib.emit_unary(b, "cos", b.fmul(ir.Constant(u.F64, 2.0 * math.pi), u2)))
+            r = b.fadd(ir.Constant(u.F64, float(attrs["mean"])), b.fmul(ir.Constant(u.F64, float(attrs["std"])), z))
+            store(i, cast(b, r, "float64", od))
+        else:
+            trials = int(attrs["n"])
+            threshold = min(math.floor(float(attrs["p"]) * 4294967296.0), 1 << 32)
+
+            def block(j, accs):
+                w = words(b.trunc(j, u.I32))
+                cnt = accs[0]
+                for t in range(4):
+                    ok = b.icmp_signed("<", b.add(b.mul(j, c64(4)), c64(t)), c64(trials))
+                    hit = b.icmp_unsigned("<", b.zext(w[t], u.I64), c64(threshold))
+                    cnt = b.add(cnt, b.zext(b.and_(ok, hit), u.I64))
+                return [cnt]
+            (count,) = u.reduction_loop(b, (trials + 3) // 4, [c64(0)], block, name="bt")
+            store(i, cast(b, count, "int64", od) if od != "bool" else b.icmp_unsigned("!=", count, c64(0)))
+    dims = ctx.value(k.writes[0]).dims
+    odims = [kb.dim(d) for d in dims]
+    kb.pointwise(u.numel(b, odims) if odims else 1, body)
+    return ("prod", tuple(dims))
+
+
+GENERATORS = {"gather": gen_gather, "update": gen_update, "cumulative": gen_cumulative, "random": gen_random}
 
 __all__ = ["GENERATORS", "ERROR_SLOT", "IndexMap"]
