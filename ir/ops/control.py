@@ -168,7 +168,7 @@ def _scan_infer(types, attrs):
         raise TypeError(f"scan: the body takes {len(have)} inputs but the operands give {len(want)} "
                         f"({n_seqs} sequence rows, {sum(map(len, taps))} state taps, {n_nonseq} non-sequences)")
     for k, (h, w) in enumerate(zip(have, want)):
-        if h != w:
+        if not _refines(w, h):
             raise TypeError(f"scan: body input {k} has type {h}, the operands give {w}")
     outs = body.output_types
     n_out = n_rec + n_nitsot
@@ -192,6 +192,15 @@ def _scan_infer(types, attrs):
             raise TypeError("scan: body results must be tensors")
     results = [v if mode == "last" else TensorType(v.dtype, (None,) + v.shape) for v, mode in zip(values, store)]
     return _tuple_or_single(results)
+
+
+def _refines(operand, body_input) -> bool:
+    """An operand may be more specific than the body input it feeds: an anonymous dim of the
+    body accepts any extent (a graph rebuilt over static-shaped inputs keeps its body)."""
+    if not isinstance(operand, TensorType) or not isinstance(body_input, TensorType):
+        return operand == body_input
+    return (operand.dtype == body_input.dtype and operand.ndim == body_input.ndim
+            and all(b is None or a == b for a, b in zip(operand.shape, body_input.shape)))
 
 
 class StepError(ValueError):
@@ -290,7 +299,7 @@ def _ifelse_infer(types, attrs):
     if cond.ndim != 0:
         raise TypeError(f"ifelse: the condition must be a scalar, got {cond}")
     for name, b in (("then", then_b), ("else", else_b)):
-        if b.input_types != list(captured):
+        if len(b.input_types) != len(captured) or not all(map(_refines, captured, b.input_types)):
             raise TypeError(f"ifelse: the {name} branch takes ({', '.join(map(str, b.input_types))}) but the "
                             f"operands give ({', '.join(map(str, captured))})")
     a, b = then_b.output_types, else_b.output_types
