@@ -493,9 +493,11 @@ def stabilized(g, i, vals):
     return None
 
 
-def evaluate(g: Graph, tshapes, noise_rng=None, override=None, snap=False, stable=True):
+def evaluate(g: Graph, tshapes, noise_rng=None, override=None, snap=False, stable=True, direction=0):
     """All step values; with ``noise_rng`` every float result is perturbed by its ``noise``.
 
+    ``direction`` +1/-1 pushes every perturbation the same way (both sides of a threshold that
+    a later floor/cast/comparison reads), 0 draws it at random.
     ``snap``: values within their absolute error of zero become exactly 0 (a backend may
     land there, and 0 is where ``0 // x`` or ``log`` jump).  ``override`` maps input step
     ids to replacement values (finite differences)."""
@@ -511,10 +513,10 @@ def evaluate(g: Graph, tshapes, noise_rng=None, override=None, snap=False, stabl
             k, absn = noise(s, vals, v)
             if k or absn is not None:
                 with np.errstate(all="ignore"):
-                    u = noise_rng.uniform(-1, 1, v.shape)
+                    u = np.full(v.shape, float(direction)) if direction else noise_rng.uniform(-1, 1, v.shape)
                     w = f64(v) * (1 + u * k * eps(v.dtype.name))
                     if absn is not None:
-                        w = w + noise_rng.uniform(-1, 1, v.shape) * absn
+                        w = w + (u if direction else noise_rng.uniform(-1, 1, v.shape)) * absn
                         if snap:
                             w = np.where(np.abs(f64(v)) <= absn, 0.0, w)
                     v = np.where(np.isfinite(w) | ~np.isfinite(v), w, v).astype(v.dtype)

@@ -38,8 +38,9 @@ def oracle_runs(g):
         try:
             # (run 1 evaluates step by step: where that overflows and the stabilized math does
             # not, tcomp may give either, so such elements are not judged)
+            # runs 0 and 1 push every float result up / down by its error bound, run 2 at random
             noisy.append(evaluate(g, ts, noise_rng=np.random.default_rng([g.seed, k, 99]), snap=k == 0,
-                                  stable=k != 1))
+                                  stable=k != 1, direction=(1, -1, 0)[k]))
         except OracleError:
             return exact, None
     return exact, noisy
