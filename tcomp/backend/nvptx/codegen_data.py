@@ -1,5 +1,5 @@
-"""Indexing, scan and random kernels for the grid: gather, set/inc_subtensor, cumsum/cumprod,
-random_uniform/normal/binomial.
+"""Indexing, scan, sort and random kernels for the grid: gather, set/inc_subtensor,
+cumsum/cumprod, argsort (by ranks), random_uniform/normal/binomial.
 
 ``gather`` is pointwise over the selection.  Index *arrays* are read, normalized (negative
 counts from the end) and bounds-checked per element; a bad one stores the kernel's position
@@ -274,6 +274,40 @@ def gen_random(ctx):
     return ("prod", tuple(dims))
 
 
-GENERATORS = {"gather": gen_gather, "update": gen_update, "cumulative": gen_cumulative, "random": gen_random}
+def gen_argsort(ctx):
+    """Stable argsort along ``axis`` by ranks: each thread takes one element, counts the
+    elements of its row that sort before it (smaller, or equal and earlier; NaN after every
+    number, NaNs equal; -0.0 == 0.0 as NumPy compares) and writes its index at that rank.
+    The ranks of a row are a permutation, so every output slot is written exactly once."""
+    k, b = ctx.k, ctx.b
+    axis = dict(k.attrs)["axis"]
+    xv = ctx.value(k.args[0].value)
+    xr, out = ctx.ref(k.args[0].value), ctx.ref(k.writes[0])
+    kind = dt.kind(xv.dtype)
+    L = u.i64(xr.dims[axis])
+
+    def less(a, c):
+        if kind == "f":
+            return b.or_(b.fcmp_ordered("<", a, c), b.and_(b.fcmp_ordered("==", a, a), b.fcmp_unordered("uno", c, c)))
+        if kind == "b":
+            return b.and_(b.not_(a), c)
+        return (b.icmp_signed if kind == "i" else b.icmp_unsigned)("<", a, c)
+
+    def point(idx):
+        j = idx[axis]
+        v = xr.load(b, idx)
+
+        def step(r, accs):
+            m = r[0]
+            w = xr.load(b, idx[:axis] + [m] + idx[axis + 1:])
+            tie = b.and_(b.not_(less(w, v)), b.not_(less(v, w)))
+            before = b.or_(less(w, v), b.and_(tie, b.icmp_signed("<", m, j)))
+            return [b.add(accs[0], b.zext(before, _I64))]
+        (rank,) = u.nested_reduction(b, [L], [_c(0)], step, name="rk")
+        out.store(b, j, idx[:axis] + [rank] + idx[axis + 1:])
+    return _emit_pointwise(ctx, xv.dims, point)
+
+
+GENERATORS = {"argsort": gen_argsort, "gather": gen_gather, "update": gen_update, "cumulative": gen_cumulative, "random": gen_random}
 
 __all__ = ["GENERATORS", "ERROR_SLOT", "IndexMap"]
