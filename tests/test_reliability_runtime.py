@@ -469,6 +469,7 @@ def test_function_dropped_while_its_call_runs_in_another_thread():
 def test_optimizer_process_is_recycled_and_optional(monkeypatch):
     from tcomp.runtime import optimizer
 
+    monkeypatch.setenv("TCOMP_CACHE", "0")  # every compile must reach the optimizer process
     x = T.fvector("x")
     data = np.arange(4, dtype="float32")
     tcomp.function([x], x + 1)(data)
