@@ -18,7 +18,7 @@ Launch shapes (:class:`LaunchSpec`):
 * matmul gives each block a 64 x 64 output tile: per 16-wide K step, 256 threads stage an A
   and a B tile in block memory, barrier, and each accumulates a 4 x 4 register block.
 * gather/update/cumulative/random: see ``codegen_data.py``; conv2d and its gradients:
-  ``codegen_conv.py`` (direct, one thread per output element).
+  ``codegen_conv.py`` (direct, one thread per output element); pooling: ``codegen_pool.py``.
 """
 from __future__ import annotations
 
@@ -347,13 +347,14 @@ def gen_concat(ctx) -> None:
 
 
 def _generators():
-    from . import codegen_block, codegen_conv, codegen_data
+    from . import codegen_block, codegen_conv, codegen_data, codegen_pool
 
     return {
         "elemwise": gen_elemwise, "fused": gen_fused, "copy": gen_copy, "transpose": gen_transpose,
         "scalar": gen_scalar, "arange": gen_arange, "concat": gen_concat, "stack": gen_concat,
         "reduce": codegen_block.gen_reduce, "softmax": codegen_block.gen_softmax,
         "matmul": codegen_block.gen_matmul, **codegen_data.GENERATORS, **codegen_conv.GENERATORS,
+        **codegen_pool.GENERATORS,
     }
 
 
