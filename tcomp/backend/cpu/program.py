@@ -125,6 +125,10 @@ class Program:
             self.role[n] = "hostval"
             if g.op(n) != "shape":  # a shape node needs only its operand's shape
                 stack.extend(g.operands(n))
+            if g.op(n) == "fused" and g.attrs(n).get("outputs"):
+                # the host runs the whole multi-output kernel: every result is a host value (a
+                # result left to the kernels would have no buffer: nothing writes it there)
+                stack.extend(u for u in g.users(n) if g.op(u) == "get_output")
 
     def _role(self, n):
         g = self.g
