@@ -109,3 +109,24 @@ def test_random_streams_are_bit_exact(op, dtype):
     for got, want in zip(EmulatedProgram(p)(ins), evaluate(g, ins)):
         assert got.dtype == want.dtype and got.shape == want.shape
         assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("build", ["_conv_step", "_random_streams", "_indexing", "_minibatch_givens"])
+def test_programs_of_example_functions(build):
+    """tests/test_kernel_program.py's example functions (a conv net training step, random
+    streams, indexing with scalar and array indices, givens): outputs and their errors."""
+    import test_kernel_program as KP
+
+    f, good, bad = getattr(KP, build)()
+    g = f.optimized
+    p = lower_kernels(g, f.donations)
+    shared = [s.get_value() for s in f.shared_inputs]
+    em = EmulatedProgram(p)
+    for a, w in zip(em(good + shared), evaluate(g, good + shared)):
+        np.testing.assert_allclose(a, w, rtol=1e-4, atol=1e-5)
+    for arrays in bad:
+        with pytest.raises((ValueError, IndexError)) as got:
+            em(arrays + shared)
+        with pytest.raises(type(got.value)) as want:
+            evaluate(g, arrays + shared)
+        assert type(got.value) is type(want.value)

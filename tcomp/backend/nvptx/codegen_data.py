@@ -308,6 +308,7 @@ def gen_argsort(ctx):
     return _emit_pointwise(ctx, xv.dims, point)
 
 
-GENERATORS = {"argsort": gen_argsort, "gather": gen_gather, "update": gen_update, "cumulative": gen_cumulative, "random": gen_random}
+GENERATORS = {"argsort": gen_argsort, "gather": gen_gather, "update": gen_update, "cumulative": gen_cumulative,
+              "random": gen_random}
 
 __all__ = ["GENERATORS", "ERROR_SLOT", "IndexMap"]

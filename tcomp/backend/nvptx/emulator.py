@@ -14,10 +14,10 @@ import ctypes
 
 import numpy as np
 
-from tcomp.passes.kernel_program import evaluate_shape_program, resolve
+from tcomp.passes.kernel_program import resolve
 
 from .codegen import generate
-from .host import KernelTables, index_error
+from .host import KernelTables, index_error, registers
 
 
 class EmulatedProgram:
@@ -33,7 +33,7 @@ class EmulatedProgram:
 
     def __call__(self, arrays):
         p = self.prog
-        regs = evaluate_shape_program(p.shape, arrays)
+        regs = registers(p, arrays)
         inputs = [a if a.flags.c_contiguous else np.array(a, order="C") for a in map(np.asarray, arrays)]
         ws = np.full(max(int(resolve(p.workspace, regs)), 1), 0xCD, dtype=np.uint8)
         outputs = [np.empty(resolve(p.values[o.value].dims, regs), p.values[o.value].dtype) for o in p.outputs]

@@ -49,9 +49,28 @@ class KernelTables:
 
 
 
+def registers(prog, arrays) -> dict:
+    """The shape program's registers for one call; a failing shape check raises ValueError
+    with the CPU backend's message (its ShapeError surfaces as ValueError, as there)."""
+    from tcomp.ir.interpreter import ShapeError
+    from tcomp.passes.kernel_program import evaluate_shape_program
+
+    if len(arrays) != len(prog.inputs):
+        raise TypeError(f"expected {len(prog.inputs)} inputs, got {len(arrays)}")
+    for x, a in zip(prog.inputs, arrays):
+        a = np.asarray(a)
+        if a.dtype.name != x.dtype or a.ndim != len(x.shape):
+            raise TypeError(f"input {x.name!r}: expected {x.dtype} of rank {len(x.shape)}, "
+                            f"got {a.dtype.name} of rank {a.ndim}")
+    try:
+        return evaluate_shape_program(prog.shape, arrays)
+    except ShapeError as e:
+        raise ValueError(str(e)) from None
+
+
 def index_error(prog, code: int) -> IndexError:
     """The CPU backend's error for a bad index array entry found by kernel ``code - 1``."""
     return IndexError(f"{prog.kernels[code - 1].label}: index out of bounds (checked in native code)")
 
 
-__all__ = ["KernelTables", "index_error"]
+__all__ = ["KernelTables", "index_error", "registers"]

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tcomp.passes.kernel_program import evaluate_shape_program, resolve
+from tcomp.passes.kernel_program import resolve
 
 from .codegen import generate
-from .host import KernelTables, index_error
+from .host import KernelTables, index_error, registers
 from .target import BLOCK, PTX_FEATURES, emit_ptx
 
 #: most blocks one launch uses (grid-stride loops cover the rest)
@@ -86,7 +86,7 @@ class CudaCompiled:
             self._setup()
         dev, p = self._dev, self.program
         dev.make_current()
-        regs = evaluate_shape_program(p.shape, inputs)
+        regs = registers(p, inputs)
         arrays = [np.ascontiguousarray(a) for a in inputs]
         held = []
 
