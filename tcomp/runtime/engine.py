@@ -223,10 +223,17 @@ def load(llvm_ir, *, exports=None, opt_level: int = 3, loop_unrolling: bool = Tr
         hit = cache.lookup(key)
         if hit is not None:
             sections, meta = hit
-            with _lock:
-                cache_stats["hits"] += 1
-                return _link(sections["obj"], meta["declared"], meta["defined"], exports, sections["ir"], True)
-        cache_stats["misses"] += 1
+            try:
+                obj, ir_z, declared, defined = sections["obj"], sections["ir"], meta["declared"], meta["defined"]
+            except (KeyError, TypeError):  # a valid entry of another layout: compiled again and replaced
+                obj = None
+            if obj is not None:
+                with _lock:
+                    lib = _link(obj, declared, defined, exports, ir_z, True)
+                    cache_stats["hits"] += 1
+                    return lib
+        with _lock:
+            cache_stats["misses"] += 1
     text = llvm_ir() if callable(llvm_ir) else llvm_ir
     with _lock:
         optimized, obj, declared, defined = _compile(text, opt_level, loop_unrolling)
