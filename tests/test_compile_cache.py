@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import pathlib
 import struct
 import subprocess
 import sys
@@ -128,8 +129,18 @@ def test_lru_eviction_keeps_recent_and_just_stored(cache_dir):
     assert left == {keys[0], keys[3], cache.make_key("entry4")}
 
 
+def test_bound_holds_over_many_stores(cache_dir):
+    blob = b"\x02" * 4000
+    with tcomp.config.change_flags(cache_max_bytes=20000):
+        for k in range(40):
+            cache.store(cache.make_key(f"many{k}"), {"obj": blob})
+    sizes = [p.stat().st_size for p in _entries(cache_dir)]
+    assert sum(sizes) <= 20000 and len(sizes) >= 3
+    assert _entries_path(cache.make_key("many39")).exists()  # the newest survives
+
+
 def _entries_path(key):
-    return __import__("pathlib").Path(cache.objects_dir()) / (key + ".tco")
+    return pathlib.Path(cache.objects_dir()) / (key + ".tco")
 
 
 def test_stale_temporary_files_are_removed_by_eviction(cache_dir):

@@ -26,7 +26,8 @@ killed mid-store leaves at most a temporary file, which the next eviction pass r
 once it is an hour old.
 
 **Size bound**: after a store pushes the directory over :func:`max_bytes`, the least
-recently used entries (oldest mtime; a hit touches its entry) are deleted until it fits.
+recently used entries (oldest mtime; a hit touches its entry) are deleted until it fits
+(the total is a running estimate between scans, see :func:`_account`).
 
 Settings, read at each use (so a test or ``conftest`` may change them at any time):
 ``tcomp.config.cache`` / ``TCOMP_CACHE`` (``0`` turns the cache off), ``tcomp.config.cache_dir``
@@ -245,8 +246,31 @@ def store(key: str, sections: dict, meta: dict | None = None) -> bool:
         return False
     bound = max_bytes()
     if bound:
-        evict(bound, keep=path)
+        _account(len(head) + len(payload) + len(MAGIC) + 4, bound, path)
     return True
+
+
+#: this process's estimate of the directory's bytes (None: not scanned yet) and stores since a scan
+_estimate = {"dir": None, "bytes": 0, "stores": 0}
+#: stores between two scans of the directory (to see other processes' entries)
+RESCAN_STORES = 64
+
+
+def _account(size: int, bound: int, keep: str) -> None:
+    """Enforce the bound without scanning the directory at every store (a suite compiling
+    thousands of functions would stat every entry each time): a scan at the first store of
+    the process and every :data:`RESCAN_STORES` stores, a running total in between."""
+    folder = objects_dir()
+    est = _estimate
+    if est["dir"] != folder or est["stores"] >= RESCAN_STORES:
+        entries, _ = _scan()
+        est.update(dir=folder, bytes=sum(s for _, s, _ in entries), stores=0)
+    else:
+        est["bytes"] += size
+        est["stores"] += 1
+    if est["bytes"] > bound:
+        evict(bound, keep=keep)
+        est.update(bytes=sum(s for _, s, _ in _scan()[0]), stores=0)
 
 
 def _scan():
@@ -307,6 +331,7 @@ def info() -> dict:
 def clear() -> int:
     """Delete every entry and temporary file; returns how many entries were deleted."""
     entries, tmps = _scan()
+    _estimate["dir"] = None
     n = 0
     for _, _, path in entries + tmps:
         try:
