@@ -8,7 +8,9 @@ stores what it compiled.
 **Key**: sha256 of the caller's content key (the LLVM IR text for the planner path; the
 kernel program hash plus the backend's codegen settings and source fingerprint for the
 native path), the optimization settings, the target triple, host CPU name and feature
-string, and the tcomp, llvmlite and LLVM versions, and :data:`FORMAT_VERSION`.  An entry
+string, the tcomp, llvmlite and LLVM versions, :data:`FORMAT_VERSION` and a fingerprint of
+``tcomp/runtime``'s source (the pass pipeline and target machine settings live there, and a
+development tree changes them without a version bump).  An entry
 made on another CPU therefore has another name; its header also records the CPU, features
 and triple, and a mismatch there is treated as corruption.
 
@@ -126,7 +128,9 @@ def identity() -> dict:
         _identity.append({"format": FORMAT_VERSION, "triple": tm.triple, "cpu": engine._host[0],
                           "features": engine._host[1], "tcomp": tcomp.__version__,
                           "llvmlite": llvmlite.__version__,
-                          "llvm": ".".join(map(str, llvm.llvm_version_info))})
+                          "llvm": ".".join(map(str, llvm.llvm_version_info)),
+                          # the pass pipeline and code generation settings live in these sources
+                          "runtime": source_fingerprint("tcomp.runtime")})
     return _identity[0]
 
 

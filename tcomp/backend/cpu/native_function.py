@@ -81,7 +81,7 @@ def _codegen_fingerprint() -> str:
 
     from .kernels_gemm import codegen_key
 
-    return codegen_key() + ":" + source_fingerprint("tcomp.backend.cpu", "tcomp.ir", "tcomp.ir.ops", "tcomp.runtime")
+    return codegen_key() + ":" + source_fingerprint("tcomp.backend.cpu", "tcomp.ir", "tcomp.ir.ops")
 
 
 def cache_key(hp: HostProgram) -> str:
