@@ -267,3 +267,37 @@ def test_env_cache_off(tmp_path):
     d = _result(_spawn(tmp_path, True, TCOMP_CACHE="0"))
     assert d["stats"] == {"hits": 0, "misses": 0, "stores": 0}
     assert not (tmp_path / "objects").exists()
+
+
+MLP_SCRIPT = textwrap.dedent("""\
+    import json, time
+    import tcomp.backend.cpu.native_function  # imports are not compile time
+    from tcomp.examples import mlp
+    from tcomp.runtime import engine
+    t = {}
+    real = mlp.tcomp.function
+    def timed(*a, **k):
+        t0 = time.perf_counter()
+        f = real(*a, **k)
+        t["s"] = time.perf_counter() - t0
+        return f
+    mlp.tcomp.function = timed
+    mlp.build_classifier_step()
+    print(json.dumps({"seconds": t["s"], "stats": engine.cache_stats}))
+    """)
+
+
+@pytest.mark.slow
+def test_warm_start_of_the_mlp_step_is_much_faster(tmp_path):
+    """The MLP training step (784-512-512-10, batch 128) from graph to callable in a fresh
+    process: a warm start links the cached objects (a ratio, not a time)."""
+    env = dict(os.environ, TCOMP_CACHE_DIR=str(tmp_path), TCOMP_NATIVE_PROGRAM="1")
+    env.pop("TCOMP_CACHE", None)
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", MLP_SCRIPT], env=env, capture_output=True, text=True,
+                             timeout=600, check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+    cold, warm = run(), run()
+    assert cold["stats"]["misses"] >= 1 and warm["stats"]["misses"] == 0
+    assert warm["seconds"] < cold["seconds"] / 4, (cold, warm)
