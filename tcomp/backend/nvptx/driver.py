@@ -85,6 +85,7 @@ class Device:
             getattr(lib, f).argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_size_t] + \
                 ([ctypes.c_void_p] if "Async" in f else [])
         lib.cuMemFree_v2.argtypes = [ctypes.c_uint64]
+        lib.cuMemAlloc_v2.argtypes = [ctypes.POINTER(ctypes.c_uint64), ctypes.c_size_t]
         lib.cuMemsetD8_v2.argtypes = [ctypes.c_uint64, ctypes.c_ubyte, ctypes.c_size_t]
 
     def make_current(self) -> None:
