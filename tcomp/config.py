@@ -16,8 +16,8 @@ Options (``tcomp.config.OPTIONS`` lists them with their choices):
 - ``optimizer``: the pass pipeline of mode ``'Mode'``: ``'fast_run'`` (every pass),
   ``'merge'`` (common subexpressions only), ``'fast_compile'``, ``'stabilize'`` or
   ``'None'`` (no pass at all).
-- ``device``: ``'cpu'``.  ``'cuda'``/``'gpu'`` names are refused with a clear message:
-  tcomp has no CUDA backend yet.
+- ``device``: ``'cpu'``.  ``'cuda'``/``'gpu'`` names are refused with a clear message: the
+  experimental CUDA backend is chosen per function with ``backend='cuda'``.
 - ``compute_test_value``: ``'off'`` / ``'ignore'`` / ``'warn'`` / ``'raise'`` (Theano's).
 - ``num_threads``: threads a large elementwise loop may use.
 - ``cache``: whether compiled object code is kept in the persistent compile cache
@@ -136,8 +136,8 @@ warn = WarnFlags()
 def _check_choice(name, value):
     choices = OPTIONS[name]
     if name == "device" and isinstance(value, str) and value.lower().startswith(_GPU_PREFIXES):
-        raise ValueError(f"config.device={value!r}: tcomp has no CUDA/GPU backend yet; computations run on "
-                         "'cpu' (the only valid device)")
+        raise ValueError(f"config.device={value!r}: no GPU device setting yet; the CUDA backend is experimental "
+                         "and chosen per function (backend='cuda'); 'cpu' is the only valid device")
     if name == "floatX" and value in ("32", "64"):  # Theano's shorthand
         value = "float" + value
     if value not in choices:

@@ -182,8 +182,8 @@ def test_dump_stages_and_a_helpful_error_for_a_bogus_one():
     fn, _ = small_mlp()
     from tcomp.function import Function
 
-    # the reference backend compiles nothing: every stage but the LLVM ones
-    assert fn.dump_stages() == tuple(s for s in Function.STAGES if s not in ("llvm", "asm"))
+    # the reference backend compiles nothing: every stage but the LLVM and PTX ones
+    assert fn.dump_stages() == tuple(s for s in Function.STAGES if s not in ("llvm", "asm", "ptx"))
     with pytest.raises(ValueError, match="unknown dump stage 'optimised'; valid: traced, optimized"
                                          ".*did you mean 'optimized'"):
         fn.dump("optimised")

@@ -174,9 +174,9 @@ def test_config_validates_names_and_values(monkeypatch):
                                 ("compute_test_value", "loud", "raise")]:
         with pytest.raises(ValueError, match=choice):
             setattr(config, name, value)
-    with pytest.raises(ValueError, match="no CUDA/GPU backend"):
+    with pytest.raises(ValueError, match="no GPU device setting"):
         config.device = "cuda"
-    with pytest.raises(ValueError, match="no CUDA/GPU backend"):
+    with pytest.raises(ValueError, match="no GPU device setting"):
         config.device = "gpu0"
     config.device = "cpu"
     monkeypatch.setattr(config, "floatX", "64")  # Theano's shorthand
