@@ -483,7 +483,7 @@ def stabilized(g, i, vals):
             yf = f64(as_dtype(y, d))
             axes = tuple(range(yf.ndim)) if a.p["axis"] is None else tuple(np.atleast_1d(a.p["axis"]) % max(yf.ndim, 1))
             if not axes:
-                return y  # a sum over no axis: log(exp(y))
+                return as_dtype(y, d)  # a sum over no axis: log(exp(y)), in the log's dtype
             if yf.size == 0:
                 return None
             m = np.max(yf, axis=axes, keepdims=True)
