@@ -192,3 +192,21 @@ def test_out_of_bounds_index_is_an_error_even_when_the_selection_is_empty(backen
     got, inc = f(a)
     assert got.shape == a[0:0, [0, -3]].shape
     np.testing.assert_array_equal(inc, a)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_index_arrays_that_broadcast_to_nothing_check_no_bounds(backend):
+    """NumPy's other half of the rule: ``x[[], [3]]`` is empty and checks nothing (fuzzer seed
+    20559), for reads, set_subtensor and inc_subtensor."""
+    a = np.zeros((2, 2))
+    x, i, j = T.dmatrix("x"), T.lvector("i"), T.lvector("j")
+    f = tcomp.function([x, i, j], [x[i, j], T.set_subtensor(x[i, j], 1.0), T.inc_subtensor(x[i, j], 1.0)],
+                       backend=backend)
+    for iv, jv in (([], [3]), ([3], []), ([], [-9])):
+        iv, jv = np.array(iv, "int64"), np.array(jv, "int64")
+        got, set_, inc = f(a, iv, jv)
+        assert got.shape == a[iv, jv].shape == (0,)
+        np.testing.assert_array_equal(set_, a)
+        np.testing.assert_array_equal(inc, a)
+    with pytest.raises(IndexError):
+        f(a, np.array([0], "int64"), np.array([3], "int64"))

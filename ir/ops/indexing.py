@@ -109,6 +109,10 @@ def build_index(index, arrays):
 
 
 def _check_bounds(name, x, index):
+    """NumPy's rule: every index-array entry is checked, even when a slice makes the result
+    empty, except when the index arrays broadcast to nothing (``x[[], [3]]`` is empty)."""
+    if any(isinstance(ix, np.ndarray) and not ix.size for ix in index):
+        return
     for axis, ix in enumerate(index):
         if isinstance(ix, np.ndarray) and ix.size:
             d = x.shape[axis]

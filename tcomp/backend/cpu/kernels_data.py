@@ -165,13 +165,18 @@ class IndexMap:
         self.extra = ctx.prog.extra_off.get(ctx.n)
 
     def check_if_empty(self, sel_dims) -> None:
-        """NumPy checks every index even when the selection is empty (a slice or another index
-        array has length 0), but the loop over the selection then checks nothing: in that case
-        only, walk the index arrays and check each entry (otherwise each is checked where used)."""
+        """NumPy checks every index entry even when the selection is empty because a slice has
+        length 0 (``x[0:0, [0, 3]]`` raises), but not when the index arrays broadcast to nothing
+        (``x[[], [3]]`` is empty); the loop over an empty selection checks nothing, so in the
+        first case only walk the index arrays and check each entry."""
         ctx, b = self.ctx, self.ctx.b
         if not self.arrays:
             return
-        empty = b.icmp_signed("==", u.i64(u.numel(b, list(sel_dims))), ir.Constant(u.I64, 0))
+        zero = ir.Constant(u.I64, 0)
+        empty = b.icmp_signed("==", u.i64(u.numel(b, list(sel_dims))), zero)
+        for arr in self.arrays.values():
+            size = u.i64(u.numel(b, list(ctx.refs[arr].dims)))
+            empty = b.and_(empty, b.icmp_signed("!=", size, zero))
         with b.if_then(empty, likely=False):
             for k, arr in self.arrays.items():
                 ref, dtype, d = ctx.refs[arr], ctx.g.type(arr).dtype, u.i64(self.x_dims[k])
