@@ -45,7 +45,8 @@ def _rss() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _optimize(module, tm, level: int, loop_unrolling: bool) -> None:
+def optimize_module(module, tm, level: int, loop_unrolling: bool) -> None:
+    """LLVM's O<level> pipeline with both vectorizers (also used in-process by ``engine.optimize``)."""
     pto = llvm.create_pipeline_tuning_options(speed_level=level)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
@@ -58,7 +59,8 @@ def _optimize(module, tm, level: int, loop_unrolling: bool) -> None:
     pto.close()
 
 
-def _compile(tm, llvm_ir: str, level: int, loop_unrolling: bool):
+def compile_module(tm, llvm_ir: str, level: int, loop_unrolling: bool):
+    """IR text -> (optimized IR, object code, declared symbols, defined functions)."""
     ctx = llvm.create_context()
     try:
         mod = llvm.parse_assembly(llvm_ir, context=ctx)
@@ -67,7 +69,7 @@ def _compile(tm, llvm_ir: str, level: int, loop_unrolling: bool):
             mod.triple = tm.triple
             mod.data_layout = str(tm.target_data)
             if level:
-                _optimize(mod, tm, level, loop_unrolling)
+                optimize_module(mod, tm, level, loop_unrolling)
             declared = [g.name for g in list(mod.functions) + list(mod.global_variables)
                         if g.is_declaration and not g.name.startswith("llvm.")]
             defined = [f.name for f in mod.functions if not f.is_declaration and f.linkage == llvm.Linkage.external]
@@ -97,7 +99,7 @@ def main() -> None:
             return
         llvm_ir, level, loop_unrolling = req
         try:
-            reply = ("ok", *_compile(tm, llvm_ir, level, loop_unrolling), _rss())
+            reply = ("ok", *compile_module(tm, llvm_ir, level, loop_unrolling), _rss())
         except Exception as exc:  # reported to the parent, which raises it there
             reply = ("error", type(exc).__name__, str(exc), _rss())
         _write(out, reply)

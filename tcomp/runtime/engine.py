@@ -31,6 +31,8 @@ import zlib
 
 import llvmlite.binding as llvm
 
+from . import _optimizer_worker as _worker  # imports only llvmlite
+
 _lock = threading.RLock()
 _jit = None
 _target_machine = None
@@ -86,17 +88,7 @@ def optimize(module: "llvm.ModuleRef", level: int = 3, loop_unrolling: bool = Tr
     unroll passes, which full-unroll small static loop nests into huge code: the CPU
     backend measured 10-40x faster compiles and ~20x smaller modules without them.
     """
-    tm = target_machine()
-    pto = llvm.create_pipeline_tuning_options(speed_level=level)
-    pto.loop_vectorization = True
-    pto.slp_vectorization = True
-    pto.loop_unrolling = loop_unrolling
-    pb = llvm.create_pass_builder(tm, pto)
-    mpm = pb.getModulePassManager()
-    mpm.run(module, pb)
-    mpm.close()
-    pb.close()
-    pto.close()
+    _worker.optimize_module(module, target_machine(), level, loop_unrolling)
 
 
 class NativeLibrary:
@@ -180,24 +172,8 @@ def _imports(declared) -> dict:
 
 
 def _compile_in_process(llvm_ir: str, opt_level: int, loop_unrolling: bool):
-    tm = target_machine()
-    ctx = llvm.create_context()
-    try:
-        mod = llvm.parse_assembly(llvm_ir, context=ctx)
-        try:
-            mod.verify()
-            mod.triple = tm.triple
-            mod.data_layout = str(tm.target_data)
-            if opt_level:
-                optimize(mod, opt_level, loop_unrolling)
-            declared = [g.name for g in list(mod.functions) + list(mod.global_variables)
-                        if g.is_declaration and not g.name.startswith("llvm.")]
-            defined = [f.name for f in mod.functions if not f.is_declaration and f.linkage == llvm.Linkage.external]
-            return str(mod), tm.emit_object(mod), declared, defined
-        finally:
-            mod.close()
-    finally:
-        ctx.close()
+    """What the optimizer process does, done here (``TCOMP_JIT_OPTIMIZER=inprocess``)."""
+    return _worker.compile_module(target_machine(), llvm_ir, opt_level, loop_unrolling)
 
 
 def ir_key(llvm_ir: str) -> str:
