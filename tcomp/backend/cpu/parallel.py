@@ -99,6 +99,17 @@ _cell.value = default_num_threads()
 _register_symbols()
 
 
+def runtime_ir() -> str:
+    """One LLVM IR module defining every external symbol generated kernels need beyond
+    libc/libm/libpthread, for linking into ahead-of-time shared libraries: today the
+    thread-count cell ``tcomp_cpu_num_threads`` (an ``i64``, one thread by default)."""
+    m = ir.Module(name="tcomp_cpu_runtime")
+    cell = ir.GlobalVariable(m, u.I64, name=CELL_SYMBOL)
+    cell.initializer = ir.Constant(u.I64, 1)
+    cell.align = 8
+    return str(m)
+
+
 def _declare(module: ir.Module):
     g = module.globals
     if "pthread_create" not in g:
