@@ -130,6 +130,17 @@ DimRef = Union[int, str]  # an int literal or a register name "s<k>" (f64 litera
 
 # -- the shape program ------------------------------------------------------------------------
 
+class HostValueUnavailable(TypeError):
+    """A rank-0 value decides a shape or an index but only a kernel can compute it (e.g. the
+    number of trials of a binomial draw is ``max(n)`` over a tensor ``n``).  ``node`` is the
+    graph node: a backend may run the graph in two stages, that value first, then the rest
+    with it as a scalar input (``tcomp/backend/cpu/staged.py``)."""
+
+    def __init__(self, message: str, node: int):
+        super().__init__(message)
+        self.node = node
+
+
 @dataclass(frozen=True)
 class Inst:
     """``s<k> = op(args) {attrs}`` of type ``i64`` or ``f64`` (``check`` writes no register)."""

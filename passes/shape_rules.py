@@ -219,9 +219,11 @@ class ShapeRules:
     def value(self, n):
         """The register holding host value ``n`` (a rank-0 node the shapes depend on)."""
         if self.scal.get(n) is None or isinstance(self.scal[n], tuple):
-            raise TypeError(f"kernel program: {self.describe(n)} ({self.g.type(n)}) decides a shape or an index, "
-                            f"but the shape program cannot compute it (only integer/float scalar arithmetic, "
-                            f"shapes, scalar inputs and constants)")
+            from .kernel_program import HostValueUnavailable
+
+            raise HostValueUnavailable(f"kernel program: {self.describe(n)} ({self.g.type(n)}) decides a shape or an "
+                                       f"index, but the shape program cannot compute it (only integer/float scalar "
+                                       f"arithmetic, shapes, scalar inputs and constants)", n)
         return self.scal[n]
 
     def _fused(self, n, attrs, gtypes, cshapes):

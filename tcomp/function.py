@@ -325,6 +325,9 @@ class Function:
             return graph_text(self.traced if stage == "traced" else self.optimized, full_constants=full_constants,
                               locations=locations)
         if stage == "kernels":  # the kernel program of the optimized graph (tcomp.passes.lower_kernels)
+            kernels_text = getattr(self.compiled, "kernels_text", None)
+            if kernels_text is not None:  # a chain of programs (shapes computed by kernels: backend/cpu/staged.py)
+                return kernels_text()
             from tcomp.passes import lower_kernels
 
             return str(lower_kernels(self.optimized, self.donations))

@@ -171,3 +171,26 @@ def test_function_converts_what_the_native_shim_declines(monkeypatch):
     for x, y in zip(results[0][0], results[1][0]):
         np.testing.assert_array_equal(x, y)
     assert results[0][1] == results[1][1]
+
+
+def test_shapes_computed_by_kernels_run_as_a_chain_of_programs(native):
+    """``arange(max(n))`` sizes a tensor from data: the shape program cannot reduce, so the
+    function runs the reduction as a first program and the rest with its value as an input;
+    a second data-dependent size on top of the first makes a third program."""
+    from tcomp.backend.cpu.staged import StagedFunction
+
+    n = T.ivector("n")
+    a = T.arange(T.max(n))
+    b = T.zeros((T.sum(a),), dtype="int32") + T.max(n)
+    f = tcomp.function([n], [a * 2, b])
+    ref = tcomp.function([n], [a * 2, b], backend="reference")
+    assert isinstance(f.compiled, StagedFunction) and len(f.compiled.stages) == 3
+    assert f.dump("kernels").count("# stage") == 3
+    for data in ([3, 1, 2], [5], [0, -2]):
+        nv = np.asarray(data, "int32")
+        top = max(int(nv.max()), 0)
+        want = [np.arange(top) * 2, np.full(top * (top - 1) // 2, nv.max(), "int32")]
+        for got, r, w in zip(f(nv), ref(nv), want):
+            np.testing.assert_array_equal(got, w)
+            np.testing.assert_array_equal(r, w)
+            assert got.dtype == r.dtype

@@ -345,7 +345,7 @@ def compile_graph(graph, *, name: str = "fn", donate=None) -> CompiledGraph:
     from tcomp import config
 
     if config.native_program:
-        from .native_function import NativeFunction
+        from .staged import compile_native
 
-        return NativeFunction(graph, name=name, donate=donate)
+        return compile_native(graph, name=name, donate=donate)
     return CompiledGraph(graph, name=name, donate=donate)
