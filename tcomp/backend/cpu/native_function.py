@@ -117,8 +117,8 @@ class NativeFunction:
     #: outputs are never an input's storage, except donated updates written on purpose
     fresh_outputs = True
 
-    def __init__(self, graph, *, name: str = "fn", donate=None):
-        if not any(graph.op(n) == "fused" for n in graph.nodes()):
+    def __init__(self, graph, *, name: str = "fn", donate=None, fuse: bool = True):
+        if fuse and not any(graph.op(n) == "fused" for n in graph.nodes()):
             # a graph that never went through the fusion pass (``compile_graph`` on a hand-built
             # graph): fuse it here, as the old backend inlined elementwise chains in its loops
             from tcomp.passes.fusion import fuse_elementwise
