@@ -501,6 +501,14 @@ def format_program(p: KernelProgram) -> str:
                      f"space {_dims(k.space)}{extra}{' aliases' + alias if alias else ''}  # {k.label}")
         if k.op == "fused":
             lines.extend("      " + ln for ln in format_body(dict(k.attrs)).split("\n"))
+        elif k.kind in ("loop", "branch"):  # the nested programs, indented (passes/lower_loops.py)
+            nested = [(name, v) for name, v in k.attrs if isinstance(v, KernelProgram)]
+            rest = [(name, v) for name, v in k.attrs if not isinstance(v, KernelProgram)]
+            if rest:
+                lines.append(f"      {{{_attrs(rest)}}}")
+            for name, sub in nested:
+                lines.append(f"      {name}:")
+                lines.extend("        " + ln for ln in format_program(sub).split("\n"))
         elif k.attrs and k.kind not in ("scalar", "copy"):
             lines.append(f"      {{{_attrs(k.attrs)}}}")
     lines.append("outputs:")

@@ -30,6 +30,7 @@ from tcomp.ir import Graph, get_op
 from tcomp.ir.types import TupleType
 
 from .kernel_program import ALIGN, Arg, Buffer, Input, Kernel, KernelProgram, Output, Storage, Value
+from .lower_loops import CONTROL_OPS, lower_control
 from .memory import Step, assign_storage, kernel_results, schedule_donations
 from .shape_rules import ShapeRules, host_value_operands
 
@@ -98,6 +99,7 @@ class _Lowering:
         self.kernels: list = []  # dicts, in topological order
         self.writer: dict = {}   # value id -> kernel index
         self.labels = labels
+        self.extra_outputs: list = []  # values the program returns after the graph's outputs (a loop's count)
 
     # -- values ---------------------------------------------------------------------------------
     def new_value(self, dtype, dims, node=None, storage=None) -> int:
@@ -200,6 +202,8 @@ class _Lowering:
     def kernel_node(self, n):
         g, rules = self.g, self.rules
         op = g.op(n)
+        if op in CONTROL_OPS:  # a loop or branch kernel with nested programs (passes/lower_loops.py)
+            return lower_control(self, n)
         host = set(host_value_operands(g, n))
         args = []
         for i, o in enumerate(g.operands(n)):
@@ -347,7 +351,7 @@ class _Lowering:
 
     def finish(self) -> KernelProgram:
         self.build()
-        outs = self.outputs()
+        outs = self.outputs() + self.extra_outputs
         order, buffers, ws, outputs = self.assign(outs)
         g = self.g
         values = tuple(Value(i, d, dims, st, node) for i, (d, dims, node, st) in enumerate(self.values))
@@ -416,10 +420,6 @@ def compact(p: KernelProgram) -> KernelProgram:
 def lower_kernels(graph: Graph, donate=None) -> KernelProgram:
     """The kernel program of ``graph`` (optimized: run after fusion).  ``donate``: graph
     output position -> graph input position whose storage that output may be written into."""
-    for n in graph.nodes():
-        if graph.op(n) in ("scan", "ifelse"):  # issue 15: a loop kernel with a nested program comes next
-            raise TypeError(f"kernel program: {graph.op(n)} (node %{n}) is not lowered yet; "
-                            f"run it with backend='reference'")
     return _Lowering(graph, donate).finish()
 
 

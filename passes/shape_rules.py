@@ -30,6 +30,8 @@ def host_value_operands(g, n) -> list:
         return list(range(DIM_OPERANDS[op][1], len(ops)))
     if op == "arange":
         return list(range(len(ops)))
+    if op == "scan":  # the trip count (passes/lower_loops.py)
+        return [0]
     if op in ("subtensor", "set_subtensor", "inc_subtensor"):
         out = []
         for entry in g.attrs(n)["index"]:

@@ -176,3 +176,7 @@ RULES = {"dot": dot, "matmul": matmul, "concatenate": concatenate, "stack": stac
          "pool2d_grad_grad": _pool_grad("pool2d_grad_grad", False),
          # scans and argsort along one axis: the operand's shape (ir/ops/scan_sort.py)
          **{op: (lambda r, n, attrs, gtypes, shapes: tuple(shapes[0])) for op in ("cumsum", "cumprod", "argsort")}}
+
+from .lower_loops import SHAPE_RULES as _CONTROL_RULES  # noqa: E402 - scan and ifelse (issue 15)
+
+RULES.update(_CONTROL_RULES)

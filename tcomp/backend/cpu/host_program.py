@@ -40,6 +40,7 @@ from tcomp.ir import dtypes as dt
 from tcomp.ir.types import TupleType
 from tcomp.passes.kernel_program import KernelProgram, program_hash
 
+from . import host_loops
 from . import irutil as u
 from .host_plan import PlanEmitter, reg_index, truth
 from .kctx import KernelCtx
@@ -47,7 +48,7 @@ from .program import Program
 from .templates import KernelTemplates
 
 #: kernel kinds ``run`` emits itself (no graph node or no lowering of their own)
-HOST_KINDS = ("scalar",)
+HOST_KINDS = ("scalar", "loop", "branch")
 
 
 def lowerings():
@@ -174,11 +175,15 @@ class HostProgram:
         self._ptr: dict = {}
         self._args = (inputs, outputs, ws)
         kernel_fns = self._emit_kernels()
+        self._nested = host_loops.prepare(self)  # loop and branch kernels' nested programs
         width = max([len(s) for _, s in kernel_fns.values()] + [1])
         table = b.alloca(u.I64, size=width, name="params")
         for pos, k in enumerate(kp.kernels):
             if k.kind == "scalar":
                 self._store_scalar(k)
+                continue
+            if k.kind in host_loops.CONTROL_KINDS:
+                host_loops.emit_control(self, pos, k, self._nested[pos])
                 continue
             if k.node is None or k.node not in sites.kernel_of:
                 self._emit_copy(k)
@@ -366,7 +371,8 @@ class HostProgram:
     def emit(self) -> str:
         self.emit_plan()
         self.emit_run()
-        return str(self.module)
+        nested = [n for group in self._nested.values() for n in group]
+        return host_loops.link(str(self.module), nested) if nested else str(self.module)
 
 
 def emit_object(llvm_ir: str, reloc: str = "pic", opt_level: int = 3) -> bytes:
