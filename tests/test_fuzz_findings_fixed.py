@@ -210,3 +210,36 @@ def test_index_arrays_that_broadcast_to_nothing_check_no_bounds(backend):
         np.testing.assert_array_equal(inc, a)
     with pytest.raises(IndexError):
         f(a, np.array([0], "int64"), np.array([3], "int64"))
+
+
+# -- F8: softmax of a row holding +inf, where exp of another entry overflows -------------------
+
+def _softmax_of_infinite_rows(a, axis):
+    """The reference formula exp(x - m - log(sum(exp(x - m)))), m the max (0 when not finite),
+    for rows without nan: a row holding +inf gives nan there and 0 at every other entry."""
+    x = a.astype("float64")
+    posinf = np.isposinf(x)
+    has_inf = posinf.any(axis=axis, keepdims=True)
+    safe = np.where(has_inf, 0.0, x)
+    e = np.exp(safe - safe.max(axis=axis, keepdims=True))
+    soft = e / e.sum(axis=axis, keepdims=True)
+    return np.where(has_inf, np.where(posinf, np.nan, 0.0), soft).astype(a.dtype)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("axis", [1, 0])
+def test_softmax_of_a_row_with_inf_gives_zero_for_finite_entries(backend, dtype, axis):
+    """cpu gave nan for 728 in softmax([0, inf, 728]) (exp(728) = inf times 1/sum = 0) but 0 for
+    the 0 beside it; now 0 for every finite entry, on the row and the column kernels (fuzzer
+    seed 708369)."""
+    inf = np.inf
+    big = 3e38 if dtype == "float32" else 1.7e308
+    rows = np.array([[0.0, inf, 728.1], [inf, inf, 1.0], [-inf, 5.0, 2.0], [big, -big, inf], [1.0, 2.0, 3.0],
+                     [800.0, 900.0, inf]], dtype)
+    a = rows if axis == 1 else np.ascontiguousarray(rows.T)
+    x = T.tensor("x", dtype=dtype, shape=(None, None))
+    got = tcomp.function([x], T.softmax(x, axis=axis), backend=backend)(a)
+    want = _softmax_of_infinite_rows(a, axis)
+    np.testing.assert_array_equal(got[np.isnan(want)], want[np.isnan(want)])
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)

@@ -69,8 +69,9 @@ def lower_softmax(ctx: KernelCtx) -> None:
                                                                    full(oidx, i)), name="w")
             else:
                 inv = b.fdiv(u.const(od, 1.0), s)
+                mw = _write_shift(b, od, m, s)
                 u.for_range(b, dims[axis], lambda i: ctx.out.store(
-                    b, b.fmul(mathlib.emit_unary(b, "exp", b.fsub(load(oidx, i), m)), inv), full(oidx, i)), name="w")
+                    b, b.fmul(mathlib.emit_unary(b, "exp", b.fsub(load(oidx, i), mw)), inv), full(oidx, i)), name="w")
 
         if not outer:
             row([])
@@ -89,6 +90,20 @@ def lower_softmax(ctx: KernelCtx) -> None:
 
 
 SOFTMAX_CHUNK = 64
+
+#: the largest finite value of each float dtype (see _write_shift)
+_FINITE_MAX = {"float32": 3.4028234663852886e38, "float64": 1.7976931348623157e308}
+
+
+def _write_shift(b, od, m, s):
+    """What softmax subtracts before its final exp: the row max ``m``, except where the sum
+    ``s`` is +inf, which happens only when the row holds +inf (``m`` was then replaced by 0).
+    There the answer is exp(x - m - log s): 0 for every finite x, nan for +inf (the reference
+    backend's formula); exp(x - m) * (1 / s) would give inf * 0 = nan wherever exp(x)
+    overflows, so finite entries shift by the largest finite value instead (exp <= 1 there,
+    times 1/s = 0) and +inf still gives nan (fuzzer seed 708369)."""
+    big = b.fcmp_ordered("==", s, u.const(od, float("inf")))
+    return b.select(big, u.const(od, _FINITE_MAX[od]), m)
 
 
 def _softmax_columns(ctx: KernelCtx, op, x, axis, od, mathlib) -> None:
@@ -156,7 +171,7 @@ def _softmax_columns(ctx: KernelCtx, op, x, axis, od, mathlib) -> None:
                 if op == "log_softmax":
                     v = b.fsub(b.fsub(load(a, t), m), mathlib.emit_unary(b, "log", ssum))
                 else:
-                    v = b.fdiv(mathlib.emit_unary(b, "exp", b.fsub(load(a, t), m)), ssum)
+                    v = b.fdiv(mathlib.emit_unary(b, "exp", b.fsub(load(a, t), _write_shift(b, od, m, ssum))), ssum)
                 u.store_value(b, v, u.gep(b, out.ptr, od, xoff(a, t)), od)
             u.for_range(b, A, lambda a: each_t(lambda t: write(a, t)), name="a")
         u.for_range(b, _ceil_div(b, T, SOFTMAX_CHUNK), per_chunk, name="ck")
