@@ -19,6 +19,7 @@ import tcomp
 import tcomp.tensor as T
 from tcomp.backend.cpu.host_program import emit_object
 from tcomp.backend.cpu.native_function import NativeFunction
+from tcomp.backend.cpu.parallel import runtime_ir
 from tcomp.passes.kernel_program import evaluate_shape_program
 
 CC = shutil.which("cc")
@@ -33,7 +34,6 @@ DRIVER = r"""
 #include <stdio.h>
 #include <stdlib.h>
 
-int64_t tcomp_cpu_num_threads = 1;
 int32_t %(plan)s(const int64_t *dims, void *const *inputs, int64_t *regs);
 int32_t %(run)s(void *const *inputs, void *const *outputs, void *workspace, const int64_t *regs);
 
@@ -110,12 +110,14 @@ def test_c_program_calls_plan_and_run(tmp_path, monkeypatch):
     xv = rng.standard_normal((3, 4)).astype("float32")
 
     (tmp_path / "prog.o").write_bytes(emit_object(compiled.llvm_ir_unoptimized))
+    # the thread-count cell and the thread pool the kernels call (parallel.runtime_ir)
+    (tmp_path / "runtime.o").write_bytes(emit_object(runtime_ir()))
     src = DRIVER % dict(plan=hp.plan_name, run=hp.run_name, x=_c_floats(xv), rows=3, cols=4, nregs=hp.n_regs,
                         nout=len(hp.out_slots), slots=", ".join(f"{{{lo}, {hi}}}" for lo, hi in hp.out_slots),
                         n_good=2, n_bad=5)
     (tmp_path / "main.c").write_text(src)
     subprocess.run([CC, "-O1", "-o", str(tmp_path / "main"), str(tmp_path / "main.c"), str(tmp_path / "prog.o"),
-                    "-lm", "-lpthread"], check=True, capture_output=True, text=True)
+                    str(tmp_path / "runtime.o"), "-lm", "-lpthread"], check=True, capture_output=True, text=True)
     out = subprocess.run([str(tmp_path / "main")], check=True, capture_output=True, text=True, timeout=60).stdout
     (good, good_rc, c_outs), (bad, bad_code, _) = _parse(out)
 

@@ -32,7 +32,7 @@ def _run(f, inputs, threads):
 def _check(g, inputs, thread_counts=(2, 3, 4)):
     """Threads 1 vs many: same bits; both close to the reference interpreter."""
     f = compile_graph(g)
-    assert "pthread_create" in f.llvm_ir_unoptimized
+    assert P.POOL_SYMBOL in f.llvm_ir_unoptimized
     one = _run(f, inputs, 1)
     for nt in thread_counts:
         many = _run(f, inputs, nt)
@@ -131,7 +131,7 @@ def test_tcomp_function_pipeline_1_vs_2_threads():
 
 def test_small_static_loops_start_no_thread():
     g = _fused_graph((1000,))
-    assert "pthread_create" not in compile_graph(g).llvm_ir_unoptimized
+    assert P.POOL_SYMBOL not in compile_graph(g).llvm_ir_unoptimized
 
 
 def test_below_threshold_at_run_time_matches():

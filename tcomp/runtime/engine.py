@@ -158,14 +158,20 @@ def _drain() -> None:
 
 
 _symbol_cache: dict = {}
+#: symbols made on first use: name -> callable returning the address, called under ``_lock``
+#: when a module declaring the name is linked (the CPU thread pool, ``backend/cpu/parallel.py``:
+#: one per process, also for kernel objects that come from the compile cache)
+symbol_providers: dict = {}
 
 
 def _imports(declared) -> dict:
     """Addresses of the module's external declarations that the process defines or that
-    tcomp registered with ``llvm.add_symbol`` (thread-count cell, pthread entry points)."""
+    tcomp registered with ``llvm.add_symbol`` (thread-count cell) or ``symbol_providers``."""
     found = {}
     for name in declared:
         addr = _symbol_cache.get(name) or llvm.address_of_symbol(name)
+        if not addr and name in symbol_providers:
+            addr = symbol_providers[name]()
         if addr:  # only hits are cached: a symbol may be registered later
             found[name] = _symbol_cache[name] = addr
     return found
@@ -238,8 +244,9 @@ def _link(obj: bytes, declared, defined, exports, optimized, from_cache: bool) -
     _init_llvm()
     _drain()
     exports = list(defined) if exports is None else list(exports)
+    imports = _imports(declared)  # before the builder: a provider may link a library itself
     builder = llvm.JITLibraryBuilder().add_object_img(obj).add_current_process()
-    for name, addr in _imports(declared).items():
+    for name, addr in imports.items():
         builder.import_symbol(name, addr)
     for name in exports:
         builder.export_symbol(name)

@@ -39,6 +39,7 @@ import llvmlite.binding as llvm
 from llvmlite import ir
 
 from . import irutil as u
+from . import threadpool
 
 #: below this many elements per thread a loop runs on the calling thread only (2^17 total
 #: for two threads): starting a thread costs ~10-30 us, which small kernels cannot repay
@@ -49,6 +50,8 @@ MAX_THREADS = 16
 ALIGN = 64
 
 CELL_SYMBOL = "tcomp_cpu_num_threads"
+#: the pool's entry point (threadpool.py), defined by :func:`runtime_ir`'s module
+POOL_SYMBOL = threadpool.ENTRY
 _cell = ctypes.c_int64(1)
 _registered = False
 
@@ -83,41 +86,69 @@ def get_num_threads() -> int:
 
 
 def _register_symbols() -> None:
-    """Tell the JIT where the thread-count cell and libc's pthread entry points are."""
+    """Tell the JIT where the thread-count cell and the libc entry points the pool's module
+    calls are, and how to make the pool (``engine.symbol_providers``: on first link)."""
     global _registered
     if _registered:
         return
     libc = ctypes.CDLL(None)
-    for name in ("pthread_create", "pthread_join"):
+    for name in ("pthread_create", "pthread_detach", "getpid", "syscall", "sched_yield"):
         if not llvm.address_of_symbol(name):
             llvm.add_symbol(name, ctypes.cast(getattr(libc, name), ctypes.c_void_p).value)
     llvm.add_symbol(CELL_SYMBOL, ctypes.addressof(_cell))
+    from tcomp.runtime import engine
+
+    engine.symbol_providers[POOL_SYMBOL] = _pool_address
     _registered = True
+
+
+def runtime_ir(*, jit: bool = False) -> str:
+    """One LLVM IR module defining every external symbol generated kernels need beyond
+    libc/libm/libpthread: the thread-count cell ``tcomp_cpu_num_threads`` (an ``i64``, one
+    thread by default) and the thread pool (``threadpool.py``: ``tcomp_cpu_parallel``).
+
+    By default for linking into an ahead-of-time shared library: every symbol ``hidden``, so
+    each library has its own pool and cell.  ``jit=True``: the module this process loads
+    once into the JIT (:func:`_pool_address`): the pool only, the cell being :data:`_cell`
+    (set from Python without a JIT lookup)."""
+    m = ir.Module(name="tcomp_cpu_runtime")
+    if not jit:
+        cell = ir.GlobalVariable(m, u.I64, name=CELL_SYMBOL)
+        cell.initializer = ir.Constant(u.I64, 1)
+        cell.align = 8
+        cell.visibility = "hidden"
+    threadpool.emit(m, MAX_THREADS, visibility=None if jit else "hidden")
+    return str(m)
+
+
+_pool_library = None
+
+
+def _pool_address() -> int:
+    """The JIT's one pool: its module is compiled and linked once per process, the first
+    time a kernel that calls it is linked (the engine calls this under its lock)."""
+    global _pool_library
+    from tcomp.runtime import engine
+
+    with engine._lock:
+        if _pool_library is None:
+            lib = engine.compile_ir(runtime_ir(jit=True))
+            llvm.add_symbol(POOL_SYMBOL, lib.address(POOL_SYMBOL))
+            _pool_library = lib
+        return _pool_library.address(POOL_SYMBOL)
 
 
 _cell.value = default_num_threads()
 _register_symbols()
 
 
-def runtime_ir() -> str:
-    """One LLVM IR module defining every external symbol generated kernels need beyond
-    libc/libm/libpthread, for linking into ahead-of-time shared libraries: today the
-    thread-count cell ``tcomp_cpu_num_threads`` (an ``i64``, one thread by default)."""
-    m = ir.Module(name="tcomp_cpu_runtime")
-    cell = ir.GlobalVariable(m, u.I64, name=CELL_SYMBOL)
-    cell.initializer = ir.Constant(u.I64, 1)
-    cell.align = 8
-    return str(m)
-
-
 def _declare(module: ir.Module):
     g = module.globals
-    if "pthread_create" not in g:
-        ir.Function(module, ir.FunctionType(u.I32, [u.PTR, u.PTR, u.PTR, u.PTR]), name="pthread_create")
-        ir.Function(module, ir.FunctionType(u.I32, [u.I64, u.PTR]), name="pthread_join")
+    if POOL_SYMBOL not in g:
+        ir.Function(module, ir.FunctionType(u.I32, [u.PTR, u.PTR, u.I64, u.I64, u.I64]), name=POOL_SYMBOL)
         cell = ir.GlobalVariable(module, u.I64, name=CELL_SYMBOL)
         cell.linkage = "external"
-    return g["pthread_create"], g["pthread_join"], g[CELL_SYMBOL]
+    return g[POOL_SYMBOL], g[CELL_SYMBOL]
 
 
 class _Swap:
@@ -175,22 +206,19 @@ def _worker(ctx, body) -> ir.Function:
 
 
 def _trampoline(module: ir.Module, worker: ir.Function, nptr: int) -> ir.Function:
-    name = worker.name + ".t"
+    """``i32 pt_<hash>(ptr argv, i64 lo, i64 hi)`` for worker ``kw_<hash>``: the pool's task;
+    unpacks the kernel's argument pointers (stored once per call, shared by every chunk) and
+    calls the worker."""
+    name = "pt_" + worker.name[len("kw_"):]
     if name in module.globals:
         return module.globals[name]
-    fn = ir.Function(module, ir.FunctionType(u.PTR, [u.PTR]), name=name)
+    fn = ir.Function(module, ir.FunctionType(u.I32, [u.PTR, u.I64, u.I64]), name=name)
     fn.linkage = "internal"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    rec = fn.args[0]
-
-    def slot(base, k):
-        return b.gep(base, [ir.Constant(u.I64, k)], source_etype=u.I64, inbounds=True)
-    argv = b.inttoptr(b.load(slot(rec, 0), typ=u.I64), u.PTR)
-    args = [b.inttoptr(b.load(slot(argv, k), typ=u.I64), u.PTR) for k in range(nptr)]
-    args += [b.load(slot(rec, 1), typ=u.I64), b.load(slot(rec, 2), typ=u.I64)]
-    rc = b.call(worker, args)
-    b.store(b.zext(rc, u.I64), slot(rec, 3))
-    b.ret(ir.Constant(u.PTR, None))
+    argv, lo, hi = fn.args
+    args = [b.inttoptr(b.load(b.gep(argv, [ir.Constant(u.I64, k)], source_etype=u.I64, inbounds=True), typ=u.I64),
+                       u.PTR) for k in range(nptr)]
+    b.ret(b.call(worker, args + [lo, hi]))
     return fn
 
 
@@ -207,16 +235,12 @@ def parallel_for(ctx, stop, body, work=None, align: int = 1) -> None:
     nptr = ctx.n_out + len(ctx.leaves) + 1
     worker = _worker(ctx, body)
     tramp = _trampoline(module, worker, nptr)
-    create, join, cell = _declare(module)
+    pool, cell = _declare(module)
     kargs = list(ctx.fn.args)  # outs..., leaves..., params
     stop = u.i64(stop)
     work = u.i64(stop if work is None else work)
-    R = 4  # record: the argument block's address, lo, hi, rc
     with b.goto_block(ctx.fn.entry_basic_block):
         argv = b.alloca(u.I64, size=ir.Constant(u.I64, nptr), name="argv")
-        recs = b.alloca(u.I64, size=ir.Constant(u.I64, R * MAX_THREADS), name="recs")
-        tids = b.alloca(u.I64, size=ir.Constant(u.I64, MAX_THREADS), name="tids")
-        made = b.alloca(u.I8, size=ir.Constant(u.I64, MAX_THREADS), name="made")
 
     one = ir.Constant(u.I64, 1)
     want = b.load(cell, typ=u.I64)
@@ -224,71 +248,26 @@ def parallel_for(ctx, stop, body, work=None, align: int = 1) -> None:
     nt = _min(b, _min(b, want, by_work), ir.Constant(u.I64, MAX_THREADS))
     nt = _min(b, nt, stop)
     serial_bb = b.append_basic_block("par.serial")
-    spawn_bb = b.append_basic_block("par.spawn")
+    pool_bb = b.append_basic_block("par.pool")
     done_bb = b.append_basic_block("par.done")
-    b.cbranch(b.icmp_signed(">", nt, one), spawn_bb, serial_bb)
+    b.cbranch(b.icmp_signed(">", nt, one), pool_bb, serial_bb)
 
     b.position_at_end(serial_bb)
     rc_serial = b.call(worker, kargs + [ir.Constant(u.I64, 0), stop])
     serial_end = b.block
     b.branch(done_bb)
 
-    b.position_at_end(spawn_bb)
-    # chunk = ceil(stop / nt) rounded up to ``align``: every chunk but the last is full
-    chunk = b.sdiv(b.add(stop, b.sub(nt, one)), nt)
-    if align > 1:
-        a = ir.Constant(u.I64, align)
-        chunk = b.mul(b.sdiv(b.add(chunk, ir.Constant(u.I64, align - 1)), a), a)
-
-    def rec_slot(t, k):
-        return b.gep(recs, [b.add(b.mul(t, ir.Constant(u.I64, R)), ir.Constant(u.I64, k))],
-                     source_etype=u.I64, inbounds=True)
-
-    def made_slot(t):
-        return b.gep(made, [t], source_etype=u.I8, inbounds=True)
-
-    for k, a in enumerate(kargs):  # once per call: every chunk's record points here
+    b.position_at_end(pool_bb)
+    for k, a in enumerate(kargs):
         b.store(b.ptrtoint(a, u.I64), b.gep(argv, [ir.Constant(u.I64, k)], source_etype=u.I64, inbounds=True))
-    argv_addr = b.ptrtoint(argv, u.I64)
-
-    def fill(t):
-        lo = _min(b, b.mul(t, chunk), stop)
-        hi = _min(b, b.add(lo, chunk), stop)
-        b.store(argv_addr, rec_slot(t, 0))
-        b.store(lo, rec_slot(t, 1))
-        b.store(hi, rec_slot(t, 2))
-        b.store(ir.Constant(u.I64, 0), rec_slot(t, 3))
-
-    def start(t):
-        fill(t)
-        tid = b.gep(tids, [t], source_etype=u.I64, inbounds=True)
-        rc = b.call(create, [tid, ir.Constant(u.PTR, None), tramp, rec_slot(t, 0)])
-        ok = b.icmp_signed("==", rc, ir.Constant(u.I32, 0))
-        b.store(b.zext(ok, u.I8), made_slot(t))
-        with b.if_then(b.not_(ok)):  # no thread: run the chunk here
-            b.call(tramp, [rec_slot(t, 0)])
-    u.for_range(b, nt, start, start=1, name="par.start")
-    fill(ir.Constant(u.I64, 0))
-    b.call(tramp, [rec_slot(ir.Constant(u.I64, 0), 0)])
-
-    def finish(t, accs):
-        was_made = b.icmp_unsigned("!=", b.load(made_slot(t), typ=u.I8), ir.Constant(u.I8, 0))
-        with b.if_then(was_made):
-            tid = b.load(b.gep(tids, [t], source_etype=u.I64, inbounds=True),
-                         typ=u.I64)
-            b.call(join, [tid, ir.Constant(u.PTR, None)])
-        return [b.or_(accs[0], b.load(rec_slot(t, 3), typ=u.I64))]
-    made0 = made_slot(ir.Constant(u.I64, 0))
-    b.store(ir.Constant(u.I8, 0), made0)  # chunk 0 ran on this thread
-    (rc_all,) = u.reduction_loop(b, nt, [ir.Constant(u.I64, 0)], finish, name="par.join")
-    rc_par = b.trunc(rc_all, u.I32)
-    spawn_end = b.block
+    rc_pool = b.call(pool, [tramp, argv, stop, nt, ir.Constant(u.I64, max(1, align))])
+    pool_end = b.block
     b.branch(done_bb)
 
     b.position_at_end(done_bb)
     rc = b.phi(u.I32, name="par.rc")
     rc.add_incoming(rc_serial, serial_end)
-    rc.add_incoming(rc_par, spawn_end)
+    rc.add_incoming(rc_pool, pool_end)
     ctx.fail_if(b.icmp_signed("!=", rc, ir.Constant(u.I32, 0)))
 
 

@@ -1,0 +1,345 @@
+"""The CPU backend's persistent thread pool, written as LLVM IR by Python (no C compiler,
+no libgomp): one module, made once per process for the JIT and linked into every
+ahead-of-time library (``parallel.runtime_ir``).
+
+Why a pool: starting threads with ``pthread_create`` per parallel loop per call cost
+10-30 us each, more than a 2^17-element loop takes; a pool pays that once per process.
+
+Entry point (what kernels call, ``parallel.parallel_for``)::
+
+    i32 tcomp_cpu_parallel(ptr task, ptr argv, i64 stop, i64 nt, i64 align)
+
+runs ``task(argv, lo, hi) -> i32`` over ``[0, stop)`` split statically into ``nt`` chunks of
+``ceil(stop / nt)`` rounded up to ``align``; chunk 0 runs on the calling thread, chunk ``w``
+on worker ``w``; returns the OR of the chunks' return codes.  Chunk boundaries never change
+the results: every element is computed by the same loop body whichever chunk it falls in.
+
+State: one global array of cache-line-padded slots.  Slot 0 is the header: the pool lock
+(the pid of the owning process, 0 when free), the pid that started the workers and how many
+it started.  Slot ``w`` is worker ``w``'s mailbox: ``seq`` (posted by the caller), ``done``
+(the last ``seq`` the worker finished), the task, its range and return code, and two flags
+saying who is asleep.  One caller at a time owns the pool (the lock), so a worker's mailbox
+is only ever written by one caller and no chunks of two loops are ever mixed.
+
+Waiting: spin a while on the word (``pause``), then sleep in ``futex(FUTEX_WAIT_PRIVATE)``
+after raising the "asleep" flag; the poster stores the word, then reads the flag and wakes
+only a sleeper (a sequentially consistent store/load pair on each side, so a wake is never
+lost).  Workers are started lazily, by the first loop that wants them, and detached.
+
+Never blocking on another caller: a caller that finds the pool taken runs its whole loop
+inline, as one call over ``[0, stop)`` (what one thread does).  That covers several Python
+threads calling compiled functions at once (the first gets the workers, the others run on
+their own thread) and nested parallel loops (a loop inside a chunk finds the pool taken by
+its own process and runs inline), so nothing waits for a worker that is waiting for it.
+
+``fork``: the child has only the forking thread.  The lock and the header carry a pid; a
+lock held by another pid (the parent, frozen at ``fork``) is stolen with a compare-and-swap,
+and an owner whose pid is not the one that started the workers forgets them (the slots are
+cleared, the worker count is zeroed) and starts its own.  One ``getpid`` per parallel loop,
+no ``pthread_atfork`` (not a stable libc symbol for code made at run time).
+"""
+from __future__ import annotations
+
+import platform
+
+from llvmlite import ir
+
+I8 = ir.IntType(8)
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+PTR = ir.PointerType()
+
+ENTRY = "tcomp_cpu_parallel"
+STATE = "tcomp_cpu_pool"
+#: i64 words per slot: 128 bytes, two cache lines (adjacent-line prefetch shares pairs)
+SLOT_WORDS = 16
+#: header words (i64 index into slot 0); lock and pid are i32 in the low half
+H_LOCK, H_PID, H_NWORKERS = 0, 1, 2
+#: mailbox words (i64 index into slot w); futex words and flags are i32 in the low half
+M_SEQ, M_DONE, M_WORKER_ASLEEP, M_CALLER_ASLEEP, M_TASK, M_ARGV, M_LO, M_HI, M_RC = range(9)
+#: ``pause`` iterations before sleeping: a worker stays awake this long after a chunk so that
+#: the next loop of the same program (microseconds later) finds it spinning, not asleep
+WORKER_SPIN = 1 << 14
+#: the caller waits for chunks about as long as its own: spin longer before sleeping
+CALLER_SPIN = 1 << 16
+
+FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 128, 129
+#: ``SYS_futex`` per architecture (the Linux syscall tables); elsewhere waits only spin/yield
+_SYS_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98, "riscv64": 98,
+              "ppc64le": 221, "ppc64": 221, "s390x": 238, "loongarch64": 98}
+
+
+def _c(v: int, t=I64) -> ir.Constant:
+    return ir.Constant(t, v)
+
+
+def _word(b: ir.IRBuilder, base, k) -> ir.Value:
+    return b.gep(base, [k if isinstance(k, ir.Value) else _c(k)], source_etype=I64, inbounds=True)
+
+
+class _Pool:
+    """Emitter of the pool functions into one module."""
+
+    def __init__(self, module: ir.Module, max_threads: int, visibility: str | None):
+        self.m = module
+        self.max_threads = max_threads
+        self.vis = visibility
+        self.futex = _SYS_FUTEX.get(platform.machine().lower())
+        m = module
+        size = SLOT_WORDS * max_threads
+        self.state = ir.GlobalVariable(m, ir.ArrayType(I64, size), name=STATE)
+        self.state.initializer = ir.Constant(ir.ArrayType(I64, size), None)
+        self.state.align = 128
+        self.state.linkage = "internal"
+        self.task_ty = ir.FunctionType(I32, [PTR, I64, I64])
+        self.getpid = ir.Function(m, ir.FunctionType(I32, []), name="getpid")
+        self.create = ir.Function(m, ir.FunctionType(I32, [PTR, PTR, PTR, PTR]), name="pthread_create")
+        self.detach = ir.Function(m, ir.FunctionType(I32, [I64]), name="pthread_detach")
+        self.syscall = ir.Function(m, ir.FunctionType(I64, [I64], var_arg=True), name="syscall")
+        self.yield_ = ir.Function(m, ir.FunctionType(I32, []), name="sched_yield")
+        arch = platform.machine().lower()
+        if arch in ("x86_64", "amd64"):
+            self.pause = ir.Function(m, ir.FunctionType(ir.VoidType(), []), name="llvm.x86.sse2.pause")
+            self.pause_args = []
+        elif arch in ("aarch64", "arm64"):
+            self.pause = ir.Function(m, ir.FunctionType(ir.VoidType(), [I32]), name="llvm.aarch64.hint")
+            self.pause_args = [_c(1, I32)]  # YIELD
+        else:
+            self.pause = None
+        self.wait = self._emit_wait()
+        self.post = self._emit_post()
+        self.worker = self._emit_worker()
+        self.entry = self._emit_entry()
+
+    def slot(self, b, w) -> ir.Value:
+        w = w if isinstance(w, ir.Value) else _c(w)
+        return _word(b, self.base(b), b.mul(w, _c(SLOT_WORDS)))
+
+    def base(self, b) -> ir.Value:
+        """The state as an opaque ``ptr`` (llvmlite types a global's address ``[N x i64]*``
+        and then refuses stores of other types through it; LLVM folds the round trip)."""
+        return b.inttoptr(b.ptrtoint(self.state, I64), PTR)
+
+    def _fn(self, name, ret, args, internal=True):
+        fn = ir.Function(self.m, ir.FunctionType(ret, args), name=name)
+        if internal:
+            fn.linkage = "internal"
+        elif self.vis:
+            fn.visibility = self.vis
+        fn.attributes.add("nounwind")
+        return fn
+
+    def _futex(self, b, word, op, val):
+        if self.futex is None:  # no futex on this OS/arch: give the CPU away and re-check
+            b.call(self.yield_, [])
+            return
+        b.call(self.syscall, [_c(self.futex), word, _c(op), b.zext(val, I64) if val.type != I64 else val,
+                              ir.Constant(PTR, None)])
+
+    def _emit_wait(self) -> ir.Function:
+        """``void wait(ptr word, i32 old, ptr asleep, i64 spins)``: return once ``*word != old``."""
+        fn = self._fn("tcomp_cpu_pool.wait", ir.VoidType(), [PTR, I32, PTR, I64])
+        fn.attributes.add("noinline")
+        word, old, asleep, spins = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        spin, spin_next, sleep, sleep_loop, sleep_call, out, ret = (
+            fn.append_basic_block(n) for n in ("spin", "spin.next", "sleep", "sleep.loop", "sleep.call", "out", "ret"))
+        b.branch(spin)
+        b.position_at_end(spin)
+        i = b.phi(I64, name="i")
+        i.add_incoming(_c(0), fn.entry_basic_block)
+        v = b.load_atomic(word, "acquire", 4, typ=I32)
+        b.cbranch(b.icmp_unsigned("!=", v, old), ret, spin_next)
+        b.position_at_end(spin_next)
+        if self.pause is not None:
+            b.call(self.pause, self.pause_args)
+        nxt = b.add(i, _c(1))
+        i.add_incoming(nxt, spin_next)
+        b.cbranch(b.icmp_signed("<", nxt, spins), spin, sleep)
+        b.position_at_end(sleep)
+        _store_atomic(b, _c(1, I32), asleep, "seq_cst")
+        b.branch(sleep_loop)
+        b.position_at_end(sleep_loop)
+        v = b.load_atomic(word, "seq_cst", 4, typ=I32)
+        b.cbranch(b.icmp_unsigned("!=", v, old), out, sleep_call)
+        b.position_at_end(sleep_call)
+        self._futex(b, word, FUTEX_WAIT_PRIVATE, old)  # returns at once if *word != old already
+        b.branch(sleep_loop)
+        b.position_at_end(out)
+        _store_atomic(b, _c(0, I32), asleep, "release")
+        b.branch(ret)
+        b.position_at_end(ret)
+        b.ret_void()
+        return fn
+
+    def _emit_post(self) -> ir.Function:
+        """``void post(ptr word, i32 value, ptr asleep)``: publish ``value``; wake a sleeper."""
+        fn = self._fn("tcomp_cpu_pool.post", ir.VoidType(), [PTR, I32, PTR])
+        word, value, asleep = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        _store_atomic(b, value, word, "seq_cst")
+        sleeping = b.icmp_unsigned("!=", b.load_atomic(asleep, "seq_cst", 4, typ=I32), _c(0, I32))
+        with b.if_then(sleeping, likely=False):
+            if self.futex is not None:
+                self._futex(b, word, FUTEX_WAKE_PRIVATE, _c(1))
+        b.ret_void()
+        return fn
+
+    def _emit_worker(self) -> ir.Function:
+        """``ptr worker(ptr mailbox)``: the pthread start routine; loops for ever."""
+        fn = self._fn("tcomp_cpu_pool.worker", PTR, [PTR])
+        box = fn.args[0]
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        loop = fn.append_basic_block("loop")
+        b.branch(loop)
+        b.position_at_end(loop)
+        seen = b.load_atomic(_word(b, box, M_DONE), "monotonic", 4, typ=I32)  # only this worker writes it
+        b.call(self.wait, [_word(b, box, M_SEQ), seen, _word(b, box, M_WORKER_ASLEEP), _c(WORKER_SPIN)])
+        seq = b.load_atomic(_word(b, box, M_SEQ), "acquire", 4, typ=I32)
+        task = b.inttoptr(b.load(_word(b, box, M_TASK), typ=I64), self.task_ty.as_pointer())
+        argv = b.inttoptr(b.load(_word(b, box, M_ARGV), typ=I64), PTR)
+        lo, hi = b.load(_word(b, box, M_LO), typ=I64), b.load(_word(b, box, M_HI), typ=I64)
+        rc = b.call(task, [argv, lo, hi])
+        b.store(b.zext(rc, I64), _word(b, box, M_RC))
+        b.call(self.post, [_word(b, box, M_DONE), seq, _word(b, box, M_CALLER_ASLEEP)])
+        b.branch(loop)
+        return fn
+
+    def _chunk_bounds(self, b, c, chunk, stop):
+        lo = _min(b, b.mul(c, chunk), stop)
+        return lo, _min(b, b.add(lo, chunk), stop)
+
+    def _emit_entry(self) -> ir.Function:
+        # ``task`` typed as a function pointer so llvmlite can emit the indirect calls
+        fn = self._fn(ENTRY, I32, [self.task_ty.as_pointer(), PTR, I64, I64, I64], internal=False)
+        task, argv, stop, nt, align = fn.args
+        for a, n in zip(fn.args, ("task", "argv", "stop", "nt", "align")):
+            a.name = n
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        blocks = {n: fn.append_basic_block(n) for n in (
+            "contended", "steal", "inline", "owned", "reset", "ready")}
+        rc_acc = b.alloca(I32, name="rc")
+        tid = b.alloca(I64, name="tid")
+        head = self.slot(b, 0)
+        lock = _word(b, head, H_LOCK)
+        pid = b.call(self.getpid, [])
+        got = b.cmpxchg(lock, _c(0, I32), pid, "acquire", "monotonic")
+        b.cbranch(b.extract_value(got, 1), blocks["owned"], blocks["contended"])
+
+        b.position_at_end(blocks["contended"])
+        holder = b.extract_value(got, 0)
+        # held by this process (another Python thread, or a loop around this one): inline;
+        # held by another pid: the parent's lock frozen at fork, nobody here will free it
+        b.cbranch(b.icmp_unsigned("==", holder, pid), blocks["inline"], blocks["steal"])
+        b.position_at_end(blocks["steal"])
+        stolen = b.cmpxchg(lock, holder, pid, "acquire", "monotonic")
+        b.cbranch(b.extract_value(stolen, 1), blocks["owned"], blocks["inline"])
+
+        b.position_at_end(blocks["inline"])
+        b.ret(b.call(task, [argv, _c(0), stop]))
+
+        b.position_at_end(blocks["owned"])
+        pid_word = _word(b, head, H_PID)
+        started_by = b.load(pid_word, typ=I32)
+        b.cbranch(b.icmp_unsigned("!=", started_by, pid), blocks["reset"], blocks["ready"])
+
+        b.position_at_end(blocks["reset"])  # first use, or a forked child: no worker exists here
+        base = self.base(b)
+
+        def clear(k):  # the mailboxes (slot 0, the header, holds the lock this caller owns)
+            b.store(_c(0), _word(b, base, k))
+        _for(b, _c(SLOT_WORDS * self.max_threads), clear, start=_c(SLOT_WORDS), name="clear")
+        b.store(_c(0), _word(b, head, H_NWORKERS))
+        b.store(pid, pid_word)
+        b.branch(blocks["ready"])
+
+        b.position_at_end(blocks["ready"])
+        nworkers = _word(b, head, H_NWORKERS)
+        need = _min(b, b.sub(nt, _c(1)), _c(self.max_threads - 1))
+        spawn_head, spawn_body, spawn_ok, spawned = (
+            fn.append_basic_block(n) for n in ("spawn.head", "spawn.body", "spawn.ok", "spawned"))
+        before = b.block
+        have0 = b.load(nworkers, typ=I64)
+        b.branch(spawn_head)
+        b.position_at_end(spawn_head)
+        have = b.phi(I64, name="have")
+        have.add_incoming(have0, before)
+        b.cbranch(b.icmp_signed("<", have, need), spawn_body, spawned)
+        b.position_at_end(spawn_body)
+        box = self.slot(b, b.add(have, _c(1)))  # cleared by reset, done == seq == 0
+        made = b.call(self.create, [tid, ir.Constant(PTR, None), self.worker, box])
+        b.cbranch(b.icmp_signed("==", made, _c(0, I32)), spawn_ok, spawned)
+        b.position_at_end(spawn_ok)
+        b.call(self.detach, [b.load(tid, typ=I64)])
+        more = b.add(have, _c(1))
+        b.store(more, nworkers)
+        have.add_incoming(more, spawn_ok)
+        b.branch(spawn_head)
+        b.position_at_end(spawned)
+        # a failed pthread_create only means fewer workers: the caller runs their chunks
+        workers = _min(b, need, b.load(nworkers, typ=I64))
+
+        chunk = b.sdiv(b.add(stop, b.sub(nt, _c(1))), nt)
+        chunk = b.mul(b.sdiv(b.add(chunk, b.sub(align, _c(1))), align), align)
+
+        def give(w):
+            box = self.slot(b, w)
+            lo, hi = self._chunk_bounds(b, w, chunk, stop)
+            b.store(b.ptrtoint(task, I64), _word(b, box, M_TASK))
+            b.store(b.ptrtoint(argv, I64), _word(b, box, M_ARGV))
+            b.store(lo, _word(b, box, M_LO))
+            b.store(hi, _word(b, box, M_HI))
+            seq = b.add(b.load(_word(b, box, M_SEQ), typ=I32), _c(1, I32))
+            b.call(self.post, [_word(b, box, M_SEQ), seq, _word(b, box, M_WORKER_ASLEEP)])
+        _for(b, b.add(workers, _c(1)), give, start=_c(1), name="give")
+
+        lo0, hi0 = self._chunk_bounds(b, _c(0), chunk, stop)
+        b.store(b.call(task, [argv, lo0, hi0]), rc_acc)
+
+        def extra(c):  # chunks without a worker
+            lo, hi = self._chunk_bounds(b, c, chunk, stop)
+            b.store(b.or_(b.load(rc_acc, typ=I32), b.call(task, [argv, lo, hi])), rc_acc)
+        _for(b, nt, extra, start=b.add(workers, _c(1)), name="extra")
+
+        def collect(w):
+            box = self.slot(b, w)
+            seq = b.load(_word(b, box, M_SEQ), typ=I32)
+            b.call(self.wait, [_word(b, box, M_DONE), b.sub(seq, _c(1, I32)),
+                               _word(b, box, M_CALLER_ASLEEP), _c(CALLER_SPIN)])
+            rc = b.trunc(b.load(_word(b, box, M_RC), typ=I64), I32)
+            b.store(b.or_(b.load(rc_acc, typ=I32), rc), rc_acc)
+        _for(b, b.add(workers, _c(1)), collect, start=_c(1), name="collect")
+        _store_atomic(b, _c(0, I32), lock, "release")
+        b.ret(b.load(rc_acc, typ=I32))
+        return fn
+
+
+def _store_atomic(b: ir.IRBuilder, value, ptr, ordering: str) -> None:
+    """``store atomic`` through an opaque pointer (llvmlite's ``store_atomic`` wants a typed one)."""
+    b._insert(ir.instructions.StoreAtomicInstr(b.block, value, ptr, ordering, value.type.width // 8))
+
+
+def _min(b, x, y):
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def _for(b, stop, body, start=None, name="i"):
+    pre = b.block
+    fn = pre.function
+    head, loop, done = (fn.append_basic_block(f"{name}.{k}") for k in ("head", "body", "done"))
+    b.branch(head)
+    b.position_at_end(head)
+    iv = b.phi(I64, name=name)
+    iv.add_incoming(start if start is not None else _c(0), pre)
+    b.cbranch(b.icmp_signed("<", iv, stop), loop, done)
+    b.position_at_end(loop)
+    body(iv)
+    iv.add_incoming(b.add(iv, _c(1)), b.block)
+    b.branch(head)
+    b.position_at_end(done)
+
+
+def emit(module: ir.Module, max_threads: int, visibility: str | None = None) -> ir.Function:
+    """Add the pool (state, worker, ``tcomp_cpu_parallel``) to ``module``; returns the entry.
+    ``visibility="hidden"`` for shared libraries: each library keeps its own pool."""
+    return _Pool(module, max_threads, visibility).entry
