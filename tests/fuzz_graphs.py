@@ -29,7 +29,9 @@ from fuzz_ops import (
     bcast_vals,
     binary_noise,
     binary_oracle,
+    cast_alternative,
     cast_oracle,
+    cast_undefined,
     check_runtime_bcast,
     eps,
     f64,
@@ -534,6 +536,10 @@ def evaluate(g: Graph, tshapes, noise_rng=None, override=None, snap=False, stabl
                         if snap:
                             w = np.where(np.abs(f64(v)) <= absn, 0.0, w)
                     v = np.where(np.isfinite(w) | ~np.isfinite(v), w, v).astype(v.dtype)
+        if noise_rng is not None and not direction and s.op == "cast":
+            bad = cast_undefined(vals[s.args[0]], s.p["dtype"])  # don't-care elements (cast_undefined)
+            if bad is not None and bad.any():
+                v = np.where(bad, cast_alternative(s.p["dtype"]), v).astype(v.dtype)
         vals.append(np.asarray(v))
     return vals
 

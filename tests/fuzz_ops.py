@@ -368,6 +368,28 @@ def softmax_noise(op, x, axis, out):
 
 # -- cast, where ---------------------------------------------------------------------------
 
+def cast_undefined(x, d):
+    """Where a float -> int cast of ``x`` to ``d`` has no defined value, or None for none:
+    nan, +-inf and values whose truncation is outside ``d``'s range.  NumPy leaves these
+    platform-dependent (C undefined behaviour; x86 gives the minimum integer, other machines
+    saturate), so the oracle treats them as don't-care: ``cast_oracle`` gives tcomp's
+    documented 0 and ``evaluate``'s random perturbed run another value (``cast_alternative``),
+    so neither the element nor anything computed from it is judged."""
+    if kind(d) not in "iu" or x.dtype.name not in FLOATS:
+        return None
+    bits = np.iinfo(d).bits
+    lo, hi = (-2.0 ** (bits - 1), 2.0 ** (bits - 1)) if kind(d) == "i" else (0.0, 2.0 ** bits)
+    with np.errstate(all="ignore"):
+        t = np.trunc(f64(x))
+        return ~(np.isfinite(t) & (t >= lo) & (t < hi))  # (bounds exact in float64: 2**63 is out)
+
+
+def cast_alternative(d):
+    """A value that differs from ``cast_oracle``'s 0 for an undefined cast to ``d``."""
+    info = np.iinfo(d)
+    return info.min if info.min < 0 else info.max
+
+
 def cast_oracle(x, d):
     s = x.dtype.name
     if d == s:
@@ -375,11 +397,9 @@ def cast_oracle(x, d):
     with np.errstate(all="ignore"):
         if d == "bool":
             return x != 0
-        if kind(d) in "iu" and s in FLOATS:
-            info = np.iinfo(d)
-            t = np.trunc(f64(x))
-            ok = np.isfinite(t) & (t >= info.min) & (t <= info.max)
-            return np.where(ok, t, 0).astype(d)
+        bad = cast_undefined(x, d)
+        if bad is not None:
+            return np.where(bad, 0, np.trunc(f64(x))).astype(d)
         return x.astype(d)
 
 
