@@ -340,12 +340,11 @@ def _lower_scan(low, n) -> None:
 
 def _check_until_uses(low, n) -> None:
     g = low.g
-    for u in g.users(n):
-        if g.op(u) != "get_output" or g.users(u) or u not in g.outputs:
-            raise UntilCount(f"kernel program: {low.rules.describe(n)} stops early (until): its results are "
-                             f"read inside the graph, so it runs as a separate stage", n)
-    if not isinstance(g.type(n), TupleType) and n not in g.outputs:
-        raise UntilCount(f"kernel program: {low.rules.describe(n)} stops early (until)", n)
+    results = [n] if not isinstance(g.type(n), TupleType) else \
+        [u for u in g.users(n) if g.op(u) == "get_output"]
+    if any(g.users(r) or r not in g.outputs for r in results):
+        raise UntilCount(f"kernel program: {low.rules.describe(n)} stops early (until) and its results are read "
+                         f"inside the graph: the count decides their shapes, so the loop runs as a separate stage", n)
 
 
 def _lower_ifelse(low, n) -> None:

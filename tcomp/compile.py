@@ -32,16 +32,19 @@ def optimize(graph: Graph, mode=None, exclude=(), pass_options=None):
     return pm.run(graph), pm.report
 
 
-#: ops the CPU backend does not lower yet (issue 15: the native loop lands after issue 10's
-#: kernel program); compiling one raises at compile time instead of failing inside the backend
-CPU_NOT_LOWERED = ("scan", "ifelse")
+#: ops the CPU backend does not lower (scan and ifelse are native loops and branches since
+#: issue 15: ``passes/lower_loops.py``); compiling one raises at compile time
+CPU_NOT_LOWERED = ()
+#: ops the CUDA backend does not lower yet
+CUDA_NOT_LOWERED = ("scan", "ifelse")
 
 
-def _reject_control_flow(graph: Graph) -> None:
+def _reject_control_flow(graph: Graph, backend: str = "cpu") -> None:
+    refused = CPU_NOT_LOWERED if backend == "cpu" else CUDA_NOT_LOWERED
     for n in graph.nodes():
         op = graph.op(n)
-        if op in CPU_NOT_LOWERED:
-            raise TypeError(f"{op} is not yet lowered by the cpu backend; use backend='reference' "
+        if op in refused:
+            raise TypeError(f"{op} is not yet lowered by the {backend} backend; use backend='reference' or 'cpu' "
                             f"(node %{n})")
 
 
@@ -54,12 +57,15 @@ def compile_graph(graph: Graph, backend: str = "reference", name: str = "fn", do
         from tcomp.backend.cpu import compile_graph as cpu_compile
 
         _reject_control_flow(graph)
+        from tcomp.backend.cpu.control_function import compile_control, has_control_flow
 
+        if has_control_flow(graph):  # loops and branches: always the native program (until, body errors)
+            return compile_control(graph, name=name, donate=donate)
         return cpu_compile(graph, name=name, donate=donate)
     if backend == "cuda":  # NVPTX kernels, run through the CUDA driver (tcomp/backend/nvptx/runtime.py)
         from tcomp.backend.nvptx.runtime import compile_graph as cuda_compile
 
-        _reject_control_flow(graph)
+        _reject_control_flow(graph, "cuda")
         return cuda_compile(graph, name=name, donate=donate)
     raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 

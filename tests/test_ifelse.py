@@ -12,9 +12,12 @@ from tcomp.ir import evaluate
 from tcomp.testing import verify_grad
 
 
-@pytest.fixture(autouse=True)
-def reference_backend(monkeypatch):
-    monkeypatch.setattr(theano.config, "backend", "reference")
+@pytest.fixture(autouse=True, params=["reference", "cpu"])
+def backend(request, monkeypatch):
+    """Every test runs on the reference backend and on the cpu backend's native loops."""
+    monkeypatch.setattr(theano.config, "backend", request.param)
+    monkeypatch.setattr(theano.config, "native_program", True)
+    return request.param
 
 
 def test_theano_tutorial_ifelse_vs_switch():
@@ -61,7 +64,7 @@ def test_gradient_through_ifelse():
     rng = np.random.default_rng(0)
     for flag in (1.0, -1.0):
         verify_grad(lambda a, x, y: ifelse(T.gt(a, 0), T.tanh(x) * y, x * x - y), [np.float64(flag),
-                    rng.standard_normal(4), rng.standard_normal(4)], rng=0, backend="reference")
+                    rng.standard_normal(4), rng.standard_normal(4)], rng=0, backend=theano.config.backend)
     x = T.dvector("x")
     gx = T.grad(ifelse(T.gt(x[0], 0), (x ** 2).sum(), x.sum()), x)
     f = theano.function([x], gx)

@@ -1,7 +1,7 @@
 """``tcomp.scan`` (the ``"scan"`` op): Theano's documented examples with only the import
 changed, recurrent networks trained through it, BPTT against finite differences, the IR
-forms of nested graphs, and the ``scan_opt`` rewrites.  Everything runs on the reference
-backend (the CPU backend refuses loops at compile time until its native loop lands).
+forms of nested graphs, and the ``scan_opt`` rewrites.  Every test runs on the reference
+backend and on the cpu backend (native loops: ``passes/lower_loops.py``).
 
 Expected values come from NumPy loops written here, from Theano's documentation, or from
 finite differences; never from tcomp itself.
@@ -19,9 +19,12 @@ from tcomp.testing import verify_grad
 from tcomp.trace import build_graph
 
 
-@pytest.fixture(autouse=True)
-def reference_backend(monkeypatch):
-    monkeypatch.setattr(theano.config, "backend", "reference")
+@pytest.fixture(autouse=True, params=["reference", "cpu"])
+def backend(request, monkeypatch):
+    """Every test runs on the reference backend and on the cpu backend's native loops."""
+    monkeypatch.setattr(theano.config, "backend", request.param)
+    monkeypatch.setattr(theano.config, "native_program", True)
+    return request.param
 
 
 def _scan_nodes(graph):
@@ -305,7 +308,7 @@ def test_elman_rnn_gradients_pass_verify_grad():
     pt = [rng.standard_normal((2, 3)) * 0.5, rng.standard_normal((3, 3)) * 0.5, rng.standard_normal(3) * 0.1,
           rng.standard_normal(3)]
     verify_grad(lambda Wx, Wh, b, w: _elman(T.constant(xv), T.constant(yv), Wx, Wh, b, w), pt, rng=0,
-                backend="reference")
+                backend=theano.config.backend)
 
 
 def test_elman_rnn_learns_to_add():
@@ -356,13 +359,13 @@ def test_grad_through_taps_and_until_matches_finite_differences():
         return outs[0].sum() + (outs[1] ** 2).sum()
 
     verify_grad(fn, [rng.standard_normal((6, 3)), rng.standard_normal((2, 3)), rng.standard_normal(3)], rng=0,
-                backend="reference")
+                backend=theano.config.backend)
 
     def fn_until(h0, w):
         hs, _ = theano.scan(lambda h, w: (h * w + 0.1, theano.until(T.sum(h) > 100)), outputs_info=h0,
                             non_sequences=w, n_steps=4)
         return hs
-    verify_grad(fn_until, [rng.standard_normal(3), rng.standard_normal(3)], rng=0, backend="reference")
+    verify_grad(fn_until, [rng.standard_normal(3), rng.standard_normal(3)], rng=0, backend=theano.config.backend)
 
 
 def test_nested_scan_and_its_gradient():
@@ -385,7 +388,7 @@ def test_nested_scan_and_its_gradient():
             s = s * e + 1.0
         want = want + s * vv
     np.testing.assert_allclose(got, want, rtol=1e-12)
-    verify_grad(fn, [mv, vv], rng=0, backend="reference")
+    verify_grad(fn, [mv, vv], rng=0, backend=theano.config.backend)
 
 
 # -- the IR: text, JSON, hash, verifier; and the cpu backend's refusal ---------------------------
@@ -465,14 +468,17 @@ def test_verifier_checks_nested_graphs():
         verify(g)
 
 
-def test_cpu_backend_refuses_loops_at_compile_time():
+def test_cuda_backend_refuses_loops_at_compile_time():
+    """The cpu backend lowers loops and branches (tests/test_scan_cpu.py); the cuda one not yet."""
+    from tcomp.compile import _reject_control_flow
+
     x = T.vector("x")
     out, _ = theano.scan(lambda v: v * 2, sequences=x)
-    with pytest.raises(TypeError, match="scan is not yet lowered by the cpu backend; use backend='reference'"):
-        theano.function([x], out, backend="cpu")
+    with pytest.raises(TypeError, match="scan is not yet lowered by the cuda backend"):
+        _reject_control_flow(build_graph([x], [out])[0], "cuda")
     y = theano.ifelse.ifelse(T.gt(x.sum(), 0), x, -x)
-    with pytest.raises(TypeError, match="ifelse is not yet lowered by the cpu backend"):
-        theano.function([x], y, backend="cpu")
+    with pytest.raises(TypeError, match="ifelse is not yet lowered by the cuda backend"):
+        _reject_control_flow(build_graph([x], [y])[0], "cuda")
 
 
 # -- scan_opt ---------------------------------------------------------------------------------
@@ -585,7 +591,7 @@ def test_lstm_gradients_pass_verify_grad():
         return T.sum(hs ** 2) + T.sum(cs[-1])
 
     verify_grad(lstm_cost, [rng.standard_normal((n_in, 4 * n_hid)) * 0.5, rng.standard_normal((n_hid, 4 * n_hid))
-                            * 0.5, rng.standard_normal(4 * n_hid) * 0.1], rng=0, backend="reference")
+                            * 0.5, rng.standard_normal(4 * n_hid) * 0.1], rng=0, backend=theano.config.backend)
 
 
 def test_structural_hash_is_stable_across_processes():

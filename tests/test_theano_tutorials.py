@@ -22,10 +22,6 @@ def theano_defaults():
         yield
 
 
-NOT_LOWERED = ("{} is not yet lowered by the cpu backend (it runs on backend='reference'); the scan/ifelse "
-               "helper's lowering is in flight")
-
-
 # -- adding.txt ---------------------------------------------------------------------------------
 
 def test_adding_two_scalars():
@@ -244,7 +240,6 @@ def test_gradient_of_logistic():
                                rtol=1e-7)
 
 
-@pytest.mark.xfail(strict=False, reason=NOT_LOWERED.format("scan"))
 def test_jacobian_and_hessian_with_scan():
     x = T.dvector("x")
     y = x ** 2
@@ -303,7 +298,6 @@ def test_switch():
     _conditions(lazy=False)
 
 
-@pytest.mark.xfail(strict=False, reason=NOT_LOWERED.format("ifelse"))
 def test_lazy_ifelse():
     _conditions(lazy=True)
 
