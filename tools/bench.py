@@ -137,6 +137,12 @@ def run(quick: bool = False, repeat: int = 0, threads=(None,)) -> list[dict]:
                              "numpy_gbs": nbytes / t_np / 1e9 if nbytes else None,
                              "tcomp_gflops": flops[0] / t_tc / 1e9 if flops else None,
                              "numpy_gflops": flops[0] / t_np / 1e9 if flops else None})
+        from .bench_scan import rows as scan_rows  # the Elman RNN through tcomp.scan (tools/bench_scan.py)
+
+        for nt in threads:
+            if nt is not None:
+                tcomp.config.num_threads = nt
+            rows.extend(scan_rows(quick, repeat))
     finally:
         tcomp.config.num_threads = before
     return rows
@@ -175,6 +181,9 @@ def format_rows(rows) -> str:
         if r.get("tcomp_gflops"):
             lines.append(f"{r['case']} {r['size']}, {r['threads']} thread(s): tcomp {r['tcomp_gflops']:.1f} GFLOP/s, "
                          f"NumPy/BLAS {r['numpy_gflops']:.1f} GFLOP/s ({r['speedup']:.2f}x)")
+    from .bench_scan import format_scan_rows
+
+    lines.extend(format_scan_rows(rows))
     copies = {r["threads"]: r for r in rows if r["case"].startswith("copy")}
     if copies:
         np_copy = next(iter(copies.values()))["numpy_gbs"]
