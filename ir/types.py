@@ -18,7 +18,7 @@ Dim = Union[int, str, None]
 
 
 def _check_dim(d) -> Dim:
-    if d is None or isinstance(d, str):
+    if d is None or isinstance(d, str) or (type(d) is int and d >= 0):  # (the common cases first)
         return d
     try:
         import numpy as np
@@ -136,6 +136,12 @@ def broadcast_shapes(*shapes: tuple, what: str = "operands") -> tuple:
 
     Raises ValueError naming ``what`` when two static dims conflict.
     """
+    if len(shapes) == 2:  # the common cases, same result as the loop below: equal shapes, a scalar
+        a, b = shapes
+        if a == b or not b:
+            return tuple(a)
+        if not a:
+            return tuple(b)
     ndim = max((len(s) for s in shapes), default=0)
     padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
     out = []

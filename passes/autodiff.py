@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Optional
 
 from tcomp.ir import Constant, Graph, TensorType, TupleType, get_op
 from tcomp.ir import dtypes as dt
+from tcomp.ir.graph import paused_gc
 
 VJP_RULES: dict[str, Callable] = {}
 
@@ -216,6 +217,7 @@ def _descendants(g: Graph, roots: Iterable[int], within: set) -> set:
     return seen
 
 
+@paused_gc()  # (a deep graph's gradient is millions of live objects: see paused_gc)
 def grad(graph: Graph, cost: Optional[int], wrt, consider_constant=(), disconnected_inputs: str = "raise",
          known_grads: Optional[dict] = None) -> list:
     """Add d cost / d wrt to ``graph``; return one node id per ``wrt`` (a list, or one id if

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional, TextIO
 
 from tcomp.ir import Graph
+from tcomp.ir.graph import paused_gc
 
 from .canonicalize import canonicalize
 from .cse import cse, dce
@@ -134,6 +135,10 @@ class PassManager:
 
     def run(self, graph: Graph) -> Graph:
         """Optimize a copy of ``graph`` and return it; ``self.report`` gets one record per pass."""
+        with paused_gc():
+            return self._run(graph)
+
+    def _run(self, graph: Graph) -> Graph:
         verify = _verifier() if self.verify_each else None
         stream = self.stream if self.stream is not None else sys.stderr
         self.report = PassReport()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from tcomp.ir import Graph, evaluate
+from tcomp.ir.graph import paused_gc
 
 BACKENDS = ("reference", "cpu", "cuda")
 
@@ -48,6 +49,7 @@ def _reject_control_flow(graph: Graph, backend: str = "cpu") -> None:
                             f"(node %{n})")
 
 
+@paused_gc()  # (the backend builds millions of live objects for a big graph: see paused_gc)
 def compile_graph(graph: Graph, backend: str = "reference", name: str = "fn", donate=None):
     """``donate``: graph output position -> input position whose storage the output may be
     written into (shared-variable updates); a backend uses it where it is safe, or ignores it."""

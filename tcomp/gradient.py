@@ -21,6 +21,7 @@ import warnings
 import weakref
 
 from tcomp.ir import dtypes as dt
+from tcomp.ir.graph import paused_gc
 from tcomp.ir.ops import get_op
 
 from .shared import SharedVariable
@@ -97,6 +98,7 @@ def _reach(seeds, blocked: set) -> set:
     return seen
 
 
+@paused_gc()  # (building a deep graph's gradient: see tcomp.ir.graph.paused_gc)
 def _grad_core(cost, targets, blocked_vars, known_grads, stabilize_ok):
     """Gradients of ``cost`` (or None) plus ``known_grads`` seeds with respect to every
     Variable in ``targets`` (all reachable: the caller checked), as Variables."""

@@ -6,6 +6,7 @@ Python's recursion limit.
 from __future__ import annotations
 
 from tcomp.ir import Graph
+from tcomp.ir.graph import paused_gc
 
 from .shared import SharedVariable
 from .tensor.variable import Variable, apply
@@ -51,6 +52,7 @@ def givens_substitution(givens):
     return substitute
 
 
+@paused_gc()  # (a big graph is millions of live objects: see paused_gc)
 def build_graph(inputs, outputs, givens=None):
     """Trace ``outputs`` into a Graph whose inputs are ``inputs`` then the shared
     variables used (in discovery order).  Returns (graph, var_to_node, shared_list)."""
@@ -88,6 +90,7 @@ def build_graph(inputs, outputs, givens=None):
     return g, var_to_node, shared
 
 
+@paused_gc()
 def variables_from_graph(graph: Graph, node_to_var: dict, nodes) -> list[Variable]:
     """Variables for ``nodes`` of ``graph``; nodes already in ``node_to_var`` map to the
     existing Variables, the rest are rebuilt as expressions over them."""
