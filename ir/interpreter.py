@@ -48,6 +48,33 @@ def check_elemwise_broadcast(op: str, operand_types, operand_values, result_shap
                     f"has {result_shape[offset + axis]} (a symbolic dim never broadcasts)")
 
 
+def check_fused_broadcast(node: int, attrs, operand_types, operand_values) -> None:
+    """The rule of :func:`check_elemwise_broadcast` inside a ``fused`` kernel: each elementwise
+    step's operands, by their declared step types (a symbolic dim never broadcasts, also
+    after fusion), against the step's concrete shape."""
+    from .ops.fused import step_types
+
+    declared = step_types(attrs["body"], operand_types)
+    shapes: list = []
+    for j, (op, sattrs, refs) in enumerate(attrs["body"]):
+        if op == "constant":
+            shapes.append(())
+            continue
+        arg_shapes = [operand_values[int(r[1:])].shape if r[0] == "$" else shapes[int(r[1:])] for r in refs]
+        arg_types = [operand_types[int(r[1:])] if r[0] == "$" else declared[int(r[1:])] for r in refs]
+        shape = get_op(op).infer_type([TensorType(t.dtype, sh) for t, sh in zip(arg_types, arg_shapes)],
+                                      dict(sattrs)).shape
+        if get_op(op).kind == "elemwise":
+            for i, (t, sh) in enumerate(zip(arg_types, arg_shapes)):
+                offset = len(shape) - len(sh)
+                for axis in range(len(sh)):
+                    if t.shape[axis] != 1 and sh[axis] != shape[offset + axis]:
+                        raise ShapeError(
+                            f"%{node} = fused: step {j} operand {i} ({t}) has size {sh[axis]} on axis {axis} but "
+                            f"the result has {shape[offset + axis]} (a symbolic dim never broadcasts)")
+        shapes.append(shape)
+
+
 def _fit(value, t: TensorType, what: str, named: dict) -> np.ndarray:
     value = np.asarray(value)
     if value.dtype.name != t.dtype:
@@ -83,6 +110,8 @@ def evaluate(graph: Graph, inputs, *, return_all: bool = False):
             raise ValueError(f"input %{node} is not listed in graph.inputs")
         operands = graph.operands(node)
         args = [values[o] for o in operands]
+        if op == "fused":
+            check_fused_broadcast(node, graph.attrs(node), [graph.type(o) for o in operands], args)
         with np.errstate(all="ignore"):
             result = opdef.impl(args, graph.attrs(node), t)
         if isinstance(t, TupleType):

@@ -23,8 +23,8 @@ Two levels of proof:
   length, read from ``shape(x)[i]``; ``fused`` kernels step by step and ``get_output``.
 
 Why a proof may use any live node of the graph, even one computed after the value: the CPU
-backend's planner computes and checks every node's shape before the first kernel runs
-(``tcomp/backend/cpu/plan.py``), and the reference interpreter only computes with NumPy, so
+backend's ``plan`` entry computes and checks every node's shape before the first kernel
+runs (the shape program), and the reference interpreter only computes with NumPy, so
 a run-time mismatch anywhere is an error before memory is touched.  Dead nodes (no output
 depends on them) are never run, so they prove nothing.  Unknown ops prove
 nothing (each of their dims is its own class): the analysis is conservative by default.

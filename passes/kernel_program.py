@@ -25,13 +25,13 @@ fold away at compile time, and what makes in-place decisions exact (same registe
 run-time shape).  Registers are typed (``i64``; ``f64`` only for float arange bounds); a
 ``cast`` to a narrow dtype wraps exactly as NumPy does, so host values computed in the
 program equal the reference interpreter's.  Division by zero is total (0), so the program
-never traps; a check guards every place where the Python planner raised.
+never traps; a check guards every place where the (since removed) Python planner raised.
 
 **Checks are instructions of the same program** (``check`` with the code of a
-:class:`Check`), interleaved in the order the Python planner (``backend/cpu/plan.py``) and
-the input checks of ``CompiledGraph`` made them, so the *first* failing check is the same
-one.  A :class:`Check` carries the exception class, a ``str.format`` template of the exact
-message text and its arguments (ints, Python-tuple shapes, bracketed ``[2, ?]`` shapes,
+:class:`Check`), interleaved in the order a node-by-node evaluation meets them (input
+checks first), so the *first* failing check is the one a user expects.  A :class:`Check`
+carries the exception class, a ``str.format`` template of the exact message text and its
+arguments (ints, Python-tuple shapes, bracketed ``[2, ?]`` shapes,
 tensor types ``f32[2, 3]``), so a generated ``plan`` returns only the code (index + 1) and
 the host formats the same message (:func:`format_check`; C can format it too: only ints).
 

@@ -1,7 +1,7 @@
 """Lowering a graph after fusion to its kernel program (``kernel_program.KernelProgram``).
 
-Decides, once, what the CPU backend decides today in ``program.py``, ``plan.py`` and
-``memory.py``, in a form every backend consumes:
+Decides, once, what the CPU backend's Python planner used to decide per call (roles,
+shapes and checks, buffers), in a form every backend consumes:
 
 * **host values** (reshape targets, arange bounds, scalar indices, ``shape`` nodes and what
   they need) become shape-program registers; one that a kernel also reads as a tensor

@@ -3,9 +3,9 @@
 One algorithm, two callers.  :func:`assign_storage` is a linear scan over an abstract
 *schedule* (steps in execution order, each writing some values and reading some
 storages).  :func:`plan_memory` builds that schedule from a graph with the sizes its types
-give (the graph-level plan: figures, dumps); the CPU backend (``tcomp/backend/cpu/memory.py``)
-builds it from its native kernels with the byte sizes of one call's shapes and allocates
-exactly what this module assigns.  So both follow the same rules:
+give (the graph-level plan: figures, dumps); ``lower_kernels`` builds it from the kernel
+schedule with byte sizes as shape-program expressions, and every backend allocates exactly
+what it assigns.  So both follow the same rules:
 
 * a value's storage is dead after the last step reading it (a read of a view is a read of
   the storage it views);

@@ -1,7 +1,7 @@
 """Building the shape program: a hash-consing, folding emitter (:class:`ShapeBuilder`) and
-the shape rule of every op (:class:`ShapeRules`), each the symbolic twin of the Python
-call-time planner's rule (``tcomp/backend/cpu/plan.py``): the same dims, the same checks in
-the same order, the same message text (see ``kernel_program`` for the format).
+the shape rule of every op (:class:`ShapeRules`), each the symbolic twin of the op's type
+rule on concrete shapes: the same dims, every check with its message text (see
+``kernel_program`` for the format).
 
 Why fold and hash-cons here: a dim that is static stays a literal, and the same expression
 built twice is the same register, so checks that hold by construction (a dim compared with

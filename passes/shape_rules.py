@@ -1,9 +1,9 @@
 """The shape rule of every op, as shape-program code (see ``shape_program``).
 
-Each rule mirrors the Python call-time planner (``tcomp/backend/cpu/plan.py``) and, where
-the planner re-runs an op's type rule on concrete types, that type rule: same result dims,
-same checks in the same order, same message text.  ``ShapeRules.run`` walks the live
-graph in topological order, so the first failing check is the planner's first failure.
+Each rule gives the dims the op's type rule gives on concrete types, with the checks the
+Python call-time planner made (it was replaced by this program: same checks in the same
+order, same message text).  ``ShapeRules.run`` walks the live graph in topological order,
+so the first failing check is the first one a node-by-node evaluation would hit.
 """
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ class ShapeRules:
 
     # -- inputs -----------------------------------------------------------------------------------
     def inputs(self):
-        """The checks of ``CompiledGraph._check_inputs`` after dtype and rank (which the entry
-        wrapper checks): static dims, named dims agreeing across inputs."""
+        """The input checks after dtype and rank (which the entry wrapper checks): static
+        dims, named dims agreeing across inputs."""
         b, g = self.b, self.g
         seen: dict = {}
         for k, n in enumerate(g.inputs):

@@ -48,10 +48,10 @@ import warnings
 floatX = "float32"
 #: backend used by tcomp.function when none is given: 'reference' (NumPy interpreter) or 'cpu'
 backend = "cpu"
-#: CPU backend: run each function as one native program (generated ``plan``/``run`` entries over
-#: the kernel program, tcomp/backend/cpu/native_function.py) instead of the Python call-time
-#: planner; env ``TCOMP_NATIVE_PROGRAM=1``
-native_program = os.environ.get("TCOMP_NATIVE_PROGRAM", "0").strip() not in ("", "0")
+#: the CPU backend runs each function as one native program (generated ``plan``/``run`` entries
+#: over the kernel program, tcomp/backend/cpu/native_function.py); the Python call-time planner
+#: it replaced is gone, so this is always True (kept so code that set it keeps working)
+native_program = True
 #: default mode of tcomp.function (see tcomp.mode): 'Mode' means backend + optimizer
 mode = "Mode"
 #: pass pipeline of mode 'Mode' (Theano's names)
@@ -72,7 +72,7 @@ OPTIONS = {
     "compute_test_value": COMPUTE_TEST_VALUE_MODES,
     "num_threads": None,
     "warn": None,
-    "native_program": (False, True),
+    "native_program": (True,),
     "cache": None,
     "cache_dir": None,
     "cache_max_bytes": None,

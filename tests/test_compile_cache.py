@@ -221,8 +221,8 @@ SCRIPT = textwrap.dedent("""\
     """)
 
 
-def _spawn(folder, native: bool, **env):
-    e = dict(os.environ, TCOMP_CACHE_DIR=str(folder), TCOMP_NATIVE_PROGRAM="1" if native else "0", **env)
+def _spawn(folder, **env):
+    e = dict(os.environ, TCOMP_CACHE_DIR=str(folder), **env)
     if "TCOMP_CACHE" not in env:
         e.pop("TCOMP_CACHE", None)
     return subprocess.Popen([sys.executable, "-c", SCRIPT], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -238,19 +238,17 @@ def _result(proc):
     return d
 
 
-@pytest.mark.parametrize("native", [False, True], ids=["planner", "native"])
-def test_second_process_hits(tmp_path, native):
-    cold = _result(_spawn(tmp_path, native))
+def test_second_process_hits(tmp_path):
+    cold = _result(_spawn(tmp_path))
     assert cold["stats"]["misses"] >= 1 and cold["stats"]["stores"] >= 1
-    warm = _result(_spawn(tmp_path, native))
+    warm = _result(_spawn(tmp_path))
     assert warm["stats"]["misses"] == 0 and warm["stats"]["hits"] >= 1
     assert warm["out"] == cold["out"]  # the same object code: bit-identical results
-    if native:
-        assert cold["emitted"] and warm["emitted"] is False  # a warm start made no IR at all
+    assert cold["emitted"] and warm["emitted"] is False  # a warm start made no IR at all
 
 
 def test_concurrent_writers(tmp_path):
-    procs = [_spawn(tmp_path, True) for _ in range(3)]
+    procs = [_spawn(tmp_path) for _ in range(3)]
     results = [_result(p) for p in procs]
     assert all(r["out"] == results[0]["out"] for r in results)
     objs = tmp_path / "objects"
@@ -259,12 +257,12 @@ def test_concurrent_writers(tmp_path):
         assert p.name.endswith(".tco")
         head, start, data = _header(p)
         assert sum(s for _, s in head["sections"]) == len(data) - start
-    warm = _result(_spawn(tmp_path, True))
+    warm = _result(_spawn(tmp_path))
     assert warm["stats"]["misses"] == 0
 
 
 def test_env_cache_off(tmp_path):
-    d = _result(_spawn(tmp_path, True, TCOMP_CACHE="0"))
+    d = _result(_spawn(tmp_path, TCOMP_CACHE="0"))
     assert d["stats"] == {"hits": 0, "misses": 0, "stores": 0}
     assert not (tmp_path / "objects").exists()
 
@@ -291,7 +289,7 @@ MLP_SCRIPT = textwrap.dedent("""\
 def test_warm_start_of_the_mlp_step_is_much_faster(tmp_path):
     """The MLP training step (784-512-512-10, batch 128) from graph to callable in a fresh
     process: a warm start links the cached objects (a ratio, not a time)."""
-    env = dict(os.environ, TCOMP_CACHE_DIR=str(tmp_path), TCOMP_NATIVE_PROGRAM="1")
+    env = dict(os.environ, TCOMP_CACHE_DIR=str(tmp_path))
     env.pop("TCOMP_CACHE", None)
 
     def run():

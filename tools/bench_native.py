@@ -1,11 +1,15 @@
-"""A/B of the CPU backend's two call paths in one process: the same graph compiled with and
-without ``tcomp.config.native_program``, timed alternately (best of N each), so machine load
-hits both alike.  ``python -m tcomp.tools.bench_native CASE [pn]`` with CASE one of ``xyz``
-(``x + y*z`` on 3-element vectors, with checks and with ``trust_input``), ``digits`` (the
-demo's digits MLP step), ``mlp`` (784-512-512-10 step, batch 128), ``elementwise`` (2^24),
-``softmax`` (4096x1024); prints one JSON line.  ``pn`` times the planner first: the first
-call after NumPy's pays fresh pages for large outputs, so compare both orders there.
+"""Per-call cost of compiled functions, against NumPy in the same run (calls interleaved, best of
+N rounds each, so machine load hits both alike).
+
+``python -m tcomp.tools.bench_native [CASE...]`` with CASE among ``xyz`` (``x + y*z`` on three
+3-element float32 vectors, with input checks and with ``trust_input``), ``digits`` (the
+training step of ``tcomp demo``'s digits MLP, batch 32, against the same step written with
+NumPy by hand) and ``mlp`` (784-512-512-10 step, batch 128, against hand NumPy); no CASE
+runs all three.  Prints one JSON line per case; :func:`rows` gives the same figures to
+``tcomp bench``.
 """
+from __future__ import annotations
+
 import json
 import sys
 import time
@@ -14,19 +18,10 @@ import numpy as np
 
 import tcomp
 import tcomp.tensor as T
-from tcomp.backend.cpu import compile_graph
-from tcomp.tools import bench as B
 
 
-def both(build):
-    out = []
-    for flag in (True, False):
-        tcomp.config.native_program = flag
-        out.append(build())
-    tcomp.config.native_program = False
-    return out
-
-def ab(fns, number, rounds):
+def interleaved(fns, number, rounds):
+    """Best seconds per call of each function, measured in alternation."""
     best = [1e9] * len(fns)
     for _ in range(rounds):
         for i, fn in enumerate(fns):
@@ -36,69 +31,74 @@ def ab(fns, number, rounds):
             best[i] = min(best[i], (time.perf_counter() - t) / number)
     return best
 
+
+def _xyz():
+    def mk(trust):
+        x, y, z = T.fvector("x"), T.fvector("y"), T.fvector("z")
+        return tcomp.function([x, y, z], x + y * z, trust_input=trust)
+    checked, trusted = mk(False), mk(True)
+    a, b, c = (np.full(3, v, "float32") for v in (1, 2, 3))
+    np.testing.assert_array_equal(checked(a, b, c), a + b * c)
+    r = interleaved([lambda: checked(a, b, c), lambda: trusted(a, b, c), lambda: np.add(a, np.multiply(b, c))],
+                    300, 60)
+    return {"case": "call x+y*z (3 f32)", "tcomp_us": r[0] * 1e6, "tcomp_trust_us": r[1] * 1e6,
+            "numpy_us": r[2] * 1e6}
+
+
+def _np_mlp_step(params, x, y, lr):
+    """One SGD step of a relu MLP with softmax cross-entropy (``build_classifier_step``),
+    written with NumPy by hand."""
+    acts = [x]
+    for k in range(0, len(params) - 2, 2):
+        acts.append(np.maximum(acts[-1] @ params[k] + params[k + 1], 0))
+    logits = acts[-1] @ params[-2] + params[-1]
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    d = p
+    d[np.arange(len(y)), y] -= 1
+    d /= len(y)
+    for k in range(len(params) - 2, -1, -2):
+        gw, gb = acts[k // 2].T @ d, d.sum(axis=0)
+        if k:
+            d = (d @ params[k].T) * (acts[k // 2] > 0)
+        params[k] -= lr * gw
+        params[k + 1] -= lr * gb
+
+
+def _mlp(case):
+    from tcomp.examples.mlp import build_classifier_step
+
+    sizes, batch = ((64, 64, 10), 32) if case == "digits" else ((784, 512, 512, 10), 128)
+    step, _, _ = build_classifier_step(sizes, batch=batch)
+    rng = np.random.default_rng(0)
+    xv = rng.standard_normal((batch, sizes[0])).astype("float32")
+    yv = rng.integers(0, sizes[-1], batch).astype("int32")
+    params = []
+    for a, b in zip(sizes, sizes[1:]):
+        params += [(rng.standard_normal((a, b)) * 0.05).astype("float32"), np.zeros(b, "float32")]
+    number = 20 if case == "digits" else 3
+    r = interleaved([lambda: step(xv, yv), lambda: _np_mlp_step(params, xv, yv, 0.01)], number, 15)
+    label = "digits MLP step 64-64-10, batch 32" if case == "digits" else "MLP step 784-512-512-10, batch 128"
+    return {"case": label, "tcomp_us": r[0] * 1e6, "numpy_us": r[1] * 1e6}
+
+
+CASES = {"xyz": _xyz, "digits": lambda: _mlp("digits"), "mlp": lambda: _mlp("mlp")}
+
+
+def rows(quick: bool = False) -> list[dict]:
+    """The call-overhead and step-time rows of ``tcomp bench``."""
+    return [CASES[c]() for c in (("xyz", "digits") if quick else CASES)]
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    rows = {}
-    case = argv[0]
-    rng = np.random.default_rng(0)
-    if case == "xyz":
-        def mk(trust):
-            x, y, z = T.fvector("x"), T.fvector("y"), T.fvector("z")
-            return tcomp.function([x, y, z], x + y * z, trust_input=trust)
-        (fn, fo), (tn, to) = both(lambda: mk(False)), both(lambda: mk(True))
-        a, b, c = (np.full(3, v, "float32") for v in (1, 2, 3))
-        r = ab([lambda: fn(a, b, c), lambda: fo(a, b, c), lambda: tn(a, b, c), lambda: to(a, b, c),
-                lambda: np.add(a, np.multiply(b, c))], 300, 80)
-        rows = {"native checks us": r[0] * 1e6, "planner checks us": r[1] * 1e6, "native trust us": r[2] * 1e6,
-                "planner trust us": r[3] * 1e6, "numpy ufuncs us": r[4] * 1e6}
-    elif case == "digits":
-        from tcomp.examples import digits
-        tx, ty, _, _ = digits.load_digits(0)
-        def mk():
-            train_x, train_y = tcomp.shared(tx, "train_x"), tcomp.shared(ty, "train_y")
-            model = digits.Model("mlp", tx.shape[1], 10, seed=0)
-            y, index = T.ivector("y"), T.lscalar("index")
-            cost = model.nll(y) + 1e-4 * sum((W ** 2).sum() for W in model.weights)
-            grads = T.grad(cost, model.params)
-            return tcomp.function([index], cost, updates=[(p, p - 0.1 * g) for p, g in zip(model.params, grads)],
-                                  givens={model.x: train_x[index * 32:(index + 1) * 32],
-                                          y: train_y[index * 32:(index + 1) * 32]})
-        sn, so = both(mk)
-        i = [0]
-        def stepper(s):
-            def go():
-                i[0] = (i[0] + 1) % 44
-                s(i[0])
-            return go
-        r = ab([stepper(sn), stepper(so)], 20, 40)
-        rows = {"native digits step us": r[0] * 1e6, "planner digits step us": r[1] * 1e6}
-    elif case == "mlp":
-        from tcomp.examples.mlp import build_classifier_step
-        sn, so = both(lambda: build_classifier_step((784, 512, 512, 10), batch=128)[0])
-        xv = rng.standard_normal((128, 784)).astype("float32")
-        yv = rng.integers(0, 10, 128).astype("int32")
-        r = ab([lambda: sn(xv, yv), lambda: so(xv, yv)], 3, 15)
-        rows = {"native mlp784 step ms": r[0] * 1e3, "planner mlp784 step ms": r[1] * 1e3}
-    elif case in ("elementwise", "softmax"):
-        if case == "elementwise":
-            n = 1 << 24
-            g = B._graph_elementwise(n)
-            ins = [rng.standard_normal(n).astype("float32") for _ in range(3)]
-            npf = lambda: ins[0] * ins[1] + ins[2] * np.tanh(ins[0])
-        else:
-            g = B._graph_softmax(4096, 1024)
-            ins = [rng.standard_normal((4096, 1024)).astype("float32")]
-            npf = lambda: B._np_softmax(ins[0])
-        fn, fo = both(lambda: compile_graph(g))
-        np.testing.assert_allclose(fn(ins)[0], fo(ins)[0], rtol=1e-5, atol=1e-6)
-        order = argv[1] if len(argv) > 1 else "np"
-        fns = [lambda: fn(ins), lambda: fo(ins)]
-        r = ab(fns + [npf] if order == "np" else fns[::-1] + [npf], 1, 12)
-        if order != "np":
-            r[0], r[1] = r[1], r[0]
-        rows = {f"native {case} ms": r[0] * 1e3, f"planner {case} ms": r[1] * 1e3, f"numpy {case} ms": r[2] * 1e3,
-                "order": "native first" if order == "np" else "planner first"}
-    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in rows.items()}))
+    for case in argv or list(CASES):
+        if case not in CASES:
+            print(f"unknown case {case!r}; choose from {', '.join(CASES)}", file=sys.stderr)
+            return 2
+        row = CASES[case]()
+        print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}))
     return 0
 
 

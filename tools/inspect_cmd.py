@@ -1,14 +1,14 @@
 """``tcomp inspect``: what the compiler does to an MLP training step.
 
-Reports nodes before/after each pass, kernels launched per call and intermediate bytes
-per call (fused vs unfused), the cold compile time split into trace / passes / backend,
-and how pass time grows with graph size (a 10x larger network in the same run).
+Reports nodes before/after each pass, kernels launched per call and intermediate bytes per
+call (fused vs unfused, both from the kernel program the CPU backend runs), the cold compile
+time split into trace / passes / backend, and how pass time grows with graph size (a 10x
+larger network in the same run).
 """
 from __future__ import annotations
 
 import time
 
-from tcomp.passes import plan_memory
 from tcomp.passes.memory import is_view
 
 
@@ -29,6 +29,25 @@ def native_kernels(fn):
     """Native loop nests the CPU backend runs per call (None on another backend)."""
     roles = getattr(getattr(fn.compiled, "prog", None), "role", None)
     return None if roles is None else list(roles.values()).count("kernel")
+
+
+def program_figures(fn) -> dict:
+    """Kernels per call and workspace bytes of ``fn``'s kernel program (the one the CPU
+    backend runs; backend-independent: lowered from the optimized graph), for example inputs
+    of the declared static shapes."""
+    import numpy as np
+
+    from tcomp.passes import lower_kernels
+    from tcomp.passes.kernel_program import evaluate_shape_program, resolve
+
+    kp = lower_kernels(fn.optimized, fn.donations)
+    regs = evaluate_shape_program(kp.shape, [np.zeros(x.shape, x.dtype) for x in kp.inputs])
+
+    def nbytes(v):
+        return int(np.prod(resolve(v.dims, regs), dtype=np.int64)) * np.dtype(v.dtype).itemsize
+    return {"kernels": sum(1 for k in kp.kernels if k.kind != "scalar"),
+            "bytes_without_reuse": sum(nbytes(v) for v in kp.values if v.storage.kind == "buffer"),
+            "workspace_bytes": int(resolve(kp.workspace, regs))}
 
 
 def _build(sizes, batch, backend, exclude=()):
@@ -52,21 +71,13 @@ def report(sizes=(784, 512, 512, 10), batch=128, backend="cpu", scale=10, out=pr
     out(f"{'pass':<18}{'ms':>9}{'nodes before':>14}{'after':>8}")
     for r in step.pass_report.records:
         out(f"{r.name:<18}{1e3 * r.seconds:>9.2f}{r.nodes_before:>14}{r.nodes_after:>8}")
-    fused_k, unfused_k = kernels_per_call(step.optimized), kernels_per_call(unfused.optimized)
-    native_f, native_u = native_kernels(step), native_kernels(unfused)
-    if native_f is not None:
-        out(f"cpu backend native kernels per call: fused {native_f}, unfused {native_u}")
-    mf, mu = plan_memory(step.optimized, step.donations), plan_memory(unfused.optimized, unfused.donations)
-    out(f"graph kernels per call (non-view compute nodes): fused {fused_k}, unfused {unfused_k}")
+    fused, unfused_p = program_figures(step), program_figures(unfused)
+    out(f"kernels per call (the kernel program): fused {fused['kernels']}, unfused {unfused_p['kernels']}")
     n_multi, n_results = multi_output_kernels(step.optimized)
     out(f"multi-output kernels: {n_multi} (computing {n_results} results in {n_multi} loops)")
-    out(f"intermediate bytes per call: fused {_fmt_bytes(mf.bytes_without_reuse)} "
-        f"({_fmt_bytes(mf.bytes_with_reuse)} with buffer reuse), unfused {_fmt_bytes(mu.bytes_without_reuse)} "
-        f"({_fmt_bytes(mu.bytes_with_reuse)} with reuse)")
-    if native_f is not None:  # the CPU backend's buffer assignment (inline and view nodes need no buffer)
-        m = step.compiled.bytes_allocated_per_call()
-        out(f"cpu backend buffers per call: {m['kernels']} kernels -> {m['buffers']} buffers, intermediates "
-            f"{_fmt_bytes(m['intermediate_bytes_without_reuse'])} -> {_fmt_bytes(m['intermediate_bytes_with_reuse'])}")
+    out(f"intermediate bytes per call (workspace): fused {_fmt_bytes(fused['workspace_bytes'])} "
+        f"({_fmt_bytes(fused['bytes_without_reuse'])} without buffer reuse), unfused "
+        f"{_fmt_bytes(unfused_p['workspace_bytes'])} ({_fmt_bytes(unfused_p['bytes_without_reuse'])} without reuse)")
     c = step.compile_seconds
     out(f"compile (first build in this process): total {total:.2f} s = T.grad+trace {total - sum(c.values()):.2f} s"
         f" + graph build {c['trace']:.3f} s + passes {c['passes']:.3f} s + backend (LLVM+JIT) {c['backend']:.2f} s")
@@ -80,10 +91,9 @@ def report(sizes=(784, 512, 512, 10), batch=128, backend="cpu", scale=10, out=pr
     ratio_time = big.compile_seconds["passes"] / max(c["passes"], 1e-9)
     out(f"pass time scaling: {len(big.traced)} vs {len(step.traced)} traced nodes ({ratio_nodes:.1f}x) -> "
         f"passes {big.compile_seconds['passes']:.3f} s vs {c['passes']:.3f} s ({ratio_time:.1f}x)")
-    return {"native_kernels_fused": native_f, "native_kernels_unfused": native_u,
-            "kernels_fused": fused_k, "kernels_unfused": unfused_k, "multi_output_kernels": n_multi,
-            "bytes_fused": mf.bytes_without_reuse,
-            "bytes_unfused": mu.bytes_without_reuse, "bytes_fused_reuse": mf.bytes_with_reuse,
+    return {"kernels_fused": fused["kernels"], "kernels_unfused": unfused_p["kernels"], "multi_output_kernels": n_multi,
+            "bytes_fused": fused["workspace_bytes"], "bytes_unfused": unfused_p["workspace_bytes"],
+            "bytes_fused_without_reuse": fused["bytes_without_reuse"],
             "compile_seconds": dict(c, total=total), "pass_scaling": (ratio_nodes, ratio_time)}
 
 

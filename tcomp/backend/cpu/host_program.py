@@ -17,8 +17,8 @@ One LLVM module per compiled function holds the kernels (emitted by the lowering
     array from the registers, then the call; returns 0, or 1 + the position of a
     bounds-checked kernel that failed.
 
-Why the kernels' own emitters: they read a ``program.Program`` (roles, layouts, the offsets
-of each node's dims/strides/extras in a parameter array).  :class:`Sites` is that view of a
+Why the kernels' own emitters: they read a program view (roles, layouts, the offsets of
+each node's dims/strides/extras in a parameter array; ``emitter_view.py``).  :class:`Sites` is that view of a
 kernel program: its "parameter array" is a table of register references, so a kernel's
 local table (``KernelCtx.slots``) maps straight onto registers and the program's ``params``
 groups fill exactly the extras each emitter reads.  Nothing is re-derived: roles come from
@@ -42,9 +42,9 @@ from tcomp.passes.kernel_program import KernelProgram, program_hash
 
 from . import host_loops
 from . import irutil as u
+from .emitter_view import EmitterView
 from .host_plan import PlanEmitter, reg_index, truth
 from .kctx import KernelCtx
-from .program import Program
 from .templates import KernelTemplates
 
 #: kernel kinds ``run`` emits itself (no graph node or no lowering of their own)
@@ -61,11 +61,12 @@ def _f64_bits(x: float) -> int:
     return struct.unpack("<q", struct.pack("<d", float(x)))[0]
 
 
-class Sites(Program):
-    """The slice of :class:`program.Program` the kernel emitters read, made from a kernel
-    program and the graph it was lowered from (``_Lowering.g``: the node ids it names)."""
+class Sites(EmitterView):
+    """What the kernel emitters read about each node (roles, layouts, parameter offsets),
+    made from a kernel program and the graph it was lowered from (``_Lowering.g``: the node
+    ids it names); the graph-only queries are :class:`EmitterView`'s."""
 
-    def __init__(self, g, kp: KernelProgram):  # noqa: D107 - Program's analysis is replaced, not run
+    def __init__(self, g, kp: KernelProgram):
         self.g, self.kp = g, kp
         self.order = g.topo_order()
         self.value_of = {v.node: v for v in kp.values if v.node is not None}
@@ -109,7 +110,7 @@ class Sites(Program):
         self.value_dependent = bool(kp.shape.value_inputs)
 
     def _kernel_extras(self, n) -> list:
-        """The extras ``Program._params`` laid out for ``n``, from the kernel's params."""
+        """The extras the lowering of ``n`` reads (``EmitterView._extra_len``), from the kernel's params."""
         k, op = self.kernel_of[n], self.g.op(n)
         params = dict(k.params)
         if op == "arange":

@@ -4,7 +4,7 @@
 (``tcomp.passes.lower_kernels``), emits the module (``host_program.HostProgram``: kernels,
 ``plan``, ``run``), links it into the process-wide JIT (one library per program hash, shared
 by every function of the same program in this process) and is called like
-``CompiledGraph``: ``fn(list of arrays) -> list of arrays``.
+``fn(list of arrays) -> list of arrays``.
 
 Per call, in Python: the input count; one ctypes call to ``plan`` through the shims of
 ``pycall.py`` (they read pointers and dims from the array objects and reject an input whose
@@ -20,9 +20,9 @@ it runs ``run`` only if plan's dims match; a miss costs one more call).  Nothing
 shared between threads (scratch, registers and workspace are per thread), and the native
 calls release the GIL.
 
-Measured here (``python -m tcomp.tools.bench_native xyz``: an A/B in one process, 2 busy cores): ``x + y*z`` on
-three 3-element float32 vectors 2.5 us with checks, 2.1 us with ``trust_input`` (the Python
-planner: ~100 us; NumPy's two ufuncs: 0.65 us).
+Measured here (``python -m tcomp.tools.bench_native xyz``, 2 busy cores): ``x + y*z`` on three
+3-element float32 vectors 2.5 us with checks, 2.1 us with ``trust_input`` (the Python planner
+this replaced: ~100 us; NumPy's two ufuncs: 0.65 us).
 """
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ class NativeFunction:
         self._donating = [k for k, o in enumerate(outs) if o[4] is not None]
         self._last = None
         self._quick = self._make_quick()
-        #: what ``CompiledGraph`` exposed for tests and tools: the emitters' view of the
+        #: for tests and tools: the emitters' view of the
         #: program (roles, layouts by node) and the in-place kernels (node -> overwritten leaf)
         self.prog = hp.sites
         donated = {kp.values[o.value].node for o in kp.outputs if o.donates is not None}
@@ -181,7 +181,7 @@ class NativeFunction:
 
     @property
     def _leaves(self) -> dict:
-        """Kernel node -> the graph nodes whose memory it reads (as ``CompiledGraph._leaves``)."""
+        """Kernel node -> the graph nodes whose memory it reads (its pointer operands)."""
         from .host_program import lowerings
 
         sites = self.hp.sites
@@ -199,7 +199,7 @@ class NativeFunction:
 
     @property
     def last_call_memory(self) -> dict | None:
-        """Buffer figures of the most recent call (the keys ``CompiledGraph`` reports),
+        """Buffer figures of the most recent call (kernels, buffers, bytes with/without reuse),
         from the registers that call's thread left in its scratch."""
         if self._last is None:
             return None
@@ -403,7 +403,7 @@ class NativeFunction:
         raise cls(msg) from None
 
     def _checked(self, args) -> tuple:
-        """The inputs with the dtype and rank checked (the errors ``CompiledGraph`` raises) and
+        """The inputs with the dtype and rank checked (the reference backend's error classes) and
         any byte-swapped, misaligned or non-contiguous one replaced by a native C copy."""
         out = []
         for x, label, v in zip(self.program.inputs, self.input_names, args):
