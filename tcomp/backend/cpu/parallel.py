@@ -92,7 +92,7 @@ def _register_symbols() -> None:
     if _registered:
         return
     libc = ctypes.CDLL(None)
-    for name in ("pthread_create", "pthread_detach", "getpid", "syscall", "sched_yield"):
+    for name in ("pthread_create", "pthread_detach", "getpid", "syscall", "sched_yield", "clock_gettime"):
         if not llvm.address_of_symbol(name):
             llvm.add_symbol(name, ctypes.cast(getattr(libc, name), ctypes.c_void_p).value)
     llvm.add_symbol(CELL_SYMBOL, ctypes.addressof(_cell))
@@ -116,7 +116,7 @@ def runtime_ir(*, jit: bool = False) -> str:
         cell = ir.GlobalVariable(m, u.I64, name=CELL_SYMBOL)
         cell.initializer = ir.Constant(u.I64, 1)
         cell.align = 8
-        cell.visibility = "hidden"
+        cell.storage_class = "hidden"  # printed as the visibility: ``@x = hidden global``
     threadpool.emit(m, MAX_THREADS, visibility=None if jit else "hidden")
     return str(m)
 
@@ -136,6 +136,18 @@ def _pool_address() -> int:
             llvm.add_symbol(POOL_SYMBOL, lib.address(POOL_SYMBOL))
             _pool_library = lib
         return _pool_library.address(POOL_SYMBOL)
+
+
+def pool_stats() -> dict:
+    """The JIT pool's counters (``threadpool.STATS``): workers started by this process,
+    loops dispatched, chunks posted to workers, chunks the workers ran, chunks the caller
+    took back (the worker had not started), loops run inline (pool busy or nested).
+    ``posted == worker_chunks + taken_back`` whenever no loop is running."""
+    addr = _pool_library.address(threadpool.STAT) if _pool_library is not None else None
+    if addr is None:
+        return dict.fromkeys(threadpool.STATS, 0)
+    fn = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(addr)
+    return {name: int(fn(k)) for k, name in enumerate(threadpool.STATS)}
 
 
 _cell.value = default_num_threads()

@@ -55,13 +55,23 @@ STATE = "tcomp_cpu_pool"
 SLOT_WORDS = 16
 #: header words (i64 index into slot 0); lock and pid are i32 in the low half
 H_LOCK, H_PID, H_NWORKERS = 0, 1, 2
+#: counters (``stat``): loops given to the pool, chunks posted to workers, chunks the caller
+#: took back, loops run inline because the pool was busy
+H_DISPATCHED, H_POSTED, H_TAKEN_BACK, H_INLINE = 3, 4, 5, 6
 #: mailbox words (i64 index into slot w); futex words and flags are i32 in the low half
-M_SEQ, M_DONE, M_WORKER_ASLEEP, M_CALLER_ASLEEP, M_TASK, M_ARGV, M_LO, M_HI, M_RC = range(9)
-#: ``pause`` iterations before sleeping: a worker stays awake this long after a chunk so that
-#: the next loop of the same program (microseconds later) finds it spinning, not asleep
-WORKER_SPIN = 1 << 14
-#: the caller waits for chunks about as long as its own: spin longer before sleeping
-CALLER_SPIN = 1 << 16
+M_SEQ, M_DONE, M_WORKER_ASLEEP, M_CALLER_ASLEEP, M_TASK, M_ARGV, M_LO, M_HI, M_RC, M_CLAIM, M_RUNS = range(11)
+STAT = "tcomp_cpu_pool_stat"
+#: what ``i64 tcomp_cpu_pool_stat(i64 which)`` returns, by ``which``
+STATS = ("workers", "dispatched", "posted", "worker_chunks", "taken_back", "inline")
+#: nanoseconds a worker spins for its next chunk before sleeping: the next loop of the same
+#: program, or of the next call from a Python loop, comes microseconds later and finds it awake
+WORKER_SPIN_NS = 100_000
+#: nanoseconds the caller spins for a chunk a worker is running (it started, so it ends about
+#: when the caller's own did) before sleeping
+CALLER_SPIN_NS = 1_000_000
+#: ``pause`` instructions between two reads of the clock while spinning (~25 ns each on Zen 4)
+SPIN_BATCH = 32
+CLOCK_MONOTONIC = 1
 
 FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 128, 129
 #: ``SYS_futex`` per architecture (the Linux syscall tables); elsewhere waits only spin/yield
@@ -97,6 +107,7 @@ class _Pool:
         self.detach = ir.Function(m, ir.FunctionType(I32, [I64]), name="pthread_detach")
         self.syscall = ir.Function(m, ir.FunctionType(I64, [I64], var_arg=True), name="syscall")
         self.yield_ = ir.Function(m, ir.FunctionType(I32, []), name="sched_yield")
+        self.clock = ir.Function(m, ir.FunctionType(I32, [I32, PTR]), name="clock_gettime")
         arch = platform.machine().lower()
         if arch in ("x86_64", "amd64"):
             self.pause = ir.Function(m, ir.FunctionType(ir.VoidType(), []), name="llvm.x86.sse2.pause")
@@ -110,6 +121,30 @@ class _Pool:
         self.post = self._emit_post()
         self.worker = self._emit_worker()
         self.entry = self._emit_entry()
+        self._emit_stat()
+
+    def _bump(self, b, word) -> None:
+        b.atomic_rmw("add", word, _c(1), "monotonic")
+
+    def _emit_stat(self) -> None:
+        """``i64 tcomp_cpu_pool_stat(i64 which)``: a counter of :data:`STATS` (tests, tuning)."""
+        fn = self._fn(STAT, I64, [I64], internal=False)
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        head = self.slot(b, 0)
+        which = fn.args[0]
+        runs = b.alloca(I64, name="runs")
+        b.store(_c(0), runs)
+
+        def add(w):
+            v = b.load_atomic(_word(b, self.slot(b, w), M_RUNS), "monotonic", 8, typ=I64)
+            b.store(b.add(b.load(runs, typ=I64), v), runs)
+        _for(b, _c(self.max_threads), add, start=_c(1), name="w")
+        words = [H_NWORKERS, H_DISPATCHED, H_POSTED, None, H_TAKEN_BACK, H_INLINE]
+        out = _c(-1)
+        for k, word in enumerate(words):
+            v = b.load(runs, typ=I64) if word is None else b.load_atomic(_word(b, head, word), "monotonic", 8, typ=I64)
+            out = b.select(b.icmp_signed("==", which, _c(k)), v, out)
+        b.ret(out)
 
     def slot(self, b, w) -> ir.Value:
         w = w if isinstance(w, ir.Value) else _c(w)
@@ -124,8 +159,8 @@ class _Pool:
         fn = ir.Function(self.m, ir.FunctionType(ret, args), name=name)
         if internal:
             fn.linkage = "internal"
-        elif self.vis:
-            fn.visibility = self.vis
+        elif self.vis:  # llvmlite has no visibility field; its linkage text is printed verbatim
+            fn.linkage = self.vis
         fn.attributes.add("nounwind")
         return fn
 
@@ -136,18 +171,31 @@ class _Pool:
         b.call(self.syscall, [_c(self.futex), word, _c(op), b.zext(val, I64) if val.type != I64 else val,
                               ir.Constant(PTR, None)])
 
+    def _now(self, b, ts) -> ir.Value:
+        """CLOCK_MONOTONIC in nanoseconds (vDSO: no system call)."""
+        b.call(self.clock, [_c(CLOCK_MONOTONIC, I32), ts])
+        sec, nsec = b.load(_word(b, ts, 0), typ=I64), b.load(_word(b, ts, 1), typ=I64)
+        return b.add(b.mul(sec, _c(1_000_000_000)), nsec)
+
     def _emit_wait(self) -> ir.Function:
-        """``void wait(ptr word, i32 old, ptr asleep, i64 spins)``: return once ``*word != old``."""
+        """``void wait(ptr word, i32 old, ptr asleep, i64 spin_ns)``: return once ``*word != old``;
+        spin (``pause``) for about ``spin_ns``, then sleep in the kernel."""
         fn = self._fn("tcomp_cpu_pool.wait", ir.VoidType(), [PTR, I32, PTR, I64])
         fn.attributes.add("noinline")
-        word, old, asleep, spins = fn.args
+        word, old, asleep, spin_ns = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
-        spin, spin_next, sleep, sleep_loop, sleep_call, out, ret = (
-            fn.append_basic_block(n) for n in ("spin", "spin.next", "sleep", "sleep.loop", "sleep.call", "out", "ret"))
+        spin, spin_next, clock, sleep, sleep_loop, sleep_call, out, ret = (
+            fn.append_basic_block(n) for n in ("spin", "spin.next", "clock", "sleep", "sleep.loop", "sleep.call",
+                                               "out", "ret"))
+        ts = b.alloca(I64, size=_c(2), name="ts")
+        b.store(_c(0), _word(b, ts, 0))
+        b.store(_c(0), _word(b, ts, 1))
+        t0 = self._now(b, ts)
+        entry = b.block
         b.branch(spin)
         b.position_at_end(spin)
         i = b.phi(I64, name="i")
-        i.add_incoming(_c(0), fn.entry_basic_block)
+        i.add_incoming(_c(0), entry)
         v = b.load_atomic(word, "acquire", 4, typ=I32)
         b.cbranch(b.icmp_unsigned("!=", v, old), ret, spin_next)
         b.position_at_end(spin_next)
@@ -155,7 +203,11 @@ class _Pool:
             b.call(self.pause, self.pause_args)
         nxt = b.add(i, _c(1))
         i.add_incoming(nxt, spin_next)
-        b.cbranch(b.icmp_signed("<", nxt, spins), spin, sleep)
+        batch_end = b.icmp_unsigned("==", b.and_(nxt, _c(SPIN_BATCH - 1)), _c(0))
+        b.cbranch(batch_end, clock, spin)
+        b.position_at_end(clock)
+        i.add_incoming(nxt, clock)
+        b.cbranch(b.icmp_signed("<", b.sub(self._now(b, ts), t0), spin_ns), spin, sleep)
         b.position_at_end(sleep)
         _store_atomic(b, _c(1, I32), asleep, "seq_cst")
         b.branch(sleep_loop)
@@ -186,22 +238,32 @@ class _Pool:
         return fn
 
     def _emit_worker(self) -> ir.Function:
-        """``ptr worker(ptr mailbox)``: the pthread start routine; loops for ever."""
+        """``ptr worker(ptr mailbox)``: the pthread start routine; loops for ever.  A posted
+        chunk is run by whoever claims it first (``claim``: the last seq claimed), the worker
+        or the caller, so a worker the OS has not scheduled yet never holds the caller up."""
         fn = self._fn("tcomp_cpu_pool.worker", PTR, [PTR])
         box = fn.args[0]
         b = ir.IRBuilder(fn.append_basic_block("entry"))
-        loop = fn.append_basic_block("loop")
+        loop, run = fn.append_basic_block("loop"), fn.append_basic_block("run")
+        entry = b.block
         b.branch(loop)
         b.position_at_end(loop)
-        seen = b.load_atomic(_word(b, box, M_DONE), "monotonic", 4, typ=I32)  # only this worker writes it
-        b.call(self.wait, [_word(b, box, M_SEQ), seen, _word(b, box, M_WORKER_ASLEEP), _c(WORKER_SPIN)])
+        seen = b.phi(I32, name="seen")  # the last seq this worker looked at (mailboxes start at 0)
+        seen.add_incoming(_c(0, I32), entry)
+        b.call(self.wait, [_word(b, box, M_SEQ), seen, _word(b, box, M_WORKER_ASLEEP), _c(WORKER_SPIN_NS)])
         seq = b.load_atomic(_word(b, box, M_SEQ), "acquire", 4, typ=I32)
+        claim = b.cmpxchg(_word(b, box, M_CLAIM), b.sub(seq, _c(1, I32)), seq, "acq_rel", "monotonic")
+        seen.add_incoming(seq, b.block)
+        b.cbranch(b.extract_value(claim, 1), run, loop)
+        b.position_at_end(run)
         task = b.inttoptr(b.load(_word(b, box, M_TASK), typ=I64), self.task_ty.as_pointer())
         argv = b.inttoptr(b.load(_word(b, box, M_ARGV), typ=I64), PTR)
         lo, hi = b.load(_word(b, box, M_LO), typ=I64), b.load(_word(b, box, M_HI), typ=I64)
         rc = b.call(task, [argv, lo, hi])
+        self._bump(b, _word(b, box, M_RUNS))
         b.store(b.zext(rc, I64), _word(b, box, M_RC))
         b.call(self.post, [_word(b, box, M_DONE), seq, _word(b, box, M_CALLER_ASLEEP)])
+        seen.add_incoming(seq, b.block)
         b.branch(loop)
         return fn
 
@@ -236,6 +298,7 @@ class _Pool:
         b.cbranch(b.extract_value(stolen, 1), blocks["owned"], blocks["inline"])
 
         b.position_at_end(blocks["inline"])
+        self._bump(b, _word(b, head, H_INLINE))
         b.ret(b.call(task, [argv, _c(0), stop]))
 
         b.position_at_end(blocks["owned"])
@@ -246,10 +309,9 @@ class _Pool:
         b.position_at_end(blocks["reset"])  # first use, or a forked child: no worker exists here
         base = self.base(b)
 
-        def clear(k):  # the mailboxes (slot 0, the header, holds the lock this caller owns)
+        def clear(k):  # worker count, counters, mailboxes: not the lock this caller holds
             b.store(_c(0), _word(b, base, k))
-        _for(b, _c(SLOT_WORDS * self.max_threads), clear, start=_c(SLOT_WORDS), name="clear")
-        b.store(_c(0), _word(b, head, H_NWORKERS))
+        _for(b, _c(SLOT_WORDS * self.max_threads), clear, start=_c(H_NWORKERS), name="clear")
         b.store(pid, pid_word)
         b.branch(blocks["ready"])
 
@@ -278,6 +340,7 @@ class _Pool:
         b.position_at_end(spawned)
         # a failed pthread_create only means fewer workers: the caller runs their chunks
         workers = _min(b, need, b.load(nworkers, typ=I64))
+        self._bump(b, _word(b, head, H_DISPATCHED))
 
         chunk = b.sdiv(b.add(stop, b.sub(nt, _c(1))), nt)
         chunk = b.mul(b.sdiv(b.add(chunk, b.sub(align, _c(1))), align), align)
@@ -291,6 +354,7 @@ class _Pool:
             b.store(hi, _word(b, box, M_HI))
             seq = b.add(b.load(_word(b, box, M_SEQ), typ=I32), _c(1, I32))
             b.call(self.post, [_word(b, box, M_SEQ), seq, _word(b, box, M_WORKER_ASLEEP)])
+            self._bump(b, _word(b, head, H_POSTED))
         _for(b, b.add(workers, _c(1)), give, start=_c(1), name="give")
 
         lo0, hi0 = self._chunk_bounds(b, _c(0), chunk, stop)
@@ -301,11 +365,22 @@ class _Pool:
             b.store(b.or_(b.load(rc_acc, typ=I32), b.call(task, [argv, lo, hi])), rc_acc)
         _for(b, nt, extra, start=b.add(workers, _c(1)), name="extra")
 
+        def take_back(w):  # chunks no worker has started yet: run them here
+            box = self.slot(b, w)
+            seq = b.load(_word(b, box, M_SEQ), typ=I32)
+            claim = b.cmpxchg(_word(b, box, M_CLAIM), b.sub(seq, _c(1, I32)), seq, "acq_rel", "monotonic")
+            with b.if_then(b.extract_value(claim, 1)):
+                self._bump(b, _word(b, head, H_TAKEN_BACK))
+                lo, hi = self._chunk_bounds(b, w, chunk, stop)
+                b.store(b.zext(b.call(task, [argv, lo, hi]), I64), _word(b, box, M_RC))
+                _store_atomic(b, seq, _word(b, box, M_DONE), "release")
+        _for(b, b.add(workers, _c(1)), take_back, start=_c(1), name="take")
+
         def collect(w):
             box = self.slot(b, w)
             seq = b.load(_word(b, box, M_SEQ), typ=I32)
             b.call(self.wait, [_word(b, box, M_DONE), b.sub(seq, _c(1, I32)),
-                               _word(b, box, M_CALLER_ASLEEP), _c(CALLER_SPIN)])
+                               _word(b, box, M_CALLER_ASLEEP), _c(CALLER_SPIN_NS)])
             rc = b.trunc(b.load(_word(b, box, M_RC), typ=I64), I32)
             b.store(b.or_(b.load(rc_acc, typ=I32), rc), rc_acc)
         _for(b, b.add(workers, _c(1)), collect, start=_c(1), name="collect")
