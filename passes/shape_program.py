@@ -23,6 +23,11 @@ def _lit(r) -> bool:
     return not isinstance(r, str)
 
 
+def _arg_order(a):
+    """Commutative operands in one order: literals first, then by text."""
+    return (isinstance(a, str), str(a))
+
+
 def esc(s: str) -> str:
     return s.replace("{", "{{").replace("}", "}}")
 
@@ -96,16 +101,18 @@ class ShapeBuilder:
             else:
                 type = "f64" if any(self.type_of(a) == "f64" for a in args) else "i64"
         if op in COMMUTATIVE:
-            args = tuple(sorted(args, key=lambda a: (isinstance(a, str), str(a))))
-        inst = Inst(op, args, tuple(sorted(attrs)), type)
+            args = tuple(sorted(args, key=_arg_order))
+        attrs = tuple(sorted(attrs))
         if op not in ("dim", "load") and all(_lit(a) for a in args):
-            return apply_inst(inst, list(args))
+            return apply_inst(Inst(op, args, attrs, type), list(args))
         simple = self._simplify(op, args, type)
         if simple is not None:
             return simple
-        key = (op, args, inst.attrs, type)
-        if key in self._memo:
-            return self._memo[key]
+        key = (op, args, attrs, type)
+        hit = self._memo.get(key)
+        if hit is not None:  # (the Inst is built only when it is new: most emits fold or hit)
+            return hit
+        inst = Inst(op, args, attrs, type)
         self.insts.append(inst)
         r = f"s{len(self.insts) - 1}"
         self.types[r] = type

@@ -13,7 +13,7 @@ from tcomp.ir.ops.indexing import is_ref, ref_index
 from tcomp.ir.ops.reduction import reduced_shape
 from tcomp.ir.types import TupleType
 
-from .shape_program import LST, SCALAR_ELEMWISE, TUP, TY, I, ShapeBuilder, joined, shape_parts
+from .shape_program import LST, SCALAR_ELEMWISE, TUP, TY, I, ShapeBuilder, _lit, joined, shape_parts
 
 #: ops whose None shape entries are filled from int-scalar operands: op -> (attr, first dim operand)
 DIM_OPERANDS = {
@@ -53,6 +53,8 @@ class ShapeRules:
         self.params: dict = {}
         self.named: dict = {}
         self.index: dict = {}  # subtensor node -> per-entry (start, step) / (index, 0) pairs
+        self._broadcast_memo: dict = {}     # operand shapes -> (result dims, ok condition)
+        self._no_broadcast_memo: dict = {}  # (type shapes, shapes, result) -> (known dims, checks)
 
     def describe(self, n) -> str:
         name = self.g.name(n)
@@ -134,40 +136,66 @@ class ShapeRules:
         return tuple(out)
 
     # -- broadcasting -----------------------------------------------------------------------------
+    # (Both rules below are memoized on their register/literal arguments: the builder
+    # hash-conses, so a second call with the same arguments emits no instruction but its
+    # checks, and a fused body of thousands of steps asks the same broadcast thousands of
+    # times.  A hit replays the checks, with this node's message, in the original order; a
+    # check whose condition folded to true is dropped before its message is built.)
     def np_broadcast(self, n, shapes):
         """NumPy's broadcast of concrete shapes (a run-time 1 broadcasts), with the planner's
         'do not broadcast' check."""
         b = self.b
-        nd = max((len(s) for s in shapes), default=0)
-        padded = [(1,) * (nd - len(s)) + tuple(s) for s in shapes]
-        res, ok = [], []
-        for axis in range(nd):
-            r = padded[0][axis]
-            for p in padded[1:]:
-                d = p[axis]
-                ok.append(b.any_of([b.eq(d, 1), b.eq(r, 1), b.eq(d, r)]))
-                r = b.select(b.eq(r, 1), d, r)
-            res.append(r)
-        b.check(b.all_of(ok), "ShapeError", [f"{self.describe(n)}: operand shapes "] + shape_parts(shapes)
-                + [" do not broadcast"])
-        return tuple(res)
+        key = tuple(tuple(s) for s in shapes)
+        hit = self._broadcast_memo.get(key)
+        if hit is None:
+            nd = max((len(s) for s in shapes), default=0)
+            padded = [(1,) * (nd - len(s)) + tuple(s) for s in shapes]
+            res, ok = [], []
+            for axis in range(nd):
+                r = padded[0][axis]
+                for p in padded[1:]:
+                    d = p[axis]
+                    ok.append(b.any_of([b.eq(d, 1), b.eq(r, 1), b.eq(d, r)]))
+                    r = b.select(b.eq(r, 1), d, r)
+                res.append(r)
+            hit = self._broadcast_memo[key] = (tuple(res), b.all_of(ok))
+        res, cond = hit
+        if not (_lit(cond) and cond):
+            b.check(cond, "ShapeError", [f"{self.describe(n)}: operand shapes "] + shape_parts(shapes)
+                    + [" do not broadcast"])
+        return res
 
     def no_broadcast(self, n, what, types, shapes, result):
         """A dim that is not statically 1 must equal the result's; returns the result dims as
         they are known after these checks (an operand's dim where one is not static 1)."""
         b = self.b
+        key = (tuple(t.shape for t in types), tuple(tuple(s) for s in shapes), tuple(result))
+        hit = self._no_broadcast_memo.get(key)
+        if hit is not None:
+            known, checks = hit
+            for i, a, cond, have, want in checks:
+                self._no_broadcast_check(n, what, types[i], i, a, cond, have, want)
+            return known
         known = list(result)
         fixed = [False] * len(result)
+        checks = []
         for i, (t, s) in enumerate(zip(types, shapes)):
             off = len(result) - len(s)
             for a, (d, have) in enumerate(zip(t.shape, s)):
                 if d != 1:
-                    b.check(b.eq(have, result[off + a]), "ShapeError",
-                            [f"{self.describe(n)}: {what} {i} ({t}) has size ", I(have), f" on axis {a} but the "
-                             "result has ", I(result[off + a]), " (a symbolic dim never broadcasts)"])
+                    cond = b.eq(have, result[off + a])
+                    self._no_broadcast_check(n, what, t, i, a, cond, have, result[off + a])
+                    checks.append((i, a, cond, have, result[off + a]))
                     if not fixed[off + a]:
                         known[off + a], fixed[off + a] = have, True
+        self._no_broadcast_memo[key] = (tuple(known), tuple(checks))
         return tuple(known)
+
+    def _no_broadcast_check(self, n, what, t, i, a, cond, have, want) -> None:
+        if not (_lit(cond) and cond):
+            self.b.check(cond, "ShapeError",
+                         [f"{self.describe(n)}: {what} {i} ({t}) has size ", I(have), f" on axis {a} but the "
+                          "result has ", I(want), " (a symbolic dim never broadcasts)"])
 
     def elementwise(self, n, what, types, shapes):
         out = self.np_broadcast(n, shapes)
