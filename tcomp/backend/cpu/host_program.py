@@ -31,6 +31,7 @@ parallel loops read (``parallel.CELL_SYMBOL``), an external global of the module
 """
 from __future__ import annotations
 
+import contextlib
 import struct
 
 import numpy as np
@@ -55,6 +56,29 @@ def lowerings():
     from .compiled import LOWERINGS
 
     return LOWERINGS
+
+
+class _EntryBuilder(ir.IRBuilder):
+    """An IRBuilder whose ``goto_block`` finds a block's terminator in O(1) (llvmlite's
+    ``position_before`` looks it up with ``list.index``).  The run entry hoists every register
+    load and pointer into its entry block, once per value, so that lookup made emission
+    quadratic in graph size (0.8 s of a 2000-step chain gradient).  Same IR: a terminator is
+    its block's last instruction."""
+
+    @contextlib.contextmanager
+    def goto_block(self, block):
+        old_block = self.basic_block
+        term = block.terminator
+        if term is not None and block.instructions and block.instructions[-1] is term:
+            self._block, self._anchor = block, len(block.instructions) - 1
+        elif term is not None:
+            self.position_before(term)
+        else:
+            self.position_at_end(block)
+        try:
+            yield
+        finally:
+            self.position_at_end(old_block)
 
 
 def _f64_bits(x: float) -> int:
@@ -169,7 +193,7 @@ class HostProgram:
         fn = ir.Function(self.module, ir.FunctionType(u.I32, [u.PTR] * 4), name=self.run_name)
         self._run_fn = fn
         inputs, outputs, ws, regs = fn.args
-        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        b = _EntryBuilder(fn.append_basic_block("entry"))
         self._b = b
         self._regs = regs
         self._regval: dict = {}
