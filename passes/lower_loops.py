@@ -199,35 +199,51 @@ def scan_rule(rules, n, attrs, gtypes, shapes):
     return tuple(res) if isinstance(g.type(n), TupleType) else res[0]
 
 
+#: how many body lowerings are running (a stage split cannot cut inside a body)
+_DEPTH = [0]
+
+
 def branch_condition(rules, n):
-    """The condition's register, for a branch whose result shapes depend on it."""
+    """The condition's register, for a branch whose result shapes depend on it; None inside
+    a loop or branch body when the shape program cannot compute it."""
     g = rules.g
     c = g.operands(n)[0]
     s = _outer_scal(rules, c)
     if s is not None:
         return s
-    if isinstance(rules, BodyRules):
-        return rules.value(c)
-    if g.op(c) == "input":
+    if g.op(c) == "input" and not isinstance(rules, BodyRules):
         s = rules.b.load(g.inputs.index(c), 0, g.type(c).dtype)
         rules.scal[c] = s
         return s
+    if isinstance(rules, BodyRules) or _DEPTH[0]:
+        return None
     raise HostValueUnavailable(f"kernel program: {rules.describe(n)}: the branches' results have different shapes, "
                                f"so the condition {rules.describe(c)} decides a shape", c)
 
 
 def ifelse_rule(rules, n, attrs, gtypes, shapes):
+    """Where the branches' result dims differ (as registers), the condition selects them when
+    the shape program can compute it (a scalar input, shape arithmetic; at the top level any
+    kernel-computed condition by a stage split); inside a loop body it cannot, and the two
+    branches must then give the same shape (a check, made when the body runs)."""
     b, g = rules.b, rules.g
     ops = g.operands(n)
     caps = [tuple(s) for s in shapes[1:]]
     a = _body_rules(rules, attrs["then_body"], caps, ops[1:]).output_dims()
     e = _body_rules(rules, attrs["else_body"], caps, ops[1:]).output_dims()
     res = []
-    for x, y in zip(a, e):
+    for k, (x, y) in enumerate(zip(a, e)):
         if tuple(x) == tuple(y):
             res.append(tuple(x))
             continue
-        c = b.ne(branch_condition(rules, n), 0)
+        c = branch_condition(rules, n)
+        if c is None:
+            b.check(b.all_of([b.eq(p, q) for p, q in zip(x, y)]), "ValueError",
+                    [f"{rules.describe(n)}: result {k}: the then branch gives shape ", TUP(x), ", the else branch ",
+                     TUP(y), "; inside a loop body the cpu backend needs the branches' shapes to agree"])
+            res.append(tuple(x))
+            continue
+        c = b.ne(c, 0)
         res.append(tuple(b.select(c, p, q) for p, q in zip(x, y)))
     return tuple(res) if isinstance(g.type(n), TupleType) else res[0]
 
@@ -245,11 +261,14 @@ def lower_body(graph: Graph):
         from .fusion import fuse_elementwise
 
         graph = fuse_elementwise(graph.copy())
+    _DEPTH[0] += 1
     try:
         low = _Lowering(graph, None)
         return low, low.finish()
     except HostValueUnavailable as exc:  # a stage split cannot cut inside a body
         raise TypeError(f"inside a loop or branch body: {exc}") from None
+    finally:
+        _DEPTH[0] -= 1
 
 
 def _results(low, n) -> list:

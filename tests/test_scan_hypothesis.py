@@ -41,9 +41,11 @@ def build(tree, env):
     return {"add": a + b, "sub": a - b, "mul": a * b, "maximum": T.maximum(a, b)}[tree[0]]
 
 
-@pytest.fixture(autouse=True)
-def reference_backend(monkeypatch):
-    monkeypatch.setattr(tcomp.config, "backend", "reference")
+@pytest.fixture(autouse=True, params=["reference", "cpu"])
+def backend(request, monkeypatch):
+    """The reference backend, and the cpu backend's native loops (passes/lower_loops.py)."""
+    monkeypatch.setattr(tcomp.config, "backend", request.param)
+    monkeypatch.setattr(tcomp.config, "native_program", True)
 
 
 #: TCOMP_SCAN_EXAMPLES=400 for a longer search (30 keeps the suite fast)

@@ -83,7 +83,10 @@ class ControlFunction:
             if not any(msg.startswith(f"{label}: ") for label in self._labels):
                 raise
             self._reference_error(args)
-            raise
+            raise ValueError(f"{msg.split(': index out of bounds')[0]}: a loop or branch body failed in native code "
+                             f"although the reference interpreter runs it: a body whose step results change shape, "
+                             f"or an ifelse inside a loop whose branches give different shapes, is not supported by "
+                             f"the cpu backend (use backend='reference')") from None
         outs = list(outs)
         for p, c in self._trims:
             outs[p] = outs[p][:int(outs[c])]
