@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from fuzz_ops import (
     BINARY_SPELLINGS,
+    COMPARE,
     F64,
     FLOATS,
     UNARY_SPELLINGS,
@@ -497,6 +498,63 @@ def stabilized(g, i, vals):
     return None
 
 
+def near_tie(step, vals, tshapes, devs):
+    """Where a float comparison step compares operands closer than their error bounds (``devs``:
+    each step's deviation in the perturbed runs), or None.  Two quantities equal in exact math
+    but computed apart (``v8 > exp(log(v8))``, fuzzer seed 1007930) compare by their last-bit
+    rounding, and the +1/-1 perturbed runs move both the same way, so the random run flips such
+    results (``evaluate``'s ``flips``): not judged, like the sign of a zero."""
+    if step.op not in ("binary", "binary_scalar") or step.p["op"] not in COMPARE or \
+            len(set(step.args)) < len(step.args):  # x < x: one value on both sides, never a tie
+        return None
+    a = [vals[i] for i in step.args]
+    da = [devs[i] for i in step.args]
+    if step.op == "binary":
+        x, y = bcast_vals(a, [tshapes[i] for i in step.args])
+        dx, dy = np.broadcast_arrays(*da)
+    else:
+        sc = np.asarray(step.p["scalar"], weak_result(a[0].dtype.name, step.p["scalar"]))
+        x, y = np.broadcast_arrays(a[0], sc)
+        dx, dy = np.broadcast_arrays(da[0], 0.0)
+        if step.p["side"] == "l":
+            x, y = y, x
+    d = promote(x.dtype.name, y.dtype.name)
+    if d not in FLOATS:
+        return None
+    xf, yf = f64(as_dtype(x, d)), f64(as_dtype(y, d))
+    with np.errstate(all="ignore"):
+        slack = dx + dy
+        return np.isfinite(xf) & np.isfinite(yf) & (slack > 0) & \
+            (np.abs(xf - yf) <= slack + 2 * eps(d) * np.maximum(np.abs(xf), np.abs(yf)))
+
+
+def deviations(exact, runs):
+    """Per step, the largest finite |run - exact| of the perturbed ``runs`` (0 for non-floats)."""
+    out = []
+    for i, e in enumerate(exact):
+        dev = np.zeros(np.shape(e))
+        if e.dtype.name in FLOATS:
+            ef = f64(e)
+            with np.errstate(all="ignore"):
+                for r in runs:
+                    d = np.abs(f64(r[i]) - ef)
+                    dev = np.maximum(dev, np.where(np.isfinite(d), d, 0.0))
+        out.append(dev)
+    return out
+
+
+def ties_of(g, exact, runs):
+    """{step id: mask} of the comparisons at a rounding tie (``near_tie``)."""
+    ts = [v.type.shape for v in g.vars]
+    devs = deviations(exact, runs)
+    found = {}
+    for i, s in enumerate(g.steps):
+        t = near_tie(s, exact, ts, devs)
+        if t is not None and t.any():
+            found[i] = t
+    return found
+
+
 def stabilized_noise(g, i, vals, out):
     """``noise`` of a step whose value came from ``stabilized``: the rewritten op's error bound
     (log(softmax(y)) is log_softmax, with an absolute error of a few eps near 0, where a
@@ -508,14 +566,16 @@ def stabilized_noise(g, i, vals, out):
     return None
 
 
-def evaluate(g: Graph, tshapes, noise_rng=None, override=None, snap=False, stable=True, direction=0):
+def evaluate(g: Graph, tshapes, noise_rng=None, override=None, snap=False, stable=True, direction=0,
+             flips=None):
     """All step values; with ``noise_rng`` every float result is perturbed by its ``noise``.
 
     ``direction`` +1/-1 pushes every perturbation the same way (both sides of a threshold that
     a later floor/cast/comparison reads), 0 draws it at random.
     ``snap``: values within their absolute error of zero become exactly 0 (a backend may
     land there, and 0 is where ``0 // x`` or ``log`` jump).  ``override`` maps input step
-    ids to replacement values (finite differences)."""
+    ids to replacement values (finite differences).  ``flips`` maps step ids to (mask, value):
+    the masked elements take ``value`` (``ties_of``: the other answer of a tied comparison)."""
     vals = []
     for i, s in enumerate(g.steps):
         if override and i in override:
@@ -536,6 +596,8 @@ def evaluate(g: Graph, tshapes, noise_rng=None, override=None, snap=False, stabl
                         if snap:
                             w = np.where(np.abs(f64(v)) <= absn, 0.0, w)
                     v = np.where(np.isfinite(w) | ~np.isfinite(v), w, v).astype(v.dtype)
+        if flips and i in flips:
+            v = np.where(flips[i][0], flips[i][1], v)
         if noise_rng is not None and not direction and s.op == "cast":
             bad = cast_undefined(vals[s.args[0]], s.p["dtype"])  # don't-care elements (cast_undefined)
             if bad is not None and bad.any():
