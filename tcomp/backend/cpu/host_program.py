@@ -196,8 +196,10 @@ class HostProgram:
         b = _EntryBuilder(fn.append_basic_block("entry"))
         self._b = b
         self._regs = regs
-        self._regval: dict = {}
-        self._ptr: dict = {}
+        self._regval: dict = {}  # (block, register) -> its i64 load in that block
+        self._ptr: dict = {}     # (block, value) -> its data pointer in that block
+        self._consts: dict = {}  # constant value -> its module global
+        self._hoisting = False
         self._args = (inputs, outputs, ws)
         kernel_fns = self._emit_kernels()
         self._nested = host_loops.prepare(self)  # loop and branch kernels' nested programs
@@ -263,49 +265,66 @@ class HostProgram:
             templates.record(n, seen[key], slots)
         return out
 
+    # (Register loads and data pointers are computed in the block that uses them, once per
+    # block, not hoisted into the entry block (unless the current block is already
+    # terminated): a hoisted value is live across every kernel call, and LLVM's
+    # CorrelatedValuePropagation walks from each use back to the entry through one block per
+    # kernel call, which was quadratic in graph size: 6 of 15 CPU seconds of LLVM on a
+    # 5000-step chain gradient.  A value used by several kernels costs a few loads more.)
     def _reg(self, r):
         """An i64 register (or literal) of the run entry (f64 registers: their bits)."""
         if not isinstance(r, str):
             return ir.Constant(u.I64, _f64_bits(r) if isinstance(r, float) else int(r))
-        if r not in self._regval:
-            b = self._b
-            with b.goto_entry_block():
-                p = b.gep(self._regs, [ir.Constant(u.I64, self.n_host + reg_index(r))], source_etype=u.I64,
-                          inbounds=True)
-                self._regval[r] = b.load(p, typ=u.I64)
-        return self._regval[r]
+        b = self._b
+        if b.block.is_terminated and not self._hoisting:
+            return self._in_entry(self._reg, r)
+        key = (b.block, r)
+        if key not in self._regval:
+            p = b.gep(self._regs, [ir.Constant(u.I64, self.n_host + reg_index(r))], source_etype=u.I64,
+                      inbounds=True)
+            self._regval[key] = b.load(p, typ=u.I64)
+        return self._regval[key]
 
     _param = _reg
 
     def ptr(self, v: int):
-        """The data pointer of value ``v`` (computed once, in the entry block)."""
-        if v in self._ptr:
-            return self._ptr[v]
+        """The data pointer of value ``v`` (computed once per block, where it is used)."""
         b = self._b
+        if b.block.is_terminated and not self._hoisting:
+            return self._in_entry(self.ptr, v)
+        key = (b.block, v)
+        if key in self._ptr:
+            return self._ptr[key]
         val = self.kp.values[v]
         s = val.storage
         inputs, outputs, ws = self._args
         if s.kind == "view":
             base = self.ptr(s.base)
             off = self._reg(s.offset)
-            with b.goto_entry_block():
-                p = base if s.offset == 0 else b.gep(base, [off], source_etype=u.mem_type(val.dtype))
+            p = base if s.offset == 0 else b.gep(base, [off], source_etype=u.mem_type(val.dtype))
         elif s.kind == "constant":
-            p = self._constant(v)
+            p = self._consts.get(v)  # (a module global: one per value, valid in every block)
+            if p is None:
+                p = self._consts[v] = self._constant(v)
+        elif s.kind in ("input", "output"):
+            arr = inputs if s.kind == "input" else outputs
+            p = b.load(b.gep(arr, [ir.Constant(u.I64, s.index)], source_etype=u.PTR, inbounds=True), typ=u.PTR)
+        elif self.kp.buffers[s.index].offset == 0:
+            p = ws
         else:
-            # (registers first: goto_entry_block contexts must not nest, a nested one leaves
-            # the outer builder's position stale)
-            off = self._reg(self.kp.buffers[s.index].offset) if s.kind == "buffer" else None
-            with b.goto_entry_block():
-                if s.kind in ("input", "output"):
-                    arr = inputs if s.kind == "input" else outputs
-                    p = b.load(b.gep(arr, [ir.Constant(u.I64, s.index)], source_etype=u.PTR, inbounds=True),
-                               typ=u.PTR)
-                else:
-                    p = ws if self.kp.buffers[s.index].offset == 0 else \
-                        b.gep(ws, [off], source_etype=u.I8, inbounds=True)
-        self._ptr[v] = p
+            p = b.gep(ws, [self._reg(self.kp.buffers[s.index].offset)], source_etype=u.I8, inbounds=True)
+        self._ptr[key] = p
         return p
+
+    def _in_entry(self, get, x):
+        """``get(x)`` emitted in the entry block: a caller past its block's terminator
+        (host_loops computes a branch kernel's operands after the branch, for both sides)."""
+        self._hoisting = True
+        try:
+            with self._b.goto_entry_block():
+                return get(x)
+        finally:
+            self._hoisting = False
 
     def _constant(self, v):
         data = np.ascontiguousarray(self.kp.values[v].storage.data.value)
