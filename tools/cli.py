@@ -1,4 +1,4 @@
-"""The ``tcomp`` command: ``demo``, ``bench``, ``inspect``, ``dump``, ``run``, ``cache``.
+"""The ``tcomp`` command: ``demo``, ``bench``, ``inspect``, ``dump``, ``run``, ``aot``, ``cache``.
 
 Every option says its valid values in ``--help``; a bad value is one line naming the
 option, what was given and what would do (with a "did you mean"), never a traceback.
@@ -100,6 +100,12 @@ def _backends():
     return BACKENDS
 
 
+def _aot_targets():
+    from tcomp.aot import TARGETS
+
+    return ("host",) + tuple(TARGETS)
+
+
 def _version() -> str:
     import tcomp
 
@@ -135,8 +141,19 @@ def _run(args) -> int:
 def _inspect(args) -> int:
     from tcomp.tools import inspect_cmd
 
+    if args.library is not None:  # a library written by tcomp aot: its manifest
+        from tcomp.tools import aot_cmd
+
+        return aot_cmd.inspect_library(args.library)
+
     args.layers = ",".join(map(str, args.layers))
     return inspect_cmd.main(args)
+
+
+def _aot(args) -> int:
+    from tcomp.tools import aot_cmd
+
+    return aot_cmd.main(args)
 
 
 def _cache(args) -> int:
@@ -166,7 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tcomp.config.num_threads values to run every case with, e.g. 1,2 (positive integers)")
     b.set_defaults(func=_bench)
 
-    i = sub.add_parser("inspect", help="passes, kernels, bytes and compile time of an MLP training step")
+    i = sub.add_parser("inspect", help="passes, kernels, bytes and compile time of an MLP training step "
+                                       "(or the manifest of a library from tcomp aot)")
+    i.add_argument("library", nargs="?", default=None, metavar="LIBNAME.so",
+                   help="a library written by tcomp aot / tcomp.aot.export: print its manifest")
     i.add_argument("--layers", type=int_list("comma-separated positive layer sizes like 784,512,10 (at least 2)", 2),
                    default=(784, 512, 512, 10), help="layer sizes, comma-separated positive integers "
                                                      "(default 784,512,512,10)")
@@ -218,6 +238,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save the results as out0, out1, ... in OUT.npz (default: print them)")
     r.add_argument("--backend", default=None, type=choice("backend", _backends), help=f"one of: {backends}")
     r.set_defaults(func=_run)
+
+    a = sub.add_parser("aot", help="export a compiled function as a shared library and C header (libNAME.so/.h)",
+                       description="Export MODULE.py:NAME (or package.module:NAME): NAME a tcomp.function, symbolic "
+                                   "variables, or a builder function of no arguments returning one.  Writes "
+                                   "libNAME.so and libNAME.h; the library needs only libc, libm and libpthread.")
+    a.add_argument("target", metavar="MODULE.py:NAME", help="what to export")
+    a.add_argument("-o", "--output", default=None, metavar="libNAME.so", help="the library to write "
+                   "(default libNAME.so in the current folder; the header goes beside it)")
+    a.add_argument("--target", dest="target_machine", metavar="TARGET", default=None,
+                   type=choice("target", _aot_targets),
+                   help="host (default), x86-64-v3, x86-64, ... or aarch64-linux-gnu (object, C source and header)")
+    a.add_argument("--state", default="embedded", type=choice("state", ("embedded", "external")),
+                   help="embedded: shared variables copied in read-only (default); external: passed as state buffers")
+    a.set_defaults(func=_aot)
 
     c = sub.add_parser("cache", help="the persistent compile cache: info (directory, entries, bytes, bound) or clear")
     c.add_argument("action", type=choice("cache action", ("info", "clear")), metavar="ACTION",

@@ -16,6 +16,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 
 from llvmlite import ir
@@ -109,10 +110,37 @@ def data_ir(lib: str, specs, manifest_json: str) -> str:
     return str(m)
 
 
-def _runtime_ir() -> str:
+def _runtime_ir(target: Target) -> str:
+    """``parallel.runtime_ir`` for the target's architecture.  The pool reads the architecture
+    (its ``pause`` intrinsic, the futex syscall number) from ``platform.machine()``; until it
+    takes an ``arch`` argument, a cross target swaps in the target's for the emission."""
+    import inspect
+
     from tcomp.backend.cpu import parallel
 
-    return parallel.runtime_ir()
+    if "arch" in inspect.signature(parallel.runtime_ir).parameters:
+        return parallel.runtime_ir(arch=target.arch)
+    if target.native:
+        return parallel.runtime_ir()
+    from tcomp.backend.cpu import threadpool
+
+    class _Platform:
+        def __getattr__(self, name):
+            return getattr(platform, name)
+
+        @staticmethod
+        def machine():
+            return target.arch
+
+    with _PLATFORM_LOCK:
+        saved, threadpool.platform = threadpool.platform, _Platform()
+        try:
+            return parallel.runtime_ir()
+        finally:
+            threadpool.platform = saved
+
+
+_PLATFORM_LOCK = threading.Lock()
 
 
 def emit_object(specs, lib: str, target: Target, manifest_json: str) -> bytes:
@@ -124,7 +152,7 @@ def emit_object(specs, lib: str, target: Target, manifest_json: str) -> bytes:
     ctx = llvm.create_context()
     mods = []
     try:
-        texts = [(s.llvm_ir, True) for s in specs] + [(_runtime_ir(), True), (data_ir(lib, specs, manifest_json),
+        texts = [(s.llvm_ir, True) for s in specs] + [(_runtime_ir(target), True), (data_ir(lib, specs, manifest_json),
                                                                               False)]
         for text, opt in texts:
             mod = llvm.parse_assembly(text, context=ctx)

@@ -1,0 +1,98 @@
+"""Ahead-of-time targets (portable x86-64 levels, a cross object for AArch64) and the
+``tcomp aot`` / ``tcomp inspect LIB`` commands."""
+from __future__ import annotations
+
+import platform
+import shutil
+
+import numpy as np
+import pytest
+
+import tcomp
+import tcomp.aot as aot
+import tcomp.tensor as T
+from tcomp.aot.build import elf_header, read_manifest
+
+CC = shutil.which("cc")
+needs_cc = pytest.mark.skipif(CC is None, reason="no C compiler (cc): ahead-of-time export links with it")
+X86 = platform.machine().lower() in ("x86_64", "amd64")
+
+
+def _fn():
+    x = T.matrix("x")
+    w = tcomp.shared(np.linspace(-1, 1, 12).astype("float32").reshape(4, 3), "w")
+    return tcomp.function([x], T.tanh(T.dot(x, w)).sum(axis=1) + T.exp(x).max(), name="f"), w
+
+
+@needs_cc
+@pytest.mark.skipif(not X86, reason="x86-64 targets link only on an x86-64 machine")
+@pytest.mark.parametrize("target", ["x86-64-v3", "x86-64"])
+def test_portable_x86_targets(tmp_path, monkeypatch, target):
+    monkeypatch.setattr(tcomp.config, "native_program", True)
+    f, w = _fn()
+    lib_path = str(tmp_path / f"lib{target.replace('-', '_')}.so")
+    aot.export(f, lib_path, target=target)
+    info = read_manifest(lib_path)
+    assert info["target"]["cpu"] == target and info["target"]["triple"].startswith("x86_64")
+    x = np.random.default_rng(3).standard_normal((5, 4)).astype("float32")
+    got = aot.load(lib_path)(x)
+    want = np.tanh(x.astype("float64") @ w.get_value()).sum(axis=1) + np.exp(x.astype("float64")).max()
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-5)
+    np.testing.assert_allclose(got, f(x), rtol=1e-6, atol=1e-6)
+
+
+def test_aarch64_cross_object(tmp_path, monkeypatch):
+    monkeypatch.setattr(tcomp.config, "native_program", True)
+    f, _ = _fn()
+    paths = aot.export(f, str(tmp_path / "libarm.so"), target="aarch64-linux-gnu")
+    assert sorted(paths) == ["header", "object", "source"]
+    data = open(paths["object"], "rb").read()
+    h = elf_header(data)
+    assert h == {"class": 64, "little_endian": True, "type": 1, "machine": 183}  # ET_REL, EM_AARCH64
+    info = read_manifest(paths["object"])
+    assert info["target"]["triple"].startswith("aarch64") and info["functions"][0]["name"] == "arm"
+    assert "int arm(const float *x, int64_t x_dim0, int64_t x_dim1, float *out0, int64_t out0_count);" in \
+        open(paths["header"]).read()
+    assert '#include "libarm.h"' in open(paths["source"]).read()
+
+
+def test_unknown_target_and_state(tmp_path):
+    f, _ = _fn()
+    with pytest.raises(ValueError, match="x86-64-v3"):
+        aot.export(f, str(tmp_path / "libx.so"), target="x86-65")
+    with pytest.raises(ValueError, match="state must be 'embedded' or 'external'"):
+        aot.export(f, str(tmp_path / "libx.so"), state="shared")
+
+
+MODULE = """
+import numpy as np
+import tcomp
+import tcomp.tensor as T
+
+def build():
+    x = T.vector("x")
+    return tcomp.function([x], (x * 2 + 1).sum())
+"""
+
+
+@needs_cc
+def test_cli_aot_and_inspect(tmp_path, capsys, monkeypatch):
+    from tcomp.tools.cli import main
+
+    monkeypatch.setattr(tcomp.config, "native_program", True)
+    (tmp_path / "model.py").write_text(MODULE)
+    out = tmp_path / "libmodel.so"
+    assert main(["aot", f"{tmp_path / 'model.py'}:build", "-o", str(out)]) == 0
+    assert (tmp_path / "libmodel.h").exists()
+    capsys.readouterr()
+    assert aot.load(str(out))(np.arange(3, dtype="float32")) == 9.0
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "libmodel.so: tcomp" in text and '"library": "model"' in text
+
+    (tmp_path / "broken.py").write_text("import numpy\nraise RuntimeError('boom in the model')\n")
+    assert main(["aot", f"{tmp_path / 'broken.py'}:build", "-o", str(tmp_path / "libb.so")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "boom in the model" in err
+    assert main(["inspect", str(tmp_path / "model.py")]) == 2
+    assert "not a tcomp library" in capsys.readouterr().err
