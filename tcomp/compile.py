@@ -50,9 +50,12 @@ def _reject_control_flow(graph: Graph, backend: str = "cpu") -> None:
 
 
 @paused_gc()  # (the backend builds millions of live objects for a big graph: see paused_gc)
-def compile_graph(graph: Graph, backend: str = "reference", name: str = "fn", donate=None):
+def compile_graph(graph: Graph, backend: str = "reference", name: str = "fn", donate=None, cuda_arch=None):
     """``donate``: graph output position -> input position whose storage the output may be
-    written into (shared-variable updates); a backend uses it where it is safe, or ignores it."""
+    written into (shared-variable updates); a backend uses it where it is safe, or ignores it.
+    ``cuda_arch``: the GPU architecture of backend 'cuda' (default: the device's, else sm_80)."""
+    if cuda_arch is not None and backend != "cuda":
+        raise ValueError(f"cuda_arch={cuda_arch!r} applies to backend='cuda' only, not {backend!r}")
     if backend == "reference":
         return ReferenceCompiled(graph)
     if backend == "cpu":
@@ -68,7 +71,7 @@ def compile_graph(graph: Graph, backend: str = "reference", name: str = "fn", do
         from tcomp.backend.nvptx.runtime import compile_graph as cuda_compile
 
         _reject_control_flow(graph, "cuda")
-        return cuda_compile(graph, name=name, donate=donate)
+        return cuda_compile(graph, name=name, donate=donate, cuda_arch=cuda_arch)
     raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 

@@ -16,8 +16,10 @@ Options (``tcomp.config.OPTIONS`` lists them with their choices):
 - ``optimizer``: the pass pipeline of mode ``'Mode'``: ``'fast_run'`` (every pass),
   ``'merge'`` (common subexpressions only), ``'fast_compile'``, ``'stabilize'`` or
   ``'None'`` (no pass at all).
-- ``device``: ``'cpu'``.  ``'cuda'``/``'gpu'`` names are refused with a clear message: the
-  experimental CUDA backend is chosen per function with ``backend='cuda'``.
+- ``device``: ``'cpu'`` (default) or ``'cuda'`` (Theano's ``'cuda0'``, ``'gpu'`` and
+  ``'gpu0'`` mean it too): ``tcomp.function`` then defaults to ``backend='cuda'`` (NVPTX
+  kernels through the NVIDIA driver; without one, calls raise a clear error while
+  ``fn.dump('ptx')`` works).  Other devices (``'cuda1'``, ``'opencl0:0'``) are refused.
 - ``compute_test_value``: ``'off'`` / ``'ignore'`` / ``'warn'`` / ``'raise'`` (Theano's).
 - ``num_threads``: threads a large elementwise loop may use.
 - ``cache``: whether compiled object code is kept in the persistent compile cache
@@ -35,7 +37,7 @@ Flags from the environment, applied at import: ``TCOMP_FLAGS=floatX=float64,mode
 or invalid value in ``TCOMP_FLAGS`` makes ``import tcomp`` fail with the reason.  Only if
 ``TCOMP_FLAGS`` is unset, ``THEANO_FLAGS`` is read the same way, except that its names tcomp
 does not know (``lib.cnmem``, ``cuda.root``, ...) and values it cannot honour
-(``device=cuda``) give a warning, since that variable is usually meant for Theano itself.
+(``device=opencl0:0``) give a warning, since that variable is usually meant for Theano itself.
 ``config.change_flags(floatX='float64')`` sets options for a ``with`` block.
 """
 import contextlib
@@ -56,7 +58,7 @@ native_program = True
 mode = "Mode"
 #: pass pipeline of mode 'Mode' (Theano's names)
 optimizer = "fast_run"
-#: the device computations run on; only 'cpu' exists
+#: the device computations run on by default: 'cpu', or 'cuda' (tcomp.function's default backend becomes 'cuda')
 device = "cpu"
 
 COMPUTE_TEST_VALUE_MODES = ("off", "ignore", "warn", "raise")
@@ -68,7 +70,7 @@ OPTIONS = {
     "backend": ("cpu", "reference"),
     "mode": ("Mode", "FAST_RUN", "FAST_COMPILE", "DebugMode", "DEBUG_MODE", "default", "fast_compile"),
     "optimizer": ("fast_run", "merge", "fast_compile", "stabilize", "None"),
-    "device": ("cpu",),
+    "device": ("cpu", "cuda"),
     "compute_test_value": COMPUTE_TEST_VALUE_MODES,
     "num_threads": None,
     "warn": None,
@@ -79,6 +81,8 @@ OPTIONS = {
 }
 
 _GPU_PREFIXES = ("cuda", "gpu", "opencl")
+#: Theano's spellings of the one CUDA device tcomp uses (device 0)
+_CUDA_ALIASES = ("cuda", "cuda0", "gpu", "gpu0")
 
 #: Theano's warn.* flags (booleans, except ignore_bug_before)
 WARN_FLAGS = ("argmax_pushdown_bug", "gpusum_01_011_0111_bug", "sum_sum_bug", "sum_div_dimshuffle_bug",
@@ -135,9 +139,11 @@ warn = WarnFlags()
 
 def _check_choice(name, value):
     choices = OPTIONS[name]
-    if name == "device" and isinstance(value, str) and value.lower().startswith(_GPU_PREFIXES):
-        raise ValueError(f"config.device={value!r}: no GPU device setting yet; the CUDA backend is experimental "
-                         "and chosen per function (backend='cuda'); 'cpu' is the only valid device")
+    if name == "device" and isinstance(value, str) and value.lower() in _CUDA_ALIASES:
+        value = "cuda"
+    elif name == "device" and isinstance(value, str) and value.lower().startswith(_GPU_PREFIXES):
+        raise ValueError(f"config.device={value!r}: tcomp runs on 'cpu' or on CUDA device 0 ('cuda', also spelled "
+                         "'cuda0', 'gpu', 'gpu0'); other GPUs and OpenCL devices are not supported")
     if name == "floatX" and value in ("32", "64"):  # Theano's shorthand
         value = "float" + value
     if value not in choices:

@@ -128,17 +128,28 @@ def _default_updates(roots, updates, givens, skip=()):
     return _normalize_updates(found)
 
 
+def _default_backend(mode) -> str:
+    """The mode's backend; ``config.device = 'cuda'`` (Theano's setting) makes it 'cuda'
+    unless the mode names a linker."""
+    from . import config
+
+    if config.device == "cuda" and getattr(mode, "linker", None) is None:
+        return "cuda"
+    return mode.backend
+
+
 class Function:
     """A compiled function.  Call with positional or keyword (input name) arguments."""
 
     def __init__(self, inputs, outputs, updates=None, givens=None, name=None, on_unused_input="raise",
                  backend=None, mode=None, exclude=(), allow_input_downcast=None, pass_options=None,
-                 no_default_updates=False, trust_input=False):
+                 no_default_updates=False, trust_input=False, cuda_arch=None):
         #: skip the Python-side input checks (PyTensor's ``trust_input``; native code still checks)
         self.trust_input = bool(trust_input)
         #: the arguments a copy or an unpickled function is rebuilt with (tcomp/rebuild.py)
         self._options = dict(on_unused_input=on_unused_input, backend=backend, mode=mode, exclude=exclude,
-                             allow_input_downcast=allow_input_downcast, pass_options=pass_options)
+                             allow_input_downcast=allow_input_downcast, pass_options=pass_options,
+                             **({"cuda_arch": cuda_arch} if cuda_arch is not None else {}))
         if on_unused_input not in ("raise", "warn", "ignore"):
             raise ValueError(f"on_unused_input must be 'raise', 'warn' or 'ignore', got {on_unused_input!r}")
         inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
@@ -180,7 +191,7 @@ class Function:
 
         #: the compilation mode (tcomp/mode.py): pass pipeline, backend, DebugMode's checks
         self.mode = get_mode(mode)
-        self.backend = backend or self.mode.backend
+        self.backend = backend or _default_backend(self.mode)
         from .compile import compile_graph, optimize
 
         t1 = time.perf_counter()
@@ -190,7 +201,7 @@ class Function:
         #: graph output position -> input position: updates the backend may write in place
         self.donations = self._donations(len(inputs), len(outputs))
         self.compiled = compile_graph(self.optimized, backend=self.backend, name=self.name,
-                                      donate=self.donations)
+                                      donate=self.donations, cuda_arch=cuda_arch)
         self.compiled = self.mode.wrap(self.compiled, self)  # DebugMode checks every call
         #: held during every call: write locks of the updated shared variables, read locks
         #: of the other shared variables read (tcomp/shared.py states the rule)
@@ -275,6 +286,9 @@ class Function:
     def _run(self, arrays):
         """Run the compiled graph on the converted inputs plus the shared values and commit
         the updates; the caller holds the shared variables' locks."""
+        resident = getattr(type(self.compiled), "run_resident", None)
+        if resident is not None:  # the GPU: shared values and updates stay in device memory
+            return resident(self.compiled, self, arrays)
         arrays = arrays + [s.get_value(borrow=True) for s in self.shared_inputs]
         results = self.compiled(arrays)
         n_out = len(self.outputs)
@@ -292,6 +306,8 @@ class Function:
         for k, ((var, _), new) in enumerate(zip(self.updates, results[n_out:])):
             if k not in written:
                 var._assign_in_place(new)
+            elif var._device is not None:  # native code wrote the storage: a GPU copy is stale
+                var._device.host_written()
         return results
 
     #: every stage ``dump`` knows, in compilation order (``tcomp dump --stage`` offers these)
@@ -361,7 +377,7 @@ class Function:
 
 def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unused_input="raise",
              backend=None, mode=None, exclude=(), allow_input_downcast=None, pass_options=None,
-             no_default_updates=False, trust_input=False) -> Function:
+             no_default_updates=False, trust_input=False, cuda_arch=None) -> Function:
     """Compile a function from symbolic ``inputs`` to ``outputs`` (Theano's API).
 
     The result is a :class:`Function`: call it with one NumPy array (or number, or nested
@@ -391,8 +407,10 @@ def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unus
     on_unused_input
         ``'raise'`` (default), ``'warn'`` or ``'ignore'`` an input no output or update needs.
     backend
-        ``'cpu'`` (LLVM JIT, native code) or ``'reference'`` (the NumPy interpreter).
-        Default: the mode's linker, else ``tcomp.config.backend``.
+        ``'cpu'`` (LLVM JIT, native code), ``'reference'`` (the NumPy interpreter) or
+        ``'cuda'`` (NVPTX kernels run through the NVIDIA driver; shared variables stay in
+        GPU memory between calls).  Default: the mode's linker, else ``'cuda'`` when
+        ``tcomp.config.device == 'cuda'``, else ``tcomp.config.backend``.
     mode
         A name: ``'FAST_RUN'`` (every pass), ``'FAST_COMPILE'`` (few passes, quick to
         build), ``'DebugMode'`` (every call also runs the reference interpreter on the
@@ -421,10 +439,14 @@ def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unus
         ``True``: positional NumPy arguments go to the backend unchecked and unconverted
         (PyTensor's ``trust_input``); the native entry still verifies rank, dtype, layout
         and every shape before it touches memory.
+    cuda_arch
+        ``backend='cuda'`` only: the GPU architecture the PTX is generated for (``'sm_70'``
+        ... ``'sm_90'``).  Default: the device's when a driver is present, else ``'sm_80'``.
 
     Copying (``f.copy(swap=...)``), pickling and ``copy.deepcopy`` rebuild the function from
     its traced graph; ``f.dump(stage)`` prints each compilation stage.
     """
     return Function(inputs, outputs, updates=updates, givens=givens, name=name, on_unused_input=on_unused_input,
                     backend=backend, mode=mode, exclude=exclude, allow_input_downcast=allow_input_downcast,
-                    pass_options=pass_options, no_default_updates=no_default_updates, trust_input=trust_input)
+                    pass_options=pass_options, no_default_updates=no_default_updates, trust_input=trust_input,
+                    cuda_arch=cuda_arch)

@@ -115,7 +115,7 @@ class SharedVariable(Variable):
     The stored value is always a C-contiguous, aligned, writeable array in native byte
     order, so compiled code may read it (and write updates into it) directly."""
 
-    __slots__ = ("_value", "default_update", "_rw", "_seq", "strict", "allow_downcast")
+    __slots__ = ("_value", "default_update", "_rw", "_seq", "strict", "allow_downcast", "_device")
 
     def __init__(self, value, name=None, shape=None, dtype=None, strict=False, allow_downcast=None):
         if strict and not (isinstance(value, np.ndarray) and (dtype is None or value.dtype.name == str(dtype))):
@@ -130,6 +130,9 @@ class SharedVariable(Variable):
         shape = arr.shape if shape is None else tuple(shape)
         super().__init__(TensorType(arr.dtype.name, shape), "input", name=name)
         self._value = None
+        #: the value's copy in GPU memory, if a ``backend='cuda'`` function made one (it may be
+        #: newer than ``_value``: reading the value copies it back; writing it invalidates it)
+        self._device = None
         #: an expression tcomp.function uses as this variable's update when none is given
         self.default_update = None
         self._rw = RWLock()
@@ -159,15 +162,21 @@ class SharedVariable(Variable):
         if not (borrow and arr.flags.c_contiguous and arr.flags.writeable and arr.flags.aligned):
             arr = np.array(arr, copy=True, order="C")
         self._value = arr
+        if self._device is not None:
+            self._device.host_written()
 
     def get_value(self, borrow=False, return_internal_type=False):
         """A copy of the value (taken under the read lock), or with ``borrow`` the storage.
         ``return_internal_type``: Theano's flag for GPU storage; tcomp's storage is always a
         NumPy array, so it changes nothing."""
         if borrow:
+            if self._device is not None:
+                self._device.to_host(self)
             return self._value
         self._rw.acquire_read()
         try:
+            if self._device is not None:
+                self._device.to_host(self)
             return self._value.copy()
         finally:
             self._rw.release_read()
@@ -189,6 +198,8 @@ class SharedVariable(Variable):
         The calling function holds this variable's write lock."""
         if new.shape == self._value.shape:
             np.copyto(self._value, new, casting="unsafe")
+            if self._device is not None:
+                self._device.host_written()
         else:
             self._store(new, borrow=True)
 
@@ -198,10 +209,14 @@ class SharedVariable(Variable):
 
     def __getstate__(self):
         """Pickling/copying drops the lock (a new one is made on load) and the lock-order
-        position (the loaded variable gets its own)."""
+        position (the loaded variable gets its own), and a GPU copy (the value is fetched from
+        it first)."""
+        if self._device is not None:
+            self._device.to_host(self)
         cls_state, slots = super().__getstate__()
         slots.pop("_rw", None)
         slots.pop("_seq", None)
+        slots.pop("_device", None)
         return (cls_state, slots)
 
     def __setstate__(self, state):
@@ -210,6 +225,7 @@ class SharedVariable(Variable):
             object.__setattr__(self, name, value)
         self._rw = RWLock()
         self._seq = next(_seq)
+        self._device = None
         for name, default in (("strict", False), ("allow_downcast", None)):
             if not hasattr(self, name):
                 setattr(self, name, default)

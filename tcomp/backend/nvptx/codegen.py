@@ -14,7 +14,10 @@ Launch shapes (:class:`LaunchSpec`):
   run a grid-stride loop over the flat output index; views are read through their strides.
 * ``rows`` kernels (reduce, fused with a reduction, softmax) give each block one output row
   (a grid-stride loop over rows): each thread accumulates a strided slice, then a tree
-  reduction in block memory (``BLOCK`` is a power of two, the tree is unrolled).
+  reduction in block memory (``BLOCK`` is a power of two, the tree is unrolled).  A
+  reduction also gets a two-pass form (``LaunchSpec.split``: per-part partials to scratch,
+  then a combine per row) that the host launches when a few long rows would leave most of
+  the GPU idle (``host.split_parts``).
 * matmul gives each block a 64 x 64 output tile: per 16-wide K step, 256 threads stage an A
   and a B tile in block memory, barrier, and each accumulates a 4 x 4 register block.
 * gather/update/cumulative/random: see ``codegen_data.py``; conv2d and its gradients:
@@ -22,6 +25,7 @@ Launch shapes (:class:`LaunchSpec`):
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from llvmlite import ir
@@ -49,6 +53,9 @@ class LaunchSpec:
     slots: tuple    # value ids whose addresses fill the ptrs table, in order
     params: tuple   # registers filling the params table, in order
     index: int      # the kernel's position in the program
+    #: reductions: (partial LaunchSpec, combine LaunchSpec, reduced dims, accumulator
+    #: components), the two-pass form the host launches instead when rows are few and long
+    split: tuple = ()
 
 
 class Ctx:
@@ -234,7 +241,6 @@ def gen_fused(ctx) -> None:
 
         return gen_reduction(ctx, fb.attrs["reduce"], tuple(fb.attrs["axis"]), fb.stypes[-1].dtype,
                       list(ctx.k.param("space")), fb.value)
-        return
     space = ctx.k.param("space") if "space" in fb.params else ctx.k.space
     out = ctx.value(ctx.k.writes[0])
     odims = [ctx.kb.dim(d) for d in space]
@@ -372,13 +378,23 @@ def generate(prog, target: str, name: str = "tcomp"):
             raise TypeError(f"nvptx backend: kernel kind {k.kind!r} ({k.label}) is not lowered yet; "
                             f"lowered kinds: {', '.join(sorted(gens))}")
         fname = f"{name}_k{i}"
-        kb = KernelBuilder(module, fname, target)
-        ctx = Ctx(prog, k, kb)
-        ctx.k_index = i
-        work = gens[k.kind](ctx)
-        kb.finish()
-        specs.append(LaunchSpec(fname, work[0], work[1:], tuple(kb.slots), tuple(kb.params), i))
+        spec, ctx = _one(prog, k, i, module, fname, target, gens[k.kind], "full")
+        if getattr(ctx, "split", None) is not None:  # a reduction: also its two-pass form
+            part, _ = _one(prog, k, i, module, fname + "_part", target, gens[k.kind], "partial")
+            comb, _ = _one(prog, k, i, module, fname + "_comb", target, gens[k.kind], "combine")
+            spec = dataclasses.replace(spec, split=(part, comb) + ctx.split)
+        specs.append(spec)
     return module, specs
+
+
+def _one(prog, k, i, module, fname, target, gen, reduce_mode):
+    kb = KernelBuilder(module, fname, target)
+    ctx = Ctx(prog, k, kb)
+    ctx.k_index = i
+    ctx.reduce_mode = reduce_mode
+    work = gen(ctx)
+    kb.finish()
+    return LaunchSpec(fname, work[0], work[1:], tuple(kb.slots), tuple(kb.params), i), ctx
 
 
 __all__ = ["generate", "LaunchSpec", "supported_kinds", "unravel", "bidx", "FusedBody"]

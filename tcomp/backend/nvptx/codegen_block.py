@@ -177,9 +177,26 @@ def _tree(kb, shared, mono):
     return phases
 
 
+#: the ptrs-table slot of a call's scratch memory (partial results of split reductions)
+SCRATCH_SLOT = -2
+#: the params-table entry of a split reduction's part count (chosen by the host per call)
+PARTS_PARAM = "@parts"
+#: bytes per partial-result slot in scratch (every accumulator component fits in 8)
+SLOT_BYTES = 8
+
+
 def gen_reduction(ctx, op, axes, in_dtype, in_dims, val, out_value=None):
-    """Reduce ``val(idx)`` over ``axes`` of ``in_dims``; one block per output element."""
+    """Reduce ``val(idx)`` over ``axes`` of ``in_dims``.
+
+    ``ctx.reduce_mode`` picks one of the three kernels :func:`generate` makes of a reduction:
+    ``full`` (one block per output element: enough when there are many rows), ``partial``
+    (the reduced range of each row cut into ``@parts`` contiguous parts, one block each; a
+    block's tree result goes to scratch) and ``combine`` (one block per row reduces its
+    parts, in part order, and finishes).  The host launches ``full``, or ``partial`` then
+    ``combine`` when a few long rows would leave the GPU idle (``host.split_parts``): no
+    atomics, so a result depends only on the shapes, never on scheduling (deterministic)."""
     kb, b = ctx.kb, ctx.b
+    mode = getattr(ctx, "reduce_mode", "full")
     out_value = ctx.k.writes[0] if out_value is None else out_value
     odt = ctx.value(out_value).dtype
     dims = [kb.dim(d) for d in in_dims]
@@ -189,9 +206,15 @@ def gen_reduction(ctx, op, axes, in_dtype, in_dims, val, out_value=None):
     rows = u.i64(u.numel(b, kept)) if kept else _c(1)
     mono = Monoid(b, op, in_dtype, odt, R)
     shared = [kb.shared(u.I8 if t == u.I1 else t, BLOCK) for t in mono.types]
-    out_ptr = kb.ptr(out_value)
+    G = u.i64(kb.dim(PARTS_PARAM)) if mode != "full" else _c(1)
+    nslots = b.mul(rows, G)
 
-    def partial(row, loops):
+    def slot(c, vrow):
+        """Scratch address of component ``c`` of partial ``vrow`` (row * G + part)."""
+        off = b.mul(b.add(b.mul(_c(c), nslots), vrow), _c(SLOT_BYTES))
+        return b.gep(kb.ptr(SCRATCH_SLOT), [off], source_etype=u.I8, inbounds=True)
+
+    def accumulate(row, lo, hi):
         kidx = unravel(b, row, kept)
 
         def step(r, acc):
@@ -199,17 +222,39 @@ def gen_reduction(ctx, op, axes, in_dtype, in_dims, val, out_value=None):
             it_k, it_r = iter(kidx), iter(ridx)
             idx = [next(it_r) if a in axes else next(it_k) for a in range(len(dims))]
             return mono.combine(acc, mono.lift(val(idx), r))
-        acc = _strided_acc(b, kb.tid, R, mono.identity(), step)
+        acc = _strided_acc(b, b.add(lo, kb.tid), hi, mono.identity(), step)
         for v, sh, t in zip(acc, shared, mono.types):
             _st(b, v, kb.shared_at(sh, t, kb.tid))
+
+    def first(row, loops):
+        if mode == "full":
+            accumulate(row, _c(0), R)
+        elif mode == "partial":
+            r, part = b.udiv(row, G), b.urem(row, G)
+            chunk = b.udiv(b.add(R, b.sub(G, _c(1))), G)
+            lo = b.mul(part, chunk)
+            hi = b.add(lo, chunk)
+            accumulate(r, lo, b.select(b.icmp_signed("<", hi, R), hi, R))
+        else:
+            base = b.mul(row, G)
+            acc = _strided_acc(b, kb.tid, G, mono.identity(),
+                               lambda j, a: mono.combine(a, [_ld(b, slot(c, b.add(base, j)), t)
+                                                             for c, t in enumerate(mono.types)]))
+            for v, sh, t in zip(acc, shared, mono.types):
+                _st(b, v, kb.shared_at(sh, t, kb.tid))
 
     def write(row, loops):
         def store():
             acc = [_ld(b, kb.shared_at(sh, t, 0), t) for sh, t in zip(shared, mono.types)]
-            u.store_value(b, mono.finish(acc), u.gep(b, out_ptr, odt, row), odt)
+            if mode == "partial":
+                for c, v in enumerate(acc):
+                    _st(b, v, slot(c, row))
+            else:
+                u.store_value(b, mono.finish(acc), u.gep(b, kb.ptr(out_value), odt, row), odt)
         _if(b, b.icmp_unsigned("==", kb.tid, _c(0)), store)
 
-    kb.blocks(rows, [partial, *_tree(kb, shared, mono), write])
+    kb.blocks(nslots if mode == "partial" else rows, [first, *_tree(kb, shared, mono), write])
+    ctx.split = (tuple(d for a, d in enumerate(in_dims) if a in axes), len(mono.types))
     return ("rows", tuple(d for a, d in enumerate(in_dims) if a not in axes))
 
 
@@ -426,4 +471,5 @@ def _guarded_load(b, ok, addr, src_dtype, dst_dtype):
     return phi
 
 
-__all__ = ["gen_reduce", "gen_reduction", "gen_softmax", "gen_matmul", "TILE", "TK"]
+__all__ = ["SCRATCH_SLOT", "PARTS_PARAM", "SLOT_BYTES", "gen_reduce", "gen_reduction", "gen_softmax", "gen_matmul",
+           "TILE", "TK"]

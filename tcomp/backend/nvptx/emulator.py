@@ -27,9 +27,9 @@ class EmulatedProgram:
         self.prog, self.nblocks = prog, nblocks
         module, self.specs = generate(prog, "emu", name="emu")
         self.llvm_ir = str(module)
-        self.lib = engine.load(self.llvm_ir, exports=[s.name for s in self.specs])
+        self.lib = engine.load(self.llvm_ir, exports=kernel_names(self.specs))
         proto = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
-        self.fns = [proto(self.lib.address(s.name)) for s in self.specs]
+        self.fns = {name: proto(self.lib.address(name)) for name in kernel_names(self.specs)}
 
     def __call__(self, arrays):
         p = self.prog
@@ -54,13 +54,105 @@ class EmulatedProgram:
 
         err = np.zeros(1, np.int32)
         tables = KernelTables(p, self.specs, regs, root_address, err.ctypes.data)
-        for spec, fn, (ptrs, params) in zip(self.specs, self.fns, tables.tables()):
-            if tables.work(spec) == 0:
-                continue
-            fn(ptrs.ctypes.data, params.ctypes.data, self.nblocks)
+        scratch = np.zeros(max(tables.scratch_bytes, 8), np.uint8)
+        tables.scratch_address = scratch.ctypes.data
+        self.last_launches = [ln.spec.name for ln in tables.launches]  # (tests: which form ran)
+        for ln, (ptrs, params) in zip(tables.launches, tables.tables()):
+            self.fns[ln.spec.name](ptrs.ctypes.data, params.ctypes.data, self.nblocks)
             if err[0]:
                 raise index_error(p, int(err[0]))
         return outputs
 
 
-__all__ = ["EmulatedProgram"]
+def kernel_names(specs) -> list:
+    """Every function of a module: each kernel's and its split reduction's two passes."""
+    return [n for s in specs for n in (s.name, *(x.name for x in s.split[:2]))]
+
+
+
+
+class EmulatedDevice:
+    """The CUDA driver Device's interface over host memory, running the emulator's build of
+    the kernels: the runtime's whole host side (pool, resident shared variables, tables,
+    launch grids, split reductions, the error word) runs unchanged without a GPU
+    (``with runtime.use_device(EmulatedDevice()):``).  ``max_blocks`` caps a launch's grid
+    (small caps make the grid-stride loops take several rounds)."""
+
+    emulated = True
+    arch = "sm_80"
+
+    def __init__(self, max_blocks=None):
+        self.max_blocks = max_blocks
+        self.memory: dict = {}     # address -> the host array behind it
+        self.allocations = 0       # alloc calls (the pool should make these stop)
+        self.launches: list = []   # (kernel name, grid) of every launch, in order
+
+    def make_current(self) -> None:
+        pass
+
+    def alloc(self, nbytes: int) -> int:
+        raw = np.full(max(int(nbytes), 1) + 64, 0xCD, np.uint8)  # garbage, as cuMemAlloc gives
+        addr = raw.ctypes.data
+        addr += -addr % 64
+        self.memory[addr] = raw
+        self.allocations += 1
+        return addr
+
+    def free(self, ptr: int) -> None:
+        del self.memory[ptr]
+
+    def htod(self, dst: int, host_ptr: int, nbytes: int, stream=None) -> None:
+        ctypes.memmove(dst, host_ptr, nbytes)
+
+    def dtoh(self, host_ptr: int, src: int, nbytes: int, stream=None) -> None:
+        ctypes.memmove(host_ptr, src, nbytes)
+
+    def memset(self, dst: int, byte: int, nbytes: int) -> None:
+        ctypes.memset(dst, byte, nbytes)
+
+    def stream(self):
+        return _Stream()
+
+    def synchronize(self) -> None:
+        pass
+
+    def load_program(self, program, symbol: str):
+        """The 'module' of a program: its kernels built for the emulator (same names as the PTX's)."""
+        from tcomp.runtime import engine
+
+        module, specs = generate(program, "emu", name=symbol)
+        names = kernel_names(specs)
+        lib = engine.load(str(module), exports=names)
+        proto = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+        return _Module(self, lib, {n: proto(lib.address(n)) for n in names})
+
+
+class _Stream:
+    def synchronize(self) -> None:
+        pass
+
+
+class _Module:
+    def __init__(self, dev, lib, fns):
+        self.dev, self.lib, self.fns = dev, lib, fns
+
+    def function(self, name):
+        return _Kernel(self, name)
+
+
+class _Kernel:
+    def __init__(self, module, name):
+        self.module, self.name = module, name
+
+    def launch(self, grid: int, block: int, args, stream=None) -> None:
+        from .target import BLOCK
+
+        dev = self.module.dev
+        if block != BLOCK:
+            raise ValueError(f"{self.name}: kernels are built for {BLOCK} threads per block, got {block}")
+        grid = grid if dev.max_blocks is None else min(grid, dev.max_blocks)
+        dev.launches.append((self.name, grid))
+        self.module.fns[self.name](args[0], args[1], grid)
+
+
+__all__ = ["EmulatedDevice", "EmulatedProgram", "kernel_names"]

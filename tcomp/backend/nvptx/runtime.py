@@ -1,19 +1,29 @@
 """``backend='cuda'``: a compiled function that runs its kernel program on an NVIDIA GPU.
 
-Compile time needs no GPU: the graph is lowered to its kernel program, every kernel to
-NVPTX IR (``codegen``), and PTX is emitted for ``cuda_arch`` (default: the device's
-architecture when a driver is present, else ``sm_80``), so ``fn.dump('ptx')`` works
-anywhere.  The driver is touched at the first call: no driver -> ``CudaUnavailable``
-(a RuntimeError) with the reason.
+Compile time needs no GPU: the graph is lowered to its kernel program (the CPU backend's:
+``passes/lower_kernels.py``), every kernel to NVPTX IR (``codegen``), and PTX is emitted
+for ``cuda_arch`` (default: the device's architecture when a driver is present, else
+``sm_80``), so ``fn.dump('ptx')`` works anywhere.  The driver is touched at the first
+call: no driver -> ``CudaUnavailable`` (a RuntimeError) with the reason.
 
-A call (this first version keeps the host side in Python): the shape program runs on the
-host (``evaluate_shape_program``: dims, checks with the CPU backend's messages, the
-workspace size); inputs are copied to device memory from a :class:`MemoryPool` (so steady
-calls allocate nothing), constants were uploaded once; the pointer and parameter tables of
-every kernel go up in one copy; kernels launch in order on one stream; outputs come back
-and the error word (index bounds) is checked after the stream synchronizes.
+A call: the kernel program's shape program runs on the host (``evaluate_shape_program``:
+dims, the checks with the CPU backend's messages, the workspace size); inputs go to device
+memory from the device's :class:`~tcomp.backend.nvptx.driver.MemoryPool` (steady calls
+allocate nothing), constants were uploaded once; the pointer and parameter tables of every
+launch go up in one copy; kernels launch in schedule order on one stream (a reduction with
+few long rows as two launches: ``host.split_parts``); outputs come back and the error word
+(index bounds) is checked after the stream synchronizes.
+
+Through ``tcomp.function`` (:meth:`CudaCompiled.run_resident`) shared variables stay on the
+GPU between calls (``resident.py``): read from their device copies, updated by adopting the
+update's output buffer, copied back only when host code reads them.
+
+``use_device(dev)`` runs calls on another object with the driver's interface (tests run the
+whole host side over :class:`~tcomp.backend.nvptx.emulator.EmulatedDevice`).
 """
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
@@ -21,10 +31,42 @@ from tcomp.passes.kernel_program import resolve
 
 from .codegen import generate
 from .host import KernelTables, index_error, registers
+from .resident import device_copy
 from .target import BLOCK, PTX_FEATURES, emit_ptx
 
 #: most blocks one launch uses (grid-stride loops cover the rest)
 MAX_GRID = 65535
+
+_override: list = []
+
+
+@contextlib.contextmanager
+def use_device(dev):
+    """Run CUDA calls on ``dev`` (an object with the driver Device's interface) in this block."""
+    _override.append(dev)
+    try:
+        yield dev
+    finally:
+        _override.pop()
+
+
+def current_device():
+    """The device calls run on: ``use_device``'s, else the driver's (CudaUnavailable without one)."""
+    if _override:
+        return _override[-1]
+    from . import driver
+
+    return driver.device()
+
+
+def pool_of(dev):
+    """The device's memory pool (one per device, shared by every function and shared variable)."""
+    pool = getattr(dev, "pool", None)
+    if pool is None:
+        from .driver import MemoryPool
+
+        pool = dev.pool = MemoryPool(dev)
+    return pool
 
 
 def default_arch() -> str:
@@ -32,12 +74,18 @@ def default_arch() -> str:
     from . import driver
 
     try:
-        arch = driver.device().arch
+        arch = current_device().arch
     except (driver.CudaUnavailable, driver.CudaError):
         return "sm_80"
     known = sorted(PTX_FEATURES, key=lambda a: int(a[3:]))
     usable = [a for a in known if int(a[3:]) <= int(arch[3:])]
     return usable[-1] if usable else known[0]
+
+
+def check_arch(arch):
+    if arch is not None and arch not in PTX_FEATURES:
+        raise ValueError(f"cuda_arch must be one of {', '.join(PTX_FEATURES)}, got {arch!r}")
+    return arch
 
 
 class CudaCompiled:
@@ -48,10 +96,11 @@ class CudaCompiled:
     def __init__(self, graph, name: str = "fn", donate=None, cuda_arch=None):
         from tcomp.passes.lower_kernels import lower_kernels
 
+        self.arch = check_arch(cuda_arch) or default_arch()
         self.program = lower_kernels(_fused(graph), donate)
-        module, self.specs = generate(self.program, "gpu", name=_symbol(name))
+        self.symbol = _symbol(name)
+        module, self.specs = generate(self.program, "gpu", name=self.symbol)
         self.llvm_ir = str(module)
-        self.arch = cuda_arch or default_arch()
         self.ptx = emit_ptx(self.llvm_ir, self.arch)
         self._dev = None
 
@@ -62,15 +111,23 @@ class CudaCompiled:
             return self.ptx
         raise ValueError(f"stage {stage!r} does not exist on the cuda backend; it has 'llvm' and 'ptx'")
 
-    # -- the device side, built at the first call ----------------------------------------------
-    def _setup(self):
-        from . import driver
+    # -- the device side, built at the first call on a device ----------------------------------
+    def _ready(self):
+        dev = current_device()
+        if self._dev is not dev:
+            self._setup(dev)
+        dev.make_current()
+        return dev
 
-        dev = driver.device()
-        self._dev = dev
-        self.module = dev.load_module(self.ptx)
-        self.kernels = [self.module.function(s.name) for s in self.specs]
-        self.pool = driver.MemoryPool(dev)
+    def _setup(self, dev):
+        from .emulator import kernel_names
+
+        if getattr(dev, "emulated", False):
+            self.module = dev.load_program(self.program, self.symbol)
+        else:
+            self.module = dev.load_module(self.ptx)
+        self.kernels = {n: self.module.function(n) for n in kernel_names(self.specs)}
+        self.pool = pool_of(dev)
         self.stream = dev.stream()
         self.constants = {}
         for v in self.program.values:
@@ -80,28 +137,35 @@ class CudaCompiled:
                 dev.htod(ptr, a.ctypes.data, a.nbytes)
                 self.constants[v.id] = ptr
         self.error_word = dev.alloc(4)
+        self._dev = dev
 
-    def __call__(self, inputs):
-        if self._dev is None:
-            self._setup()
-        dev, p = self._dev, self.program
-        dev.make_current()
-        regs = registers(p, inputs)
-        arrays = [np.ascontiguousarray(a) for a in inputs]
-        held = []
+    def _execute(self, dev, arrays, resident=None):
+        """Run the program; ``arrays``: per input a host array, or for an entry of
+        ``resident`` (input position -> device address) a stand-in of its shape and dtype.
+        Returns per output (device buffer, nbytes, shape), owned by the caller."""
+        p, pool, resident = self.program, self.pool, resident or {}
+        regs = registers(p, arrays)
+        held, outs = [], []
 
         def get(nbytes):
-            ptr = self.pool.get(nbytes)
+            ptr = pool.get(nbytes)
             held.append((ptr, nbytes))
             return ptr
         try:
             dins = []
-            for a in arrays:
+            for i, a in enumerate(arrays):
+                if i in resident:
+                    dins.append(resident[i])
+                    continue
+                a = np.ascontiguousarray(a)
                 ptr = get(a.nbytes)
                 dev.htod(ptr, a.ctypes.data, a.nbytes, self.stream)
                 dins.append(ptr)
-            outs = [np.empty(resolve(p.values[o.value].dims, regs), p.values[o.value].dtype) for o in p.outputs]
-            douts = [get(o.nbytes) for o in outs]
+            for o in p.outputs:
+                val = p.values[o.value]
+                shape = resolve(val.dims, regs)
+                nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(val.dtype).itemsize
+                outs.append((pool.get(nbytes), nbytes, shape))
             ws = get(int(resolve(p.workspace, regs)))
             offsets = {b.id: int(resolve(b.offset, regs)) for b in p.buffers}
 
@@ -110,15 +174,15 @@ class CudaCompiled:
                 if s.kind == "input":
                     return dins[s.index]
                 if s.kind == "output":
-                    return douts[s.index]
+                    return outs[s.index][0]
                 if s.kind == "constant":
                     return self.constants[v]
                 return ws + offsets[s.index]
 
             dev.memset(self.error_word, 0, 4)
             tables = KernelTables(p, self.specs, regs, root_address, self.error_word)
-            host_tables, where = [], []
-            off = 0
+            tables.scratch_address = get(tables.scratch_bytes) if tables.scratch_bytes else 0
+            host_tables, where, off = [], [], 0
             for ptrs, params in tables.tables():
                 where.append((off, off + ptrs.nbytes))
                 host_tables += [ptrs.view(np.uint8), params.view(np.uint8)]
@@ -126,25 +190,73 @@ class CudaCompiled:
             blob = np.concatenate(host_tables) if host_tables else np.zeros(1, np.uint8)
             dblob = get(blob.nbytes)
             dev.htod(dblob, blob.ctypes.data, blob.nbytes, self.stream)
-            for spec, kern, (po, pa) in zip(self.specs, self.kernels, where):
-                work = tables.work(spec)
-                if work == 0:
-                    continue
-                grid = -(-work // BLOCK) if spec.kind == "prod" else work
-                kern.launch(min(grid, MAX_GRID), BLOCK, [dblob + po, dblob + pa], self.stream)
-            for o, d in zip(outs, douts):
-                dev.dtoh(o.ctypes.data, d, o.nbytes, self.stream)
+            for ln, (po, pa) in zip(tables.launches, where):
+                self.kernels[ln.spec.name].launch(ln.grid(MAX_GRID), BLOCK, [dblob + po, dblob + pa], self.stream)
             err = np.zeros(1, np.int32)
             dev.dtoh(err.ctypes.data, self.error_word, 4, self.stream)
-            self.stream.synchronize()
-            blob_keepalive = blob  # the async copy read it until the synchronize
-            del blob_keepalive
+            self.stream.synchronize()  # (the async copies read ``blob`` until here)
+            if err[0]:
+                raise index_error(p, int(err[0]))
+        except BaseException:
+            for ptr, n, _ in outs:
+                pool.put(ptr, n)
+            raise
         finally:
             for ptr, n in held:
-                self.pool.put(ptr, n)
-        if err[0]:
-            raise index_error(p, int(err[0]))
+                pool.put(ptr, n)
         return outs
+
+    def _fetch(self, dev, buf, dtype) -> np.ndarray:
+        """An output buffer copied into a new host array; the buffer goes back to the pool."""
+        ptr, nbytes, shape = buf
+        a = np.empty(shape, dtype)
+        dev.dtoh(a.ctypes.data, ptr, nbytes, self.stream)
+        return a
+
+    def _fetch_all(self, dev, bufs, positions):
+        p = self.program
+        got = {k: self._fetch(dev, bufs[k], p.values[p.outputs[k].value].dtype) for k in positions}
+        self.stream.synchronize()
+        for k in positions:
+            self.pool.put(bufs[k][0], bufs[k][1])
+        return got
+
+    def __call__(self, inputs):
+        """Host arrays in, new host arrays out (every input copied up, every output down)."""
+        dev = self._ready()
+        bufs = self._execute(dev, list(inputs))
+        got = self._fetch_all(dev, bufs, range(len(bufs)))
+        return [got[k] for k in range(len(bufs))]
+
+    def run_resident(self, fn, arrays):
+        """``tcomp.function``'s call (``Function._run``, shared variables' locks held):
+        explicit inputs ``arrays`` are copied up; shared variables are read from their
+        device copies and their updates adopted on the device (``resident.py``); only the
+        user outputs (and printed values) come back.  Returns the results list
+        ``Function._run`` returns (``None`` where an update's value stays on the GPU)."""
+        dev = self._ready()
+        n_in, shared = len(arrays), fn.shared_inputs
+        loads = set(self.program.shape.value_inputs)
+        copies = [device_copy(s, dev, self.pool) for s in shared]
+        shape_arrays, resident = list(arrays), {}
+        for i, (s, c) in enumerate(zip(shared, copies)):
+            pos = n_in + i
+            resident[pos] = c.device_ptr(s, self.stream)
+            shape_arrays.append(s.get_value(borrow=True) if pos in loads else _standin(c.value_shape(s), s.dtype))
+        bufs = self._execute(dev, shape_arrays, resident)
+        n_out, n_up = len(fn.outputs), len(fn.updates)
+        host = [k for k in range(len(bufs)) if not n_out <= k < n_out + n_up]
+        got = self._fetch_all(dev, bufs, host)
+        for k, (var, _) in enumerate(fn.updates):
+            ptr, nbytes, shape = bufs[n_out + k]
+            device_copy(var, dev, self.pool).adopt(ptr, nbytes, shape)
+        return [got.get(k) for k in range(len(bufs))]
+
+
+def _standin(shape, dtype) -> np.ndarray:
+    """An array of ``shape`` and ``dtype`` owning one element (the shape program reads only
+    the dims of a resident input)."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape=tuple(shape), strides=(0,) * len(shape))
 
 
 def _fused(graph):
@@ -165,4 +277,4 @@ def compile_graph(graph, name: str = "fn", donate=None, cuda_arch=None) -> CudaC
     return CudaCompiled(graph, name=name, donate=donate, cuda_arch=cuda_arch)
 
 
-__all__ = ["CudaCompiled", "compile_graph", "default_arch"]
+__all__ = ["CudaCompiled", "compile_graph", "current_device", "default_arch", "use_device"]
