@@ -142,7 +142,7 @@ def _main(args):
         ops.update(msg.get("ops", {}))
         feats.update(msg.get("feat", {}))
         rejects.update(msg.get("reject", {}))
-        if msg["outcome"] in BAD or msg["outcome"] in ("generator_error", "harness_error", "unstable"):
+        if msg["outcome"] in BAD or msg["outcome"] in ("generator_error", "harness_error", "unstable", "env_error"):
             failures.append(msg)
             if out:
                 out.write(json.dumps({k: msg.get(k) for k in ("seed", "outcome", "detail")}) + "\n")
@@ -160,8 +160,20 @@ def _main(args):
             record(msg)
 
     chunks = queue.Queue()
-    for s in range(args.seed, args.seed + args.count, chunk):
-        chunks.put((s, min(chunk, args.seed + args.count - s)))
+    if args.seeds_from:  # re-run the seeds of a failures file, its contiguous runs as chunks
+        seeds = sorted({json.loads(line)["seed"] for line in open(args.seeds_from) if line.strip()})
+        runs = []
+        for s in seeds:
+            if runs and s == runs[-1][0] + runs[-1][1] and runs[-1][1] < chunk:
+                runs[-1][1] += 1
+            else:
+                runs.append([s, 1])
+        for s, n in runs:
+            chunks.put((s, n))
+        args.seed, args.count = (seeds[0] if seeds else 0), len(seeds)
+    else:
+        for s in range(args.seed, args.seed + args.count, chunk):
+            chunks.put((s, min(chunk, args.seed + args.count - s)))
 
     def runner():
         while time.time() - t0 < args.time_limit:
@@ -258,6 +270,7 @@ def main(argv=None):
     ap.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--repro", type=int, default=None, help="print a standalone script for this seed")
     ap.add_argument("--minimize", type=int, default=None, help="shrink this seed's graph, then print its script")
+    ap.add_argument("--seeds-from", default=None, help="a failures .jsonl (--out): re-run exactly its seeds")
     ap.add_argument("--triage", default=None, help="a failures .jsonl (--out): re-run each seed, blame a pass")
     args = ap.parse_args(argv)
     if args.worker:

@@ -187,9 +187,15 @@ def _check_safely(g, results):
 ENV_ERRORS = ("ModuleNotFoundError", "ImportError", "SyntaxError", "IndentationError")
 
 
+#: TypeError texts of a call that does not fit its definition: a change half landed in the tree
+#: (run 1015000: ``compile_graph() got an unexpected keyword argument 'cuda_arch'`` for 4 minutes)
+ENV_TYPE_ERRORS = ("got an unexpected keyword argument", "required positional argument",
+                   "positional arguments but")
+
+
 def _classify_exception(g, tb):
     last = tb.strip().splitlines()[-1]
-    if last.split(":")[0] in ENV_ERRORS:
+    if last.split(":")[0] in ENV_ERRORS or last.startswith("TypeError") and any(t in last for t in ENV_TYPE_ERRORS):
         return "env_error", last[:300]
     if "error" in g.features:
         name = last.split(":")[0].split(".")[-1]
