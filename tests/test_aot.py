@@ -344,7 +344,8 @@ def test_manifest_and_tcomp_inspect(digits, capsys):
     fn = {f["name"]: f for f in info["functions"]}
     assert fn["predict"]["hash"] == digits["predict"].compiled.hp.hash
     assert fn["predict"]["inputs"] == [{"name": "x", "c_name": "x", "kind": "input", "dtype": "float32",
-                                        "shape": [None, None], "dims": ["x_dim0", "x_dim1"], "updated": False,
+                                        "shape": [None, None], "dims": ["x_dim0", "x_dim1"], "declared": [None, None],
+                                        "updated": False,
                                         "shape_deciding": False}]
     assert fn["predict"]["outputs"][0]["dtype"] == "int64"
     assert [e["name"] for e in fn["predict"]["embedded"]] == ["W1", "b1", "W2", "b2"]

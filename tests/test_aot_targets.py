@@ -96,3 +96,65 @@ def test_cli_aot_and_inspect(tmp_path, capsys, monkeypatch):
     assert "Traceback" in err and "boom in the model" in err
     assert main(["inspect", str(tmp_path / "model.py")]) == 2
     assert "not a tcomp library" in capsys.readouterr().err
+
+
+@needs_cc
+def test_value_dependent_shapes_and_named_dims(tmp_path, monkeypatch):
+    """A reshape by an int input (the shape query reads its value) and a named dim shared by
+    two inputs (one size parameter; plan checks the arrays agree)."""
+    monkeypatch.setattr(tcomp.config, "native_program", True)
+    x, n = T.matrix("x"), T.iscalar("n")
+    r = T.reshape(x, (n, -1))
+    a = T.tensor("a", dtype="float32", shape=("batch", 3))
+    b = T.tensor("b", dtype="float32", shape=("batch",))
+    f = tcomp.function([x, n], [T.exp(r * 0.5).sum(axis=1), T.tanh(r)], name="f")
+    g = tcomp.function([a, b], (a * b[:, None]).sum(axis=1), name="g")
+    paths = aot.export({"f": f, "g": g}, str(tmp_path / "libdyn.so"))
+    text = open(paths["header"]).read()
+    assert "int f_shapes(int64_t x_dim0, int64_t x_dim1, const int32_t *n, int64_t *out_dims, " \
+           "size_t *workspace_bytes);" in text
+    assert "int g(const float *a, int64_t batch, const float *b, float *out0, int64_t out0_count);" in text
+    lib = aot.load(paths["library"])
+    xv = np.random.default_rng(1).standard_normal((3, 4)).astype("float32")
+    for got, want in zip(lib["f"](xv, np.int32(2)), f(xv, np.int32(2))):
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+    av, bv = np.ones((5, 3), "float32"), np.arange(5, dtype="float32")
+    np.testing.assert_array_equal(lib["g"](av, bv), bv * 3)
+    for fn, jit, args in [("f", f, (xv, np.int32(5))), ("g", g, (av, bv[:4]))]:
+        with pytest.raises(ValueError) as want:
+            jit(*args)
+        with pytest.raises(ValueError) as got:
+            lib[fn](*args)
+        assert str(got.value) == str(want.value)
+
+
+@needs_cc
+def test_concurrent_calls_with_parallel_loops(tmp_path, monkeypatch):
+    """Two Python threads call one library (ctypes releases the GIL) whose loop is large
+    enough to run on its thread pool; every result is right."""
+    import ctypes
+    import threading
+
+    monkeypatch.setattr(tcomp.config, "native_program", True)
+    v = T.vector("v")
+    f = tcomp.function([v], T.exp(v) * 2 - v, name="big")
+    lib_path = str(tmp_path / "libbig.so")
+    aot.export(f, lib_path)
+    fn = aot.load(lib_path)
+    assert ctypes.CDLL(lib_path).big_set_num_threads(2) == 0
+    xs = [np.random.default_rng(k).standard_normal(1 << 19).astype("float32") for k in range(2)]
+    wants = [f(x) for x in xs]
+    bad = []
+
+    def work(k):
+        for _ in range(20):
+            if not np.array_equal(fn(xs[k]), wants[k]):
+                bad.append(k)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bad == []
+    np.testing.assert_allclose(wants[0], np.exp(xs[0].astype("float64")) * 2 - xs[0], rtol=2e-6, atol=1e-6)

@@ -67,6 +67,7 @@ def manifest(lib: str, specs, target, state: str) -> dict:
             "name": s.name, "hash": s.hp.hash, "plan": s.hp.plan_name, "run": s.hp.run_name,
             "inputs": [{"name": p.name, "c_name": p.c_name, "kind": p.kind, "dtype": p.dtype,
                         "shape": [d if isinstance(d, int) else None for d in p.declared], "dims": list(p.dims),
+                        "declared": list(p.declared),
                         "updated": p.updated, "shape_deciding": p.position in s.value_inputs} for p in s.params],
             "embedded": [{"name": s.kp.inputs[k].name, "dtype": v.dtype.name, "shape": list(v.shape)}
                          for k, v in s.embedded],

@@ -90,9 +90,10 @@ def _dims_text(dims) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
 
 
-def _bytes_text(item: int, dims) -> str:
+def _bytes_text(item: int, dims):
+    """``4 * x_dim0 * 64``-style byte count of a tensor (None when a dim is value-dependent)."""
     if any(d is None for d in dims):
-        return "see _shapes"
+        return None
     ints = [d for d in dims if isinstance(d, int)]
     names = [d for d in dims if isinstance(d, str)]
     n = item
@@ -194,7 +195,11 @@ def _function_doc(spec: FunctionSpec, e: Entry) -> str:
         arg_bytes.append(_bytes_text(dt.itemsize(o.dtype), o.dims))
     if any(d is None for o in spec.outputs for d in o.dims):
         lines.append(f" * ('?': a dim that depends on input values; {n}_shapes gives it)")
-    lines.append(f" * argument bytes: {' + '.join(arg_bytes) or '0'}")
+    known = [b for b in arg_bytes if b is not None]
+    text = " + ".join(known) or "0"
+    if len(known) < len(arg_bytes):
+        text += f" + outputs of value-dependent shape ({n}_shapes)"
+    lines.append(f" * argument bytes: {text}")
     if spec.workspace_bytes is not None:
         lines.append(f" * temporary bytes (workspace): {spec.workspace_bytes} ({up}_WORKSPACE_BYTES)")
     else:

@@ -150,8 +150,24 @@ class AotFunction:
             raise ValueError(f"input {p['name']!r}: expected rank {len(p['shape'])} ({t}), got shape {v.shape}")
         return v
 
+    def _agree(self, arrays) -> None:
+        """A named dim is one size parameter of the C entry: the arrays must agree on it (the
+        JIT's check and message; the C entry cannot see a disagreement)."""
+        seen = {}
+        for j, p in enumerate(self.params):
+            for axis, d in enumerate(p["dims"]):
+                if not isinstance(d, str):
+                    continue
+                have = arrays[j].shape[axis]
+                if d not in seen:
+                    seen[d] = (have, p["name"])
+                elif have != seen[d][0] and isinstance(p["declared"][axis], str):
+                    raise ValueError(f"input {p['name']!r}: symbolic dim {p['declared'][axis]!r} is {have} here but "
+                                     f"{seen[d][0]} in input {seen[d][1]!r}")
+
     def __call__(self, *args, **kwargs):
         arrays = self._bind(args, kwargs)
+        self._agree(arrays)
         ptrs = [a.ctypes.data for a in arrays]
         shape_args, typed = [], []
         for a in self._order:
