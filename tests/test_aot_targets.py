@@ -158,3 +158,21 @@ def test_concurrent_calls_with_parallel_loops(tmp_path, monkeypatch):
         t.join()
     assert bad == []
     np.testing.assert_allclose(wants[0], np.exp(xs[0].astype("float64")) * 2 - xs[0], rtol=2e-6, atol=1e-6)
+
+
+@needs_cc
+def test_index_errors_found_while_running(tmp_path, monkeypatch):
+    monkeypatch.setattr(tcomp.config, "native_program", True)
+    x, i = T.vector("x"), T.ivector("i")
+    m = T.bvector("m")
+    f = tcomp.function([x, i, m], [x[i] * 2, T.eq(m, 1)], name="take")
+    lib = aot.load(aot.export(f, str(tmp_path / "libtake.so"))["library"])
+    xv, iv, mv = np.arange(5, dtype="float32"), np.array([4, 0, 2], "int32"), np.array([1, 0, 1], "int8")
+    for got, want in zip(lib(xv, iv, mv), f(xv, iv, mv)):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(IndexError) as want:
+        f(xv, np.array([5], "int32"), mv)
+    with pytest.raises(IndexError) as got:
+        lib(xv, np.array([5], "int32"), mv)
+    assert str(got.value) == str(want.value) and "index out of bounds" in str(got.value)
