@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -54,6 +55,10 @@ def test_aarch64_cross_object(tmp_path, monkeypatch):
     assert "int arm(const float *x, int64_t x_dim0, int64_t x_dim1, float *out0, int64_t out0_count);" in \
         open(paths["header"]).read()
     assert '#include "libarm.h"' in open(paths["source"]).read()
+    if CC is not None:  # the generated C is warning-free (compiled for this machine: it is portable C)
+        r = subprocess.run([CC, "-c", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
+                            "-o", str(tmp_path / "entries.o"), paths["source"]], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
 
 
 def test_unknown_target_and_state(tmp_path):

@@ -193,8 +193,8 @@ def link(obj: bytes, source: str, header_text: str, lib: str, symbols, out_path:
             with open(paths[name], "w") as f:
                 f.write(text)
         tmp_out = os.path.join(d, "out.so")
-        cmd = cc + ["-shared", "-fPIC", "-O2", "-std=gnu11", "-fvisibility=hidden", "-Wall", "-Werror",
-                    "-Wno-unused-function", "-I", d, "-o", tmp_out, paths[f"lib{lib}.c"], paths[f"lib{lib}.o"],
+        cmd = cc + ["-shared", "-fPIC", "-O2", "-std=gnu11", "-fvisibility=hidden", "-I", d,
+                    "-o", tmp_out, paths[f"lib{lib}.c"], paths[f"lib{lib}.o"],
                     f"-Wl,--version-script={paths['api.map']}", "-Wl,--as-needed", "-lm", "-lpthread",
                     "-Wl,-z,noexecstack", "-Wl,-z,relro,-z,now"]
         r = subprocess.run(cmd, capture_output=True, text=True)

@@ -12,6 +12,7 @@ RUNTIME = r"""/* The entry runtime of a tcomp ahead-of-time library (tcomp/aot/r
  */
 
 #define TC_ERR_CAP 1024
+#define TC_MAYBE_UNUSED __attribute__((unused)) /* used only by some checks' messages */
 
 struct tc_msg { char *p; size_t n, cap; };
 typedef struct tc_msg tc_msg;
@@ -111,11 +112,11 @@ static void tc_add(tc_msg *m, const char *fmt, ...) {
     if (w > 0) m->n += (size_t)w < m->cap - m->n ? (size_t)w : m->cap - m->n - 1;
 }
 
-static void tc_s(tc_msg *m, const char *s) { tc_add(m, "%s", s); }
-static void tc_i(tc_msg *m, int64_t v) { tc_add(m, "%lld", (long long)v); }
+TC_MAYBE_UNUSED static void tc_s(tc_msg *m, const char *s) { tc_add(m, "%s", s); }
+TC_MAYBE_UNUSED static void tc_i(tc_msg *m, int64_t v) { tc_add(m, "%lld", (long long)v); }
 
 /* a float as Python's repr writes it (shortest round trip) */
-static void tc_f(tc_msg *m, double v) {
+TC_MAYBE_UNUSED static void tc_f(tc_msg *m, double v) {
     char b[40];
     if (v != v) { tc_s(m, "nan"); return; }
     if (v == 1.0 / 0.0) { tc_s(m, "inf"); return; }
@@ -129,14 +130,14 @@ static void tc_f(tc_msg *m, double v) {
     if (!strpbrk(b, ".e")) tc_s(m, ".0");
 }
 
-static void tc_fr(tc_msg *m, int64_t bits) {
+TC_MAYBE_UNUSED static void tc_fr(tc_msg *m, int64_t bits) {
     double v;
     memcpy(&v, &bits, sizeof v);
     tc_f(m, v);
 }
 
 /* a shape as a Python tuple: (3,) (2, 3) () */
-static void tc_tuple(tc_msg *m, const int64_t *d, int n) {
+TC_MAYBE_UNUSED static void tc_tuple(tc_msg *m, const int64_t *d, int n) {
     tc_s(m, "(");
     for (int i = 0; i < n; i++) {
         if (i) tc_s(m, ", ");
