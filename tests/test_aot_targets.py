@@ -181,3 +181,27 @@ def test_index_errors_found_while_running(tmp_path, monkeypatch):
     with pytest.raises(IndexError) as got:
         lib(xv, np.array([5], "int32"), mv)
     assert str(got.value) == str(want.value) and "index out of bounds" in str(got.value)
+
+
+@needs_cc
+def test_static_shapes_give_macros(tmp_path, monkeypatch):
+    """All dims static: the header states the workspace bytes and output counts as macros,
+    and they equal what the shape query computes."""
+    import ctypes
+    import re
+
+    monkeypatch.setattr(tcomp.config, "native_program", True)
+    x = T.tensor("x", dtype="float32", shape=(8, 16))
+    f = tcomp.function([x], [T.nnet.softmax(T.exp(x) * 2).sum(axis=0), x.T * 3], name="st")
+    paths = aot.export(f, str(tmp_path / "libst.so"))
+    text = open(paths["header"]).read()
+    macros = dict(re.findall(r"#define (ST_\w+) (\d+)", text))
+    assert macros["ST_OUT0_COUNT"] == "16" and macros["ST_OUT1_COUNT"] == "128" and macros["ST_OUT_DIMS"] == "3"
+    assert "int st_shapes(int64_t *out_dims, size_t *workspace_bytes);" in text
+    lib = ctypes.CDLL(paths["library"])
+    dims, ws = (ctypes.c_int64 * 3)(), ctypes.c_size_t(0)
+    assert lib.st_shapes(dims, ctypes.byref(ws)) == 0
+    assert list(dims) == [16, 16, 8] and ws.value == int(macros["ST_WORKSPACE_BYTES"])
+    xv = np.random.default_rng(0).standard_normal((8, 16)).astype("float32")
+    for got, want in zip(aot.load(paths["library"])(xv), f(xv)):
+        np.testing.assert_array_equal(got, want)
