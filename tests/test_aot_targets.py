@@ -205,3 +205,10 @@ def test_static_shapes_give_macros(tmp_path, monkeypatch):
     xv = np.random.default_rng(0).standard_normal((8, 16)).astype("float32")
     for got, want in zip(aot.load(paths["library"])(xv), f(xv)):
         np.testing.assert_array_equal(got, want)
+
+
+def test_no_c_compiler_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    f, _ = _fn()
+    with pytest.raises(RuntimeError, match="no C compiler found"):
+        aot.export(f, str(tmp_path / "libx.so"))

@@ -102,6 +102,8 @@ def export(fn, path: str, target=None, state: str = "embedded"):
             raise ValueError(f"tcomp.aot.export: entry name {name!r} is not a C identifier")
         specs.append(build_spec(f, name, state))
     tgt = resolve_target(target)
+    if tgt.native:
+        build.find_cc()  # before any work: a clear error when there is no C compiler
     info = manifest(lib, specs, tgt, state)
     text = json.dumps(info, sort_keys=True)
     hdr = header(lib, specs, info)
