@@ -112,6 +112,10 @@ def _run_kernel(k, mem: _Memory):
             for a in k.args]
     outs = [mem.array(w) for w in k.writes]
     attrs = dict(k.attrs)
+    if k.kind in ("loop", "branch"):  # nested programs (passes/interpret_loops.py)
+        from .interpret_loops import run_control
+
+        return run_control(k, args, outs, run_program)
     if k.kind == "scalar":
         results = [args[0]]
     elif k.kind == "copy" and k.op in ("copy", "reshape"):

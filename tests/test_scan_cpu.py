@@ -176,3 +176,28 @@ def test_bptt_on_cpu_matches_numpy():
     assert [r["case"] for r in rows] == ["scan: Elman RNN forward", "scan: Elman RNN fwd+grad"]
     assert all(r["max_err"] < 1e-3 and r["tcomp_ms"] > 0 for r in rows)
     assert "us/step" in bench_scan.format_scan_rows(rows)[0]
+
+
+def test_kernel_interpreter_runs_loops_and_branches_like_the_reference():
+    """passes/kernel_interpreter.py over the same kernel programs (rings, taps, backwards
+    sequences, until's count, branches): outputs equal the reference interpreter's."""
+    from tcomp.ir import evaluate
+    from tcomp.passes.kernel_interpreter import run_program
+
+    x, h0, lim = T.matrix("x"), T.matrix("h0"), T.scalar("lim")
+    hs, _ = tcomp.scan(lambda a, b, c, d: T.tanh(a + b) * c + d, sequences=dict(input=x, taps=[-1, 0]),
+                       outputs_info=dict(initial=h0, taps=[-2, -1]), go_backwards=True)
+    last, _ = tcomp.scan(lambda a, c, d: c * 0.5 + d * a, sequences=x, outputs_info=dict(initial=h0, taps=[-2, -1]))
+    ps, _ = tcomp.scan(lambda p: (p * 2, tcomp.until(p.sum() > lim)), outputs_info=h0[0], n_steps=20)
+    br = ifelse(T.gt(x.sum(), 0), x * 2, x - 1)
+    rng = np.random.default_rng(0)
+    vals = [rng.standard_normal((5, 3)).astype("float32"), rng.standard_normal((2, 3)).astype("float32"),
+            np.float32(30.0)]
+    g = tcomp.function([x, h0, lim], [hs, last[-1], ps, br], backend="reference").optimized
+    want = evaluate(g, vals)
+    got = run_program(lower_kernels(g), vals)
+    count = int(got[-1])
+    assert count == len(want[2])
+    got[2] = got[2][:count]
+    for a, b in zip(got[:4], want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
