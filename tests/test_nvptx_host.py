@@ -219,3 +219,14 @@ def test_split_reductions_on_the_gpu(name, fn):
     for u, w in zip(got, evaluate(g, [a])):
         np.testing.assert_allclose(u, w, rtol=1e-4, atol=1e-4)
     assert got[0].tobytes() == CudaCompiled(g)([a])[0].tobytes()
+
+
+def test_bench_runs_on_the_emulator_and_skips_cleanly_without_a_gpu(capsys):
+    from tcomp.backend.nvptx import bench
+
+    assert bench.main(["--emulate", "--sizes", "16,12,4", "--batch", "8", "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "the CUDA step matches the CPU backend's" in out and "resident" in out and "cpu" in out
+    if not HAS_GPU:
+        assert bench.main([]) == 0
+        assert "no CUDA driver/GPU here" in capsys.readouterr().out

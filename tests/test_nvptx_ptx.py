@@ -83,6 +83,21 @@ def test_mlp_training_step_assembles(tmp_path):
         pytest.skip("ptxas not installed: PTX generated but not assembled")
 
 
+def test_split_reduction_kernels_assemble(tmp_path):
+    """A reduction's module also holds its two-pass form (partials, then the combine)."""
+    _nvptx_or_skip()
+    x = T.matrix("x")
+    f = tcomp.function([x], [T.argmax(x, axis=1), (x * x).sum(), x.prod(axis=0)], backend="reference")
+    p = lower_kernels(f.optimized, f.donations)
+    ptx, specs = _ptx_of(p)
+    split = [s for s in specs if s.split]
+    assert len(split) == 3
+    for s in split:
+        for arch in ARCHS:
+            assert f".entry {s.split[0].name}" in ptx[arch] and f".entry {s.split[1].name}" in ptx[arch]
+    _assemble(ptx, tmp_path)
+
+
 def test_dump_ptx_without_a_gpu():
     _nvptx_or_skip()
     x = T.matrix("x")

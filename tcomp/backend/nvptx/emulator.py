@@ -14,10 +14,8 @@ import ctypes
 
 import numpy as np
 
-from tcomp.passes.kernel_program import resolve
-
 from .codegen import generate
-from .host import KernelTables, index_error, registers
+from .host import CallPlan, constant_ids, index_error, registers
 
 
 class EmulatedProgram:
@@ -33,32 +31,19 @@ class EmulatedProgram:
 
     def __call__(self, arrays):
         p = self.prog
-        regs = registers(p, arrays)
+        plan = CallPlan(p, self.specs, registers(p, arrays))
         inputs = [a if a.flags.c_contiguous else np.array(a, order="C") for a in map(np.asarray, arrays)]
-        ws = np.full(max(int(resolve(p.workspace, regs)), 1), 0xCD, dtype=np.uint8)
-        outputs = [np.empty(resolve(p.values[o.value].dims, regs), p.values[o.value].dtype) for o in p.outputs]
-        keep = []
-
-        def root_address(v):
-            s = p.values[v].storage
-            if s.kind == "input":
-                return inputs[s.index].ctypes.data
-            if s.kind == "output":
-                return outputs[s.index].ctypes.data
-            if s.kind == "constant":
-                c = np.ascontiguousarray(s.data.value)
-                keep.append(c)
-                return c.ctypes.data
-            off = next(b.offset for b in p.buffers if b.id == s.index)
-            return ws.ctypes.data + int(resolve(off, regs))
-
+        ws = np.full(max(plan.workspace_bytes, 1), 0xCD, dtype=np.uint8)
+        outputs = [np.empty(shape, p.values[o.value].dtype) for shape, o in zip(plan.out_shapes, p.outputs)]
+        consts = [np.ascontiguousarray(p.values[v].storage.data.value) for v in constant_ids(p)]
         err = np.zeros(1, np.int32)
-        tables = KernelTables(p, self.specs, regs, root_address, err.ctypes.data)
-        scratch = np.zeros(max(tables.scratch_bytes, 8), np.uint8)
-        tables.scratch_address = scratch.ctypes.data
-        self.last_launches = [ln.spec.name for ln in tables.launches]  # (tests: which form ran)
-        for ln, (ptrs, params) in zip(tables.launches, tables.tables()):
-            self.fns[ln.spec.name](ptrs.ctypes.data, params.ctypes.data, self.nblocks)
+        scratch = np.zeros(max(plan.scratch_bytes, 8), np.uint8)
+        blob = plan.blob(ws.ctypes.data, err.ctypes.data, scratch.ctypes.data, [a.ctypes.data for a in inputs],
+                         [a.ctypes.data for a in outputs], [c.ctypes.data for c in consts])
+        base = blob.ctypes.data
+        self.last_launches = [ln.spec.name for ln in plan.launches]  # (tests: which form ran)
+        for ln, (po, pa) in zip(plan.launches, plan.where):
+            self.fns[ln.spec.name](base + po, base + pa, self.nblocks)
             if err[0]:
                 raise index_error(p, int(err[0]))
         return outputs

@@ -104,6 +104,88 @@ class KernelTables:
         return nb * (-(-m // TILE)) * (-(-n // TILE))
 
 
+#: root slots of a :class:`CallPlan`'s encoded addresses (then inputs, outputs, constants)
+_NULL, _WS, _ERR, _SCRATCH, _FIRST = 0, 1, 2, 3, 4
+_SHIFT = 48
+_LOW = (1 << _SHIFT) - 1
+
+
+def constant_ids(prog) -> tuple:
+    return tuple(v.id for v in prog.values if v.storage.kind == "constant")
+
+
+class CallPlan:
+    """Everything of a call that depends only on the registers, built once per distinct
+    register set (every call of a static-shape function has the same): the launches, the
+    output shapes and sizes, the workspace and scratch sizes, and the tables of every launch
+    as one blob of 8-byte words whose pointer words are *encoded* (root slot << 48 | byte
+    offset: a view's offset or a workspace buffer's).  A call then fills the blob with one
+    NumPy gather + add (:meth:`blob`) from its roots (workspace, error word, scratch,
+    inputs, outputs, constants), instead of walking every kernel's slots in Python."""
+
+    def __init__(self, prog, specs, regs):
+        n_in, n_out = len(prog.inputs), len(prog.outputs)
+        consts = {v: i for i, v in enumerate(constant_ids(prog))}
+        offsets = {b.id: int(resolve(b.offset, regs)) for b in prog.buffers}
+
+        def root(v):
+            s = prog.values[v].storage
+            if s.kind == "input":
+                slot, off = _FIRST + s.index, 0
+            elif s.kind == "output":
+                slot, off = _FIRST + n_in + s.index, 0
+            elif s.kind == "constant":
+                slot, off = _FIRST + n_in + n_out + consts[v], 0
+            else:
+                slot, off = _WS, offsets[s.index]
+            return (slot << _SHIFT) + off
+
+        t = KernelTables(prog, specs, regs, root, _ERR << _SHIFT)
+        t.scratch_address = _SCRATCH << _SHIFT
+        self.launches, self.scratch_bytes = t.launches, t.scratch_bytes
+        words, is_ptr, self.where = [], [], []
+        off = 0
+        for ptrs, params in t.tables():
+            self.where.append((off * 8, (off + len(ptrs)) * 8))
+            words += [ptrs, params.view(np.uint64)]
+            is_ptr += [np.ones(len(ptrs), bool), np.zeros(len(params), bool)]
+            off += len(ptrs) + len(params)
+        words = np.concatenate(words) if words else np.zeros(1, np.uint64)
+        self.ptr_words = np.flatnonzero(np.concatenate(is_ptr)) if is_ptr else np.zeros(0, np.int64)
+        enc = words[self.ptr_words]
+        self.enc_root, self.enc_off = (enc >> np.uint64(_SHIFT)).astype(np.intp), enc & np.uint64(_LOW)
+        self.template = words
+        self.out_shapes = [tuple(resolve(prog.values[o.value].dims, regs)) for o in prog.outputs]
+        self.out_nbytes = [int(np.prod(s, dtype=np.int64)) * np.dtype(prog.values[o.value].dtype).itemsize
+                           for s, o in zip(self.out_shapes, prog.outputs)]
+        self.workspace_bytes = int(resolve(prog.workspace, regs))
+
+    def blob(self, workspace, error, scratch, inputs, outputs, constants) -> np.ndarray:
+        """The tables of every launch for these root addresses (uint64 words)."""
+        roots = np.array([0, workspace, error, scratch, *inputs, *outputs, *constants], np.uint64)
+        words = self.template.copy()
+        words[self.ptr_words] = roots[self.enc_root] + self.enc_off
+        return words
+
+
+class PlanCache:
+    """CallPlans by register values (a few kept: shapes usually repeat)."""
+
+    def __init__(self, prog, specs, size: int = 8):
+        self.prog, self.specs, self.size, self.plans = prog, specs, size, {}
+        #: value ids of the program's constants, in the order ``CallPlan.blob`` takes them
+        self.constant_ids = constant_ids(prog)
+
+    def get(self, regs) -> CallPlan:
+        key = tuple(regs.values())
+        plan = self.plans.get(key)
+        if plan is None:
+            if len(self.plans) >= self.size:
+                self.plans.pop(next(iter(self.plans)))
+            plan = self.plans[key] = CallPlan(self.prog, self.specs, regs)
+        return plan
+
+
 def registers(prog, arrays) -> dict:
     """The shape program's registers for one call; a failing shape check raises ValueError
     with the CPU backend's message (its ShapeError surfaces as ValueError, as there)."""
@@ -128,4 +210,4 @@ def index_error(prog, code: int) -> IndexError:
     return IndexError(f"{prog.kernels[code - 1].label}: index out of bounds (checked in native code)")
 
 
-__all__ = ["KernelTables", "Launch", "split_parts", "index_error", "registers"]
+__all__ = ["CallPlan", "KernelTables", "Launch", "PlanCache", "split_parts", "index_error", "registers"]

@@ -24,13 +24,13 @@ whole host side over :class:`~tcomp.backend.nvptx.emulator.EmulatedDevice`).
 from __future__ import annotations
 
 import contextlib
+import functools
+import threading
 
 import numpy as np
 
-from tcomp.passes.kernel_program import resolve
-
 from .codegen import generate
-from .host import KernelTables, index_error, registers
+from .host import PlanCache, index_error, registers
 from .resident import device_copy
 from .target import BLOCK, PTX_FEATURES, emit_ptx
 
@@ -102,7 +102,10 @@ class CudaCompiled:
         module, self.specs = generate(self.program, "gpu", name=self.symbol)
         self.llvm_ir = str(module)
         self.ptx = emit_ptx(self.llvm_ir, self.arch)
+        self.plans = PlanCache(self.program, self.specs)
         self._dev = None
+        #: one call at a time per function (they share the stream and the error word)
+        self._lock = threading.RLock()
 
     def dump(self, stage):
         if stage == "llvm":
@@ -129,13 +132,12 @@ class CudaCompiled:
         self.kernels = {n: self.module.function(n) for n in kernel_names(self.specs)}
         self.pool = pool_of(dev)
         self.stream = dev.stream()
-        self.constants = {}
-        for v in self.program.values:
-            if v.storage.kind == "constant":
-                a = np.ascontiguousarray(v.storage.data.value)
-                ptr = dev.alloc(a.nbytes)
-                dev.htod(ptr, a.ctypes.data, a.nbytes)
-                self.constants[v.id] = ptr
+        self.constant_ptrs = []
+        for v in self.plans.constant_ids:
+            a = np.ascontiguousarray(self.program.values[v].storage.data.value)
+            ptr = dev.alloc(a.nbytes)
+            dev.htod(ptr, a.ctypes.data, a.nbytes)
+            self.constant_ptrs.append(ptr)
         self.error_word = dev.alloc(4)
         self._dev = dev
 
@@ -144,7 +146,7 @@ class CudaCompiled:
         ``resident`` (input position -> device address) a stand-in of its shape and dtype.
         Returns per output (device buffer, nbytes, shape), owned by the caller."""
         p, pool, resident = self.program, self.pool, resident or {}
-        regs = registers(p, arrays)
+        plan = self.plans.get(registers(p, arrays))
         held, outs = [], []
 
         def get(nbytes):
@@ -161,36 +163,15 @@ class CudaCompiled:
                 ptr = get(a.nbytes)
                 dev.htod(ptr, a.ctypes.data, a.nbytes, self.stream)
                 dins.append(ptr)
-            for o in p.outputs:
-                val = p.values[o.value]
-                shape = resolve(val.dims, regs)
-                nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(val.dtype).itemsize
+            for nbytes, shape in zip(plan.out_nbytes, plan.out_shapes):
                 outs.append((pool.get(nbytes), nbytes, shape))
-            ws = get(int(resolve(p.workspace, regs)))
-            offsets = {b.id: int(resolve(b.offset, regs)) for b in p.buffers}
-
-            def root_address(v):
-                s = p.values[v].storage
-                if s.kind == "input":
-                    return dins[s.index]
-                if s.kind == "output":
-                    return outs[s.index][0]
-                if s.kind == "constant":
-                    return self.constants[v]
-                return ws + offsets[s.index]
-
+            ws = get(plan.workspace_bytes)
+            scratch = get(plan.scratch_bytes) if plan.scratch_bytes else 0
             dev.memset(self.error_word, 0, 4)
-            tables = KernelTables(p, self.specs, regs, root_address, self.error_word)
-            tables.scratch_address = get(tables.scratch_bytes) if tables.scratch_bytes else 0
-            host_tables, where, off = [], [], 0
-            for ptrs, params in tables.tables():
-                where.append((off, off + ptrs.nbytes))
-                host_tables += [ptrs.view(np.uint8), params.view(np.uint8)]
-                off += ptrs.nbytes + params.nbytes
-            blob = np.concatenate(host_tables) if host_tables else np.zeros(1, np.uint8)
+            blob = plan.blob(ws, self.error_word, scratch, dins, [o[0] for o in outs], self.constant_ptrs)
             dblob = get(blob.nbytes)
             dev.htod(dblob, blob.ctypes.data, blob.nbytes, self.stream)
-            for ln, (po, pa) in zip(tables.launches, where):
+            for ln, (po, pa) in zip(plan.launches, plan.where):
                 self.kernels[ln.spec.name].launch(ln.grid(MAX_GRID), BLOCK, [dblob + po, dblob + pa], self.stream)
             err = np.zeros(1, np.int32)
             dev.dtoh(err.ctypes.data, self.error_word, 4, self.stream)
@@ -223,9 +204,10 @@ class CudaCompiled:
 
     def __call__(self, inputs):
         """Host arrays in, new host arrays out (every input copied up, every output down)."""
-        dev = self._ready()
-        bufs = self._execute(dev, list(inputs))
-        got = self._fetch_all(dev, bufs, range(len(bufs)))
+        with self._lock:
+            dev = self._ready()
+            bufs = self._execute(dev, list(inputs))
+            got = self._fetch_all(dev, bufs, range(len(bufs)))
         return [got[k] for k in range(len(bufs))]
 
     def run_resident(self, fn, arrays):
@@ -234,6 +216,10 @@ class CudaCompiled:
         device copies and their updates adopted on the device (``resident.py``); only the
         user outputs (and printed values) come back.  Returns the results list
         ``Function._run`` returns (``None`` where an update's value stays on the GPU)."""
+        with self._lock:
+            return self._run_resident(fn, arrays)
+
+    def _run_resident(self, fn, arrays):
         dev = self._ready()
         n_in, shared = len(arrays), fn.shared_inputs
         loads = set(self.program.shape.value_inputs)
@@ -242,7 +228,10 @@ class CudaCompiled:
         for i, (s, c) in enumerate(zip(shared, copies)):
             pos = n_in + i
             resident[pos] = c.device_ptr(s, self.stream)
-            shape_arrays.append(s.get_value(borrow=True) if pos in loads else _standin(c.value_shape(s), s.dtype))
+            if pos in loads:  # the shape program reads this value: it must be on the host
+                shape_arrays.append(s.get_value(borrow=True))
+            else:
+                shape_arrays.append(_standin(tuple(c.value_shape(s)), s.dtype))
         bufs = self._execute(dev, shape_arrays, resident)
         n_out, n_up = len(fn.outputs), len(fn.updates)
         host = [k for k in range(len(bufs)) if not n_out <= k < n_out + n_up]
@@ -253,10 +242,12 @@ class CudaCompiled:
         return [got.get(k) for k in range(len(bufs))]
 
 
+@functools.lru_cache(maxsize=256)
 def _standin(shape, dtype) -> np.ndarray:
-    """An array of ``shape`` and ``dtype`` owning one element (the shape program reads only
-    the dims of a resident input)."""
-    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape=tuple(shape), strides=(0,) * len(shape))
+    """A read-only array of ``shape`` and ``dtype`` owning one element (the shape program
+    reads only the dims of a resident input)."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape=tuple(shape), strides=(0,) * len(shape),
+                                           writeable=False)
 
 
 def _fused(graph):
