@@ -158,7 +158,7 @@ def test_concurrent_python_threads_same_and_different_functions():
     d = {k: v - before[k] for k, v in P.pool_stats().items()}
     assert d["dispatched"] + d["inline"] >= 1
     # every chunk posted to a worker ran exactly once: by the worker or taken back by the caller
-    assert d["posted"] == d["worker_chunks"] + d["taken_back"], d
+    assert d["posted"] == d["worker_pieces"] + d["taken_back"], d
 
 
 def _digest(a) -> str:
@@ -234,7 +234,7 @@ def test_fork_while_another_thread_holds_the_pool():
 
 
 _NESTED_IR = r"""
-declare i32 @tcomp_cpu_parallel(ptr, ptr, i64, i64, i64)
+declare i32 @tcomp_cpu_parallel(ptr, ptr, i64, i64, i64, i64)
 
 define internal i32 @inner(ptr %argv, i64 %lo, i64 %hi) {
 entry:
@@ -284,7 +284,7 @@ head:
 body:
   %irp = getelementptr i64, ptr %inner_argv, i64 1
   store i64 %r, ptr %irp
-  %c = call i32 @tcomp_cpu_parallel(ptr @inner, ptr %inner_argv, i64 %cols, i64 %nt, i64 1)
+  %c = call i32 @tcomp_cpu_parallel(ptr @inner, ptr %inner_argv, i64 %cols, i64 %nt, i64 1, i64 3)
   %rc1 = or i32 %rc, %c
   %r1 = add i64 %r, 1
   br label %head
@@ -300,7 +300,7 @@ entry:
   store i64 %cols, ptr %cp
   %tp = getelementptr i64, ptr %argv, i64 2
   store i64 %nt, ptr %tp
-  %rc = call i32 @tcomp_cpu_parallel(ptr @outer, ptr %argv, i64 %rows, i64 %nt, i64 1)
+  %rc = call i32 @tcomp_cpu_parallel(ptr @outer, ptr %argv, i64 %rows, i64 %nt, i64 1, i64 2)
   ret i32 %rc
 }
 """

@@ -324,4 +324,4 @@ def lower_gemm(ctx: KernelCtx) -> None:
                             lo, hi])
         u.loop_nest(b, batch_dims, one_batch, name="bt")
 
-    P.parallel_for(ctx, units, body, work=work)
+    P.parallel_for(ctx, units, body, work=work, pieces=1)  # a piece packs its own operands: one per thread

@@ -48,6 +48,8 @@ MIN_PER_THREAD = 1 << 16
 MAX_THREADS = 16
 #: flat chunks start at multiples of this many elements (whole cache lines, whole vectors)
 ALIGN = 64
+#: calls a worker's chunk is split into (``parallel_for``'s default)
+PIECES = 4
 
 CELL_SYMBOL = "tcomp_cpu_num_threads"
 #: the pool's entry point (threadpool.py), defined by :func:`runtime_ir`'s module
@@ -157,7 +159,7 @@ _register_symbols()
 def _declare(module: ir.Module):
     g = module.globals
     if POOL_SYMBOL not in g:
-        ir.Function(module, ir.FunctionType(u.I32, [u.PTR, u.PTR, u.I64, u.I64, u.I64]), name=POOL_SYMBOL)
+        ir.Function(module, ir.FunctionType(u.I32, [u.PTR, u.PTR, u.I64, u.I64, u.I64, u.I64]), name=POOL_SYMBOL)
         cell = ir.GlobalVariable(module, u.I64, name=CELL_SYMBOL)
         cell.linkage = "external"
     return g[POOL_SYMBOL], g[CELL_SYMBOL]
@@ -234,13 +236,15 @@ def _trampoline(module: ir.Module, worker: ir.Function, nptr: int) -> ir.Functio
     return fn
 
 
-def parallel_for(ctx, stop, body, work=None, align: int = 1) -> None:
+def parallel_for(ctx, stop, body, work=None, align: int = 1, pieces: int = PIECES) -> None:
     """Run ``body(lo, hi)`` (emits a loop over ``[lo, hi)`` of an outer range of ``stop``
     iterations) on up to ``num_threads`` threads when ``work`` (elements, an int or i64;
     default ``stop``) is large enough, else once over ``[0, stop)`` on the calling thread.
 
     ``body`` runs with ``ctx`` pointed at the worker function: it must read dims, refs and
     the output through ``ctx`` (not values captured from the kernel) and return nothing.
+    ``pieces``: each worker's chunk is run as this many calls (the caller takes back the ones
+    a descheduled worker has not started); 1 where a call has a set-up cost (GEMM packing).
     """
     b = ctx.b
     module = ctx.fn.module
@@ -272,7 +276,8 @@ def parallel_for(ctx, stop, body, work=None, align: int = 1) -> None:
     b.position_at_end(pool_bb)
     for k, a in enumerate(kargs):
         b.store(b.ptrtoint(a, u.I64), b.gep(argv, [ir.Constant(u.I64, k)], source_etype=u.I64, inbounds=True))
-    rc_pool = b.call(pool, [tramp, argv, stop, nt, ir.Constant(u.I64, max(1, align))])
+    rc_pool = b.call(pool, [tramp, argv, stop, nt, ir.Constant(u.I64, max(1, align)),
+                            ir.Constant(u.I64, max(1, pieces))])
     pool_end = b.block
     b.branch(done_bb)
 

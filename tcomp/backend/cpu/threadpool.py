@@ -59,10 +59,11 @@ H_LOCK, H_PID, H_NWORKERS = 0, 1, 2
 #: took back, loops run inline because the pool was busy
 H_DISPATCHED, H_POSTED, H_TAKEN_BACK, H_INLINE = 3, 4, 5, 6
 #: mailbox words (i64 index into slot w); futex words and flags are i32 in the low half
-M_SEQ, M_DONE, M_WORKER_ASLEEP, M_CALLER_ASLEEP, M_TASK, M_ARGV, M_LO, M_HI, M_RC, M_CLAIM, M_RUNS = range(11)
+(M_SEQ, M_DONE, M_WORKER_ASLEEP, M_CALLER_ASLEEP, M_TASK, M_ARGV, M_LO, M_HI, M_RC, M_NEXT, M_RUNS,
+ M_FINISHED, M_PIECE, M_PIECES) = range(14)
 STAT = "tcomp_cpu_pool_stat"
 #: what ``i64 tcomp_cpu_pool_stat(i64 which)`` returns, by ``which``
-STATS = ("workers", "dispatched", "posted", "worker_chunks", "taken_back", "inline")
+STATS = ("workers", "dispatched", "posted", "worker_pieces", "taken_back", "inline")
 #: nanoseconds a worker spins for its next chunk before sleeping: the next loop of the same
 #: program, or of the next call from a Python loop, comes microseconds later and finds it awake
 WORKER_SPIN_NS = 100_000
@@ -71,6 +72,10 @@ WORKER_SPIN_NS = 100_000
 CALLER_SPIN_NS = 1_000_000
 #: ``pause`` instructions between two reads of the clock while spinning (~25 ns each on Zen 4)
 SPIN_BATCH = 32
+#: ``pause`` instructions between two ``sched_yield`` while spinning (~12 us): on a CPU
+#: shared with the thread being waited for (more runnable threads than cores), a spinner that
+#: never yields holds that thread off the CPU for its whole spin
+YIELD_EVERY = 512
 CLOCK_MONOTONIC = 1
 
 FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 128, 129
@@ -119,6 +124,8 @@ class _Pool:
             self.pause = None
         self.wait = self._emit_wait()
         self.post = self._emit_post()
+        self.claim = self._emit_claim()
+        self.run_piece = self._emit_run_piece()
         self.worker = self._emit_worker()
         self.entry = self._emit_entry()
         self._emit_stat()
@@ -206,7 +213,9 @@ class _Pool:
         batch_end = b.icmp_unsigned("==", b.and_(nxt, _c(SPIN_BATCH - 1)), _c(0))
         b.cbranch(batch_end, clock, spin)
         b.position_at_end(clock)
-        i.add_incoming(nxt, clock)
+        with b.if_then(b.icmp_unsigned("==", b.and_(nxt, _c(YIELD_EVERY - 1)), _c(0))):
+            b.call(self.yield_, [])
+        i.add_incoming(nxt, b.block)
         b.cbranch(b.icmp_signed("<", b.sub(self._now(b, ts), t0), spin_ns), spin, sleep)
         b.position_at_end(sleep)
         _store_atomic(b, _c(1, I32), asleep, "seq_cst")
@@ -237,14 +246,59 @@ class _Pool:
         b.ret_void()
         return fn
 
+    def _emit_claim(self) -> ir.Function:
+        """``i64 claim(ptr mailbox, i32 seq)``: the index of the next unclaimed piece of the
+        chunk posted as ``seq``, or -1.  ``next`` holds ``seq << 32 | index``: a claim made for
+        an older post (a worker that woke late) finds another tag and takes nothing."""
+        fn = self._fn("tcomp_cpu_pool.claim", I64, [PTR, I32])
+        box, seq = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        loop, check, try_, none = (fn.append_basic_block(n) for n in ("loop", "check", "try", "none"))
+        nxt = _word(b, box, M_NEXT)
+        b.branch(loop)
+        b.position_at_end(loop)
+        w = b.load_atomic(nxt, "acquire", 8, typ=I64)
+        tag = b.trunc(b.lshr(w, _c(32)), I32)
+        b.cbranch(b.icmp_unsigned("==", tag, seq), check, none)
+        b.position_at_end(check)
+        idx = b.and_(w, _c(0xFFFFFFFF))
+        pieces = b.load(_word(b, box, M_PIECES), typ=I64)  # this post's: written before the tag
+        b.cbranch(b.icmp_signed("<", idx, pieces), try_, none)
+        b.position_at_end(try_)
+        got = b.cmpxchg(nxt, w, b.add(w, _c(1)), "acq_rel", "acquire")
+        with b.if_then(b.extract_value(got, 1)):
+            b.ret(idx)
+        b.branch(loop)
+        b.position_at_end(none)
+        b.ret(_c(-1))
+        return fn
+
+    def _emit_run_piece(self) -> ir.Function:
+        """``void run_piece(ptr mailbox, i64 index, i32 seq)``: run one claimed piece; whoever
+        finishes the chunk's last piece publishes ``done = seq``."""
+        fn = self._fn("tcomp_cpu_pool.run_piece", ir.VoidType(), [PTR, I64, I32])
+        box, idx, seq = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        task = b.inttoptr(b.load(_word(b, box, M_TASK), typ=I64), self.task_ty.as_pointer())
+        argv = b.inttoptr(b.load(_word(b, box, M_ARGV), typ=I64), PTR)
+        lo, hi = b.load(_word(b, box, M_LO), typ=I64), b.load(_word(b, box, M_HI), typ=I64)
+        piece, pieces = b.load(_word(b, box, M_PIECE), typ=I64), b.load(_word(b, box, M_PIECES), typ=I64)
+        plo = _min(b, b.add(lo, b.mul(idx, piece)), hi)
+        rc = b.call(task, [argv, plo, _min(b, b.add(plo, piece), hi)])
+        b.atomic_rmw("or", _word(b, box, M_RC), b.zext(rc, I64), "monotonic")
+        before = b.atomic_rmw("add", _word(b, box, M_FINISHED), _c(1), "acq_rel")
+        with b.if_then(b.icmp_signed("==", b.add(before, _c(1)), pieces)):
+            b.call(self.post, [_word(b, box, M_DONE), seq, _word(b, box, M_CALLER_ASLEEP)])
+        b.ret_void()
+        return fn
+
     def _emit_worker(self) -> ir.Function:
-        """``ptr worker(ptr mailbox)``: the pthread start routine; loops for ever.  A posted
-        chunk is run by whoever claims it first (``claim``: the last seq claimed), the worker
-        or the caller, so a worker the OS has not scheduled yet never holds the caller up."""
+        """``ptr worker(ptr mailbox)``: the pthread start routine; loops for ever, running the
+        pieces of each posted chunk that the caller has not taken back."""
         fn = self._fn("tcomp_cpu_pool.worker", PTR, [PTR])
         box = fn.args[0]
         b = ir.IRBuilder(fn.append_basic_block("entry"))
-        loop, run = fn.append_basic_block("loop"), fn.append_basic_block("run")
+        loop, inner, run = (fn.append_basic_block(n) for n in ("loop", "inner", "run"))
         entry = b.block
         b.branch(loop)
         b.position_at_end(loop)
@@ -252,19 +306,15 @@ class _Pool:
         seen.add_incoming(_c(0, I32), entry)
         b.call(self.wait, [_word(b, box, M_SEQ), seen, _word(b, box, M_WORKER_ASLEEP), _c(WORKER_SPIN_NS)])
         seq = b.load_atomic(_word(b, box, M_SEQ), "acquire", 4, typ=I32)
-        claim = b.cmpxchg(_word(b, box, M_CLAIM), b.sub(seq, _c(1, I32)), seq, "acq_rel", "monotonic")
-        seen.add_incoming(seq, b.block)
-        b.cbranch(b.extract_value(claim, 1), run, loop)
+        b.branch(inner)
+        b.position_at_end(inner)
+        idx = b.call(self.claim, [box, seq])
+        seen.add_incoming(seq, inner)
+        b.cbranch(b.icmp_signed("<", idx, _c(0)), loop, run)
         b.position_at_end(run)
-        task = b.inttoptr(b.load(_word(b, box, M_TASK), typ=I64), self.task_ty.as_pointer())
-        argv = b.inttoptr(b.load(_word(b, box, M_ARGV), typ=I64), PTR)
-        lo, hi = b.load(_word(b, box, M_LO), typ=I64), b.load(_word(b, box, M_HI), typ=I64)
-        rc = b.call(task, [argv, lo, hi])
-        self._bump(b, _word(b, box, M_RUNS))
-        b.store(b.zext(rc, I64), _word(b, box, M_RC))
-        b.call(self.post, [_word(b, box, M_DONE), seq, _word(b, box, M_CALLER_ASLEEP)])
-        seen.add_incoming(seq, b.block)
-        b.branch(loop)
+        self._bump(b, _word(b, box, M_RUNS))  # before the piece: counted when the loop returns
+        b.call(self.run_piece, [box, idx, seq])
+        b.branch(inner)
         return fn
 
     def _chunk_bounds(self, b, c, chunk, stop):
@@ -273,9 +323,9 @@ class _Pool:
 
     def _emit_entry(self) -> ir.Function:
         # ``task`` typed as a function pointer so llvmlite can emit the indirect calls
-        fn = self._fn(ENTRY, I32, [self.task_ty.as_pointer(), PTR, I64, I64, I64], internal=False)
-        task, argv, stop, nt, align = fn.args
-        for a, n in zip(fn.args, ("task", "argv", "stop", "nt", "align")):
+        fn = self._fn(ENTRY, I32, [self.task_ty.as_pointer(), PTR, I64, I64, I64, I64], internal=False)
+        task, argv, stop, nt, align, pieces = fn.args
+        for a, n in zip(fn.args, ("task", "argv", "stop", "nt", "align", "pieces")):
             a.name = n
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         blocks = {n: fn.append_basic_block(n) for n in (
@@ -348,13 +398,22 @@ class _Pool:
         def give(w):
             box = self.slot(b, w)
             lo, hi = self._chunk_bounds(b, w, chunk, stop)
+            # pieces of ceil(len / pieces) rounded up to align (at least one, maybe empty)
+            piece = b.sdiv(b.add(b.sub(hi, lo), b.sub(pieces, _c(1))), pieces)
+            piece = _max(b, b.mul(b.sdiv(b.add(piece, b.sub(align, _c(1))), align), align), _c(1))
+            count = _max(b, b.sdiv(b.add(b.sub(hi, lo), b.sub(piece, _c(1))), piece), _c(1))
             b.store(b.ptrtoint(task, I64), _word(b, box, M_TASK))
             b.store(b.ptrtoint(argv, I64), _word(b, box, M_ARGV))
             b.store(lo, _word(b, box, M_LO))
             b.store(hi, _word(b, box, M_HI))
+            b.store(piece, _word(b, box, M_PIECE))
+            b.store(count, _word(b, box, M_PIECES))
+            b.store(_c(0), _word(b, box, M_RC))
+            b.store(_c(0), _word(b, box, M_FINISHED))
             seq = b.add(b.load(_word(b, box, M_SEQ), typ=I32), _c(1, I32))
+            _store_atomic(b, b.shl(b.zext(seq, I64), _c(32)), _word(b, box, M_NEXT), "release")
             b.call(self.post, [_word(b, box, M_SEQ), seq, _word(b, box, M_WORKER_ASLEEP)])
-            self._bump(b, _word(b, head, H_POSTED))
+            b.atomic_rmw("add", _word(b, head, H_POSTED), count, "monotonic")
         _for(b, b.add(workers, _c(1)), give, start=_c(1), name="give")
 
         lo0, hi0 = self._chunk_bounds(b, _c(0), chunk, stop)
@@ -365,15 +424,19 @@ class _Pool:
             b.store(b.or_(b.load(rc_acc, typ=I32), b.call(task, [argv, lo, hi])), rc_acc)
         _for(b, nt, extra, start=b.add(workers, _c(1)), name="extra")
 
-        def take_back(w):  # chunks no worker has started yet: run them here
+        def take_back(w):  # pieces no worker has started: run them here
             box = self.slot(b, w)
             seq = b.load(_word(b, box, M_SEQ), typ=I32)
-            claim = b.cmpxchg(_word(b, box, M_CLAIM), b.sub(seq, _c(1, I32)), seq, "acq_rel", "monotonic")
-            with b.if_then(b.extract_value(claim, 1)):
-                self._bump(b, _word(b, head, H_TAKEN_BACK))
-                lo, hi = self._chunk_bounds(b, w, chunk, stop)
-                b.store(b.zext(b.call(task, [argv, lo, hi]), I64), _word(b, box, M_RC))
-                _store_atomic(b, seq, _word(b, box, M_DONE), "release")
+            loop, run, done = (fn.append_basic_block(f"take.{n}") for n in ("loop", "run", "done"))
+            b.branch(loop)
+            b.position_at_end(loop)
+            idx = b.call(self.claim, [box, seq])
+            b.cbranch(b.icmp_signed("<", idx, _c(0)), done, run)
+            b.position_at_end(run)
+            self._bump(b, _word(b, head, H_TAKEN_BACK))
+            b.call(self.run_piece, [box, idx, seq])
+            b.branch(loop)
+            b.position_at_end(done)
         _for(b, b.add(workers, _c(1)), take_back, start=_c(1), name="take")
 
         def collect(w):
@@ -396,6 +459,10 @@ def _store_atomic(b: ir.IRBuilder, value, ptr, ordering: str) -> None:
 
 def _min(b, x, y):
     return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def _max(b, x, y):
+    return b.select(b.icmp_signed(">", x, y), x, y)
 
 
 def _for(b, stop, body, start=None, name="i"):
