@@ -79,18 +79,39 @@ class ControlFunction:
         try:
             outs = self.inner(args)
         except IndexError as exc:
-            msg = str(exc)
-            if not any(msg.startswith(f"{label}: ") for label in self._labels):
-                raise
-            self._reference_error(args)
-            raise ValueError(f"{msg.split(': index out of bounds')[0]}: a loop or branch body failed in native code "
-                             f"although the reference interpreter runs it: a body whose step results change shape, "
-                             f"or an ifelse inside a loop whose branches give different shapes, is not supported by "
-                             f"the cpu backend (use backend='reference')") from None
+            self._body_failed(exc, args)
         outs = list(outs)
         for p, c in self._trims:
             outs[p] = outs[p][:int(outs[c])]
         return outs[:self.n_out]
+
+    def _body_failed(self, exc, args):
+        """Re-raise ``exc`` of a call, as the reference's error when a control kernel failed."""
+        msg = str(exc)
+        if not any(msg.startswith(f"{label}: ") for label in self._labels):
+            raise exc
+        self._reference_error(args)
+        raise ValueError(f"{msg.split(': index out of bounds')[0]}: a loop or branch body failed in native code "
+                         f"although the reference interpreter runs it: a body whose step results change shape, "
+                         f"or an ifelse inside a loop whose branches give different shapes, is not supported by "
+                         f"the cpu backend (use backend='reference')") from None
+
+    @staticmethod
+    def fast_call(compiled: "ControlFunction", function):
+        """``tcomp.function``'s direct call path: the native function's, when no output is
+        trimmed (no until loop among the outputs), with the body-failure errors above."""
+        inner = compiled.inner
+        make = getattr(type(inner), "fast_call", None)
+        fast = make(inner, function) if make is not None and not compiled._trims else None
+        if fast is None:
+            return None
+
+        def call(args):
+            try:
+                return fast(args)
+            except IndexError as exc:
+                compiled._body_failed(exc, args)
+        return call
 
     def _reference_error(self, args) -> None:
         try:
@@ -101,7 +122,7 @@ class ControlFunction:
             raise type(exc)(str(exc)) from None
 
     def __getattr__(self, name):  # dump, llvm_ir_unoptimized, last_call_memory, kernels_text, ...
-        if name == "inner":
+        if name in ("inner", "fast_call"):
             raise AttributeError(name)
         return getattr(self.inner, name)
 
