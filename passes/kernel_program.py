@@ -98,9 +98,15 @@ differ in that one case.
 integer/float arithmetic, casts, comparisons, ``where``, ``shape``, scalar inputs,
 constants, an element of an input read with integer indices, or a fused kernel of those;
 the Python planner also accepted, e.g., a reduction of an input vector as a reshape target.
-Loops (``scan``) will nest: a loop kernel whose body is a kernel program of its own, its
-shape program run per call (trip count a register), its buffers a sub-range of the
-workspace.
+
+**Loops and branches nest** (``passes/lower_loops.py`` has the details): a ``scan`` is a
+``loop`` kernel and an ``ifelse`` a ``branch`` kernel whose attrs hold the body's own kernel
+program (``program``; ``then``/``else``), lowered by the same pipeline; the outer program
+sizes the results (trip count a register, result rows from the initial buffers or from the
+body's shape rules run on outer registers), the backend runs the nested ``plan`` (per step
+when the body's shapes read values) and ``run`` from the outer ``run``, the nested
+workspace one heap block grown as needed.  Text, JSON and the hash include the nested
+programs.  An ``until`` loop writes its step count into one more program output.
 
 **Forms**: ``str(program)`` (text, for ``fn.dump('kernels')``), :func:`to_json` /
 :func:`from_json` (exact round trip; constants as base64 bytes), :func:`program_hash`
