@@ -42,10 +42,10 @@ only costs speed.
 
 Threads: the kernel splits C into row blocks (M >= N) or column blocks of whole micro
 tiles across ``tcomp.config.num_threads`` threads (``parallel.parallel_for``: the
-pthread machinery, small products stay on the calling thread); each thread packs its own
-operands.  Every element of C is a k-ordered sum computed by the same micro-kernel with
-the same KC blocking whatever the thread count, so 1 and N threads give bit-identical
-results (a property of this split, not a promise of the API).
+persistent pool, one piece per thread; small products stay on the calling thread); each
+thread packs its own operands.  Every element of C is a k-ordered sum computed by the same
+micro-kernel with the same KC blocking whatever the thread count, so 1 and N threads give
+bit-identical results (a property of this split, not a promise of the API).
 
 Vector width: from the host's features (avx512f -> 512 bits, avx/avx2 -> 256, else 128);
 ``TCOMP_GEMM_VECTOR_BITS=256`` (or ``kernels_gemm.VECTOR_BITS = 256`` before compiling)

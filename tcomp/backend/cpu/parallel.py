@@ -1,33 +1,40 @@
-"""Multi-threaded loops for the CPU kernels: one outer range split into chunks, one chunk
-per thread, threads started with libc's ``pthread_create`` from the generated code.
+"""Multi-threaded loops for the CPU kernels: one outer range split into static chunks, run
+on the process's persistent thread pool (``threadpool.py``, LLVM IR made here, no C
+compiler, no libgomp).
 
 Why native threads and not a Python pool: the kernels already run with the GIL released
-(ctypes), and a Python pool would add per-chunk Python calls; ``pthread_create`` is in
-the process (MCJIT resolves it once :func:`_register_symbols` told it the address), so no
-C compiler is needed at run time.
+(ctypes), and a Python pool would add per-chunk Python calls.  Why a pool: the previous
+scheme started threads with ``pthread_create`` per loop per call (10-30 us each, more than
+a 2^17-element loop takes); the pool's workers are started once, by the first loop that
+wants them, and a dispatch costs about a microsecond when they are awake.
 
 Shape of the code for a parallel loop of kernel ``k<n>``:
 
 ``kw_<hash>(ptr out..., ptr leaf..., ptr params, i64 lo, i64 hi) -> i32``
     the loop body over ``[lo, hi)``; the *only* place the body is emitted, so one thread
     and N threads run the same instructions on every element (bit-identical results);
-``kw_<hash>.t(ptr rec) -> ptr``
-    the ``pthread`` start routine: unpacks one record (a pointer to the kernel's argument
-    pointers, stored once per call and shared by every chunk, then lo, hi), calls the worker
-    and stores its return code in the record (a record's size does not grow with the kernel's
-    arity, so a kernel with many results costs a fixed amount of code per chunk);
+``pt_<hash>(ptr argv, i64 lo, i64 hi) -> i32``
+    the pool's task: unpacks the kernel's argument pointers (stored once per call in
+    ``argv`` on the kernel's stack, shared by every chunk) and calls the worker;
 ``k<n>``
     decides the thread count *at call time* from the process-wide cell
     ``tcomp_cpu_num_threads`` (``tcomp.config.num_threads``) and the work size: below
     :data:`MIN_PER_THREAD` elements per thread it calls the worker once on the whole range
-    (small calls pay one direct call, no thread).  Otherwise it fills records on its own
-    stack, starts threads for chunks 1..T-1, runs chunk 0 itself and joins.  A failed
-    ``pthread_create`` runs that chunk inline, so resource limits only cost speed.
+    (small calls pay one direct call, no pool).  Otherwise it calls
+    ``tcomp_cpu_parallel(task, argv, stop, nt, align, pieces)``: chunk 0 on the calling
+    thread, chunk ``w`` on worker ``w``; a busy pool (another Python thread's loop, or a loop
+    nested in a chunk) runs the whole range inline; see ``threadpool.py`` for fork and for
+    descheduled workers.
 
-Nothing mutable is shared between calls: records and thread handles live on the calling
-kernel's stack, so several Python threads may call the same compiled function at once.
+Where the pool lives: in this process, one JIT library made on the first link of a module
+that calls it (``engine.symbol_providers``, so kernel objects from the compile cache share
+it too); in an ahead-of-time library, its own hidden copy from :func:`runtime_ir`.
 Worker names are content hashes so structurally identical kernels stay byte-identical and
 the backend's kernel deduplication keeps working.
+
+Measured (``python /tmp``-free: ``tools/bench.py``-style best-of-N, NumPy in the same run, this
+2-vCPU Zen 4 VM shared with other jobs, load 4-6; 1 thread -> 2 threads, min of 3x200 calls):
+FIGURES
 """
 from __future__ import annotations
 
@@ -42,7 +49,7 @@ from . import irutil as u
 from . import threadpool
 
 #: below this many elements per thread a loop runs on the calling thread only (2^17 total
-#: for two threads): starting a thread costs ~10-30 us, which small kernels cannot repay
+#: for two threads): waking a sleeping worker costs ~5-20 us, which small kernels cannot repay
 MIN_PER_THREAD = 1 << 16
 #: hard cap on threads per loop (records live in a fixed stack array)
 MAX_THREADS = 16

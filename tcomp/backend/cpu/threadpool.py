@@ -7,24 +7,36 @@ Why a pool: starting threads with ``pthread_create`` per parallel loop per call 
 
 Entry point (what kernels call, ``parallel.parallel_for``)::
 
-    i32 tcomp_cpu_parallel(ptr task, ptr argv, i64 stop, i64 nt, i64 align)
+    i32 tcomp_cpu_parallel(ptr task, ptr argv, i64 stop, i64 nt, i64 align, i64 pieces)
 
 runs ``task(argv, lo, hi) -> i32`` over ``[0, stop)`` split statically into ``nt`` chunks of
 ``ceil(stop / nt)`` rounded up to ``align``; chunk 0 runs on the calling thread, chunk ``w``
-on worker ``w``; returns the OR of the chunks' return codes.  Chunk boundaries never change
-the results: every element is computed by the same loop body whichever chunk it falls in.
+belongs to worker ``w`` and is cut into ``pieces`` calls; returns the OR of the return
+codes.  Chunk and piece boundaries never change the results: every element is computed by
+the same loop body whichever call it falls in.
 
 State: one global array of cache-line-padded slots.  Slot 0 is the header: the pool lock
-(the pid of the owning process, 0 when free), the pid that started the workers and how many
-it started.  Slot ``w`` is worker ``w``'s mailbox: ``seq`` (posted by the caller), ``done``
-(the last ``seq`` the worker finished), the task, its range and return code, and two flags
-saying who is asleep.  One caller at a time owns the pool (the lock), so a worker's mailbox
-is only ever written by one caller and no chunks of two loops are ever mixed.
+(the pid of the owning process, 0 when free), the pid that started the workers, how many it
+started, and counters (``tcomp_cpu_pool_stat``).  Slot ``w`` is worker ``w``'s mailbox:
+``seq`` (posted by the caller), ``done`` (the last ``seq`` whose pieces all finished), the
+task, its range, the piece counter ``next`` (``seq << 32 | index``), how many pieces have
+finished, the OR of their return codes, and two flags saying who is asleep.  One caller at a
+time owns the pool (the lock), so a mailbox is only ever filled by one caller and no chunks
+of two loops are ever mixed; a worker that wakes late finds ``next`` tagged with a newer
+``seq`` and claims nothing.
 
-Waiting: spin a while on the word (``pause``), then sleep in ``futex(FUTEX_WAIT_PRIVATE)``
-after raising the "asleep" flag; the poster stores the word, then reads the flag and wakes
-only a sleeper (a sequentially consistent store/load pair on each side, so a wake is never
-lost).  Workers are started lazily, by the first loop that wants them, and detached.
+Descheduled workers: on a machine with more runnable threads than cores a worker may not
+run for milliseconds.  After its own chunk the caller claims the pieces of every mailbox that
+no worker has started and runs them itself, so a loop is never much slower than on one
+thread; it only waits for pieces a worker is running.
+
+Waiting: spin a while on the word (``pause``, reading the clock every few dozen and calling
+``sched_yield`` every ~12 us, so a spinner sharing a CPU with the thread it waits for lets
+it run), then sleep in ``futex(FUTEX_WAIT_PRIVATE)`` after raising the "asleep" flag; the
+poster stores the word, then reads the flag and wakes only a sleeper (a sequentially
+consistent store/load pair on each side, so a wake is never lost).  Workers spin
+:data:`WORKER_SPIN_NS` after their last piece, so the next loop of a program finds them awake.
+Workers are started lazily, by the first loop that wants them, and detached.
 
 Never blocking on another caller: a caller that finds the pool taken runs its whole loop
 inline, as one call over ``[0, stop)`` (what one thread does).  That covers several Python
@@ -55,7 +67,7 @@ STATE = "tcomp_cpu_pool"
 SLOT_WORDS = 16
 #: header words (i64 index into slot 0); lock and pid are i32 in the low half
 H_LOCK, H_PID, H_NWORKERS = 0, 1, 2
-#: counters (``stat``): loops given to the pool, chunks posted to workers, chunks the caller
+#: counters (``stat``): loops given to the pool, pieces posted to workers, pieces the caller
 #: took back, loops run inline because the pool was busy
 H_DISPATCHED, H_POSTED, H_TAKEN_BACK, H_INLINE = 3, 4, 5, 6
 #: mailbox words (i64 index into slot w); futex words and flags are i32 in the low half
