@@ -328,6 +328,9 @@ def _lower_scan(low, n) -> None:
     n_seqs, n_rec, n_nitsot, _, taps = scan_layout(attrs, len(ops))
     store = attrs["store"] or ("all",) * (n_rec + n_nitsot)
     if attrs["until"]:
+        if _DEPTH[0]:  # its count would have to trim a body result per step
+            raise TypeError(f"kernel program: {rules.describe(n)}: a scan that stops early (until) inside a loop or "
+                            f"branch body is not lowered by the cpu backend; use backend='reference'")
         _check_until_uses(low, n)
     _, nested = lower_body(attrs["body"].graph)
     args = [Arg(scalar=rules.value(ops[0]), dtype=g.type(ops[0]).dtype)]

@@ -201,3 +201,23 @@ def test_kernel_interpreter_runs_loops_and_branches_like_the_reference():
     got[2] = got[2][:count]
     for a, b in zip(got[:4], want):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_until_inside_a_body_is_refused_and_until_after_a_staged_value():
+    x = T.vector("x")
+
+    def outer(v):
+        inner, _ = tcomp.scan(lambda p: (p * 2, tcomp.until(p > 4)), outputs_info=v, n_steps=10)
+        return inner.sum()
+    y, _ = tcomp.scan(outer, sequences=x)
+    with pytest.raises(TypeError, match="until.*inside a loop"):
+        tcomp.function([x], y, backend="cpu")
+    # an until loop whose n_steps only a kernel computes (a two-stage program), its result an output
+    a = T.scalar("a")
+    n = T.cast(T.sum(x), "int64")
+    ps, _ = tcomp.scan(lambda p: (p + 1, tcomp.until(p + 1 > a)), outputs_info=T.constant(np.float32(0)),
+                       n_steps=n)
+    f, r = both([x, a], ps)
+    xv = np.array([3.0, 4.0], "float32")
+    for av in (2.5, 100.0):
+        np.testing.assert_allclose(f(xv, np.float32(av)), r(xv, np.float32(av)))

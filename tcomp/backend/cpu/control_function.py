@@ -35,6 +35,9 @@ def _trims(fn) -> list:
     """(output position, count output position) for every until loop's "all" result."""
     from .native_function import NativeFunction
 
+    stages = getattr(fn, "stages", None)
+    if stages:  # a chain (staged.py): the last program returns the outputs
+        fn = stages[-1]
     if not isinstance(fn, NativeFunction):
         return []
     kp = fn.program
