@@ -22,9 +22,38 @@ from .ops import get_op
 from .types import TensorType, TupleType
 
 
+class _MultiDiGraph(nx.MultiDiGraph):
+    """networkx's multigraph with a structure ``version``: each node or edge change made
+    through its API bumps it, and so do :class:`Graph`'s direct writes into its adjacency
+    dicts, so :meth:`Graph.topo_order` can keep its answer while nothing changed (a pass
+    that rewrites nothing then costs no topological sort).  Node *data* is not structure."""
+
+    def __init__(self, *args, **kwargs):
+        self.version = 0
+        super().__init__(*args, **kwargs)
+
+
+def _bumping(name):
+    base = getattr(nx.MultiDiGraph, name)
+
+    def method(self, *args, **kwargs):
+        self.version += 1
+        return base(self, *args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = base.__doc__
+    return method
+
+
+for _name in ("add_node", "add_nodes_from", "remove_node", "remove_nodes_from", "add_edge", "add_edges_from",
+              "add_weighted_edges_from", "remove_edge", "remove_edges_from", "update", "clear", "clear_edges"):
+    setattr(_MultiDiGraph, _name, _bumping(_name))
+
+
 class Graph:
     def __init__(self):
-        self.nx = nx.MultiDiGraph()
+        self.nx = _MultiDiGraph()
+        self._topo = None  # (nx graph, its version, topo order) of the last topo_order()
         self.inputs: list[int] = []
         self.outputs: list[int] = []
         self._next_id = 0
@@ -58,6 +87,7 @@ class Graph:
         nid = self._next_id
         self._next_id += 1
         G = self.nx
+        _bump(G)
         G._node[nid] = {"op": op, "attrs": attrs, "type": type, "name": name}
         G._succ[nid] = {}
         G._pred[nid] = {}
@@ -81,7 +111,7 @@ class Graph:
             key += 1
         keydict[key] = {"arg": arg}
 
-    def _unlink(self, u: int, v: int, key) -> None:
+    def _unlink(self, u: int, v: int, key) -> None:  # (callers bump the version)
         """Remove the edge ``(u, v, key)``."""
         keydict = self.nx._succ[u][v]
         del keydict[key]
@@ -104,6 +134,7 @@ class Graph:
         """Point operand ``arg`` of ``node`` at ``new_operand`` (types must stay equal)."""
         if new_operand not in self.nx._node:
             raise ValueError(f"operand %{new_operand} is not in the graph")
+        _bump(self.nx)
         for u, keydict in list(self.nx._pred[node].items()):
             for k, data in list(keydict.items()):
                 if data["arg"] == arg:
@@ -117,6 +148,7 @@ class Graph:
         if old == new:
             return
         G = self.nx
+        _bump(G)
         old_data, new_data = G._node[old], G._node[new]
         loc = old_data.get("loc")  # the user's file:line (tcomp dump --locations) moves along
         if loc is not None and "loc" not in new_data and new_data["op"] not in ("input", "constant"):
@@ -185,6 +217,17 @@ class Graph:
         and what most passes leave), that order is simply the ids sorted: each node is ready
         once the smaller ids are out, and it is then the smallest ready one.  That case is
         checked first, in one sweep over the edges, instead of running the heap."""
+        G = self.nx
+        version = getattr(G, "version", None)  # (None: a plain networkx graph someone assigned)
+        cached = getattr(self, "_topo", None)
+        if version is not None and cached is not None and cached[0] is G and cached[1] == version:
+            return list(cached[2])
+        order = self._topo_order()
+        if version is not None:
+            self._topo = (G, version, order)
+        return list(order)
+
+    def _topo_order(self) -> list[int]:
         succ = self.nx._succ
         if all(u < v for u, nbrs in succ.items() for v in nbrs):
             return sorted(succ)
@@ -274,6 +317,12 @@ class Graph:
         from .printer import structural_hash
 
         return structural_hash(self)
+
+
+def _bump(G) -> None:
+    """A structure change written directly into ``G``'s dicts (see ``_MultiDiGraph``)."""
+    if hasattr(G, "version"):
+        G.version += 1
 
 
 @contextlib.contextmanager
