@@ -172,9 +172,10 @@ class _Emit:
         b.position_at_end(grow)
         b.call(self.free, [b.load(ws_var, typ=u.PTR)])
         size = b.and_(b.add(need, _i64(63)), _i64(-64))
-        b.store(b.call(self.alloc, [_i64(64), size]), ws_var)
+        p = b.call(self.alloc, [_i64(64), size])
+        b.store(p, ws_var)
         b.store(size, cap_var)
-        b.branch(done)
+        b.cbranch(b.icmp_unsigned("==", p, ir.Constant(u.PTR, None)), fail, done)  # out of memory
         b.position_at_end(done)
 
     def workspace_vars(self):
