@@ -200,6 +200,11 @@ class Graph:
         if len(pred) == 1:  # the common cases: one operand, or one node used several times
             ((u, keys),) = pred.items()
             return [u] * len(keys)
+        if len(pred) == 2:  # two distinct operands, one edge each (a binary op)
+            (u, ku), (v, kv) = pred.items()
+            if len(ku) == 1 and len(kv) == 1:
+                (du,), (dv,) = ku.values(), kv.values()
+                return [u, v] if du["arg"] < dv["arg"] else [v, u]
         edges = sorted((d["arg"], u) for u, keys in pred.items() for d in keys.values())
         return [u for _, u in edges]
 
