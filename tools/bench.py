@@ -46,12 +46,12 @@ def _graph_softmax(rows, cols):
     return g
 
 
-def _graph_sum(rows, cols):
+def _graph_sum(rows, cols, axis=(1,)):
     from tcomp.ir import Graph, TensorType
 
     g = Graph()
     x = g.add_input(TensorType("float32", (rows, cols)), name="x")
-    g.outputs = [g.add_node("sum", [x], {"axis": (1,)})]
+    g.outputs = [g.add_node("sum", [x], {"axis": axis})]
     return g
 
 
@@ -81,11 +81,15 @@ def cases(quick: bool):
     # -a reads and writes the same bytes (its output is a fresh buffer per call, as always)
     yield ("copy (np.copyto | tcomp -a)", f"{n} f32", _graph_negate(n), [a],
            (lambda a: np.copyto(dst, a), lambda a: -a), 8 * n)
+    small = 1 << 16
+    yield ("elementwise a*b + c*tanh(a)", f"{small} f32", _graph_elementwise(small), [a[:small], b[:small], c[:small]],
+           lambda a, b, c: a * b + c * np.tanh(a), 16 * small)
     r = 1024 if quick else 4096
     x = rng.standard_normal((r, 1024)).astype("float32")
     yield ("row softmax", f"{r}x1024 f32", _graph_softmax(r, 1024), [x], _np_softmax, 0)
     s = rng.standard_normal((r, 4096)).astype("float32")
     yield ("sum over axis 1", f"{r}x4096 f32", _graph_sum(r, 4096), [s], lambda s: s.sum(axis=1), 0)
+    yield ("sum (full)", f"{r}x4096 f32", _graph_sum(r, 4096, axis=(0, 1)), [s], lambda s: s.sum(), 0)
     for m in (256, 512) if quick else (256, 512, 1024, 2048):  # a 7th field: flops per call
         ma, mb = (rng.standard_normal((m, m)).astype("float32") for _ in range(2))
         yield ("gemm (matmul)", f"{m}x{m} @ {m}x{m} f32", _graph_matmul(m), [ma, mb], lambda a, b: a @ b, 0,
@@ -101,10 +105,13 @@ def best_of(fn, repeat: int) -> float:
     return best
 
 
-def run(quick: bool = False, repeat: int = 0, threads=(None,)) -> list[dict]:
-    """One row per case and thread count (None: the current ``tcomp.config.num_threads``)."""
+def run(quick: bool = False, repeat: int = 0, threads=(None,), with_peers: bool = True) -> list[dict]:
+    """One row per case and thread count (None: the current ``tcomp.config.num_threads``);
+    ``jax_ms``/``torch_ms`` where those are installed (``bench_peers.py``)."""
     import tcomp
     from tcomp.backend.cpu import compile_graph
+
+    from . import bench_peers
 
     repeat = repeat or (3 if quick else 10)
     before = tcomp.config.num_threads
@@ -118,6 +125,7 @@ def run(quick: bool = False, repeat: int = 0, threads=(None,)) -> list[dict]:
             t_np = best_of(lambda: np_time(*inputs), repeat)
             want = np_check(*inputs)
             scale = max(1.0, float(np.abs(want).max()))
+            peers_done, peers = False, {}
             for nt in threads:
                 if nt is not None:
                     tcomp.config.num_threads = nt
@@ -130,7 +138,10 @@ def run(quick: bool = False, repeat: int = 0, threads=(None,)) -> list[dict]:
                                                    tcomp.config.num_threads)
                 else:
                     t_tc = best_of(lambda: f(inputs), repeat)
-                rows.append({"case": name, "size": size, "threads": tcomp.config.num_threads,
+                if not peers_done:
+                    peers = bench_peers.array_peers(name, inputs, want, repeat) if with_peers else {}
+                    peers_done = True
+                rows.append({**peers, "case": name, "size": size, "threads": tcomp.config.num_threads,
                              "tcomp_ms": t_tc * 1e3, "numpy_ms": t_np * 1e3, "speedup": t_np / t_tc,
                              "compile_ms": compile_s * 1e3, "max_err": err,
                              "tcomp_gbs": nbytes / t_tc / 1e9 if nbytes else None,
@@ -143,6 +154,10 @@ def run(quick: bool = False, repeat: int = 0, threads=(None,)) -> list[dict]:
             if nt is not None:
                 tcomp.config.num_threads = nt
             rows.extend(scan_rows(quick, repeat))
+            rows.extend(bench_peers.conv_rows(quick, repeat, tcomp.config.num_threads))
+            rows.extend(bench_peers.step_rows(quick, repeat, tcomp.config.num_threads))
+        if not quick:
+            rows.extend(bench_peers.compile_rows(tcomp.config.num_threads))
     finally:
         tcomp.config.num_threads = before
     return rows
@@ -168,15 +183,19 @@ def _blas_interleaved(ours, theirs, repeat: int, threads: int) -> tuple:
 
 
 def format_rows(rows) -> str:
-    head = (f"{'case':30} {'size':18} {'thr':>3} {'tcomp ms':>10} {'numpy ms':>10} {'numpy/tcomp':>12} "
-            f"{'tcomp GB/s':>10} {'numpy GB/s':>10} {'compile ms':>11}")
+    head = (f"{'case':36} {'size':20} {'thr':>3} {'tcomp ms':>10} {'numpy ms':>10} {'numpy/tcomp':>12} "
+            f"{'jax ms':>9} {'torch ms':>9} {'tcomp GB/s':>10} {'numpy GB/s':>10} {'compile ms':>11}")
     lines = [head, "-" * len(head)]
 
-    def gbs(v):
-        return f"{v:10.1f}" if v is not None else f"{'-':>10}"
+    def num(v, width=10, digits=1):
+        return f"{v:{width}.{digits}f}" if v is not None else f"{'-':>{width}}"
     for r in rows:
-        lines.append(f"{r['case']:30} {r['size']:18} {r['threads']:3d} {r['tcomp_ms']:10.3f} {r['numpy_ms']:10.3f} "
-                     f"{r['speedup']:12.2f} {gbs(r['tcomp_gbs'])} {gbs(r['numpy_gbs'])} {r['compile_ms']:11.1f}")
+        lines.append(f"{r['case']:36} {r['size']:20} {r['threads']:3d} {r['tcomp_ms']:10.3f} "
+                     f"{num(r['numpy_ms'], 10, 3)} {num(r['speedup'], 12, 2)} {num(r.get('jax_ms'), 9, 3)} "
+                     f"{num(r.get('torch_ms'), 9, 3)} {num(r['tcomp_gbs'])} {num(r['numpy_gbs'])} "
+                     f"{r['compile_ms']:11.1f}")
+        if r.get("tcomp_trust_ms") is not None:
+            lines.append(f"{'  (trust_input=True)':36} {'':20} {r['threads']:3d} {r['tcomp_trust_ms']:10.3f}")
     for r in rows:
         if r.get("tcomp_gflops"):
             lines.append(f"{r['case']} {r['size']}, {r['threads']} thread(s): tcomp {r['tcomp_gflops']:.1f} GFLOP/s, "
@@ -204,6 +223,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="smaller sizes and 3 repeats (a smoke run)")
     p.add_argument("--repeat", type=int, default=0, help="calls per measurement (best of N)")
     p.add_argument("--threads", default="", help="comma-separated tcomp.config.num_threads values, e.g. 1,2")
+    p.add_argument("--json", action="store_true", help="print the rows as one JSON list instead of a table")
+    p.add_argument("--no-peers", action="store_true", help="skip jax.jit and PyTorch even where installed")
     args = p.parse_args(argv)
     try:
         threads = tuple(int(t) for t in args.threads.split(",")) if args.threads else (None,)
@@ -211,9 +232,15 @@ def main(argv=None) -> int:
         p.error(f"--threads must be comma-separated integers, got {args.threads!r}")
     import llvmlite.binding as llvm
 
+    rows = run(args.quick, args.repeat, threads, with_peers=not args.no_peers)
+    if args.json:
+        import json
+
+        print(json.dumps({"host": llvm.get_host_cpu_name(), "numpy": np.__version__, "rows": rows}))
+        return 0
     print(f"host: {llvm.get_host_cpu_name()}, NumPy {np.__version__}; best of "
-          f"{args.repeat or (3 if args.quick else 10)} calls")
-    print(format_rows(run(args.quick, args.repeat, threads)))
+          f"{args.repeat or (3 if args.quick else 10)} calls; jax/torch columns: '-' where not installed")
+    print(format_rows(rows))
     return 0
 
 

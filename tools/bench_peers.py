@@ -1,0 +1,270 @@
+"""The rest of ``tcomp bench``: peers (``jax.jit``, PyTorch) on the array cases, and the rows
+that are not one graph: conv2d of a LeNet layer, the MLP training step, call overhead and
+compile time cold and warm.
+
+Every peer is optional: a column is empty when the library is not installed.  Peers run in
+the same process and the same run as tcomp and NumPy; JAX and PyTorch use their own thread
+pools (the ``threads`` column is tcomp's).  Each result is checked against NumPy before it is
+timed, so a fast wrong answer cannot win.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def _jax():
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None, None
+    jax.config.update("jax_enable_x64", False)
+    return jax, jnp
+
+
+def _torch():
+    # OpenMP workers that spin after each op would steal the cores from every later
+    # measurement (NumPy's BLAS, tcomp's pool): they must sleep when idle
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        import torch
+    except ImportError:
+        return None
+    import tcomp
+
+    torch.set_num_threads(max(1, int(tcomp.config.num_threads)))
+    return torch
+
+
+def _best(fn, repeat):
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _check(name, got, want, tol=1e-3) -> float:
+    got = np.asarray(got, dtype="float64")
+    scale = max(1.0, float(np.abs(want).max()))
+    err = float(np.abs(got - want).max()) / scale
+    if err > tol:
+        raise AssertionError(f"bench {name}: result differs from NumPy (max scaled error {err:.2e})")
+    return err
+
+
+def array_peers(case: str, inputs, want, repeat: int) -> dict:
+    """``{'jax_ms': ..., 'torch_ms': ...}`` for one of ``bench.cases`` (missing peers: None)."""
+    fns = _peer_functions(case)
+    out = {"jax_ms": None, "torch_ms": None}
+    if fns is None:
+        return out
+    jax_fn, torch_fn = fns
+    jax, jnp = _jax()
+    if jax is not None and jax_fn is not None:
+        args = [jnp.asarray(a) for a in inputs]
+        f = jax.jit(lambda *a: jax_fn(jnp, *a))
+        _check(f"{case} (jax)", f(*args).block_until_ready(), want)
+        out["jax_ms"] = _best(lambda: f(*args).block_until_ready(), repeat) * 1e3
+    torch = _torch()
+    if torch is not None and torch_fn is not None:
+        args = [torch.from_numpy(np.ascontiguousarray(a)) for a in inputs]
+        with torch.no_grad():
+            _check(f"{case} (torch)", torch_fn(torch, *args).numpy(), want)
+            out["torch_ms"] = _best(lambda: torch_fn(torch, *args), repeat) * 1e3
+    return out
+
+
+def _peer_functions(case: str):
+    if case.startswith("elementwise"):
+        return (lambda m, a, b, c: a * b + c * m.tanh(a)), (lambda t, a, b, c: a * b + c * t.tanh(a))
+    if case.startswith("row softmax"):
+        return (lambda m, x: _jax_softmax(m, x)), (lambda t, x: t.softmax(x, dim=1))
+    if case == "sum over axis 1":
+        return (lambda m, x: x.sum(axis=1)), (lambda t, x: x.sum(dim=1))
+    if case == "sum (full)":
+        return (lambda m, x: x.sum()), (lambda t, x: x.sum())
+    if case.startswith("gemm"):
+        return (lambda m, a, b: a @ b), (lambda t, a, b: a @ b)
+    return None
+
+
+def _jax_softmax(jnp, x):
+    e = jnp.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+# -- conv2d of a LeNet layer ---------------------------------------------------------------------
+
+def _np_conv(x, w):
+    """Valid 2-d correlation (Theano's conv2d flips the filters: we pass them pre-flipped)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    win = sliding_window_view(x, w.shape[2:], axis=(2, 3))  # b, c, oh, ow, kh, kw
+    return np.einsum("bcijkl,fckl->bfij", win, w, optimize=True)
+
+
+def conv_rows(quick: bool, repeat: int, threads: int) -> list:
+    import tcomp
+    import tcomp.tensor as T
+
+    batch = 16 if quick else 64
+    rng = np.random.default_rng(0)
+    xv = rng.standard_normal((batch, 1, 28, 28)).astype("float32")
+    wv = (rng.standard_normal((20, 1, 5, 5)) * 0.2).astype("float32")
+    x, w = T.tensor4("x"), T.tensor4("w")
+    t0 = time.perf_counter()
+    f = tcomp.function([x, w], T.nnet.conv2d(x, w), backend="cpu")
+    compile_ms = (time.perf_counter() - t0) * 1e3
+    flipped = wv[:, :, ::-1, ::-1].copy()
+    want = _np_conv(xv.astype("float64"), flipped.astype("float64"))
+    err = _check("conv2d", f(xv, wv), want)
+    t_tc = _best(lambda: f(xv, wv), repeat)
+    t_np = _best(lambda: _np_conv(xv, flipped), repeat)
+    row = {"case": "conv2d LeNet layer 1", "size": f"{batch}x1x28x28 * 20x5x5", "threads": threads,
+           "tcomp_ms": t_tc * 1e3, "numpy_ms": t_np * 1e3, "speedup": t_np / t_tc, "compile_ms": compile_ms,
+           "tcomp_gbs": None, "numpy_gbs": None, "jax_ms": None, "torch_ms": None, "max_err": err}
+    jax, jnp = _jax()
+    if jax is not None:
+        from jax import lax
+
+        jf = jax.jit(lambda a, k: lax.conv_general_dilated(a, k, (1, 1), "VALID"))
+        ja, jk = jnp.asarray(xv), jnp.asarray(flipped)
+        _check("conv2d (jax)", jf(ja, jk).block_until_ready(), want)
+        row["jax_ms"] = _best(lambda: jf(ja, jk).block_until_ready(), repeat) * 1e3
+    torch = _torch()
+    if torch is not None:
+        ta, tk = torch.from_numpy(xv), torch.from_numpy(flipped)
+        with torch.no_grad():
+            _check("conv2d (torch)", torch.nn.functional.conv2d(ta, tk).numpy(), want)
+            row["torch_ms"] = _best(lambda: torch.nn.functional.conv2d(ta, tk), repeat) * 1e3
+    return [row]
+
+
+# -- the MLP training step, call overhead --------------------------------------------------------
+
+def _jax_mlp_step(sizes, batch):
+    jax, jnp = _jax()
+    if jax is None:
+        return None
+
+    def loss(params, x, y):
+        h = x
+        for k in range(0, len(params) - 2, 2):
+            h = jax.nn.relu(h @ params[k] + params[k + 1])
+        logits = h @ params[-2] + params[-1]
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(batch), y])
+
+    @jax.jit
+    def step(params, x, y):
+        c, g = jax.value_and_grad(loss)(params, x, y)
+        return c, [p - 0.01 * d for p, d in zip(params, g)]
+    return step
+
+
+def _torch_mlp_step(torch, params):
+    def step(x, y):
+        h = x
+        for k in range(0, len(params) - 2, 2):
+            h = torch.relu(h @ params[k] + params[k + 1])
+        cost = torch.nn.functional.cross_entropy(h @ params[-2] + params[-1], y)
+        grads = torch.autograd.grad(cost, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p -= 0.01 * g
+        return cost
+    return step
+
+
+def step_rows(quick: bool, repeat: int, threads: int) -> list:
+    """The 784-512-512-10 step (batch 128) and call overhead, with peers."""
+    from . import bench_native
+
+    out = []
+    for row in bench_native.rows(quick):
+        out.append({"case": row["case"], "size": "", "threads": threads, "tcomp_ms": row["tcomp_us"] / 1e3,
+                    "numpy_ms": row["numpy_us"] / 1e3, "speedup": row["numpy_us"] / row["tcomp_us"],
+                    "compile_ms": 0.0, "tcomp_gbs": None, "numpy_gbs": None, "jax_ms": None, "torch_ms": None,
+                    "max_err": None,  # the step's own tests compare it with NumPy; here it is only timed
+                    "tcomp_trust_ms": row["tcomp_trust_us"] / 1e3 if "tcomp_trust_us" in row else None})
+    sizes, batch = (784, 512, 512, 10), 128
+    rng = np.random.default_rng(0)
+    xv = rng.standard_normal((batch, 784)).astype("float32")
+    yv = rng.integers(0, 10, batch).astype("int32")
+    params = []
+    for a, b in zip(sizes, sizes[1:]):
+        params += [(rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype("float32"), np.zeros(b, "float32")]
+    row = next((r for r in out if r["case"].startswith("MLP step 784")), None)
+    if row is None:
+        return out
+    number = max(repeat, 3)
+    js = _jax_mlp_step(sizes, batch)
+    if js is not None:
+        _, jnp = _jax()
+        jp, jx, jy = [jnp.asarray(p) for p in params], jnp.asarray(xv), jnp.asarray(yv)
+        holder = [jp]
+
+        def jstep():
+            c, holder[0] = js(holder[0], jx, jy)
+            c.block_until_ready()
+        jstep()
+        row["jax_ms"] = _best(jstep, number) * 1e3
+    torch = _torch()
+    if torch is not None:
+        tp = [torch.from_numpy(p.copy()).requires_grad_() for p in params]
+        tstep = _torch_mlp_step(torch, tp)
+        tx, ty = torch.from_numpy(xv), torch.from_numpy(yv.astype("int64"))
+        tstep(tx, ty)
+        row["torch_ms"] = _best(lambda: tstep(tx, ty), number) * 1e3
+    return out
+
+
+# -- compile time, cold and warm -----------------------------------------------------------------
+
+_COMPILE_SCRIPT = """
+import json, time
+import tcomp.backend.cpu.native_function  # imports are not compile time
+from tcomp.examples import mlp
+t0 = time.perf_counter()
+step, _, _ = mlp.build_classifier_step()
+print(json.dumps({"seconds": time.perf_counter() - t0}))
+"""
+
+
+def compile_rows(threads: int) -> list:
+    """The MLP step from Python graph to callable in a fresh process: cold (empty compile
+    cache) and warm (the objects the cold run stored), against ``jax.jit``'s first call."""
+    with tempfile.TemporaryDirectory(prefix="tcomp-bench-cache-") as folder:
+        env = dict(os.environ, TCOMP_CACHE_DIR=folder)
+        env.pop("TCOMP_CACHE", None)
+        times = []
+        for _ in range(2):
+            out = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], env=env, capture_output=True, text=True,
+                                 timeout=600, check=True).stdout
+            times.append(json.loads(out.strip().splitlines()[-1])["seconds"])
+    jax_s = None
+    js = _jax_mlp_step((784, 512, 512, 10), 128)
+    if js is not None:
+        _, jnp = _jax()
+        rng = np.random.default_rng(0)
+        params = [jnp.asarray(rng.standard_normal(s).astype("float32"))
+                  for a, b in zip((784, 512, 512), (512, 512, 10)) for s in ((a, b), (b,))]
+        t0 = time.perf_counter()
+        js(params, jnp.zeros((128, 784), "float32"), jnp.zeros(128, "int32"))[0].block_until_ready()
+        jax_s = time.perf_counter() - t0
+    return [{"case": name, "size": "MLP 784-512-512-10", "threads": threads, "tcomp_ms": t * 1e3,
+             "numpy_ms": None, "speedup": None, "compile_ms": t * 1e3, "tcomp_gbs": None, "numpy_gbs": None,
+             "max_err": None,
+             "jax_ms": jax_s * 1e3 if jax_s is not None and name.endswith("cold") else None, "torch_ms": None}
+            for name, t in (("compile step, cold", times[0]), ("compile step, warm cache", times[1]))]
+
+
+__all__ = ["array_peers", "conv_rows", "step_rows", "compile_rows"]
