@@ -313,7 +313,7 @@ def _nested_expected(rows, cols):
 def _check_nested(fn, rows=37, cols=1001):
     import ctypes
 
-    for nt in (1, 2, 4, 16):
+    for nt in (0, 1, 2, 4, 16):  # 0: treated as 1
         out = np.zeros((rows, cols), dtype="int64")  # += in the body: a chunk run twice would show
         rc = fn(out.ctypes.data_as(ctypes.c_void_p), rows, cols, nt)
         assert rc == 0

@@ -340,6 +340,8 @@ class _Pool:
         for a, n in zip(fn.args, ("task", "argv", "stop", "nt", "align", "pieces")):
             a.name = n
         b = ir.IRBuilder(fn.append_basic_block("entry"))
+        # at least one of each (callers pass >= 1; a 0 must not divide by zero)
+        nt, align, pieces = (_max(b, v, _c(1)) for v in (nt, align, pieces))
         blocks = {n: fn.append_basic_block(n) for n in (
             "contended", "steal", "inline", "owned", "reset", "ready")}
         rc_acc = b.alloca(I32, name="rc")
