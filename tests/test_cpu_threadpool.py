@@ -396,6 +396,8 @@ g.outputs = [g.add_node("add", [g.add_node("mul", [a, b]), g.add_node("mul", [c,
 f = compile_graph(g)
 rng = np.random.default_rng(0)
 xs = [rng.standard_normal(%d).astype("float32") for _ in range(3)]
+assert tcomp.config.num_threads == 3, tcomp.config.num_threads  # TCOMP_NUM_THREADS
+assert np.array(f(xs)[0]).tobytes() == np.array(f(xs)[0]).tobytes()
 tcomp.config.num_threads = 1
 one = np.array(f(xs)[0]).tobytes()
 tcomp.config.num_threads = 4
@@ -406,9 +408,10 @@ print("hits", engine.cache_stats["hits"])
 
 def test_cached_kernel_object_links_to_the_pool():
     """A process that takes a kernel's object from the compile cache (no kernel IR made)
-    still finds the pool: the engine makes it on first link (``symbol_providers``)."""
+    still finds the pool: the engine makes it on first link (``symbol_providers``); the
+    thread count starts at ``TCOMP_NUM_THREADS``."""
     script = _CACHED_SCRIPT % BIG
-    env = dict(os.environ, TCOMP_CACHE="1")
+    env = dict(os.environ, TCOMP_CACHE="1", TCOMP_NUM_THREADS="3")
     runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
             for _ in range(2)]
     for r in runs:
