@@ -104,8 +104,9 @@ def _reachable(roots, givens):
                 continue
             seen.add(id(v))
             origin = getattr(v, "_shape_of", None)
-            if origin is not None and id(origin) not in seen:
-                pending.append(origin)
+            for o in (origin,) if isinstance(origin, Variable) else origin or ():
+                if id(o) not in seen:
+                    pending.append(o)
     return seen
 
 

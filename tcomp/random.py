@@ -85,6 +85,7 @@ class RandomVariable(Variable):
 def _wrap(expr: Variable, rng: SharedVariable) -> RandomVariable:
     rv = RandomVariable(expr.type, expr.op, expr.inputs, expr.attrs, name=expr.name)
     rv.loc = expr.loc
+    rv._shape_of = expr._shape_of  # the variables a static size was read from (x.shape) count as used
     rv.rng = rng
     rv.update = (rng, rng.default_update)
     if _config.compute_test_value != "off":
@@ -211,7 +212,7 @@ class RandomStreams:
         rng = rng if rng is not None else self._new_state()
         shape_attr, dim_operands = _dim_entries(tuple(dims), op)
         out = apply(op, [rng[0:2], rng[2]] + dim_operands, dict(attrs, shape=shape_attr, dtype=dt.canonical(dtype)))
-        return out, rng
+        return B.with_shape_origins(out, tuple(dims)), rng
 
     def _standard_uniform(self, dims, dtype, low=0.0):
         return self._primitive("random_uniform", dims, dtype, {"low": low, "high": 1.0})

@@ -202,3 +202,19 @@ def test_dump_stages_on_cpu():
     r = tcomp.function([x], x + 1, backend="reference")
     with pytest.raises(ValueError, match="reference"):
         r.dump("llvm")
+
+
+def test_a_shape_read_from_a_static_input_uses_it():
+    """``T.zeros(x.shape)`` with x of static shape folds the dims to constants, but x is still
+    used (as in Theano): no unused-input error, also through reshape and random sizes; a
+    shape written as literals does not use x."""
+    from tcomp.tensor.shared_randomstreams import RandomStreams
+
+    x = T.matrix("x", shape=(2, 3))
+    xv = np.ones((2, 3), "float32")
+    np.testing.assert_array_equal(tcomp.function([x], T.zeros(x.shape) + 1)(xv), np.ones((2, 3)))
+    np.testing.assert_array_equal(tcomp.function([x], T.reshape(T.arange(6), x.shape))(xv),
+                                  np.arange(6).reshape(2, 3))
+    assert tcomp.function([x], RandomStreams(1).uniform(x.shape))(xv).shape == (2, 3)
+    with pytest.raises(ValueError, match="not used"):
+        tcomp.function([x], T.zeros((2, 3)))

@@ -250,12 +250,25 @@ def _dim_entries(shape, what):
     return tuple(attr), operands
 
 
+def with_shape_origins(out: Variable, shape) -> Variable:
+    """Remember the variables whose static dims ``shape`` read (``x.shape[i]`` folded to a
+    constant): as in Theano, ``T.zeros(x.shape)`` uses ``x`` (tcomp.function's unused-input
+    check follows ``_shape_of``), although the value needs none of it."""
+    dims = shape if isinstance(shape, (tuple, list)) else (shape,)
+    origins = tuple(o for d in dims if isinstance(d, Variable)
+                    for o in ((d._shape_of,) if isinstance(d._shape_of, Variable) else d._shape_of or ()))
+    if origins:
+        mine = out._shape_of
+        out._shape_of = tuple(dict.fromkeys(((mine,) if isinstance(mine, Variable) else mine or ()) + origins))
+    return out
+
+
 def reshape(x, shape):
     x = as_variable(x)
     attr, operands = _dim_entries(shape, "reshape")
     if any(d is not None and d < -1 for d in attr):
         raise ValueError(f"reshape: bad shape {shape}")
-    return apply("reshape", [x] + operands, {"shape": attr})
+    return with_shape_origins(apply("reshape", [x] + operands, {"shape": attr}), shape)
 
 
 def flatten(x, ndim=1):
@@ -301,7 +314,7 @@ def alloc(value, *shape, dtype=None):
     if dtype is not None:
         value = cast(value, dtype)
     attr, operands = _dim_entries(shape, "alloc")
-    return apply("alloc", [value] + operands, {"shape": attr})
+    return with_shape_origins(apply("alloc", [value] + operands, {"shape": attr}), shape)
 
 
 def broadcast_to(x, shape):
