@@ -230,3 +230,21 @@ def test_bench_runs_on_the_emulator_and_skips_cleanly_without_a_gpu(capsys):
     if not HAS_GPU:
         assert bench.main([]) == 0
         assert "no CUDA driver/GPU here" in capsys.readouterr().out
+
+
+def test_shapes_computed_by_kernels_run_as_a_chain_of_cuda_programs():
+    from tcomp.backend.cpu.staged import StagedFunction
+
+    n = T.ivector("n")
+    a = T.arange(T.max(n))
+    b = T.zeros((T.sum(a),), dtype="int32") + T.max(n)
+    f = tcomp.function([n], [a * 2, b], backend="cuda")
+    assert isinstance(f.compiled, StagedFunction) and len(f.compiled.stages) == 3
+    assert f.dump("ptx").count(".version") == 3
+    with use_device(EmulatedDevice()):
+        for data in ([3, 1, 2], [5], [0, -2]):
+            nv = np.asarray(data, "int32")
+            top = max(int(nv.max()), 0)
+            got = f(nv)
+            np.testing.assert_array_equal(got[0], np.arange(top) * 2)
+            np.testing.assert_array_equal(got[1], np.full(top * (top - 1) // 2, nv.max(), "int32"))

@@ -103,6 +103,8 @@ class CudaCompiled:
         self.llvm_ir = str(module)
         self.ptx = emit_ptx(self.llvm_ir, self.arch)
         self.plans = PlanCache(self.program, self.specs)
+        self.n_in = len(self.program.inputs)
+        self.input_names = [x.name for x in self.program.inputs]
         self._dev = None
         #: one call at a time per function (they share the stream and the error word)
         self._lock = threading.RLock()
@@ -264,8 +266,23 @@ def _symbol(name: str) -> str:
     return "tc_" + s
 
 
-def compile_graph(graph, name: str = "fn", donate=None, cuda_arch=None) -> CudaCompiled:
-    return CudaCompiled(graph, name=name, donate=donate, cuda_arch=cuda_arch)
+def compile_graph(graph, name: str = "fn", donate=None, cuda_arch=None, _depth: int = 0):
+    """A :class:`CudaCompiled`, or where a shape depends on a value only a kernel computes
+    (``max`` of a tensor sizing an ``arange``) the CPU backend's chain of programs
+    (``backend/cpu/staged.py``) with CUDA stages: the value first, then the rest with it as
+    one more input.  (A chain takes host arrays: its shared variables are not resident.)"""
+    from tcomp.backend.cpu.staged import MAX_STAGES, StagedFunction, split_at
+    from tcomp.passes.kernel_program import HostValueUnavailable
+
+    try:
+        return CudaCompiled(graph, name=name, donate=donate, cuda_arch=cuda_arch)
+    except HostValueUnavailable as e:
+        if _depth >= MAX_STAGES:
+            raise
+        node = e.node
+    first, rest = split_at(graph, node)
+    return StagedFunction(compile_graph(first, f"{name}.stage", None, cuda_arch, _depth + 1),
+                          compile_graph(rest, name, donate, cuda_arch, _depth + 1), node)
 
 
 __all__ = ["CudaCompiled", "compile_graph", "current_device", "default_arch", "use_device"]
