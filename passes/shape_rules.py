@@ -57,8 +57,16 @@ class ShapeRules:
         self._no_broadcast_memo: dict = {}  # (type shapes, shapes, result) -> (known dims, checks)
 
     def describe(self, n) -> str:
-        name = self.g.name(n)
-        return f"%{n} = {self.g.op(n)}" + (f" ({name})" if name else "")
+        """``%5 = fused (reads x, y)``: the node, its name, and for a fused kernel (whose number
+        the user never saw) the named inputs it reads, so a shape error names the variables."""
+        g = self.g
+        name = g.name(n)
+        text = f"%{n} = {g.op(n)}" + (f" ({name})" if name else "")
+        if g.op(n) == "fused":
+            named = [g.name(o) for o in dict.fromkeys(g.operands(n)) if g.op(o) == "input" and g.name(o)]
+            if named:
+                text += f" (reads {', '.join(named)})"
+        return text
 
     # -- inputs -----------------------------------------------------------------------------------
     def inputs(self):
