@@ -69,6 +69,18 @@ def test_unknown_target_and_state(tmp_path):
         aot.export(f, str(tmp_path / "libx.so"), state="shared")
 
 
+def test_functions_that_are_not_one_program_are_refused(tmp_path):
+    """A scan with until (results trimmed after run) and a shape computed by a kernel (two
+    programs) cannot be one C entry: a clear error, not silently untrimmed outputs."""
+    x = T.vector("x")
+    vals, _ = tcomp.scan(lambda a: (a * 2, tcomp.scan_module.until(a > 10)), outputs_info=x[0], n_steps=10)
+    with pytest.raises(TypeError, match="until"):
+        aot.export(tcomp.function([x], vals), str(tmp_path / "libu.so"))
+    n = T.ivector("n")
+    with pytest.raises(TypeError, match="chain of native programs"):
+        aot.export(tcomp.function([n], T.arange(T.max(n))), str(tmp_path / "libs.so"))
+
+
 MODULE = """
 import numpy as np
 import tcomp

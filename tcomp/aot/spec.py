@@ -126,12 +126,23 @@ class FunctionSpec:
 
 def _host_program(fn):
     """The function's kernel program and host program (the JIT's own when it has one)."""
+    from tcomp.backend.cpu.control_function import ControlFunction, UntilStages
     from tcomp.backend.cpu.host_program import HostProgram
     from tcomp.backend.cpu.native_function import NativeFunction
+    from tcomp.backend.cpu.staged import StagedFunction
     from tcomp.passes.lower_kernels import _Lowering
 
     compiled = getattr(fn, "compiled", None)
     inner = getattr(compiled, "compiled", compiled)  # DebugMode wraps the backend's function
+    if isinstance(inner, ControlFunction):
+        if inner._trims:  # the loop's count trims the results after run: C would get untrimmed rows
+            raise TypeError(f"tcomp.aot: {fn.name} has a scan with until (its results are trimmed to the "
+                            "loop's count after the native program returns); export supports scans without until")
+        inner = inner.inner
+    if isinstance(inner, (StagedFunction, UntilStages)):
+        raise TypeError(f"tcomp.aot: {fn.name} runs as a chain of native programs (a shape computed by a kernel, "
+                        "e.g. a binomial draw's trial count from max(n) of a tensor, or a graph reading an until "
+                        "scan's results); export supports functions that are one native program")
     if isinstance(inner, NativeFunction):
         return inner.hp, inner.llvm_ir_unoptimized
     graph = fn.optimized
