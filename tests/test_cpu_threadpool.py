@@ -418,3 +418,14 @@ def test_cached_kernel_object_links_to_the_pool():
         assert r.returncode == 0, r.stderr[-2000:]
     if os.environ.get("TCOMP_CACHE", "1") != "0":
         assert int(runs[1].stdout.split()[-1]) > 0  # the second process linked cached objects
+
+
+def test_pool_bench_smoke():
+    """``python -m tcomp.backend.cpu.pool_bench`` (the docstring's figures): every case runs
+    and checks its result against NumPy (3 calls each)."""
+    from tcomp.backend.cpu import pool_bench
+
+    lines = pool_bench.run(scale=0.0, rounds=1)
+    assert [line.split(":")[0] for line in lines] == ["elementwise 131072", "elementwise 1048576", "gemm 256",
+                                                      "gemm 512"]
+    assert all("NumPy" in line and "taken back" in line for line in lines)
