@@ -3,15 +3,17 @@ run through the CUDA driver where one exists.
 
 Modules: ``target`` (one kernel body for two targets: NVPTX grid or the CPU grid emulator;
 PTX emission, ptxas), ``codegen`` (program -> module; pointwise kinds), ``codegen_block``
-(reductions, softmax rows, tiled matmul), ``codegen_data`` (gather, update, cumulative,
-argsort, random), ``codegen_conv``, ``codegen_pool``, ``host`` (launch tables shared by the
-runtime and the emulator), ``emulator``, ``driver`` (ctypes over libcuda), ``runtime``
-(``backend='cuda'``), ``bench``.
+(reductions, with their two-pass split form, softmax rows, tiled matmul), ``codegen_data``
+(gather, update, cumulative, argsort, random), ``codegen_conv``, ``codegen_pool``, ``host``
+(the launches and tables of one call, shared by the runtime and the emulator: ``CallPlan``),
+``emulator`` (``EmulatedProgram``; ``EmulatedDevice``, the driver's interface over host
+memory), ``driver`` (ctypes over libcuda), ``resident`` (shared variables on the GPU),
+``runtime`` (``backend='cuda'``), ``bench``.
 
-Status (first version): every kernel kind of the kernel program has codegen, its PTX
-assembles with ptxas for sm_80 and sm_90, and the emulator matches the reference for every
-op.  Not yet: shared variables resident on the device between calls (inputs are copied per
-call), the host side (shape program, tables) running in Python, atomics/second-pass
-cross-block reductions (a reduction row is one block), tiled conv, and a parallel scatter
+Status: every kernel kind of the kernel program has codegen, its PTX assembles with ptxas
+for sm_80 and sm_90, the emulator matches the reference for every op, and the host side
+(pool, resident shared variables, split reductions, the error word, chains of programs) runs
+end to end over ``EmulatedDevice``.  Not yet: a run on a real GPU (none was available while
+this was written; the GPU tests skip without a driver), tiled conv, and a parallel scatter
 for updates with advanced indices (one thread, in order, for exact duplicate semantics).
 """
