@@ -30,9 +30,9 @@ run for milliseconds.  After its own chunk the caller claims the pieces of every
 no worker has started and runs them itself, so a loop is never much slower than on one
 thread; it only waits for pieces a worker is running.
 
-Waiting: spin a while on the word (``pause``, reading the clock every few dozen and calling
-``sched_yield`` every ~12 us, so a spinner sharing a CPU with the thread it waits for lets
-it run), then sleep in ``futex(FUTEX_WAIT_PRIVATE)`` after raising the "asleep" flag; the
+Waiting: spin a while on the word (``pause``, reading the clock every few dozen and, after
+the first 20 us, calling ``sched_yield`` every ~12 us, so a spinner sharing a CPU with the
+thread it waits for lets it run), then sleep in ``futex(FUTEX_WAIT_PRIVATE)`` after raising the "asleep" flag; the
 poster stores the word, then reads the flag and wakes only a sleeper (a sequentially
 consistent store/load pair on each side, so a wake is never lost).  Workers spin
 :data:`WORKER_SPIN_NS` after their last piece, so the next loop of a program finds them awake.
@@ -88,6 +88,10 @@ SPIN_BATCH = 32
 #: shared with the thread being waited for (more runnable threads than cores), a spinner that
 #: never yields holds that thread off the CPU for its whole spin
 YIELD_EVERY = 512
+#: nanoseconds of spinning before the first ``sched_yield``: a loop that follows within this
+#: long (the next kernel of a program, the next call of a Python loop) finds the worker on
+#: its CPU; yielding from the start hands that CPU to any other runnable process for a slice
+YIELD_AFTER_NS = 20_000
 CLOCK_MONOTONIC = 1
 
 FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 128, 129
@@ -225,10 +229,13 @@ class _Pool:
         batch_end = b.icmp_unsigned("==", b.and_(nxt, _c(SPIN_BATCH - 1)), _c(0))
         b.cbranch(batch_end, clock, spin)
         b.position_at_end(clock)
-        with b.if_then(b.icmp_unsigned("==", b.and_(nxt, _c(YIELD_EVERY - 1)), _c(0))):
+        elapsed = b.sub(self._now(b, ts), t0)
+        due = b.and_(b.icmp_unsigned("==", b.and_(nxt, _c(YIELD_EVERY - 1)), _c(0)),
+                     b.icmp_signed(">=", elapsed, _c(YIELD_AFTER_NS)))
+        with b.if_then(due):
             b.call(self.yield_, [])
         i.add_incoming(nxt, b.block)
-        b.cbranch(b.icmp_signed("<", b.sub(self._now(b, ts), t0), spin_ns), spin, sleep)
+        b.cbranch(b.icmp_signed("<", elapsed, spin_ns), spin, sleep)
         b.position_at_end(sleep)
         _store_atomic(b, _c(1, I32), asleep, "seq_cst")
         b.branch(sleep_loop)
