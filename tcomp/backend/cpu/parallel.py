@@ -32,9 +32,24 @@ it too); in an ahead-of-time library, its own hidden copy from :func:`runtime_ir
 Worker names are content hashes so structurally identical kernels stay byte-identical and
 the backend's kernel deduplication keeps working.
 
-Measured (``python /tmp``-free: ``tools/bench.py``-style best-of-N, NumPy in the same run, this
-2-vCPU Zen 4 VM shared with other jobs, load 4-6; 1 thread -> 2 threads, min of 3x200 calls):
-FIGURES
+Measured with ``python -m tcomp.backend.cpu.pool_bench`` (best call of 3 rounds, NumPy in
+the same run; TCOMP_NATIVE_PROGRAM=1) on a 2-vCPU AMD EPYC (Zen 4) VM shared with other jobs,
+load average 4.5-7 (so the worker is often not scheduled in time and the caller takes its
+pieces back), 2026-12-01; "before": the same script on the ``pthread_create``-per-call code::
+
+    case (float32)        1 thread   2 threads  NumPy    before: 2 threads (1 thread)
+    elementwise 2^17      56 us      57 us      94 us    84-94 us (56-62)
+    elementwise 2^20      428 us     428 us     822 us   327-516 us (429-481)
+    gemm 256              316 us     175-322    252 us   222-281 us (316-325)
+    gemm 512              2.68 ms    2.67 ms    1.98 ms  1.46-1.80 ms (2.59-2.61)
+
+A dispatch of a trivial two-chunk loop costs 1.5 us with the worker awake, 7-16 us (median)
+when it must be woken.  At load 2.6 a 2^20 call whose worker ran took 215 us at 2 threads
+(430 us on one).  Under this load 2 threads are never slower than one (the old code lost
+30-40 us per small call to thread creation) but rarely faster, GEMM included: the worker
+mostly gets a CPU only after the caller has taken its chunk back, probably because the
+scheduler keeps it on a runqueue it shares with the caller or a busy process, where a thread
+created per call was placed on the least busy CPU.
 """
 from __future__ import annotations
 
