@@ -34,22 +34,19 @@ the backend's kernel deduplication keeps working.
 
 Measured with ``python -m tcomp.backend.cpu.pool_bench`` (best call of 3 rounds, NumPy in
 the same run; TCOMP_NATIVE_PROGRAM=1) on a 2-vCPU AMD EPYC (Zen 4) VM shared with other jobs,
-load average 4.5-7 (so the worker is often not scheduled in time and the caller takes its
-pieces back), 2026-12-01; "before": the same script on the ``pthread_create``-per-call code::
+load average 6-8, 2026-12-01; "before": the same cases on the ``pthread_create``-per-call
+code, measured right after::
 
-    case (float32)        1 thread   2 threads  NumPy    before: 2 threads (1 thread)
-    elementwise 2^17      56 us      57 us      94 us    84-94 us (56-62)
-    elementwise 2^20      428 us     428 us     822 us   327-516 us (429-481)
-    gemm 256              316 us     175-322    252 us   222-281 us (316-325)
-    gemm 512              2.68 ms    2.67 ms    1.98 ms  1.46-1.80 ms (2.59-2.61)
+    case (float32)        1 thread   2 threads  NumPy    before: 1 thread, 2 threads
+    elementwise 2^17      56 us      32 us      107 us   56 us, 83 us
+    elementwise 2^20      432 us     217 us     926 us   430 us, 472 us
+    gemm 256              317 us     171 us     278 us   317 us, 353 us
+    gemm 512              2.92 ms    1.52 ms    1.41 ms  2.72 ms, 1.62 ms
 
-A dispatch of a trivial two-chunk loop costs 1.5 us with the worker awake, 7-16 us (median)
-when it must be woken.  At load 2.6 a 2^20 call whose worker ran took 215 us at 2 threads
-(430 us on one).  Under this load 2 threads are never slower than one (the old code lost
-30-40 us per small call to thread creation) but rarely faster, GEMM included: the worker
-mostly gets a CPU only after the caller has taken its chunk back, probably because the
-scheduler keeps it on a runqueue it shares with the caller or a busy process, where a thread
-created per call was placed on the least busy CPU.
+Best calls: with the machine this loaded the medians of the 2-thread calls are 1-3x the
+one-thread time for both versions (the pool's caller then takes back the pieces of a worker
+that is not scheduled, so it stays near one thread).  A dispatch of a trivial two-chunk
+loop costs 1.5 us with the worker awake, 7-16 us (median) when it must be woken.
 """
 from __future__ import annotations
 
@@ -116,7 +113,8 @@ def _register_symbols() -> None:
     if _registered:
         return
     libc = ctypes.CDLL(None)
-    for name in ("pthread_create", "pthread_detach", "getpid", "syscall", "sched_yield", "clock_gettime"):
+    for name in ("pthread_create", "pthread_detach", "getpid", "syscall", "sched_yield", "clock_gettime",
+                 "sched_getcpu", "sched_getaffinity", "sched_setaffinity"):
         if not llvm.address_of_symbol(name):
             llvm.add_symbol(name, ctypes.cast(getattr(libc, name), ctypes.c_void_p).value)
     llvm.add_symbol(CELL_SYMBOL, ctypes.addressof(_cell))
@@ -164,9 +162,10 @@ def _pool_address() -> int:
 
 def pool_stats() -> dict:
     """The JIT pool's counters (``threadpool.STATS``): workers started by this process,
-    loops dispatched, chunks posted to workers, chunks the workers ran, chunks the caller
-    took back (the worker had not started), loops run inline (pool busy or nested).
-    ``posted == worker_chunks + taken_back`` whenever no loop is running."""
+    loops dispatched, pieces posted to workers, pieces the workers ran, pieces the caller
+    took back (no worker had started them), loops run inline (pool busy or nested), and
+    moves of a worker off the caller's CPU.  ``posted == worker_pieces + taken_back``
+    whenever no loop is running."""
     addr = _pool_library.address(threadpool.STAT) if _pool_library is not None else None
     if addr is None:
         return dict.fromkeys(threadpool.STATS, 0)

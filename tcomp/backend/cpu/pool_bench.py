@@ -83,7 +83,8 @@ def run(scale: float = 1.0, rounds: int = 3) -> list[str]:
             lines.append(f"{kind} {n}: 1 thread {one:.1f} us, 2 threads {two:.1f} us (median {med:.1f}), "
                          f"NumPy {npy:.1f} us; 1t/2t {one / two:.2f}, NumPy/2t {npy / two:.2f}; worker pieces "
                          f"{s1['worker_pieces'] - s0['worker_pieces']}, taken back "
-                         f"{s1['taken_back'] - s0['taken_back']}")
+                         f"{s1['taken_back'] - s0['taken_back']}, moves off the caller's CPU "
+                         f"{s1['moves'] - s0['moves']}")
     finally:
         tcomp.config.num_threads = before
     return lines
