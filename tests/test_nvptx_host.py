@@ -57,8 +57,9 @@ def test_reductions_split_across_blocks(name, fn):
         a[2, 4000] = np.nan                   # NaN beats every number
     want = evaluate(g, [a])
     runs = []
+    em = EmulatedProgram(p)
     for nblocks in (1, 4, 7):
-        em = EmulatedProgram(p, nblocks=nblocks)
+        em.nblocks = nblocks
         got = em([a])
         assert any(n.endswith("_part") for n in em.last_launches), em.last_launches
         for u, w in zip(got, want):
