@@ -195,7 +195,9 @@ ENV_TYPE_ERRORS = ("got an unexpected keyword argument", "required positional ar
 
 def _classify_exception(g, tb):
     last = tb.strip().splitlines()[-1]
-    if last.split(":")[0] in ENV_ERRORS or last.startswith("TypeError") and any(t in last for t in ENV_TYPE_ERRORS):
+    if last.split(":")[0] in ENV_ERRORS or last.startswith("TypeError") and any(t in last for t in ENV_TYPE_ERRORS) \
+            or last.startswith("AttributeError: module 'tcomp") and "has no attribute" in last:
+        # (the last: a module of the tree rewritten under the run, run 1030000: parallel.py)
         return "env_error", last[:300]
     if "error" in g.features:
         name = last.split(":")[0].split(".")[-1]
