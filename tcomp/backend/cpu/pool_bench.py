@@ -1,12 +1,13 @@
 """``python -m tcomp.backend.cpu.pool_bench``: what a parallel call costs on the thread pool
 (``threadpool.py``), next to NumPy in the same run.
 
-Cases: the fused elementwise ``a*b + c*tanh(a)`` over 2^17 and 2^20 float32 elements (the
-smallest size two threads split, and one where the split pays) and float32 GEMM 256 and
-512.  Each is timed at 1 and 2 threads and with NumPy, interleaved, in three rounds; the
-best call of all rounds is printed (the least noisy estimate on a shared machine) with the
-median of the 2-thread calls, and the pool's counters say how many pieces the workers ran
-and how many the caller took back (a worker the OS had not scheduled in time).
+Cases: the fused elementwise ``a*b + c*tanh(a)`` over 2^17 and 2^20 float32 elements (a
+small call, ~56 us on one thread, where a per-call thread start cost more than it saved, and
+one where any split pays) and float32 GEMM 256 and 512.  Each is timed at 1 and 2 threads
+and with NumPy, interleaved, in three rounds; the best call of all rounds is printed (the
+least noisy estimate on a shared machine) with the median of the 2-thread calls, and the
+pool's counters say how many pieces the workers ran, how many the caller took back (a
+worker the OS had not scheduled in time) and how often a worker moved off the caller's CPU.
 """
 from __future__ import annotations
 
