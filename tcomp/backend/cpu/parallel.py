@@ -34,14 +34,14 @@ the backend's kernel deduplication keeps working.
 
 Measured with ``python -m tcomp.backend.cpu.pool_bench`` (best call of 3 rounds, NumPy in
 the same run; TCOMP_NATIVE_PROGRAM=1) on a 2-vCPU AMD EPYC (Zen 4) VM shared with other jobs,
-load average 6-8, 2026-12-01; "before": the same cases on the ``pthread_create``-per-call
-code, measured right after::
+load average 6-7, 2026-12-01; "before": the same cases on the ``pthread_create``-per-call
+code (``tools``-free script with the same timing) minutes earlier::
 
     case (float32)        1 thread   2 threads  NumPy    before: 1 thread, 2 threads
-    elementwise 2^17      56 us      32 us      107 us   56 us, 83 us
-    elementwise 2^20      432 us     217 us     926 us   430 us, 472 us
-    gemm 256              317 us     171 us     278 us   317 us, 353 us
-    gemm 512              2.92 ms    1.52 ms    1.41 ms  2.72 ms, 1.62 ms
+    elementwise 2^17      56 us      31 us      92 us    56 us, 83 us
+    elementwise 2^20      426 us     216 us     790 us   430 us, 472 us
+    gemm 256              317 us     168 us     179 us   317 us, 353 us
+    gemm 512              2.52 ms    1.23 ms    1.34 ms  2.72 ms, 1.62 ms
 
 Best calls: with the machine this loaded the medians of the 2-thread calls are 1-3x the
 one-thread time for both versions (the pool's caller then takes back the pieces of a worker
