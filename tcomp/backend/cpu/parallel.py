@@ -43,7 +43,7 @@ code (``tools``-free script with the same timing) minutes earlier::
     gemm 256              317 us     168 us     179 us   317 us, 353 us
     gemm 512              2.52 ms    1.23 ms    1.34 ms  2.72 ms, 1.62 ms
 
-Best calls: with the machine this loaded the medians of the 2-thread calls are 1-3x the
+Best calls: with the machine this loaded the medians of the 2-thread calls are 0.6-3x the
 one-thread time for both versions (the pool's caller then takes back the pieces of a worker
 that is not scheduled, so it stays near one thread).  A dispatch of a trivial two-chunk
 loop costs 1.5 us with the worker awake, 7-16 us (median) when it must be woken.
