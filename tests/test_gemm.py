@@ -54,8 +54,13 @@ def one_thread():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_uses_packed_kernel(dtype):
+    """The module declares the driver; the process's GEMM runtime defines it with the packed
+    micro-kernel and gemv (one copy per process, not per module)."""
     f = compile_graph(_graph(dtype))
-    assert "tcomp_ukr_" in f.llvm_ir_unoptimized and "tcomp_gemv_" in f.llvm_ir_unoptimized
+    text = f.llvm_ir_unoptimized
+    assert "tcomp_ukr_" not in text and f"declare void @\"{KG.DRIVER_PREFIX}" in text
+    runtime = KG.runtime_ir([text])
+    assert "tcomp_ukr_" in runtime and "tcomp_gemv_" in runtime and KG.runtime_ir(["define void @f()"]) is None
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -152,8 +152,13 @@ def emit_object(specs, lib: str, target: Target, manifest_json: str) -> bytes:
     ctx = llvm.create_context()
     mods = []
     try:
+        from tcomp.backend.cpu import kernels_gemm
+
         texts = [(s.llvm_ir, True) for s in specs] + [(_runtime_ir(target), True), (data_ir(lib, specs, manifest_json),
                                                                               False)]
+        gemm = kernels_gemm.runtime_ir([s.llvm_ir for s in specs], visibility="hidden")
+        if gemm is not None:  # the GEMM drivers the programs declare (the JIT links them from one library)
+            texts.append((gemm, True))
         for text, opt in texts:
             mod = llvm.parse_assembly(text, context=ctx)
             mods.append(mod)

@@ -162,6 +162,9 @@ _symbol_cache: dict = {}
 #: when a module declaring the name is linked (the CPU thread pool, ``backend/cpu/parallel.py``:
 #: one per process, also for kernel objects that come from the compile cache)
 symbol_providers: dict = {}
+#: the same for families of symbols: name prefix -> callable(name) returning the address (the
+#: GEMM drivers of ``backend/cpu/kernels_gemm.py``, one per configuration)
+symbol_prefix_providers: dict = {}
 
 
 def _imports(declared) -> dict:
@@ -172,6 +175,11 @@ def _imports(declared) -> dict:
         addr = _symbol_cache.get(name) or llvm.address_of_symbol(name)
         if not addr and name in symbol_providers:
             addr = symbol_providers[name]()
+        if not addr:
+            for prefix, provide in symbol_prefix_providers.items():
+                if name.startswith(prefix):
+                    addr = provide(name)
+                    break
         if addr:  # only hits are cached: a symbol may be registered later
             found[name] = _symbol_cache[name] = addr
     return found

@@ -422,7 +422,8 @@ class HostProgram:
 def emit_object(llvm_ir: str, reloc: str = "pic", opt_level: int = 3) -> bytes:
     """An ELF object of a host-program module for the host CPU (position independent by
     default, for ``cc`` and shared libraries); it needs ``tcomp_cpu_num_threads`` and the
-    thread pool (``tcomp_cpu_parallel``): link ``emit_object(parallel.runtime_ir())`` with it."""
+    thread pool (``tcomp_cpu_parallel``): link ``emit_object(parallel.runtime_ir())`` with it,
+    and, when it has float matmuls, ``emit_object(kernels_gemm.runtime_ir([llvm_ir]))``."""
     import llvmlite.binding as llvm
 
     from tcomp.runtime import engine

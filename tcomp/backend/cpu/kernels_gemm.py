@@ -80,6 +80,12 @@ TILES = {("float32", 512): (6, 4), ("float64", 512): (6, 4),
          ("float32", 128): (4, 2), ("float64", 128): (4, 2)}
 #: overrides of the cache-derived (MC, KC, NC), for tuning
 BLOCKING: dict = {}
+#: JIT modules *declare* the drivers (``tcomp_mm_<cfg>``) and link them from one permanent
+#: library per process and configuration (:func:`runtime_ir`, built on the first link that
+#: needs it, cached on disk like any module): a copy per module cost ~0.65 CPU s of LLVM, the
+#: bulk of compiling an MLP step.  False: every module defines its own copy (as before).
+SHARED_RUNTIME = True
+DRIVER_PREFIX = "tcomp_mm_"
 
 
 # -- configuration --------------------------------------------------------------------------
@@ -190,13 +196,77 @@ def _split(b, cfg: Config, M, N, K):
     return is_gemv, narrow, swap, Ms, Ns, split_m, unit, units
 
 
-def _driver(module, cfg: Config) -> ir.Function:
-    """``tcomp_mm_<cfg>(M, N, K, A, rsa, csa, B, rsb, csb, C, lo, hi)``: one product, C
-    contiguous (M, N), its share ``[lo, hi)`` of the ``_split`` units: picks gemv, the
-    no-packing loop or the packed GEMM (allocating and freeing its pack buffers)."""
-    name = f"tcomp_mm_{cfg.tag}"
+def _driver_type() -> ir.FunctionType:
+    return ir.FunctionType(ir.VoidType(), [I64, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64])
+
+
+def _driver_decl(module, cfg: Config) -> ir.Function:
+    """The driver as an external declaration (resolved from the shared runtime library)."""
+    name = f"{DRIVER_PREFIX}{cfg.tag}"
     if name in module.globals:
         return module.globals[name]
+    fn = ir.Function(module, _driver_type(), name=name)
+    fn.attributes.add("nounwind")
+    return fn
+
+
+def runtime_ir(module_texts, visibility: str | None = None) -> str | None:
+    """An LLVM IR module defining the GEMM drivers that ``module_texts`` declare (None when
+    they declare none), for the current settings: the JIT's shared library (default
+    visibility) or an ahead-of-time library's copy (``visibility='hidden'``)."""
+    import re
+
+    wanted = set()
+    for text in module_texts:
+        wanted.update(re.findall(r'declare [^\n]*@"?(' + DRIVER_PREFIX + r'[A-Za-z0-9_]+)"?\(', text))
+    if not wanted:
+        return None
+    configs = {f"{DRIVER_PREFIX}{Config(d).tag}": d for d in ("float32", "float64")}
+    missing = sorted(wanted - set(configs))
+    if missing:
+        raise RuntimeError(f"gemm runtime: {missing[0]} was compiled with other GEMM settings than the current "
+                           f"({', '.join(configs)}); compile the module again")
+    m = ir.Module(name="tcomp_gemm_runtime")
+    for name in sorted(wanted):
+        fn = _driver(m, Config(configs[name]), define=True)
+        fn.linkage = visibility or ""  # llvmlite prints the linkage text verbatim: 'hidden' is a visibility
+    return str(m)
+
+
+_runtime_libraries: dict = {}
+
+
+def _runtime_address(name: str) -> int:
+    """Address of driver ``name`` in this process's GEMM runtime (compiled on first use;
+    ``engine.symbol_prefix_providers`` calls this under the engine's lock)."""
+    from tcomp.runtime import engine
+
+    with engine._lock:
+        lib = _runtime_libraries.get(name)
+        if lib is None:
+            lib = _runtime_libraries[name] = engine.compile_ir(runtime_ir([f'declare void @"{name}"(']))
+        return lib.address(name)
+
+
+def _register_provider() -> None:
+    from tcomp.runtime import engine
+
+    engine.symbol_prefix_providers[DRIVER_PREFIX] = _runtime_address
+
+
+_register_provider()
+
+
+def _driver(module, cfg: Config, define: bool = False) -> ir.Function:
+    """``tcomp_mm_<cfg>(M, N, K, A, rsa, csa, B, rsb, csb, C, lo, hi)``: one product, C
+    contiguous (M, N), its share ``[lo, hi)`` of the ``_split`` units: picks gemv, the
+    no-packing loop or the packed GEMM (allocating and freeing its pack buffers).  A JIT
+    module only declares it (``SHARED_RUNTIME``) unless ``define``."""
+    name = f"{DRIVER_PREFIX}{cfg.tag}"
+    if name in module.globals:
+        return module.globals[name]
+    if SHARED_RUNTIME and not define:
+        return _driver_decl(module, cfg)
     gemm, small, gemv = gir._gemm(module, cfg), gir._gemm_small(module, cfg.dtype), gir._gemv(module, cfg)
     narrow_rows, narrow_cols = gir._narrow_rows(module, cfg), gir._narrow_cols(module, cfg)
     malloc, free = gir._libc(module)
