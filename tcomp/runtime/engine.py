@@ -292,5 +292,8 @@ def host_assembly(library: NativeLibrary) -> str:
 
 
 def live_libraries() -> int:
-    """How many JIT libraries are loaded and still referenced (leak checks and tests)."""
-    return _live
+    """How many JIT libraries of compiled functions are loaded and still referenced (leak
+    checks and tests); the permanent ones (``compile_ir``: call shims, the thread pool, the
+    GEMM runtime), made once per process on first use, are not counted."""
+    with _lock:
+        return _live - len(_permanent)
