@@ -266,11 +266,14 @@ def _link(obj: bytes, declared, defined, exports, optimized, from_cache: bool) -
     return lib
 
 
-def compile_ir(llvm_ir: str, *, opt_level: int = 3, loop_unrolling: bool = True) -> NativeLibrary:
+def compile_ir(llvm_ir, *, opt_level: int = 3, loop_unrolling: bool = True, cache_key=None) -> NativeLibrary:
     """Like :func:`load`, but the library stays loaded for the life of the process and its
     functions are found by name with :func:`function_address`.  Cached by its IR text (such
-    modules are made at every start: e.g. the call shims of ``backend/cpu/pycall.py``)."""
-    lib = load(llvm_ir, opt_level=opt_level, loop_unrolling=loop_unrolling, cache_key=ir_key(llvm_ir))
+    modules are made at every start: e.g. the call shims of ``backend/cpu/pycall.py``), or by
+    ``cache_key`` when given (then ``llvm_ir`` may be a callable, called only on a miss)."""
+    if cache_key is None:
+        cache_key = ir_key(llvm_ir)
+    lib = load(llvm_ir, opt_level=opt_level, loop_unrolling=loop_unrolling, cache_key=cache_key)
     with _lock:
         _permanent.append(lib)
         _permanent_addresses.update(lib._addresses)

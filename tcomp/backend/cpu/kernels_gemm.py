@@ -244,7 +244,12 @@ def _runtime_address(name: str) -> int:
     with engine._lock:
         lib = _runtime_libraries.get(name)
         if lib is None:
-            lib = _runtime_libraries[name] = engine.compile_ir(runtime_ir([f'declare void @"{name}"(']))
+            from tcomp.runtime.cache import source_fingerprint
+
+            # keyed without making the text (0.1 s of llvmlite printing at every start)
+            key = f"gemm-runtime:{name}:{codegen_key()}:{source_fingerprint('tcomp.backend.cpu')}"
+            lib = _runtime_libraries[name] = engine.compile_ir(lambda: runtime_ir([f'declare void @"{name}"(']),
+                                                              cache_key=key)
         return lib.address(name)
 
 

@@ -157,7 +157,13 @@ def _pool_address() -> int:
 
     with engine._lock:
         if _pool_library is None:
-            lib = engine.compile_ir(runtime_ir(jit=True))
+            import platform
+
+            from tcomp.runtime.cache import source_fingerprint
+
+            # keyed without making the text (llvmlite printing at every start)
+            key = f"cpu-pool:{MAX_THREADS}:{platform.machine()}:{source_fingerprint('tcomp.backend.cpu')}"
+            lib = engine.compile_ir(lambda: runtime_ir(jit=True), cache_key=key)
             llvm.add_symbol(POOL_SYMBOL, lib.address(POOL_SYMBOL))
             _pool_library = lib
         return _pool_library.address(POOL_SYMBOL)
