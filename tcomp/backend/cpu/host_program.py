@@ -48,6 +48,8 @@ from .host_plan import PlanEmitter, reg_index, truth
 from .kctx import KernelCtx
 from .templates import KernelTemplates
 
+#: a kernel with more parameter slots than this gets them from a constant table (one call)
+TABLE_FILL_MIN = 16
 #: kernel kinds ``run`` emits itself (no graph node or no lowering of their own)
 HOST_KINDS = ("scalar", "loop", "branch")
 
@@ -199,6 +201,7 @@ class HostProgram:
         self._regval: dict = {}  # (block, register) -> its i64 load in that block
         self._ptr: dict = {}     # (block, value) -> its data pointer in that block
         self._consts: dict = {}  # constant value -> its module global
+        self._tables: dict = {}  # parameter-table contents -> its module global (_fill_from_table)
         self._hoisting = False
         self._args = (inputs, outputs, ws)
         kernel_fns = self._emit_kernels()
@@ -216,11 +219,17 @@ class HostProgram:
                 self._emit_copy(k)
                 continue
             kfn, slots = kernel_fns[k.node]
-            for i, off in enumerate(slots):
+            refs = []
+            for off in slots:
                 r = sites.refs[off]
                 if r is None:
                     raise TypeError(f"cpu backend: kernel {k.label} reads parameter {off}, which no value defines")
-                b.store(self._param(r), b.gep(table, [ir.Constant(u.I64, i)], source_etype=u.I64, inbounds=True))
+                refs.append(r)
+            if len(refs) > TABLE_FILL_MIN:
+                self._fill_from_table(table, refs)
+            else:
+                for i, r in enumerate(refs):
+                    b.store(self._param(r), b.gep(table, [ir.Constant(u.I64, i)], source_etype=u.I64, inbounds=True))
             leaves = self._leaves[k.node]
             ptrs = [self.ptr(w) for w in k.writes] + [self.ptr(sites.value_of[leaf].id) for leaf in leaves]
             rc = b.call(kfn, ptrs + [table])
@@ -230,6 +239,58 @@ class HostProgram:
             b.ret(ir.Constant(u.I32, pos + 1))
             b.position_at_end(ok)
         b.ret(ir.Constant(u.I32, 0))
+
+    def _fill_from_table(self, table, refs) -> None:
+        """Fill a kernel's local table with one call of a small loop over a constant table of
+        (is-register, register index or literal) pairs, instead of one store per slot: a deep
+        gradient has hundreds of kernels with ~60 slots each, and LLVM's SLP vectorizer,
+        dead-store elimination and register allocation over those stores were seconds."""
+        entries = []
+        for r in refs:
+            if isinstance(r, str):
+                entries += [1, self.n_host + reg_index(r)]
+            else:
+                entries += [0, _f64_bits(r) if isinstance(r, float) else int(r)]
+        key = tuple(entries)
+        gv = self._tables.get(key)
+        if gv is None:
+            aty = ir.ArrayType(u.I64, len(entries))
+            gv = ir.GlobalVariable(self.module, aty, name=f"{self.symbol}_tbl{len(self._tables)}")
+            gv.linkage = "internal"
+            gv.global_constant = True
+            gv.initializer = ir.Constant(aty, entries)
+            self._tables[key] = gv
+        self._b.call(self._fill_fn(), [table, self._regs, gv, ir.Constant(u.I64, len(refs))])
+
+    def _fill_fn(self):
+        """``fill(dst, regs, tbl, n)``: ``dst[i] = tbl[2i] ? regs[tbl[2i+1]] : tbl[2i+1]``."""
+        name = f"{self.symbol}_fill_params"
+        if name in self.module.globals:
+            return self.module.globals[name]
+        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [u.PTR, u.PTR, u.PTR, u.I64]), name=name)
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        fn.attributes.add("nounwind")
+        dst, regs, tbl, n = fn.args
+        entry, loop, done = fn.append_basic_block("entry"), fn.append_basic_block("loop"), fn.append_basic_block("done")
+        b = ir.IRBuilder(entry)
+        b.cbranch(b.icmp_signed(">", n, ir.Constant(u.I64, 0)), loop, done)
+        b.position_at_end(loop)
+        i = b.phi(u.I64)
+        i.add_incoming(ir.Constant(u.I64, 0), entry)
+        two_i = b.shl(i, ir.Constant(u.I64, 1))
+        kind = b.load(b.gep(tbl, [two_i], source_etype=u.I64, inbounds=True), typ=u.I64)
+        val = b.load(b.gep(tbl, [b.add(two_i, ir.Constant(u.I64, 1))], source_etype=u.I64, inbounds=True), typ=u.I64)
+        is_reg = b.icmp_signed("!=", kind, ir.Constant(u.I64, 0))
+        safe = b.select(is_reg, val, ir.Constant(u.I64, 0))
+        reg = b.load(b.gep(regs, [safe], source_etype=u.I64, inbounds=True), typ=u.I64)
+        b.store(b.select(is_reg, reg, val), b.gep(dst, [i], source_etype=u.I64, inbounds=True))
+        nxt = b.add(i, ir.Constant(u.I64, 1))
+        i.add_incoming(nxt, loop)
+        b.cbranch(b.icmp_signed("<", nxt, n), loop, done)
+        b.position_at_end(done)
+        b.ret_void()
+        return fn
 
     def _emit_kernels(self) -> dict:
         """Kernel node -> (function, local table as parameter-array offsets), as
