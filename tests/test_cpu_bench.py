@@ -1,4 +1,6 @@
 """``tcomp bench`` runs end to end (results checked against NumPy inside) and reports every case."""
+import pytest
+
 from tcomp.tools import bench
 
 
@@ -14,6 +16,7 @@ def test_bench_quick_runs_and_reports_every_case(capsys):
     assert all(r["max_err"] < 1e-3 for r in rows if r["max_err"] is not None)
 
 
+@pytest.mark.slow  # the whole quick bench twice more (~20 s): the first test covers the table
 def test_bench_threads_option_gives_one_row_per_thread_count(capsys):
     assert bench.main(["--quick", "--repeat", "1", "--threads", "1,2", "--no-peers"]) == 0
     out = capsys.readouterr().out

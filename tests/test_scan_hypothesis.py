@@ -48,8 +48,8 @@ def backend(request, monkeypatch):
     monkeypatch.setattr(tcomp.config, "native_program", True)
 
 
-#: TCOMP_SCAN_EXAMPLES=400 for a longer search (30 keeps the suite fast)
-@settings(max_examples=int(os.environ.get("TCOMP_SCAN_EXAMPLES", "30")), deadline=None,
+#: TCOMP_SCAN_EXAMPLES=400 for a longer search (15 per backend keeps the README suite under its budget)
+@settings(max_examples=int(os.environ.get("TCOMP_SCAN_EXAMPLES", "15")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(state_tree=trees, out_tree=trees, steps=st.integers(1, 5), two_state_taps=st.booleans(),
        two_seq_taps=st.booleans(), last_only=st.booleans(), use_out=st.booleans(), backwards=st.booleans(),
