@@ -44,12 +44,9 @@ def _torch():
 
 
 def _best(fn, repeat):
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    from .bench import best_of
+
+    return best_of(fn, repeat)
 
 
 def _check(name, got, want, tol=1e-3) -> float:
