@@ -139,6 +139,39 @@ def _default_backend(mode) -> str:
     return mode.backend
 
 
+
+def convert_argument(value, label: str, want: str, allow_input_downcast=None) -> np.ndarray:
+    """``value`` as an array of dtype ``want`` in native byte order, aligned (strides and
+    contiguity are the backend's business).  Arrays of another dtype convert only when the
+    cast is safe (or ``allow_input_downcast``); Python numbers and lists convert when their
+    values survive.  Shared by compiled functions and ``tcomp.aot.load``'s callables."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"argument {label!r}: expected dtype {want}, got an array of dtype {arr.dtype} "
+                            "(only bool, integer and float data)")
+        if arr.dtype.name == want:
+            # the right dtype, but maybe big-endian or misaligned: a native, aligned copy
+            return arr if arr.dtype.isnative and arr.flags.aligned else arr.astype(np.dtype(want))
+        if allow_input_downcast or np.can_cast(arr.dtype, want, "safe"):
+            return arr.astype(want)
+        raise TypeError(f"argument {label!r}: expected dtype {want}, got {arr.dtype.name} (a lossy cast; "
+                        f"pass allow_input_downcast=True or cast the data)")
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:
+        raise TypeError(f"argument {label!r}: cannot convert {type(value).__name__} to {want}") from exc
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"argument {label!r}: expected a {want} tensor, got {type(value).__name__}")
+    if arr.dtype.name == want or allow_input_downcast is not False:
+        # Python numbers/lists convert to the input's dtype when the values survive.
+        with np.errstate(all="ignore"):
+            conv = arr.astype(want)
+            fits = np.array_equal(conv.astype(arr.dtype), arr, equal_nan=True)
+        if allow_input_downcast or fits or dt.is_float(want):
+            return conv
+    raise TypeError(f"argument {label!r}: value of dtype {arr.dtype.name} does not fit {want}")
+
 class Function:
     """A compiled function.  Call with positional or keyword (input name) arguments."""
 
@@ -232,40 +265,11 @@ class Function:
 
     # -- calling -----------------------------------------------------------------------
     def _convert(self, value, var: Variable):
-        """``value`` as an array the backends can read directly: the input's dtype in native
-        byte order, aligned (strides and contiguity are the backend's business).  Arrays of
-        another dtype convert only when the cast is safe (or ``allow_input_downcast``);
-        Python numbers and lists convert when their values survive."""
+        """``value`` as an array the backends can read directly (:func:`convert_argument`)."""
         label = var.name or f"input {self.inputs.index(var)}"
-        want = var.dtype
         if isinstance(value, Variable):
             raise TypeError(f"argument {label!r}: got a symbolic variable; pass a NumPy array")
-        if isinstance(value, (np.ndarray, np.generic)):
-            arr = np.asarray(value)
-            if arr.dtype.kind not in "biuf":
-                raise TypeError(f"argument {label!r}: expected dtype {want}, got an array of dtype {arr.dtype} "
-                                "(only bool, integer and float data)")
-            if arr.dtype.name == want:
-                # the right dtype, but maybe big-endian or misaligned: a native, aligned copy
-                return arr if arr.dtype.isnative and arr.flags.aligned else arr.astype(np.dtype(want))
-            if self.allow_input_downcast or np.can_cast(arr.dtype, want, "safe"):
-                return arr.astype(want)
-            raise TypeError(f"argument {label!r}: expected dtype {want}, got {arr.dtype.name} (a lossy cast; "
-                            f"pass allow_input_downcast=True or cast the data)")
-        try:
-            arr = np.asarray(value)
-        except Exception as exc:
-            raise TypeError(f"argument {label!r}: cannot convert {type(value).__name__} to {want}") from exc
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(f"argument {label!r}: expected a {want} tensor, got {type(value).__name__}")
-        if arr.dtype.name == want or self.allow_input_downcast is not False:
-            # Python numbers/lists convert to the input's dtype when the values survive.
-            with np.errstate(all="ignore"):
-                conv = arr.astype(want)
-                fits = np.array_equal(conv.astype(arr.dtype), arr, equal_nan=True)
-            if self.allow_input_downcast or fits or dt.is_float(want):
-                return conv
-        raise TypeError(f"argument {label!r}: value of dtype {arr.dtype.name} does not fit {want}")
+        return convert_argument(value, label, var.dtype, self.allow_input_downcast)
 
     def __call__(self, *args, **kwargs):
         if self._fast is not None and not kwargs:

@@ -30,29 +30,9 @@ ERRORS = {1: TypeError, 2: ValueError, 3: IndexError, 4: MemoryError}
 
 def _convert(value, label: str, want: str):
     """``Function._convert``'s rules (no ``allow_input_downcast``)."""
-    if isinstance(value, (np.ndarray, np.generic)):
-        arr = np.asarray(value)
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(f"argument {label!r}: expected dtype {want}, got an array of dtype {arr.dtype} "
-                            "(only bool, integer and float data)")
-        if arr.dtype.name == want:
-            return arr
-        if np.can_cast(arr.dtype, want, "safe"):
-            return arr.astype(want)
-        raise TypeError(f"argument {label!r}: expected dtype {want}, got {arr.dtype.name} (a lossy cast; "
-                        f"pass allow_input_downcast=True or cast the data)")
-    try:
-        arr = np.asarray(value)
-    except Exception as exc:
-        raise TypeError(f"argument {label!r}: cannot convert {type(value).__name__} to {want}") from exc
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"argument {label!r}: expected a {want} tensor, got {type(value).__name__}")
-    with np.errstate(all="ignore"):
-        conv = arr.astype(want)
-        fits = np.array_equal(conv.astype(arr.dtype), arr, equal_nan=True)
-    if arr.dtype.name == want or fits or want.startswith("float"):
-        return conv
-    raise TypeError(f"argument {label!r}: value of dtype {arr.dtype.name} does not fit {want}")
+    from tcomp.function import convert_argument
+
+    return convert_argument(value, label, want)
 
 
 class AotFunction:
