@@ -105,68 +105,105 @@ def best_of(fn, repeat: int) -> float:
     return best
 
 
-def run(quick: bool = False, repeat: int = 0, threads=(None,), with_peers: bool = True) -> list[dict]:
-    """One row per case and thread count (None: the current ``tcomp.config.num_threads``);
-    ``jax_ms``/``torch_ms`` where those are installed (``bench_peers.py``)."""
+def run(quick: bool = False, repeat: int = 0, threads=(None,), with_peers: bool = True, pin: bool = True
+        ) -> list[dict]:
+    """One row per case and thread count; ``jax_ms``/``torch_ms`` where those are installed
+    (``bench_peers.py``).
+
+    ``threads``: ``(None,)`` measures in this process with everything at its defaults
+    (tcomp's ``num_threads``, every peer's own pool: all the CPUs this process may use).  A
+    list of counts measures each count N in a child process whose CPU mask holds N CPUs and
+    whose BLAS, OpenMP, PyTorch and tcomp pools are set to N (``bench_affinity.py``), so each
+    row compares every library at the same N; ``pin=False`` measures them in this process,
+    tcomp at N and the peers unlimited (the old, unfair way)."""
+    repeat = repeat or (3 if quick else 10)
+    if threads == (None,) or not pin:
+        rows = []
+        for k, nt in enumerate(threads):
+            rows.extend(_run_block(quick, repeat, nt, with_peers, compile_rows=not quick and k == len(threads) - 1))
+        return _case_major(rows)
+    import json
+    import sys
+
+    from . import bench_affinity
+
+    rows = []
+    for k, nt in enumerate(threads):
+        spec = {"quick": quick, "repeat": repeat, "threads": nt, "with_peers": with_peers,
+                "compile_rows": not quick and k == len(threads) - 1}
+        rows.extend(bench_affinity.run_pinned(nt, [sys.executable, "-m", "tcomp.tools.bench", "--block",
+                                                   json.dumps(spec)]))
+    return _case_major(rows)
+
+
+def _case_major(rows) -> list:
+    """Rows grouped by case (in first-seen order), thread counts in order within a case."""
+    order = {}
+    for r in rows:
+        order.setdefault((r["case"], r["size"]), len(order))
+    return sorted(rows, key=lambda r: order[(r["case"], r["size"])])  # stable: threads keep their order
+
+
+def _run_block(quick: bool, repeat: int, nt, with_peers: bool, compile_rows: bool) -> list:
+    """Every case at ``tcomp.config.num_threads = nt`` (None: as it is), in this process."""
+    import os
+
     import tcomp
     from tcomp.backend.cpu import compile_graph
 
-    from . import bench_peers
+    from . import bench_affinity, bench_peers
 
-    repeat = repeat or (3 if quick else 10)
     before = tcomp.config.num_threads
     rows = []
     try:
+        if nt is not None:
+            tcomp.config.num_threads = nt
+        nt = tcomp.config.num_threads
+        cpus = len(bench_affinity.available_cpus())
+        pinned = os.environ.get(bench_affinity.THREADS_ENV) is not None
         for name, size, graph, inputs, np_fn, nbytes, *flops in cases(quick):
             np_time, np_check = np_fn if isinstance(np_fn, tuple) else (np_fn, np_fn)
             t0 = time.perf_counter()
             f = compile_graph(graph, name="bench")
             compile_s = time.perf_counter() - t0
-            t_np = best_of(lambda: np_time(*inputs), repeat)
             want = np_check(*inputs)
             scale = max(1.0, float(np.abs(want).max()))
-            peers_done, peers = False, {}
-            for nt in threads:
-                if nt is not None:
-                    tcomp.config.num_threads = nt
-                got = f(inputs)[0]
-                err = float(np.abs(got.astype("float64") - want).max()) / scale
-                if err > 1e-3:
-                    raise AssertionError(f"bench case {name!r}: tcomp differs from NumPy (max scaled error {err:.2e})")
-                if flops:  # GEMM: against NumPy's BLAS with as many threads, calls interleaved (same load)
-                    t_tc, t_np = _blas_interleaved(lambda: f(inputs), lambda: np_time(*inputs), repeat,
-                                                   tcomp.config.num_threads)
-                else:
-                    t_tc = best_of(lambda: f(inputs), repeat)
-                if not peers_done:
-                    peers = bench_peers.array_peers(name, inputs, want, repeat) if with_peers else {}
-                    peers_done = True
-                rows.append({**peers, "case": name, "size": size, "threads": tcomp.config.num_threads,
-                             "tcomp_ms": t_tc * 1e3, "numpy_ms": t_np * 1e3, "speedup": t_np / t_tc,
-                             "compile_ms": compile_s * 1e3, "max_err": err,
-                             "tcomp_gbs": nbytes / t_tc / 1e9 if nbytes else None,
-                             "numpy_gbs": nbytes / t_np / 1e9 if nbytes else None,
-                             "tcomp_gflops": flops[0] / t_tc / 1e9 if flops else None,
-                             "numpy_gflops": flops[0] / t_np / 1e9 if flops else None})
+            got = f(inputs)[0]
+            err = float(np.abs(got.astype("float64") - want).max()) / scale
+            if err > 1e-3:
+                raise AssertionError(f"bench case {name!r}: tcomp differs from NumPy (max scaled error {err:.2e})")
+            if flops:  # GEMM: against NumPy's BLAS with as many threads, in separate timing blocks
+                t_tc, t_np = _blas_blocks(lambda: f(inputs), lambda: np_time(*inputs), repeat, nt)
+            else:
+                t_np = best_of(lambda: np_time(*inputs), repeat)
+                t_tc = best_of(lambda: f(inputs), repeat)
+            peers = bench_peers.array_peers(name, inputs, want, repeat) if with_peers else {}
+            rows.append({**peers, "case": name, "size": size, "threads": nt,
+                         "tcomp_ms": t_tc * 1e3, "numpy_ms": t_np * 1e3, "speedup": t_np / t_tc,
+                         "compile_ms": compile_s * 1e3, "max_err": err,
+                         "tcomp_gbs": nbytes / t_tc / 1e9 if nbytes else None,
+                         "numpy_gbs": nbytes / t_np / 1e9 if nbytes else None,
+                         "tcomp_gflops": flops[0] / t_tc / 1e9 if flops else None,
+                         "numpy_gflops": flops[0] / t_np / 1e9 if flops else None})
         from .bench_scan import rows as scan_rows  # the Elman RNN through tcomp.scan (tools/bench_scan.py)
 
-        for nt in threads:
-            if nt is not None:
-                tcomp.config.num_threads = nt
-            rows.extend(scan_rows(quick, repeat))
-            rows.extend(bench_peers.conv_rows(quick, repeat, tcomp.config.num_threads))
-            rows.extend(bench_peers.step_rows(quick, repeat, tcomp.config.num_threads))
-        if not quick:
-            rows.extend(bench_peers.compile_rows(tcomp.config.num_threads))
+        rows.extend(scan_rows(quick, repeat))
+        rows.extend(bench_peers.conv_rows(quick, repeat, nt))
+        rows.extend(bench_peers.step_rows(quick, repeat, nt))
+        if compile_rows:
+            rows.extend(bench_peers.compile_rows(nt))
     finally:
         tcomp.config.num_threads = before
+    for r in rows:  # every peer limited to ``nt`` threads on ``cpus`` CPUs (pinned), or unlimited
+        r.update(cpus=cpus, peers_limited=pinned, threads=nt)
     return rows
 
 
-def _blas_interleaved(ours, theirs, repeat: int, threads: int) -> tuple:
-    """Best-of times of ``ours`` and ``theirs`` called alternately (so both see the same
-    machine load), NumPy's BLAS limited to ``threads`` (threadpoolctl, when installed;
-    else BLAS runs with its own default)."""
+def _blas_blocks(ours, theirs, repeat: int, threads: int) -> tuple:
+    """Best-of times of ``ours`` and ``theirs``, each timed in its own block of ``repeat``
+    calls with a pause before it (so neither runs while the other's idle threads spin), the
+    two blocks run twice in alternation (so both see the machine's load alike); NumPy's BLAS
+    limited to ``threads`` (threadpoolctl, when installed; else BLAS runs with its own default)."""
     import contextlib
 
     try:
@@ -174,28 +211,41 @@ def _blas_interleaved(ours, theirs, repeat: int, threads: int) -> tuple:
         limit = threadpool_limits(threads, user_api="blas")
     except ImportError:
         limit = contextlib.nullcontext()
+    from .bench_native import PAUSE_S  # OpenBLAS's workers spin ~0.1 s after a call, tcomp's 0.1 ms
+
     with limit:
         a = b = float("inf")
-        for _ in range(repeat):
-            a = min(a, best_of(ours, 1))
-            b = min(b, best_of(theirs, 1))
+        for _ in range(2):
+            time.sleep(PAUSE_S)
+            a = min(a, best_of(ours, repeat))
+            time.sleep(PAUSE_S)
+            b = min(b, best_of(theirs, repeat))
     return a, b
 
 
 def format_rows(rows) -> str:
-    head = (f"{'case':36} {'size':20} {'thr':>3} {'tcomp ms':>10} {'numpy ms':>10} {'numpy/tcomp':>12} "
+    head = (f"{'case':36} {'size':20} {'thr':>3} {'cpu':>3} {'tcomp ms':>10} {'numpy ms':>10} {'numpy/tcomp':>12} "
             f"{'jax ms':>9} {'torch ms':>9} {'tcomp GB/s':>10} {'numpy GB/s':>10} {'compile ms':>11}")
     lines = [head, "-" * len(head)]
 
     def num(v, width=10, digits=1):
         return f"{v:{width}.{digits}f}" if v is not None else f"{'-':>{width}}"
     for r in rows:
-        lines.append(f"{r['case']:36} {r['size']:20} {r['threads']:3d} {r['tcomp_ms']:10.3f} "
+        cpu = f"{r['cpus']}{'!' if r['cpus'] < r['threads'] else ''}" if r.get("peers_limited") else "all"
+        lines.append(f"{r['case']:36} {r['size']:20} {r['threads']:3d} {cpu:>3} {r['tcomp_ms']:10.3f} "
                      f"{num(r['numpy_ms'], 10, 3)} {num(r['speedup'], 12, 2)} {num(r.get('jax_ms'), 9, 3)} "
                      f"{num(r.get('torch_ms'), 9, 3)} {num(r['tcomp_gbs'])} {num(r['numpy_gbs'])} "
                      f"{r['compile_ms']:11.1f}")
         if r.get("tcomp_trust_ms") is not None:
-            lines.append(f"{'  (trust_input=True)':36} {'':20} {r['threads']:3d} {r['tcomp_trust_ms']:10.3f}")
+            lines.append(f"{'  (trust_input=True)':36} {'':20} {r['threads']:3d} {'':3} {r['tcomp_trust_ms']:10.3f}")
+    short = sorted({(r["threads"], r["cpus"]) for r in rows if r.get("peers_limited") and r["cpus"] < r["threads"]})
+    for t, c in short:
+        lines.append(f"!: {t} threads on only {c} CPU(s) (all this process may use): the {t}-thread rows "
+                     f"share {c} CPU(s), every library oversubscribed alike")
+    lines.append("cpu: CPUs every library was limited to (a CPU mask); 'all': tcomp at 'thr' threads, "
+                 "the peers with their own pools" if not all(r.get("peers_limited") for r in rows) else
+                 "cpu: CPUs every library (tcomp, NumPy's BLAS, jax.jit, PyTorch) was limited to, by a CPU mask "
+                 "and its thread settings")
     for r in rows:
         if r.get("tcomp_gflops"):
             lines.append(f"{r['case']} {r['size']}, {r['threads']} thread(s): tcomp {r['tcomp_gflops']:.1f} GFLOP/s, "
@@ -225,22 +275,43 @@ def main(argv=None) -> int:
     p.add_argument("--threads", default="", help="comma-separated tcomp.config.num_threads values, e.g. 1,2")
     p.add_argument("--json", action="store_true", help="print the rows as one JSON list instead of a table")
     p.add_argument("--no-peers", action="store_true", help="skip jax.jit and PyTorch even where installed")
+    p.add_argument("--unpinned", action="store_true",
+                   help="with --threads: measure in this process, peers with their own thread counts (unfair)")
+    p.add_argument("--block", default="", help=argparse.SUPPRESS)  # a child of run(): one thread count
     args = p.parse_args(argv)
+    if args.block:
+        return _child_block(args.block)
     try:
         threads = tuple(int(t) for t in args.threads.split(",")) if args.threads else (None,)
     except ValueError:
         p.error(f"--threads must be comma-separated integers, got {args.threads!r}")
     import llvmlite.binding as llvm
 
-    rows = run(args.quick, args.repeat, threads, with_peers=not args.no_peers)
+    rows = run(args.quick, args.repeat, threads, with_peers=not args.no_peers, pin=not args.unpinned)
     if args.json:
         import json
 
         print(json.dumps({"host": llvm.get_host_cpu_name(), "numpy": np.__version__, "rows": rows}))
         return 0
+    pinned = all(r.get("peers_limited") for r in rows)
     print(f"host: {llvm.get_host_cpu_name()}, NumPy {np.__version__}; best of "
-          f"{args.repeat or (3 if args.quick else 10)} calls; jax/torch columns: '-' where not installed")
+          f"{args.repeat or (3 if args.quick else 10)} calls; jax/torch columns: '-' where not installed; "
+          + ("each thread count in a child process on that many CPUs, every library limited to it"
+             if pinned else "NumPy, jax and torch use their own thread pools (all CPUs)"))
     print(format_rows(rows))
+    return 0
+
+
+def _child_block(spec: str) -> int:
+    """``--block SPEC``: the rows of one thread count, in a child of :func:`run` (``bench_affinity``)."""
+    import json
+
+    from . import bench_affinity
+
+    spec = json.loads(spec)
+    bench_affinity.child_setup()
+    bench_affinity.write_result(_run_block(spec["quick"], spec["repeat"], spec["threads"], spec["with_peers"],
+                                           spec["compile_rows"]))
     return 0
 
 

@@ -19,12 +19,19 @@ import numpy as np
 import tcomp
 import tcomp.tensor as T
 
+#: seconds between two libraries' timing blocks when both run threads (see :func:`interleaved`)
+PAUSE_S = 0.25
 
-def interleaved(fns, number, rounds):
-    """Best seconds per call of each function, measured in alternation."""
+
+def interleaved(fns, number, rounds, pause=0.0):
+    """Best seconds per call of each function, measured in alternation; ``pause`` seconds of
+    sleep before each function's turn let the previous one's idle threads stop spinning
+    (OpenBLAS's spin ~0.1 s after a call and would take a core from a multi-threaded next one)."""
     best = [1e9] * len(fns)
     for _ in range(rounds):
         for i, fn in enumerate(fns):
+            if pause:
+                time.sleep(pause)
             t = time.perf_counter()
             for _ in range(number):
                 fn()
@@ -78,7 +85,9 @@ def _mlp(case):
     for a, b in zip(sizes, sizes[1:]):
         params += [(rng.standard_normal((a, b)) * 0.05).astype("float32"), np.zeros(b, "float32")]
     number = 20 if case == "digits" else 3
-    r = interleaved([lambda: step(xv, yv), lambda: _np_mlp_step(params, xv, yv, 0.01)], number, 15)
+    threaded = tcomp.config.num_threads > 1  # both use threads: keep their pools from overlapping
+    r = interleaved([lambda: step(xv, yv), lambda: _np_mlp_step(params, xv, yv, 0.01)], number, 8 if threaded else 15,
+                    pause=PAUSE_S if threaded else 0.0)
     label = "digits MLP step 64-64-10, batch 32" if case == "digits" else "MLP step 784-512-512-10, batch 128"
     return {"case": label, "tcomp_us": r[0] * 1e6, "numpy_us": r[1] * 1e6}
 
