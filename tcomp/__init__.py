@@ -24,7 +24,11 @@ from .random import RandomStreams  # noqa: F401
 from .scan import foldl, foldr, map, reduce, scan, until  # noqa: F401,A004  (Theano's theano.scan, theano.map, ...)
 from .shared import SharedVariable, shared  # noqa: F401
 from .tensor.basic import dot  # noqa: F401  (Theano's theano.dot)
-from .trace import MissingInputError  # noqa: F401
+from .trace import (
+    MissingInputError,  # noqa: F401
+    clone_replace,  # noqa: F401  (PyTensor's name)
+)
+from .trace import clone_replace as clone  # noqa: F401  (theano.clone)
 
 __version__ = "0.1.0"
 

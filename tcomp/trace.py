@@ -108,3 +108,41 @@ def variables_from_graph(graph: Graph, node_to_var: dict, nodes) -> list[Variabl
             continue
         memo[n] = apply(op, [memo[o] for o in graph.operands(n)], graph.attrs(n), name=graph.name(n))
     return [memo[n] for n in nodes]
+
+
+def clone_replace(output, replace=None, strict=True, share_inputs=True):
+    """Theano's ``theano.clone``: ``output`` (a variable or a list of them) with the
+    variables of ``replace`` (a dict or pairs) substituted, as new expressions; the originals
+    are untouched.  ``strict``: a replacement must have the replaced variable's dtype and
+    rank (else types are inferred again downstream).  ``share_inputs=False`` gives the
+    clone fresh copies of its non-shared input variables (shared variables stay shared:
+    a copy would alias the same storage anyway)."""
+    from .tensor.variable import as_variable
+
+    single = isinstance(output, Variable)
+    outputs = [output] if single else list(output)
+    pairs = list(replace.items() if isinstance(replace, dict) else (replace or ()))
+    mapping: dict = {}
+    for old, new in pairs:
+        if not isinstance(old, Variable):
+            raise TypeError(f"clone: replace keys must be variables, got {old!r}")
+        new = as_variable(new, f"replacement for {old.describe()}")
+        if strict and (new.dtype != old.dtype or new.ndim != old.ndim):
+            raise TypeError(f"clone: replacement for {old.describe()} has type {new.type}; it must have dtype "
+                            f"{old.dtype} and rank {old.ndim} (or pass strict=False)")
+        mapping[id(old)] = new
+    memo: dict = {}
+
+    def mapped(v):
+        return memo.get(id(v), v)
+
+    for v in _postorder(outputs, lambda v: v):
+        if id(v) in mapping:
+            memo[id(v)] = mapping[id(v)]
+        elif v.op == "input":
+            if not share_inputs and not isinstance(v, SharedVariable):
+                memo[id(v)] = Variable(v.type, name=v.name)
+        elif v.inputs and any(mapped(o) is not o for o in v.inputs):
+            memo[id(v)] = apply(v.op, [mapped(o) for o in v.inputs], v.attrs, name=v.name)
+    out = [mapped(o) for o in outputs]
+    return out[0] if single else out

@@ -64,7 +64,9 @@ from .basic import (  # noqa: F401
     zeros_like,
 )
 from .extra import *  # noqa: F401,F403
+from .grids import mgrid, ogrid  # noqa: F401
 from .indexing import inc_subtensor, set_subtensor  # noqa: F401
+from .special import gamma, gammaln, psi  # noqa: F401
 from .type import TensorType, addbroadcast, patternbroadcast, specify_shape, unbroadcast  # noqa: F401,E402
 from .variable import Variable, constant  # noqa: F401
 from .variable import Variable as TensorConstant  # noqa: F401,E402

@@ -95,7 +95,25 @@ sin, cos, erf, sign, floor, ceil = (_unary(n) for n in ("sin", "cos", "erf", "si
 neg, relu, sigmoid, softplus = (_unary(n) for n in ("neg", "relu", "sigmoid", "softplus"))
 logical_not = invert = _unary("logical_not")
 abs = abs_ = _unary("abs")  # noqa: A001 - Theano's name
-round = _unary("round")  # noqa: A001 - NumPy's name (half to even)
+round_half_to_even = _unary("round")
+
+
+def round_half_away_from_zero(x):
+    """Round to the nearest integer, ties away from zero (C's ``round``)."""
+    x = as_variable(x)
+    return sign(x) * floor(abs(x) + 0.5)
+
+
+def round(x, mode=None):  # noqa: A001 - NumPy's name
+    """Theano's ``round``: ``mode`` 'half_to_even' (the default, as NumPy) or
+    'half_away_from_zero'."""
+    if mode in (None, "half_to_even"):
+        return round_half_to_even(x)
+    if mode == "half_away_from_zero":
+        return round_half_away_from_zero(x)
+    raise ValueError(f"round: mode must be 'half_to_even' or 'half_away_from_zero', got {mode!r}")
+
+
 sgn = sign  # Theano's name
 
 
@@ -177,6 +195,11 @@ def max(x, axis=None, keepdims=False): return reduce("max", x, axis, keepdims)  
 def min(x, axis=None, keepdims=False): return reduce("min", x, axis, keepdims)  # noqa: A001
 def argmax(x, axis=None, keepdims=False): return reduce("argmax", x, axis, keepdims)
 def argmin(x, axis=None, keepdims=False): return reduce("argmin", x, axis, keepdims)
+
+
+def max_and_argmax(x, axis=None, keepdims=False):
+    """Theano's ``[max(x, axis), argmax(x, axis)]``."""
+    return [max(x, axis, keepdims), argmax(x, axis, keepdims)]
 
 
 def _single_axis(x, axis, what):

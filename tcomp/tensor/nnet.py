@@ -12,7 +12,17 @@ from . import basic as B
 from .variable import apply, as_variable
 
 sigmoid = B.sigmoid
-relu = B.relu
+
+
+def relu(x, alpha=0):
+    """Theano's rectifier: ``x`` where positive, else ``alpha * x`` (leaky for alpha != 0;
+    ``alpha`` may be a tensor)."""
+    if isinstance(alpha, (int, float)) and alpha == 0:
+        return B.relu(x)
+    x = as_variable(x, "x")
+    return B.where(B.gt(x, 0), x, alpha * x)
+
+
 softplus = B.softplus
 softmax = B.softmax
 log_softmax = B.log_softmax
