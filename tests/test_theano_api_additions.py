@@ -131,3 +131,111 @@ def test_clone_replaces_and_leaves_the_original():
         tcomp.clone(z, replace={x: T.matrix("m")})
     widened = tcomp.clone(z, replace={x: T.dvector("d")}, strict=False)
     assert widened.dtype == "float64"
+
+
+def test_elementwise_more_against_numpy():
+    x, y = T.vector("x"), T.vector("y")
+    v = np.array([-1.2, -0.3, 0.0, 0.4, 1.1, 89.0], "float32")
+    w = np.array([-1.2, -0.3000001, 1.0, 0.4, 1.2, np.inf], "float32")
+    f = tcomp.function([x, y], [T.tan(x), T.deg2rad(x), T.rad2deg(x), T.isclose(x, y), T.allclose(x, x),
+                                T.largest(x, y, 0.5), T.smallest(x, y), T.ptp(x)])
+    got = f(v, w)
+    want = [np.tan(v), np.deg2rad(v), np.rad2deg(v), np.isclose(v, w), np.allclose(v, v),
+            np.maximum(np.maximum(v, w), 0.5), np.minimum(v, w), np.ptp(v)]
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=2e-6)
+    inf = np.array([np.inf, -np.inf, np.nan], "float32")
+    np.testing.assert_array_equal(tcomp.function([x, y], T.isclose(x, y, equal_nan=True))(inf, inf),
+                                  np.isclose(inf, inf, equal_nan=True))
+
+
+def test_choose_modes():
+    i = T.ivector("i")
+    a = np.array([0, 1, 2, 1, 0], "int32")
+    choices = [np.arange(5), np.arange(5) * 10, np.arange(5) * 100]
+    got = tcomp.function([i], T.choose(i, choices))(a)
+    np.testing.assert_array_equal(got, np.choose(a, choices))
+    bad = np.array([3, -1, 5, 1, 0], "int32")
+    for mode in ("clip", "wrap"):
+        np.testing.assert_array_equal(tcomp.function([i], T.choose(i, choices, mode=mode))(bad),
+                                      np.choose(bad, choices, mode=mode))
+
+
+def test_shape_helpers():
+    m = T.matrix("m")
+    v = np.arange(6, dtype="float32").reshape(2, 3)
+    got = tcomp.function([m], [T.shape_padleft(m), T.shape_padright(m, 2), T.shape_padaxis(m, 1),
+                               T.horizontal_stack(m, m), T.vertical_stack(m, m, m)])(v)
+    want = [v[None], v[:, :, None, None], v[:, None], np.hstack([v, v]), np.vstack([v, v, v])]
+    for g, r in zip(got, want):
+        np.testing.assert_array_equal(g, r)
+    assert T.get_scalar_constant_value(T.as_tensor(3)) == 3
+    with pytest.raises(T.NotScalarConstantError):
+        T.get_scalar_constant_value(m)
+    with pytest.raises(TypeError, match="matrices"):
+        T.horizontal_stack(m, T.vector("v"))
+
+
+def test_extra_ops_against_numpy():
+    i = T.ivector("i")
+    a = np.array([0, 1, 1, 3, 7, 3], "int32")
+    eo = T.extra_ops
+    f = tcomp.function([i], [eo.bincount(i), eo.bincount(i, minlength=10), eo.to_one_hot(i, 8)])
+    got = f(a)
+    np.testing.assert_array_equal(got[0], np.bincount(a))
+    np.testing.assert_array_equal(got[1], np.bincount(a, minlength=10))
+    np.testing.assert_array_equal(got[2], np.eye(8, dtype="float32")[a])
+    np.testing.assert_array_equal(tcomp.function([i], eo.bincount(i))(np.zeros(0, "int32")), np.bincount([]))
+    w = T.vector("w")
+    wv = np.linspace(0.5, 3, 6).astype("float32")
+    np.testing.assert_allclose(tcomp.function([i, w], eo.bincount(i, weights=w))(a, wv), np.bincount(a, wv), rtol=1e-6)
+    m = T.matrix("m")
+    mv = np.arange(12, dtype="float32").reshape(3, 4)
+    fd = tcomp.function([m], [eo.fill_diagonal(m, 5.0), eo.fill_diagonal_offset(m, -1.0, 1)])(mv)
+    ref = mv.copy()
+    np.fill_diagonal(ref, 5.0)
+    np.testing.assert_array_equal(fd[0], ref)
+    ref = mv.copy()
+    ref[np.arange(3), np.arange(1, 4)] = -1
+    np.testing.assert_array_equal(fd[1], ref)
+    s, q = T.vector("s"), T.vector("q")
+    sv, qv = np.array([1, 2, 2, 3, 5], "float32"), np.array([0, 2, 2.5, 9, 1], "float32")
+    for side in ("left", "right"):
+        np.testing.assert_array_equal(tcomp.function([s, q], eo.searchsorted(s, q, side=side))(sv, qv),
+                                      np.searchsorted(sv, qv, side=side))
+    flat = np.array([0, 5, 7, 11], "int32")
+    for order in ("C", "F"):
+        coords = tcomp.function([i], list(eo.unravel_index(i, (3, 4), order=order)))(flat)
+        for g, r in zip(coords, np.unravel_index(flat, (3, 4), order=order)):
+            np.testing.assert_array_equal(g, r)
+        back = tcomp.function([i], eo.ravel_multi_index(eo.unravel_index(i, (3, 4), order=order), (3, 4),
+                                                        order=order))(flat)
+        np.testing.assert_array_equal(back, flat)
+
+
+def test_topk_family_and_gradient():
+    m = T.matrix("m")
+    v = np.random.default_rng(1).standard_normal((3, 7)).astype("float32")
+    big, idx = tcomp.function([m], list(T.topk_and_argtopk(m, 3)))(v)
+    np.testing.assert_array_equal(big, -np.sort(-v, axis=-1)[:, :3])
+    np.testing.assert_array_equal(np.take_along_axis(v, idx, -1), big)
+    small = tcomp.function([m], T.topk(m, -2, axis=0))(v)
+    np.testing.assert_array_equal(small, np.sort(v, axis=0)[:2])
+    g = tcomp.function([m], T.grad(T.topk(m, 2).sum(), m))(v)
+    want = np.zeros_like(v)
+    np.put_along_axis(want, np.argsort(v, axis=-1)[:, -2:], 1.0, -1)
+    np.testing.assert_array_equal(g, want)
+    with pytest.raises(ValueError, match="kth"):
+        T.topk(m, 0)
+
+
+def test_selu_and_sigmoid_binary_crossentropy():
+    x, t = T.vector("x"), T.vector("t")
+    v = np.array([-30.0, -1.0, 0.0, 0.5, 40.0], "float32")
+    tv = np.array([0.0, 1.0, 0.5, 1.0, 0.0], "float32")
+    sel, bce = tcomp.function([x, t], [T.nnet.selu(x), T.nnet.sigmoid_binary_crossentropy(x, t)])(v, tv)
+    a, s = 1.6732632423543772, 1.0507009873554805
+    np.testing.assert_allclose(sel, s * np.where(v > 0, v, a * np.expm1(v)), rtol=1e-6)
+    v64 = v.astype("float64")
+    ref = -(tv * -np.logaddexp(0, -v64) + (1 - tv) * -np.logaddexp(0, v64))
+    np.testing.assert_allclose(bce, ref, rtol=1e-5)

@@ -1,7 +1,7 @@
 """``import tcomp.tensor as T``: symbolic tensors with Theano's names."""
 from tcomp.gradient import Lop, Rop, grad, hessian, jacobian  # noqa: F401,E402
 
-from . import extra_ops, nlinalg, nnet, shared_randomstreams, signal  # noqa: F401
+from . import extra_ops, nlinalg, nnet, shared_randomstreams, signal, slinalg  # noqa: F401
 from .basic import *  # noqa: F401,F403
 from .basic import (  # noqa: F401
     abs,
@@ -63,10 +63,22 @@ from .basic import (  # noqa: F401
     zeros,
     zeros_like,
 )
+from .basic import as_tensor_variable as as_tensor  # noqa: F401
+from .elemwise_more import allclose, choose, deg2rad, isclose, largest, ptp, rad2deg, smallest, tan  # noqa: F401
 from .extra import *  # noqa: F401,F403
 from .grids import mgrid, ogrid  # noqa: F401
 from .indexing import inc_subtensor, set_subtensor  # noqa: F401
+from .shape_helpers import (  # noqa: F401
+    NotScalarConstantError,
+    get_scalar_constant_value,
+    horizontal_stack,
+    shape_padaxis,
+    shape_padleft,
+    shape_padright,
+    vertical_stack,
+)
 from .special import gamma, gammaln, psi  # noqa: F401
+from .topk import argtopk, topk, topk_and_argtopk  # noqa: F401
 from .type import TensorType, addbroadcast, patternbroadcast, specify_shape, unbroadcast  # noqa: F401,E402
 from .variable import Variable, constant  # noqa: F401
 from .variable import Variable as TensorConstant  # noqa: F401,E402

@@ -21,6 +21,22 @@ def elu(x, alpha=1.0):
     return B.where(pos, x, B.mul(alpha, B.expm1(B.where(pos, 0.0, x))))
 
 
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(x):
+    """Klambauer et al.'s self-normalizing unit: scale * elu(x, alpha) with their constants."""
+    return B.mul(SELU_SCALE, elu(x, SELU_ALPHA))
+
+
+def sigmoid_binary_crossentropy(output, target):
+    """binary_crossentropy(sigmoid(output), target) for real-valued ``output``, computed stably
+    as softplus(output) - target * output (no log of a rounded-to-0 or 1 sigmoid)."""
+    o = _float(output)
+    return B.sub(B.softplus(o), B.mul(target, o))
+
+
 def softsign(x):
     """x / (1 + |x|)."""
     x = _float(x)
