@@ -354,4 +354,4 @@ def _remove_unused_new_nodes(g: Graph, first_new: int, keep: list) -> None:
 
 # registers the rules for tcomp's ops; autodiff_conv: conv2d, pool2d and their gradient ops
 # autodiff_scan: scan and ifelse (backpropagation through time)
-from . import autodiff_conv, autodiff_rules, autodiff_scan, autodiff_scan_sort  # noqa: E402,F401
+from . import autodiff_conv, autodiff_linalg, autodiff_rules, autodiff_scan, autodiff_scan_sort  # noqa: E402,F401

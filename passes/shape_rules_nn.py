@@ -180,3 +180,7 @@ RULES = {"dot": dot, "matmul": matmul, "concatenate": concatenate, "stack": stac
 from .lower_loops import SHAPE_RULES as _CONTROL_RULES  # noqa: E402 - scan and ifelse (issue 15)
 
 RULES.update(_CONTROL_RULES)
+
+from .shape_rules_linalg import RULES as _LINALG_RULES  # noqa: E402 - cholesky, solve, det, ...
+
+RULES.update(_LINALG_RULES)

@@ -291,6 +291,9 @@ CASES.update({
 from test_scan import AUTODIFF_CASES  # noqa: E402
 
 CASES.update(AUTODIFF_CASES)
+from test_ops_linalg import AUTODIFF_CASES as _LINALG_CASES  # noqa: E402 - cholesky, solve, det, ...
+
+CASES.update(_LINALG_CASES)
 
 ALL = [(name, i, build) for name, builds in CASES.items() for i, build in enumerate(builds)]
 

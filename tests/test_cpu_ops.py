@@ -361,6 +361,9 @@ CASES.update({"where": _where, "cast": _cast, "dot": _dot, "matmul": _matmul, "d
               "reshape": _reshape, "alloc": _alloc, "concatenate": _concatenate, "stack": _stack,
               "shape": _shape, "arange": _arange, "subtensor": _subtensor, "set_subtensor": _update("set_subtensor"),
               "inc_subtensor": _update("inc_subtensor"), "fused": _fused, "get_output": _get_output})
+from test_ops_linalg import CPU_CASES as _LINALG_CASES  # noqa: E402 - cholesky, solve, det, ...
+
+CASES.update(_LINALG_CASES)
 
 
 @pytest.mark.parametrize("op,dtype", [("random_uniform", "float32"), ("random_uniform", "float64"),

@@ -311,6 +311,9 @@ BUILDERS.update({
 from test_scan import ROUND_TRIP_BUILDERS  # noqa: E402
 
 BUILDERS.update(ROUND_TRIP_BUILDERS)
+from test_ops_linalg import ROUND_TRIP_BUILDERS as _LINALG_BUILDERS  # noqa: E402
+
+BUILDERS.update(_LINALG_BUILDERS)
 
 
 def test_every_op_has_a_round_trip_case():

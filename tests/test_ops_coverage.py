@@ -42,6 +42,8 @@ TESTED_OPS = {
     "ifelse": "test_ifelse::test_lazy_branches_and_several_outputs",
     **{op: "test_ops_theano_extra::test_cumsum_cumprod" for op in ["cumsum", "cumprod"]},
     "argsort": "test_ops_theano_extra::test_sort_argsort",
+    **{op: "test_ops_linalg::test_matrix_ops_against_numpy" for op in ["matrix_inverse", "det", "cholesky", "solve",
+                                                                         "solve_triangular"]},
 }
 
 _CONV_POOL_RANDOM = ("tested against NumPy loops, finite differences and known-answer vectors in "

@@ -6,6 +6,7 @@ from . import (  # noqa: F401
     fused,
     indexing,
     linalg,
+    linalg_decomp,
     multi_output,
     nnet,
     pool,

@@ -1,4 +1,7 @@
-"""``T.nlinalg``: Theano's norm, trace and diagonal helpers (compositions of existing ops).
+"""``T.nlinalg``: Theano's ``matrix_inverse``, ``det``, ``matrix_dot``, norm, trace and
+diagonal helpers.  ``matrix_inverse`` and ``det`` are ops (``ir/ops/linalg_decomp.py``:
+float32/float64, batched over leading axes; a singular matrix makes ``matrix_inverse``
+raise ``numpy.linalg.LinAlgError``, its ``det`` is 0); the rest compose existing ops.
 
 Norms that need singular values (matrix ord 2, -2, 'nuc') need an SVD, which tcomp does not
 have; they are refused with a ValueError naming the order."""
@@ -11,6 +14,35 @@ from .extra import _float, _vector_norm, diag, diagonal, trace  # noqa: F401
 from .variable import as_variable
 
 extract_diag = diagonal
+
+
+def matrix_inverse(x):
+    """The inverse of a nonsingular float matrix (LU with partial pivoting)."""
+    return _apply("matrix_inverse", x)
+
+
+def det(x):
+    """The determinant of a float matrix (a batch of them: one per matrix)."""
+    return _apply("det", x)
+
+
+def _apply(op, x):
+    from .variable import apply
+
+    return apply(op, [as_variable(x, "x")])
+
+
+def matrix_dot(*args):
+    """``args[0] @ args[1] @ ...`` (Theano's ``matrix_dot``)."""
+    if not args:
+        raise TypeError("matrix_dot needs at least one matrix")
+    out = as_variable(args[0], "args[0]")
+    for k, m in enumerate(args[1:], 1):
+        out = B.dot(out, as_variable(m, f"args[{k}]"))
+    return out
+
+
+inv = matrix_inverse
 
 
 def alloc_diag(v, offset=0):

@@ -11,6 +11,7 @@ from . import kernels as K
 from . import kernels_conv as CV
 from . import kernels_data as D
 from . import kernels_gemm as GM
+from . import kernels_linalg as LA
 from . import kernels_pool as PL
 from . import kernels_random as RN
 from . import kernels_scan_sort as SS
@@ -37,6 +38,7 @@ LOWERINGS = {
     "random": (RN.random_leaves, RN.lower_random),
     "cumulative": (D.direct_leaves, SS.lower_cumulative),
     "argsort": (D.direct_leaves, SS.lower_argsort),
+    "linalg": (D.direct_leaves, LA.lower_linalg),
 }
 
 

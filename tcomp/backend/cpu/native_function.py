@@ -43,6 +43,7 @@ from tcomp.runtime.buffers import aligned_empty
 
 from . import pycall
 from .host_program import HostProgram
+from .kernels_linalg import native_error
 
 PLAN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 RUN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
@@ -296,8 +297,7 @@ class NativeFunction:
                     return outs if whole else outs[0] if pick == 0 else outs[:pick]
                 if rc != miss:
                     if rc > 0 and rc & ran:
-                        raise IndexError(f"{kernels[(rc ^ ran) - 1].label}: index out of bounds "
-                                         "(checked in native code)")
+                        raise native_error(kernels[(rc ^ ran) - 1])
                     if rc < 0 and rejected is not None:
                         return rejected
                     return general(args) if whole else quick_done(general(args))
@@ -314,7 +314,7 @@ class NativeFunction:
             outs = allocate(shapes)
             rc = py_run(outs, addr)
             if rc:
-                raise IndexError(f"{kernels[rc - 1].label}: index out of bounds (checked in native code)")
+                raise native_error(kernels[rc - 1])
             fn._last = (st, ())
             return outs if whole else outs[0] if pick == 0 else outs[:pick]
 
@@ -347,7 +347,7 @@ class NativeFunction:
                            st.addr + 8 * self.regs_off)
         if rc:
             k = self.program.kernels[rc - 1]
-            raise IndexError(f"{k.label}: index out of bounds (checked in native code)")
+            raise native_error(k)
         self._last = (st, donated)
         return outs
 

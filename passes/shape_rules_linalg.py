@@ -1,0 +1,39 @@
+"""Shape rules of the dense linear algebra ops (``ir/ops/linalg_decomp.py``): the run-time
+checks of what their type rule can only assume for symbolic dims (square matrices, b's rows
+and batch dims equal to a's) and the result dims."""
+from __future__ import annotations
+
+from .shape_program import TUP, TY, I
+
+
+def _square(r, n, name, t, s):
+    b = r.b
+    b.check(b.eq(s[-1], s[-2]), "ShapeError",
+            [f"{r.describe(n)}: {name}: expected square matrices, got ", TY(t.dtype, s), " (", I(s[-2]), " x ",
+             I(s[-1]), ")"])
+
+
+def _one(name, batch_only=False):
+    def rule(r, n, attrs, gtypes, shapes):
+        s = tuple(shapes[0])
+        _square(r, n, name, gtypes[0], s)
+        return s[:-2] if batch_only else s
+    return rule
+
+
+def _solve(name):
+    def rule(r, n, attrs, gtypes, shapes):
+        b = r.b
+        sa, sb = tuple(shapes[0]), tuple(shapes[1])
+        _square(r, n, name, gtypes[0], sa)
+        k = len(sa) - 2
+        same = [b.eq(x, y) for x, y in zip(sa[:-1], sb[:k + 1])]
+        b.check(b.all_of(same), "ShapeError",
+                [f"{r.describe(n)}: {name}: b ", TUP(sb), " does not match a ", TUP(sa),
+                 " (same batch dims, and as many rows as a)"])
+        return sb
+    return rule
+
+
+RULES = {"cholesky": _one("cholesky"), "matrix_inverse": _one("matrix_inverse"), "det": _one("det", True),
+         "solve": _solve("solve"), "solve_triangular": _solve("solve_triangular")}
