@@ -7,6 +7,7 @@ import pytest
 
 import tcomp
 import tcomp.tensor as T
+from tcomp.testing import verify_grad
 
 POS = np.concatenate([np.linspace(0.02, 12, 41), [1e-4, 0.5, 1.0, 2.0, 7.99, 8.0, 8.01, 55.5, 1e4]])
 NEG = np.array([-0.5, -1.3, -2.7, -5.5, -9.25, -0.001])
@@ -239,3 +240,42 @@ def test_selu_and_sigmoid_binary_crossentropy():
     v64 = v.astype("float64")
     ref = -(tv * -np.logaddexp(0, -v64) + (1 - tv) * -np.logaddexp(0, v64))
     np.testing.assert_allclose(bce, ref, rtol=1e-5)
+
+
+def _np_conv3d(x, w, pad, stride, dil, flip):
+    """Direct NumPy conv3d (a loop over output positions)."""
+    if flip:
+        w = w[:, :, ::-1, ::-1, ::-1]
+    x = np.pad(x, [(0, 0), (0, 0)] + [(p, p) for p in pad])
+    ks = w.shape[2:]
+    out_sz = [(x.shape[2 + i] - dil[i] * (ks[i] - 1) - 1) // stride[i] + 1 for i in range(3)]
+    out = np.zeros((x.shape[0], w.shape[0], *out_sz))
+    for d in range(out_sz[0]):
+        for h in range(out_sz[1]):
+            for c in range(out_sz[2]):
+                patch = x[:, :, d * stride[0]:d * stride[0] + dil[0] * (ks[0] - 1) + 1:dil[0],
+                          h * stride[1]:h * stride[1] + dil[1] * (ks[1] - 1) + 1:dil[1],
+                          c * stride[2]:c * stride[2] + dil[2] * (ks[2] - 1) + 1:dil[2]]
+                out[:, :, d, h, c] = np.einsum("bcijk,fcijk->bf", patch, w)
+    return out
+
+
+@pytest.mark.parametrize("border_mode, pad, stride, dil, flip", [
+    ("valid", (0, 0, 0), (1, 1, 1), (1, 1, 1), True),
+    ("full", (1, 2, 1), (1, 1, 1), (1, 1, 1), True),
+    ("half", (1, 1, 1), (2, 1, 2), (1, 1, 1), False),
+    ((1, 0, 1), (1, 0, 1), (1, 2, 1), (2, 1, 1), True),
+])
+def test_conv3d_against_numpy_and_its_gradient(border_mode, pad, stride, dil, flip):
+    rng = np.random.default_rng(5)
+    xv = rng.standard_normal((2, 3, 6, 7, 5))
+    wv = rng.standard_normal((4, 3, 2, 3, 2))
+    x = T.dtensor5("x") if hasattr(T, "dtensor5") else T.tensor5("x", dtype="float64")
+    w = tcomp.shared(wv, name="w")
+    y = T.nnet.conv3d(x, w, border_mode=border_mode, subsample=stride, filter_dilation=dil, filter_flip=flip)
+    got = tcomp.function([x], y)(xv)
+    np.testing.assert_allclose(got, _np_conv3d(xv, wv, pad, stride, dil, flip), rtol=1e-10, atol=1e-10)
+    if border_mode == "valid":
+        verify_grad(
+            lambda a: T.nnet.conv3d(a, T.constant(wv[:, :, :, :2, :2]), filter_flip=flip), [xv[:1, :, :3, :3, :3]],
+            rng=np.random.RandomState(0))
