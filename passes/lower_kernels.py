@@ -44,6 +44,7 @@ KERNEL_KINDS = {
     "dimshuffle": "transpose", "random_uniform": "random", "random_normal": "random", "random_binomial": "random",
     "cumsum": "cumulative", "cumprod": "cumulative", "argsort": "argsort",
     **{op: "linalg" for op in ("cholesky", "solve", "solve_triangular", "matrix_inverse", "det")},
+    "flatnonzero": "nonzero",
 }
 _BY_OPDEF_KIND = {"elemwise": "elemwise", "reduction": "reduce"}
 #: readers that take a strided (permuted) operand well

@@ -32,6 +32,8 @@ def host_value_operands(g, n) -> list:
         return list(range(len(ops)))
     if op == "scan":  # the trip count (passes/lower_loops.py)
         return [0]
+    if op == "flatnonzero":  # the result's length (ir/ops/nonzero.py)
+        return [1]
     if op in ("subtensor", "set_subtensor", "inc_subtensor"):
         out = []
         for entry in g.attrs(n)["index"]:

@@ -1,6 +1,7 @@
 """Shape rules of the dense linear algebra ops (``ir/ops/linalg_decomp.py``): the run-time
 checks of what their type rule can only assume for symbolic dims (square matrices, b's rows
-and batch dims equal to a's) and the result dims."""
+and batch dims equal to a's) and the result dims; and of ``flatnonzero``, whose length is a
+host value (``ir/ops/nonzero.py``)."""
 from __future__ import annotations
 
 from .shape_program import TUP, TY, I
@@ -35,5 +36,13 @@ def _solve(name):
     return rule
 
 
-RULES = {"cholesky": _one("cholesky"), "matrix_inverse": _one("matrix_inverse"), "det": _one("det", True),
-         "solve": _solve("solve"), "solve_triangular": _solve("solve_triangular")}
+def _flatnonzero(r, n, attrs, gtypes, shapes):
+    """The length is the ``count`` operand's register (a host value, ir/ops/nonzero.py)."""
+    b = r.b
+    count = b.cast(r.value(r.g.operands(n)[1]), "int64")
+    b.check(b.le(0, count), "ShapeError", [f"{r.describe(n)}: negative count of nonzeros ", I(count)])
+    return (count,)
+
+
+RULES = {"flatnonzero": _flatnonzero, "cholesky": _one("cholesky"), "matrix_inverse": _one("matrix_inverse"),
+         "det": _one("det", True), "solve": _solve("solve"), "solve_triangular": _solve("solve_triangular")}

@@ -7,7 +7,7 @@ from tcomp.ir import Graph
 from tcomp.passes.lower_kernels import lower_kernels
 
 #: kernel kinds without NVPTX codegen (a clear TypeError at compile time names the kind)
-NOT_LOWERED_KINDS: set = {"linalg"}
+NOT_LOWERED_KINDS: set = {"linalg", "nonzero"}
 
 
 def op_case(op, dtype, seed=0):

@@ -364,6 +364,9 @@ CASES.update({"where": _where, "cast": _cast, "dot": _dot, "matmul": _matmul, "d
 from test_ops_linalg import CPU_CASES as _LINALG_CASES  # noqa: E402 - cholesky, solve, det, ...
 
 CASES.update(_LINALG_CASES)
+from test_ops_nonzero import CPU_CASES as _NONZERO_CASES  # noqa: E402
+
+CASES.update(_NONZERO_CASES)
 
 
 @pytest.mark.parametrize("op,dtype", [("random_uniform", "float32"), ("random_uniform", "float64"),

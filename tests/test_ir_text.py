@@ -314,6 +314,9 @@ BUILDERS.update(ROUND_TRIP_BUILDERS)
 from test_ops_linalg import ROUND_TRIP_BUILDERS as _LINALG_BUILDERS  # noqa: E402
 
 BUILDERS.update(_LINALG_BUILDERS)
+from test_ops_nonzero import ROUND_TRIP_BUILDERS as _NONZERO_BUILDERS  # noqa: E402
+
+BUILDERS.update(_NONZERO_BUILDERS)
 
 
 def test_every_op_has_a_round_trip_case():

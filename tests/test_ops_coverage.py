@@ -44,6 +44,7 @@ TESTED_OPS = {
     "argsort": "test_ops_theano_extra::test_sort_argsort",
     **{op: "test_ops_linalg::test_matrix_ops_against_numpy" for op in ["matrix_inverse", "det", "cholesky", "solve",
                                                                          "solve_triangular"]},
+    "flatnonzero": "test_ops_nonzero::test_nonzero_family_against_numpy",
 }
 
 _CONV_POOL_RANDOM = ("tested against NumPy loops, finite differences and known-answer vectors in "

@@ -224,7 +224,8 @@ def _cpu_case(op, attrs=None, spd=False, rhs=None):
         a = g.add_input(TensorType(d, ("n", "n")), name="a")
         a3 = g.add_input(TensorType(d, (2, 4, 4)), name="a3")
         ins = [a, a3]
-        vals = [(_spd if spd else _well_conditioned)(rng, (5, 5), d), (_spd if spd else _well_conditioned)(rng, (2, 4, 4), d)]
+        make = _spd if spd else _well_conditioned
+        vals = [make(rng, (5, 5), d), make(rng, (2, 4, 4), d)]
         if rhs is None:
             g.outputs = [g.add_node(op, [a], attrs or {}), g.add_node(op, [a3], attrs or {})]
         else:

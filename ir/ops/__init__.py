@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     linalg_decomp,
     multi_output,
     nnet,
+    nonzero,
     pool,
     random,
     reduction,

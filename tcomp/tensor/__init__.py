@@ -68,6 +68,7 @@ from .elemwise_more import allclose, choose, deg2rad, isclose, largest, ptp, rad
 from .extra import *  # noqa: F401,F403
 from .grids import mgrid, ogrid  # noqa: F401
 from .indexing import inc_subtensor, set_subtensor  # noqa: F401
+from .masks import flatnonzero, nonzero, nonzero_values  # noqa: F401
 from .shape_helpers import (  # noqa: F401
     NotScalarConstantError,
     get_scalar_constant_value,

@@ -30,9 +30,37 @@ def _scalar_part(v, operands, first, what):
     raise TypeError(f"{what} must be an int, None or an integer scalar variable, got {v!r}")
 
 
+def _check_masks(x: Variable, key, is_mask) -> None:
+    """A mask's static dims must be those of the axes it indexes (NumPy raises IndexError);
+    checked for masks before any ``...`` (symbolic dims: an index past the end still fails
+    the gather's bounds check)."""
+    axis = 0
+    for k in key:
+        if k is Ellipsis:
+            return
+        if k is None:
+            continue
+        if not is_mask(k):
+            axis += 1
+            continue
+        shape = k.type.shape if isinstance(k, Variable) else np.shape(k)
+        want = x.type.shape[axis:axis + len(shape)]
+        if len(want) < len(shape) or any(isinstance(m, int) and isinstance(d, int) and m != d
+                                         for m, d in zip(shape, want)):
+            raise IndexError(f"boolean index of shape {tuple(shape)} does not match axes "
+                             f"{axis}..{axis + len(shape) - 1} of {x.describe()}")
+        axis += len(shape)
+
+
 def _expand_key(x: Variable, key):
+    from .masks import is_mask, nonzero
+
     if not isinstance(key, tuple):
         key = (key,)
+    # a boolean mask over m axes is its m nonzero() index vectors (NumPy's rule)
+    if any(is_mask(k) for k in key):
+        _check_masks(x, key, is_mask)
+        key = tuple(v for k in key for v in (nonzero(k) if is_mask(k) else (k,)))
     n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
     if sum(1 for k in key if k is Ellipsis) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
@@ -69,8 +97,8 @@ def build_index(x: Variable, key, first_operand: int):
             if isinstance(k, list) and np.size(k) == 0:
                 k = np.zeros(np.shape(k), dtype=dt.DEFAULT_INT)  # x[[]]: NumPy's empty int index
             v = as_variable(k, f"index of axis {axis}")
-            if v.dtype == dt.BOOL:
-                raise TypeError(f"boolean mask indexing is not supported (axis {axis}); use T.switch")
+            if v.dtype == dt.BOOL:  # (a rank-0 bool: masks of rank >= 1 became nonzero() above)
+                raise TypeError(f"a rank-0 boolean index is not supported (axis {axis}); use T.switch")
             if not dt.is_int(v.dtype):
                 raise TypeError(f"index of axis {axis} must be integer, got {v.describe()}")
             operands.append(v)

@@ -267,6 +267,14 @@ class Variable:
     def sort(self, axis=-1, kind=None, order=None): return _extra().sort(self, axis, kind, order)
     def argsort(self, axis=-1, kind=None, order=None): return _extra().argsort(self, axis, kind, order)
 
+    def nonzero(self, return_matrix=False):
+        from . import masks
+        return masks.nonzero(self, return_matrix)
+
+    def nonzero_values(self):
+        from . import masks
+        return masks.nonzero_values(self)
+
     def __getitem__(self, key):
         from . import indexing
         return indexing.getitem(self, key)

@@ -12,6 +12,7 @@ from . import kernels_conv as CV
 from . import kernels_data as D
 from . import kernels_gemm as GM
 from . import kernels_linalg as LA
+from . import kernels_nonzero as NZ
 from . import kernels_pool as PL
 from . import kernels_random as RN
 from . import kernels_scan_sort as SS
@@ -39,6 +40,7 @@ LOWERINGS = {
     "cumulative": (D.direct_leaves, SS.lower_cumulative),
     "argsort": (D.direct_leaves, SS.lower_argsort),
     "linalg": (D.direct_leaves, LA.lower_linalg),
+    "nonzero": (NZ.nonzero_leaves, NZ.lower_flatnonzero),
 }
 
 

@@ -24,6 +24,7 @@ NATIVE_KERNELS = {
     "random_uniform": "random", "random_normal": "random", "random_binomial": "random",
     "cumsum": "cumulative", "cumprod": "cumulative", "argsort": "argsort",
     **{op: "linalg" for op in ("cholesky", "solve", "solve_triangular", "matrix_inverse", "det")},
+    "flatnonzero": "nonzero",
 }
 
 

@@ -41,12 +41,17 @@ I32, I64 = u.I32, u.I64
 FAST = ("reassoc", "contract")
 
 
+#: op -> (exception class, text) of a kernel that returned its error code; other kernels'
+#: only failure is an index array out of bounds (IndexError)
+NATIVE_ERRORS = {**{op: (np.linalg.LinAlgError, text) for op, text in FAILURES.items()},
+                 "flatnonzero": (ValueError, "count differs from the number of nonzero elements")}
+
+
 def native_error(kernel) -> Exception:
-    """The exception of a kernel that returned its error code: ``LinAlgError`` for the
-    linear algebra kernels, ``IndexError`` (an index array out of bounds) for the others."""
-    if kernel.op in FAILURES:
-        return np.linalg.LinAlgError(f"{kernel.label}: {FAILURES[kernel.op]} (checked in native code)")
-    return IndexError(f"{kernel.label}: index out of bounds (checked in native code)")
+    """The exception of a kernel that returned its error code (``LinAlgError`` for the
+    linear algebra kernels), raised by the host with the kernel's label."""
+    cls, text = NATIVE_ERRORS.get(kernel.op, (IndexError, "index out of bounds"))
+    return cls(f"{kernel.label}: {text} (checked in native code)")
 
 
 def _c(v):

@@ -88,8 +88,14 @@ def compile_native(graph: Graph, *, name: str = "fn", donate=None, _depth: int =
     """A ``NativeFunction``, or a :class:`StagedFunction` chain when shapes depend on kernels."""
     from .native_function import NativeFunction
 
+    if not any(graph.op(n) == "fused" for n in graph.nodes()):
+        # a hand-built graph is fused here rather than in NativeFunction, so that the node a
+        # HostValueUnavailable names is a node of the graph split below
+        from tcomp.passes.fusion import fuse_elementwise
+
+        graph = fuse_elementwise(graph.copy())
     try:
-        return NativeFunction(graph, name=name, donate=donate)
+        return NativeFunction(graph, name=name, donate=donate, fuse=False)
     except HostValueUnavailable as e:
         if _depth >= MAX_STAGES:
             raise
