@@ -178,11 +178,27 @@ def _prod_finish(b, has_zero, nonfinite, p):
     return b.select(b.trunc(has_zero, u.I1), zero, p)
 
 
-def emit_reduction(ctx: KernelCtx, op: str, axes, in_dtype: str, in_dims: list, val, dims_fn=None) -> None:
+def _row_step(b, op, in_dtype, acc_dtype, float_prod, x, accs):
+    """One element ``x`` into a row's vectorizable accumulators (a float prod: the product of
+    the non-zero factors and the two flags of :func:`_prod_flags`)."""
+    x = cast(b, x, in_dtype, acc_dtype)
+    if float_prod:  # two vectorizable reductions: the non-zero product, the flags
+        is_zero = b.fcmp_ordered("==", x, ir.Constant(x.type, 0.0))
+        # a zero factor counts as +-1, so the product keeps the sign of the zero
+        x_nz = b.select(is_zero, u.call_intrinsic(b, "copysign", ir.Constant(x.type, 1.0), x), x)
+        flags = [b.or_(a, f) for a, f in zip(accs[1:], _prod_flags(b, x, is_zero))]
+        return [_combine(b, op, accs[0], x_nz, acc_dtype)] + flags
+    return [_combine(b, op, accs[0], x, acc_dtype)]
+
+
+def emit_reduction(ctx: KernelCtx, op: str, axes, in_dtype: str, in_dims: list, val, dims_fn=None,
+                   flat: bool = False) -> None:
     """Reduce ``val(idx)`` (values of ``in_dtype`` over ``in_dims``) into ``ctx.out``.
 
     ``dims_fn()`` re-reads ``in_dims`` in the current function: given, a large reduction over
-    the last axis splits its output rows across threads (parallel.py)."""
+    the last axis splits its output rows across threads (parallel.py).  ``flat``: ``val``
+    also takes ``(FLAT, i)``, the C-order linear index (a full reduction then reads in blocks
+    of the flattening: kernels_reduce.py)."""
     b, out = ctx.b, ctx.out
     od = out.dtype
     keepdims = out.ndim == len(in_dims)
@@ -250,6 +266,12 @@ def emit_reduction(ctx: KernelCtx, op: str, axes, in_dtype: str, in_dims: list, 
         u.loop_nest(b, [in_dims[a] for a in kept], row, name="o")
         return
 
+    if not kept:
+        from . import kernels_reduce
+
+        if kernels_reduce.wanted(op, in_dims):
+            kernels_reduce.emit_full_reduction(ctx, op, in_dtype, acc_dtype, in_dims, val, dims_fn, flat, out_idx([]))
+            return
     last_reduced = not in_dims or (len(in_dims) - 1) in axes
     if last_reduced or not kept:
         def rows(lo, hi, dims_now):
@@ -258,14 +280,7 @@ def emit_reduction(ctx: KernelCtx, op: str, axes, in_dtype: str, in_dims: list, 
 
             def row(kidx):
                 def step(ridx, accs):
-                    x = cast(b, val(full_idx(kidx, ridx)), in_dtype, acc_dtype)
-                    if float_prod:  # two vectorizable reductions: the non-zero product, the flags
-                        is_zero = b.fcmp_ordered("==", x, ir.Constant(x.type, 0.0))
-                        # a zero factor counts as +-1, so the product keeps the sign of the zero
-                        x_nz = b.select(is_zero, u.call_intrinsic(b, "copysign", ir.Constant(x.type, 1.0), x), x)
-                        flags = [b.or_(a, f) for a, f in zip(accs[1:], _prod_flags(b, x, is_zero))]
-                        return [_combine(b, op, accs[0], x_nz, acc_dtype)] + flags
-                    return [_combine(b, op, accs[0], x, acc_dtype)]
+                    return _row_step(b, op, in_dtype, acc_dtype, float_prod, val(full_idx(kidx, ridx)), accs)
                 init = [_identity(op, acc_dtype)] + [ir.Constant(u.I32, 0)] * (2 if float_prod else 0)
                 res, *flags = u.nested_reduction(b, red, init, step)
                 if float_prod:
@@ -333,7 +348,8 @@ def lower_reduce(ctx: KernelCtx) -> None:
 
     def val(idx):
         return ctx.value(x, idx, {})
-    emit_reduction(ctx, g.op(n), tuple(attrs["axis"]), xt.dtype, ctx.dims(x), val, lambda: ctx.dims(x))
+    emit_reduction(ctx, g.op(n), tuple(attrs["axis"]), xt.dtype, ctx.dims(x), val, lambda: ctx.dims(x),
+                   flat=flat_ok(ctx.prog, x, [x]))
 
 
 # -- fused -----------------------------------------------------------------------------------
@@ -437,7 +453,8 @@ def lower_fused(ctx: KernelCtx) -> None:
         return memo[len(body) - 1]
 
     if attrs["reduce"] is not None:
-        emit_reduction(ctx, attrs["reduce"], tuple(attrs["axis"]), it.dtype, it_dims, val, iteration_dims)
+        emit_reduction(ctx, attrs["reduce"], tuple(attrs["axis"]), it.dtype, it_dims, val, iteration_dims,
+                       flat=_fused_flat_ok(prog, g, body, ops, stypes, it))
         return
     if _fused_flat_ok(prog, g, body, ops, stypes, it):
         parallel_flat(ctx, lambda i: store(ctx.out, val((FLAT, i)), (FLAT, i)), "f")

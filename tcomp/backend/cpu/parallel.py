@@ -233,18 +233,20 @@ def _intern(module: ir.Module, fn: ir.Function, prefix: str) -> ir.Function:
     return fn
 
 
-def _worker(ctx, body) -> ir.Function:
+def _worker(ctx, body, extra: int = 0) -> ir.Function:
     module = ctx.fn.module
-    nptr = ctx.n_out + len(ctx.leaves) + 1
+    nptr = ctx.n_out + len(ctx.leaves) + 1 + extra
     fnty = ir.FunctionType(u.I32, [u.PTR] * nptr + [u.I64, u.I64])
     fn = ir.Function(module, fnty, name=f"k{ctx.n}.wtmp")
     fn.linkage = "internal"
     fn.attributes.add("noinline")
-    for a, k in zip(fn.args, ctx.fn.args[:nptr - 1]):  # same promises as the kernel (in-place ones alias)
+    for a, k in zip(fn.args, ctx.fn.args[:nptr - 1 - extra]):  # same promises as the kernel (in-place ones alias)
         if "noalias" in k.attributes:
             a.add_attribute("noalias")
+    for a in fn.args[nptr - extra:nptr]:  # the kernel's own scratch arrays
+        a.add_attribute("noalias")
     with _Swap(ctx, fn):
-        body(fn.args[nptr], fn.args[nptr + 1])
+        body(fn.args[nptr], fn.args[nptr + 1], *fn.args[nptr - extra:nptr])
         ctx.b.ret(ir.Constant(u.I32, 0))
     return _intern(module, fn, "kw")
 
@@ -266,7 +268,7 @@ def _trampoline(module: ir.Module, worker: ir.Function, nptr: int) -> ir.Functio
     return fn
 
 
-def parallel_for(ctx, stop, body, work=None, align: int = 1, pieces: int = PIECES) -> None:
+def parallel_for(ctx, stop, body, work=None, align: int = 1, pieces: int = PIECES, extra=()) -> None:
     """Run ``body(lo, hi)`` (emits a loop over ``[lo, hi)`` of an outer range of ``stop``
     iterations) on up to ``num_threads`` threads when ``work`` (elements, an int or i64;
     default ``stop``) is large enough, else once over ``[0, stop)`` on the calling thread.
@@ -275,14 +277,16 @@ def parallel_for(ctx, stop, body, work=None, align: int = 1, pieces: int = PIECE
     the output through ``ctx`` (not values captured from the kernel) and return nothing.
     ``pieces``: each worker's chunk is run as this many calls (the caller takes back the ones
     a descheduled worker has not started); 1 where a call has a set-up cost (GEMM packing).
+    ``extra``: pointers of the kernel (e.g. a stack array each chunk writes its partial
+    results to) handed to every chunk: ``body(lo, hi, *extra_in_the_worker)``.
     """
     b = ctx.b
     module = ctx.fn.module
-    nptr = ctx.n_out + len(ctx.leaves) + 1
-    worker = _worker(ctx, body)
+    nptr = ctx.n_out + len(ctx.leaves) + 1 + len(extra)
+    worker = _worker(ctx, body, len(extra))
     tramp = _trampoline(module, worker, nptr)
     pool, cell = _declare(module)
-    kargs = list(ctx.fn.args)  # outs..., leaves..., params
+    kargs = list(ctx.fn.args) + list(extra)  # outs..., leaves..., params, extra...
     stop = u.i64(stop)
     work = u.i64(stop if work is None else work)
     with b.goto_block(ctx.fn.entry_basic_block):
