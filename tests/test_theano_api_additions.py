@@ -279,3 +279,42 @@ def test_conv3d_against_numpy_and_its_gradient(border_mode, pad, stride, dil, fl
         verify_grad(
             lambda a: T.nnet.conv3d(a, T.constant(wv[:, :, :, :2, :2]), filter_flip=flip), [xv[:1, :, :3, :3, :3]],
             rng=np.random.RandomState(0))
+
+
+def _mp(fn, values, dps=400):
+    with mpmath.workdps(dps):
+        return np.array([float(fn(mpmath.mpf(float(a)))) for a in values])
+
+
+def test_erfc_erfcx_against_mpmath():
+    x = T.dvector("x")
+    v = np.concatenate([np.linspace(-6, 6, 97), [0.4999999, 0.5, 0.5000001, 9.5, 20.0, 26.5, 1e3, -27.0]])
+    erfc, erfcx = tcomp.function([x], [T.erfc(x), T.erfcx(x)])(v)
+    np.testing.assert_allclose(erfc, _mp(mpmath.erfc, v), rtol=1e-13, atol=0)
+    np.testing.assert_allclose(erfcx, _mp(lambda a: mpmath.exp(a * a) * mpmath.erfc(a), v), rtol=1e-13)
+    edge = tcomp.function([x], [T.erfc(x), T.erfcx(x)])(np.array([np.inf, -np.inf, 30.0]))
+    np.testing.assert_array_equal(edge[0], [0.0, 2.0, 0.0])
+    assert edge[1][0] == 0 and np.isposinf(edge[1][1])
+    g = tcomp.function([x], T.grad(T.erfc(x).sum(), x))(v[:97])
+    np.testing.assert_allclose(g, -2 / np.sqrt(np.pi) * np.exp(-v[:97] ** 2), rtol=1e-12, atol=1e-300)
+
+
+def test_erfinv_erfcinv_against_mpmath():
+    x = T.dvector("x")
+    y = np.concatenate([np.linspace(-0.999, 0.999, 81), [1 - 1e-10, -(1 - 1e-15), 1e-300, 0.0, 0.5, 0.5000001]])
+    want = _mp(lambda a: mpmath.erfinv(a), y)
+    np.testing.assert_allclose(tcomp.function([x], T.erfinv(x))(y), want, rtol=1e-13, atol=1e-300)
+    z = np.concatenate([np.geomspace(1e-300, 1, 40), np.linspace(0.01, 1.99, 21)])
+    np.testing.assert_allclose(tcomp.function([x], T.erfcinv(x))(z), _mp(lambda a: mpmath.erfinv(1 - a), z),
+                               rtol=1e-13, atol=1e-300)
+    edges = tcomp.function([x], [T.erfinv(x), T.erfcinv(x)])(np.array([1.0, -1.0, 2.0, 0.0, 1.5, -0.5]))
+    np.testing.assert_allclose(edges[0], [np.inf, -np.inf, np.nan, 0.0, np.nan, float(mpmath.erfinv(-0.5))],
+                               rtol=1e-13)
+    np.testing.assert_allclose(edges[1], [0.0, np.nan, -np.inf, np.inf, float(mpmath.erfinv(-0.5)), np.nan],
+                               rtol=1e-13)
+    g = tcomp.function([x], T.grad(T.erfinv(x).sum(), x))(y[:81])
+    np.testing.assert_allclose(g, np.sqrt(np.pi) / 2 * np.exp(want[:81] ** 2), rtol=1e-12)
+    f = T.fvector("f")
+    got = tcomp.function([f], T.erfinv(f))(y[:81].astype("float32"))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want[:81], rtol=1e-5, atol=1e-6)
