@@ -318,3 +318,31 @@ def test_erfinv_erfcinv_against_mpmath():
     got = tcomp.function([f], T.erfinv(f))(y[:81].astype("float32"))
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, want[:81], rtol=1e-5, atol=1e-6)
+
+
+def test_h_softmax_against_numpy():
+    rng = np.random.default_rng(7)
+    batch, n_hidden, n_classes, per, n_out = 5, 6, 3, 4, 11
+    xv = rng.standard_normal((batch, n_hidden)).astype("float32")
+    w1 = rng.standard_normal((n_hidden, n_classes)).astype("float32")
+    b1 = rng.standard_normal(n_classes).astype("float32")
+    w2 = rng.standard_normal((n_classes, n_hidden, per)).astype("float32")
+    b2 = rng.standard_normal((n_classes, per)).astype("float32")
+    yv = np.array([0, 10, 4, 7, 3], "int32")
+
+    def softmax(a):
+        e = np.exp(a - a.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+    cls = softmax(xv @ w1 + b1)
+    full = np.concatenate([cls[:, c:c + 1] * softmax(xv @ w2[c] + b2[c]) for c in range(n_classes)], axis=1)[:, :n_out]
+    x, y = T.matrix("x"), T.ivector("y")
+    params = [tcomp.shared(p) for p in (w1, b1, w2, b2)]
+    all_probs = T.nnet.h_softmax(x, batch, n_out, n_classes, per, *params)
+    picked = T.nnet.h_softmax(x, batch, n_out, n_classes, per, *params, target=y)
+    got_all, got_picked = tcomp.function([x, y], [all_probs, picked])(xv, yv)
+    np.testing.assert_allclose(got_all, full, rtol=1e-5)
+    np.testing.assert_allclose(got_picked, full[np.arange(batch), yv], rtol=1e-5)
+    verify_grad(lambda w: T.log(T.nnet.h_softmax(T.constant(xv.astype("float64")), batch, n_out, n_classes, per,
+                                                 w1.astype("float64"), b1.astype("float64"), w, b2.astype("float64"),
+                                                 target=T.constant(yv))).sum(),
+                [w2.astype("float64")], rng=np.random.RandomState(0))

@@ -211,6 +211,7 @@ from .nnet_extra import (  # noqa: E402,F401
     crossentropy_softmax_1hot_with_bias,
     crossentropy_softmax_argmax_1hot_with_bias,
     elu,
+    h_softmax,
     selu,
     sigmoid_binary_crossentropy,
     softmax_with_bias,

@@ -98,3 +98,24 @@ def crossentropy_categorical_1hot(coding_dist, true_one_of_n):
 def softmax_with_bias(x, b):
     """Theano's softmax_with_bias: softmax over the rows of x + b."""
     return B.softmax(B.add(as_variable(x, "x"), b), axis=-1)
+
+
+def h_softmax(x, batch_size, n_outputs, n_classes, n_outputs_per_class, W1, b1, W2, b2, target=None):
+    """Theano's two-level hierarchical softmax: p(y) = p(class(y)) * p(y | class(y)), with
+    ``W1`` (n_hidden, n_classes), ``b1`` (n_classes,), ``W2`` (n_classes, n_hidden,
+    n_outputs_per_class), ``b2`` (n_classes, n_outputs_per_class).  Without ``target``: every
+    output's probability, (batch, n_outputs); with integer ``target`` (batch,): only the
+    targets' probabilities, (batch,), computing one class's softmax per row."""
+    from .extra import batched_dot, tensordot
+
+    x = _float(x)
+    class_probs = B.softmax(B.add(B.dot(x, W1), b1))
+    if target is None:
+        scores = B.add(tensordot(x, W2, axes=[[1], [1]]), b2)  # (batch, n_classes, n_per)
+        probs = B.mul(B.dimshuffle(class_probs, (0, 1, "x")), B.softmax(scores))
+        return B.reshape(probs, (B.shape_i(x, 0), n_classes * n_outputs_per_class))[:, :n_outputs]
+    target = as_variable(target, "target")
+    cls, idx = target // n_outputs_per_class, target % n_outputs_per_class
+    rows = B.arange(B.shape_i(x, 0))
+    scores = B.add(batched_dot(x, W2[cls]), b2[cls])  # (batch, n_per): each row's own class
+    return B.mul(class_probs[rows, cls], B.softmax(scores)[rows, idx])
