@@ -109,6 +109,7 @@ def h_softmax(x, batch_size, n_outputs, n_classes, n_outputs_per_class, W1, b1, 
     from .extra import batched_dot, tensordot
 
     x = _float(x)
+    W1, b1, W2, b2 = (as_variable(v, n) for v, n in ((W1, "W1"), (b1, "b1"), (W2, "W2"), (b2, "b2")))
     class_probs = B.softmax(B.add(B.dot(x, W1), b1))
     if target is None:
         scores = B.add(tensordot(x, W2, axes=[[1], [1]]), b2)  # (batch, n_classes, n_per)
