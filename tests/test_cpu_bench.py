@@ -24,3 +24,23 @@ def test_bench_threads_option_gives_one_row_per_thread_count(capsys):
     rows = bench.run(quick=True, repeat=1, threads=(1, 2), with_peers=False)
     assert [r["threads"] for r in rows if r["case"].startswith("copy")] == [1, 2]
     assert all(r["tcomp_gbs"] > 0 for r in rows if r["case"].startswith(("copy", "elementwise")))
+
+
+def test_pinned_child_runs_on_n_cpus_with_every_thread_setting():
+    """bench_affinity.run_pinned: the child's CPU mask holds min(N, available) CPUs before
+    any import, and the thread-pool variables say N (what makes a --threads row fair)."""
+    import sys
+
+    from tcomp.tools import bench_affinity as A
+
+    script = ("import os, json; from tcomp.tools import bench_affinity as A; A.write_result("
+              "{'cpus': sorted(os.sched_getaffinity(0)), 'omp': os.environ['OMP_NUM_THREADS'], "
+              "'blas': os.environ['OPENBLAS_NUM_THREADS'], 'xla': os.environ['XLA_FLAGS']})")
+    avail = A.available_cpus()
+    for n in (1, len(avail) + 1):
+        got = A.run_pinned(n, [sys.executable, "-c", script])
+        assert got["cpus"] == avail[:n]
+        assert got["omp"] == got["blas"] == str(n)
+        assert f"intra_op_parallelism_threads={n}" in got["xla"]
+    with pytest.raises(ValueError, match="threads"):
+        A.cpus_for(0)

@@ -8,8 +8,25 @@ minimum is the least noisy estimate of what the code costs on an otherwise idle 
 Memory-bound cases also print effective bandwidth (bytes read + written per call / time),
 next to a copy baseline measured in the same run (NumPy ``np.copyto`` into a preallocated
 array, and tcomp's ``-a``, a one-read one-write kernel), so one can say how close the fused
-elementwise kernel is to what the memory system delivers.  ``--threads 1,2`` repeats every
-case per ``tcomp.config.num_threads`` value (NumPy itself is single-threaded here).
+elementwise kernel is to what the memory system delivers.
+
+Thread counts, and how the peers are limited: ``--threads 1,2`` measures every case once
+per count N, each count in its own child process (``bench_affinity.py``) whose CPU mask
+holds N CPUs, set before the interpreter starts, with ``OMP_NUM_THREADS``,
+``OPENBLAS_NUM_THREADS`` and the like, XLA's flags, threadpoolctl (BLAS) and
+``torch.set_num_threads`` at N and ``tcomp.config.num_threads = N``: every library in a row
+runs on the same N CPUs, so a row compares like with like.  (A library's own thread knob is
+not enough: ``jax.jit``'s "1-thread" MLP step used 1.74 CPUs with XLA's
+``intra_op_parallelism_threads=1``.)  When N is more than the CPUs this process may use,
+the row's ``cpu`` column shows the CPUs with a ``!`` and a note says the row is
+oversubscribed.  Without ``--threads`` everything runs in this process with its defaults
+(all CPUs); ``--unpinned`` keeps the old in-process way (tcomp at N, peers unlimited).
+
+GEMM and the MLP step, where both tcomp and NumPy's OpenBLAS run threads, are timed in
+separate blocks with a pause before each (OpenBLAS's idle workers spin ~0.1 s after a call
+and take a core from whatever runs next), the pair of blocks three times so both see the
+machine's load alike; interleaving single calls made the 2-thread GEMM 256/512 rows read
+0.68x/0.53x of BLAS from that interference alone.
 """
 from __future__ import annotations
 
@@ -202,7 +219,7 @@ def _run_block(quick: bool, repeat: int, nt, with_peers: bool, compile_rows: boo
 def _blas_blocks(ours, theirs, repeat: int, threads: int) -> tuple:
     """Best-of times of ``ours`` and ``theirs``, each timed in its own block of ``repeat``
     calls with a pause before it (so neither runs while the other's idle threads spin), the
-    two blocks run twice in alternation (so both see the machine's load alike); NumPy's BLAS
+    two blocks run three times in alternation (so both see the machine's load alike); NumPy's BLAS
     limited to ``threads`` (threadpoolctl, when installed; else BLAS runs with its own default)."""
     import contextlib
 
@@ -215,7 +232,7 @@ def _blas_blocks(ours, theirs, repeat: int, threads: int) -> tuple:
 
     with limit:
         a = b = float("inf")
-        for _ in range(2):
+        for _ in range(3):
             time.sleep(PAUSE_S)
             a = min(a, best_of(ours, repeat))
             time.sleep(PAUSE_S)

@@ -3,9 +3,11 @@ that are not one graph: conv2d of a LeNet layer, the MLP training step, call ove
 compile time cold and warm.
 
 Every peer is optional: a column is empty when the library is not installed.  Peers run in
-the same process and the same run as tcomp and NumPy; JAX and PyTorch use their own thread
-pools (the ``threads`` column is tcomp's).  Each result is checked against NumPy before it is
-timed, so a fast wrong answer cannot win.
+the same process and the same run as tcomp and NumPy.  Under ``tcomp bench --threads`` that
+process is limited to the row's thread count (a CPU mask and each library's thread settings:
+``bench_affinity.py``), so JAX, PyTorch and NumPy's BLAS get as many CPUs as tcomp; without
+it they use their own defaults.  Each result is checked against NumPy before it is timed, so
+a fast wrong answer cannot win.
 """
 from __future__ import annotations
 
