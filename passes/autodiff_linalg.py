@@ -5,7 +5,7 @@ written with tcomp's own ops so that they batch and differentiate again:
 
 * ``matrix_inverse``: Y = A^-1, dA = -Y^T G Y^T.
 * ``det``: dA = g det(A) A^-T (a singular A has no inverse: the gradient raises there, as
-  Theano's does).
+  Theano's does); log|det|: dA = g A^-T; its sign: zero.
 * ``solve``: x = A^-1 b, db = A^-T g (one more solve), dA = -db x^T.
 * ``solve_triangular``: the same with the transposed triangular solve, and dA kept to the
   triangle the op reads (strictly, with ``unit_diagonal``): the other entries do not change
@@ -62,10 +62,15 @@ def _matrix_inverse(ctx):
 
 @register_vjp("det")
 def _det(ctx):
+    """det: g det A^-T; log|det|: g A^-T; the sign is piecewise constant (zero gradient)."""
     g = ctx.graph
     (a,) = ctx.operands
+    mode = ctx.attrs["mode"]
+    if mode == "sign":
+        return [None]
     k = g.type(ctx.node).ndim
-    scale = op(g, "dimshuffle", op(g, "mul", ctx.cotangent, ctx.node), pattern=tuple(range(k)) + ("x", "x"))
+    weight = op(g, "mul", ctx.cotangent, ctx.node) if mode == "det" else ctx.cotangent
+    scale = op(g, "dimshuffle", weight, pattern=tuple(range(k)) + ("x", "x"))
     return [_finish(g, op(g, "mul", scale, _t(g, op(g, "matrix_inverse", a))), a)]
 
 

@@ -50,7 +50,7 @@ def test_matrix_ops_against_numpy(backend, dtype):
             T.slinalg.solve_triangular(a, bv, lower=True, unit_diagonal=True),
             T.slinalg.solve(s, bm, assume_a="pos"), T.slinalg.solve(s, bv, assume_a="pos", lower=True),
             T.slinalg.solve(a, bm, A_structure="lower_triangular"), T.slinalg.solve(a, bm, transposed=True),
-            T.slinalg.solve_symmetric(s, bv)]
+            T.slinalg.solve_symmetric(s, bv), *T.nlinalg.slogdet(a), *T.nlinalg.slogdet(-a * 40)]
     f = compile_fn([a, s, bm, bv], outs, backend,
                    expect_ops=["matrix_inverse", "det", "solve", "cholesky", "solve_triangular"])
     for n in (1, 3, 17):
@@ -64,7 +64,8 @@ def test_matrix_ops_against_numpy(backend, dtype):
                 np.linalg.solve(lo, BM64), np.linalg.solve(up, BV64),
                 np.linalg.solve(lo.T, BM64), np.linalg.solve(up.T, BM64), np.linalg.solve(unit, BV64),
                 np.linalg.solve(S64, BM64), np.linalg.solve(S64, BV64), np.linalg.solve(lo, BM64),
-                np.linalg.solve(A64.T, BM64), np.linalg.solve(S64, BV64)]
+                np.linalg.solve(A64.T, BM64), np.linalg.solve(S64, BV64), *np.linalg.slogdet(A64),
+                *np.linalg.slogdet(-A64 * 40)]   # (det(-40 A) overflows float32 for n = 17)
         for k, (g, w) in enumerate(zip(f(A, S, BM, BV), want)):
             _check(g, w, dtype)
 
@@ -110,6 +111,8 @@ def test_singular_and_indefinite_matrices_raise(backend):
     with pytest.raises(np.linalg.LinAlgError, match="[Ss]ingular"):
         sol(sing, np.ones(2))
     assert float(det(sing)) == 0.0
+    sign, logabs = compile_fn([a], list(T.nlinalg.slogdet(a)), backend)(sing)
+    assert float(sign) == 0.0 and float(logabs) == -np.inf
     for bad in (np.array([[1.0, 2.0], [2.0, 1.0]]), np.array([[-1.0, 0.0], [0.0, 1.0]]),
                 np.array([[1.0, 0.0], [np.nan, 1.0]]), np.array([[np.inf, 0.0], [0.0, 1.0]])):
         with pytest.raises(np.linalg.LinAlgError, match="positive definite"):
@@ -163,13 +166,13 @@ def test_cuda_backend_refuses_at_compile_time():
 _B = np.random.default_rng(3).standard_normal((4, 2))
 
 
-@pytest.mark.parametrize("case", ["inv", "det", "det_batched", "solve", "solve_vec", "tri_lower", "tri_upper_trans",
-                                  "tri_unit", "chol", "chol_upper", "pos_solve"])
+@pytest.mark.parametrize("case", ["inv", "det", "logdet", "det_batched", "solve", "solve_vec", "tri_lower",
+                                  "tri_upper_trans", "tri_unit", "chol", "chol_upper", "pos_solve"])
 def test_gradients_match_finite_differences(case):
     rng = np.random.default_rng(4)
     A = _well_conditioned(rng, (4, 4), "float64")
     b = T.constant(_B)
-    fns = {"inv": T.nlinalg.matrix_inverse, "det": T.nlinalg.det,
+    fns = {"inv": T.nlinalg.matrix_inverse, "det": T.nlinalg.det, "logdet": lambda a: T.nlinalg.slogdet(a)[1],
            "solve": lambda a: T.slinalg.solve(a, b), "solve_vec": lambda a: T.slinalg.solve(a, b[:, 0]),
            "tri_lower": lambda a: T.slinalg.solve_triangular(a, b, lower=True),
            "tri_upper_trans": lambda a: T.slinalg.solve_triangular(a, b, trans=1),
@@ -207,7 +210,8 @@ def _fd_case(op, shapes, attrs=None, spd=False):
 
 AUTODIFF_CASES = {
     "matrix_inverse": [_fd_case("matrix_inverse", [(3, 3)])],
-    "det": [_fd_case("det", [(3, 3)]), _fd_case("det", [(2, 2, 2)])],
+    "det": [_fd_case("det", [(3, 3)]), _fd_case("det", [(2, 2, 2)]), _fd_case("det", [(3, 3)], {"mode": "logabs"}),
+            _fd_case("det", [(3, 3)], {"mode": "sign"})],
     "solve": [_fd_case("solve", [(3, 3), (3, 2)]), _fd_case("solve", [(2, 3, 3), (2, 3)])],
     "solve_triangular": [_fd_case("solve_triangular", [(3, 3), (3, 2)]),
                          _fd_case("solve_triangular", [(3, 3), (3,)], {"lower": False, "trans": True}),
@@ -238,7 +242,7 @@ def _cpu_case(op, attrs=None, spd=False, rhs=None):
     return build
 
 
-CPU_CASES = {"matrix_inverse": _cpu_case("matrix_inverse"), "det": _cpu_case("det"),
+CPU_CASES = {"matrix_inverse": _cpu_case("matrix_inverse"), "det": _cpu_case("det", {"mode": "logabs"}),
              "cholesky": _cpu_case("cholesky", {"lower": False}, spd=True), "solve": _cpu_case("solve", rhs=True),
              "solve_triangular": _cpu_case("solve_triangular", {"trans": True}, rhs=True)}
 
@@ -255,7 +259,7 @@ def _round_trip(op, attrs=None, rhs=False):
     return build
 
 
-ROUND_TRIP_BUILDERS = {"matrix_inverse": _round_trip("matrix_inverse"), "det": _round_trip("det"),
+ROUND_TRIP_BUILDERS = {"matrix_inverse": _round_trip("matrix_inverse"), "det": _round_trip("det", {"mode": "logabs"}),
                        "cholesky": _round_trip("cholesky", {"lower": False}), "solve": _round_trip("solve", rhs=True),
                        "solve_triangular": _round_trip("solve_triangular",
                                                        {"lower": False, "trans": True, "unit_diagonal": True},

@@ -6,7 +6,8 @@ the lower one, as LAPACK's potrf) and fails on a matrix that is not positive def
 ``solve``/``matrix_inverse`` fail on an exactly singular matrix (a zero pivot), as
 ``np.linalg.solve``/``inv``; ``solve_triangular`` reads only its triangle (with
 ``unit_diagonal`` not even the diagonal) and fails on a zero on the diagonal, as SciPy;
-``det`` of a singular matrix is 0 (no error).  Failures raise ``np.linalg.LinAlgError``
+``det`` of a singular matrix is 0 (no error); its ``mode`` 'sign' and 'logabs' are the
+two results of ``np.linalg.slogdet`` (0 and -inf for a singular matrix).  Failures raise ``np.linalg.LinAlgError``
 (a ``ValueError``) in the reference interpreter and in native code alike.
 
 Operands are ``a`` of shape ``(..., n, n)`` and, for the solves, ``b`` of shape
@@ -129,9 +130,18 @@ def _solve_triangular(a, b, lower, trans, unit_diagonal):
     return out[..., 0] if vec else out
 
 
-def _det(a):
+def _det(a, mode):
     with np.errstate(all="ignore"):
-        return np.linalg.det(a)
+        if mode == "det":
+            return np.linalg.det(a)
+        sign, logabs = np.linalg.slogdet(a)
+        return sign if mode == "sign" else logabs
+
+
+def _det_infer(types, attrs):
+    if attrs["mode"] not in ("det", "sign", "logabs"):
+        raise ValueError(f"det: mode must be 'det', 'sign' or 'logabs', got {attrs['mode']!r}")
+    return _square_infer("det", "batch")(types, attrs)
 
 
 _row("cholesky", 1, _square_infer("cholesky"), _cholesky, {"lower": True},
@@ -141,4 +151,5 @@ _row("solve_triangular", 2, _solve_infer("solve_triangular"), _solve_triangular,
      {"lower": True, "trans": False, "unit_diagonal": False},
      doc="x with t @ x == b (trans: t.T @ x == b), t the lower/upper triangle of a")
 _row("matrix_inverse", 1, _square_infer("matrix_inverse"), np.linalg.inv, doc="inverse of a nonsingular square matrix")
-_row("det", 1, _square_infer("det", "batch"), _det, doc="determinant (0 for a singular matrix)")
+_row("det", 1, _det_infer, _det, {"mode": "det"},
+     doc="determinant (0 for a singular matrix); mode 'sign'/'logabs': slogdet's sign and log|det|")

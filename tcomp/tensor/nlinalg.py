@@ -26,10 +26,16 @@ def det(x):
     return _apply("det", x)
 
 
-def _apply(op, x):
+def slogdet(x):
+    """(sign, log|det|) of a float matrix, as ``np.linalg.slogdet`` (no overflow for large
+    matrices; (0, -inf) for a singular one)."""
+    return _apply("det", x, mode="sign"), _apply("det", x, mode="logabs")
+
+
+def _apply(op, x, **attrs):
     from .variable import apply
 
-    return apply(op, [as_variable(x, "x")])
+    return apply(op, [as_variable(x, "x")], attrs)
 
 
 def matrix_dot(*args):

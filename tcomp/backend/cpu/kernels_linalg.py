@@ -36,6 +36,7 @@ from tcomp.ir.ops.linalg_decomp import FAILURES
 from . import irutil as u
 from .kctx import KernelCtx
 from .kernels_gemm_ir import _libc
+from .scalar import emit_elemwise
 
 I32, I64 = u.I32, u.I64
 FAST = ("reassoc", "contract")
@@ -281,6 +282,26 @@ def _trsm(module, ft, dname, lower, unit):
     return fn
 
 
+def _det_of_lu(b, lu_buf, piv, size, ft, dtype, mode):
+    """det (the product of U's diagonal, negated per row swap), or slogdet's sign (the same
+    with each entry's sign) or log|det| (the sum of log|u_ii|, tcomp's own log)."""
+    L = _Mat(b, lu_buf, ft, size)
+    zero, one = ir.Constant(ft, 0.0), ir.Constant(ft, 1.0)
+
+    def step(i, acc):
+        p = b.load(b.gep(piv, [i], source_etype=I64, inbounds=True), typ=I64)
+        d = L.load(i, i)
+        if mode == "logabs":
+            return [b.fadd(acc[0], emit_elemwise(b, "log", {}, [u.call_intrinsic(b, "fabs", d)], [dtype], dtype))]
+        if mode == "sign":
+            d = b.select(b.fcmp_ordered(">", d, zero), one,
+                         b.select(b.fcmp_ordered("<", d, zero), ir.Constant(ft, -1.0), d))
+        v = b.fmul(acc[0], d)
+        return [b.select(b.icmp_signed("!=", p, i), b.fneg(v), v)]
+    (out,) = u.reduction_loop(b, size, [zero if mode == "logabs" else one], step, name="det")
+    return out
+
+
 # -- the kernels ----------------------------------------------------------------------------------
 
 def _copy_in(b, ref, bidx, dst, rows, cols, ft, transpose=False, vector=False):
@@ -358,14 +379,7 @@ def lower_linalg(ctx: KernelCtx) -> None:
         _copy_in(b, aref, bidx, lu_buf, size, size, ft)
         info = b.call(_lu(b.module, ft, dname), [lu_buf, piv, size])
         if op == "det":
-            L = _Mat(b, lu_buf, ft, size)
-
-            def step(i, acc):
-                p = b.load(b.gep(piv, [i], source_etype=I64, inbounds=True), typ=I64)
-                v = b.fmul(acc[0], L.load(i, i))
-                return [b.select(b.icmp_signed("!=", p, i), b.fneg(v), v)]
-            (det,) = u.reduction_loop(b, size, [ir.Constant(ft, 1.0)], step, name="det")
-            b.store(det, pout)
+            b.store(_det_of_lu(b, lu_buf, piv, size, ft, dtype, g.attrs(n)["mode"]), pout)
             return
         fail_on(info)
         if op == "solve":
