@@ -28,6 +28,7 @@ from tcomp.ir import dtypes as dt
 from tcomp.ir.ops.control import Body, scan_layout
 
 from .autodiff import cast_to, const, grad, match_type, op, register_vjp, zeros_like
+from .autodiff_scan_pushout import PushOut
 
 I64 = "int64"
 
@@ -109,11 +110,11 @@ def _scan_vjp(ctx):
     m = n_done if trunc == -1 else op(g, "minimum", n_done, const(g, trunc, I64))
     lo = const(g, 0, I64) if trunc == -1 else op(g, "sub", n_done, m)  # the first step backpropagated
 
-    def rows_reversed(v, offset=0):
-        """Rows offset+lo .. offset+n_done-1 of v, last first."""
+    def rows_forward(v, offset=0):
+        """Rows offset+lo .. offset+n_done-1 of v, in step order."""
         a = lo if not offset else op(g, "add", lo, const(g, offset, I64))
         b = n_done if not offset else op(g, "add", n_done, const(g, offset, I64))
-        return _reverse(g, _slice_rows(g, v, a, b))
+        return _slice_rows(g, v, a, b)
 
     float_rec = [i for i in range(n_rec) if _is_float(g.type(inits[i]))]
     float_nonseq = [j for j in range(n_nonseq) if _is_float(g.type(nonseqs[j]))]
@@ -125,19 +126,25 @@ def _scan_vjp(ctx):
     # -- outer sequences of the backward loop, and the backward body's inputs (same order) --
     bg = Graph()
     outer_seqs = []
+    seq_rows = {}  # body input -> the outer rows it steps through, in forward step order
 
-    def seq_input(outer):
-        outer_seqs.append(outer)
-        return bg.add_input(_row_type(g.type(outer)))
+    seq_ins = []
 
-    b_seq = [seq_input(rows_reversed(s)) for s in seqs]
+    def seq_input(forward_rows, type_=None):
+        outer_seqs.append(_reverse(g, forward_rows))
+        v = bg.add_input(type_ or _row_type(g.type(forward_rows)))
+        seq_rows[v] = forward_rows
+        seq_ins.append(v)
+        return v
+
+    b_seq = [seq_input(rows_forward(s)) for s in seqs]
     b_tap = []
     for i in range(n_rec):
         L = -taps[i][0]
         full = g.add_node("concatenate", [inits[i], outs[i]], {"axis": 0})
-        b_tap.append({t: seq_input(rows_reversed(full, L + t)) for t in taps[i]})
-    b_cty = {i: seq_input(rows_reversed(cts[i])) for i in ct_rec if i not in last}
-    b_ctz = {k: seq_input(rows_reversed(cts[n_rec + k])) for k in ct_nitsot}
+        b_tap.append({t: seq_input(rows_forward(full, L + t)) for t in taps[i]})
+    b_cty = {i: seq_input(rows_forward(cts[i])) for i in ct_rec if i not in last}
+    b_ctz = {k: seq_input(rows_forward(cts[n_rec + k])) for k in ct_nitsot}
     outer_inits = [_zeros_with_lead(g, inits[i], 1) for i in float_rec]
     for pos, i in enumerate(float_rec):
         if i in last and cts[i] is not None:  # the newest state's cotangent: window row 0
@@ -169,6 +176,7 @@ def _scan_vjp(ctx):
            + [b_tap[i][t] for i in float_rec for t in taps[i]]
            + [b_nonseq[j] for j in float_nonseq])
     grads = dict(zip(wrt, grad(bg, None, wrt, disconnected_inputs="ignore", known_grads=known))) if wrt else {}
+    stored_results(g, bg, fo, outs, seq_input, grads, rows_forward)
 
     new_states = []
     for i in float_rec:
@@ -185,19 +193,35 @@ def _scan_vjp(ctx):
                 v = op(bg, "add", v, p)
             rows.append(match_type(bg, v, q0[i]))
         new_states.append(op(bg, "stack", *rows, axis=0))
+    q_inits = outer_inits[:len(float_rec)]
+    # the non-sequences' cotangents: products of per-step values summed after the loop
+    # (autodiff_scan_pushout), the other terms summed in the loop
+    exclude = set(b_nonseq) | set(b_acc.values())
+    plan = PushOut(g, bg, seq_rows, lambda v: v not in exclude and bg.op(v) != "constant")
+    acc_js = []
     for j in float_nonseq:
-        new_states.append(op(bg, "add", b_acc[j], grads[b_nonseq[j]]))
+        rest = plan.split(j, grads[b_nonseq[j]], nonseqs[j])
+        if rest is not None:
+            acc_js.append(j)
+            new_states.append(op(bg, "add", b_acc[j], rest))
+    acc_inits = [outer_inits[len(float_rec) + float_nonseq.index(j)] for j in acc_js]
+    acc_ins = [b_acc[j] for j in acc_js]
+    stack_ins = [bg.add_input(t) for t in plan.state_types()]
+    new_states += plan.values
     dseq_k = [k for k in range(n_seqs) if b_seq[k] in grads]
     bg.outputs = new_states + [grads[b_seq[k]] for k in dseq_k]
     if not bg.outputs:
         return [None] * len(operands)
+    bg.inputs = seq_ins + [b_q[i] for i in float_rec] + acc_ins + stack_ins + b_nonseq
     bg.remove_dead()
 
     n_states = len(new_states)
-    back = g.add_node("scan", [m] + outer_seqs + outer_inits + list(nonseqs),
+    n_last = len(float_rec) + len(acc_js)
+    back = g.add_node("scan", [m] + outer_seqs + q_inits + acc_inits + plan.inits + list(nonseqs),
                       {"body": Body(bg), "n_seqs": len(outer_seqs), "taps": ((-1,),) * n_states,
                        "n_nitsot": len(dseq_k), "until": False,
-                       "store": ("last",) * n_states + ("all",) * len(dseq_k), "truncate_gradient": -1,
+                       "store": ("last",) * n_last + ("all",) * (n_states - n_last + len(dseq_k)),
+                       "truncate_gradient": -1,
                        "name": None if attrs["name"] is None else f"grad_of_{attrs['name']}"})
     res = _results(g, back, len(bg.outputs))
     result = [None] * len(operands)
@@ -206,14 +230,38 @@ def _scan_vjp(ctx):
         if trunc != -1:
             d = op(g, "where", op(g, "eq", m, n_done), d, const(g, 0, g.type(d).dtype))
         result[1 + n_seqs + i] = match_type(g, d, inits[i])
-    for pos, j in enumerate(float_nonseq):
-        result[1 + n_seqs + n_rec + j] = match_type(g, res[len(float_rec) + pos], nonseqs[j])
+    stacked = [_reverse(g, r) for r in res[n_last:n_states]]  # (back in forward step order)
+    for j in float_nonseq:
+        total = res[len(float_rec) + acc_js.index(j)] if j in acc_js else None
+        for term in plan.outer_terms(j, stacked):
+            total = term if total is None else op(g, "add", total, term)
+        result[1 + n_seqs + n_rec + j] = match_type(g, total, nonseqs[j])
     for pos, k in enumerate(dseq_k):
         rows = _reverse(g, res[n_states + pos])
         full = g.add_node("set_subtensor", [zeros_like(g, seqs[k]), rows, lo, n_done],
                           {"index": (("s", "$2", "$3", None),)})
         result[1 + k] = full
     return result
+
+
+def stored_results(g, bg, fo, outs, seq_input, grads, rows_forward) -> None:
+    """Where the backward step reads a value the forward step returned (``tanh``'s VJP
+    reads its result), it reads the stored row instead of recomputing it: the result's
+    rows become a sequence of the backward loop, and the recomputation is left dead
+    (the forward's stored rows are exactly the values the recomputation would give)."""
+    for k, f in enumerate(fo):
+        if bg.op(f) in ("input", "constant") or not bg.users(f):
+            continue
+        row = _row_type(g.type(outs[k]))
+        want = bg.type(f)
+        if not (isinstance(want, TensorType) and row.dtype == want.dtype and row.ndim == want.ndim
+                and all(b is None or a == b for a, b in zip(row.shape, want.shape))):
+            continue
+        s_in = seq_input(rows_forward(outs[k]), want)
+        bg.replace_all_uses(f, s_in)
+        for w, v in grads.items():
+            if v == f:
+                grads[w] = s_in
 
 
 @register_vjp("ifelse")

@@ -22,6 +22,8 @@ from __future__ import annotations
 from tcomp.ir import Graph
 from tcomp.ir.ops.control import Body, scan_layout
 
+from .scan_pushout import derived_results, push_out_products, stacked_product
+
 LAST = (("i", -1),)
 
 
@@ -135,26 +137,48 @@ def _optimize_scan(g: Graph, n: int) -> bool:
         ni = bg.add_input(bg.type(v), bg.name(v))
         bg.replace_all_uses(v, ni)
         new_inputs.append((ni, outer_of[v]))
+        invariant.add(ni)
+        outer_of[ni] = outer_of[v]
+    # products with an invariant matrix: of sequence rows (x_t W) before the loop, of another
+    # stored result (d_t W^T) after it (scan_pushout.py)
+    is_inv = invariant.__contains__
+    pushed = [] if attrs["until"] else push_out_products(g, bg, operands, {seq_in[k]: 1 + k for k in keep_seq},
+                                                        is_inv, outer_of)
+    kept = keep_rec + [n_rec + j for j in keep_nit]
+    derived = {kept[p]: (kept[q], w, first) for p, (q, w, first) in
+               derived_results(bg, kept, store, n_rec, is_inv).items()}
+    if derived:
+        keep_nit = [j for j in keep_nit if n_rec + j not in derived]
+        kept = keep_rec + [n_rec + j for j in keep_nit]
+        bg.outputs = [outs[k] for k in kept] + ([cond] if cond is not None else [])
+        derived = {k: (src, bg.type(outs[k]), outer_of[w], first) for k, (src, w, first) in derived.items()}
     bg.remove_dead()
     keep_nonseq = [j for j in keep_nonseq if bg.num_uses(nonseq_in[j])]  # (hoisting may free some)
+    keep_seq = [k for k in keep_seq if bg.num_uses(seq_in[k])]
+    seq_order = [seq_in[k] for k in keep_seq] + [ni for ni, _ in pushed]
+    rest = [v for v in bg.inputs if v not in set(seq_in) and v not in {ni for ni, _ in pushed}]
+    bg.inputs = seq_order + rest
     drop = set(seq_in[k] for k in range(n_seqs) if k not in keep_seq)
     drop |= {t for i in range(n_rec) if i not in keep_rec for t in tap_in[i]}
     drop |= {nonseq_in[j] for j in range(n_nonseq) if j not in keep_nonseq}
     bg.inputs = [v for v in bg.inputs if v not in drop]
     bg.nx.remove_nodes_from([v for v in drop if v in bg.nx])
     bg = _body_pipeline(bg)
-    new_attrs = dict(attrs, body=Body(bg), n_seqs=len(keep_seq), taps=tuple(taps[i] for i in keep_rec),
+    new_attrs = dict(attrs, body=Body(bg), n_seqs=len(keep_seq) + len(pushed), taps=tuple(taps[i] for i in keep_rec),
                      n_nitsot=len(keep_nit),
                      store=tuple(store[k] for k in keep_rec + [n_rec + j for j in keep_nit]))
     if all(s == "all" for s in new_attrs["store"]):
         new_attrs["store"] = ()
-    new_ops = ([operands[0]] + [operands[1 + k] for k in keep_seq] + [operands[1 + n_seqs + i] for i in keep_rec]
+    new_ops = ([operands[0]] + [operands[1 + k] for k in keep_seq] + [o for _, o in pushed]
+               + [operands[1 + n_seqs + i] for i in keep_rec]
                + [operands[1 + n_seqs + n_rec + j] for j in keep_nonseq] + [o for _, o in new_inputs])
     new = g.add_node("scan", new_ops, new_attrs, name=g.name(n))
-    kept = keep_rec + [n_rec + j for j in keep_nit]
     count = len(kept)
-    for new_k, k in enumerate(kept):
-        r = new if count == 1 else g.add_node("get_output", [new], {"index": new_k})
+    result = {k: new if count == 1 else g.add_node("get_output", [new], {"index": new_k})
+              for new_k, k in enumerate(kept)}
+    for k, (src, t, w, first) in derived.items():
+        result[k] = stacked_product(g, result[src], w, first, t)
+    for k, r in result.items():
         nodes, users, _ = uses[k]
         if k in replace_last:
             for u in users:
@@ -162,7 +186,7 @@ def _optimize_scan(g: Graph, n: int) -> bool:
         else:
             for old in ([nodes] if n_out == 1 else nodes or []):
                 g.replace_all_uses(old, r)
-    return bool(hoisted)
+    return bool(hoisted or pushed or derived)
 
 
 def _optimize_ifelse(g: Graph, n: int) -> None:

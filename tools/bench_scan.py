@@ -4,23 +4,21 @@
 128, float32), cost ``sum(h) / steps``; forward (every ``h_t``) and forward + backward (the
 cost and its gradients with respect to ``W``, ``U``, ``b``: backpropagation through time,
 the backward loop another native loop).  Baselines in the same run: a Python loop over
-NumPy (forward, and BPTT written by hand), and ``jax.lax.scan`` (jitted, ``jax.grad``) when
-JAX is installed.  Every tcomp result is checked against the NumPy one first.
+NumPy (forward, and BPTT written by hand), and ``jax.lax.scan`` (jitted, ``jax.grad``,
+``block_until_ready``, float32) when JAX is installed.  Every tcomp and jax result is
+checked against the NumPy one first.
+
+Fairness: the three are called in turn, round after round, best of N each (the machine's
+load hits them alike), in a fresh process pinned to as many CPUs as tcomp's thread count
+(``os.sched_setaffinity`` before JAX starts), so XLA's and BLAS's thread pools get the
+cores tcomp's pool gets and no more.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
-
-
-def _best(fn, repeat):
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _np_forward(x, h0, W, U, b):
@@ -79,15 +77,28 @@ def _jax_functions():
 
     fwd = jax.jit(forward)
     vg = jax.jit(jax.value_and_grad(cost, argnums=(0, 1, 2)))
-    return (lambda *a: fwd(*a).block_until_ready(),
-            lambda x, h0, W, U, b: jax.block_until_ready(vg(W, U, b, x, h0)))
+    def fwd_grad(x, h0, W, U, b):
+        value, grads = jax.block_until_ready(vg(W, U, b, x, h0))
+        return (value,) + tuple(grads)
+
+    return lambda *a: fwd(*a).block_until_ready(), fwd_grad
 
 
-def rows(quick: bool = False, repeat: int = 0, steps: int | None = None) -> list:
+def _interleaved(fns, repeat):
+    """Best-of-``repeat`` time of each callable, called in turn round after round (so each
+    sees the same machine load)."""
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best
+
+
+def _measure(quick: bool, repeat: int, steps: int) -> list:
     import tcomp
 
-    steps = steps or (100 if quick else 1000)
-    repeat = repeat or (3 if quick else 5)
     batch, hidden, n_in = 16, 128, 128
     rng = np.random.default_rng(0)
     x = rng.standard_normal((steps, batch, n_in)).astype("float32")
@@ -109,21 +120,64 @@ def rows(quick: bool = False, repeat: int = 0, steps: int | None = None) -> list
     if err_f > 1e-3 or err_g > 1e-3:
         raise AssertionError(f"bench scan: tcomp differs from NumPy (forward {err_f:.2e}, gradient {err_g:.2e})")
     jx = _jax_functions()
+    if jx is not None:  # compiled, and checked against NumPy like tcomp
+        jerr_f = float(np.abs(np.asarray(jx[0](*args)) - want_f).max())
+        jerr_g = max(float(np.abs(np.asarray(a) - c).max() / max(1.0, float(np.abs(c).max())))
+                     for a, c in zip(jx[1](*args), want_g))
+        if jerr_f > 1e-3 or jerr_g > 1e-3:
+            raise AssertionError(f"bench scan: jax differs from NumPy (forward {jerr_f:.2e}, gradient {jerr_g:.2e})")
     out = []
     size = f"{steps} steps, {batch}x{hidden}"
     for name, ours, theirs, err, j in (("scan: Elman RNN forward", fwd, _np_forward, err_f, 0),
                                        ("scan: Elman RNN fwd+grad", grad, _np_grad, err_g, 1)):
-        t_tc = _best(lambda: ours(*args), repeat)
-        t_np = _best(lambda: theirs(*args), repeat)
-        t_jax = None
-        if jx is not None:
-            jx[j](*args)  # compile
-            t_jax = _best(lambda: jx[j](*args), repeat)
+        fns = [lambda: ours(*args), lambda: theirs(*args)] + ([lambda: jx[j](*args)] if jx is not None else [])
+        times = _interleaved(fns, repeat)
+        t_tc, t_np = times[:2]
+        t_jax = times[2] if jx is not None else None
         out.append({"case": name, "size": size, "threads": tcomp.config.num_threads, "tcomp_ms": t_tc * 1e3,
                     "numpy_ms": t_np * 1e3, "speedup": t_np / t_tc, "compile_ms": compile_s * 1e3, "max_err": err,
                     "tcomp_gbs": None, "numpy_gbs": None, "tcomp_gflops": None, "numpy_gflops": None,
-                    "steps": steps, "jax_ms": None if t_jax is None else t_jax * 1e3})
+                    "steps": steps, "jax_ms": None if t_jax is None else t_jax * 1e3,
+                    "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None})
     return out
+
+
+_CHILD = """
+import json, os, sys
+threads, quick, repeat, steps = json.loads(sys.argv[1])
+cpus = sorted(os.sched_getaffinity(0))[:threads]
+os.sched_setaffinity(0, cpus)  # before JAX (and BLAS) size their thread pools
+import tcomp
+tcomp.config.num_threads = threads
+from tcomp.tools.bench_scan import _measure
+print("BENCH_SCAN_ROWS " + json.dumps(_measure(quick, repeat, steps)))
+"""
+
+
+def rows(quick: bool = False, repeat: int = 0, steps: int | None = None, isolate: bool = True) -> list:
+    """The scan rows at ``tcomp.config.num_threads`` threads.  ``isolate`` (Linux): measured
+    in a fresh process pinned to that many CPUs (``os.sched_setaffinity``), so jax.jit's
+    and the BLAS thread pools get as many cores as tcomp's pool; tcomp, the NumPy loop and
+    jax are called in turn, best of ``repeat`` rounds each."""
+    import tcomp
+
+    steps = steps or (100 if quick else 1000)
+    repeat = repeat or (3 if quick else 5)
+    threads = int(tcomp.config.num_threads)
+    if not isolate or not hasattr(os, "sched_setaffinity") or threads > len(os.sched_getaffinity(0)):
+        return _measure(quick, repeat, steps)
+    import json
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps([threads, quick, repeat, steps])],
+                          capture_output=True, text=True, env=env, timeout=1800)
+    for line in proc.stdout.splitlines():
+        if line.startswith("BENCH_SCAN_ROWS "):
+            return json.loads(line[len("BENCH_SCAN_ROWS "):])
+    raise RuntimeError(f"bench scan: the pinned measuring process failed (exit {proc.returncode}):\n"
+                       f"{proc.stderr[-4000:]}")
 
 
 def format_scan_rows(rows) -> list:
