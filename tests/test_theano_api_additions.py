@@ -346,3 +346,34 @@ def test_h_softmax_against_numpy():
                                                  w1.astype("float64"), b1.astype("float64"), w, b2.astype("float64"),
                                                  target=T.constant(yv))).sum(),
                 [w2.astype("float64")], rng=np.random.RandomState(0))
+
+
+def _np_neibs(v, a, b, sa, sb):
+    n, c, h, w = v.shape
+    rows, cols = (h - a) // sa + 1, (w - b) // sb + 1
+    return np.array([v[i, j, r * sa:r * sa + a, q * sb:q * sb + b].reshape(-1)
+                     for i in range(n) for j in range(c) for r in range(rows) for q in range(cols)])
+
+
+def test_images2neibs_and_back():
+    from tcomp.tensor.nnet.neighbours import images2neibs, neibs2images
+
+    x = T.tensor4("x")
+    v = np.random.default_rng(2).standard_normal((2, 3, 6, 4)).astype("float32")
+    for shape, step, mode in [((2, 2), None, "valid"), ((3, 2), (1, 1), "ignore_borders"),
+                              ((4, 3), None, "ignore_borders")]:
+        got = tcomp.function([x], images2neibs(x, shape, step, mode=mode))(v)
+        np.testing.assert_array_equal(got, _np_neibs(v, *shape, *(step or shape)))
+    np.testing.assert_array_equal(tcomp.function([x], neibs2images(images2neibs(x, (2, 2)), (2, 2), x.shape))(v), v)
+    with pytest.raises(ValueError, match="reshape"):
+        tcomp.function([x], images2neibs(x, (4, 3)))(v)  # 6x4 images are not covered by 4x3 blocks
+    with pytest.raises(ValueError, match="static"):
+        images2neibs(x, (2, 2), (1, 1))
+    s = T.TensorType("float32", (2, 3, 6, 4))("s")
+    np.testing.assert_array_equal(tcomp.function([s], images2neibs(s, (2, 2), (2, 1)))(v), _np_neibs(v, 2, 2, 2, 1))
+    g = tcomp.function([x], T.grad((images2neibs(x, (3, 2), (1, 1), mode="ignore_borders") ** 2).sum(), x))(v)
+    counts = np.zeros_like(v)
+    for r in range(4):
+        for q in range(3):
+            counts[:, :, r:r + 3, q:q + 2] += 1
+    np.testing.assert_allclose(g, 2 * v * counts, rtol=1e-6)

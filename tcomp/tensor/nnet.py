@@ -205,6 +205,7 @@ from . import nnet_abstract_conv as abstract_conv  # noqa: E402
 from . import nnet_bn as bn  # noqa: E402
 from . import nnet_conv as conv  # noqa: E402
 from . import nnet_ctc as ctc  # noqa: E402
+from . import nnet_neighbours as neighbours  # noqa: E402
 from .nnet_conv3d import conv3d  # noqa: E402,F401
 from .nnet_extra import (  # noqa: E402,F401
     crossentropy_categorical_1hot,
@@ -225,3 +226,4 @@ sys.modules[__name__ + ".conv"] = conv
 sys.modules[__name__ + ".abstract_conv"] = abstract_conv
 sys.modules[__name__ + ".bn"] = bn
 sys.modules[__name__ + ".ctc"] = ctc
+sys.modules[__name__ + ".neighbours"] = neighbours
