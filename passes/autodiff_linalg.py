@@ -133,3 +133,86 @@ def _cholesky(ctx):
     if not ctx.attrs["lower"]:
         grad = _t(g, grad)
     return [_finish(g, grad, a)]
+
+
+# -- eigh and svd (ir/ops/linalg_spectral.py) -------------------------------------------------------
+
+def _row_of(g, v):
+    """v[..., None, :] (a vector broadcast along rows: scales a matrix's columns)."""
+    k = g.type(v).ndim - 1
+    return op(g, "dimshuffle", v, pattern=tuple(range(k)) + ("x", k))
+
+
+def _col_of(g, v):
+    """v[..., :, None] (scales a matrix's rows)."""
+    k = g.type(v).ndim - 1
+    return op(g, "dimshuffle", v, pattern=tuple(range(k)) + (k, "x"))
+
+
+def _off_diagonal_inverse(g, v):
+    """F[..., i, j] = 1 / (v_j - v_i) off the diagonal, 0 on it (repeated values: inf, as in
+    every framework: the vectors are not differentiable there)."""
+    i, j = _rows_cols(g, v)
+    d = g.type(v).dtype
+    diag = op(g, "eq", i, j)
+    # the diagonal divides by 1, not 0: where's unselected branch still gets a (zero)
+    # cotangent, and 0 * (-1/0**2) would be nan in the second derivative
+    diff = op(g, "where", diag, const(g, 1, d), op(g, "sub", _row_of(g, v), _col_of(g, v)))
+    return op(g, "where", diag, const(g, 0, d), op(g, "truediv", const(g, 1, d), diff))
+
+
+def _triangle_of_symmetric(g, grad, lower):
+    """The gradient w.r.t. the triangle an op reads of the symmetric matrix it mirrors from it:
+    G_ij + G_ji off the diagonal, G_ii on it, 0 in the other triangle."""
+    i, j = _rows_cols(g, grad)
+    zero = const(g, 0, g.type(grad).dtype)
+    inside = op(g, "gt" if lower else "lt", i, j)
+    return op(g, "where", inside, op(g, "add", grad, _t(g, grad)), op(g, "where", op(g, "eq", i, j), grad, zero))
+
+
+@register_vjp("eigh")
+def _eigh(ctx):
+    """A = V diag(w) V^T: dA = V (diag(gw) + F o (V^T gV)) V^T, F_ij = 1/(w_j - w_i)."""
+    g = ctx.graph
+    (a,) = ctx.operands
+    lower = ctx.attrs["lower"]
+    vecs = op(g, "eigh", a, part="vectors", lower=lower)
+    if ctx.attrs["part"] == "values":
+        inner = op(g, "mul", _row_of(g, ctx.cotangent), vecs)      # V diag(gw)
+        grad = op(g, "matmul", inner, _t(g, vecs))
+    else:
+        w = op(g, "eigh", a, part="values", lower=lower)
+        f = _off_diagonal_inverse(g, w)
+        inner = op(g, "mul", f, op(g, "matmul", _t(g, vecs), ctx.cotangent))
+        grad = op(g, "matmul", vecs, op(g, "matmul", inner, _t(g, vecs)))
+    return [_finish(g, _triangle_of_symmetric(g, grad, lower), a)]
+
+
+@register_vjp("svd")
+def _svd(ctx):
+    """The reduced SVD's VJP (Townsend 2016, "Differentiating the singular value
+    decomposition"), one part at a time (the parts are separate nodes; contributions add):
+    s: U diag(gs) V^T; u: U (F o (U^T gU - gU^T U)) S V^T + (gU - U U^T gU) S^-1 V^T;
+    vt (gV = gvt^T): U S (F o (V^T gV - gV^T V)) V^T + U S^-1 (gvt - gvt V V^T),
+    F_ij = 1/(s_j^2 - s_i^2); zero or repeated singular values give inf/nan (as elsewhere)."""
+    g = ctx.graph
+    (a,) = ctx.operands
+    ct, part = ctx.cotangent, ctx.attrs["part"]
+    uu, vt = op(g, "svd", a, part="u"), op(g, "svd", a, part="vt")
+    if part == "s":
+        return [_finish(g, op(g, "matmul", op(g, "mul", uu, _row_of(g, ct)), vt), a)]
+    s = op(g, "svd", a, part="s")
+    d = g.type(s).dtype
+    f = _off_diagonal_inverse(g, op(g, "mul", s, s))
+    inv_s = op(g, "truediv", const(g, 1, d), s)
+    if part == "u":
+        utg = op(g, "matmul", _t(g, uu), ct)
+        core = op(g, "mul", op(g, "mul", f, op(g, "sub", utg, _t(g, utg))), _row_of(g, s))
+        rest = op(g, "mul", op(g, "sub", ct, op(g, "matmul", uu, utg)), _row_of(g, inv_s))
+        grad = op(g, "add", op(g, "matmul", op(g, "matmul", uu, core), vt), op(g, "matmul", rest, vt))
+    else:
+        vg = op(g, "matmul", vt, _t(g, ct))                          # V^T gV = vt gvt^T
+        core = op(g, "mul", _col_of(g, s), op(g, "mul", f, op(g, "sub", vg, _t(g, vg))))
+        rest = op(g, "mul", _col_of(g, inv_s), op(g, "sub", ct, op(g, "matmul", _t(g, vg), vt)))
+        grad = op(g, "matmul", uu, op(g, "add", op(g, "matmul", core, vt), rest))
+    return [_finish(g, grad, a)]

@@ -44,5 +44,20 @@ def _flatnonzero(r, n, attrs, gtypes, shapes):
     return (count,)
 
 
-RULES = {"flatnonzero": _flatnonzero, "cholesky": _one("cholesky"), "matrix_inverse": _one("matrix_inverse"),
-         "det": _one("det", True), "solve": _solve("solve"), "solve_triangular": _solve("solve_triangular")}
+def _eigh(r, n, attrs, gtypes, shapes):
+    s = tuple(shapes[0])
+    _square(r, n, "eigh", gtypes[0], s)
+    return s[:-1] if attrs["part"] == "values" else s
+
+
+def _svd(r, n, attrs, gtypes, shapes):
+    b = r.b
+    s = tuple(shapes[0])
+    m, c = s[-2], s[-1]
+    k = b.select(b.lt(m, c), m, c)
+    return s[:-2] + {"s": (k,), "u": (m, k), "vt": (k, c)}[attrs["part"]]
+
+
+RULES = {"eigh": _eigh, "svd": _svd, "flatnonzero": _flatnonzero, "cholesky": _one("cholesky"),
+         "matrix_inverse": _one("matrix_inverse"), "det": _one("det", True), "solve": _solve("solve"),
+         "solve_triangular": _solve("solve_triangular")}

@@ -294,6 +294,9 @@ CASES.update(AUTODIFF_CASES)
 from test_ops_linalg import AUTODIFF_CASES as _LINALG_CASES  # noqa: E402 - cholesky, solve, det, ...
 
 CASES.update(_LINALG_CASES)
+from test_ops_spectral import AUTODIFF_CASES as _SPECTRAL_CASES  # noqa: E402
+
+CASES.update(_SPECTRAL_CASES)
 
 ALL = [(name, i, build) for name, builds in CASES.items() for i, build in enumerate(builds)]
 

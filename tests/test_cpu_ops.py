@@ -367,6 +367,9 @@ CASES.update(_LINALG_CASES)
 from test_ops_nonzero import CPU_CASES as _NONZERO_CASES  # noqa: E402
 
 CASES.update(_NONZERO_CASES)
+from test_ops_spectral import CPU_CASES as _SPECTRAL_CASES  # noqa: E402
+
+CASES.update(_SPECTRAL_CASES)
 
 
 @pytest.mark.parametrize("op,dtype", [("random_uniform", "float32"), ("random_uniform", "float64"),

@@ -317,6 +317,9 @@ BUILDERS.update(_LINALG_BUILDERS)
 from test_ops_nonzero import ROUND_TRIP_BUILDERS as _NONZERO_BUILDERS  # noqa: E402
 
 BUILDERS.update(_NONZERO_BUILDERS)
+from test_ops_spectral import ROUND_TRIP_BUILDERS as _SPECTRAL_BUILDERS  # noqa: E402
+
+BUILDERS.update(_SPECTRAL_BUILDERS)
 
 
 def test_every_op_has_a_round_trip_case():

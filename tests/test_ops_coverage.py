@@ -45,6 +45,7 @@ TESTED_OPS = {
     **{op: "test_ops_linalg::test_matrix_ops_against_numpy" for op in ["matrix_inverse", "det", "cholesky", "solve",
                                                                          "solve_triangular"]},
     "flatnonzero": "test_ops_nonzero::test_nonzero_family_against_numpy",
+    **{op: "test_ops_spectral::test_eigh_and_svd_against_numpy" for op in ["eigh", "svd"]},
 }
 
 _CONV_POOL_RANDOM = ("tested against NumPy loops, finite differences and known-answer vectors in "

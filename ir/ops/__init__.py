@@ -7,6 +7,7 @@ from . import (  # noqa: F401
     indexing,
     linalg,
     linalg_decomp,
+    linalg_spectral,
     multi_output,
     nnet,
     nonzero,

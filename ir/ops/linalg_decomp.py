@@ -31,6 +31,8 @@ FAILURES = {
     "solve_triangular": "singular matrix: a zero on the diagonal",
     "matrix_inverse": "singular matrix",
     "det": "no memory for the scratch copy of the matrix",
+    "eigh": "no memory for the scratch copy of the matrix",
+    "svd": "no memory for the scratch copy of the matrix",
 }
 
 

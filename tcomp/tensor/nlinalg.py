@@ -1,10 +1,11 @@
-"""``T.nlinalg``: Theano's ``matrix_inverse``, ``det``, ``matrix_dot``, norm, trace and
-diagonal helpers.  ``matrix_inverse`` and ``det`` are ops (``ir/ops/linalg_decomp.py``:
-float32/float64, batched over leading axes; a singular matrix makes ``matrix_inverse``
-raise ``numpy.linalg.LinAlgError``, its ``det`` is 0); the rest compose existing ops.
+"""``T.nlinalg``: Theano's ``matrix_inverse``, ``det``, ``slogdet``, ``eigh``, ``svd``,
+``pinv``, ``matrix_dot``, ``matrix_power``, ``norm``, trace and diagonal helpers.
 
-Norms that need singular values (matrix ord 2, -2, 'nuc') need an SVD, which tcomp does not
-have; they are refused with a ValueError naming the order."""
+``matrix_inverse`` and ``det`` are ops (``ir/ops/linalg_decomp.py``: float32/float64, batched
+over leading axes; a singular matrix makes ``matrix_inverse`` raise
+``numpy.linalg.LinAlgError``, its ``det`` is 0), so are ``eigh`` and ``svd``
+(``ir/ops/linalg_spectral.py``: Jacobi methods on the CPU, fine for small and medium
+matrices; vectors sign-normalized, see there); the rest compose them."""
 from __future__ import annotations
 
 import numpy as np
@@ -51,6 +52,76 @@ def matrix_dot(*args):
 inv = matrix_inverse
 
 
+def _float_matrix(x, what):
+    x = as_variable(x, "x")
+    if x.ndim < 2:
+        raise ValueError(f"{what}: expected a matrix (or a batch of matrices), got {x.describe()}")
+    return _float(x)
+
+
+def eigh(a, UPLO="L"):
+    """(w, v) with ``a @ v == v * w``: ascending eigenvalues and the eigenvectors (columns) of
+    the symmetric matrix whose ``UPLO`` ('L' or 'U') triangle ``a`` holds."""
+    if UPLO not in ("L", "U", "l", "u"):
+        raise ValueError(f"eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
+    a = _float_matrix(a, "eigh")
+    lower = UPLO in ("L", "l")
+    return _apply("eigh", a, part="values", lower=lower), _apply("eigh", a, part="vectors", lower=lower)
+
+
+def eigvalsh(a, b=None, lower=True):
+    """The ascending eigenvalues of a symmetric matrix (the generalized problem with ``b`` is
+    not supported)."""
+    if b is not None:
+        raise ValueError("eigvalsh: the generalized problem (b is not None) is not supported; pass b=None")
+    return _apply("eigh", _float_matrix(a, "eigvalsh"), part="values", lower=bool(lower))
+
+
+def svd(a, full_matrices=True, compute_uv=True):
+    """NumPy's ``svd``: (u, s, vt), or ``s`` (descending) when ``compute_uv`` is false.  Only
+    the reduced factors exist: ``full_matrices`` must be false unless ``a`` is statically
+    square (where the two agree)."""
+    a = _float_matrix(a, "svd")
+    if not compute_uv:
+        return _apply("svd", a, part="s")
+    m, n = a.type.shape[-2:]
+    if full_matrices and not (isinstance(m, int) and m == n):
+        raise ValueError(f"svd: full_matrices=True needs the orthogonal complement of u or vt, which tcomp does "
+                         f"not compute; pass full_matrices=False (the reduced SVD) for {a.describe()}")
+    return _apply("svd", a, part="u"), _apply("svd", a, part="s"), _apply("svd", a, part="vt")
+
+
+def pinv(x, hermitian=False, rcond=1e-15):
+    """The Moore-Penrose pseudo-inverse through the SVD; singular values at most ``rcond``
+    times the largest count as zero (NumPy's rule)."""
+    x = _float_matrix(x, "pinv")
+    u, s, vt = svd(x, full_matrices=False)
+    cut = B.max(s, axis=-1, keepdims=True) * rcond
+    inv_s = B.switch(B.gt(s, cut), 1 / B.switch(B.gt(s, cut), s, 1), 0)
+    n = x.ndim
+    swap = tuple(range(n - 2)) + (n - 1, n - 2)
+    return B.matmul(vt.dimshuffle(swap) * inv_s.dimshuffle(*range(n - 2), "x", n - 2), u.dimshuffle(swap))
+
+
+def matrix_power(M, n):
+    """``M`` multiplied by itself ``n`` times (``n`` a non-negative int; 0 gives the identity)."""
+    M = as_variable(M, "M")
+    if not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"matrix_power: n must be a non-negative int, got {n!r}")
+    if n == 0:
+        from .extra import identity_like
+
+        return identity_like(M)
+    result, base, k = None, M, int(n)
+    while k:
+        if k & 1:
+            result = base if result is None else B.dot(result, base)
+        k >>= 1
+        if k:
+            base = B.dot(base, base)
+    return result
+
+
 def alloc_diag(v, offset=0):
     """The square matrix with vector ``v`` on its ``offset`` diagonal."""
     return diag(v, offset)
@@ -77,6 +148,6 @@ def norm(x, ord=None):
     if ord == -1:
         return B.min(B.sum(a, axis=0))
     if ord in (2, -2, "nuc"):
-        raise ValueError(f"norm: matrix norm order {ord!r} needs singular values (an SVD), which tcomp "
-                         "does not have; use 'fro', 1, -1, inf or -inf")
+        s = svd(x, compute_uv=False)
+        return B.max(s) if ord == 2 else B.min(s) if ord == -2 else B.sum(s)
     raise ValueError(f"norm: invalid norm order {ord!r} for matrices")

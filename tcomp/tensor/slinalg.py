@@ -1,6 +1,6 @@
 """``T.slinalg``: Theano's (and SciPy's) ``cholesky``, ``solve``, ``solve_triangular``,
-``cho_solve`` and the structured solves, on float32/float64 matrices, batched over leading
-axes (ops in ``ir/ops/linalg_decomp.py``, CPU kernels in ``backend/cpu/kernels_linalg.py``).
+``cho_solve``, ``eigvalsh`` and the structured solves, on float32/float64 matrices, batched
+over leading axes (ops in ``ir/ops/linalg_decomp.py``, CPU kernels in ``backend/cpu/kernels_linalg.py``).
 
 A matrix that is not positive definite (``cholesky``) or singular (``solve``, a zero on the
 diagonal for ``solve_triangular``) raises ``numpy.linalg.LinAlgError`` when the function
@@ -91,6 +91,14 @@ def cho_solve(c_and_lower, b, check_finite=True, b_ndim=None):
     return solve_triangular(c, solve_triangular(c, b, lower=False, trans=1), lower=False)
 
 
+def eigvalsh(a, b=None, lower=True):
+    """The ascending eigenvalues of the symmetric matrix whose ``lower`` (else upper) triangle
+    ``a`` holds (Theano's signature; the generalized problem with ``b`` is not supported)."""
+    from .nlinalg import eigvalsh as _eigvalsh
+
+    return _eigvalsh(a, b, lower)
+
+
 def solve_lower_triangular(a, b):
     return solve_triangular(a, b, lower=True)
 
@@ -103,5 +111,5 @@ def solve_symmetric(a, b):
     return solve(a, b, assume_a="sym")
 
 
-__all__ = ["cho_solve", "cholesky", "solve", "solve_lower_triangular", "solve_symmetric", "solve_triangular",
-           "solve_upper_triangular"]
+__all__ = ["cho_solve", "cholesky", "eigvalsh", "solve", "solve_lower_triangular", "solve_symmetric",
+           "solve_triangular", "solve_upper_triangular"]

@@ -1,0 +1,331 @@
+"""CPU kernels of ``eigh`` and ``svd`` (kind 'linalg', ``ir/ops/linalg_spectral.py``): Jacobi
+methods, chosen because they are short, need no libm and are accurate to working precision
+(Demmel and Veselic 1992), at the price of speed: O(n^3) per sweep and ~6-12 sweeps, so they
+suit small and medium matrices (n in the tens to low hundreds).
+
+``jacobi_eigh``  cyclic two-sided Jacobi on the symmetric matrix (the rotation of Golub and
+                 Van Loan's sym.schur2 zeroes a_pq), the rotations accumulated in V; sweeps
+                 until the off-diagonal mass is below eps^2 of the total (50 at most).
+``jacobi_svd``   one-sided (Hestenes) Jacobi: the k = min(m, n) columns of A (of A^T when
+                 m < n), stored as contiguous rows, are rotated pairwise until every pair is
+                 orthogonal to eps; the singular values are their norms, V the accumulated
+                 rotations (60 sweeps at most).
+Then both sort (selection sort, moving whole rows) and fix each vector's sign as the reference
+does (its largest-magnitude entry positive).
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from . import irutil as u
+from .kernels_gemm_ir import _libc
+from .kernels_linalg import _c, _copy_in, _fast, _function, _Mat, _row, _var
+
+I32, I64 = u.I32, u.I64
+SWEEPS = {"eigh": 50, "svd": 60}
+
+
+def _while(b, cond, body, name):
+    head = b.append_basic_block(name + ".head")
+    loop = b.append_basic_block(name + ".body")
+    done = b.append_basic_block(name + ".done")
+    b.branch(head)
+    b.position_at_end(head)
+    b.cbranch(cond(), loop, done)
+    b.position_at_end(loop)
+    body()
+    b.branch(head)
+    b.position_at_end(done)
+
+
+def _dot(b, x, y, length, ft, name):
+    zero = ir.Constant(ft, 0.0)
+
+    def step(j, acc):
+        px = b.gep(x, [j], source_etype=ft, inbounds=True)
+        py = b.gep(y, [j], source_etype=ft, inbounds=True)
+        return [_fast(b.fadd(acc[0], _fast(b.fmul(b.load(px, typ=ft), b.load(py, typ=ft)))))]
+    return u.reduction_loop(b, length, [zero], step, name=name)[0]
+
+
+def _rotate_rows(b, x, y, c, s, length, ft, name):
+    """(x, y) <- (c x - s y, s x + c y) over ``length`` contiguous entries."""
+    def step(j):
+        px = b.gep(x, [j], source_etype=ft, inbounds=True)
+        py = b.gep(y, [j], source_etype=ft, inbounds=True)
+        vx, vy = b.load(px, typ=ft), b.load(py, typ=ft)
+        b.store(b.fsub(b.fmul(c, vx), b.fmul(s, vy)), px)
+        b.store(b.fadd(b.fmul(s, vx), b.fmul(c, vy)), py)
+    u.for_range(b, length, step, name=name)
+
+
+def _rotation(b, tau, ft):
+    """(c, s) of t = sign(tau) / (|tau| + sqrt(1 + tau^2)) (sign(0) = 1)."""
+    one = ir.Constant(ft, 1.0)
+    sign = b.select(b.fcmp_ordered(">=", tau, ir.Constant(ft, 0.0)), one, ir.Constant(ft, -1.0))
+    root = u.call_intrinsic(b, "sqrt", b.fadd(one, b.fmul(tau, tau)))
+    t = b.fdiv(sign, b.fadd(u.call_intrinsic(b, "fabs", tau), root))
+    c = b.fdiv(one, u.call_intrinsic(b, "sqrt", b.fadd(one, b.fmul(t, t))))
+    return c, b.fmul(t, c)
+
+
+def _swap_rows(b, base, i, j, length, ft):
+    ri, rj = _row(b, base, i, length, ft), _row(b, base, j, length, ft)
+
+    def step(k):
+        x = b.gep(ri, [k], source_etype=ft, inbounds=True)
+        y = b.gep(rj, [k], source_etype=ft, inbounds=True)
+        vx, vy = b.load(x, typ=ft), b.load(y, typ=ft)
+        b.store(vy, x)
+        b.store(vx, y)
+    u.for_range(b, length, step, name="rswap")
+
+
+def _sort_and_sign(b, vals, rows, n, length, ft, descending, others=()):
+    """Selection sort of ``vals`` (n entries) moving row i of ``rows`` (n x length) and of each
+    ``(buffer, row length)`` in ``others`` with it; then each row of ``rows`` gets the sign
+    making its first largest |entry| positive (the rows of ``others`` follow)."""
+    V = _Mat(b, vals, ft, _c(0), _c(1))
+
+    def select(i):
+        def pick(t, acc):
+            j = b.add(t, b.add(i, _c(1)))
+            better = b.fcmp_ordered(">" if descending else "<", V.load(_c(0), j), acc[1])
+            return [b.select(better, j, acc[0]), b.select(better, V.load(_c(0), j), acc[1])]
+        best, _ = u.reduction_loop(b, b.sub(n, b.add(i, _c(1))), [i, V.load(_c(0), i)], pick, name="sel")
+        with b.if_then(b.icmp_signed("!=", best, i)):
+            x, y = V.load(_c(0), i), V.load(_c(0), best)
+            V.store(y, _c(0), i)
+            V.store(x, _c(0), best)
+            _swap_rows(b, rows, i, best, length, ft)
+            for buf, ln in others:
+                _swap_rows(b, buf, i, best, ln, ft)
+    u.for_range(b, n, select, name="sort")
+
+    R = _Mat(b, rows, ft, length)
+
+    def sign(i):
+        def pick(j, acc):
+            v = u.call_intrinsic(b, "fabs", R.load(i, j))
+            better = b.fcmp_ordered(">", v, acc[1])
+            return [b.select(better, j, acc[0]), b.select(better, v, acc[1])]
+        at, _ = u.reduction_loop(b, length, [_c(0), ir.Constant(ft, -1.0)], pick, name="big")
+        with b.if_then(b.and_(b.icmp_signed("<", at, length),
+                              b.fcmp_ordered("<", R.load(i, b.select(b.icmp_signed("<", at, length), at, _c(0))),
+                                             ir.Constant(ft, 0.0)))):
+            for buf, ln in ((rows, length),) + tuple(others):
+                M = _Mat(b, buf, ft, ln)
+                u.for_range(b, ln, lambda k, M=M: M.store(b.fneg(M.load(i, k)), i, k), name="neg")
+    u.for_range(b, n, sign, name="sign")
+
+
+def _eigh_routine(module, ft, dname, eps):
+    """void jacobi_eigh(W, V, w, n): W (n x n, symmetric) is destroyed; w = its eigenvalues
+    (ascending), V's rows = the eigenvectors (sign-fixed)."""
+    fn, b, args = _function(module, f"tcomp_la_jacobi_eigh_{dname}", ir.VoidType(), [u.PTR, u.PTR, u.PTR, I64])
+    if b is None:
+        return fn
+    wp, vp, vals, n = args
+    W, V = _Mat(b, wp, ft, n), _Mat(b, vp, ft, n)
+    zero = ir.Constant(ft, 0.0)
+    u.for_range(b, n, lambda i: u.for_range(b, n, lambda j: V.store(b.uitofp(b.icmp_signed("==", i, j), ft), i, j),
+                                            name="vj"), name="vi")
+    total = _dot(b, wp, wp, b.mul(n, n), ft, "tot")
+    tol = b.fmul(total, ir.Constant(ft, eps * eps))
+    sweep = _var(b, _c(0))
+    off_v = _var(b, zero, ft)
+
+    def off():
+        def row(i, acc):
+            def col(t, a2):
+                x = W.load(i, b.add(t, b.add(i, _c(1))))
+                return [_fast(b.fadd(a2[0], _fast(b.fmul(x, x))))]
+            return u.reduction_loop(b, b.sub(n, b.add(i, _c(1))), acc, col, name="offc")
+        return u.reduction_loop(b, n, [zero], row, name="offr")[0]
+
+    b.store(off(), off_v)
+
+    def cond():
+        return b.and_(b.icmp_signed("<", b.load(sweep), _c(SWEEPS["eigh"])), b.fcmp_ordered(">", b.load(off_v), tol))
+
+    def one_sweep():
+        def pair(p, q):
+            apq = W.load(p, q)
+            with b.if_then(b.fcmp_unordered("!=", apq, zero)):
+                tau = b.fdiv(b.fsub(W.load(q, q), W.load(p, p)), b.fmul(ir.Constant(ft, 2.0), apq))
+                c, s = _rotation(b, tau, ft)
+                # W <- J^T W J: columns p, q (strided), then rows p, q (contiguous); V <- V J
+                def col(k):
+                    x, y = W.load(k, p), W.load(k, q)
+                    W.store(b.fsub(b.fmul(c, x), b.fmul(s, y)), k, p)
+                    W.store(b.fadd(b.fmul(s, x), b.fmul(c, y)), k, q)
+                u.for_range(b, n, col, name="wc")
+                _rotate_rows(b, _row(b, wp, p, n, ft), _row(b, wp, q, n, ft), c, s, n, ft, "wr")
+                _rotate_rows(b, _row(b, vp, p, n, ft), _row(b, vp, q, n, ft), c, s, n, ft, "vr")
+        u.for_range(b, n, lambda p: u.for_range(b, n, lambda q: pair(p, q), start=b.add(p, _c(1)), name="q"), name="p")
+        b.store(b.add(b.load(sweep), _c(1)), sweep)
+        b.store(off(), off_v)
+
+    _while(b, cond, one_sweep, "sweep")
+    # (V's rows hold V's columns: the rotations above act on rows, i.e. V^T <- J^T V^T)
+    Vv = _Mat(b, vals, ft, _c(0), _c(1))
+    u.for_range(b, n, lambda i: Vv.store(W.load(i, i), _c(0), i), name="diag")
+    _sort_and_sign(b, vals, vp, n, n, ft, descending=False)
+    b.ret_void()
+    return fn
+
+
+def _svd_routine(module, ft, dname, eps):
+    """void jacobi_svd(Wt, Vt, s, k, L): Wt (k x L) holds k columns as rows, Vt (k x k) gets
+    the rotations; s = the row norms (descending) and Wt's rows divided by them; the rows of
+    Wt (``sign_on_w``) or of Vt get the sign convention."""
+    fns = []
+    for sign_on_w in (False, True):
+        name = f"tcomp_la_jacobi_svd_{dname}_{'w' if sign_on_w else 'v'}"
+        fn, b, args = _function(module, name, ir.VoidType(), [u.PTR, u.PTR, u.PTR, I64, I64])
+        fns.append(fn)
+        if b is None:
+            continue
+        wp, vp, sp, k, length = args
+        Vt = _Mat(b, vp, ft, k)
+        zero = ir.Constant(ft, 0.0)
+        u.for_range(b, k, lambda i: u.for_range(b, k, lambda j: Vt.store(
+            b.uitofp(b.icmp_signed("==", i, j), ft), i, j), name="vj"), name="vi")
+        sweep = _var(b, _c(0))
+        rotated = _var(b, _c(1))
+
+        def cond():
+            return b.and_(b.icmp_signed("<", b.load(sweep), _c(SWEEPS["svd"])),
+                          b.icmp_signed("!=", b.load(rotated), _c(0)))
+
+        def one_sweep():
+            b.store(_c(0), rotated)
+
+            def pair(p, q):
+                xp, xq = _row(b, wp, p, length, ft), _row(b, wp, q, length, ft)
+                alpha, beta = _dot(b, xp, xp, length, ft, "al"), _dot(b, xq, xq, length, ft, "be")
+                gamma = _dot(b, xp, xq, length, ft, "ga")
+                big = b.fmul(ir.Constant(ft, eps), u.call_intrinsic(b, "sqrt", b.fmul(alpha, beta)))
+                with b.if_then(b.fcmp_ordered(">", u.call_intrinsic(b, "fabs", gamma), big)):
+                    zeta = b.fdiv(b.fsub(beta, alpha), b.fmul(ir.Constant(ft, 2.0), gamma))
+                    c, s = _rotation(b, zeta, ft)
+                    _rotate_rows(b, xp, xq, c, s, length, ft, "wr")
+                    _rotate_rows(b, _row(b, vp, p, k, ft), _row(b, vp, q, k, ft), c, s, k, ft, "vr")
+                    b.store(_c(1), rotated)
+            u.for_range(b, k, lambda p: u.for_range(b, k, lambda q: pair(p, q), start=b.add(p, _c(1)), name="q"),
+                        name="p")
+            b.store(b.add(b.load(sweep), _c(1)), sweep)
+
+        _while(b, cond, one_sweep, "sweep")
+        S = _Mat(b, sp, ft, _c(0), _c(1))
+
+        def norm(i):
+            r = _row(b, wp, i, length, ft)
+            sig = u.call_intrinsic(b, "sqrt", _dot(b, r, r, length, ft, "nrm"))
+            S.store(sig, _c(0), i)
+            inv = b.select(b.fcmp_ordered(">", sig, zero), b.fdiv(ir.Constant(ft, 1.0), sig), zero)
+            R = _Mat(b, wp, ft, length)
+            u.for_range(b, length, lambda j: R.store(b.fmul(R.load(i, j), inv), i, j), name="unit")
+        u.for_range(b, k, norm, name="norms")
+        if sign_on_w:
+            _sort_and_sign(b, sp, wp, k, length, ft, descending=True, others=((vp, k),))
+        else:
+            _sort_and_sign(b, sp, vp, k, k, ft, descending=True, others=((wp, length),))
+        b.ret_void()
+    return fns
+
+
+def lower_spectral(ctx, scratch_status) -> None:
+    """The batch loop of an eigh/svd kernel: copy in, decompose, copy the asked part out."""
+    g, n, b = ctx.g, ctx.n, ctx.b
+    op, attrs = g.op(n), g.attrs(n)
+    (a,) = g.operands(n)
+    aref, out = ctx.refs[a], ctx.out
+    dtype = g.type(a).dtype
+    ft = u.value_type(dtype)
+    eps = float(np.finfo(dtype).eps)
+    rows, cols = u.i64(aref.dims[-2]), u.i64(aref.dims[-1])
+    es = np.dtype(dtype).itemsize
+    malloc, free = _libc(b.module)
+    if op == "eigh":
+        k, length = cols, cols
+    else:
+        k = b.select(b.icmp_signed("<", rows, cols), rows, cols)
+        length = b.select(b.icmp_signed("<", rows, cols), cols, rows)
+    w_elems, v_elems = b.mul(k, length), b.mul(k, k)
+    nbytes = b.mul(b.add(b.add(w_elems, v_elems), b.add(k, _c(16))), _c(es))
+    scratch = b.call(malloc, [nbytes])
+    wbuf = scratch
+    vbuf = b.gep(scratch, [w_elems], source_etype=ft, inbounds=True)
+    sbuf = b.gep(vbuf, [v_elems], source_etype=ft, inbounds=True)
+    ok = b.icmp_unsigned("!=", b.ptrtoint(scratch, I64), _c(0))
+    with b.if_then(b.not_(ok)):
+        b.store(ir.Constant(I32, 1), scratch_status)
+
+    def one(bidx):
+        pout = out.addr(b, bidx + [0] * (out.ndim - len(bidx)))
+        if op == "eigh":
+            W = _Mat(b, wbuf, ft, k)
+            lower = attrs["lower"]
+
+            def sym(i, j):   # the triangle read, mirrored
+                lo = b.icmp_signed(">=", i, j) if lower else b.icmp_signed("<=", i, j)
+                ii, jj = b.select(lo, i, j), b.select(lo, j, i)
+                W.store(aref.load(b, bidx + [ii, jj]), i, j)
+            u.for_range(b, k, lambda i: u.for_range(b, k, lambda j: sym(i, j), name="cj"), name="ci")
+            b.call(_eigh_routine(b.module, ft, dtype, eps), [wbuf, vbuf, sbuf, k])
+            if attrs["part"] == "values":
+                _copy_rows(b, sbuf, pout, _c(1), k, ft)
+            else:   # vectors[i, j] = V[i, j] = row j of the V^T buffer
+                _copy_transposed(b, vbuf, pout, k, k, ft)
+            return
+        tall = b.icmp_signed(">=", rows, cols)
+        # Wt rows = the columns of A (m >= n) or of A^T, i.e. A's rows (m < n)
+        with b.if_else(tall) as (then, other):
+            with then:
+                _copy_in(b, aref, bidx, wbuf, k, length, ft, transpose=True)
+            with other:
+                _copy_in(b, aref, bidx, wbuf, k, length, ft)
+        sign_v, sign_w = _svd_routine(b.module, ft, dtype, eps)
+        part = attrs["part"]
+        with b.if_else(tall) as (then, other):
+            with then:   # A = U S V^T with U's columns = Wt's rows, V^T = the Vt buffer
+                b.call(sign_v, [wbuf, vbuf, sbuf, k, length])
+                _svd_out(b, part, pout, sbuf, wbuf, vbuf, k, length, ft, tall=True)
+            with other:  # A^T = U' S V'^T: u = V' (the Vt buffer, transposed), vt = U'^T (Wt)
+                b.call(sign_w, [wbuf, vbuf, sbuf, k, length])
+                _svd_out(b, part, pout, sbuf, wbuf, vbuf, k, length, ft, tall=False)
+
+    with b.if_then(ok):
+        u.loop_nest(b, aref.dims[:-2], one, name="batch")
+    b.call(free, [scratch])
+
+
+def _copy_rows(b, src, dst, nrows, ncols, ft):
+    S, D = _Mat(b, src, ft, ncols), _Mat(b, dst, ft, ncols)
+    u.for_range(b, nrows, lambda i: u.for_range(b, ncols, lambda j: D.store(S.load(i, j), i, j), name="oj"), name="oi")
+
+
+def _copy_transposed(b, src, dst, src_rows, src_cols, ft):
+    """dst (src_cols x src_rows) = src^T."""
+    S, D = _Mat(b, src, ft, src_cols), _Mat(b, dst, ft, src_rows)
+    u.for_range(b, src_rows, lambda i: u.for_range(b, src_cols, lambda j: D.store(S.load(i, j), j, i), name="tj"),
+                name="ti")
+
+
+def _svd_out(b, part, pout, sbuf, wbuf, vbuf, k, length, ft, tall):
+    if part == "s":
+        _copy_rows(b, sbuf, pout, _c(1), k, ft)
+    elif (part == "u") == tall:   # u from Wt (tall), or vt from Wt (wide)
+        if part == "u":
+            _copy_transposed(b, wbuf, pout, k, length, ft)
+        else:
+            _copy_rows(b, wbuf, pout, k, length, ft)
+    elif part == "vt":            # tall: vt = the Vt buffer
+        _copy_rows(b, vbuf, pout, k, k, ft)
+    else:                         # wide: u = the Vt buffer transposed
+        _copy_transposed(b, vbuf, pout, k, k, ft)
+
+
+__all__ = ["lower_spectral"]
