@@ -135,6 +135,7 @@ def _eigh_routine(module, ft, dname, eps):
     tol = b.fmul(total, ir.Constant(ft, eps * eps))
     sweep = _var(b, _c(0))
     off_v = _var(b, zero, ft)
+    rotated = _var(b, _c(1))
 
     def off():
         def row(i, acc):
@@ -147,22 +148,37 @@ def _eigh_routine(module, ft, dname, eps):
     b.store(off(), off_v)
 
     def cond():
-        return b.and_(b.icmp_signed("<", b.load(sweep), _c(SWEEPS["eigh"])), b.fcmp_ordered(">", b.load(off_v), tol))
+        return b.and_(b.and_(b.icmp_signed("<", b.load(sweep), _c(SWEEPS["eigh"])),
+                             b.icmp_signed("!=", b.load(rotated), _c(0))), b.fcmp_ordered(">", b.load(off_v), tol))
 
     def one_sweep():
+        b.store(_c(0), rotated)
+
         def pair(p, q):
-            apq = W.load(p, q)
-            with b.if_then(b.fcmp_unordered("!=", apq, zero)):
-                tau = b.fdiv(b.fsub(W.load(q, q), W.load(p, p)), b.fmul(ir.Constant(ft, 2.0), apq))
+            apq, app, aqq = W.load(p, q), W.load(p, p), W.load(q, q)
+            # rotate unless |a_pq| is negligible next to sqrt(|a_pp a_qq|) (the threshold that
+            # keeps relative accuracy, Demmel and Veselic); nan rotates (and stops the loop)
+            small = b.fmul(ir.Constant(ft, eps), u.call_intrinsic(b, "sqrt", u.call_intrinsic(b, "fabs",
+                                                                                              b.fmul(app, aqq))))
+            with b.if_then(b.fcmp_unordered(">", u.call_intrinsic(b, "fabs", apq), small)):
+                tau = b.fdiv(b.fsub(aqq, app), b.fmul(ir.Constant(ft, 2.0), apq))
                 c, s = _rotation(b, tau, ft)
-                # W <- J^T W J: columns p, q (strided), then rows p, q (contiguous); V <- V J
-                def col(k):
-                    x, y = W.load(k, p), W.load(k, q)
-                    W.store(b.fsub(b.fmul(c, x), b.fmul(s, y)), k, p)
-                    W.store(b.fadd(b.fmul(s, x), b.fmul(c, y)), k, q)
-                u.for_range(b, n, col, name="wc")
+                t = b.fdiv(s, c)
+                # W <- J^T W J on the symmetric W: rows p, q (contiguous), the 2 x 2 block
+                # exactly (a_pq -> 0), then columns p, q mirrored from the rows; V <- V J
                 _rotate_rows(b, _row(b, wp, p, n, ft), _row(b, wp, q, n, ft), c, s, n, ft, "wr")
+                W.store(b.fsub(app, b.fmul(t, apq)), p, p)
+                W.store(b.fadd(aqq, b.fmul(t, apq)), q, q)
+                W.store(zero, p, q)
+                W.store(zero, q, p)
+
+                def mirror(k):
+                    with b.if_then(b.and_(b.icmp_signed("!=", k, p), b.icmp_signed("!=", k, q))):
+                        W.store(W.load(p, k), k, p)
+                        W.store(W.load(q, k), k, q)
+                u.for_range(b, n, mirror, name="wc")
                 _rotate_rows(b, _row(b, vp, p, n, ft), _row(b, vp, q, n, ft), c, s, n, ft, "vr")
+                b.store(_c(1), rotated)
         u.for_range(b, n, lambda p: u.for_range(b, n, lambda q: pair(p, q), start=b.add(p, _c(1)), name="q"), name="p")
         b.store(b.add(b.load(sweep), _c(1)), sweep)
         b.store(off(), off_v)
