@@ -26,7 +26,8 @@ GEMM and the MLP step, where both tcomp and NumPy's OpenBLAS run threads, are ti
 separate blocks with a pause before each (OpenBLAS's idle workers spin ~0.1 s after a call
 and take a core from whatever runs next), the pair of blocks three times so both see the
 machine's load alike; interleaving single calls made the 2-thread GEMM 256/512 rows read
-0.68x/0.53x of BLAS from that interference alone.
+0.68x/0.53x of BLAS from that interference alone.  In a full (not ``--quick``) pinned run
+every timing of every library starts after such a pause (:data:`SETTLE_S`).
 """
 from __future__ import annotations
 
@@ -113,7 +114,14 @@ def cases(quick: bool):
                2 * m ** 3)
 
 
+#: seconds :func:`best_of` sleeps before it times (set in a pinned child of a full run): an idle
+#: pool of the library timed before (OpenBLAS, XLA's, tcomp's) may still spin and take a core
+SETTLE_S = 0.0
+
+
 def best_of(fn, repeat: int) -> float:
+    if SETTLE_S:
+        time.sleep(SETTLE_S)
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -233,9 +241,11 @@ def _blas_blocks(ours, theirs, repeat: int, threads: int) -> tuple:
     with limit:
         a = b = float("inf")
         for _ in range(3):
-            time.sleep(PAUSE_S)
+            if not SETTLE_S:
+                time.sleep(PAUSE_S)
             a = min(a, best_of(ours, repeat))
-            time.sleep(PAUSE_S)
+            if not SETTLE_S:
+                time.sleep(PAUSE_S)
             b = min(b, best_of(theirs, repeat))
     return a, b
 
@@ -325,8 +335,12 @@ def _child_block(spec: str) -> int:
 
     from . import bench_affinity
 
+    global SETTLE_S
+    from .bench_native import PAUSE_S
+
     spec = json.loads(spec)
     bench_affinity.child_setup()
+    SETTLE_S = 0.0 if spec["quick"] else PAUSE_S  # each library timed after the last one's pool went idle
     bench_affinity.write_result(_run_block(spec["quick"], spec["repeat"], spec["threads"], spec["with_peers"],
                                            spec["compile_rows"]))
     return 0

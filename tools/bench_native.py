@@ -20,7 +20,7 @@ import tcomp
 import tcomp.tensor as T
 
 #: seconds between two libraries' timing blocks when both run threads (see :func:`interleaved`)
-PAUSE_S = 0.25
+PAUSE_S = 0.2
 
 
 def interleaved(fns, number, rounds, pause=0.0):
