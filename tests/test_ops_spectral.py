@@ -113,7 +113,8 @@ def test_bad_operands():
     assert u.type.shape == (3, 3) and vt.type.shape == (3, 3)
 
 
-@pytest.mark.parametrize("case", ["w", "v", "v_upper", "s", "u", "vt", "u_wide", "vt_wide", "pinv", "nuc"])
+@pytest.mark.parametrize("case", ["v_upper", "u_wide", "vt_wide", "pinv", "nuc"]
+                         + [pytest.param(c, marks=pytest.mark.slow) for c in ("w", "v", "s", "u", "vt")])
 def test_gradients_match_finite_differences(case):
     rng = np.random.default_rng(3)
     sym = _symmetric(rng, 4, "float64")
