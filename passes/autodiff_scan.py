@@ -73,6 +73,11 @@ def _zeros_with_lead(g, ref, lead: int):
     return g.add_node("alloc", [const(g, 0, t.dtype)] + dims, {"shape": attr})
 
 
+def _counts_rows(g, n, v) -> bool:
+    """Whether trip count ``n`` is ``v``'s number of rows (``shape(v, 0)``)."""
+    return g.op(n) == "shape" and g.operands(n) == [v] and g.attrs(n)["axis"] == 0
+
+
 def _results(g, node, count):
     if count == 1:
         return [node]
@@ -110,8 +115,11 @@ def _scan_vjp(ctx):
     m = n_done if trunc == -1 else op(g, "minimum", n_done, const(g, trunc, I64))
     lo = const(g, 0, I64) if trunc == -1 else op(g, "sub", n_done, m)  # the first step backpropagated
 
-    def rows_forward(v, offset=0):
-        """Rows offset+lo .. offset+n_done-1 of v, in step order."""
+    def rows_forward(v, offset=0, whole=False):
+        """Rows offset+lo .. offset+n_done-1 of v, in step order (``whole``: v has n_done
+        rows; then with every step backpropagated, v itself, not a view of all of it)."""
+        if not offset and trunc == -1 and (whole or _counts_rows(g, operands[0], v) and not attrs["until"]):
+            return v
         a = lo if not offset else op(g, "add", lo, const(g, offset, I64))
         b = n_done if not offset else op(g, "add", n_done, const(g, offset, I64))
         return _slice_rows(g, v, a, b)
@@ -143,8 +151,8 @@ def _scan_vjp(ctx):
         L = -taps[i][0]
         full = g.add_node("concatenate", [inits[i], outs[i]], {"axis": 0})
         b_tap.append({t: seq_input(rows_forward(full, L + t)) for t in taps[i]})
-    b_cty = {i: seq_input(rows_forward(cts[i])) for i in ct_rec if i not in last}
-    b_ctz = {k: seq_input(rows_forward(cts[n_rec + k])) for k in ct_nitsot}
+    b_cty = {i: seq_input(rows_forward(cts[i], whole=True)) for i in ct_rec if i not in last}
+    b_ctz = {k: seq_input(rows_forward(cts[n_rec + k], whole=True)) for k in ct_nitsot}
     outer_inits = [_zeros_with_lead(g, inits[i], 1) for i in float_rec]
     for pos, i in enumerate(float_rec):
         if i in last and cts[i] is not None:  # the newest state's cotangent: window row 0
@@ -257,7 +265,7 @@ def stored_results(g, bg, fo, outs, seq_input, grads, rows_forward) -> None:
         if not (isinstance(want, TensorType) and row.dtype == want.dtype and row.ndim == want.ndim
                 and all(b is None or a == b for a, b in zip(row.shape, want.shape))):
             continue
-        s_in = seq_input(rows_forward(outs[k]), want)
+        s_in = seq_input(rows_forward(outs[k], whole=True), want)
         bg.replace_all_uses(f, s_in)
         for w, v in grads.items():
             if v == f:

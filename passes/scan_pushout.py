@@ -70,7 +70,10 @@ def push_out_products(g: Graph, bg: Graph, operands, seq_operand: dict, invarian
         if form is None or form[0] not in seq_operand:
             continue
         r, w, w_first = form
-        rows = g.add_node("subtensor", [operands[seq_operand[r]], operands[0]], {"index": (("s", None, "$1", None),)})
+        seq, n = operands[seq_operand[r]], operands[0]
+        if not (g.op(n) == "shape" and g.operands(n) == [seq] and g.attrs(n)["axis"] == 0):  # (else x is x[:n])
+            seq = g.add_node("subtensor", [seq, n], {"index": (("s", None, "$1", None),)})
+        rows = seq
         t = bg.type(v)
         stacked = stacked_product(g, rows, outer_of[w], w_first, t)
         if g.type(stacked).dtype != t.dtype:

@@ -9,9 +9,9 @@ NumPy (forward, and BPTT written by hand), and ``jax.lax.scan`` (jitted, ``jax.g
 checked against the NumPy one first.
 
 Fairness: the three are called in turn, round after round, best of N each (the machine's
-load hits them alike), in a fresh process pinned to as many CPUs as tcomp's thread count
-(``os.sched_setaffinity`` before JAX starts), so XLA's and BLAS's thread pools get the
-cores tcomp's pool gets and no more.
+load hits them alike), in a process limited to as many CPUs as tcomp's thread count
+(``bench_affinity.py``: a CPU mask set before JAX starts, XLA's and BLAS's thread settings),
+so XLA's and BLAS's thread pools get the cores tcomp's pool gets and no more.
 """
 from __future__ import annotations
 
@@ -143,41 +143,35 @@ def _measure(quick: bool, repeat: int, steps: int) -> list:
 
 
 _CHILD = """
-import json, os, sys
-threads, quick, repeat, steps = json.loads(sys.argv[1])
-cpus = sorted(os.sched_getaffinity(0))[:threads]
-os.sched_setaffinity(0, cpus)  # before JAX (and BLAS) size their thread pools
-import tcomp
-tcomp.config.num_threads = threads
+from tcomp.tools import bench_affinity
+bench_affinity.child_setup()
+import json, sys
 from tcomp.tools.bench_scan import _measure
-print("BENCH_SCAN_ROWS " + json.dumps(_measure(quick, repeat, steps)))
+bench_affinity.write_result(_measure(*json.loads(sys.argv[1])))
 """
 
 
 def rows(quick: bool = False, repeat: int = 0, steps: int | None = None, isolate: bool = True) -> list:
-    """The scan rows at ``tcomp.config.num_threads`` threads.  ``isolate`` (Linux): measured
-    in a fresh process pinned to that many CPUs (``os.sched_setaffinity``), so jax.jit's
-    and the BLAS thread pools get as many cores as tcomp's pool; tcomp, the NumPy loop and
-    jax are called in turn, best of ``repeat`` rounds each."""
+    """The scan rows at ``tcomp.config.num_threads`` threads.  ``isolate``: measured in a
+    child process limited to that many CPUs and threads (``bench_affinity.run_pinned``: a CPU
+    mask set before the interpreter starts, and XLA's, BLAS's and tcomp's thread settings),
+    so jax.jit's and BLAS's pools get the cores tcomp's pool gets; in this process when it
+    already is such a child (``tcomp bench --threads``).  tcomp, the NumPy loop and jax are
+    called in turn, best of ``repeat`` rounds each."""
     import tcomp
+
+    from . import bench_affinity
 
     steps = steps or (100 if quick else 1000)
     repeat = repeat or (3 if quick else 5)
     threads = int(tcomp.config.num_threads)
-    if not isolate or not hasattr(os, "sched_setaffinity") or threads > len(os.sched_getaffinity(0)):
+    inside = os.environ.get(bench_affinity.THREADS_ENV) == str(threads)
+    if not isolate or inside or not hasattr(os, "sched_setaffinity"):
         return _measure(quick, repeat, steps)
     import json
-    import subprocess
     import sys
 
-    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
-    proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps([threads, quick, repeat, steps])],
-                          capture_output=True, text=True, env=env, timeout=1800)
-    for line in proc.stdout.splitlines():
-        if line.startswith("BENCH_SCAN_ROWS "):
-            return json.loads(line[len("BENCH_SCAN_ROWS "):])
-    raise RuntimeError(f"bench scan: the pinned measuring process failed (exit {proc.returncode}):\n"
-                       f"{proc.stderr[-4000:]}")
+    return bench_affinity.run_pinned(threads, [sys.executable, "-c", _CHILD, json.dumps([quick, repeat, steps])])
 
 
 def format_scan_rows(rows) -> list:
