@@ -74,8 +74,10 @@ def test_advanced_index_shapes_and_errors(backend):
     assert x[1:3, idx].type.shape == (2, None)
     with pytest.raises(TypeError, match="integer"):
         x[T.vector("fidx")]
-    with pytest.raises(TypeError, match="boolean"):
-        x[T.vector("mask", dtype="bool")]
+    # a boolean mask is its nonzero() index vectors (tests/test_ops_nonzero.py)
+    assert x[T.vector("mask", dtype="bool")].type.shape == (None, 5)
+    with pytest.raises(TypeError, match="integer scalar"):
+        x[T.scalar("bmask", dtype="bool")]
     with pytest.raises(TypeError, match="integer scalar"):
         x[T.scalar("fpos")]
     with pytest.raises(ValueError, match="out of bounds"):
