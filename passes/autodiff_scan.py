@@ -1,20 +1,26 @@
 """VJP rules of the control-flow ops: ``scan`` (backpropagation through time) and ``ifelse``.
 
 The VJP of a loop is another loop running backwards over the forward steps (Theano's
-design).  Its body is built from the forward body: the forward step is inlined (so the
-values its derivative needs are recomputed per step from the stored states, instead of
-storing every intermediate), then ``tcomp.passes.autodiff.grad`` differentiates it with
-the step's output cotangents as known gradients.  What the backward loop carries:
+design).  Its body is built from the forward body: the forward step is inlined, then
+``tcomp.passes.autodiff.grad`` differentiates it with the step's output cotangents as
+known gradients.  Values its derivative needs are recomputed per step from the stored
+states (instead of storing every intermediate), except the step's own results, which the
+forward stored: where the derivative reads one (``tanh``'s VJP reads ``tanh``'s result),
+it reads the stored row and the recomputation is dropped (:func:`stored_results`).  What
+the backward loop carries:
 
 * per float recurrent output with taps ``T`` (``L = -min(T)``): a window ``Q`` of shape
   ``(L, *state)``, ``Q[r]`` = the cotangent collected so far for the state value ``r``
   steps before the current one; at forward step ``t`` the total cotangent of its new value
   is ``dY[t] + Q[0]``, and the step's tap cotangents shift into the window;
-* per float non-sequence: the sum of its per-step cotangents.
+* per float non-sequence: the sum of its per-step cotangents, except the terms that are
+  products of per-step values (``x_t^T d_t``): those are summed after the loop by one
+  product over the stacked rows, and the loop stacks the value they need
+  (``autodiff_scan_pushout.py``).
 
 The forward values a backward step reads (each tap's state, each sequence row, each
-output cotangent row) are sequences of the backward loop: rows of ``concatenate(init,
-outputs)`` and of the operands, reversed.  ``truncate_gradient = k`` runs only the last
+output cotangent row, each stored result) are sequences of the backward loop: rows of
+``concatenate(init, outputs)`` and of the operands, reversed.  ``truncate_gradient = k`` runs only the last
 ``k`` steps backwards (Theano's truncated BPTT): rows before them get zero cotangents,
 and so do the initial states unless the loop ran at most ``k`` steps.
 

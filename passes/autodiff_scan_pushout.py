@@ -147,8 +147,8 @@ def _operand_dims(base_dims, pattern):
 
 
 def stacked_dims(g: Graph, bg: Graph, term: int, sides, which: int, seq_dims, w: int) -> list:
-    """The row dims of the stacked base of side ``which`` of ``term`` (outer nodes or
-    ints): its contraction axis from the other side (a sequence row of dims ``seq_dims``),
+    """The row dims of the stacked base of side ``which`` of ``term`` (outer dims, see
+    above): its contraction axis from the other side (a sequence row of dims ``seq_dims``),
     its free axis from the dims of ``w`` (the non-sequence, which has the term's shape)."""
     x, y = bg.operands(term)
     nd = bg.type(x if which == 0 else y).ndim

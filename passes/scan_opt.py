@@ -10,6 +10,9 @@ For every ``scan`` node, in one rebuild:
   loop keeps one value instead of every step's) and those reads become the result;
 * **loop-invariant code motion**: body nodes that depend only on non-sequences (and
   constants) move to the outer graph and enter the body as new non-sequences, computed once;
+* **products pushed out** (``scan_pushout.py``): ``x_t W`` with ``x_t`` a sequence row and
+  ``W`` invariant becomes one product before the loop (a new sequence), and a stored
+  result ``v_t W`` of another stored result ``v_t`` one product after it;
 * **the body** is optimized by the pipeline running this pass (``exclude`` honoured; the
   default one includes fusion, and this pass again for nested loops).
 
@@ -60,7 +63,7 @@ def _ancestors(bg: Graph, roots) -> set:
 
 
 def _optimize_scan(g: Graph, n: int) -> bool:
-    """Rebuild scan node ``n``; True when code was hoisted out of its body."""
+    """Rebuild scan node ``n``; True when code was hoisted or pushed out of its body."""
     attrs = dict(g.attrs(n))
     operands = g.operands(n)
     n_seqs, n_rec, n_nitsot, n_nonseq, taps = scan_layout(attrs, len(operands))
@@ -145,8 +148,8 @@ def _optimize_scan(g: Graph, n: int) -> bool:
     pushed = [] if attrs["until"] else push_out_products(g, bg, operands, {seq_in[k]: 1 + k for k in keep_seq},
                                                         is_inv, outer_of)
     kept = keep_rec + [n_rec + j for j in keep_nit]
-    derived = {kept[p]: (kept[q], w, first) for p, (q, w, first) in
-               derived_results(bg, kept, store, n_rec, is_inv).items()}
+    derived = {} if attrs["until"] else {  # (an until loop's results read in the graph would stage it)
+        kept[p]: (kept[q], w, first) for p, (q, w, first) in derived_results(bg, kept, store, n_rec, is_inv).items()}
     if derived:
         keep_nit = [j for j in keep_nit if n_rec + j not in derived]
         kept = keep_rec + [n_rec + j for j in keep_nit]

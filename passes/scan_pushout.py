@@ -11,7 +11,10 @@ threads, instead of one per step):
 * **after the loop**, when the product is a not-fed-back result (stored every step) and
   ``v_t`` is another result stored every step (the backward loop's ``d_t W^T``, the
   cotangent of an input sequence, from the stacked ``d_t``): the result is computed from the
-  other's rows, which hold exactly the steps that ran (``until`` included).
+  other's rows.  Not for ``until`` loops either: reading their results inside the graph
+  would make the cpu backend run the loop as a separate stage.
+
+Memory: the pushed-out product is one more ``(n, *row)`` buffer, the size of a stored result.
 
 A vector row gives ``V @ W`` directly; ``dot(W, v_t)`` with a vector row is ``V @ W^T``.
 The value of each row is the op's own (the same products, summed in the same order inside
