@@ -27,7 +27,8 @@ separate blocks with a pause before each (OpenBLAS's idle workers spin ~0.1 s af
 and take a core from whatever runs next), the pair of blocks three times so both see the
 machine's load alike; interleaving single calls made the 2-thread GEMM 256/512 rows read
 0.68x/0.53x of BLAS from that interference alone.  In a full (not ``--quick``) pinned run
-every timing of every library starts after such a pause (:data:`SETTLE_S`).
+every timing of every library starts after such a pause (:data:`SETTLE_S`), and the other
+array cases time NumPy, tcomp, jax and torch in turn, three rounds (:func:`in_rounds`).
 """
 from __future__ import annotations
 
@@ -119,6 +120,17 @@ def cases(quick: bool):
 SETTLE_S = 0.0
 
 
+def in_rounds(calls: dict, repeat: int, rounds: int) -> dict:
+    """Best seconds per call of each of ``calls`` (name -> function): ``rounds`` rounds, each
+    timing every function in turn (best of ``repeat``), so a burst of load elsewhere on the
+    machine hits one round of each, not all of one library's calls."""
+    best = dict.fromkeys(calls, float("inf"))
+    for _ in range(rounds):
+        for k, fn in calls.items():
+            best[k] = min(best[k], best_of(fn, repeat))
+    return best
+
+
 def best_of(fn, repeat: int) -> float:
     if SETTLE_S:
         time.sleep(SETTLE_S)
@@ -197,12 +209,16 @@ def _run_block(quick: bool, repeat: int, nt, with_peers: bool, compile_rows: boo
             err = float(np.abs(got.astype("float64") - want).max()) / scale
             if err > 1e-3:
                 raise AssertionError(f"bench case {name!r}: tcomp differs from NumPy (max scaled error {err:.2e})")
+            calls = bench_peers.array_peer_calls(name, inputs, want) if with_peers else {}
+            peers = dict.fromkeys(("jax_ms", "torch_ms")) if with_peers else {}
             if flops:  # GEMM: against NumPy's BLAS with as many threads, in separate timing blocks
                 t_tc, t_np = _blas_blocks(lambda: f(inputs), lambda: np_time(*inputs), repeat, nt)
+                peers.update({k: v * 1e3 for k, v in in_rounds(calls, repeat, 1 if quick else 2).items()})
             else:
-                t_np = best_of(lambda: np_time(*inputs), repeat)
-                t_tc = best_of(lambda: f(inputs), repeat)
-            peers = bench_peers.array_peers(name, inputs, want, repeat) if with_peers else {}
+                calls = {"numpy": lambda: np_time(*inputs), "tcomp": lambda: f(inputs), **calls}
+                t = in_rounds(calls, repeat, 1 if quick else 3)
+                t_np, t_tc = t.pop("numpy"), t.pop("tcomp")
+                peers.update({k: v * 1e3 for k, v in t.items()})
             rows.append({**peers, "case": name, "size": size, "threads": nt,
                          "tcomp_ms": t_tc * 1e3, "numpy_ms": t_np * 1e3, "speedup": t_np / t_tc,
                          "compile_ms": compile_s * 1e3, "max_err": err,

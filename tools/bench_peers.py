@@ -62,23 +62,37 @@ def _check(name, got, want, tol=1e-3) -> float:
 
 def array_peers(case: str, inputs, want, repeat: int) -> dict:
     """``{'jax_ms': ..., 'torch_ms': ...}`` for one of ``bench.cases`` (missing peers: None)."""
-    fns = _peer_functions(case)
     out = {"jax_ms": None, "torch_ms": None}
+    for key, fn in array_peer_calls(case, inputs, want).items():
+        out[key] = _best(fn, repeat) * 1e3
+    return out
+
+
+def array_peer_calls(case: str, inputs, want) -> dict:
+    """``{'jax_ms': call, 'torch_ms': call}``: one timed call of each installed peer for one
+    of ``bench.cases``, each checked against NumPy's ``want`` first (so the bench can time
+    them in rounds with tcomp and NumPy)."""
+    fns = _peer_functions(case)
+    out = {}
     if fns is None:
         return out
     jax_fn, torch_fn = fns
     jax, jnp = _jax()
     if jax is not None and jax_fn is not None:
-        args = [jnp.asarray(a) for a in inputs]
+        jargs = [jnp.asarray(a) for a in inputs]
         f = jax.jit(lambda *a: jax_fn(jnp, *a))
-        _check(f"{case} (jax)", f(*args).block_until_ready(), want)
-        out["jax_ms"] = _best(lambda: f(*args).block_until_ready(), repeat) * 1e3
+        _check(f"{case} (jax)", f(*jargs).block_until_ready(), want)
+        out["jax_ms"] = lambda: f(*jargs).block_until_ready()
     torch = _torch()
     if torch is not None and torch_fn is not None:
-        args = [torch.from_numpy(np.ascontiguousarray(a)) for a in inputs]
+        targs = [torch.from_numpy(np.ascontiguousarray(a)) for a in inputs]
         with torch.no_grad():
-            _check(f"{case} (torch)", torch_fn(torch, *args).numpy(), want)
-            out["torch_ms"] = _best(lambda: torch_fn(torch, *args), repeat) * 1e3
+            _check(f"{case} (torch)", torch_fn(torch, *targs).numpy(), want)
+
+        def call():
+            with torch.no_grad():
+                torch_fn(torch, *targs)
+        out["torch_ms"] = call
     return out
 
 
@@ -266,4 +280,4 @@ def compile_rows(threads: int) -> list:
             for name, t in (("compile step, cold", times[0]), ("compile step, warm cache", times[1]))]
 
 
-__all__ = ["array_peers", "conv_rows", "step_rows", "compile_rows"]
+__all__ = ["array_peers", "array_peer_calls", "conv_rows", "step_rows", "compile_rows"]
