@@ -270,3 +270,19 @@ ROUND_TRIP_BUILDERS = {"matrix_inverse": _round_trip("matrix_inverse"), "det": _
                        "solve_triangular": _round_trip("solve_triangular",
                                                        {"lower": False, "trans": True, "unit_diagonal": True},
                                                        rhs=True)}
+
+
+def test_aot_library_reports_a_singular_matrix(tmp_path):
+    """The C entry returns TCOMP_ERR_LINALG with the JIT's message; the loader raises LinAlgError."""
+    from tcomp import aot
+
+    a, b = T.dmatrix("a"), T.dvector("b")
+    f = tcomp.function([a, b], T.slinalg.solve(a, b))
+    lib = aot.load(aot.export({"solve": f}, str(tmp_path / "libsolve.so"))["library"])
+    A = np.eye(3) * 2
+    np.testing.assert_allclose(lib(A, np.ones(3)), np.full(3, 0.5))
+    with pytest.raises(np.linalg.LinAlgError) as aot_err:
+        lib(np.zeros((3, 3)), np.ones(3))
+    with pytest.raises(np.linalg.LinAlgError) as jit_err:
+        f(np.zeros((3, 3)), np.ones(3))
+    assert str(aot_err.value) == str(jit_err.value)

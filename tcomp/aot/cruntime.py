@@ -63,7 +63,8 @@ typedef struct {
     tc_run_fn run;
     tc_check_fn check;
     const uint8_t *check_status;
-    const char *const *labels;
+    const uint8_t *kernel_status; /* a kernel's failure: TCOMP_ERR_INDEX, _LINALG or _VALUE */
+    const char *const *labels;    /* ... and its message */
     const char *param_names; /* "x, y, W, b" */
 } tc_fn;
 
@@ -308,8 +309,8 @@ static int tc_exec(const tc_fn *f, void *const *in, const int64_t *dims, void *c
     int32_t rc = f->run(pin, po, ws, regs);
     if (rc) {
         tc_msg m = tc_begin();
-        tc_add(&m, "%s: index out of bounds (checked in native code)", f->labels[rc - 1]);
-        return TCOMP_ERR_INDEX;
+        tc_add(&m, "%s", f->labels[rc - 1]);
+        return f->kernel_status[rc - 1];
     }
     for (int u = 0; u < f->n_upd; u++) {
         const tc_update *up = &f->upd[u];

@@ -19,6 +19,15 @@ from .spec import DL_TYPES, FunctionSpec, Names
 
 STATUS = {"TypeError": 1, "ValueError": 2, "ShapeError": 2, "IndexError": 3}
 
+
+def _kernel_status(exc) -> int:
+    """The C status of a kernel's run-time failure (``native_error``'s exception)."""
+    import numpy as np
+
+    if isinstance(exc, np.linalg.LinAlgError):
+        return 5
+    return STATUS[type(exc).__name__]
+
 _HEADER_COMMON = r"""
 #include <stddef.h>
 #include <stdint.h>
@@ -36,6 +45,8 @@ extern "C" {
 #define TCOMP_ERR_VALUE 2  /* ValueError: a shape, size, symbolic-dim or value-dependent check */
 #define TCOMP_ERR_INDEX 3  /* IndexError: an index array out of bounds (checked while running) */
 #define TCOMP_ERR_NOMEM 4  /* MemoryError: the workspace could not be allocated */
+#define TCOMP_ERR_LINALG 5 /* numpy.linalg.LinAlgError (a ValueError): a singular or not positive
+                              definite matrix (checked while running) */
 #endif
 
 /* DLPack (https://dmlc.github.io/dlpack), the structs as dlpack.h v0.8 defines them; skipped
@@ -153,8 +164,9 @@ def header(lib: str, specs, manifest: dict) -> str:
             " *",
             " * Every entry returns an int status (TCOMP_OK or TCOMP_ERR_*) and, on failure, leaves the",
             f" * message in {lib}_last_error() (one per thread).  All checks run before any output or state",
-            " * is written; only an index array found out of bounds while running (TCOMP_ERR_INDEX) may",
-            " * leave outputs and updated state partly written.  Arrays are",
+            " * is written; only what a kernel finds while running (an index array out of bounds,",
+            " * TCOMP_ERR_INDEX; a singular or indefinite matrix, TCOMP_ERR_LINALG) may leave outputs",
+            " * and updated state partly written.  Arrays are",
             " * C-contiguous (row-major), aligned to their element size; bool is one byte, 0 or 1.",
             " * Entries are reentrant and thread-safe: nothing global is written, the workspace is the",
             " * caller's (NAME_ws) or allocated for the call (NAME).  Large loops run on up to",
@@ -330,7 +342,12 @@ def function_source(spec: FunctionSpec) -> str:
     lines.append(_array("tc_update", f"{n}__upd", upd))
     checks = kp.shape.checks
     lines.append(_array("uint8_t", f"{n}__cs", [str(STATUS[c.error]) for c in checks]))
-    lines.append(_array("char *const", f"{n}__labels", [c_string(k.label) for k in kp.kernels]))
+    # what a kernel that returns its error code means: the message and the status (the JIT's)
+    from tcomp.backend.cpu.kernels_linalg import native_error
+
+    errors = [native_error(k) for k in kp.kernels]
+    lines.append(_array("uint8_t", f"{n}__ks", [str(_kernel_status(e)) for e in errors]))
+    lines.append(_array("char *const", f"{n}__labels", [c_string(str(e)) for e in errors]))
     lines.append(f"static void {n}__check(int32_t code, const int64_t *r, tc_msg *m) {{")
     lines.append("    (void)r;")
     lines.append("    switch (code) {")
@@ -345,7 +362,7 @@ def function_source(spec: FunctionSpec) -> str:
     lines.append(f"static const tc_fn {n}__fn = {{{c_string(n)}, {len(kp.inputs)}, {len(spec.params)}, "
                  f"{len(spec.outputs)}, {len(kp.outputs)}, {len(spec.updates)}, {hp.n_dims}, {hp.n_regs}, "
                  f"{n}__in, {n}__params, {n}__out, {n}__upd, {hp.plan_name}, {hp.run_name}, {n}__check, {n}__cs, "
-                 f"{n}__labels, {c_string(pnames)}}};")
+                 f"{n}__ks, {n}__labels, {c_string(pnames)}}};")
     n_in, n_dims, n_regs, n_out = max(len(kp.inputs), 1), max(hp.n_dims, 1), hp.n_regs, max(len(spec.outputs), 1)
 
     def fill(shape_only: bool) -> list:

@@ -25,7 +25,7 @@ from tcomp.runtime.buffers import aligned_empty
 from .build import read_manifest
 
 #: the C status codes (csource.STATUS) -> the JIT's exception classes
-ERRORS = {1: TypeError, 2: ValueError, 3: IndexError, 4: MemoryError}
+ERRORS = {1: TypeError, 2: ValueError, 3: IndexError, 4: MemoryError, 5: np.linalg.LinAlgError}
 
 
 def _convert(value, label: str, want: str):
