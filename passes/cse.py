@@ -24,8 +24,8 @@ def cse(graph: Graph) -> Graph:
     seen: dict = {}
     merged = False
     for node in g.topo_order():
-        if g.op(node) == "input":
-            continue
+        if g.op(node) == "input" or (g.op(node) == "py_call" and not g.attrs(node)["pure"]):
+            continue  # (a Python op may have side effects: one call per application, ir/ops/pyop.py)
         key = node_key(g, node)
         first = seen.setdefault(key, node)
         if first != node:

@@ -33,7 +33,7 @@ def _fold_value(g: Graph, node: int):
 
 def _foldable(g: Graph, node: int) -> bool:
     op = g.op(node)
-    if op in ("input", "constant"):
+    if op in ("input", "constant", "py_call"):  # (a Python op runs when the function runs: ir/ops/pyop.py)
         return False
     t = g.type(node)
     if not isinstance(t, TensorType):  # a multi-output kernel: its get_output readers fold nothing either

@@ -19,6 +19,8 @@ from .gradient import Lop, Rop, grad  # noqa: F401  (theano.grad, theano.Rop, th
 from .io import In, Out  # noqa: F401
 from .jit import jit  # noqa: F401
 from .mode import DebugMode, DebugModeError, Mode  # noqa: F401
+from .op import Apply, Op  # noqa: F401  (Python ops: theano.Op, theano.Apply)
+from .op_from_graph import OpFromGraph  # noqa: F401
 from .printing import pp  # noqa: F401
 from .random import RandomStreams  # noqa: F401
 from .scan import foldl, foldr, map, reduce, scan, until  # noqa: F401,A004  (Theano's theano.scan, theano.map, ...)

@@ -49,6 +49,18 @@ def _reject_control_flow(graph: Graph, backend: str = "cpu") -> None:
                             f"(node %{n})")
 
 
+def _reject_python_ops(graph: Graph, where: str,
+                       hint: str = "use backend='cpu' or 'reference', or write the op with tcomp tensor operations"):
+    """Python ops (``py_call``, tcomp/op.py) run only on the CPU and reference backends."""
+    from tcomp.ir.ops.pyop import op_name, python_nodes, resolve
+
+    found = python_nodes(graph)
+    if found:
+        g, n = found[0]
+        raise TypeError(f"{where} cannot run Python op {op_name(resolve(g.attrs(n)['op']))} (its perform is Python "
+                        f"code); {hint}")
+
+
 @paused_gc()  # (the backend builds millions of live objects for a big graph: see paused_gc)
 def compile_graph(graph: Graph, backend: str = "reference", name: str = "fn", donate=None, cuda_arch=None):
     """``donate``: graph output position -> input position whose storage the output may be
@@ -71,6 +83,7 @@ def compile_graph(graph: Graph, backend: str = "reference", name: str = "fn", do
         from tcomp.backend.nvptx.runtime import compile_graph as cuda_compile
 
         _reject_control_flow(graph, "cuda")
+        _reject_python_ops(graph, "the cuda backend")
         return cuda_compile(graph, name=name, donate=donate, cuda_arch=cuda_arch)
     raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
@@ -81,3 +94,11 @@ from tcomp.mode import DebugMode, Mode, get_mode  # noqa: E402, F401
 
 globals()["mode"] = _mode_module  # not a plain import: optimize()'s ``mode`` argument has that name
 debugmode = _mode_module  # Theano's tcomp.compile.debugmode.DebugMode
+
+# Theano's tcomp.compile.ops.as_op (and tcomp.compile.as_op): Python ops (tcomp/op.py)
+import sys as _sys  # noqa: E402
+
+from tcomp import op as ops  # noqa: E402
+from tcomp.op import as_op  # noqa: E402, F401
+
+_sys.modules.setdefault(__name__ + ".ops", ops)  # so that ``from tcomp.compile.ops import as_op`` works

@@ -91,8 +91,8 @@ def _reach(seeds, blocked: set) -> set:
         if id(v) in seen:
             continue
         seen.add(id(v))
-        if id(v) in blocked or v.op in ("input", "constant") or (
-                not get_op(v.op).differentiable and v.op != "get_output"):  # (get_output: a scan's result)
+        if id(v) in blocked or v.op in ("input", "constant") or (  # (get_output: a scan's result; py_call:
+                not get_op(v.op).differentiable and v.op not in ("get_output", "py_call")):  # its op's grad)
             continue
         stack.extend(o for o in v.inputs if id(o) not in seen)
     return seen
@@ -132,6 +132,107 @@ def _grad_core(cost, targets, blocked_vars, known_grads, stabilize_ok):
 
 def _add(acc: dict, v: Variable, g) -> None:
     acc[id(v)] = g if id(v) not in acc else acc[id(v)] + g
+
+
+# -- custom-gradient regions: grad_clip, Python ops, OpFromGraph's grad_overrides ------------
+
+class CustomGradient:
+    """Outputs whose gradient a function computes from theirs: T.grad blocks the flow at
+    ``outputs`` and seeds ``inputs`` with ``vjp(output_grads)`` in a second pass (one list of
+    Variables per output index: a result read by several Variables sums their gradients)."""
+
+    def __init__(self, inputs, outputs, vjp, label):
+        self.inputs, self.outputs, self.vjp, self.label = list(inputs), outputs, vjp, label
+
+
+def custom_gradient(outputs, inputs, vjp, label="custom gradient"):
+    """``outputs`` as new Variables equal to them whose gradient is ``vjp(inputs,
+    output_grads)`` (a list with one gradient or None per input) instead of the gradient of
+    the expression behind them (OpFromGraph's ``grad_overrides`` on an inlined graph)."""
+    region = CustomGradient(inputs, [], lambda gs: vjp(list(inputs), gs), label)
+    marked = []
+    for o in outputs:
+        o = as_variable(o, label)
+        m = apply("mul", [o, weak_constant_for(1, [o])]) if dt.is_float(o.dtype) else o
+        if m is not o:
+            _MARKS[m] = ("custom", region)
+        region.outputs.append([m])
+        marked.append(m)
+    return marked
+
+
+def _python_op_region(call: Variable, graph_vars) -> CustomGradient:
+    """The region of one ``py_call``: its results, and the op's grad (or L_op)."""
+    from tcomp.ir.ops.pyop import op_name, resolve
+
+    op = resolve(call.attrs["op"])
+    n_out = len(call.attrs["outputs"])
+    if n_out == 1:
+        outputs = [[call]]
+    else:
+        outputs = [[] for _ in range(n_out)]
+        for v in graph_vars:
+            if v.op == "get_output" and v.inputs[0] is call:
+                outputs[v.attrs["index"]].append(v)
+    name = op_name(op)
+
+    def vjp(gs):
+        outs = [o[0] if o else apply("get_output", [call], {"index": i}) for i, o in enumerate(outputs)]
+        gs = [g if g is not None else _basic().zeros_like(o) for g, o in zip(gs, outs)]  # (a result not read)
+        if callable(getattr(op, "L_op", None)):
+            res = op.L_op(list(call.inputs), outs, gs)
+        elif callable(getattr(op, "grad", None)):
+            res = op.grad(list(call.inputs), gs)
+        else:
+            raise TypeError(f"T.grad: Python op {name} has no grad method, and the cost depends through it on a "
+                            f"variable being differentiated; define grad(self, inputs, output_grads) on "
+                            f"{type(op).__name__} (returning one symbolic gradient per input), or wrap its output "
+                            f"in gradient.disconnected_grad")
+        res = list(res) if isinstance(res, (list, tuple)) else [res]
+        if len(res) != len(call.inputs):
+            raise TypeError(f"T.grad: {name}.grad returned {len(res)} gradients for {len(call.inputs)} inputs")
+        return res
+    return CustomGradient(call.inputs, outputs, vjp, f"Python op {name}")
+
+
+def _regions(graph_vars) -> list:
+    """Every custom-gradient region of the forward graph, in post-order of its last output."""
+    pos = {id(v): i for i, v in enumerate(graph_vars)}
+    found = {}
+    for v in graph_vars:
+        mark = _MARKS.get(v)
+        if mark is not None and mark[0] == "clip":
+            lo, hi = mark[1], mark[2]
+            found[id(v)] = (pos[id(v)], CustomGradient(
+                [v.inputs[0]], [[v]], lambda gs, lo=lo, hi=hi: [_basic().clip(gs[0], lo, hi)], "grad_clip"))
+        elif mark is not None and mark[0] == "custom":
+            region = mark[1]
+            prev = found.get(id(region))
+            found[id(region)] = (max(pos[id(v)], prev[0] if prev else -1), region)
+        elif v.op == "py_call":
+            found[id(v)] = (pos[id(v)], _python_op_region(v, graph_vars))
+    return [r for _, r in sorted(found.values(), key=lambda pr: pr[0])]
+
+
+def _basic():
+    from .tensor import basic as B
+
+    return B
+
+
+def _refuse_python_ops_in_bodies(vars_) -> None:
+    """The graph-level autodiff of a scan/ifelse body cannot call a Python op's grad."""
+    from tcomp.ir.ops.control import Body
+    from tcomp.ir.ops.pyop import op_name, python_nodes, resolve
+
+    for v in vars_:
+        if v.op in ("scan", "ifelse"):
+            for b in v.attrs.values():
+                found = python_nodes(b.graph) if isinstance(b, Body) else []
+                if found:
+                    g, n = found[0]
+                    raise TypeError(f"T.grad: the {v.op} body uses Python op {op_name(resolve(g.attrs(n)['op']))}; "
+                                    "gradients through Python ops inside a loop or branch are not supported")
 
 
 def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", add_names=True, known_grads=None,
@@ -179,9 +280,11 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", add_nam
     seeds = ([cost] if cost is not None else []) + list(known_grads)
     graph_vars = _postorder(seeds, lambda v: v)
     marks = [v for v in graph_vars if v in _MARKS]
-    clips = [v for v in marks if _MARKS[v][0] == "clip"]  # operands before users
+    # grad_clip marks, Python ops, OpFromGraph overrides: operands before users
+    regions = _regions(graph_vars)
+    region_outputs = [[o for outs in r.outputs for o in outs] for r in regions]
     const_vars = [as_variable(c) for c in (consider_constant or [])]
-    blocked_vars = const_vars + marks
+    blocked_vars = const_vars + marks + [o for outs in region_outputs for o in outs if o not in _MARKS]
     blocked = {id(v) for v in blocked_vars}
     # connected: reachable when zero_grad / grad_clip marks are walked through
     connected = _reach(seeds, {id(v) for v in const_vars} |
@@ -189,21 +292,42 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", add_nam
 
     acc: dict = {}
     reach = _reach(seeds, blocked)
-    targets = [t for t in dict.fromkeys(wrt_list + clips) if id(t) in reach]
+    _refuse_python_ops_in_bodies(v for v in graph_vars if id(v) in connected)
+    all_outputs = [o for outs in region_outputs for o in outs]
+    targets = [t for t in dict.fromkeys(wrt_list + all_outputs) if id(t) in reach]
     if targets:
-        for t, g in zip(targets, _grad_core(cost, targets, blocked_vars, known_grads, stabilize_ok=not marks)):
+        for t, g in zip(targets, _grad_core(cost, targets, blocked_vars, known_grads,
+                                            stabilize_ok=not marks and not regions)):
             _add(acc, t, g)
     from .tensor import basic as B
 
-    for j in range(len(clips) - 1, -1, -1):  # outermost first: its total gradient is complete
-        c = clips[j]
-        if id(c) not in acc:
+    for j in range(len(regions) - 1, -1, -1):  # outermost first: its total gradient is complete
+        r = regions[j]
+        got = [[acc[id(o)] for o in outs if id(o) in acc] for outs in r.outputs]
+        if not any(got):
             continue
-        _, lo, hi = _MARKS[c]
-        seed = {c.inputs[0]: B.clip(acc[id(c)], lo, hi)}
-        inner = _reach([c.inputs[0]], blocked)
-        targets = [t for t in dict.fromkeys(wrt_list + clips[:j]) if id(t) in inner]
-        if targets:
+        inputs = [i for i in dict.fromkeys(r.inputs) if dt.is_float(i.dtype)]
+        earlier = [o for outs in region_outputs[:j] for o in outs]
+        inner = _reach(inputs, blocked)
+        targets = [t for t in dict.fromkeys(wrt_list + earlier) if id(t) in inner]
+        if not targets:  # nothing differentiated lies behind it: its vjp is not needed
+            continue
+        gs = []
+        for outs, parts in zip(r.outputs, got):
+            total = None
+            for p in parts:
+                total = p if total is None else total + p
+            gs.append(total if total is not None else (B.zeros_like(outs[0]) if outs else None))
+        seed: dict = {}
+        for inp, g in zip(r.inputs, r.vjp(gs)):
+            if g is None or isinstance(g, DisconnectedType) or not dt.is_float(inp.dtype):
+                continue
+            g = as_variable(g, f"gradient of {r.label}")
+            if g.ndim != inp.ndim:
+                raise TypeError(f"T.grad: {r.label}: the gradient {g.describe()} of input {inp.describe()} "
+                                f"must have rank {inp.ndim}")
+            seed[inp] = g if inp not in seed else seed[inp] + g
+        if seed:
             for t, g in zip(targets, _grad_core(None, targets, blocked_vars, seed, stabilize_ok=False)):
                 _add(acc, t, g)
 

@@ -91,6 +91,11 @@ def reduce_function(fn):
              "shared": list(fn.shared_inputs), "n_outputs": len(fn.outputs), "single_output": fn.single_output,
              "targets": [v for v, _ in fn.updates], "params": list(fn.signature.params), "name": fn.name,
              "options": options}
+    from tcomp.ir.ops.pyop import python_ops_of
+
+    ops = python_ops_of(fn.traced)
+    if ops:  # Python ops (tcomp/op.py) travel as objects: the graph's JSON names them by token
+        state["python_ops"] = ops
     return (load_function, (type(fn), state))
 
 
@@ -101,6 +106,11 @@ def load_function(fn_cls, state):
     if state.get("version") != FORMAT_VERSION:
         raise ValueError(f"cannot load a pickled tcomp function of format version {state.get('version')!r} "
                          f"(this tcomp reads version {FORMAT_VERSION})")
-    graph = from_json(state["graph"])
+    from tcomp.ir.ops.pyop import attach, loading
+
+    ops = state.get("python_ops") or {}
+    with loading(ops):
+        graph = from_json(state["graph"])
+    attach(graph, ops)
     outs, updates = _rebuild(graph, state["inputs"], state["shared"], state["n_outputs"], state["targets"], True)
     return _make(fn_cls, state["params"], outs, state["single_output"], updates, state["name"], state["options"])

@@ -389,6 +389,7 @@ NOT_LOWERED: dict = {}
 TESTED_ELSEWHERE = {
     "scan": "tests/test_scan_cpu.py, and tests/test_scan.py / test_scan_hypothesis.py on both backends",
     "ifelse": "tests/test_scan_cpu.py, and tests/test_ifelse.py on both backends",
+    "py_call": "tests/test_python_ops.py (a user's Python op between native stages)",
 }
 
 

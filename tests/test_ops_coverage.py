@@ -65,6 +65,7 @@ NOT_COVERED_HERE = {
     "random_normal": _CONV_POOL_RANDOM,
     "random_binomial": _CONV_POOL_RANDOM,
     "fused": "kernel op made by the fusion pass (not reachable from the DSL); tested by the fusion tests",
+    "py_call": "a user's Python op (tcomp.Op, as_op): tested against NumPy in tests/test_python_ops.py",
     "get_output": "reads one result of a multi-output fused kernel (made by the fusion pass, not reachable from "
                   "the DSL); tested in tests/test_ir_multi_output.py and the fusion tests",
 }

@@ -12,6 +12,7 @@ from . import (  # noqa: F401
     nnet,
     nonzero,
     pool,
+    pyop,
     random,
     reduction,
     scan_sort,

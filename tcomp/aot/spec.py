@@ -168,6 +168,10 @@ def build_spec(fn, name: str, state: str) -> FunctionSpec:
         targets = ", ".join(repr(v.name or "?") for v, _ in fn.updates)
         raise ValueError(f"tcomp.aot.export: function {fn.name!r} updates shared variables ({targets}); read-only "
                          "embedded state cannot be updated: export it with state='external'")
+    from tcomp.compile import _reject_python_ops
+
+    _reject_python_ops(fn.optimized, f"tcomp.aot.export: function {fn.name!r}: a C library",
+                       "write the op with tcomp tensor operations to export the function")
     hp, text = _host_program(fn)
     kp = hp.kp
     n_explicit, n_out = len(fn.inputs), len(fn.outputs)

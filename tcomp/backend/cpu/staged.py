@@ -87,7 +87,10 @@ class StagedFunction:
 def compile_native(graph: Graph, *, name: str = "fn", donate=None, _depth: int = 0):
     """A ``NativeFunction``, or a :class:`StagedFunction` chain when shapes depend on kernels."""
     from .native_function import NativeFunction
+    from .python_stages import compile_python_stages, has_python_ops
 
+    if has_python_ops(graph):  # Python ops: native programs split at each call (python_stages.py)
+        return compile_python_stages(graph, name=name, donate=donate)
     if not any(graph.op(n) == "fused" for n in graph.nodes()):
         # a hand-built graph is fused here rather than in NativeFunction, so that the node a
         # HostValueUnavailable names is a node of the graph split below
