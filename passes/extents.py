@@ -33,7 +33,7 @@ Linear in graph size (union-find with path halving).
 from __future__ import annotations
 
 from tcomp.ir import Graph, get_op
-from tcomp.ir.ops.fused import FUSABLE_REDUCTIONS, LAYOUT_OPS, step_types
+from tcomp.ir.ops.fused import CONTRACTIONS, FUSABLE_REDUCTIONS, LAYOUT_OPS, step_types
 from tcomp.ir.types import TensorType, TupleType
 
 #: ops whose result has exactly their first operand's shape
@@ -194,9 +194,10 @@ class Extents:
     def _matmul(self, n, out) -> None:
         """Rows of A and columns of B carry; A's inner dim is B's (checked at run time).
         Batch dims may broadcast a run-time 1 (NumPy's matmul), so they prove nothing."""
-        g = self.g
-        a, b = g.operands(n)
-        da, db = self._dims[a], self._dims[b]
+        a, b = self.g.operands(n)
+        self._product(out, self._dims[a], self._dims[b])
+
+    def _product(self, out, da, db) -> None:
         if not da or not db:
             return
         kb = 0 if len(db) == 1 else len(db) - 2
@@ -280,6 +281,8 @@ class Extents:
                     stypes[int(r[1:])]) for r in refs]
             if op == "dimshuffle":
                 self._dimshuffle(dims, srcs[0][0], dict(sattrs)["pattern"])
+            elif op in CONTRACTIONS:  # a product step (fusion_gemm): its rows/columns carry
+                self._product(dims, srcs[0][0], srcs[1][0])
             elif op not in LAYOUT_OPS:
                 self._elementwise(dims, stypes[j], srcs)
         primary = steps[-1]

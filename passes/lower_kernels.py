@@ -51,6 +51,16 @@ _BY_OPDEF_KIND = {"elemwise": "elemwise", "reduction": "reduce"}
 _STRIDED_READERS = ("matmul", "dot", "dimshuffle", "subtensor", "shape")
 
 
+def _reads_strided(g: Graph, u: int, n: int) -> bool:
+    """Reader ``u`` takes operand ``n`` well strided: a product, a view, or a fused kernel
+    that reads ``n`` only in its step-0 product (passes/fusion_gemm.py)."""
+    if g.op(u) in _STRIDED_READERS:
+        return True
+    if g.op(u) != "fused" or g.attrs(u)["body"][0][0] not in ("dot", "matmul"):
+        return False
+    return all(i < 2 for i, o in enumerate(g.operands(u)) if o == n)
+
+
 def kernel_kind(op: str) -> str:
     if op in KERNEL_KINDS:
         return KERNEL_KINDS[op]
@@ -182,7 +192,7 @@ class _Lowering:
             pattern = g.attrs(n)["pattern"]
             kept = [p for p in pattern if p != "x"]
             contig = self.contiguous(src) and kept == sorted(kept)
-            if not contig and n not in g.outputs and any(g.op(u) not in _STRIDED_READERS for u in g.users(n)):
+            if not contig and n not in g.outputs and not all(_reads_strided(g, u, n) for u in g.users(n)):
                 return False  # a transpose kernel
             s = self.strides_of(src)
             strides = tuple(0 if p == "x" else s[p] for p in pattern)
@@ -270,9 +280,10 @@ class _Lowering:
             return False
         if self.values[leaf][:2] != self.values[w][:2]:  # dtype and the same dim registers
             return False
-        if kd["op"] == "fused":
+        if kd["op"] == "fused":  # (a product step reads its operands at other indices too)
             refs = {f"${i}" for i, r in enumerate(reads) if r == leaf}
-            return not any(s[0] in ("dimshuffle", "reshape") and set(s[2]) & refs for s in dict(kd["attrs"])["body"])
+            return not any(s[0] in ("dimshuffle", "reshape", "dot", "matmul") and set(s[2]) & refs
+                           for s in dict(kd["attrs"])["body"])
         return True
 
     def donations(self, outs) -> dict:

@@ -25,6 +25,7 @@ from .canonicalize import canonicalize
 from .cse import cse, dce
 from .fold import constant_fold
 from .fusion import fuse_elementwise
+from .fusion_gemm import absorb_products
 from .scan_opt import scan_opt
 from .simplify import simplify
 from .stabilize import stabilize
@@ -56,12 +57,13 @@ register_pass("simplify", simplify)
 register_pass("stabilize", stabilize)
 register_pass("scan_opt", scan_opt)
 register_pass("fuse_elementwise", fuse_elementwise)
+register_pass("fuse_gemm_epilogue", absorb_products)
 register_pass("dce", dce)
 
 #: the pipelines by mode; a name may appear more than once (cse/dce run again after rewrites)
 PIPELINES: dict[str, tuple[str, ...]] = {
     "default": ("canonicalize", "constant_fold", "cse", "simplify", "stabilize", "simplify", "constant_fold", "cse",
-                "dce", "scan_opt", "fuse_elementwise", "dce"),
+                "dce", "scan_opt", "fuse_elementwise", "fuse_gemm_epilogue", "dce"),
     "fast_compile": ("canonicalize", "dce"),
 }
 

@@ -212,12 +212,13 @@ def _elementwise(g: Graph, n: int) -> bool:
 
 
 def _relaid_operands(g: Graph, n: int) -> set:
-    """Operands a fused kernel reads through a leading dimshuffle/reshape step (not at the
-    index it writes, so never overwritten in place)."""
+    """Operands a fused kernel reads through a leading dimshuffle/reshape step or a product
+    step (not at the index it writes, so never overwritten in place)."""
     if g.op(n) != "fused":
         return set()
     ops = g.operands(n)
-    return {ops[int(r[1:])] for op, _a, refs in g.attrs(n)["body"] if op in ("dimshuffle", "reshape") for r in refs}
+    return {ops[int(r[1:])] for op, _a, refs in g.attrs(n)["body"] if op in ("dimshuffle", "reshape", "dot", "matmul")
+            for r in refs}
 
 
 def kernel_results(g: Graph, n: int) -> list:

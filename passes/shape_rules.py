@@ -8,7 +8,7 @@ so the first failing check is the first one a node-by-node evaluation would hit.
 from __future__ import annotations
 
 from tcomp.ir import dtypes as dt
-from tcomp.ir.ops.fused import LAYOUT_OPS, step_types
+from tcomp.ir.ops.fused import CONTRACTIONS, LAYOUT_OPS, step_types
 from tcomp.ir.ops.indexing import is_ref, ref_index
 from tcomp.ir.ops.reduction import reduced_shape
 from tcomp.ir.types import TupleType
@@ -280,6 +280,11 @@ class ShapeRules:
                 continue
             ts = [gtypes[int(r[1:])] if r[0] == "$" else stypes[int(r[1:])] for r in refs]
             ss = [cshapes[int(r[1:])] if r[0] == "$" else cur[int(r[1:])] for r in refs]
+            if op in CONTRACTIONS:  # a product step (passes/fusion_gemm.py): the op's own rule
+                from . import shape_rules_nn
+
+                cur.append(tuple(shape_rules_nn.RULES[op](self, n, dict(sattrs), ts, ss)))
+                continue
             cur.append(self.elementwise(n, f"step {j} operand", ts, ss))
         it = cur[-1]
         params = [("space", tuple(it))]

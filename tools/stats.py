@@ -88,6 +88,15 @@ def _bytes(t, unknown: list) -> int:
     return _size(t, unknown) * dt.itemsize(t.dtype)
 
 
+def _inner(a, unknown: list) -> int:
+    """The inner (K) dim of a product whose left operand has type ``a``."""
+    k = a.shape[-1] if a.ndim else 1
+    if not isinstance(k, int):
+        unknown.append(k)
+        k = 1
+    return k
+
+
 def node_flops(g: Graph, n: int, unknown: list) -> int:
     """Floating-point (and integer) operations of one node per call; data movement is 0."""
     from tcomp.ir import get_op
@@ -99,19 +108,16 @@ def node_flops(g: Graph, n: int, unknown: list) -> int:
         a = g.attrs(n)
         types = step_types(a["body"], [g.type(o) for o in g.operands(n)])
         flops = sum(_size(t, unknown) for (sop, _, _), t in zip(a["body"], types)
-                    if sop not in ("constant", "dimshuffle", "reshape"))
+                    if sop not in ("constant", "dimshuffle", "reshape", "dot", "matmul"))
+        if a["body"][0][0] in ("dot", "matmul"):  # a product step (passes/fusion_gemm.py): 2*M*N*K
+            flops += 2 * _size(types[0], unknown) * _inner(g.type(g.operands(n)[0]), unknown)
         return flops + (_size(types[-1], unknown) if a["reduce"] is not None else 0)
     if kind == "elemwise" and op not in ("cast", "copy"):
         return _size(g.type(n), unknown)
     if kind == "reduction":
         return _size(g.type(g.operands(n)[0]), unknown)
     if op in ("dot", "matmul"):
-        a = g.type(g.operands(n)[0])
-        k = a.shape[-1] if a.ndim else 1
-        if not isinstance(k, int):
-            unknown.append(k)
-            k = 1
-        return 2 * _size(g.type(n), unknown) * k
+        return 2 * _size(g.type(n), unknown) * _inner(g.type(g.operands(n)[0]), unknown)
     if op in _SOFTMAX_FLOPS:
         return _SOFTMAX_FLOPS[op] * _size(g.type(g.operands(n)[0]), unknown)
     if op == "conv2d":

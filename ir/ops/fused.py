@@ -21,6 +21,12 @@ Format (all attributes hashable and printable):
 
     The last step is the elementwise result; it is never a layout step.  Every kernel
     operand is referenced.
+
+    Step 0 may instead be a matrix product (``op`` in ``CONTRACTIONS``: ``dot``/``matmul``
+    with refs exactly ``("$0", "$1")``, operands no other step reads), made by
+    ``passes/fusion_gemm.py``: the later steps are then the product's *epilogue*, evaluated
+    per point of the product (the iteration space is the product's shape); a backend may
+    apply them to each tile of the product as it is computed.
 ``reduce``
     ``None``, or the name of a reduction (``sum``, ``prod``, ``max``, ``min``) applied to the
     last step's result with the attributes ``axis`` (sorted tuple of ints) and ``keepdims``,
@@ -68,6 +74,9 @@ from ..types import TensorType, TupleType
 from .registry import OPS, Constant, OpDef, get_op, register
 
 FUSABLE_REDUCTIONS = ("sum", "prod", "max", "min")
+#: a matrix product a body may start with (``passes/fusion_gemm.py``): step 0 only, reading
+#: kernel operands ``$0`` and ``$1`` (which no other step reads); the later steps are its epilogue
+CONTRACTIONS = ("dot", "matmul")
 #: ops a body step may apply to one kernel operand, and the epilogue to the primary result
 LAYOUT_OPS = ("dimshuffle", "reshape")
 
@@ -127,6 +136,10 @@ def _check_step(step, j):
                              f"got refs {refs!r}")
         return op, _layout_attrs(op, attrs, f"step {j} ({op})"), refs
     opdef = get_op(op)
+    if op in CONTRACTIONS:
+        if j != 0 or refs != ("$0", "$1"):
+            raise ValueError(f"fused: step {j}: a {op} step must be step 0 and read ('$0', '$1'), got refs {refs!r}")
+        return op, opdef.normalize_attrs(dict(attrs)), refs
     if opdef.kind != "elemwise":
         raise ValueError(f"fused: step {j}: op {op!r} is not elementwise (kind {opdef.kind!r}) "
                          f"nor a layout step {LAYOUT_OPS}")
@@ -170,6 +183,8 @@ def _step_types(body, input_types) -> list[TensorType]:
         for ref in refs:
             kind, k = parse_ref(ref, len(input_types), j)
             if kind == "$":
+                if j and k < 2 and body[0][0] in CONTRACTIONS:
+                    raise ValueError(f"fused: step {j} reads {ref}, an operand of the step-0 product")
                 used.add(k)
             args.append(input_types[k] if kind == "$" else types[k])
         try:
@@ -323,5 +338,5 @@ register(OpDef("fused", None, _infer, _impl,
                doc="a fused elementwise kernel (optionally ending in a reduction, with layout steps and "
                    "several results); see ir/ops/fused.py"))
 
-__all__ = ["FUSABLE_REDUCTIONS", "LAYOUT_OPS", "step_types", "result_types", "pre_epilogue_type", "is_layout_step",
-           "is_order_keeping", "parse_ref", "format_body"]
+__all__ = ["CONTRACTIONS", "FUSABLE_REDUCTIONS", "LAYOUT_OPS", "step_types", "result_types", "pre_epilogue_type",
+           "is_layout_step", "is_order_keeping", "parse_ref", "format_body"]

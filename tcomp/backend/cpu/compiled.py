@@ -11,6 +11,7 @@ from . import kernels as K
 from . import kernels_conv as CV
 from . import kernels_data as D
 from . import kernels_gemm as GM
+from . import kernels_gemm_epilogue as GE
 from . import kernels_linalg as LA
 from . import kernels_nonzero as NZ
 from . import kernels_pool as PL
@@ -19,7 +20,7 @@ from . import kernels_scan_sort as SS
 
 LOWERINGS = {
     "elemwise": (K.elemwise_leaves, K.lower_elemwise),
-    "fused": (K.fused_leaves, K.lower_fused),
+    "fused": (K.fused_leaves, GE.lower_fused),  # one starting with a product: the GEMM with its epilogue
     "reduce": (K.reduce_leaves, K.lower_reduce),
     "softmax": (D.direct_leaves, K.lower_softmax),
     "matmul": (D.direct_leaves, GM.lower_gemm),  # packed GEMM; ints/mixed dtypes: K.lower_matmul

@@ -13,15 +13,19 @@ builds the functions):
     not a sliver): pack B[pc, jc] into KC x NR panels (zero padded); MC rows (ic): pack A
     into MR x KC panels; then NR x MR micro-tiles.  The B panel of a tile stays in L1/L2 across the MR loop, the A block
     in L2, the packed B block in L3.
-``tcomp_ukr_<cfg>(kc, Ap, Bp, C, rsc, csc, accumulate, mv, nv)``
-    the micro-kernel: MR x (NR/W) accumulator vectors live in registers over all of kc
+``tcomp_ukr_<cfg>(kc, Ap, Bp, C, rsc, csc, accumulate, mv, nv, D, rsd, csd)``
+    the micro-kernel (D = its sums, plus C's when accumulating; D is C but for the last KC
+    block of a product with an epilogue): MR x (NR/W) accumulator vectors live in registers over all of kc
     (k loop unrolled by hand: the backend compiles with LLVM's unroller off), each step
     one broadcast of A and NR/W vector FMAs per row; partial edge tiles go through a
     stack tile.  It carries ``"min-legal-vector-width"`` so LLVM keeps 512-bit vectors on
     CPUs that prefer 256-bit ones for auto-vectorization (znver4, skylake-avx512).
-``tcomp_mm_<cfg>(M, N, K, A, rsa, csa, B, rsb, csb, C, lo, hi)``
+``tcomp_mm_<cfg>(M, N, K, A, rsa, csa, B, rsb, csb, C, lo, hi, epi, env, flags)``
     the driver: one product's share ``[lo, hi)`` of the thread split; picks gemv, the
-    no-packing loop or the packed GEMM (with its pack buffers).  Each matmul kernel is
+    no-packing loop or the packed GEMM (with its pack buffers).  ``epi`` (null: none) is a
+    ``fused`` kernel's elementwise epilogue (``kernels_gemm_epilogue``), called on each
+    MC x EW block of C after its last KC block (while it is in L2) or on each block of the
+    non-packed paths (``kernels_gemm_tiles``).  Each matmul kernel is
     then only a batch loop calling it, so a module with many matmuls compiles the GEMM
     code once (+0.1 s CPU for the MLP training step's module, from +0.4 s with a copy of
     the dispatch per kernel).
@@ -64,6 +68,7 @@ from tcomp.ir import dtypes as dt
 
 from . import irutil as u
 from . import kernels_gemm_ir as gir
+from . import kernels_gemm_tiles as tiles
 from . import parallel as P
 from .kctx import KernelCtx
 from .kernels_gemm_ir import I64, _cdiv, _gep, _min, c64
@@ -168,8 +173,13 @@ class Config:
         self.MC, self.KC, self.NC = BLOCKING.get(dtype, (mc, kc, nc))
         self.MC = max(self.MR, self.MC // self.MR * self.MR)
         self.NC = max(self.NR, self.NC // self.NR * self.NR)
+        #: columns of C an epilogue runs on at a time: an MC x EW block of final sums in half of L2
+        self.EW = max(self.NR, min(self.NC, (l2 // 2) // (self.MC * es) // self.NR * self.NR))
+        #: the same when C may share memory with an epilogue operand (the block's final sums then
+        #: go to a stack buffer of MC x EB first, not to C)
+        self.EB = max(self.NR, min(self.EW, (128 << 10) // (self.MC * es) // self.NR * self.NR))
         self.unroll = UNROLL
-        self.tag = (f"{dtype[0]}{es * 8}_{self.MR}x{self.NR}_{self.MC}_{self.KC}_{self.NC}_v{self.bits}"
+        self.tag = (f"{dtype[0]}{es * 8}_{self.MR}x{self.NR}_{self.MC}_{self.KC}_{self.NC}_e{self.EW}_v{self.bits}"
                     + ("" if UNROLL == 4 else f"_u{UNROLL}"))
 
 
@@ -196,8 +206,15 @@ def _split(b, cfg: Config, M, N, K):
     return is_gemv, narrow, swap, Ms, Ns, split_m, unit, units
 
 
+#: the driver's arguments: M, N, K, A, rsa, csa, B, rsb, csb, C, lo, hi, then the epilogue
+#: (null: none), its environment and flags (bit 0: a result may share memory with an operand
+#: the epilogue reads, so partial sums of the product must not be kept in C)
+_DRIVER_ARGS = [I64, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64,
+                gir.epilogue_type().as_pointer(), u.PTR, I64]
+
+
 def _driver_type() -> ir.FunctionType:
-    return ir.FunctionType(ir.VoidType(), [I64, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64])
+    return ir.FunctionType(ir.VoidType(), _DRIVER_ARGS)
 
 
 def _driver_decl(module, cfg: Config) -> ir.Function:
@@ -274,19 +291,23 @@ def _driver(module, cfg: Config, define: bool = False) -> ir.Function:
         return _driver_decl(module, cfg)
     gemm, small, gemv = gir._gemm(module, cfg), gir._gemm_small(module, cfg.dtype), gir._gemv(module, cfg)
     narrow_rows, narrow_cols = gir._narrow_rows(module, cfg), gir._narrow_cols(module, cfg)
+    blocked = tiles.blocked_epilogue(module, cfg)
     malloc, free = gir._libc(module)
     et = u.value_type(cfg.dtype)
-    fn, b = gir._new_fn(module, name, [I64, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64],
-                    ret=ir.VoidType())
+    fn, b = gir._new_fn(module, name, _DRIVER_ARGS, ret=ir.VoidType())
     fn.attributes.add("optsize")
     fn.attributes.add("noinline")
-    M, N, K, Ab, rsa, csa, Bb, rsb, csb, Cb, lo, hi = fn.args
+    M, N, K, Ab, rsa, csa, Bb, rsb, csb, Cb, lo, hi, epi, env, flags = fn.args
+    has_epi = b.icmp_unsigned("!=", b.ptrtoint(epi, I64), c64(0))
     is_gemv, narrow, sw, Ms, Ns, split_m, unit, _ = _split(b, cfg, M, N, K)
     r0, r1 = b.mul(lo, unit), b.mul(hi, unit)
     with b.if_then(is_gemv):
         total = b.mul(M, N)
         y0 = _min(b, r0, total)
         ylen = b.sub(_min(b, r1, total), y0)
+        with b.if_then(has_epi):
+            tiles.gemv_epilogue(b, cfg, gemv, epi, env, M, N, K, Ab, rsa, csa, Bb, rsb, csb, y0, ylen)
+            b.ret_void()
         yp = _gep(b, Cb, et, y0)
         with b.if_else(b.icmp_signed("==", N, c64(1))) as (t2, o2):
             with t2:  # (M, K) @ (K,): rows y0.. of A
@@ -305,6 +326,11 @@ def _driver(module, cfg: Config, define: bool = False) -> ir.Function:
     n = b.select(split_m, Ns, b.sub(_min(b, r1, Ns), j0))
     args = [m, n, K, _gep(b, As, et, b.mul(i0, rsa_s)), rsa_s, csa_s, _gep(b, Bs, et, b.mul(j0, csb_s)), rsb_s,
             csb_s, _gep(b, Cb, et, b.add(b.mul(i0, rsc), b.mul(j0, csc))), rsc, csc]
+    swap = b.zext(sw, I64)
+    with b.if_then(has_epi):
+        _epilogue_paths(b, cfg, gemm, blocked, malloc, free, args, b.mul(b.mul(M, N), K), narrow, swap, i0, j0,
+                        epi, env, flags)
+        b.ret_void()
     with b.if_then(narrow):
         rows_ok = b.and_(b.icmp_signed("==", csa_s, c64(1)), b.icmp_signed(">=", K, c64(2 * cfg.W)))
         with b.if_then(b.and_(rows_ok, b.icmp_signed(">=", m, c64(4)))):
@@ -315,18 +341,11 @@ def _driver(module, cfg: Config, define: bool = False) -> ir.Function:
             b.ret_void()
     small_bb = b.append_basic_block("small")
     with b.if_then(b.icmp_signed(">=", b.mul(b.mul(M, N), K), c64(SMALL_MNK))):
-        # pack buffers sized to this share (64 bytes of slack for the alignment)
-        kcb = _min(b, c64(cfg.KC), K)
-        mcb = _min(b, c64(cfg.MC), b.mul(_cdiv(b, m, cfg.MR), c64(cfg.MR)))
-        ncb = _min(b, c64(cfg.NC), b.mul(_cdiv(b, n, cfg.NR), c64(cfg.NR)))
-        raw_a = b.call(malloc, [b.add(b.mul(b.mul(mcb, kcb), c64(cfg.es)), c64(64))])
-        raw_b = b.call(malloc, [b.add(b.mul(b.mul(ncb, kcb), c64(cfg.es)), c64(64))])
-        have = b.and_(b.icmp_unsigned("!=", b.ptrtoint(raw_a, I64), c64(0)),
-                      b.icmp_unsigned("!=", b.ptrtoint(raw_b, I64), c64(0)))
+        raw_a, raw_b, have = _pack_buffers(b, cfg, malloc, m, n, K)  # sized to this share
         with b.if_then(have):
-            def aligned(p):
-                return b.inttoptr(b.and_(b.add(b.ptrtoint(p, I64), c64(63)), c64(~63)), u.PTR)
-            b.call(gemm, args + [aligned(raw_a), aligned(raw_b)])
+            null = ir.Constant(u.PTR, None)
+            b.call(gemm, args + [_aligned(b, raw_a), _aligned(b, raw_b), null, _null_epi(), null, c64(0), c64(0),
+                                 c64(0)])
             b.call(free, [raw_a])
             b.call(free, [raw_b])
             b.ret_void()
@@ -337,6 +356,70 @@ def _driver(module, cfg: Config, define: bool = False) -> ir.Function:
     b.call(small, args)
     b.ret_void()
     return fn
+
+
+def _aligned(b, p):
+    return b.inttoptr(b.and_(b.add(b.ptrtoint(p, I64), c64(63)), c64(~63)), u.PTR)
+
+
+def _null_epi():
+    return ir.Constant(gir.epilogue_type().as_pointer(), None)
+
+
+def _pack_buffers(b, cfg, malloc, m, n, K):
+    """malloc'd pack buffers for a share of m x n (64 bytes of slack for the alignment) and
+    whether both allocations succeeded."""
+    kcb = _min(b, c64(cfg.KC), K)
+    mcb = _min(b, c64(cfg.MC), b.mul(_cdiv(b, m, cfg.MR), c64(cfg.MR)))
+    ncb = _min(b, c64(cfg.NC), b.mul(_cdiv(b, n, cfg.NR), c64(cfg.NR)))
+    raw_a = b.call(malloc, [b.add(b.mul(b.mul(mcb, kcb), c64(cfg.es)), c64(64))])
+    raw_b = b.call(malloc, [b.add(b.mul(b.mul(ncb, kcb), c64(cfg.es)), c64(64))])
+    have = b.and_(b.icmp_unsigned("!=", b.ptrtoint(raw_a, I64), c64(0)),
+                  b.icmp_unsigned("!=", b.ptrtoint(raw_b, I64), c64(0)))
+    return raw_a, raw_b, have
+
+
+def _epilogue_paths(b, cfg, gemm, blocked, malloc, free, args, mnk, narrow, swap, i0, j0, epi, env, flags):
+    """A share of a product with an epilogue: the packed product (its epilogue per
+    micro-tile) when it is large and not narrow, else the blocked no-packing path.  When the
+    packed product has several KC blocks its partial sums live in C, or, where a result may
+    share memory with an epilogue operand (``flags``), in a malloc'd buffer of the share."""
+    m, n, K = args[0], args[1], args[2]
+    # (whole-product size, as the plain path: 1 and N threads take the same path)
+    packed = b.and_(b.not_(narrow), b.icmp_signed(">=", mnk, c64(SMALL_MNK)))
+    with b.if_then(packed):
+        raw_a, raw_b, have = _pack_buffers(b, cfg, malloc, m, n, K)
+        several = b.icmp_signed(">", K, c64(cfg.KC))
+        need_tmp = b.and_(several, b.icmp_signed("!=", b.and_(flags, c64(1)), c64(0)))
+        with b.goto_block(b.function.entry_basic_block):
+            slot = b.alloca(u.PTR, name="tmpc")
+            # (MC x EB elements, ~130 KB: on the stack, as a malloc this size per call is given
+            # back to the kernel on free and faults its pages in again at the next call)
+            e_slot = b.alloca(u.value_type(cfg.dtype), size=c64(cfg.MC * cfg.EB), name="ebuf")
+            e_slot.align = 64
+            e_stack = b.inttoptr(b.ptrtoint(e_slot, I64), u.PTR)
+        b.store(ir.Constant(u.PTR, None), slot)
+        with b.if_then(need_tmp):
+            b.store(b.call(malloc, [b.add(b.mul(b.mul(m, n), c64(cfg.es)), c64(64))]), slot)
+        raw_c = b.load(slot, typ=u.PTR)
+        # C may share memory with an epilogue operand, in one KC block: the final sums of an
+        # MC x EW block go to a buffer (in L2) for the epilogue (with several, to the buffer C)
+        need_e = b.and_(b.not_(several), b.icmp_signed("!=", b.and_(flags, c64(1)), c64(0)))
+        ok = b.and_(have, b.or_(b.not_(need_tmp), b.icmp_unsigned("!=", b.ptrtoint(raw_c, I64), c64(0))))
+        with b.if_then(ok):
+            tmp = _aligned(b, raw_c)
+            cp = b.select(need_tmp, tmp, args[9])
+            rsc = b.select(need_tmp, n, args[10])
+            csc = b.select(need_tmp, c64(1), args[11])
+            ebuf = b.select(need_e, e_stack, ir.Constant(u.PTR, None))
+            b.call(gemm, args[:9] + [cp, rsc, csc, _aligned(b, raw_a), _aligned(b, raw_b), ebuf, epi, env, swap, i0,
+                                     j0])
+            for raw in (raw_a, raw_b, raw_c):
+                b.call(free, [raw])
+            b.ret_void()
+        for raw in (raw_a, raw_b, raw_c):  # free(NULL) is a no-op; out of memory: the blocked path
+            b.call(free, [raw])
+    b.call(blocked, args[:9] + [epi, env, swap, i0, j0])
 
 
 def _as_matrix(ref: u.TensorRef, side: str) -> u.TensorRef:
@@ -350,7 +433,7 @@ def _as_matrix(ref: u.TensorRef, side: str) -> u.TensorRef:
 
 def _operands(ctx: KernelCtx):
     g, n = ctx.g, ctx.n
-    a_node, b_node = g.operands(n)
+    a_node, b_node = g.operands(n)[:2]  # (a fused kernel starting with a product: its first two)
     A, B = _as_matrix(ctx.refs[a_node], "a"), _as_matrix(ctx.refs[b_node], "b")
     return A, B, u.i64(A.dims[-2]), u.i64(A.dims[-1]), u.i64(B.dims[-1]), max(A.ndim, B.ndim) - 2
 
@@ -366,6 +449,17 @@ def lower_gemm(ctx: KernelCtx) -> None:
         from .kernels import lower_matmul
 
         return lower_matmul(ctx)
+    _lower(ctx, od, None)
+
+
+def lower_gemm_epilogue(ctx: KernelCtx, epilogue, flags: int) -> None:
+    """A ``fused`` kernel that starts with a rank-2 float product (``kernels_gemm_epilogue``):
+    the packed GEMM with ``epilogue`` (the kernel's ``void epi(...)``, see
+    ``kernels_gemm_ir.epilogue_type``) applied to each tile of C; ``flags`` as the driver's."""
+    _lower(ctx, ctx.g.type(ctx.g.operands(ctx.n)[0]).dtype, (epilogue, flags))
+
+
+def _lower(ctx: KernelCtx, od: str, epilogue) -> None:
     cfg = Config(od)
     driver = _driver(ctx.fn.module, cfg)
     b = ctx.b
@@ -390,13 +484,23 @@ def lower_gemm(ctx: KernelCtx) -> None:
                 lin = b.add(lin, b.mul(u.i64(i), u.i64(st)))
             return _gep(b, ref.ptr, u.mem_type(ref.dtype), lin)
 
+        if epilogue is None:
+            epi = [_null_epi(), ir.Constant(u.PTR, None), c64(0)]
+        else:  # the epilogue's environment: this worker's kernel arguments (results, leaves, params)
+            nptr = ctx.n_out + len(ctx.leaves) + 1
+            with b.goto_block(ctx.fn.entry_basic_block):
+                env = b.alloca(u.PTR, size=c64(nptr), name="epienv")
+            for k, a in enumerate(ctx.fn.args[:nptr]):
+                b.store(a, _gep(b, env, u.PTR, c64(k)))
+            epi = [epilogue[0], env, c64(epilogue[1])]
+
         def one_batch(bidx):
             lin = c64(0)
             for i, st in zip(bidx, cstrides[:-2]):
                 lin = b.add(lin, b.mul(u.i64(i), u.i64(st)))
             b.call(driver, [M, N, K, ptr(A, bidx), u.i64(A.strides[-2]), u.i64(A.strides[-1]), ptr(B, bidx),
                             u.i64(B.strides[-2]), u.i64(B.strides[-1]), _gep(b, ctx.out.ptr, u.mem_type(od), lin),
-                            lo, hi])
+                            lo, hi] + epi)
         u.loop_nest(b, batch_dims, one_batch, name="bt")
 
     P.parallel_for(ctx, units, body, work=work, pieces=1)  # a piece packs its own operands: one per thread

@@ -90,11 +90,11 @@ def _ukr(module, cfg) -> ir.Function:
     et = u.value_type(cfg.dtype)
     MR, NV, W, NR, es = cfg.MR, cfg.NV, cfg.W, cfg.NR, cfg.es
     vt = ir.VectorType(et, W)
-    fn, b = _new_fn(module, name, [I64, u.PTR, u.PTR, u.PTR, I64, I64, I64, I64, I64], ret=ir.VoidType(),
-                    vector_bits=cfg.bits)
+    fn, b = _new_fn(module, name, [I64, u.PTR, u.PTR, u.PTR, I64, I64, I64, I64, I64, u.PTR, I64, I64],
+                    ret=ir.VoidType(), vector_bits=cfg.bits)
     fn.attributes.add("noinline")
-    kc, Ap, Bp, C, rsc, csc, accumulate, mv, nv = fn.args
-    for a in (Ap, Bp, C):
+    kc, Ap, Bp, C, rsc, csc, accumulate, mv, nv, D, rsd, csd = fn.args
+    for a in (Ap, Bp):
         a.add_attribute("noalias")
     with b.goto_block(fn.entry_basic_block):
         slot = b.alloca(et, size=c64(MR * NR), name="tile")
@@ -130,18 +130,18 @@ def _ukr(module, cfg) -> ir.Function:
     accs = u.reduction_loop(b, b.sub(kc, main), accs, tail, name="kt")
 
     full = b.and_(b.icmp_signed("==", mv, c64(MR)), b.icmp_signed("==", nv, c64(NR)))
-    full = b.and_(full, b.icmp_signed("==", csc, c64(1)))
+    full = b.and_(full, b.and_(b.icmp_signed("==", csc, c64(1)), b.icmp_signed("==", csd, c64(1))))
     add = b.icmp_signed("!=", accumulate, c64(0))
     with b.if_else(full) as (then, other):
         with then:
             for r in range(MR):
                 row = _gep(b, C, et, b.mul(c64(r), rsc))
+                drow = _gep(b, D, et, b.mul(c64(r), rsd))
                 for v in range(NV):
-                    p = _gep(b, row, et, c64(v * W))
                     acc = accs[r * NV + v]
-                    old = b.load(p, typ=vt, align=es)
+                    old = b.load(_gep(b, row, et, c64(v * W)), typ=vt, align=es)
                     val = b.select(add, _fast(b.fadd(acc, old)), acc)
-                    b.store(val, p, align=es)
+                    b.store(val, _gep(b, drow, et, c64(v * W)), align=es)
         with other:
             for r in range(MR):
                 for v in range(NV):
@@ -150,12 +150,13 @@ def _ukr(module, cfg) -> ir.Function:
             def row(r):
                 def col(j):
                     p = _gep(b, C, et, b.add(b.mul(r, rsc), b.mul(j, csc)))
+                    d = _gep(b, D, et, b.add(b.mul(r, rsd), b.mul(j, csd)))
                     x = b.load(_gep(b, tile, et, b.add(b.mul(r, c64(NR)), j)), typ=et)
                     with b.if_else(add) as (t2, o2):
                         with t2:
-                            b.store(_fast(b.fadd(b.load(p, typ=et), x)), p)
+                            b.store(_fast(b.fadd(b.load(p, typ=et), x)), d)
                         with o2:
-                            b.store(x, p)
+                            b.store(x, d)
                 u.for_range(b, nv, col, name="ej")
             u.for_range(b, mv, row, name="ei")
     b.ret_void()
@@ -258,6 +259,29 @@ def _pack_a(b, cfg, et, mc, kc, A, rsa, csa, Ap):
 _GEMM_ARGS = [I64, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64]
 
 
+def epilogue_type() -> ir.FunctionType:
+    """``void epi(ptr env, ptr src, i64 rs, i64 cs, i64 i0, i64 j0, i64 m, i64 n)``: apply a
+    kernel's elementwise epilogue to the product's rows ``[i0, i0 + m)`` and columns
+    ``[j0, j0 + n)`` (of C as the graph sees it), read from ``src`` with strides (rs, cs)."""
+    return ir.FunctionType(ir.VoidType(), [u.PTR, u.PTR, I64, I64, I64, I64, I64, I64])
+
+
+#: the epilogue arguments of the blocked product: the epilogue (null: none; typed so the
+#: indirect call can be emitted), its environment, whether C is the transposed product (1)
+#: and the share's offsets in it
+EPI_ARGS = [epilogue_type().as_pointer(), u.PTR, I64, I64, I64]
+
+
+def call_epilogue(b, epi, env, swap, src, rs, cs, p, q, mp, nq) -> None:
+    """The epilogue on a block of the computed product: rows ``p..p+mp``, columns
+    ``q..q+nq``, stored at ``src`` with strides (rs, cs); when ``swap`` the computed product is
+    C^T, so its rows are C's columns."""
+    sw = b.icmp_signed("!=", swap, c64(0))
+    rs, cs = u.i64(rs), u.i64(cs)
+    b.call(epi, [env, src, b.select(sw, cs, rs), b.select(sw, rs, cs), b.select(sw, q, p),
+                 b.select(sw, p, q), b.select(sw, nq, mp), b.select(sw, mp, nq)])
+
+
 def _zero_rect(b, et, M, N, C, rsc, csc):
     zero = ir.Constant(et, 0.0)
     u.for_range(b, M, lambda i: u.for_range(
@@ -271,10 +295,17 @@ def _gemm(module, cfg) -> ir.Function:
     ukr = _ukr(module, cfg)
     et = u.value_type(cfg.dtype)
     MR, NR, MC, KC, NC = cfg.MR, cfg.NR, cfg.MC, cfg.KC, cfg.NC
-    fn, b = _new_fn(module, name, _GEMM_ARGS + [u.PTR, u.PTR], ret=ir.VoidType(), vector_bits=cfg.bits)
+    fn, b = _new_fn(module, name, _GEMM_ARGS + [u.PTR, u.PTR, u.PTR] + EPI_ARGS, ret=ir.VoidType(),
+                    vector_bits=cfg.bits)
     fn.attributes.add("noinline")
     fn.attributes.add("optsize")  # see _new_fn: loops here are vectorized by hand
-    M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, Abuf, Bbuf = fn.args
+    M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, Abuf, Bbuf, Ebuf, epi, env, swap, po, qo = fn.args
+    has_epi = b.icmp_unsigned("!=", b.ptrtoint(epi, I64), c64(0))
+    # the final sums of a block go to Ebuf when given (C may share memory with an operand the
+    # epilogue reads), else stay in C, where the epilogue reads them and writes its results
+    own = b.icmp_unsigned("!=", b.ptrtoint(Ebuf, I64), c64(0))
+    EW, EB = cfg.EW, cfg.EB
+    gwidth = b.select(own, c64(EB), c64(EW))
     with b.if_then(b.icmp_signed("==", K, c64(0))):
         _zero_rect(b, et, M, N, C, rsc, csc)
         b.ret_void()
@@ -292,22 +323,36 @@ def _gemm(module, cfg) -> ir.Function:
             kc = _min(b, kcb, b.sub(K, pc))
             _pack_b(b, cfg, et, kc, nc, _gep(b, B, et, b.add(b.mul(pc, rsb), b.mul(jc, csb))), rsb, csb, Bbuf)
             acc = b.zext(b.icmp_signed(">", pc, c64(0)), I64)
+            last = b.icmp_signed(">=", b.add(pc, kcb), K)
 
             def ic_block(ic):
                 mc = _min(b, mcb, b.sub(M, ic))
                 _pack_a(b, cfg, et, mc, kc, _gep(b, A, et, b.add(b.mul(ic, rsa), b.mul(pc, csa))), rsa, csa, Abuf)
 
-                def jr_tile(jr):
-                    nv = _min(b, c64(NR), b.sub(nc, jr))
-                    bp = _gep(b, Bbuf, et, b.mul(jr, kc))
+                fin = b.and_(has_epi, last)
 
-                    def ir_tile(i):
-                        mv = _min(b, c64(MR), b.sub(mc, i))
-                        ap = _gep(b, Abuf, et, b.mul(i, kc))
-                        cp = _gep(b, C, et, b.add(b.mul(b.add(ic, i), rsc), b.mul(b.add(jc, jr), csc)))
-                        b.call(ukr, [kc, ap, bp, cp, rsc, csc, acc, mv, nv])
-                    _loop(b, c64(0), mc, MR, ir_tile, "ir")
-                _loop(b, c64(0), nc, NR, jr_tile, "jr")
+                def group(jg):  # EW (EB) columns of micro-panels, then the epilogue on them
+                    gw = _min(b, gwidth, b.sub(nc, jg))
+
+                    def jr_tile(jr):
+                        nv = _min(b, c64(NR), b.sub(nc, jr))
+                        bp = _gep(b, Bbuf, et, b.mul(jr, kc))
+
+                        def ir_tile(i):
+                            mv = _min(b, c64(MR), b.sub(mc, i))
+                            ap = _gep(b, Abuf, et, b.mul(i, kc))
+                            cp = _gep(b, C, et, b.add(b.mul(b.add(ic, i), rsc), b.mul(b.add(jc, jr), csc)))
+                            ep = _gep(b, Ebuf, et, b.add(b.mul(i, c64(EB)), b.sub(jr, jg)))
+                            to_e = b.and_(fin, own)
+                            b.call(ukr, [kc, ap, bp, cp, rsc, csc, acc, mv, nv, b.select(to_e, ep, cp),
+                                         b.select(to_e, c64(EB), rsc), b.select(to_e, c64(1), csc)])
+                        _loop(b, c64(0), mc, MR, ir_tile, "ir")
+                    _loop(b, jg, b.add(jg, gw), NR, jr_tile, "jr")
+                    with b.if_then(fin):
+                        cg = _gep(b, C, et, b.add(b.mul(ic, rsc), b.mul(b.add(jc, jg), csc)))
+                        call_epilogue(b, epi, env, swap, b.select(own, Ebuf, cg), b.select(own, c64(EB), rsc),
+                                      b.select(own, c64(1), csc), b.add(po, ic), b.add(qo, b.add(jc, jg)), mc, gw)
+                u.for_range(b, _cdiv(b, nc, gwidth), lambda t: group(b.mul(t, gwidth)), name="jg")
             u.for_range(b, _cdiv(b, M, mcb), lambda t: ic_block(b.mul(t, mcb)), name="ic")
         u.for_range(b, nkb, lambda t: pc_block(b.mul(t, kcb)), name="pc")
     _loop(b, c64(0), N, NC, jc_block, "jc")

@@ -34,7 +34,7 @@ from tcomp.backend.cpu import irutil as u
 from tcomp.backend.cpu.scalar import cast, emit_elemwise
 from tcomp.ir import dtypes as dt
 from tcomp.ir import get_op
-from tcomp.ir.ops.fused import step_types
+from tcomp.ir.ops.fused import CONTRACTIONS, step_types
 from tcomp.ir.types import TensorType
 
 from .target import KernelBuilder, new_module
@@ -191,6 +191,8 @@ class FusedBody:
         if op == "constant":
             c = sattrs["value"].value
             return u.const(c.dtype.name, c.item())
+        if op in CONTRACTIONS:
+            return self._product(idx)
         if op == "dimshuffle":
             i = int(refs[0][1:])
             pattern = sattrs["pattern"]
@@ -223,6 +225,20 @@ class FusedBody:
             args.append(v)
             dts.append(d)
         return emit_elemwise(b, op, get_op(op).normalize_attrs(sattrs), args, dts, self.stypes[j].dtype)
+
+    def _product(self, idx):
+        """A step-0 product (``passes/fusion_gemm.py``, rank-2 operands) at the point, by a K
+        loop.  Compiled functions split these kernels into the tiled matmul and the rest
+        first (``runtime._fused``); a program lowered directly (the emulator's tests) runs this."""
+        ctx, b = self.ctx, self.ctx.b
+        A, B = (ctx.ref(ctx.k.args[i].value) for i in (0, 1))
+        dtype = self.stypes[0].dtype
+
+        def step(kk, acc):
+            x = cast(b, A.load(b, [idx[0], kk]), A.dtype, dtype)
+            y = cast(b, B.load(b, [kk, idx[1]]), B.dtype, dtype)
+            return [b.fadd(acc[0], b.fmul(x, y))]
+        return u.reduction_loop(b, A.dims[1], [u.const(dtype, 0.0)], step, name="pk")[0]
 
     def value(self, idx):
         """The last step at ``idx``; extra outputs are stored at the point."""

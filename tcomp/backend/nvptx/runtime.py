@@ -253,7 +253,13 @@ def _standin(shape, dtype) -> np.ndarray:
 
 
 def _fused(graph):
-    """A graph that never went through fusion is fused first (as the CPU native path does)."""
+    """A graph that never went through fusion is fused first (as the CPU native path does);
+    a fused kernel that starts with a matrix product (passes/fusion_gemm.py, the CPU GEMM's
+    epilogue) runs here as the product and an elementwise kernel."""
+    from tcomp.passes.fusion_gemm import has_products, split_products
+
+    if has_products(graph):
+        return split_products(graph.copy())
     if any(graph.op(n) == "fused" for n in graph.nodes()):
         return graph
     from tcomp.passes.fusion import fuse_elementwise

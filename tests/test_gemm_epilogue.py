@@ -1,0 +1,133 @@
+"""GEMM epilogue fusion (passes/fusion_gemm.py, backend/cpu/kernels_gemm_epilogue.py): a
+``fused`` kernel that starts with a matrix product, against NumPy float64 written here, the
+reference interpreter on the optimized graph, and the unfused compile (``exclude``).
+
+Sizes cover every path of the GEMM runtime with an epilogue: packed (one and several KC
+blocks, C^T computed when C is narrower than a micro-tile), narrow C (<= 16 columns or
+rows), the no-packing loop, matrix-vector (M or N is 1) and empty dims; operands
+transposed (dimshuffle views) and strided (slices); float32 and float64; 1 and 2 threads;
+in-place and donated results over an operand the epilogue reads.
+"""
+import numpy as np
+import pytest
+from conftest import accumulation_tol
+
+import tcomp
+import tcomp.tensor as T
+from tcomp.backend.cpu import kernels_gemm as KG
+from tcomp.ir import evaluate
+from tcomp.ir.ops.fused import CONTRACTIONS
+from tcomp.passes.fusion_gemm import split_products
+
+SIZES = [(1, 1, 1), (1, 40, 70), (70, 40, 1), (5, 7, 3), (3, 0, 5), (0, 4, 6), (37, 300, 10), (200, 300, 40),
+         (130, 600, 90), (64, 17, 129), (300, 7, 300)]
+
+
+def _products(fn):
+    g = fn.optimized
+    return [n for n in g.nodes() if g.op(n) == "fused" and g.attrs(n)["body"][0][0] in CONTRACTIONS]
+
+
+def _sig(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def _build(dtype, ta, tb):
+    x, w = T.matrix("x", dtype=dtype), T.matrix("w", dtype=dtype)
+    b, r = T.vector("b", dtype=dtype), T.matrix("r", dtype=dtype)
+    z = T.dot(x.T if ta else x, w.T if tb else w)
+    outs = [T.nnet.relu(z + b), T.tanh(z) * 0.5 + r, T.nnet.sigmoid(z * 2.0), z + b]
+    return [x, w, b, r], outs
+
+
+def _want(xv, wv, bv, rv, ta, tb):
+    z = (xv.T if ta else xv).astype("float64") @ (wv.T if tb else wv).astype("float64")
+    return [np.maximum(z + bv, 0), np.tanh(z) * 0.5 + rv, _sig(z * 2.0), z + bv]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True)])
+def test_epilogues_against_numpy(dtype, ta, tb):
+    ins, outs = _build(dtype, ta, tb)
+    fns = [tcomp.function(ins, o, on_unused_input="ignore") for o in outs]  # one product each: absorbed
+    assert all(len(_products(f)) == 1 for f in fns)
+    rng = np.random.default_rng(3)
+    for m, k, n in SIZES:
+        xv = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+        wv = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+        bv, rv = rng.standard_normal(n).astype(dtype), rng.standard_normal((m, n)).astype(dtype)
+        for f, want in zip(fns, _want(xv, wv, bv, rv, ta, tb)):
+            got = f(xv, wv, bv, rv)
+            np.testing.assert_allclose(got, want, err_msg=f"{m}x{k}x{n}", **accumulation_tol(dtype, max(k, 1), 1.0))
+
+
+def test_multi_output_strided_operands_two_threads_and_the_interpreter(monkeypatch):
+    """relu(z) and z from one kernel, x a strided slice; 2 threads give 1 thread's bits."""
+    x, w, b = T.matrix("x"), T.matrix("w"), T.vector("b")
+    z = T.dot(x[::2], w) + b
+    f = tcomp.function([x, w, b], [T.nnet.relu(z), z])
+    assert len(_products(f)) == 1
+    rng = np.random.default_rng(4)
+    xv, wv, bv = (rng.standard_normal(s).astype("float32") for s in ((260, 333), (333, 70), (70,)))
+    want = (xv[::2].astype("float64") @ wv) + bv
+    old = tcomp.config.num_threads
+    try:
+        tcomp.config.num_threads = 1
+        one = f(xv, wv, bv)
+        tcomp.config.num_threads = 2
+        two = f(xv, wv, bv)
+    finally:
+        tcomp.config.num_threads = old
+    tol = accumulation_tol("float32", 333, 1.0)
+    np.testing.assert_allclose(one[1], want, **tol)
+    np.testing.assert_allclose(one[0], np.maximum(want, 0), **tol)
+    for a, c in zip(one, two):
+        np.testing.assert_array_equal(a, c)
+    for a, c in zip(evaluate(f.optimized, [xv, wv, bv]), (np.maximum(want, 0), want)):
+        np.testing.assert_allclose(a, c, **tol)
+    split = split_products(f.optimized.copy())
+    assert not [n for n in split.nodes() if split.op(n) == "fused" and split.attrs(n)["body"][0][0] in CONTRACTIONS]
+    for a, c in zip(evaluate(split, [xv, wv, bv]), one):
+        np.testing.assert_allclose(a, c, **tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("m,n,batch", [(120, 70, 40), (90, 50, 700), (64, 8, 700), (33, 1, 300), (1, 40, 300)])
+def test_in_place_sgd_update(dtype, m, n, batch):
+    """W - lr * (h.T @ d) written over W (a donated shared variable) while the epilogue reads
+    W: one KC block (final sums through a stack buffer), several (partial sums in a malloc'd
+    buffer, not in W), narrow and matrix-vector products."""
+    rng = np.random.default_rng(5)
+    w0 = rng.standard_normal((m, n)).astype(dtype)
+    W = tcomp.shared(w0.copy(), "W")
+    h, d = T.matrix("h", dtype=dtype, shape=(batch, m)), T.matrix("d", dtype=dtype, shape=(batch, n))
+    step = tcomp.function([h, d], [], updates=[(W, W - 0.01 * T.dot(h.T, d))])
+    assert len(_products(step)) == 1
+    assert "may be written into" in step.dump("kernels")
+    hv, dv = rng.standard_normal((batch, m)).astype(dtype), rng.standard_normal((batch, n)).astype(dtype)
+    want = w0.astype("float64")
+    for _ in range(2):
+        step(hv, dv)
+        want = want - 0.01 * (hv.T.astype("float64") @ dv)
+    np.testing.assert_allclose(W.get_value(), want, **accumulation_tol(dtype, batch, 1.0))
+
+
+def test_not_absorbed_where_the_product_is_needed_or_broadcast():
+    x, w, xr, y = T.matrix("x"), T.matrix("w"), T.matrix("xr", shape=(1, None)), T.matrix("y")
+    z = T.dot(x, w)
+    assert not _products(tcomp.function([x, w], [T.exp(z), z]))  # the product is also an output
+    f = tcomp.function([xr, w, y], T.dot(xr, w) + y)  # a (1, n) product broadcast over rows
+    assert not _products(f)
+    rng = np.random.default_rng(6)
+    xv, wv, yv = rng.standard_normal((1, 5)), rng.standard_normal((5, 4)), rng.standard_normal((3, 4))
+    np.testing.assert_allclose(f(*(v.astype("float32") for v in (xv, wv, yv))), xv @ wv + yv, rtol=1e-5, atol=1e-5)
+    assert not _products(tcomp.function([x, w], T.exp(T.dot(x, w)).sum(axis=1)))  # a reduction
+    xi, wi = T.imatrix("xi"), T.imatrix("wi")
+    assert not _products(tcomp.function([xi, wi], T.dot(xi, wi) + 1))  # not the float GEMM
+    f = tcomp.function([x, w], T.exp(T.dot(x, w)), exclude=["fuse_gemm_epilogue"])
+    assert not _products(f)
+
+
+def test_driver_settings_in_the_tag():
+    cfg = KG.Config("float32")
+    assert f"_e{cfg.EW}_" in cfg.tag and cfg.EB <= cfg.EW and cfg.EW % cfg.NR == 0 and cfg.EB % cfg.NR == 0
