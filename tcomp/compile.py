@@ -75,6 +75,9 @@ def compile_graph(graph: Graph, backend: str = "reference", name: str = "fn", do
 
         _reject_control_flow(graph)
         from tcomp.backend.cpu.control_function import compile_control, has_control_flow
+        from tcomp.backend.cpu.python_stages import refuse_nested
+
+        refuse_nested(graph)  # a Python op inside a native loop body
 
         if has_control_flow(graph):  # loops and branches: always the native program (until, body errors)
             return compile_control(graph, name=name, donate=donate)

@@ -320,6 +320,9 @@ BUILDERS.update(_NONZERO_BUILDERS)
 from test_ops_spectral import ROUND_TRIP_BUILDERS as _SPECTRAL_BUILDERS  # noqa: E402
 
 BUILDERS.update(_SPECTRAL_BUILDERS)
+from test_python_ops import ROUND_TRIP_BUILDERS as _PYOP_BUILDERS  # noqa: E402
+
+BUILDERS.update(_PYOP_BUILDERS)
 
 
 def test_every_op_has_a_round_trip_case():

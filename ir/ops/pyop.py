@@ -273,4 +273,5 @@ register(OpDef("py_call", None, _infer, _impl, attr_defaults={"op": None, "outpu
                kind="python", differentiable=False, min_arity=0,
                doc="a user's Python op: calls its perform (Theano's Op); never folded, fused or merged"))
 
-__all__ = ["PyOpRef", "resolve", "loading", "python_ops_of", "attach", "python_nodes", "PerformNode", "run_perform", "check_outputs", "op_name"]
+__all__ = ["PyOpRef", "resolve", "loading", "python_ops_of", "attach", "python_nodes", "PerformNode", "run_perform",
+           "check_outputs", "op_name"]
