@@ -17,7 +17,7 @@ written with tcomp's own ops so that they batch and differentiate again:
 """
 from __future__ import annotations
 
-from .autodiff import const, match_type, op, register_vjp
+from .autodiff import const, label, match_type, op, register_vjp
 
 
 def _t(g, v):
@@ -215,4 +215,32 @@ def _svd(ctx):
         core = op(g, "mul", _col_of(g, s), op(g, "mul", f, op(g, "sub", vg, _t(g, vg))))
         rest = op(g, "mul", _col_of(g, inv_s), op(g, "sub", ct, op(g, "matmul", _t(g, vg), vt)))
         grad = op(g, "matmul", uu, op(g, "add", op(g, "matmul", core, vt), rest))
+    return [_finish(g, grad, a)]
+
+
+@register_vjp("qr")
+def _qr(ctx):
+    """A = QR (m >= n, R square and nonsingular; Seeger et al. 2017, "Auto-differentiating
+    linear algebra"): M = R gR^T - gQ^T Q, dA = (gQ + Q copyltu(M)) R^-T, copyltu(M) the
+    symmetric matrix with M's lower triangle; one part at a time (the other's cotangent is 0).
+    A wide matrix (m < n) has no square R: refused when its shape says so, else the
+    triangular solve's square check fails when the gradient runs."""
+    g = ctx.graph
+    (a,) = ctx.operands
+    m, n = g.type(a).shape[-2:]
+    if isinstance(m, int) and isinstance(n, int) and m < n:
+        raise TypeError(f"autodiff: the gradient of qr needs rows >= columns (a square R), got {g.type(a)} "
+                        f"({label(g, a)})")
+    q, r = op(g, "qr", a, part="q"), op(g, "qr", a, part="r")
+    ct = ctx.cotangent
+    if ctx.attrs["part"] == "q":
+        mm = op(g, "neg", op(g, "matmul", _t(g, ct), q))
+    else:
+        mm = op(g, "matmul", r, _t(g, ct))
+    i, j = _rows_cols(g, mm)
+    sym = op(g, "where", op(g, "ge", i, j), mm, _t(g, mm))
+    x = op(g, "matmul", q, sym)
+    if ctx.attrs["part"] == "q":
+        x = op(g, "add", ct, x)
+    grad = _t(g, op(g, "solve_triangular", r, _t(g, x), lower=False, trans=False, unit_diagonal=False))
     return [_finish(g, grad, a)]

@@ -58,6 +58,14 @@ def _svd(r, n, attrs, gtypes, shapes):
     return s[:-2] + {"s": (k,), "u": (m, k), "vt": (k, c)}[attrs["part"]]
 
 
-RULES = {"eigh": _eigh, "svd": _svd, "flatnonzero": _flatnonzero, "cholesky": _one("cholesky"),
+def _qr(r, n, attrs, gtypes, shapes):
+    b = r.b
+    s = tuple(shapes[0])
+    m, c = s[-2], s[-1]
+    k = b.select(b.lt(m, c), m, c)
+    return s[:-2] + ((m, k) if attrs["part"] == "q" else (k, c))
+
+
+RULES = {"eigh": _eigh, "svd": _svd, "qr": _qr, "flatnonzero": _flatnonzero, "cholesky": _one("cholesky"),
          "matrix_inverse": _one("matrix_inverse"), "det": _one("det", True), "solve": _solve("solve"),
          "solve_triangular": _solve("solve_triangular")}

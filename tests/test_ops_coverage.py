@@ -46,6 +46,7 @@ TESTED_OPS = {
                                                                          "solve_triangular"]},
     "flatnonzero": "test_ops_nonzero::test_nonzero_family_against_numpy",
     **{op: "test_ops_spectral::test_eigh_and_svd_against_numpy" for op in ["eigh", "svd"]},
+    "qr": "test_ops_spectral::test_qr_against_numpy",
 }
 
 _CONV_POOL_RANDOM = ("tested against NumPy loops, finite differences and known-answer vectors in "

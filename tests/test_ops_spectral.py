@@ -1,5 +1,5 @@
-"""``T.nlinalg.eigh``/``svd``/``pinv``/``norm`` (ord 2, -2, 'nuc') and ``T.slinalg.eigvalsh``
-(ops "eigh", "svd") against ``np.linalg`` on both backends, their gradients against finite
+"""``T.nlinalg.eigh``/``svd``/``qr``/``pinv``/``norm`` (ord 2, -2, 'nuc') and
+``T.slinalg.eigvalsh`` (ops "eigh", "svd", "qr") against ``np.linalg`` on both backends, their gradients against finite
 differences, and bad operands.
 
 Vectors are compared after the sign convention written out here (each eigenvector and each
@@ -66,6 +66,28 @@ def test_eigh_and_svd_against_numpy(backend, dtype):
             np.testing.assert_allclose(g, e, **TOL[dtype], err_msg=f"output {k} for n={n}, r {shape}")
 
 
+def _positive_r(q, r):
+    """NumPy's reduced QR with R's diagonal made non-negative (the unique factors)."""
+    k = r.shape[-2]
+    sign = np.where(np.diagonal(r[..., :, :k], axis1=-2, axis2=-1) < 0, -1.0, 1.0)
+    return q * sign[..., None, :], r * sign[..., :, None]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_qr_against_numpy(backend, dtype):
+    rng = np.random.default_rng(6)
+    x, x3 = T.matrix("x", dtype), T.tensor3("x3", dtype)
+    f = compile_fn([x, x3], [*T.nlinalg.qr(x), T.nlinalg.qr(x, mode="r"), *T.nlinalg.qr(x3)], backend,
+                   expect_ops=["qr"])
+    for shape in ((6, 4), (3, 5), (4, 4), (1, 1), (0, 3)):
+        X, X3 = rng.standard_normal(shape).astype(dtype), rng.standard_normal((2,) + shape).astype(dtype)
+        q, r = _positive_r(*np.linalg.qr(X.astype("float64")))
+        q3, r3 = _positive_r(*np.linalg.qr(X3.astype("float64")))
+        for k, (g, e) in enumerate(zip(f(X, X3), [q, r, r, q3, r3])):
+            assert g.dtype == dtype and g.shape == e.shape, (k, g.shape, e.shape)
+            np.testing.assert_allclose(g, e, **TOL[dtype], err_msg=f"output {k} for {shape}")
+
+
 def test_batched_and_empty(backend):
     rng = np.random.default_rng(1)
     a, r = T.dtensor3("a"), T.dtensor3("r")
@@ -96,6 +118,18 @@ def test_reconstruction_of_rank_deficient_and_graded_matrices(backend):
         np.testing.assert_allclose(S, np.linalg.svd(m, compute_uv=False), rtol=1e-8, atol=1e-14)
 
 
+def test_qr_modes_and_wide_gradient():
+    with pytest.raises(ValueError, match="mode"):
+        T.nlinalg.qr(T.dmatrix("m"), mode="complete")
+    with pytest.raises(ValueError, match="mode"):
+        T.nlinalg.qr(T.dmatrix("m"), mode="raw")
+    q, r = T.nlinalg.qr(T.tensor("sq", "float64", (3, 3)), mode="complete")   # square: complete == reduced
+    assert q.type.shape == (3, 3)
+    wide = T.tensor("wide", "float64", (2, 4))
+    with pytest.raises(TypeError, match="rows >= columns.*wide"):
+        T.grad(T.nlinalg.qr(wide)[1].sum(), wide)
+
+
 def test_bad_operands():
     with pytest.raises(ValueError, match="full_matrices"):
         T.nlinalg.svd(T.dmatrix("m"))
@@ -113,7 +147,7 @@ def test_bad_operands():
     assert u.type.shape == (3, 3) and vt.type.shape == (3, 3)
 
 
-@pytest.mark.parametrize("case", ["v_upper", "u_wide", "vt_wide", "pinv", "nuc"]
+@pytest.mark.parametrize("case", ["v_upper", "u_wide", "vt_wide", "pinv", "nuc", "q", "r_square"]
                          + [pytest.param(c, marks=pytest.mark.slow) for c in ("w", "v", "s", "u", "vt")])
 def test_gradients_match_finite_differences(case):
     rng = np.random.default_rng(3)
@@ -126,7 +160,8 @@ def test_gradients_match_finite_differences(case):
            "vt": (lambda x: T.nlinalg.svd(x, full_matrices=False)[2], tall),
            "u_wide": (lambda x: T.nlinalg.svd(x, full_matrices=False)[0], wide),
            "vt_wide": (lambda x: T.nlinalg.svd(x, full_matrices=False)[2], wide),
-           "pinv": (T.nlinalg.pinv, tall), "nuc": (lambda x: T.nlinalg.norm(x, "nuc"), wide)}
+           "pinv": (T.nlinalg.pinv, tall), "nuc": (lambda x: T.nlinalg.norm(x, "nuc"), wide),
+           "q": (lambda x: T.nlinalg.qr(x)[0], tall), "r_square": (lambda x: T.nlinalg.qr(x, mode="r"), sym)}
     fn, point = fns[case]
     verify_grad(fn, [point], rng=4)
 
@@ -148,6 +183,7 @@ AUTODIFF_CASES = {
              _fd_case("eigh", (3, 3), {"part": "vectors", "lower": False})],
     "svd": [_fd_case("svd", (4, 3), {"part": "s"}), _fd_case("svd", (4, 3), {"part": "u"}),
             _fd_case("svd", (3, 4), {"part": "vt"})],
+    "qr": [_fd_case("qr", (4, 3), {"part": "q"}), _fd_case("qr", (3, 3), {"part": "r"})],
 }
 
 
@@ -163,7 +199,8 @@ def _cpu_case(op, attrs):
     return build
 
 
-CPU_CASES = {"eigh": _cpu_case("eigh", {"part": "vectors"}), "svd": _cpu_case("svd", {"part": "u"})}
+CPU_CASES = {"eigh": _cpu_case("eigh", {"part": "vectors"}), "svd": _cpu_case("svd", {"part": "u"}),
+             "qr": _cpu_case("qr", {"part": "q"})}
 
 
 def _round_trip(op, attrs):
@@ -176,4 +213,4 @@ def _round_trip(op, attrs):
 
 
 ROUND_TRIP_BUILDERS = {"eigh": _round_trip("eigh", {"part": "vectors", "lower": False}),
-                       "svd": _round_trip("svd", {"part": "vt"})}
+                       "svd": _round_trip("svd", {"part": "vt"}), "qr": _round_trip("qr", {"part": "r"})}

@@ -33,6 +33,7 @@ FAILURES = {
     "det": "no memory for the scratch copy of the matrix",
     "eigh": "no memory for the scratch copy of the matrix",
     "svd": "no memory for the scratch copy of the matrix",
+    "qr": "no memory for the scratch copy of the matrix",
 }
 
 

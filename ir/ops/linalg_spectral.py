@@ -1,6 +1,8 @@
-"""Spectral decompositions of float matrices, batched over leading axes: ``eigh`` (symmetric
-eigenvalues/eigenvectors, one triangle read, as ``np.linalg.eigh(a, UPLO)``) and ``svd``
-(the reduced SVD, as ``np.linalg.svd(a, full_matrices=False)``).
+"""Orthogonal decompositions of float matrices, batched over leading axes: ``eigh``
+(symmetric eigenvalues/eigenvectors, one triangle read, as ``np.linalg.eigh(a, UPLO)``),
+``svd`` (the reduced SVD, as ``np.linalg.svd(a, full_matrices=False)``) and ``qr`` (the
+reduced QR, as ``np.linalg.qr(a)``, with R's diagonal made non-negative so that the
+factors of a full-rank matrix are unique; part 'q' (..., m, k) or 'r' (..., k, n)).
 
 Each is one op with a ``part`` attribute naming the result it gives (``eigh``: 'values'
 ascending, shape (..., n), or 'vectors' (..., n, n), column i for value i; ``svd``: 's'
@@ -48,6 +50,27 @@ def _svd_infer(types, attrs):
     return TensorType(a.dtype, a.shape[:-2] + shape)
 
 
+def _qr_infer(types, attrs):
+    (a,) = types
+    if attrs["part"] not in ("q", "r"):
+        raise ValueError(f"qr: part must be 'q' or 'r', got {attrs['part']!r}")
+    if not dt.is_float(a.dtype):
+        raise TypeError(f"qr: expected a float32 or float64 matrix, got {a} (dtype {a.dtype}); cast it first")
+    if a.ndim < 2:
+        raise ValueError(f"qr: expected a matrix (or a batch of matrices, rank >= 2), got {a} (rank {a.ndim})")
+    m, n = a.shape[-2:]
+    k = min(m, n) if isinstance(m, int) and isinstance(n, int) else None
+    return TensorType(a.dtype, a.shape[:-2] + ((m, k) if attrs["part"] == "q" else (k, n)))
+
+
+def _qr(a, part):
+    q, r = np.linalg.qr(a, mode="reduced")
+    k = r.shape[-2]
+    d = np.diagonal(r[..., :, :k], axis1=-2, axis2=-1)
+    sign = np.where(d < 0, -1, 1).astype(a.dtype)
+    return q * sign[..., None, :] if part == "q" else r * sign[..., :, None]
+
+
 def _signs(rows):
     """+1/-1 per row (last axis: the entries): the sign of each row's first largest |entry|."""
     if rows.shape[-1] == 0:
@@ -71,5 +94,7 @@ def _svd(a, part):
 
 register(OpDef("eigh", 1, _eigh_infer, _batched(_eigh, _eigh_infer), attr_defaults={"part": "values", "lower": True},
                kind="decomposition", doc="symmetric eigendecomposition (one triangle read): values or vectors"))
+register(OpDef("qr", 1, _qr_infer, _batched(_qr, _qr_infer), attr_defaults={"part": "r"}, kind="decomposition",
+               doc="reduced QR (Householder), R's diagonal made non-negative: q or r"))
 register(OpDef("svd", 1, _svd_infer, _batched(_svd, _svd_infer), attr_defaults={"part": "s"}, kind="decomposition",
                doc="reduced SVD: singular values (descending), u or vt"))

@@ -1,11 +1,12 @@
 """``T.nlinalg``: Theano's ``matrix_inverse``, ``det``, ``slogdet``, ``eigh``, ``svd``,
-``pinv``, ``matrix_dot``, ``matrix_power``, ``norm``, trace and diagonal helpers.
+``qr``, ``pinv``, ``matrix_dot``, ``matrix_power``, ``norm``, trace and diagonal helpers.
 
 ``matrix_inverse`` and ``det`` are ops (``ir/ops/linalg_decomp.py``: float32/float64, batched
 over leading axes; a singular matrix makes ``matrix_inverse`` raise
 ``numpy.linalg.LinAlgError``, its ``det`` is 0), so are ``eigh`` and ``svd``
-(``ir/ops/linalg_spectral.py``: Jacobi methods on the CPU, fine for small and medium
-matrices; vectors sign-normalized, see there); the rest compose them."""
+and ``qr`` (``ir/ops/linalg_spectral.py``: Jacobi methods and Householder QR on the CPU,
+fine for small and medium matrices; vectors sign-normalized, see there); the rest compose
+them."""
 from __future__ import annotations
 
 import numpy as np
@@ -89,6 +90,23 @@ def svd(a, full_matrices=True, compute_uv=True):
         raise ValueError(f"svd: full_matrices=True needs the orthogonal complement of u or vt, which tcomp does "
                          f"not compute; pass full_matrices=False (the reduced SVD) for {a.describe()}")
     return _apply("svd", a, part="u"), _apply("svd", a, part="s"), _apply("svd", a, part="vt")
+
+
+def qr(a, mode="reduced"):
+    """NumPy's ``qr``: (q, r) for mode 'reduced', ``r`` for mode 'r'; R's diagonal is made
+    non-negative (unique factors for a full-rank ``a``).  Mode 'complete' needs the
+    orthogonal complement and is refused unless ``a`` is statically square (then it equals
+    'reduced'); 'raw' (LAPACK's Householder form) is not offered."""
+    a = _float_matrix(a, "qr")
+    m, n = a.type.shape[-2:]
+    if mode == "complete" and isinstance(m, int) and m == n:
+        mode = "reduced"
+    if mode == "r":
+        return _apply("qr", a, part="r")
+    if mode != "reduced":
+        raise ValueError(f"qr: mode must be 'reduced' or 'r' (or 'complete' for a square matrix), got {mode!r} "
+                         f"for {a.describe()}")
+    return _apply("qr", a, part="q"), _apply("qr", a, part="r")
 
 
 def pinv(x, hermitian=False, rcond=1e-15):

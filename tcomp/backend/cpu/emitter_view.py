@@ -23,7 +23,8 @@ NATIVE_KERNELS = {
     "pool2d": "pool2d", "pool2d_grad": "pool2d_grad", "pool2d_grad_grad": "pool2d_grad_grad", "dimshuffle": "transpose",
     "random_uniform": "random", "random_normal": "random", "random_binomial": "random",
     "cumsum": "cumulative", "cumprod": "cumulative", "argsort": "argsort",
-    **{op: "linalg" for op in ("cholesky", "solve", "solve_triangular", "matrix_inverse", "det", "eigh", "svd")},
+    **{op: "linalg" for op in ("cholesky", "solve", "solve_triangular", "matrix_inverse", "det", "eigh", "svd",
+                                    "qr")},
     "flatnonzero": "nonzero",
 }
 

@@ -328,10 +328,10 @@ def lower_linalg(ctx: KernelCtx) -> None:
     batch_dims = aref.dims[:-2]
     out = ctx.out
     status = _var(b, ir.Constant(I32, 0), I32)
-    if op in ("eigh", "svd"):
-        from .kernels_spectral import lower_spectral
+    if op in ("eigh", "svd", "qr"):
+        from .kernels_spectral import lower_qr, lower_spectral
 
-        lower_spectral(ctx, status)
+        (lower_qr if op == "qr" else lower_spectral)(ctx, status)
         ctx.fail_if(b.icmp_signed("!=", b.load(status), ir.Constant(I32, 0)))
         return
     nn = b.mul(size, size)

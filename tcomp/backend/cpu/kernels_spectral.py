@@ -20,7 +20,7 @@ from llvmlite import ir
 
 from . import irutil as u
 from .kernels_gemm_ir import _libc
-from .kernels_linalg import _c, _copy_in, _fast, _function, _Mat, _row, _var
+from .kernels_linalg import _axpy_row, _c, _copy_in, _down, _fast, _function, _Mat, _row, _var
 
 I32, I64 = u.I32, u.I64
 SWEEPS = {"eigh": 50, "svd": 60}
@@ -344,4 +344,116 @@ def _svd_out(b, part, pout, sbuf, wbuf, vbuf, k, length, ft, tall):
         _copy_transposed(b, vbuf, pout, k, k, ft)
 
 
-__all__ = ["lower_spectral"]
+# -- QR (Householder) ------------------------------------------------------------------------------
+
+def _householder_apply(b, W, v_col, tau, j, rows, c0, ncols, wbuf_row, ft):
+    """W[j:rows, c0:c0+ncols] -= tau v (v^T W[j:rows, c0:...]), v = (1, W[j+1:, v_col]) stored
+    below W's diagonal (LAPACK's layout); ``wbuf_row``: ncols of scratch."""
+    zero = ir.Constant(ft, 0.0)
+    u.for_range(b, ncols, lambda c: b.store(zero, b.gep(wbuf_row, [c], source_etype=ft, inbounds=True)), name="hz")
+
+    def vi(i):
+        return b.select(b.icmp_signed("==", i, j), ir.Constant(ft, 1.0), v_col(i))
+
+    def acc(i):   # w += v_i W[i, c0:]
+        v = vi(i)
+        _axpy_row(b, wbuf_row, b.gep(W(i), [c0], source_etype=ft, inbounds=True), b.fneg(v), ncols, "hacc", ft)
+    u.for_range(b, rows, acc, start=j, name="hrow")
+
+    def upd(i):   # W[i, c0:] -= tau v_i w
+        _axpy_row(b, b.gep(W(i), [c0], source_etype=ft, inbounds=True), wbuf_row, b.fmul(tau, vi(i)), ncols,
+                  "hupd", ft)
+    u.for_range(b, rows, upd, start=j, name="hrow2")
+
+
+def _qr_routine(module, ft, dname):
+    """void householder_qr(W, Q, tau, w, m, n): W (m x n) -> R in its upper triangle (the
+    reflectors below), Q (m x k) formed from them, R's diagonal made non-negative."""
+    fn, b, args = _function(module, f"tcomp_la_qr_{dname}", ir.VoidType(), [u.PTR] * 4 + [I64, I64])
+    if b is None:
+        return fn
+    wp, qp, taup, scratch, m, n = args
+    k = b.select(b.icmp_signed("<", m, n), m, n)
+    W, Q = _Mat(b, wp, ft, n), _Mat(b, qp, ft, k)
+    taus = _Mat(b, taup, ft, _c(0), _c(1))
+    zero, one = ir.Constant(ft, 0.0), ir.Constant(ft, 1.0)
+
+    def reflect(j):
+        below = b.add(j, _c(1))
+        (ss,) = u.reduction_loop(b, b.sub(m, below), [zero], lambda t, acc: [_fast(b.fadd(acc[0], _fast(b.fmul(
+            W.load(b.add(t, below), j), W.load(b.add(t, below), j)))))], name="xn")
+        alpha = W.load(j, j)
+        tau = _var(b, zero, ft)
+        with b.if_then(b.fcmp_ordered(">", ss, zero)):
+            norm = u.call_intrinsic(b, "sqrt", b.fadd(b.fmul(alpha, alpha), ss))
+            beta = b.select(b.fcmp_ordered(">=", alpha, zero), b.fneg(norm), norm)
+            b.store(b.fdiv(b.fsub(beta, alpha), beta), tau)
+            scale = b.fdiv(one, b.fsub(alpha, beta))
+            u.for_range(b, b.sub(m, below), lambda t: W.store(b.fmul(W.load(b.add(t, below), j), scale),
+                                                              b.add(t, below), j), name="vs")
+            W.store(beta, j, j)
+        t = b.load(tau)
+        taus.store(t, _c(0), j)
+        # the rest of the columns: W[j:, j+1:] <- H_j W[j:, j+1:]
+        _householder_apply(b, lambda i: _row(b, wp, i, n, ft), lambda i: W.load(i, j), t, j, m, below,
+                           b.sub(n, below), scratch, ft)
+
+    u.for_range(b, k, reflect, name="refl")
+    # Q = H_0 ... H_{k-1} [I; 0], applied from the last reflector
+    u.for_range(b, m, lambda i: u.for_range(b, k, lambda c: Q.store(b.uitofp(b.icmp_signed("==", i, c), ft), i, c),
+                                            name="qc"), name="qi")
+
+    def back(j):
+        _householder_apply(b, lambda i: _row(b, qp, i, k, ft), lambda i: W.load(i, j), taus.load(_c(0), j), j, m,
+                           j, b.sub(k, j), scratch, ft)
+    _down(b, k, back, "qback")
+    # R's diagonal non-negative: negate row i of R and column i of Q
+    def sign(i):
+        with b.if_then(b.fcmp_ordered("<", W.load(i, i), zero)):
+            u.for_range(b, n, lambda c: W.store(b.fneg(W.load(i, c)), i, c), start=i, name="rn")
+            u.for_range(b, m, lambda r: Q.store(b.fneg(Q.load(r, i)), r, i), name="qn")
+    u.for_range(b, k, sign, name="rsign")
+    b.ret_void()
+    return fn
+
+
+def lower_qr(ctx, scratch_status) -> None:
+    """The batch loop of a qr kernel."""
+    g, n, b = ctx.g, ctx.n, ctx.b
+    (a,) = g.operands(n)
+    aref, out = ctx.refs[a], ctx.out
+    dtype = g.type(a).dtype
+    ft = u.value_type(dtype)
+    m, c = u.i64(aref.dims[-2]), u.i64(aref.dims[-1])
+    k = b.select(b.icmp_signed("<", m, c), m, c)
+    es = np.dtype(dtype).itemsize
+    malloc, free = _libc(b.module)
+    w_elems, q_elems = b.mul(m, c), b.mul(m, k)
+    nbytes = b.mul(b.add(b.add(w_elems, q_elems), b.add(b.add(k, c), _c(16))), _c(es))
+    scratch = b.call(malloc, [nbytes])
+    wbuf = scratch
+    qbuf = b.gep(wbuf, [w_elems], source_etype=ft, inbounds=True)
+    tbuf = b.gep(qbuf, [q_elems], source_etype=ft, inbounds=True)
+    vbuf = b.gep(tbuf, [k], source_etype=ft, inbounds=True)
+    ok = b.icmp_unsigned("!=", b.ptrtoint(scratch, I64), _c(0))
+    with b.if_then(b.not_(ok)):
+        b.store(ir.Constant(I32, 1), scratch_status)
+    part = g.attrs(n)["part"]
+
+    def one(bidx):
+        pout = out.addr(b, bidx + [0, 0])
+        _copy_in(b, aref, bidx, wbuf, m, c, ft)
+        b.call(_qr_routine(b.module, ft, dtype), [wbuf, qbuf, tbuf, vbuf, m, c])
+        if part == "q":
+            _copy_rows(b, qbuf, pout, m, k, ft)
+        else:   # R = the upper triangle of W's first k rows
+            W, R = _Mat(b, wbuf, ft, c), _Mat(b, pout, ft, c)
+            u.for_range(b, k, lambda i: u.for_range(b, c, lambda j: R.store(
+                b.select(b.icmp_signed(">=", j, i), W.load(i, j), ir.Constant(ft, 0.0)), i, j), name="rj"), name="ri")
+
+    with b.if_then(ok):
+        u.loop_nest(b, aref.dims[:-2], one, name="batch")
+    b.call(free, [scratch])
+
+
+__all__ = ["lower_qr", "lower_spectral"]
