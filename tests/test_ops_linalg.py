@@ -286,3 +286,29 @@ def test_aot_library_reports_a_singular_matrix(tmp_path):
     with pytest.raises(np.linalg.LinAlgError) as jit_err:
         f(np.zeros((3, 3)), np.ones(3))
     assert str(aot_err.value) == str(jit_err.value)
+
+
+def test_large_batches_split_across_threads_give_the_same_results():
+    """A batch big enough for the thread pool: every matrix checked, 1 thread == 2 threads
+    bit for bit, and one singular matrix in the middle still raises."""
+    rng = np.random.default_rng(7)
+    a = T.dtensor3("a")
+    outs = [T.nlinalg.matrix_inverse(a), T.nlinalg.det(a), T.nlinalg.qr(a)[1]]
+    A = _well_conditioned(rng, (2048, 6, 6), "float64")
+    results = []
+    saved = tcomp.config.num_threads
+    try:
+        for nt in (1, 2):
+            tcomp.config.num_threads = nt
+            f = tcomp.function([a], outs)
+            results.append(f(A))
+        singular = A.copy()
+        singular[1500] = 0.0
+        with pytest.raises(np.linalg.LinAlgError, match="singular"):
+            f(singular)
+    finally:
+        tcomp.config.num_threads = saved
+    np.testing.assert_allclose(results[0][0], np.linalg.inv(A), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(results[0][1], np.linalg.det(A), rtol=1e-10)
+    for x, y in zip(results[0], results[1]):
+        assert x.tobytes() == y.tobytes()

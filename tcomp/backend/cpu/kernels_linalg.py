@@ -315,7 +315,70 @@ def _copy_in(b, ref, bidx, dst, rows, cols, ft, transpose=False, vector=False):
     u.for_range(b, rows, lambda i: u.for_range(b, cols, lambda j: elem(i, j), name="cj"), name="ci")
 
 
+def _unravel(b, flat, dims) -> list:
+    """The index (C order) of position ``flat`` in ``dims``."""
+    idx = []
+    for d in reversed(dims):
+        d = u.i64(d)
+        idx.append(b.srem(flat, d))
+        flat = b.sdiv(flat, d)
+    return idx[::-1]
+
+
 def lower_linalg(ctx: KernelCtx) -> None:
+    """One loop over the batch (the leading axes) calling the op's routine per matrix; a
+    large batch is split across the thread pool (``parallel.py``), each chunk with its own
+    scratch, so every matrix is computed by the same instructions whatever the thread count.
+    A matrix that fails (singular, not positive definite) or scratch that cannot be
+    allocated makes the kernel return its error code after the whole range ran."""
+    from . import parallel as P
+
+    g, n, b = ctx.g, ctx.n, ctx.b
+    op = g.op(n)
+    a = g.operands(n)[0]
+    if op in ("eigh", "svd", "qr"):
+        from .kernels_spectral import plan_qr, plan_spectral
+
+        plan = plan_qr if op == "qr" else plan_spectral
+    else:
+        plan = _plan_decomposition
+
+    def rows(lo, hi):
+        """Matrices [lo, hi) of the batch; everything read through ctx (this may be a worker)."""
+        b = ctx.b
+        status = _var(b, ir.Constant(I32, 0), I32)
+        nbytes, one = plan(ctx)
+
+        def fail_on(rc):
+            b.store(b.or_(b.load(status), rc), status)
+
+        batch = ctx.refs[a].dims[:-2]
+        if nbytes is None:
+            u.for_range(b, hi, lambda f: one(_unravel(b, f, batch), None, fail_on), start=lo, name="batch")
+        else:
+            malloc, free = _libc(b.module)
+            scratch = b.call(malloc, [nbytes])
+            ok = b.icmp_unsigned("!=", b.ptrtoint(scratch, I64), _c(0))
+            with b.if_else(ok) as (run, fail):
+                with run:
+                    u.for_range(b, hi, lambda f: one(_unravel(b, f, batch), scratch, fail_on), start=lo, name="batch")
+                with fail:
+                    b.store(ir.Constant(I32, 1), status)
+            b.call(free, [scratch])
+        ctx.fail_if(b.icmp_signed("!=", b.load(status), ir.Constant(I32, 0)))
+
+    dims = ctx.refs[a].dims
+    nbatch = u.numel(b, dims[:-2])
+    if isinstance(nbatch, int) and nbatch < 2:
+        rows(_c(0), _c(nbatch))
+        return
+    big = u.i64(dims[-1]) if op != "svd" and op != "qr" else b.add(u.i64(dims[-1]), u.i64(dims[-2]))
+    work = b.mul(u.i64(nbatch), b.mul(b.mul(big, big), big))   # ~ flops: a chunk must repay its scratch
+    P.parallel_for(ctx, nbatch, rows, work=work, pieces=1)
+
+
+def _plan_decomposition(ctx):
+    """(scratch bytes or None, one(bidx, scratch, fail_on)) of the LU/Cholesky/triangular ops."""
     g, n, b = ctx.g, ctx.n, ctx.b
     op = g.op(n)
     operands = g.operands(n)
@@ -325,33 +388,15 @@ def lower_linalg(ctx: KernelCtx) -> None:
     ft, dname = u.value_type(dtype), dtype
     nd = g.type(a).ndim
     size = u.i64(aref.dims[-1])
-    batch_dims = aref.dims[:-2]
     out = ctx.out
-    status = _var(b, ir.Constant(I32, 0), I32)
-    if op in ("eigh", "svd", "qr"):
-        from .kernels_spectral import lower_qr, lower_spectral
-
-        (lower_qr if op == "qr" else lower_spectral)(ctx, status)
-        ctx.fail_if(b.icmp_signed("!=", b.load(status), ir.Constant(I32, 0)))
-        return
     nn = b.mul(size, size)
-    malloc, free = _libc(b.module)
-    scratch = None
+    es = np.dtype(dtype).itemsize
+    nbytes = None
     if op in ("solve", "matrix_inverse", "det"):
-        es = np.dtype(dtype).itemsize
-        # the LU copy, then the pivots (i64, 8-byte aligned since es is 4 or 8 and nn*es... padded)
+        # the LU copy, then the pivots (i64, at an 8-byte aligned offset)
         nbytes = b.add(b.mul(b.add(nn, _c(1)), _c(es)), b.add(b.mul(size, _c(8)), _c(16)))
-        scratch = b.call(malloc, [nbytes])
-        lu_buf = scratch
-        piv_off = b.and_(b.add(b.mul(nn, _c(es)), _c(15)), _c(~7))
-        piv = b.gep(scratch, [piv_off], source_etype=u.I8, inbounds=True)
-        with b.if_then(b.icmp_unsigned("==", b.ptrtoint(scratch, I64), _c(0))):
-            b.store(ir.Constant(I32, 1), status)
 
-    def fail_on(rc):
-        b.store(b.or_(b.load(status), rc), status)
-
-    def one(bidx):
+    def one(bidx, scratch, fail_on):
         if op == "det":
             pout = out.addr(b, bidx)
         else:
@@ -382,6 +427,8 @@ def lower_linalg(ctx: KernelCtx) -> None:
             ap = aref.addr(b, bidx + [0, 0])
             fail_on(b.call(_trsm(b.module, ft, dname, lower, at["unit_diagonal"]), [ap, rs, cs, pout, size, k]))
             return
+        lu_buf = scratch
+        piv = b.gep(scratch, [b.and_(b.add(b.mul(nn, _c(es)), _c(15)), _c(~7))], source_etype=u.I8, inbounds=True)
         _copy_in(b, aref, bidx, lu_buf, size, size, ft)
         info = b.call(_lu(b.module, ft, dname), [lu_buf, piv, size])
         if op == "det":
@@ -400,13 +447,7 @@ def lower_linalg(ctx: KernelCtx) -> None:
                 b.uitofp(b.icmp_signed("==", i, j), ft), i, j), name="ej"), name="ei")
         b.call(_lusolve(b.module, ft, dname), [lu_buf, piv, pout, size, k])
 
-    if scratch is not None:
-        with b.if_then(b.icmp_unsigned("!=", b.ptrtoint(scratch, I64), _c(0))):
-            u.loop_nest(b, batch_dims, one, name="batch")
-        b.call(free, [scratch])
-    else:
-        u.loop_nest(b, batch_dims, one, name="batch")
-    ctx.fail_if(b.icmp_signed("!=", b.load(status), ir.Constant(I32, 0)))
+    return nbytes, one
 
 
 __all__ = ["lower_linalg", "native_error"]

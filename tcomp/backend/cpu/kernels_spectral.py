@@ -1,4 +1,4 @@
-"""CPU kernels of ``eigh`` and ``svd`` (kind 'linalg', ``ir/ops/linalg_spectral.py``): Jacobi
+"""CPU kernels of ``eigh``, ``svd`` and ``qr`` (kind 'linalg', ``ir/ops/linalg_spectral.py``): Jacobi
 methods, chosen because they are short, need no libm and are accurate to working precision
 (Demmel and Veselic 1992), at the price of speed: O(n^3) per sweep and ~6-12 sweeps, so they
 suit small and medium matrices (n in the tens to low hundreds).
@@ -19,7 +19,6 @@ import numpy as np
 from llvmlite import ir
 
 from . import irutil as u
-from .kernels_gemm_ir import _libc
 from .kernels_linalg import _axpy_row, _c, _copy_in, _down, _fast, _function, _Mat, _row, _var
 
 I32, I64 = u.I32, u.I64
@@ -252,8 +251,9 @@ def _svd_routine(module, ft, dname, eps):
     return fns
 
 
-def lower_spectral(ctx, scratch_status) -> None:
-    """The batch loop of an eigh/svd kernel: copy in, decompose, copy the asked part out."""
+def plan_spectral(ctx):
+    """(scratch bytes, one(bidx, scratch, fail_on)) of an eigh/svd kernel: copy in,
+    decompose, copy the asked part out (``kernels_linalg.lower_linalg`` runs the batch)."""
     g, n, b = ctx.g, ctx.n, ctx.b
     op, attrs = g.op(n), g.attrs(n)
     (a,) = g.operands(n)
@@ -263,7 +263,6 @@ def lower_spectral(ctx, scratch_status) -> None:
     eps = float(np.finfo(dtype).eps)
     rows, cols = u.i64(aref.dims[-2]), u.i64(aref.dims[-1])
     es = np.dtype(dtype).itemsize
-    malloc, free = _libc(b.module)
     if op == "eigh":
         k, length = cols, cols
     else:
@@ -271,15 +270,11 @@ def lower_spectral(ctx, scratch_status) -> None:
         length = b.select(b.icmp_signed("<", rows, cols), cols, rows)
     w_elems, v_elems = b.mul(k, length), b.mul(k, k)
     nbytes = b.mul(b.add(b.add(w_elems, v_elems), b.add(k, _c(16))), _c(es))
-    scratch = b.call(malloc, [nbytes])
-    wbuf = scratch
-    vbuf = b.gep(scratch, [w_elems], source_etype=ft, inbounds=True)
-    sbuf = b.gep(vbuf, [v_elems], source_etype=ft, inbounds=True)
-    ok = b.icmp_unsigned("!=", b.ptrtoint(scratch, I64), _c(0))
-    with b.if_then(b.not_(ok)):
-        b.store(ir.Constant(I32, 1), scratch_status)
 
-    def one(bidx):
+    def one(bidx, scratch, fail_on):
+        wbuf = scratch
+        vbuf = b.gep(scratch, [w_elems], source_etype=ft, inbounds=True)
+        sbuf = b.gep(vbuf, [v_elems], source_etype=ft, inbounds=True)
         pout = out.addr(b, bidx + [0] * (out.ndim - len(bidx)))
         if op == "eigh":
             W = _Mat(b, wbuf, ft, k)
@@ -313,9 +308,7 @@ def lower_spectral(ctx, scratch_status) -> None:
                 b.call(sign_w, [wbuf, vbuf, sbuf, k, length])
                 _svd_out(b, part, pout, sbuf, wbuf, vbuf, k, length, ft, tall=False)
 
-    with b.if_then(ok):
-        u.loop_nest(b, aref.dims[:-2], one, name="batch")
-    b.call(free, [scratch])
+    return nbytes, one
 
 
 def _copy_rows(b, src, dst, nrows, ncols, ft):
@@ -417,8 +410,8 @@ def _qr_routine(module, ft, dname):
     return fn
 
 
-def lower_qr(ctx, scratch_status) -> None:
-    """The batch loop of a qr kernel."""
+def plan_qr(ctx):
+    """(scratch bytes, one(bidx, scratch, fail_on)) of a qr kernel."""
     g, n, b = ctx.g, ctx.n, ctx.b
     (a,) = g.operands(n)
     aref, out = ctx.refs[a], ctx.out
@@ -427,20 +420,15 @@ def lower_qr(ctx, scratch_status) -> None:
     m, c = u.i64(aref.dims[-2]), u.i64(aref.dims[-1])
     k = b.select(b.icmp_signed("<", m, c), m, c)
     es = np.dtype(dtype).itemsize
-    malloc, free = _libc(b.module)
     w_elems, q_elems = b.mul(m, c), b.mul(m, k)
     nbytes = b.mul(b.add(b.add(w_elems, q_elems), b.add(b.add(k, c), _c(16))), _c(es))
-    scratch = b.call(malloc, [nbytes])
-    wbuf = scratch
-    qbuf = b.gep(wbuf, [w_elems], source_etype=ft, inbounds=True)
-    tbuf = b.gep(qbuf, [q_elems], source_etype=ft, inbounds=True)
-    vbuf = b.gep(tbuf, [k], source_etype=ft, inbounds=True)
-    ok = b.icmp_unsigned("!=", b.ptrtoint(scratch, I64), _c(0))
-    with b.if_then(b.not_(ok)):
-        b.store(ir.Constant(I32, 1), scratch_status)
     part = g.attrs(n)["part"]
 
-    def one(bidx):
+    def one(bidx, scratch, fail_on):
+        wbuf = scratch
+        qbuf = b.gep(wbuf, [w_elems], source_etype=ft, inbounds=True)
+        tbuf = b.gep(qbuf, [q_elems], source_etype=ft, inbounds=True)
+        vbuf = b.gep(tbuf, [k], source_etype=ft, inbounds=True)
         pout = out.addr(b, bidx + [0, 0])
         _copy_in(b, aref, bidx, wbuf, m, c, ft)
         b.call(_qr_routine(b.module, ft, dtype), [wbuf, qbuf, tbuf, vbuf, m, c])
@@ -451,9 +439,6 @@ def lower_qr(ctx, scratch_status) -> None:
             u.for_range(b, k, lambda i: u.for_range(b, c, lambda j: R.store(
                 b.select(b.icmp_signed(">=", j, i), W.load(i, j), ir.Constant(ft, 0.0)), i, j), name="rj"), name="ri")
 
-    with b.if_then(ok):
-        u.loop_nest(b, aref.dims[:-2], one, name="batch")
-    b.call(free, [scratch])
+    return nbytes, one
 
-
-__all__ = ["lower_qr", "lower_spectral"]
+__all__ = ["plan_qr", "plan_spectral"]
