@@ -1,17 +1,25 @@
-"""CPU kernels of ``eigh``, ``svd`` and ``qr`` (kind 'linalg', ``ir/ops/linalg_spectral.py``): Jacobi
-methods, chosen because they are short, need no libm and are accurate to working precision
-(Demmel and Veselic 1992), at the price of speed: O(n^3) per sweep and ~6-12 sweeps, so they
-suit small and medium matrices (n in the tens to low hundreds).
+"""CPU kernels of ``eigh``, ``svd`` and ``qr`` (kind 'linalg', ``ir/ops/linalg_spectral.py``;
+``kernels_linalg.lower_linalg`` runs the batch, these give the scratch size and the code
+per matrix).
 
-``jacobi_eigh``  cyclic two-sided Jacobi on the symmetric matrix (the rotation of Golub and
-                 Van Loan's sym.schur2 zeroes a_pq), the rotations accumulated in V; sweeps
-                 until the off-diagonal mass is below eps^2 of the total (50 at most).
+Eigen and singular values by Jacobi methods, chosen because they are short, need no libm
+and are accurate to working precision (Demmel and Veselic 1992), at the price of speed:
+O(n^3) per sweep and ~6-12 sweeps, so they suit small and medium matrices (n up to ~100;
+tools/bench_linalg.py):
+
+``jacobi_eigh``  cyclic two-sided threshold Jacobi on the symmetric matrix (the rotation of
+                 Golub and Van Loan's sym.schur2 zeroes a_pq; rows rotated contiguously and
+                 mirrored into the columns), the rotations accumulated in V; sweeps until the
+                 off-diagonal mass is below eps^2 of the total or a sweep rotates nothing.
 ``jacobi_svd``   one-sided (Hestenes) Jacobi: the k = min(m, n) columns of A (of A^T when
                  m < n), stored as contiguous rows, are rotated pairwise until every pair is
                  orthogonal to eps; the singular values are their norms, V the accumulated
                  rotations (60 sweeps at most).
-Then both sort (selection sort, moving whole rows) and fix each vector's sign as the reference
-does (its largest-magnitude entry positive).
+``householder_qr``  LAPACK's geqr2 + org2r: reflectors applied to the trailing columns row by
+                 row (vectorized), Q formed by applying them backwards to [I; 0].
+
+Then values are sorted (selection sort, moving whole rows) and each vector's sign fixed as the
+reference does (its largest-magnitude entry positive; R's diagonal non-negative).
 """
 from __future__ import annotations
 
