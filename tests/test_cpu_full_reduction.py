@@ -136,3 +136,22 @@ def test_empty_and_symbolic_sizes():
         np.testing.assert_allclose(s, a.astype("float64").sum(), atol=1e-6 * np.abs(a).sum())
         np.testing.assert_allclose(p, np.prod(a.astype("float64")), atol=1e-30)
         assert mx == a.max()
+
+
+@pytest.mark.parametrize("shape,transpose", [((300000,), False), ((700, 900), True), ((30, 40, 500), False)])
+def test_fused_full_reduction_with_an_elementwise_output(threads, shape, transpose):
+    """A fused kernel storing exp(y / 2) at every point while summing it: each segment's
+    chunk stores its own elements exactly once."""
+    x = T.tensor("x", "float32", (None,) * len(shape))
+    y = x.T if transpose else x
+    e = T.exp(y * 0.5)
+    f = _fn([e, e.sum(), (y * y).max()], x)
+    a = np.random.default_rng(7).standard_normal(shape).astype("float32")
+    v = (a.T if transpose else a).astype("float64")
+    want = np.exp(v * 0.5)
+    for nt in (1, 2):
+        tcomp.config.num_threads = nt
+        got_e, got_s, got_m = f(a)
+        np.testing.assert_allclose(got_e, want, rtol=1e-6)
+        np.testing.assert_allclose(got_s, want.sum(), rtol=1e-6)
+        assert got_m == np.float32((v * v).max())
