@@ -174,7 +174,7 @@ def test_shared_updates_returned_from_scan():
 def test_bptt_on_cpu_matches_numpy():
     from tcomp.tools import bench_scan
 
-    rows = bench_scan.rows(quick=True, repeat=1, steps=8, isolate=False)   # checks tcomp (and jax) against NumPy
+    rows = bench_scan.rows(quick=True, repeat=1, steps=8)   # checks tcomp (and jax) against NumPy first
     assert [r["case"] for r in rows] == ["scan: Elman RNN forward", "scan: Elman RNN fwd+grad"]
     assert all(r["max_err"] < 1e-3 and r["tcomp_ms"] > 0 for r in rows)
     assert "us/step" in bench_scan.format_scan_rows(rows)[0]
@@ -188,7 +188,7 @@ def test_bench_scan_rows_measured_in_a_process_pinned_to_the_thread_count():
     old = tcomp.config.num_threads
     tcomp.config.num_threads = 1
     try:
-        rows = bench_scan.rows(quick=True, repeat=1, steps=8)
+        rows = bench_scan.rows(quick=True, repeat=1, steps=8, isolate=True)
     finally:
         tcomp.config.num_threads = old
     assert [r["threads"] for r in rows] == [1, 1] and [r["cpus"] for r in rows] == [1, 1]

@@ -9,9 +9,10 @@ NumPy (forward, and BPTT written by hand), and ``jax.lax.scan`` (jitted, ``jax.g
 checked against the NumPy one first.
 
 Fairness: the three are called in turn, round after round, best of N each (the machine's
-load hits them alike), in a process limited to as many CPUs as tcomp's thread count
-(``bench_affinity.py``: a CPU mask set before JAX starts, XLA's and BLAS's thread settings),
-so XLA's and BLAS's thread pools get the cores tcomp's pool gets and no more.
+load hits them alike).  Under ``tcomp bench --threads N`` they run in its child process
+limited to N CPUs (``bench_affinity.py``: a CPU mask set before JAX starts, XLA's and
+BLAS's thread settings), so XLA's and BLAS's pools get the cores tcomp's pool gets and no
+more; ``rows(isolate=True)`` does the same for these rows alone.
 """
 from __future__ import annotations
 
@@ -151,13 +152,14 @@ bench_affinity.write_result(_measure(*json.loads(sys.argv[1])))
 """
 
 
-def rows(quick: bool = False, repeat: int = 0, steps: int | None = None, isolate: bool = True) -> list:
-    """The scan rows at ``tcomp.config.num_threads`` threads.  ``isolate``: measured in a
-    child process limited to that many CPUs and threads (``bench_affinity.run_pinned``: a CPU
-    mask set before the interpreter starts, and XLA's, BLAS's and tcomp's thread settings),
-    so jax.jit's and BLAS's pools get the cores tcomp's pool gets; in this process when it
-    already is such a child (``tcomp bench --threads``).  tcomp, the NumPy loop and jax are
-    called in turn, best of ``repeat`` rounds each."""
+def rows(quick: bool = False, repeat: int = 0, steps: int | None = None, isolate: bool = False) -> list:
+    """The scan rows at ``tcomp.config.num_threads`` threads: tcomp, the NumPy loop and jax
+    called in turn, best of ``repeat`` rounds each, in this process (``tcomp bench`` calls
+    this inside its pinned child under ``--threads``, and with every library at its
+    defaults without).  ``isolate``: in a child process limited to that many CPUs and
+    threads (``bench_affinity.run_pinned``: a CPU mask set before the interpreter starts,
+    XLA's, BLAS's and tcomp's thread settings), so jax.jit's and BLAS's pools get the
+    cores tcomp's pool gets, as ``tcomp bench --threads N`` does for a whole run."""
     import tcomp
 
     from . import bench_affinity
