@@ -113,7 +113,7 @@ class Op:
         ins = [_as_input(self, i, v, t) for i, (v, t) in enumerate(zip(inputs, self.itypes))]
         return Apply(self, ins, [t() for t in self.otypes])
 
-    def __call__(self, *inputs, **kwargs):
+    def __call__(self, *inputs, return_list=False, **kwargs):
         if kwargs:
             raise TypeError(f"{op_name(self)}: unexpected keyword arguments {sorted(kwargs)}")
         node = self.make_node(*inputs)
@@ -121,6 +121,8 @@ class Op:
             raise TypeError(f"{op_name(self)}.make_node must return tcomp.Apply(op, inputs, outputs), "
                             f"got {type(node).__name__}")
         outs = apply_python_op(self, node)
+        if return_list:
+            return outs
         if self.default_output is not None:
             return outs[self.default_output]
         return outs[0] if len(outs) == 1 else outs

@@ -126,6 +126,7 @@ def test_multiple_outputs_and_infer_shape(backend):
     a, b = T.dmatrix("a"), T.dmatrix("b")
     s, n = SumProd()(a, b)
     assert n.type.shape == (2,) and n.dtype == "int64"
+    assert len(DoubleOp()(a, return_list=True)) == 1
     f = theano.function([a, b], [s * 3, n + 1], backend=backend)
     A, B = _rng().standard_normal((2, 3)), np.ones((2, 3))
     got = f(A, B)
@@ -199,7 +200,7 @@ def test_wrong_outputs_raise(backend):
     cases = [(BadDtype, TypeError, "BadDtype: output 0 has dtype float32"),
              (BadRank, TypeError, "BadRank: output 0 has rank 2"),
              (NoOutput, TypeError, "NoOutput: perform did not store output 0"),
-             (WritesInput, ValueError, "read-only")]
+             (WritesInput, ValueError, "WritesInput: perform wrote into one of its inputs")]
     for cls, exc, msg in cases:
         f = theano.function([x], T.exp(x) + cls()(x), backend=backend)
         with pytest.raises(exc, match=msg):
@@ -257,6 +258,13 @@ def test_grad_without_grad_method():
     np.testing.assert_array_equal(theano.function([x, y], g)(np.ones(2), np.ones(2)), [2.0, 2.0])
     with pytest.raises(TypeError, match="R_op is not used"):
         op.R_op([x], [x])
+
+
+def test_rop_through_the_ops_grad():
+    m, v = T.dmatrices("m", "v")
+    jv = T.Rop(T.sin(DoubleOp()(m)), m, v)
+    A, V = _rng().standard_normal((2, 2)), _rng().standard_normal((2, 2))
+    np.testing.assert_allclose(theano.function([m, v], jv)(A, V), np.cos(2 * A) * 2 * V)
 
 
 @pytest.mark.parametrize("inline", [True, False])

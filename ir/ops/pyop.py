@@ -46,7 +46,7 @@ _lock = threading.Lock()
 _by_token: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
 #: ops that cannot be weakly referenced (``__slots__`` without ``__weakref__``)
 _strong: dict = {}
-#: id(op) -> token, for ops without a ``__dict__`` to store it in
+#: id(op) -> (op, token), for ops without a ``__dict__`` to store the token in
 _token_of_id: dict = {}
 
 
@@ -66,14 +66,14 @@ def op_name(op) -> str:
 def _token(op) -> str:
     with _lock:
         d = getattr(op, "__dict__", None)
-        tok = d.get("_tcomp_py_token") if d is not None else _token_of_id.get(id(op))
+        tok = d.get("_tcomp_py_token") if d is not None else _token_of_id.get(id(op), (None, None))[1]
         if tok is not None:
             return tok
         tok = f"{op_name(op)}#{next(_counter)}.{_SALT}"
         if d is not None:
             d["_tcomp_py_token"] = tok
         else:
-            _token_of_id[id(op)] = tok
+            _token_of_id[id(op)] = (op, tok)  # (kept alive: its id must not name another op later)
         try:
             _by_token[tok] = op
         except TypeError:
@@ -237,7 +237,14 @@ def run_perform(op, node, inputs, out_types, protect=()) -> list:
         v.flags.writeable = False
         views.append(v)
     storage = [[None] for _ in out_types]
-    op.perform(node, views, storage)
+    try:
+        op.perform(node, views, storage)
+    except ValueError as exc:
+        if "read-only" not in str(exc):
+            raise
+        raise ValueError(f"Python op {op_name(op)}: perform wrote into one of its inputs ({exc}); inputs are "
+                         "read-only (other stages still read them): write the results into new arrays "
+                         "(destroy_map is not supported)") from exc
     return check_outputs(op, storage, out_types, list(inputs) + list(protect))
 
 
