@@ -312,3 +312,25 @@ def test_large_batches_split_across_threads_give_the_same_results():
     np.testing.assert_allclose(results[0][1], np.linalg.det(A), rtol=1e-10)
     for x, y in zip(results[0], results[1]):
         assert x.tobytes() == y.tobytes()
+
+
+def test_tensorinv_tensorsolve_lstsq_kron_matrix_power(backend):
+    """Theano's compositions of the ops above against NumPy's functions of the same names."""
+    rng = np.random.default_rng(8)
+    a4, b2, a, bm, bv = T.dtensor4("a4"), T.dmatrix("b2"), T.dmatrix("a"), T.dmatrix("bm"), T.dvector("bv")
+    x, y, sq = T.dmatrix("x"), T.dtensor3("y"), T.dmatrix("sq")
+    outs = [T.nlinalg.tensorinv(a4), T.nlinalg.tensorsolve(a4, b2), *T.nlinalg.lstsq(a, bm),
+            *T.nlinalg.lstsq(a, bv, rcond=-1)[:2], T.slinalg.kron(x, x), T.slinalg.kron(x, y),
+            T.nlinalg.matrix_power(sq, 5), T.nlinalg.matrix_power(sq, 0), T.nlinalg.matrix_dot(x, x.T, x)]
+    f = compile_fn([a4, b2, a, bm, bv, x, y, sq], outs, backend)
+    A4 = (rng.standard_normal((6, 6)) + 6 * np.eye(6)).reshape(2, 3, 2, 3)
+    B2, BM, BV = rng.standard_normal((2, 3)), rng.standard_normal((6, 2)), rng.standard_normal(6)
+    X, Y, SQ = rng.standard_normal((2, 3)), rng.standard_normal((2, 2, 2)), rng.standard_normal((3, 3))
+    for A in (rng.standard_normal((6, 3)), np.c_[BM, BM[:, :1]]):   # full column rank, then rank 2 of 3
+        got = f(A4, B2, A, BM, BV, X, Y, SQ)
+        want = [np.linalg.tensorinv(A4), np.linalg.tensorsolve(A4, B2), *np.linalg.lstsq(A, BM),
+                *np.linalg.lstsq(A, BV, rcond=None)[:2], np.kron(X, X), np.kron(X, Y),
+                np.linalg.matrix_power(SQ, 5), np.eye(3), X @ X.T @ X]
+        for k, (g, w) in enumerate(zip(got, want)):
+            assert np.shape(g) == np.shape(w), (k, np.shape(g), np.shape(w))
+            np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-10, err_msg=f"output {k}")

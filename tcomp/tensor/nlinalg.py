@@ -1,5 +1,6 @@
 """``T.nlinalg``: Theano's ``matrix_inverse``, ``det``, ``slogdet``, ``eigh``, ``svd``,
-``qr``, ``pinv``, ``matrix_dot``, ``matrix_power``, ``norm``, trace and diagonal helpers.
+``qr``, ``pinv``, ``lstsq``, ``tensorinv``, ``tensorsolve``, ``matrix_dot``, ``matrix_power``,
+``norm``, trace and diagonal helpers.
 
 ``matrix_inverse`` and ``det`` are ops (``ir/ops/linalg_decomp.py``: float32/float64, batched
 over leading axes; a singular matrix makes ``matrix_inverse`` raise
@@ -119,6 +120,73 @@ def pinv(x, hermitian=False, rcond=1e-15):
     n = x.ndim
     swap = tuple(range(n - 2)) + (n - 1, n - 2)
     return B.matmul(vt.dimshuffle(swap) * inv_s.dimshuffle(*range(n - 2), "x", n - 2), u.dimshuffle(swap))
+
+
+def _prod(dims):
+    """The product of (symbolic) dims; one dim is returned as it is."""
+    out = dims[0]
+    for d in dims[1:]:
+        out = out * d
+    return out
+
+
+def tensorinv(a, ind=2):
+    """NumPy's ``tensorinv``: the inverse of ``a`` seen as a matrix of its first ``ind`` axes
+    by the others, shaped ``a.shape[ind:] + a.shape[:ind]``."""
+    a = as_variable(a, "a")
+    if not isinstance(ind, (int, np.integer)) or not 0 < ind < a.ndim:
+        raise ValueError(f"tensorinv: ind must be an int in 1..{a.ndim - 1}, got {ind!r} for {a.describe()}")
+    dims = [a.shape[k] for k in range(a.ndim)]
+    inv_m = matrix_inverse(_float(B.reshape(a, (_prod(dims[:ind]), _prod(dims[ind:])))))
+    return B.reshape(inv_m, tuple(dims[ind:] + dims[:ind]))
+
+
+def tensorsolve(a, b, axes=None):
+    """NumPy's ``tensorsolve``: ``x`` with ``tensordot(a, x, x.ndim) == b`` (``axes``: axes of
+    ``a`` moved to the end first)."""
+    a, b = as_variable(a, "a"), as_variable(b, "b")
+    if axes is not None:
+        axes = [int(k) % a.ndim for k in axes]
+        a = a.dimshuffle(*[k for k in range(a.ndim) if k not in axes], *axes)
+    if not 0 < b.ndim < a.ndim:
+        raise ValueError(f"tensorsolve: b must have fewer axes than a, got {b.describe()} and {a.describe()}")
+    dims = [a.shape[k] for k in range(a.ndim)]
+    x_dims = dims[b.ndim:]
+    from .slinalg import solve
+
+    m = _float(B.reshape(a, (_prod(dims[:b.ndim]), _prod(x_dims))))
+    x = solve(m, B.cast(B.flatten(b), m.dtype) if b.dtype != m.dtype else B.flatten(b))
+    return B.reshape(x, tuple(x_dims))
+
+
+def lstsq(a, b, rcond=None):
+    """NumPy's ``lstsq``: [x, residuals, rank, s] through the SVD (x = pinv(a) b with the
+    cutoff ``rcond`` times the largest singular value; None: eps * max(m, n); negative: eps).
+    ``residuals`` holds the squared residual norm per column of ``b`` when ``a`` has full
+    column rank and more rows than columns, else it is empty (as NumPy's), a data-sized
+    result (``tcomp/tensor/masks.py``)."""
+    a = _float_matrix(a, "lstsq")
+    b = as_variable(b, "b")
+    if a.ndim != 2 or b.ndim not in (1, 2):
+        raise ValueError(f"lstsq: a must be a matrix and b a vector or matrix, got {a.describe()}, {b.describe()}")
+    b = B.cast(b, a.dtype) if b.dtype != a.dtype else b
+    u, s, vt = svd(a, full_matrices=False)
+    m, n = a.shape[0], a.shape[1]
+    eps = float(np.finfo(a.dtype).eps)
+    if rcond is None:
+        cut = B.max(s) * eps * B.cast(B.maximum(m, n), a.dtype)
+    else:
+        cut = B.max(s) * (eps if rcond < 0 else rcond)
+    keep = B.gt(s, cut)
+    inv_s = B.switch(keep, 1 / B.switch(keep, s, 1), 0)
+    ub = B.dot(u.T, b)
+    x = B.dot(vt.T, ub * (inv_s if b.ndim == 1 else inv_s.dimshuffle(0, "x")))
+    rank = B.sum(B.cast(keep, "int32"))
+    resid = B.sum(B.sqr(b - B.dot(a, x)), axis=0)
+    full = B.logical_and(B.eq(rank, n), B.gt(m, n))
+    cols = resid.dimshuffle("x") if b.ndim == 1 else resid
+    residuals = cols[B.alloc(full, cols.shape[0])]
+    return [x, residuals, rank, s]
 
 
 def matrix_power(M, n):

@@ -99,6 +99,21 @@ def eigvalsh(a, b=None, lower=True):
     return _eigvalsh(a, b, lower)
 
 
+def kron(a, b):
+    """The Kronecker product (NumPy's ``kron``: the operands padded to the same rank)."""
+    from . import basic as B
+
+    a, b = as_variable(a, "a"), as_variable(b, "b")
+    nd = max(a.ndim, b.ndim, 1)
+    a = a.dimshuffle(*(["x"] * (nd - a.ndim)), *range(a.ndim)) if a.ndim < nd else a
+    b = b.dimshuffle(*(["x"] * (nd - b.ndim)), *range(b.ndim)) if b.ndim < nd else b
+    # out[i0, j0, i1, j1, ...] = a[i0, i1, ...] * b[j0, j1, ...], then pairs merged
+    pa = [p for k in range(nd) for p in (k, "x")]
+    pb = [p for k in range(nd) for p in ("x", k)]
+    prod = B.mul(a.dimshuffle(*pa), b.dimshuffle(*pb))
+    return B.reshape(prod, tuple(a.shape[k] * b.shape[k] for k in range(nd)))
+
+
 def solve_lower_triangular(a, b):
     return solve_triangular(a, b, lower=True)
 
@@ -111,5 +126,5 @@ def solve_symmetric(a, b):
     return solve(a, b, assume_a="sym")
 
 
-__all__ = ["cho_solve", "cholesky", "eigvalsh", "solve", "solve_lower_triangular", "solve_symmetric",
+__all__ = ["cho_solve", "cholesky", "eigvalsh", "kron", "solve", "solve_lower_triangular", "solve_symmetric",
            "solve_triangular", "solve_upper_triangular"]
