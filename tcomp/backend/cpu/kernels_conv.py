@@ -1,4 +1,6 @@
-"""Direct 2-D convolution kernels: conv2d and its two gradients (NCHW, see ir/ops/conv.py).
+"""Direct 2-D convolution kernels: conv2d and its two gradients (NCHW, see ir/ops/conv.py),
+for operands the packed GEMM does not take (ints, mixed dtypes); float32/float64 convolutions
+run as GEMMs (``kernels_conv_gemm``).
 
 All three are the same bilinear relation ``y[n,o,i,j] += xp[n,c,i*SH+a*DH, j*SW+b*DW] *
 wk[o,c,a,b]`` read in different directions.  For each kernel tap (a, b) the output rows
@@ -89,6 +91,10 @@ def _fma_into(b, dst, dst_idx, src, src_idx, wv, od) -> None:
 
 
 def lower_conv2d(ctx: KernelCtx) -> None:
+    from . import kernels_conv_gemm as CG
+
+    if CG.applies(ctx, ctx.g.operands(ctx.n)[:2]):  # float: im2col + the packed GEMM
+        return CG.lower_conv2d(ctx)
     g, n, b = ctx.g, ctx.n, ctx.b
     xn, wn = g.operands(n)
     od = g.type(n).dtype
@@ -102,6 +108,10 @@ def lower_conv2d(ctx: KernelCtx) -> None:
 
 
 def lower_conv2d_grad_input(ctx: KernelCtx) -> None:
+    from . import kernels_conv_gemm as CG
+
+    if CG.applies(ctx, ctx.g.operands(ctx.n)[:2]):
+        return CG.lower_conv2d_grad_input(ctx)
     g, n, b = ctx.g, ctx.n, ctx.b
     gyn, wn = g.operands(n)[:2]
     od = g.type(n).dtype
@@ -115,6 +125,10 @@ def lower_conv2d_grad_input(ctx: KernelCtx) -> None:
 
 
 def lower_conv2d_grad_filters(ctx: KernelCtx) -> None:
+    from . import kernels_conv_gemm as CG
+
+    if CG.applies(ctx, ctx.g.operands(ctx.n)[:2]):
+        return CG.lower_conv2d_grad_filters(ctx)
     g, n, b = ctx.g, ctx.n, ctx.b
     xn, gyn = g.operands(n)[:2]
     od = g.type(n).dtype
