@@ -140,11 +140,7 @@ def conv_rows(quick: bool, repeat: int, threads: int) -> list:
     flipped = wv[:, :, ::-1, ::-1].copy()
     want = _np_conv(xv.astype("float64"), flipped.astype("float64"))
     err = _check("conv2d", f(xv, wv), want)
-    t_tc = _best(lambda: f(xv, wv), repeat)
-    t_np = _best(lambda: _np_conv(xv, flipped), repeat)
-    row = {"case": "conv2d LeNet layer 1", "size": f"{batch}x1x28x28 * 20x5x5", "threads": threads,
-           "tcomp_ms": t_tc * 1e3, "numpy_ms": t_np * 1e3, "speedup": t_np / t_tc, "compile_ms": compile_ms,
-           "tcomp_gbs": None, "numpy_gbs": None, "jax_ms": None, "torch_ms": None, "max_err": err}
+    calls = {"tcomp": lambda: f(xv, wv), "numpy": lambda: _np_conv(xv, flipped)}
     jax, jnp = _jax()
     if jax is not None:
         from jax import lax
@@ -152,13 +148,25 @@ def conv_rows(quick: bool, repeat: int, threads: int) -> list:
         jf = jax.jit(lambda a, k: lax.conv_general_dilated(a, k, (1, 1), "VALID"))
         ja, jk = jnp.asarray(xv), jnp.asarray(flipped)
         _check("conv2d (jax)", jf(ja, jk).block_until_ready(), want)
-        row["jax_ms"] = _best(lambda: jf(ja, jk).block_until_ready(), repeat) * 1e3
+        calls["jax_ms"] = lambda: jf(ja, jk).block_until_ready()
     torch = _torch()
     if torch is not None:
         ta, tk = torch.from_numpy(xv), torch.from_numpy(flipped)
         with torch.no_grad():
             _check("conv2d (torch)", torch.nn.functional.conv2d(ta, tk).numpy(), want)
-            row["torch_ms"] = _best(lambda: torch.nn.functional.conv2d(ta, tk), repeat) * 1e3
+
+        def tconv():
+            with torch.no_grad():
+                torch.nn.functional.conv2d(ta, tk)
+        calls["torch_ms"] = tconv
+    from .bench import in_rounds
+
+    t = in_rounds(calls, repeat, 1 if quick else 3)  # every library in turn, so load hits each alike
+    t_tc, t_np = t.pop("tcomp"), t.pop("numpy")
+    row = {"case": "conv2d LeNet layer 1", "size": f"{batch}x1x28x28 * 20x5x5", "threads": threads,
+           "tcomp_ms": t_tc * 1e3, "numpy_ms": t_np * 1e3, "speedup": t_np / t_tc, "compile_ms": compile_ms,
+           "tcomp_gbs": None, "numpy_gbs": None, "jax_ms": None, "torch_ms": None, "max_err": err}
+    row.update({k: v * 1e3 for k, v in t.items()})
     return [row]
 
 
