@@ -378,3 +378,55 @@ def _round_trip_graph(rng):
 
 #: builders for tests/test_ir_text.py's round trip of every op
 ROUND_TRIP_BUILDERS = {"py_call": _round_trip_graph}
+
+
+def test_threads_share_a_function_with_python_ops():
+    """Native stages release the GIL, perform runs under it: concurrent calls stay correct."""
+    import threading
+
+    x = T.dmatrix("x")
+    f = theano.function([x], T.tanh(DoubleOp()(T.exp(x))).sum(axis=1))
+    rng = _rng()
+    data = [rng.standard_normal((8, 5)) for _ in range(4)]
+    want = [np.tanh(2 * np.exp(d)).sum(axis=1) for d in data]
+    errors = []
+
+    def work(k):
+        for _ in range(25):
+            got = f(data[k])
+            if not np.allclose(got, want[k], rtol=1e-12):
+                errors.append(k)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_grad_through_a_python_op_in_a_scan_body_is_refused():
+    x = T.dvector("x")
+    ys, _ = theano.scan(lambda v: DoubleOp()(v[None, :])[0], sequences=[x[None, :]])
+    with pytest.raises(TypeError, match="scan body uses Python op DoubleOp"):
+        T.grad(ys.sum(), x)
+
+
+def test_pickle_into_another_process(tmp_path):
+    """The op objects travel in the pickle; the loading process gives them its own tokens,
+    so the same graph hashes differently there (no cache key is shared across processes)."""
+    import os
+    import subprocess
+    import sys
+
+    x = T.dmatrix("x")
+    f = theano.function([x], DoubleOp()(x) + 1)
+    path = tmp_path / "f.pkl"
+    path.write_bytes(pickle.dumps(f))
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = (f"import sys, pickle, numpy as np; sys.path.insert(0, {here!r}); "
+            f"f = pickle.loads(open({str(path)!r}, 'rb').read()); "
+            "print(f(np.eye(2)).tolist()); print(f.traced.structural_hash())")
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True,
+                         timeout=120).stdout.split("\n")
+    assert out[0] == str((np.eye(2) * 2 + 1).tolist())
+    assert out[1] != f.traced.structural_hash()

@@ -198,31 +198,43 @@ def check_outputs(op, storage, out_types, inputs=()) -> list:
     the op and the output for a missing value, another dtype or rank, a ``ValueError`` for a
     static dim that differs.  Results that share memory with an input are copied (the
     native stages after the call may write into their inputs' storage)."""
-    name = op_name(op)
     out = []
     for i, (cell, t) in enumerate(zip(storage, out_types)):
         v = cell[0] if isinstance(cell, list) and cell else None
         if v is None:
-            raise TypeError(f"Python op {name}: perform did not store output {i} (set output_storage[{i}][0])")
-        if not isinstance(v, (np.ndarray, np.generic)):
-            raise TypeError(f"Python op {name}: output {i} must be a NumPy array of dtype {t.dtype} and rank "
-                            f"{t.ndim} ({t}), got {type(v).__name__}")
+            raise TypeError(f"Python op {op_name(op)}: perform did not store output {i} "
+                            f"(set output_storage[{i}][0])")
+        if type(v) is not np.ndarray and not isinstance(v, (np.ndarray, np.generic)):
+            raise TypeError(f"Python op {op_name(op)}: output {i} must be a NumPy array of dtype {t.dtype} and "
+                            f"rank {t.ndim} ({t}), got {type(v).__name__}")
         arr = np.asarray(v)
-        if arr.dtype.name != t.dtype:
-            raise TypeError(f"Python op {name}: output {i} has dtype {arr.dtype.name}, its declared type {t} "
-                            f"has dtype {t.dtype} (cast it in perform, e.g. .astype('{t.dtype}'))")
+        want = _np_dtype(t.dtype)
+        native = arr.dtype == want  # (the fast check; another byte order of the same type is copied below)
+        if not native and arr.dtype.name != t.dtype:
+            raise TypeError(f"Python op {op_name(op)}: output {i} has dtype {arr.dtype.name}, its declared type "
+                            f"{t} has dtype {t.dtype} (cast it in perform, e.g. .astype('{t.dtype}'))")
         if arr.ndim != t.ndim:
-            raise TypeError(f"Python op {name}: output {i} has rank {arr.ndim} (shape {arr.shape}), its declared "
-                            f"type {t} has rank {t.ndim}")
-        for axis, (want, have) in enumerate(zip(t.shape, arr.shape)):
-            if isinstance(want, int) and want != have:
-                raise ValueError(f"Python op {name}: output {i} has shape {arr.shape}, its declared type {t} "
-                                 f"has {want} on axis {axis}")
-        if any(np.may_share_memory(arr, a) for a in inputs) or not (arr.flags.c_contiguous and arr.flags.aligned
-                                                                      and arr.dtype.isnative):
-            arr = np.array(arr, dtype=np.dtype(t.dtype), order="C", copy=True)
+            raise TypeError(f"Python op {op_name(op)}: output {i} has rank {arr.ndim} (shape {arr.shape}), its "
+                            f"declared type {t} has rank {t.ndim}")
+        for axis, (d, have) in enumerate(zip(t.shape, arr.shape)):
+            if type(d) is int and d != have:
+                raise ValueError(f"Python op {op_name(op)}: output {i} has shape {arr.shape}, its declared type "
+                                 f"{t} has {d} on axis {axis}")
+        flags = arr.flags
+        if not (native and flags.c_contiguous and flags.aligned) or any(np.may_share_memory(arr, a) for a in inputs):
+            arr = np.array(arr, dtype=want, order="C", copy=True)
         out.append(arr)
     return out
+
+
+_DTYPES: dict = {}
+
+
+def _np_dtype(name: str) -> np.dtype:
+    d = _DTYPES.get(name)
+    if d is None:
+        d = _DTYPES[name] = np.dtype(name)
+    return d
 
 
 def run_perform(op, node, inputs, out_types, protect=()) -> list:
