@@ -208,6 +208,27 @@ def test_wrong_outputs_raise(backend):
     np.testing.assert_array_equal(a, np.ones(3))
 
 
+class ScalarSum(theano.Op):
+    itypes = [T.dvector]
+    otypes = [T.dscalar]
+
+    def perform(self, node, inputs, output_storage):
+        output_storage[0][0] = float(inputs[0].sum())  # a Python float for a rank-0 float64 result
+
+    def grad(self, inputs, output_grads):
+        return [T.ones_like(inputs[0]) * output_grads[0]]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_scalar_result_and_cost(backend):
+    x = T.dvector("x")
+    c = ScalarSum()(x ** 2)
+    f = theano.function([x], [c, T.grad(c, x)], backend=backend)
+    got = f(np.arange(3.0))
+    assert got[0] == 5.0
+    np.testing.assert_array_equal(got[1], [0.0, 2.0, 4.0])
+
+
 def test_never_folded_or_merged_unless_pure():
     op = DoubleMake()
     c = T.constant(np.arange(3.0))

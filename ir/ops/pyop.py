@@ -204,6 +204,8 @@ def check_outputs(op, storage, out_types, inputs=()) -> list:
         if v is None:
             raise TypeError(f"Python op {op_name(op)}: perform did not store output {i} "
                             f"(set output_storage[{i}][0])")
+        if type(v) is not np.ndarray and not isinstance(v, (np.ndarray, np.generic)) and _weak_scalar(v, t):
+            v = np.asarray(v, dtype=t.dtype)  # a Python number for a rank-0 result of its kind
         if type(v) is not np.ndarray and not isinstance(v, (np.ndarray, np.generic)):
             raise TypeError(f"Python op {op_name(op)}: output {i} must be a NumPy array of dtype {t.dtype} and "
                             f"rank {t.ndim} ({t}), got {type(v).__name__}")
@@ -225,6 +227,18 @@ def check_outputs(op, storage, out_types, inputs=()) -> list:
             arr = np.array(arr, dtype=want, order="C", copy=True)
         out.append(arr)
     return out
+
+
+def _weak_scalar(v, t) -> bool:
+    """A Python bool/int/float that a rank-0 result of type ``t`` may take (same kind)."""
+    if t.ndim != 0:
+        return False
+    kind = np.dtype(t.dtype).kind
+    if isinstance(v, bool):
+        return kind == "b"
+    if isinstance(v, int):
+        return kind in "iu" and np.can_cast(np.min_scalar_type(v), t.dtype, "safe")
+    return isinstance(v, float) and kind == "f"
 
 
 _DTYPES: dict = {}
