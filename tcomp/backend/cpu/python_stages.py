@@ -16,7 +16,9 @@ kept in the persistent compile cache like any other.  The graph's outputs and th
 shared-variable donations stay in the last stage, in place.  Threads: the native stages
 release the GIL; ``perform`` runs under it, and a function called from several threads may
 run the same op's ``perform`` concurrently (as Theano did), under the shared-variable locks
-the call holds (``tcomp/shared.py``).
+the call holds (``tcomp/shared.py``).  Those locks are not re-entrant: a ``perform`` that
+calls another compiled function updating a shared variable this call reads (or reading one
+it updates) waits forever; ``OpFromGraph`` passes its shared variables in as inputs instead.
 """
 from __future__ import annotations
 
