@@ -38,8 +38,8 @@ __version__ = "0.1.0"
 def __getattr__(name):
     """``tcomp.sandbox`` (Theano's ``theano.sandbox.rng_mrg``) on first use: importing it
     eagerly here would import the random streams before the tensor package."""
-    if name == "sandbox":
+    if name in ("sandbox", "gof"):  # (gof: Theano's theano.gof.Op, tcomp/gof.py)
         import importlib
 
-        return importlib.import_module(".sandbox", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'tcomp' has no attribute {name!r}")

@@ -102,6 +102,8 @@ debugmode = _mode_module  # Theano's tcomp.compile.debugmode.DebugMode
 import sys as _sys  # noqa: E402
 
 from tcomp import op as ops  # noqa: E402
+from tcomp import op_from_graph as builders  # noqa: E402  (theano.compile.builders.OpFromGraph)
 from tcomp.op import as_op  # noqa: E402, F401
 
 _sys.modules.setdefault(__name__ + ".ops", ops)  # so that ``from tcomp.compile.ops import as_op`` works
+_sys.modules.setdefault(__name__ + ".builders", builders)

@@ -152,6 +152,9 @@ def test_as_op(backend):
         return m + v[None, :]
 
     assert theano.compile.as_op is as_op
+    from tcomp.compile.builders import OpFromGraph
+
+    assert OpFromGraph is theano.OpFromGraph and theano.gof.Op is theano.Op and theano.gof.Apply is theano.Apply
     x, v = T.dmatrix("x"), T.dvector("v")
     f = theano.function([x, v], T.sqrt(add_row(x, v) ** 2), backend=backend)
     M, V = _rng().standard_normal((3, 2)), np.array([1.0, -2.0])
