@@ -3,9 +3,12 @@
 Reads requests from stdin, answers on stdout, both framed as an 8-byte little-endian length
 and a pickle.  First message: ``(cpu_name, cpu_features)`` for the target machine (the
 parent's, so both processes generate the same code), answered ``("ready", rss)``.  Then per module:
-``(llvm_ir, opt_level, loop_unrolling)`` -> ``("ok", optimized_ir, object_bytes, declared,
-defined, rss)`` (``declared``: the external symbols the module uses, ``defined``: the
-functions it defines with external linkage) or ``("error", exception_type_name, message,
+``(llvm_ir, opt_level, loop_unrolling, codegen_level)`` -> ``("ok", optimized_ir,
+object_bytes, declared, defined, cpu_seconds, rss)`` (``optimized_ir`` is None when ``opt_level`` is 0:
+the caller has the text; ``declared``: the external symbols the module uses, ``defined``:
+the functions it defines with external linkage; ``codegen_level``: the target machine's
+optimization level, 0 for FastISel and the fast register allocator, which are linear in
+the size of a function where SelectionDAG and the greedy allocator are not) or ``("error", exception_type_name, message,
 rss)``; ``rss`` is this process's resident bytes
 (the parent restarts it when it has grown: llvmlite's pass pipeline leaks memory per run,
 which is why this work happens here and not in the user's process).  EOF on stdin: exit.
@@ -14,6 +17,7 @@ import os
 import pickle
 import struct
 import sys
+import time
 
 import llvmlite.binding as llvm
 
@@ -59,8 +63,15 @@ def optimize_module(module, tm, level: int, loop_unrolling: bool) -> None:
     pto.close()
 
 
+def target_machine(cpu: str, features: str, codegen_level: int = 3):
+    """The JIT's target machine for this CPU at one code generation level."""
+    return llvm.Target.from_default_triple().create_target_machine(
+        cpu=cpu, features=features, opt=codegen_level, reloc="default", codemodel="jitdefault")
+
+
 def compile_module(tm, llvm_ir: str, level: int, loop_unrolling: bool):
-    """IR text -> (optimized IR, object code, declared symbols, defined functions)."""
+    """IR text -> (optimized IR or None at level 0, object code, declared symbols, defined
+    functions)."""
     ctx = llvm.create_context()
     try:
         mod = llvm.parse_assembly(llvm_ir, context=ctx)
@@ -73,7 +84,7 @@ def compile_module(tm, llvm_ir: str, level: int, loop_unrolling: bool):
             declared = [g.name for g in list(mod.functions) + list(mod.global_variables)
                         if g.is_declaration and not g.name.startswith("llvm.")]
             defined = [f.name for f in mod.functions if not f.is_declaration and f.linkage == llvm.Linkage.external]
-            return str(mod), tm.emit_object(mod), declared, defined
+            return (str(mod) if level else None), tm.emit_object(mod), declared, defined
         finally:
             mod.close()
     finally:
@@ -90,16 +101,20 @@ def main() -> None:
     if hello is None:
         return
     cpu, features = hello
-    tm = llvm.Target.from_default_triple().create_target_machine(
-        cpu=cpu, features=features, opt=3, reloc="default", codemodel="jitdefault")
+    machines = {3: target_machine(cpu, features)}
     _write(out, ("ready", _rss()))
     while True:
         req = _read(inp)
         if req is None:
             return
-        llvm_ir, level, loop_unrolling = req
+        llvm_ir, level, loop_unrolling, codegen_level = req
         try:
-            reply = ("ok", *compile_module(tm, llvm_ir, level, loop_unrolling), _rss())
+            tm = machines.get(codegen_level)
+            if tm is None:
+                tm = machines[codegen_level] = target_machine(cpu, features, codegen_level)
+            t0 = time.process_time()
+            made = compile_module(tm, llvm_ir, level, loop_unrolling)
+            reply = ("ok", *made, time.process_time() - t0, _rss())
         except Exception as exc:  # reported to the parent, which raises it there
             reply = ("error", type(exc).__name__, str(exc), _rss())
         _write(out, reply)

@@ -13,9 +13,10 @@ code is never freed under a call in another thread.  :func:`compile_ir` is the p
 variant (the library lives as long as the process; :func:`function_address` finds its
 symbols by name), for small kernels made once, such as the mathlib accuracy tools.
 
-Parsing, O3 and code generation (``emit_object``) run in a helper process
+Parsing, O3 and code generation (``emit_object``) run in helper processes
 (``optimizer.py``: llvmlite's pass pipeline leaks ~100 KiB per module, so it must not run
-in the user's process); this process only links the object into LLJIT.  With the helper
+in the user's process); this process only links the objects into LLJIT.  A library may be
+made of several modules (:class:`Part`) compiled at the same time by several helpers.  With the helper
 disabled, each module is parsed and optimized here in its own LLVM context.
 
 With ``cache_key`` (``load``), the object and the symbol tables the linker needs are kept in
@@ -28,6 +29,7 @@ from __future__ import annotations
 import threading
 import weakref
 import zlib
+from typing import NamedTuple
 
 import llvmlite.binding as llvm
 
@@ -96,8 +98,9 @@ class NativeLibrary:
     ``str(lib)`` is the optimized IR.  The code is unloaded when this object is dropped."""
 
     def __init__(self, tracker, llvm_ir, addresses: dict, from_cache: bool = False):
-        #: the optimized IR, or its zlib bytes from a cache entry (inflated when first read)
-        self._ir = llvm_ir
+        #: the optimized IR of each part, or its zlib bytes from a cache entry (inflated and,
+        #: for several parts, linked into one module when first read)
+        self._ir = [llvm_ir] if isinstance(llvm_ir, (str, bytes)) else list(llvm_ir)
         #: whether the object came from the persistent compile cache
         self.from_cache = from_cache
         self._addresses = dict(addresses)
@@ -112,9 +115,9 @@ class NativeLibrary:
 
     @property
     def llvm_ir(self) -> str:
-        if isinstance(self._ir, bytes):
-            self._ir = zlib.decompress(self._ir).decode()
-        return self._ir
+        texts = [zlib.decompress(t).decode() if isinstance(t, bytes) else t for t in self._ir]
+        self._ir = [texts[0] if len(texts) == 1 else _link_texts(texts)]
+        return self._ir[0]
 
     @property
     def alive(self) -> bool:
@@ -135,6 +138,22 @@ class NativeLibrary:
 
     def __str__(self) -> str:
         return self.llvm_ir
+
+
+def _link_texts(texts) -> str:
+    """Several modules' IR linked into one module's text (``dump('llvm')``, ``assembly``)."""
+    with _lock:
+        _init_llvm()
+        ctx = llvm.create_context()
+        try:
+            mod = llvm.parse_assembly(texts[0], context=ctx)
+            for text in texts[1:]:
+                mod.link_in(llvm.parse_assembly(text, context=ctx))
+            out = str(mod)
+            mod.close()
+            return out
+        finally:
+            ctx.close()
 
 
 def _release(tracker) -> None:
@@ -185,9 +204,32 @@ def _imports(declared) -> dict:
     return found
 
 
-def _compile_in_process(llvm_ir: str, opt_level: int, loop_unrolling: bool):
+class Part(NamedTuple):
+    """One module of a library made of several (``load`` with a callable returning parts):
+    its text and its pipeline.  ``opt_level`` 0 skips LLVM's IR passes; ``codegen_level`` is
+    the target machine's level (0: FastISel and the fast register allocator, linear in a
+    function's size: for huge straight-line host code whose speed does not matter)."""
+
+    text: str
+    opt_level: int = 3
+    loop_unrolling: bool = True
+    codegen_level: int = 3
+
+
+#: in-process target machines of other code generation levels than the JIT's
+_machines: dict = {}
+
+
+def _compile_in_process(llvm_ir: str, opt_level: int, loop_unrolling: bool, codegen_level: int = 3):
     """What the optimizer process does, done here (``TCOMP_JIT_OPTIMIZER=inprocess``)."""
-    return _worker.compile_module(target_machine(), llvm_ir, opt_level, loop_unrolling)
+    with _lock:
+        tm = target_machine()
+        if codegen_level != 3:
+            tm = _machines.get(codegen_level)
+            if tm is None:
+                tm = _machines[codegen_level] = _worker.target_machine(_host[0], _host[1], codegen_level)
+        out = _worker.compile_module(tm, llvm_ir, opt_level, loop_unrolling)
+    return (llvm_ir if out[0] is None else out[0],) + tuple(out[1:])
 
 
 def ir_key(llvm_ir: str) -> str:
@@ -196,16 +238,22 @@ def ir_key(llvm_ir: str) -> str:
 
 
 def load(llvm_ir, *, exports=None, opt_level: int = 3, loop_unrolling: bool = True,
-         cache_key=None) -> NativeLibrary:
-    """Parse, verify, optimize and compile a module (in the optimizer process, see
+         cache_key=None, workers: int = 1) -> NativeLibrary:
+    """Parse, verify, optimize and compile a module (in the optimizer processes, see
     ``optimizer.py``), then link it into its own JIT library here.
 
     ``llvm_ir``: the module text, or a callable that returns it (called only when the
-    object must be compiled).  ``exports``: the symbols whose addresses are wanted (default:
-    every function the module defines with external linkage).  ``cache_key`` (str or bytes):
-    what the module's text is a function of (e.g. :func:`ir_key`); with it, and the cache on,
-    the object is looked up in and stored into the persistent compile cache (``cache.py``)."""
-    from . import cache
+    object must be compiled), or a callable that returns an iterable of :class:`Part`: then
+    each part is handed to an optimizer process as soon as the iterable yields it (a
+    generator's later parts are made while the earlier ones compile) and the objects are
+    linked into one library (their external symbols resolve among them; ``hidden`` ones
+    are not exported).  ``exports``: the symbols whose addresses are wanted (default: every
+    function the modules define with external linkage).  ``cache_key`` (str or bytes):
+    what the module's text is a function of (e.g. :func:`ir_key`); with it, and the cache
+    on, the objects are looked up in and stored into the persistent compile cache
+    (``cache.py``).  ``workers``: how many optimizer processes the compile can use (they
+    are started before the text is made, so their start-up overlaps it)."""
+    from . import cache, optimizer
 
     key = None
     if cache_key is not None and cache.enabled():
@@ -214,46 +262,61 @@ def load(llvm_ir, *, exports=None, opt_level: int = 3, loop_unrolling: bool = Tr
         if hit is not None:
             sections, meta = hit
             try:
-                obj, ir_z, declared, defined = sections["obj"], sections["ir"], meta["declared"], meta["defined"]
-            except (KeyError, TypeError):  # a valid entry of another layout: compiled again and replaced
-                obj = None
-            if obj is not None:
+                n = int(meta["parts"])
+                objs = [sections[f"obj{i}"] for i in range(n)]
+                irs = [sections[f"ir{i}"] for i in range(n)]
+                declared, defined = list(meta["declared"]), list(meta["defined"])
+            except (KeyError, TypeError, ValueError):  # a valid entry of another layout: compiled again and replaced
+                objs = None
+            if objs is not None:
                 with _lock:
-                    lib = _link(obj, declared, defined, exports, ir_z, True)
+                    lib = _link(objs, declared, defined, exports, irs, True)
                     cache_stats["hits"] += 1
                     return lib
         with _lock:
             cache_stats["misses"] += 1
-    text = llvm_ir() if callable(llvm_ir) else llvm_ir
+    target_machine()
+    optimizer.prestart(workers)
+    made = llvm_ir() if callable(llvm_ir) else llvm_ir
+    parts = [Part(made, opt_level, loop_unrolling)] if isinstance(made, str) else made
+    jobs = [(p, optimizer.submit(p.text, p.opt_level, p.loop_unrolling, p.codegen_level)) for p in parts]
+    objs, irs, declared, defined = [], [], set(), set()
+    for p, job in jobs:
+        done = optimizer.result(job) if job is not None else None
+        if done is None:
+            done = _compile_in_process(p.text, p.opt_level, p.loop_unrolling, p.codegen_level)
+        elif done[0] is None:
+            done = (p.text,) + tuple(done[1:])
+        optimized, obj, dec, dfn = done
+        objs.append(obj)
+        irs.append(optimized)
+        declared.update(dec)
+        defined.update(dfn)
+    declared = sorted(declared - defined)  # a part's declaration of another part's symbol resolves in the library
+    defined = sorted(defined)
     with _lock:
-        optimized, obj, declared, defined = _compile(text, opt_level, loop_unrolling)
-        lib = _link(obj, declared, defined, exports, optimized, False)
-    if key is not None and cache.store(key, {"obj": obj, "ir": zlib.compress(optimized.encode(), 1)},
-                                       {"declared": list(declared), "defined": list(defined)}):
-        cache_stats["stores"] += 1
+        lib = _link(objs, declared, defined, exports, irs, False)
+    if key is not None:
+        sections = {}
+        for i, (obj, text) in enumerate(zip(objs, irs)):
+            sections[f"obj{i}"] = obj
+            sections[f"ir{i}"] = zlib.compress(text.encode(), 1)
+        if cache.store(key, sections, {"parts": len(objs), "declared": declared, "defined": defined}):
+            cache_stats["stores"] += 1
     return lib
 
 
-def _compile(llvm_ir: str, opt_level: int, loop_unrolling: bool):
-    from . import optimizer
-
-    _init_llvm()
-    _drain()
-    target_machine()
-    done = optimizer.compile_module(llvm_ir, opt_level, loop_unrolling, *_host)
-    if done is None:
-        done = _compile_in_process(llvm_ir, opt_level, loop_unrolling)
-    return done
-
-
-def _link(obj: bytes, declared, defined, exports, optimized, from_cache: bool) -> NativeLibrary:
-    """Link one object into its own JIT library (the caller holds ``_lock``)."""
+def _link(objs, declared, defined, exports, optimized, from_cache: bool) -> NativeLibrary:
+    """Link objects into one JIT library (the caller holds ``_lock``)."""
     global _live
     _init_llvm()
     _drain()
     exports = list(defined) if exports is None else list(exports)
     imports = _imports(declared)  # before the builder: a provider may link a library itself
-    builder = llvm.JITLibraryBuilder().add_object_img(obj).add_current_process()
+    builder = llvm.JITLibraryBuilder()
+    for obj in objs:
+        builder.add_object_img(obj)
+    builder.add_current_process()
     for name, addr in imports.items():
         builder.import_symbol(name, addr)
     for name in exports:

@@ -1,26 +1,36 @@
-"""LLVM optimization and code generation in a helper process.
+"""LLVM optimization and code generation in a small pool of helper processes.
 
-Why a process: llvmlite's new-pass-manager binding leaks about 100 KiB per module it
+Why processes: llvmlite's new-pass-manager binding leaks about 100 KiB per module it
 optimizes (measured with llvmlite 0.50 / LLVM 22: ~32 KiB per ``getModulePassManager()``,
 the rest per ``run``, whether or not the PassBuilder, TargetMachine or context are reused;
 ``LLVMPY_CreatePassBuilder`` also never frees its ``PassInstrumentationCallbacks``).  A
 long-running program that compiles functions as it goes would grow without bound even
 though tcomp frees every function's native code.  So the parse / O3 / ``emit_object`` step
 runs in ``_optimizer_worker.py`` (plain Python + llvmlite, no tcomp import); this process
-only links the object into its JIT (``engine.py``).  The worker is restarted when it has
+only links the objects into its JIT (``engine.py``).  A worker is restarted when it has
 grown by :data:`RECYCLE_BYTES`, which bounds the leak; a module that crashes LLVM kills
-the worker, not the user's program.
+a worker, not the user's program.
 
-Set ``TCOMP_JIT_OPTIMIZER=inprocess`` to optimize in this process instead (the worker is
-also skipped, with one warning, when it cannot be started).  Callers serialize requests
-(the engine lock); the worker is private to the process that started it (a forked child
-starts its own).
+Why a pool: a big program is compiled as several modules (``host_program.emit_parts``:
+its kernels in groups, its ``plan``/``run`` entries apart) and the parts are independent
+until they are linked, so :func:`submit` hands each to an idle worker (up to
+:func:`max_workers`, one per usable CPU, at most :data:`MAX_WORKERS`) and :func:`result`
+waits for one; this process meanwhile emits the next part.  A worker is started when a
+part finds none idle (:func:`prestart` starts them ahead, without waiting for them: their
+start-up overlaps the emission of the first part).
+
+Set ``TCOMP_JIT_OPTIMIZER=inprocess`` to optimize in this process instead (the workers are
+also skipped, with one warning, when one cannot be started): :func:`submit` then returns
+None and the caller compiles in process.  ``TCOMP_JIT_WORKERS=N`` bounds the pool.  The
+workers are private to the process that started them: a forked child starts its own (the
+pool's lock and state are renewed in the child).
 """
 from __future__ import annotations
 
 import atexit
 import os
 import pickle
+import select
 import struct
 import subprocess
 import sys
@@ -28,36 +38,65 @@ import threading
 import warnings
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_optimizer_worker.py")
-#: the worker is replaced once its resident memory has grown this much since it started
+#: a worker is replaced once its resident memory has grown this much since it started
 RECYCLE_BYTES = 64 << 20
+#: the most worker processes one process keeps
+MAX_WORKERS = 4
 
-_lock = threading.Lock()
-_worker = None
+_cond = threading.Condition(threading.Lock())
+_workers: list = []     # every live worker of this process (busy ones have .job set)
+_queue: list = []       # submitted jobs no worker has taken yet, in order
+_pumping = [False]      # whether a thread is waiting in select() for the busy workers
+_wake = [None]          # (read fd, write fd): a submission wakes the thread in select()
 _disabled = os.environ.get("TCOMP_JIT_OPTIMIZER", "").strip().lower() == "inprocess"
 #: how many worker processes this process has started (tests)
 started = 0
+#: modules the workers compiled for this process and their CPU seconds (``tcomp inspect``, tuning)
+stats = {"jobs": 0, "cpu_seconds": 0.0}
 
 
 class OptimizerDied(RuntimeError):
     """The optimizer process exited while compiling a module (LLVM aborted on it)."""
 
 
+def max_workers() -> int:
+    """The pool's bound: ``TCOMP_JIT_WORKERS``, else the CPUs this process may run on (at
+    most :data:`MAX_WORKERS`)."""
+    env = os.environ.get("TCOMP_JIT_WORKERS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, MAX_WORKERS))
+
+
+class Job:
+    """One module to compile; :func:`result` gives its ``(optimized_ir, object, declared,
+    defined)``."""
+
+    __slots__ = ("request", "reply", "tries", "done")
+
+    def __init__(self, request):
+        self.request, self.reply, self.tries, self.done = request, None, 0, False
+
+
 class _Worker:
     def __init__(self, cpu: str, features: str):
         global started
         self.owner = os.getpid()
+        self.job = None
+        self.ready = False  # its ("ready", rss) message is read before its first reply
         self.proc = subprocess.Popen([sys.executable, WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      close_fds=True)
         started += 1
+        self.base_rss = self.rss = 0
         try:
             self._send((cpu, features))
-            ready = self._receive()
         except OSError:
-            ready = None
-        if ready is None or ready[0] != "ready":
             self.close()
-            raise OSError("the LLVM optimizer process did not start")
-        self.base_rss = self.rss = ready[1]
+            raise OSError("the LLVM optimizer process did not start") from None
 
     def _send(self, obj) -> None:
         data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
@@ -73,22 +112,33 @@ class _Worker:
         data = out.read(size)
         return pickle.loads(data) if len(data) == size else None
 
-    def request(self, llvm_ir: str, level: int, loop_unrolling: bool):
+    def start_job(self, job: Job) -> bool:
+        """Send ``job``; False when the worker is gone (the job stays unsent)."""
         try:
-            self._send((llvm_ir, level, loop_unrolling))
-            reply = self._receive()
+            self._send(job.request)
         except (BrokenPipeError, OSError):
+            return False
+        self.job = job
+        return True
+
+    def finish_job(self):
+        """The busy job's reply (blocks until it comes); None when the worker died."""
+        try:
+            if not self.ready:
+                hello = self._receive()
+                if hello is None or hello[0] != "ready":
+                    return None
+                self.ready, self.base_rss = True, hello[1]
+            reply = self._receive()
+        except (OSError, pickle.UnpicklingError, EOFError):
             reply = None
-        if reply is None:
-            code = self.proc.poll()
-            self.close()
-            raise OptimizerDied(f"the LLVM optimizer process exited (status {code}) while compiling this module")
-        self.rss = reply[-1]
+        if reply is not None:
+            self.rss = reply[-1]
         return reply
 
     @property
     def worn_out(self) -> bool:
-        return self.rss - self.base_rss > RECYCLE_BYTES
+        return self.ready and self.rss - self.base_rss > RECYCLE_BYTES
 
     def close(self) -> None:
         if self.owner != os.getpid():  # a forked child's copy: drop our pipe ends, the parent keeps its own
@@ -111,51 +161,221 @@ class _Worker:
         self.proc.stdout.close()
 
 
-def compile_module(llvm_ir: str, level: int, loop_unrolling: bool, cpu: str, features: str):
-    """``(optimized_ir, object_bytes, declared_symbols, defined_functions)``, or None when
-    the worker is disabled or cannot run (the caller then optimizes in process).  Raises
-    RuntimeError for a module LLVM rejects, :class:`OptimizerDied` if LLVM aborted."""
-    global _worker, _disabled
+def _host():
+    from . import engine
+
+    engine.target_machine()
+    return engine._host
+
+
+def _new_worker():
+    """A fresh worker (appended to the pool), or None when none can be started (the pool
+    is then disabled for this process, with a warning)."""
+    global _disabled
+    try:
+        w = _Worker(*_host())
+    except OSError as exc:
+        _disabled = True
+        warnings.warn(f"tcomp: cannot start the LLVM optimizer process ({exc}); optimizing in this "
+                      "process (its memory grows by ~100 KiB per compiled function)", RuntimeWarning, stacklevel=4)
+        return None
+    _workers.append(w)
+    return w
+
+
+def _retire(w) -> None:
+    if w in _workers:
+        _workers.remove(w)
+    w.close()
+
+
+def _dispatch() -> None:
+    """Hand queued jobs to idle workers, starting workers up to the bound (lock held)."""
+    pid = os.getpid()
+    for w in [w for w in _workers if w.owner != pid or (w.job is None and (w.worn_out or w.proc.poll() is not None))]:
+        _retire(w)
+    while _queue:
+        idle = next((w for w in _workers if w.job is None), None)
+        if idle is None:
+            if len(_workers) >= max_workers():
+                return
+            idle = _new_worker()
+            if idle is None:
+                return
+        job = _queue.pop(0)
+        if not idle.start_job(job):
+            _queue.insert(0, job)
+            _retire(idle)
+
+
+def prestart(count: int = 1) -> None:
+    """Start workers so that ``count`` are alive (at most the bound), without waiting for
+    them to be ready: a compile that follows finds them started."""
+    if _disabled:
+        return
+    with _cond:
+        _dispatch()  # also drops a forked parent's or dead workers
+        while not _disabled and len(_workers) < min(count, max_workers()):
+            if _new_worker() is None:
+                return
+
+
+def submit(llvm_ir: str, level: int, loop_unrolling: bool, codegen_level: int = 3):
+    """Queue one module for a worker; returns a :class:`Job`, or None when the workers are
+    disabled or cannot run (the caller then optimizes in process)."""
     if _disabled:
         return None
-    with _lock:
-        for attempt in (1, 2):  # a worker that died (killed, or LLVM aborted) gets one fresh retry
-            if _worker is not None and (_worker.owner != os.getpid() or _worker.worn_out
-                                        or _worker.proc.poll() is not None):
-                old, _worker = _worker, None
-                old.close()
-            if _worker is None:
-                try:
-                    _worker = _Worker(cpu, features)
-                except OSError as exc:
-                    _disabled = True
-                    warnings.warn(f"tcomp: cannot start the LLVM optimizer process ({exc}); optimizing in this "
-                                  "process (its memory grows by ~100 KiB per compiled function)", RuntimeWarning,
-                                  stacklevel=3)
-                    return None
-            try:
-                reply = _worker.request(llvm_ir, level, loop_unrolling)
-                break
-            except OptimizerDied:
-                _worker = None
-                if attempt == 2:
-                    raise
+    job = Job((llvm_ir, level, loop_unrolling, codegen_level))
+    with _cond:
+        _queue.append(job)
+        _dispatch()
+        if _disabled:
+            _queue.remove(job)
+            return None
+        if _pumping[0] and _wake[0] is not None:
+            os.write(_wake[0][1], b"x")  # the thread in select() must watch the newly busy worker
+    return job
+
+
+#: the reply of a job whose workers never came up (the caller compiles it in process)
+_FALLBACK = ("fallback",)
+
+
+def _complete(w, reply) -> None:
+    """Record worker ``w``'s reply to its job (lock held)."""
+    global _disabled
+    job, w.job = w.job, None
+    if reply is None:  # the worker died: one fresh retry, then the error
+        code = w.proc.poll()
+        never_ready = not w.ready
+        _retire(w)
+        job.tries += 1
+        if job.tries < 2:
+            _queue.insert(0, job)
+            return
+        if never_ready:  # twice a worker that exited before it was ready: no pool in this process
+            _disabled = True
+            warnings.warn(f"tcomp: the LLVM optimizer process exits at start (status {code}); optimizing in "
+                          "this process (its memory grows by ~100 KiB per compiled function)", RuntimeWarning,
+                          stacklevel=2)
+            for other in _queue:
+                other.reply, other.done = _FALLBACK, True
+            _queue.clear()
+            job.reply = _FALLBACK
+        else:
+            job.reply = OptimizerDied(f"the LLVM optimizer process exited (status {code}) while compiling "
+                                      "this module")
+    else:
+        job.reply = reply
+        if reply[0] == "ok":
+            stats["jobs"] += 1
+            stats["cpu_seconds"] += reply[5]
+    job.done = True
+
+
+def _pump() -> None:
+    """Wait until some busy worker answers and record it (lock held; released while
+    waiting).  One thread waits in select() at a time; the others wait on the condition."""
+    if _pumping[0]:
+        _cond.wait(0.1)
+        return
+    busy = [w for w in _workers if w.job is not None and w.owner == os.getpid()]
+    if not busy:
+        _cond.wait(0.05)
+        return
+    if _wake[0] is None:
+        _wake[0] = os.pipe()
+    wake_r = _wake[0][0]
+    _pumping[0] = True
+    _cond.release()
+    try:
+        ready, _, _ = select.select([w.proc.stdout for w in busy] + [wake_r], [], [])
+    finally:
+        _cond.acquire()
+        _pumping[0] = False
+    if wake_r in ready:
+        os.read(wake_r, 4096)
+    for w in busy:
+        if w.proc.stdout in ready and w.job is not None:
+            _complete(w, w.finish_job())
+    _dispatch()
+    _cond.notify_all()
+
+
+def result(job: Job):
+    """``(optimized_ir, object_bytes, declared_symbols, defined_functions)`` of a submitted
+    job (``optimized_ir`` None when its level was 0), or None when no worker could start
+    (compile it in process).  Raises RuntimeError for a module LLVM rejects,
+    :class:`OptimizerDied` if LLVM aborted on it twice."""
+    with _cond:
+        while not job.done:
+            _dispatch()
+            if _disabled and job in _queue:  # the pool went away with this job queued
+                _queue.remove(job)
+                return None
+            if not job.done:
+                _pump()
+    reply = job.reply
+    if reply is _FALLBACK:
+        return None
+    if isinstance(reply, Exception):
+        raise reply
     if reply[0] == "ok":
         return reply[1:5]
     _, kind, message, _ = reply
     raise RuntimeError(f"{message}" if kind == "RuntimeError" else f"{kind}: {message}")
 
 
+def compile_module(llvm_ir: str, level: int, loop_unrolling: bool, cpu: str = "", features: str = "",
+                   codegen_level: int = 3):
+    """One module, waited for: ``(optimized_ir, object_bytes, declared_symbols,
+    defined_functions)``, or None when the workers are disabled (see :func:`result`).
+    ``cpu``/``features`` are the engine's (kept for older callers; the pool reads them)."""
+    job = submit(llvm_ir, level, loop_unrolling, codegen_level)
+    if job is None:
+        return None
+    out = result(job)
+    if out is None:
+        return None
+    return (llvm_ir if out[0] is None else out[0],) + tuple(out[1:])
+
+
 def worker_rss() -> int | None:
-    """Resident bytes of the optimizer process after its last compile (None: not running)."""
-    w = _worker
-    return None if w is None else w.rss
+    """Resident bytes of the most recently used worker after its last compile (None: none
+    running)."""
+    live = [w for w in _workers if w.ready]
+    return None if not live else live[-1].rss
+
+
+def workers() -> int:
+    """How many worker processes this process has alive (tests)."""
+    with _cond:
+        return len([w for w in _workers if w.owner == os.getpid()])
+
+
+def _after_fork_in_child() -> None:
+    global _cond
+    _cond = threading.Condition(threading.Lock())
+    for w in list(_workers):
+        w.close()  # the parent's: only our pipe ends are dropped
+    _workers.clear()
+    _queue.clear()
+    _pumping[0] = False
+    if _wake[0] is not None:
+        for fd in _wake[0]:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        _wake[0] = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register
 def _shutdown() -> None:
-    global _worker
-    with _lock:
-        if _worker is not None:
-            _worker.close()
-            _worker = None
+    with _cond:
+        for w in list(_workers):
+            _retire(w)

@@ -41,7 +41,7 @@ from tcomp.ir import dtypes as dt
 from tcomp.ir.types import TupleType
 from tcomp.passes.kernel_program import KernelProgram, program_hash
 
-from . import host_loops
+from . import host_loops, host_pointers
 from . import irutil as u
 from .emitter_view import EmitterView
 from .host_plan import PlanEmitter, reg_index, truth
@@ -50,6 +50,9 @@ from .templates import KernelTemplates
 
 #: a kernel with more parameter slots than this gets them from a constant table (one call)
 TABLE_FILL_MIN = 16
+#: from this many kernels (plus a quarter of the shape program's instructions) the entries
+#: are compiled without IR passes and with FastISel (:meth:`HostProgram.emit_parts`)
+HOST_FAST_MIN = 128
 #: kernel kinds ``run`` emits itself (no graph node or no lowering of their own)
 HOST_KINDS = ("scalar", "loop", "branch")
 
@@ -184,6 +187,9 @@ class HostProgram:
         self.n_dims = off
         self.plan_name, self.run_name = f"{self.symbol}_plan", f"{self.symbol}_run"
         self._globals: dict = {}
+        self._kernel_fns = None  # emitted ahead of ``run`` by emit_parts
+        self._consts: dict = {}  # constant value -> its module global
+        self._const_gv, self._const_index = None, {}
 
     # -- plan -------------------------------------------------------------------------------------
     def emit_plan(self) -> None:
@@ -200,14 +206,16 @@ class HostProgram:
         self._regs = regs
         self._regval: dict = {}  # (block, register) -> its i64 load in that block
         self._ptr: dict = {}     # (block, value) -> its data pointer in that block
-        self._consts: dict = {}  # constant value -> its module global
         self._tables: dict = {}  # parameter-table contents -> its module global (_fill_from_table)
+        self._ptables: dict = {}  # pointer-recipe table contents -> its module global (host_pointers)
         self._hoisting = False
         self._args = (inputs, outputs, ws)
-        kernel_fns = self._emit_kernels()
+        kernel_fns = self._kernel_fns if self._kernel_fns is not None else self._emit_kernels()
         self._nested = host_loops.prepare(self)  # loop and branch kernels' nested programs
         width = max([len(s) for _, s in kernel_fns.values()] + [1])
         table = b.alloca(u.I64, size=width, name="params")
+        nptr = max([len(k.writes) + len(self._leaves[k.node]) for k in kp.kernels if k.node in self._leaves] + [1])
+        ptr_array = b.alloca(u.PTR, size=nptr, name="ptrs") if nptr > host_pointers.DIRECT_PTRS else None
         for pos, k in enumerate(kp.kernels):
             if k.kind == "scalar":
                 self._store_scalar(k)
@@ -231,8 +239,11 @@ class HostProgram:
                 for i, r in enumerate(refs):
                     b.store(self._param(r), b.gep(table, [ir.Constant(u.I64, i)], source_etype=u.I64, inbounds=True))
             leaves = self._leaves[k.node]
-            ptrs = [self.ptr(w) for w in k.writes] + [self.ptr(sites.value_of[leaf].id) for leaf in leaves]
-            rc = b.call(kfn, ptrs + [table])
+            values = list(k.writes) + [sites.value_of[leaf].id for leaf in leaves]
+            if len(values) > host_pointers.DIRECT_PTRS:
+                rc = host_pointers.emit_call(self, kfn, values, table, ptr_array)
+            else:
+                rc = b.call(kfn, [self.ptr(v) for v in values] + [table])
             fail, ok = fn.append_basic_block(f"fail{pos}"), fn.append_basic_block(f"ok{pos}")
             b.cbranch(b.icmp_signed("!=", rc, ir.Constant(u.I32, 0)), fail, ok)
             b.position_at_end(fail)
@@ -387,6 +398,31 @@ class HostProgram:
         finally:
             self._hoisting = False
 
+    def const_slot(self, v: int) -> int:
+        """Value ``v``'s index in :meth:`const_table`."""
+        self.const_table()
+        return self._const_index[v]
+
+    def const_table(self):
+        """``[C x ptr]``: every constant value's module global (for ``host_pointers``)."""
+        if self._const_gv is None:
+            ids = [val.id for val in self.kp.values if val.storage.kind == "constant"]
+            if not ids:
+                self._const_gv = ir.Constant(u.PTR, None)
+                return self._const_gv
+            gvs = []
+            for v in ids:
+                if v not in self._consts:
+                    self._consts[v] = self._constant(v)
+                gvs.append(self._consts[v])
+            aty = ir.ArrayType(u.PTR, len(gvs))
+            gv = ir.GlobalVariable(self.module, aty, name=f"{self.symbol}_consts")
+            gv.linkage = "internal"
+            gv.global_constant = True
+            gv.initializer = ir.Constant(aty, gvs)
+            self._const_gv, self._const_index = gv, {v: i for i, v in enumerate(ids)}
+        return self._const_gv
+
     def _constant(self, v):
         data = np.ascontiguousarray(self.kp.values[v].storage.data.value)
         raw = data.tobytes() or b"\0"
@@ -471,6 +507,48 @@ class HostProgram:
         u.loop_nest(b, dims, lambda idx: d.store(b, s.load(b, idx), idx), name="c")
         b.ret_void()
         return fn
+
+    # -- several modules ----------------------------------------------------------------------------
+    def splittable(self) -> bool:
+        """Whether :meth:`emit_parts` may split the module: not with loop or branch kernels
+        (their nested ``plan``/``run`` run at every step and are linked into the outer module)."""
+        return not any(k.kind in host_loops.CONTROL_KINDS for k in self.kp.kernels)
+
+    def host_is_large(self) -> bool:
+        """Whether ``plan``/``run`` get a module of their own and the fast pipeline."""
+        return len(self.kp.kernels) + len(self.kp.shape.insts) // 4 >= HOST_FAST_MIN
+
+    def emit_parts(self, groups: int):
+        """The module as ``engine.Part`` s compiled at the same time (``split_module``): the
+        kernels are emitted first and yielded in up to ``groups`` modules, so they compile
+        while this process emits ``plan``/``run``; then the entries.  For a large program
+        (:meth:`host_is_large`) the entries are a module of their own compiled without IR
+        passes and with FastISel: straight-line code run once per call, on which LLVM's O3
+        (SLP vectorizer, greedy register allocation, SelectionDAG over huge blocks) was most
+        of a deep gradient's compile while it made the call only microseconds faster.
+        Otherwise they join the lightest kernel module (at O3)."""
+        from tcomp.runtime.engine import Part
+
+        from .split_module import Splitter
+
+        if not self.splittable():
+            raise TypeError("cpu backend: a program with loop or branch kernels is one module (emit())")
+        large = self.host_is_large()
+        self._kernel_fns = self._emit_kernels()
+        for k in self.kp.kernels:  # the output copies are kernels too (O3, with the kernels)
+            if k.kind not in HOST_KINDS and (k.node is None or k.node not in self.sites.kernel_of):
+                src = self.kp.values[k.args[0].value]
+                self._copy_fn(src.dtype, src.ndim)
+        if large:  # the entries' helpers run per kernel call: O3, with the kernels
+            self._fill_fn()
+            host_pointers.fill_fn(self.module, self.symbol)
+        splitter = Splitter(self.module)
+        for text in splitter.kernel_parts(groups, hold_one=not large):
+            yield Part(text, 3, False, 3)
+        self.emit_plan()
+        self.emit_run()
+        text = splitter.host_part()
+        yield Part(text, 0, False, 0) if large else Part(text, 3, False, 3)
 
     # -- all --------------------------------------------------------------------------------------
     def emit(self) -> str:

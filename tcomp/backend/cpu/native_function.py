@@ -57,20 +57,45 @@ class _Native:
     """One program's loaded code (shared by the functions of one program hash)."""
 
     def __init__(self, hp: HostProgram):
-        self._hp, self._text = hp, None
+        self._hp, self._text, self._parts = hp, None, False
         # the module text is made only on a compile-cache miss (a warm start links the stored object)
-        self.library = engine.load(self._emit, exports=[hp.plan_name, hp.run_name], loop_unrolling=False,
-                                   cache_key=cache_key(hp))
+        groups = _kernel_groups(hp)
+        make = self._emit if groups == 0 else functools.partial(self._emit_parts, groups)
+        workers = max(groups, 1) + (groups > 0 and hp.host_is_large())
+        self.library = engine.load(make, exports=[hp.plan_name, hp.run_name], loop_unrolling=False,
+                                   cache_key=cache_key(hp), workers=workers)
         self.plan_addr = self.library.address(hp.plan_name)
         self.run_addr = self.library.address(hp.run_name)
 
+    def _emit_parts(self, groups: int):
+        """The program as several modules compiled at once (``HostProgram.emit_parts``)."""
+        self._parts = True
+        yield from self._hp.emit_parts(groups)
+
     def _emit(self) -> str:
         if self._text is None:
-            self._text = self._hp.emit()
+            hp = self._hp
+            if self._parts:  # compiled as parts: the one-module text emitted afresh
+                hp = HostProgram(hp.kp, hp.g, symbol=hp.symbol)
+            self._text = hp.emit()
         return self._text
 
     #: the module before optimization (emitted on first use after a compile-cache hit)
     text = property(_emit)
+
+
+#: programs with fewer kernels than this are one module (splitting costs more than it saves)
+SPLIT_MIN_KERNELS = 4
+
+
+def _kernel_groups(hp: HostProgram) -> int:
+    """How many kernel modules ``hp`` is compiled as (0: one module, kernels and entries):
+    one per optimizer process the machine can run at once, for a program with enough kernels."""
+    from tcomp.runtime import optimizer
+
+    if not hp.splittable() or len(hp.kp.kernels) < SPLIT_MIN_KERNELS:
+        return 0
+    return optimizer.max_workers()
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,0 +1,212 @@
+"""Cutting one emitted llvmlite module into several modules compiled at the same time.
+
+Why: LLVM compiles one module on one core, and a big program's module (hundreds of
+kernels, or a deep gradient's huge ``plan``/``run``) took seconds; the machine has more
+cores and the optimizer runs in a pool of processes (``tcomp.runtime.optimizer``).  Also
+the entries and the kernels want different pipelines: the kernels O3 with the
+vectorizers, the huge straight-line entries of a large program no IR passes and FastISel
+(``HostProgram.emit_parts`` says why).
+
+How: the module is emitted as for one module (kernel deduplication and templates
+unchanged), in two phases.  After the kernels are emitted, :meth:`Splitter.kernel_parts`
+groups them and returns their modules, so the caller can hand them to the optimizer while
+it emits and prints ``plan``/``run``; :meth:`Splitter.host_part` then makes the module of
+everything defined since (the entries and their helpers).  References are read from the
+printed text of each definition (``@"name"``: every global llvmlite prints is quoted), so
+nothing of llvmlite's object model beyond printing is relied on.
+
+* Cheap, read-only definitions (``alwaysinline`` functions such as the math library,
+  internal constants) are copied into every module that uses them: LLVM still sees their
+  values and bodies.
+* Kernel-side definitions that reference each other (a kernel, its parallel worker and
+  the pool task; a worker shared by structurally equal kernels) stay together: connected
+  components, packed into the groups by size (largest first onto the lightest group).
+* A definition used from another module is made ``hidden`` (visible inside the one JIT
+  library the objects are linked into, never exported) and declared where it is used.
+  The kernels the entries will call are the kernel side's roots (definitions no other
+  kernel-side definition uses), hidden before their modules are printed.
+"""
+from __future__ import annotations
+
+import re
+
+from llvmlite import ir
+
+_REF = re.compile(r'@"((?:[^"\\]|\\.)*)"')
+
+
+def _defined(gv) -> bool:
+    if isinstance(gv, ir.Function):
+        return bool(gv.blocks)
+    return getattr(gv, "initializer", None) is not None
+
+
+def _copyable(gv) -> bool:
+    """Read-only code or data that each module may have its own copy of."""
+    if gv.linkage not in ("internal", "private"):
+        return False
+    if isinstance(gv, ir.Function):
+        return "alwaysinline" in gv.attributes
+    return bool(getattr(gv, "global_constant", False))
+
+
+def _declaration(gv) -> str:
+    if isinstance(gv, ir.Function):
+        ft = gv.ftype
+        args = ", ".join(str(t) for t in ft.args)
+        if ft.var_arg:
+            args += ", ..." if args else "..."
+        return f'declare {ft.return_type} {gv.get_reference()}({args})'
+    return f'{gv.get_reference()} = external global {gv.value_type}'
+
+
+class _Union:
+    def __init__(self):
+        self.parent: dict = {}
+
+    def find(self, x):
+        root = x
+        while self.parent.setdefault(root, root) != root:
+            root = self.parent[root]
+        while x != root:
+            self.parent[x], x = root, self.parent[x]
+        return root
+
+    def join(self, a, b) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[ra] = rb
+
+
+class Splitter:
+    """The two phases over one module (see the module docstring)."""
+
+    def __init__(self, module: ir.Module):
+        self.module = module
+        self.text: dict = {}   # definition name -> its printed text
+        self.refs: dict = {}   # definition name -> names of the definitions it references
+        self.owner: dict = {}  # non-copyable definition name -> module index
+        self.done: set = set()  # definitions already in a returned module
+        self._held = None       # (index, extern, body) of a group kept back for the host
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _defs(self) -> dict:
+        return {name: gv for name, gv in self.module.globals.items() if _defined(gv)}
+
+    def _printed(self, name: str) -> str:
+        t = self.text.get(name)
+        if t is None:
+            t = self.text[name] = str(self.defs[name])
+            self.refs[name] = {r for r in _REF.findall(t) if r in self.defs and r != name}
+        return t
+
+    def _closure(self, names) -> set:
+        """``names`` plus the copyable definitions they use (transitively)."""
+        out, todo = set(names), list(names)
+        while todo:
+            for r in self.refs[todo.pop()]:
+                if r in self.copyable and r not in out:
+                    self._printed(r)
+                    out.add(r)
+                    todo.append(r)
+        return out
+
+    def _layout(self, names, index):
+        order = self.order
+        body = sorted(self._closure(names), key=order.get)
+        extern = sorted({r for n in body for r in self.refs[n]
+                         if r not in self.copyable and self.owner.get(r, index) != index}, key=order.get)
+        return extern, body
+
+    def _hide(self, names) -> None:
+        for r in names:  # used from another module: visible in the library only
+            gv = self.defs[r]
+            if gv.linkage in ("internal", "private"):
+                gv.linkage = "hidden"
+                self.text[r] = str(gv)
+
+    def _emit(self, extern, body) -> str:
+        m = self.module
+        lines = [f'; ModuleID = "{m.name}"', f'target triple = "{m.triple}"',
+                 f'target datalayout = "{m.data_layout}"', '']
+        lines += [it.get_declaration() for it in m.get_identified_types().values()]
+        lines += [str(gv) for gv in m.globals.values() if not _defined(gv)]
+        lines += [_declaration(self.defs[r]) for r in extern]
+        lines += [self.text[n] for n in body]
+        return "\n".join(lines + m._get_metadata_lines())
+
+    def _refresh(self) -> None:
+        self.defs = self._defs()
+        self.order = {name: k for k, name in enumerate(self.module.globals)}
+        self.copyable = {name for name, gv in self.defs.items() if _copyable(gv)}
+
+    # -- phases ---------------------------------------------------------------------------------
+    def kernel_parts(self, groups: int, hold_one: bool) -> list:
+        """Module texts of the kernels defined so far, in up to ``groups`` modules;
+        ``hold_one``: the lightest group is kept back to be the host's module."""
+        self._refresh()
+        union = _Union()
+        start = [n for n, gv in self.defs.items() if n not in self.copyable and isinstance(gv, ir.Function)]
+        seen, todo = set(start), list(start)
+        while todo:
+            name = todo.pop()
+            self._printed(name)
+            union.find(name)
+            for r in self.refs[name]:
+                if r not in self.copyable:
+                    union.join(name, r)
+                if r not in seen:
+                    seen.add(r)
+                    todo.append(r)
+        members: dict = {}
+        for name in seen:
+            if name not in self.copyable:
+                members.setdefault(union.find(name), []).append(name)
+        size = self.text
+
+        comps = sorted(members.values(), key=lambda ms: -sum(len(size[m]) for m in ms))
+        bins = [[] for _ in range(max(1, min(groups, len(comps))))]
+        load = [0] * len(bins)
+        for ms in comps:
+            i = load.index(min(load))
+            bins[i].extend(ms)
+            load[i] += sum(len(size[m]) for m in ms)
+        for i, ms in enumerate(bins):
+            for name in ms:
+                self.owner[name] = i
+        self.n_groups = len(bins)
+        layouts = [self._layout(ms, i) for i, ms in enumerate(bins)]
+        used = {r for name in seen for r in self.refs[name]}
+        self._hide([r for extern, _ in layouts for r in extern] +
+                   [n for n in seen if n not in used and n not in self.copyable])
+        held = load.index(min(load)) if hold_one and comps else None
+        out = []
+        for i, (extern, body) in enumerate(layouts):
+            if i == held:
+                self._held = (i, extern, body)
+            elif body:
+                self.done.update(body)
+                out.append(self._emit(extern, body))
+        return out
+
+    def host_part(self) -> str:
+        """The module of everything defined since :meth:`kernel_parts` (with the held group)."""
+        self._refresh()
+        index = self._held[0] if self._held is not None else getattr(self, "n_groups", 0)
+        names = [n for n in self.defs if n not in self.owner and n not in self.copyable]
+        for n in names:
+            self.owner[n] = index
+            self._printed(n)
+        extern, body = self._layout(names, index)
+        late = [r for r in extern if self.defs[r].linkage in ("internal", "private")]
+        if any(r in self.done for r in late):
+            raise RuntimeError(f"split_module: the entries use {late[0]!r}, internal to a module already made")
+        self._hide(late)
+        if self._held is not None:
+            _, k_extern, k_body = self._held
+            body = sorted(set(body) | set(k_body), key=self.order.get)
+            extern = sorted((set(extern) | set(k_extern)) - set(body), key=self.order.get)
+        return self._emit(extern, body)
+
+
+__all__ = ["Splitter"]
