@@ -144,7 +144,8 @@ def _optimize_scan(g: Graph, n: int) -> bool:
         outer_of[ni] = outer_of[v]
     # products with an invariant matrix: of sequence rows (x_t W) before the loop, of another
     # stored result (d_t W^T) after it (scan_pushout.py)
-    is_inv = invariant.__contains__
+    def is_inv(v):
+        return v in invariant or v in const_like
     pushed = [] if attrs["until"] else push_out_products(g, bg, operands, {seq_in[k]: 1 + k for k in keep_seq},
                                                         is_inv, outer_of)
     kept = keep_rec + [n_rec + j for j in keep_nit]

@@ -207,3 +207,19 @@ def test_until_keeps_the_product_in_the_loop():
         if h.sum() > 1.5:
             break
     np.testing.assert_allclose(f(xv, Wv, Uv), np.stack(want), rtol=1e-12)
+
+
+def test_product_with_a_constant_matrix_goes_before_the_loop():
+    rng = np.random.default_rng(5)
+    Wc, xv, Uv = rng.standard_normal((3, 4)), rng.standard_normal((5, 2, 3)), rng.standard_normal((4, 4)) * 0.3
+    x, U = T.dtensor3("x"), T.dmatrix("U")
+    hs, _ = tcomp.scan(lambda xt, h, U: T.tanh(T.dot(xt, T.constant(Wc)) + T.dot(h, U)), sequences=x,
+                       outputs_info=T.zeros((2, 4), "float64"), non_sequences=U)
+    f = tcomp.function([x, U], hs)
+    (body,), _ = _loops(f)
+    assert _count(body, "dot") == 1
+    h, want = np.zeros((2, 4)), []
+    for t in range(5):
+        h = np.tanh(xv[t] @ Wc + h @ Uv)
+        want.append(h)
+    np.testing.assert_allclose(f(xv, Uv), np.stack(want), rtol=1e-12)
