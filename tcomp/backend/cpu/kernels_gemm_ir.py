@@ -185,38 +185,54 @@ def _pack_b(b, cfg, et, kc, nc, B, rsb, csb, Bp):
         width = _min(b, c64(NR), b.sub(nc, j0))
         full = b.icmp_signed("==", width, c64(NR))
         rows = b.and_(b.icmp_signed("==", csb, c64(1)), full)
-        cols = b.and_(b.icmp_signed("==", rsb, c64(1)), full)
-        with b.if_else(rows) as (then, other):
-            with then:  # rows of B contiguous: NV vector copies per k
-                def krow(k):
+        cols = b.icmp_signed("==", rsb, c64(1))  # (a partial panel too: its columns past width are zeros)
+        partial_rows = b.and_(b.icmp_signed("==", csb, c64(1)), b.not_(b.or_(full, cols)))
+        with b.if_else(partial_rows) as (pr, whole):
+            with pr:
+                def prow(k):  # the last, partial panel of row-contiguous B: width copies, then zeros
                     src = _gep(b, B, et, b.add(b.mul(k, rsb), j0))
                     d = _gep(b, dst, et, b.mul(k, c64(NR)))
-                    for v in range(NV):
-                        x = b.load(_gep(b, src, et, c64(v * W)), typ=vt, align=cfg.es)
-                        b.store(x, _gep(b, d, et, c64(v * W)), align=palign)
-                u.for_range(b, kc, krow, name="pbk")
-            with other:
-                kmain = b.select(cols, b.mul(b.sdiv(kc, c64(TB)), c64(TB)), c64(0))
+                    u.for_range(b, width, lambda j: b.store(b.load(_gep(b, src, et, j), typ=et), _gep(b, d, et, j)),
+                                name="pbpj")
+                    u.for_range(b, c64(NR), lambda j: b.store(zero, _gep(b, d, et, j)), start=width, name="pbpz")
+                u.for_range(b, kc, prow, name="pbpk")
+            with whole:
+                with b.if_else(rows) as (then, other):
+                    with then:  # rows of B contiguous: NV vector copies per k
+                        def krow(k):
+                            src = _gep(b, B, et, b.add(b.mul(k, rsb), j0))
+                            d = _gep(b, dst, et, b.mul(k, c64(NR)))
+                            for v in range(NV):
+                                x = b.load(_gep(b, src, et, c64(v * W)), typ=vt, align=cfg.es)
+                                b.store(x, _gep(b, d, et, c64(v * W)), align=palign)
+                        u.for_range(b, kc, krow, name="pbk")
+                    with other:
+                        kmain = b.select(cols, b.mul(b.sdiv(kc, c64(TB)), c64(TB)), c64(0))
 
-                def kblock(t):  # a transposed B: TB contiguous k of each column, TB scalar stores
-                    k0 = b.mul(t, c64(TB))
+                        def kblock(t):  # a transposed B: TB contiguous k of each column, TB scalar stores
+                            k0 = b.mul(t, c64(TB))
 
-                    def col(j):
-                        x = b.load(_gep(b, B, et, b.add(b.mul(b.add(j0, j), csb), k0)), typ=vt8, align=cfg.es)
-                        for q in range(TB):
-                            d = _gep(b, dst, et, b.add(b.mul(b.add(k0, c64(q)), c64(NR)), j))
-                            b.store(b.extract_element(x, ir.Constant(u.I32, q)), d)
-                    u.for_range(b, c64(NR), col, name="pbj8")
-                u.for_range(b, b.sdiv(kmain, c64(TB)), kblock, name="pbk8")
+                            def col(j):
+                                x = b.load(_gep(b, B, et, b.add(b.mul(b.add(j0, j), csb), k0)), typ=vt8, align=cfg.es)
+                                for q in range(TB):
+                                    d = _gep(b, dst, et, b.add(b.mul(b.add(k0, c64(q)), c64(NR)), j))
+                                    b.store(b.extract_element(x, ir.Constant(u.I32, q)), d)
+                            u.for_range(b, width, col, name="pbj8")
 
-                def krow(k):  # any strides, zero padding beyond the last column
-                    def col(j):
-                        inside = b.icmp_signed("<", j, width)
-                        jj = b.select(inside, b.add(j0, j), c64(0))
-                        x = b.load(_gep(b, B, et, b.add(b.mul(k, rsb), b.mul(jj, csb))), typ=et)
-                        b.store(b.select(inside, x, zero), _gep(b, dst, et, b.add(b.mul(k, c64(NR)), j)))
-                    u.for_range(b, c64(NR), col, name="pbj")
-                u.for_range(b, kc, krow, start=kmain, name="pbk2")
+                            def pad(j):
+                                for q in range(TB):
+                                    b.store(zero, _gep(b, dst, et, b.add(b.mul(b.add(k0, c64(q)), c64(NR)), j)))
+                            u.for_range(b, c64(NR), pad, start=width, name="pbz8")
+                        u.for_range(b, b.sdiv(kmain, c64(TB)), kblock, name="pbk8")
+
+                        def krow(k):  # any strides, zero padding beyond the last column
+                            def col(j):
+                                inside = b.icmp_signed("<", j, width)
+                                jj = b.select(inside, b.add(j0, j), c64(0))
+                                x = b.load(_gep(b, B, et, b.add(b.mul(k, rsb), b.mul(jj, csb))), typ=et)
+                                b.store(b.select(inside, x, zero), _gep(b, dst, et, b.add(b.mul(k, c64(NR)), j)))
+                            u.for_range(b, c64(NR), col, name="pbj")
+                        u.for_range(b, kc, krow, start=kmain, name="pbk2")
     u.for_range(b, _cdiv(b, nc, NR), panel, name="pbp")
 
 
