@@ -134,67 +134,109 @@ def _gemm(ctx, cfg, M, N, K, A, rsa, csa, B, rsb, csb, C) -> None:
                     c64(0)])
 
 
+def _chunk(b, geo: _Geom, es: int):
+    """Images per product: the packed (CKK + O) x P columns of a chunk under CHUNK_BYTES."""
+    per_image = b.mul(b.add(geo.CKK, u.i64(geo.O)), b.mul(geo.P, c64(es)))
+    chunk = b.sdiv(c64(CHUNK_BYTES), b.select(b.icmp_signed("<", per_image, c64(1)), c64(1), per_image))
+    chunk = b.select(b.icmp_signed(">", chunk, u.i64(geo.N)), u.i64(geo.N), chunk)
+    return b.select(b.icmp_signed("<", chunk, c64(1)), c64(1), chunk)
+
+
+def _gy_columns(b, geo: _Geom, GY, nn, m, dst, ld, et, dtype):
+    """gy_n as columns ``m*P .. (m+1)*P`` of the O-row matrix at ``dst`` (row stride ``ld``)."""
+    u.loop_nest(b, [geo.O, geo.OH, geo.OW], lambda idx: u.store_value(
+        b, GY.load(b, [nn] + idx), _gep(b, dst, et, b.add(b.mul(idx[0], ld), b.add(
+            b.mul(m, geo.P), b.add(b.mul(idx[1], u.i64(geo.OW)), idx[2])))), dtype), name="gyc")
+
+
+def _chunked(ctx, cfg, x, w, y, op, per_chunk):
+    """Chunks of images across threads: ``per_chunk(geo, n0, cnt, kp)`` in the worker (its own
+    scratch), ``kp`` the columns of a chunk's packed matrices."""
+    b = ctx.b
+    geo = _Geom(ctx, op, ctx.refs[x] if x is not None else ctx.out, ctx.refs[w], ctx.refs[y] if y is not None
+                else ctx.out)
+    chunk = _chunk(b, geo, cfg.es)
+    nchunks = b.sdiv(b.add(u.i64(geo.N), b.sub(chunk, c64(1))), chunk)
+    work = b.mul(b.mul(u.i64(geo.N), u.i64(geo.O)), b.sdiv(b.mul(geo.P, geo.CKK), c64(64)))
+
+    def body(lo, hi):
+        b = ctx.b
+        geo = _Geom(ctx, op, ctx.refs[x] if x is not None else ctx.out, ctx.refs[w], ctx.refs[y] if y is not None
+                    else ctx.out)
+        chunk = _chunk(b, geo, cfg.es)
+        kp = b.mul(chunk, geo.P)
+        state = per_chunk(geo, None, None, kp)  # scratch, allocated once per worker
+
+        def one(t):
+            n0 = b.mul(t, chunk)
+            end = b.add(n0, chunk)
+            cnt = b.sub(b.select(b.icmp_signed("<", end, u.i64(geo.N)), end, u.i64(geo.N)), n0)
+            per_chunk(geo, n0, cnt, kp, state)
+        u.for_range(b, hi, one, start=lo, name="chunk")
+        for raw in state["raw"]:
+            _free(b, ctx.fn.module, raw)
+    P.parallel_for(ctx, nchunks, body, work=work, pieces=1)
+
+
 def lower_conv2d(ctx: KernelCtx) -> None:
+    """y for a chunk of images: Wm @ [Cols_n0 .. ] (O x cnt*P), then scattered into y's
+    (n, o, p) order (one copy per O x CKK multiply-adds)."""
     g, n = ctx.g, ctx.n
     xn, wn = g.operands(n)
     cfg = GM.Config(g.type(n).dtype)
-    b = ctx.b
-    geo = _Geom(ctx, "conv2d", ctx.refs[xn], ctx.refs[wn], ctx.out)
-    work = b.mul(b.mul(u.i64(geo.N), u.i64(geo.O)), b.sdiv(b.mul(geo.P, geo.CKK), c64(64)))
+    et, dtype = u.value_type(cfg.dtype), cfg.dtype
 
-    def body(lo, hi):
-        b, module = ctx.b, ctx.fn.module
+    def per_chunk(geo, n0, cnt, kp, state=None):
+        b = ctx.b
         X, W, Y = ctx.refs[xn], ctx.refs[wn], ctx.out
-        geo = _Geom(ctx, "conv2d", X, W, Y)
-        et, dtype = u.value_type(cfg.dtype), cfg.dtype
-        raw_w, wm = _malloc(ctx, b.mul(u.i64(geo.O), geo.CKK), cfg.es)
-        raw_c, cols = _malloc(ctx, b.mul(geo.CKK, geo.P), cfg.es)
-        _filters(b, geo, W, wm, et, dtype)
-        yimg = b.mul(u.i64(geo.O), geo.P)
-
-        def image(nn):
-            _im2col(b, geo, X, nn, cols, geo.P, et, dtype)
-            _gemm(ctx, cfg, u.i64(geo.O), geo.P, geo.CKK, wm, geo.CKK, c64(1), cols, geo.P, c64(1),
-                  _gep(b, Y.ptr, et, b.mul(nn, yimg)))
-        u.for_range(b, hi, image, start=lo, name="img")
-        _free(b, module, raw_w)
-        _free(b, module, raw_c)
-    P.parallel_for(ctx, u.i64(geo.N), body, work=work, pieces=1)
+        if state is None:
+            raw_w, wm = _malloc(ctx, b.mul(u.i64(geo.O), geo.CKK), cfg.es)
+            raw_c, cols = _malloc(ctx, b.mul(geo.CKK, kp), cfg.es)
+            raw_y, yc = _malloc(ctx, b.mul(u.i64(geo.O), kp), cfg.es)
+            _filters(b, geo, W, wm, et, dtype)
+            return {"raw": (raw_w, raw_c, raw_y), "wm": wm, "cols": cols, "yc": yc}
+        cols, yc = state["cols"], state["yc"]
+        u.for_range(b, cnt, lambda m: _im2col(b, geo, X, b.add(n0, m), _gep(b, cols, et, b.mul(m, geo.P)), kp, et,
+                                              dtype), name="img")
+        _gemm(ctx, cfg, u.i64(geo.O), b.mul(cnt, geo.P), geo.CKK, state["wm"], geo.CKK, c64(1), cols, kp, c64(1), yc)
+        ldy = b.mul(cnt, geo.P)  # (the product's row stride: C is contiguous O x cnt*P)
+        u.loop_nest(b, [cnt, u.i64(geo.O), geo.P], lambda idx: u.store_value(
+            b, u.load_value(b, _gep(b, yc, et, b.add(b.mul(idx[1], ldy), b.add(b.mul(idx[0], geo.P), idx[2]))), dtype),
+            _gep(b, Y.ptr, et, b.add(b.mul(b.add(n0, idx[0]), b.mul(u.i64(geo.O), geo.P)),
+                                     b.add(b.mul(idx[1], geo.P), idx[2]))), dtype), name="ys")
+    _chunked(ctx, cfg, xn, wn, None, "conv2d", per_chunk)
 
 
 def lower_conv2d_grad_input(ctx: KernelCtx) -> None:
+    """dCols for a chunk of images: Wm^T @ [gy_n0 .. ] (CKK x cnt*P), then col2im adds each
+    entry into gx."""
     g, n = ctx.g, ctx.n
     gyn, wn = g.operands(n)[:2]
     cfg = GM.Config(g.type(n).dtype)
-    b = ctx.b
+    et, dtype = u.value_type(cfg.dtype), cfg.dtype
+    zero = u.const(dtype, 0)
 
-    def geom(GY, W, GX):
-        return _Geom(ctx, "conv2d_grad_input", GX, W, GY)
-    geo = geom(ctx.refs[gyn], ctx.refs[wn], ctx.out)
-    work = b.mul(b.mul(u.i64(geo.N), u.i64(geo.O)), b.sdiv(b.mul(geo.P, geo.CKK), c64(64)))
-
-    def body(lo, hi):
-        b, module = ctx.b, ctx.fn.module
+    def per_chunk(geo, n0, cnt, kp, state=None):
+        b = ctx.b
         GY, W, GX = ctx.refs[gyn], ctx.refs[wn], ctx.out
-        geo = geom(GY, W, GX)
-        et, dtype = u.value_type(cfg.dtype), cfg.dtype
-        raw_w, wm = _malloc(ctx, b.mul(u.i64(geo.O), geo.CKK), cfg.es)
-        raw_c, dcols = _malloc(ctx, b.mul(geo.CKK, geo.P), cfg.es)
-        raw_g, gyc = _malloc(ctx, b.mul(u.i64(geo.O), geo.P), cfg.es)
-        _filters(b, geo, W, wm, et, dtype)
-        zero = u.const(dtype, 0)
+        if state is None:
+            raw_w, wm = _malloc(ctx, b.mul(u.i64(geo.O), geo.CKK), cfg.es)
+            raw_c, dcols = _malloc(ctx, b.mul(geo.CKK, kp), cfg.es)
+            raw_g, gyc = _malloc(ctx, b.mul(u.i64(geo.O), kp), cfg.es)
+            _filters(b, geo, W, wm, et, dtype)
+            return {"raw": (raw_w, raw_c, raw_g), "wm": wm, "dcols": dcols, "gyc": gyc}
+        dcols, gyc = state["dcols"], state["gyc"]
+        ld = b.mul(cnt, geo.P)
+        u.for_range(b, cnt, lambda m: _gy_columns(b, geo, GY, b.add(n0, m), m, gyc, ld, et, dtype), name="img")
+        _gemm(ctx, cfg, geo.CKK, ld, u.i64(geo.O), state["wm"], c64(1), geo.CKK, gyc, ld, c64(1), dcols)
 
-        def image(nn):
-            # gy_n as a contiguous O x P matrix (gy may be any view)
-            u.loop_nest(b, [geo.O, geo.OH, geo.OW], lambda idx: u.store_value(
-                b, GY.load(b, [nn] + idx), _gep(b, gyc, et, b.add(b.mul(idx[0], geo.P), b.add(
-                    b.mul(idx[1], u.i64(geo.OW)), idx[2]))), dtype), name="gyc")
-            _gemm(ctx, cfg, geo.CKK, geo.P, u.i64(geo.O), wm, c64(1), geo.CKK, gyc, geo.P, c64(1), dcols)
+        def image(m):
+            nn = b.add(n0, m)
             u.loop_nest(b, [geo.C, geo.H, geo.Wd], lambda idx: GX.store(b, zero, [nn] + idx), name="gxz")
 
             def tap(q, c, a, bb, irange, jrange):
                 (i0, i1), (j0, j1) = irange, jrange
-                rowp = _gep(b, dcols, et, b.mul(q, geo.P))
+                rowp = _gep(b, dcols, et, b.add(b.mul(q, ld), b.mul(m, geo.P)))
 
                 def orow(i):
                     r = _pos(b, i, a, geo.pad[0], geo.stride[0], geo.dil[0])
@@ -203,15 +245,12 @@ def lower_conv2d_grad_input(ctx: KernelCtx) -> None:
                         s = _pos(b, j, bb, geo.pad[1], geo.stride[1], geo.dil[1])
                         v = u.load_value(b, _gep(b, rowp, et, b.add(b.mul(i, u.i64(geo.OW)), j)), dtype)
                         addr = GX.addr(b, [nn, c, r, s])
-                        acc = b.fadd(u.load_value(b, addr, dtype), v)
-                        u.store_value(b, acc, addr, dtype)
+                        u.store_value(b, b.fadd(u.load_value(b, addr, dtype), v), addr, dtype)
                     u.for_range(b, j1, col, start=j0, name="sj")
                 u.for_range(b, i1, orow, start=i0, name="si")
             _taps(b, geo, tap)
-        u.for_range(b, hi, image, start=lo, name="img")
-        for raw in (raw_w, raw_c, raw_g):
-            _free(b, module, raw)
-    P.parallel_for(ctx, u.i64(geo.N), body, work=work, pieces=1)
+        u.for_range(b, cnt, image, name="c2i")
+    _chunked(ctx, cfg, None, wn, gyn, "conv2d_grad_input", per_chunk)
 
 
 def lower_conv2d_grad_filters(ctx: KernelCtx) -> None:
@@ -224,11 +263,7 @@ def lower_conv2d_grad_filters(ctx: KernelCtx) -> None:
     X, GY, GW = ctx.refs[xn], ctx.refs[gyn], ctx.out
     geo = _Geom(ctx, "conv2d_grad_filters", X, GW, GY)
     et, dtype = u.value_type(cfg.dtype), cfg.dtype
-    per_image = b.mul(b.add(geo.CKK, u.i64(geo.O)), b.mul(geo.P, c64(cfg.es)))
-    chunk = b.sdiv(c64(CHUNK_BYTES), b.select(b.icmp_signed("<", per_image, c64(1)), c64(1), per_image))
-    chunk = b.select(b.icmp_signed("<", chunk, c64(1)), c64(1), chunk)
-    chunk = b.select(b.icmp_signed(">", chunk, u.i64(geo.N)), u.i64(geo.N), chunk)
-    chunk = b.select(b.icmp_signed("<", chunk, c64(1)), c64(1), chunk)
+    chunk = _chunk(b, geo, cfg.es)
     kp = b.mul(chunk, geo.P)
     raw_c, cols = _malloc(ctx, b.mul(geo.CKK, kp), cfg.es)
     raw_g, gyc = _malloc(ctx, b.mul(u.i64(geo.O), kp), cfg.es)
@@ -246,9 +281,7 @@ def lower_conv2d_grad_filters(ctx: KernelCtx) -> None:
         def image(m):
             nn = b.add(n0, m)
             _im2col(b, geo, X, nn, _gep(b, cols, et, b.mul(m, geo.P)), kp, et, dtype)
-            u.loop_nest(b, [geo.O, geo.OH, geo.OW], lambda idx: u.store_value(
-                b, GY.load(b, [nn] + idx), _gep(b, gyc, et, b.add(b.mul(idx[0], kp), b.add(
-                    b.mul(m, geo.P), b.add(b.mul(idx[1], u.i64(geo.OW)), idx[2])))), dtype), name="gyc")
+            _gy_columns(b, geo, GY, nn, m, gyc, kp, et, dtype)
         u.for_range(b, cnt, image, name="img")
         _gemm(ctx, cfg, u.i64(geo.O), geo.CKK, k, gyc, kp, c64(1), cols, c64(1), kp, part)
         u.for_range(b, owk, lambda e: u.store_value(b, b.fadd(u.load_value(b, _gep(b, gwm, et, e), dtype),
