@@ -40,6 +40,34 @@ class DisconnectedType:
         return "DisconnectedType()"
 
 
+class NullGradient:
+    """What ``grad_undefined`` / ``grad_not_implemented`` return inside an op's ``grad``
+    (Theano's NullType variables): T.grad raises, naming the op and the input, only when a
+    variable being differentiated lies behind that input."""
+
+    def __init__(self, op, x_pos, x, comment, why):
+        self.op, self.x_pos, self.x, self.comment, self.why = op, x_pos, x, comment, why
+
+    def message(self) -> str:
+        from tcomp.ir.ops.pyop import op_name
+
+        extra = f": {self.comment}" if self.comment else ""
+        return (f"T.grad: the gradient of op {op_name(self.op)} with respect to its input {self.x_pos} is "
+                f"{self.why}{extra}")
+
+
+def grad_undefined(op, x_pos, x, comment=""):
+    """Theano's ``gradient.grad_undefined``: in an op's ``grad``, input ``x_pos`` has no
+    gradient (mathematically undefined)."""
+    return NullGradient(op, x_pos, x, comment, "undefined")
+
+
+def grad_not_implemented(op, x_pos, x, comment=""):
+    """Theano's ``gradient.grad_not_implemented``: in an op's ``grad``, input ``x_pos``'s
+    gradient is not implemented."""
+    return NullGradient(op, x_pos, x, comment, "not implemented")
+
+
 def _mark(x, mark, what):
     x = as_variable(x, what)
     if not dt.is_float(x.dtype):  # integer/bool values carry no gradient anyway
@@ -321,6 +349,11 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", add_nam
         seed: dict = {}
         for inp, g in zip(r.inputs, r.vjp(gs)):
             if g is None or isinstance(g, DisconnectedType) or not dt.is_float(inp.dtype):
+                continue
+            if isinstance(g, NullGradient):
+                behind = _reach([inp], blocked)
+                if any(id(t) in behind for t in targets):
+                    raise TypeError(g.message())
                 continue
             g = as_variable(g, f"gradient of {r.label}")
             if g.ndim != inp.ndim:

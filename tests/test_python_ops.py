@@ -284,6 +284,29 @@ def test_grad_without_grad_method():
         op.R_op([x], [x])
 
 
+class HalfDefined(theano.Op):
+    """Theano's idiom for an input without a gradient (an index, say)."""
+    itypes = [T.dvector, T.dvector]
+    otypes = [T.dvector]
+
+    def perform(self, node, inputs, output_storage):
+        output_storage[0][0] = inputs[0] * inputs[1]
+
+    def grad(self, inputs, output_grads):
+        from tcomp.gradient import grad_undefined
+
+        return [output_grads[0] * inputs[1], grad_undefined(self, 1, inputs[1], "a scale")]
+
+
+def test_grad_undefined_raises_only_when_needed():
+    a, b = T.dvectors("a", "b")
+    out = HalfDefined()(a, b).sum()
+    ga = T.grad(out, a)
+    np.testing.assert_array_equal(theano.function([a, b], ga)(np.ones(2), np.array([3.0, 4.0])), [3.0, 4.0])
+    with pytest.raises(TypeError, match="op HalfDefined with respect to its input 1 is undefined: a scale"):
+        T.grad(out, b)
+
+
 def test_rop_through_the_ops_grad():
     m, v = T.dmatrices("m", "v")
     jv = T.Rop(T.sin(DoubleOp()(m)), m, v)
