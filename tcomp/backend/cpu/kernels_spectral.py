@@ -7,10 +7,8 @@ and are accurate to working precision (Demmel and Veselic 1992), at the price of
 O(n^3) per sweep and ~6-12 sweeps, so they suit small and medium matrices (n up to ~100;
 tools/bench_linalg.py):
 
-``jacobi_eigh``  cyclic two-sided threshold Jacobi on the symmetric matrix (the rotation of
-                 Golub and Van Loan's sym.schur2 zeroes a_pq; rows rotated contiguously and
-                 mirrored into the columns), the rotations accumulated in V; sweeps until the
-                 off-diagonal mass is below eps^2 of the total or a sweep rotates nothing.
+``jacobi_eigh``  one-sided Jacobi (below) on A + ||A||_F I, a positive semidefinite matrix
+                 with A's eigenvectors; the values are the Rayleigh quotients v^T A v.
 ``jacobi_svd``   one-sided (Hestenes) Jacobi: the k = min(m, n) columns of A (of A^T when
                  m < n), stored as contiguous rows, are rotated pairwise until every pair is
                  orthogonal to eps; the singular values are their norms, V the accumulated
@@ -128,72 +126,34 @@ def _sort_and_sign(b, vals, rows, n, length, ft, descending, others=()):
 
 
 def _eigh_routine(module, ft, dname, eps):
-    """void jacobi_eigh(W, V, w, n): W (n x n, symmetric) is destroyed; w = its eigenvalues
-    (ascending), V's rows = the eigenvectors (sign-fixed)."""
-    fn, b, args = _function(module, f"tcomp_la_jacobi_eigh_{dname}", ir.VoidType(), [u.PTR, u.PTR, u.PTR, I64])
+    """void jacobi_eigh(W, V, w, A, n): W holds the symmetric matrix (destroyed), A gets a
+    copy; w = its eigenvalues (ascending), V's rows = the eigenvectors (sign-fixed).
+
+    One-sided Jacobi on B = A + sigma I, sigma = ||A||_F >= |lambda| (so B is positive
+    semidefinite with A's eigenvectors): the columns of B V are made orthogonal, so V
+    diagonalizes B^2 and hence B and A (B >= 0: equal squares are equal values).  Every
+    access is to contiguous rows, where the two-sided method must also write columns
+    (5-8x slower here).  The values are the Rayleigh quotients v^T A v (accurate to
+    eps ||A||, like LAPACK's), not ||B v|| - sigma."""
+    fn, b, args = _function(module, f"tcomp_la_jacobi_eigh_{dname}", ir.VoidType(), [u.PTR] * 4 + [I64])
     if b is None:
         return fn
-    wp, vp, vals, n = args
-    W, V = _Mat(b, wp, ft, n), _Mat(b, vp, ft, n)
-    zero = ir.Constant(ft, 0.0)
-    u.for_range(b, n, lambda i: u.for_range(b, n, lambda j: V.store(b.uitofp(b.icmp_signed("==", i, j), ft), i, j),
-                                            name="vj"), name="vi")
-    total = _dot(b, wp, wp, b.mul(n, n), ft, "tot")
-    tol = b.fmul(total, ir.Constant(ft, eps * eps))
-    sweep = _var(b, _c(0))
-    off_v = _var(b, zero, ft)
-    rotated = _var(b, _c(1))
-
-    def off():
-        def row(i, acc):
-            def col(t, a2):
-                x = W.load(i, b.add(t, b.add(i, _c(1))))
-                return [_fast(b.fadd(a2[0], _fast(b.fmul(x, x))))]
-            return u.reduction_loop(b, b.sub(n, b.add(i, _c(1))), acc, col, name="offc")
-        return u.reduction_loop(b, n, [zero], row, name="offr")[0]
-
-    b.store(off(), off_v)
-
-    def cond():
-        return b.and_(b.and_(b.icmp_signed("<", b.load(sweep), _c(SWEEPS["eigh"])),
-                             b.icmp_signed("!=", b.load(rotated), _c(0))), b.fcmp_ordered(">", b.load(off_v), tol))
-
-    def one_sweep():
-        b.store(_c(0), rotated)
-
-        def pair(p, q):
-            apq, app, aqq = W.load(p, q), W.load(p, p), W.load(q, q)
-            # rotate unless |a_pq| is negligible next to sqrt(|a_pp a_qq|) (the threshold that
-            # keeps relative accuracy, Demmel and Veselic); nan rotates (and stops the loop)
-            small = b.fmul(ir.Constant(ft, eps), u.call_intrinsic(b, "sqrt", u.call_intrinsic(b, "fabs",
-                                                                                              b.fmul(app, aqq))))
-            with b.if_then(b.fcmp_unordered(">", u.call_intrinsic(b, "fabs", apq), small)):
-                tau = b.fdiv(b.fsub(aqq, app), b.fmul(ir.Constant(ft, 2.0), apq))
-                c, s = _rotation(b, tau, ft)
-                t = b.fdiv(s, c)
-                # W <- J^T W J on the symmetric W: rows p, q (contiguous), the 2 x 2 block
-                # exactly (a_pq -> 0), then columns p, q mirrored from the rows; V <- V J
-                _rotate_rows(b, _row(b, wp, p, n, ft), _row(b, wp, q, n, ft), c, s, n, ft, "wr")
-                W.store(b.fsub(app, b.fmul(t, apq)), p, p)
-                W.store(b.fadd(aqq, b.fmul(t, apq)), q, q)
-                W.store(zero, p, q)
-                W.store(zero, q, p)
-
-                def mirror(k):
-                    with b.if_then(b.and_(b.icmp_signed("!=", k, p), b.icmp_signed("!=", k, q))):
-                        W.store(W.load(p, k), k, p)
-                        W.store(W.load(q, k), k, q)
-                u.for_range(b, n, mirror, name="wc")
-                _rotate_rows(b, _row(b, vp, p, n, ft), _row(b, vp, q, n, ft), c, s, n, ft, "vr")
-                b.store(_c(1), rotated)
-        u.for_range(b, n, lambda p: u.for_range(b, n, lambda q: pair(p, q), start=b.add(p, _c(1)), name="q"), name="p")
-        b.store(b.add(b.load(sweep), _c(1)), sweep)
-        b.store(off(), off_v)
-
-    _while(b, cond, one_sweep, "sweep")
-    # (V's rows hold V's columns: the rotations above act on rows, i.e. V^T <- J^T V^T)
+    wp, vp, vals, ap, n = args
+    W, A = _Mat(b, wp, ft, n), _Mat(b, ap, ft, n)
+    u.for_range(b, n, lambda i: u.for_range(b, n, lambda j: A.store(W.load(i, j), i, j), name="cj"), name="ci")
+    sigma = u.call_intrinsic(b, "sqrt", _dot(b, wp, wp, b.mul(n, n), ft, "fro"))
+    u.for_range(b, n, lambda i: W.store(b.fadd(W.load(i, i), sigma), i, i), name="shift")
+    sign_v, _ = _svd_routine(module, ft, dname, eps)
+    b.call(sign_v, [wp, vp, vals, n, n])
     Vv = _Mat(b, vals, ft, _c(0), _c(1))
-    u.for_range(b, n, lambda i: Vv.store(W.load(i, i), _c(0), i), name="diag")
+
+    def rayleigh(i):   # v_i^T A v_i, with W's row i as the scratch A v_i
+        vi = _row(b, vp, i, n, ft)
+        wi = _row(b, wp, i, n, ft)
+        u.for_range(b, n, lambda r: b.store(_dot(b, _row(b, ap, r, n, ft), vi, n, ft, "av"),
+                                            b.gep(wi, [r], source_etype=ft, inbounds=True)), name="mv")
+        Vv.store(_dot(b, vi, wi, n, ft, "rq"), _c(0), i)
+    u.for_range(b, n, rayleigh, name="rq")
     _sort_and_sign(b, vals, vp, n, n, ft, descending=False)
     b.ret_void()
     return fn
@@ -277,7 +237,8 @@ def plan_spectral(ctx):
         k = b.select(b.icmp_signed("<", rows, cols), rows, cols)
         length = b.select(b.icmp_signed("<", rows, cols), cols, rows)
     w_elems, v_elems = b.mul(k, length), b.mul(k, k)
-    nbytes = b.mul(b.add(b.add(w_elems, v_elems), b.add(k, _c(16))), _c(es))
+    a_elems = v_elems if op == "eigh" else _c(0)   # eigh: a copy of A after the values
+    nbytes = b.mul(b.add(b.add(b.add(w_elems, v_elems), a_elems), b.add(k, _c(16))), _c(es))
 
     def one(bidx, scratch, fail_on):
         wbuf = scratch
@@ -293,7 +254,8 @@ def plan_spectral(ctx):
                 ii, jj = b.select(lo, i, j), b.select(lo, j, i)
                 W.store(aref.load(b, bidx + [ii, jj]), i, j)
             u.for_range(b, k, lambda i: u.for_range(b, k, lambda j: sym(i, j), name="cj"), name="ci")
-            b.call(_eigh_routine(b.module, ft, dtype, eps), [wbuf, vbuf, sbuf, k])
+            abuf = b.gep(sbuf, [b.add(k, _c(8))], source_etype=ft, inbounds=True)
+            b.call(_eigh_routine(b.module, ft, dtype, eps), [wbuf, vbuf, sbuf, abuf, k])
             if attrs["part"] == "values":
                 _copy_rows(b, sbuf, pout, _c(1), k, ft)
             else:   # vectors[i, j] = V[i, j] = row j of the V^T buffer
