@@ -141,8 +141,9 @@ def test_bad_operands():
         T.slinalg.eigvalsh(T.dmatrix("m"), T.dmatrix("b"))
     with pytest.raises(ValueError, match="matrix"):
         T.nlinalg.svd(T.dvector("v"), compute_uv=False)
-    # integers compute in floatX (Theano's rule for these helpers)
-    assert T.nlinalg.svd(T.imatrix("i"), compute_uv=False).dtype == "float32"
+    for fn in (lambda m: T.nlinalg.svd(m, compute_uv=False), T.nlinalg.eigh, T.nlinalg.qr, T.nlinalg.pinv):
+        with pytest.raises(TypeError, match="float.*imat"):
+            fn(T.imatrix("imat"))
     u, s, vt = T.nlinalg.svd(T.tensor("sq", "float64", (3, 3)))   # square: full == reduced
     assert u.type.shape == (3, 3) and vt.type.shape == (3, 3)
 

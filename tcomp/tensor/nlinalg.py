@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tcomp.ir import dtypes as dt
+
 from . import basic as B
 from .extra import _float, _vector_norm, diag, diagonal, trace  # noqa: F401
 from .variable import as_variable
@@ -54,11 +56,14 @@ def matrix_dot(*args):
 inv = matrix_inverse
 
 
-def _float_matrix(x, what):
-    x = as_variable(x, "x")
+def _float_matrix(x, what, name="x"):
+    """``x`` as a float matrix variable (a batch of them); ints are refused, as by the ops."""
+    x = as_variable(x, name)
+    if not dt.is_float(x.dtype):
+        raise TypeError(f"{what}: {name} must be a float32 or float64 tensor, got {x.describe()}; cast it first")
     if x.ndim < 2:
         raise ValueError(f"{what}: expected a matrix (or a batch of matrices), got {x.describe()}")
-    return _float(x)
+    return x
 
 
 def eigh(a, UPLO="L"):
@@ -137,7 +142,7 @@ def tensorinv(a, ind=2):
     if not isinstance(ind, (int, np.integer)) or not 0 < ind < a.ndim:
         raise ValueError(f"tensorinv: ind must be an int in 1..{a.ndim - 1}, got {ind!r} for {a.describe()}")
     dims = [a.shape[k] for k in range(a.ndim)]
-    inv_m = matrix_inverse(_float(B.reshape(a, (_prod(dims[:ind]), _prod(dims[ind:])))))
+    inv_m = matrix_inverse(B.reshape(a, (_prod(dims[:ind]), _prod(dims[ind:]))))
     return B.reshape(inv_m, tuple(dims[ind:] + dims[:ind]))
 
 
@@ -154,8 +159,7 @@ def tensorsolve(a, b, axes=None):
     x_dims = dims[b.ndim:]
     from .slinalg import solve
 
-    m = _float(B.reshape(a, (_prod(dims[:b.ndim]), _prod(x_dims))))
-    x = solve(m, B.cast(B.flatten(b), m.dtype) if b.dtype != m.dtype else B.flatten(b))
+    x = solve(B.reshape(a, (_prod(dims[:b.ndim]), _prod(x_dims))), B.flatten(b))
     return B.reshape(x, tuple(x_dims))
 
 
