@@ -7,16 +7,16 @@ flag ``filter_flip`` reads them:
 * forward: ``y_n (O x P) = Wm (O x CKK) @ Cols_n (CKK x P)``, written straight into y;
 * input gradient: ``dCols_n = Wm^T @ gy_n``, then col2im adds each entry of dCols_n into gx
   (the transposed walk of im2col);
-* filter gradient: ``gWm = sum_n gy_n @ Cols_n^T`` as one product whose inner dim runs over
-  (image, position): ``[gy_0 .. gy_k] (O x kP) @ [Cols_0 .. Cols_k]^T``, images taken in
-  chunks that keep the two packed operands under ``CHUNK_BYTES``, partial products added.
+* filter gradient: ``gWm = sum_n gy_n @ Cols_n^T`` as one product per chunk of images whose
+  inner dim runs over (image, position): ``[gy_0 .. gy_k] (O x kP) @ [Cols_0 .. Cols_k]^T``,
+  partial products added; threads split Cols' rows (the filter taps).
 
 Why GEMM and not the direct loops (``kernels_conv``): the direct walk streams y (or gx, or
 the input and gy for the filters) once per filter tap, so it is bound by memory traffic:
 measured 2.6-25 GFLOP/s on the LeNet layers against the GEMM's ~100.  The packing costs
 CKK x P writes per image, small next to O x CKK x P multiply-adds.  Forward and input
-gradient split the batch across threads (each thread packs its own images, one product at
-a time); the filter gradient's products split themselves (the GEMM's own split).
+gradient split chunks of images across threads (each thread packs its own, one product at
+a time, chunks keeping the packed operands under ``CHUNK_BYTES``).
 Float32/float64 with operands of the output dtype only; anything else keeps the direct
 kernels.
 """
@@ -84,13 +84,20 @@ def _taps(b, geo: _Geom, body):
     u.loop_nest(b, [geo.C, geo.KH, geo.KW], tap, name="q")
 
 
-def _im2col(b, geo: _Geom, X, nn, dst, ld, et, dtype):
-    """Cols_n into ``dst`` (row q at ``dst + q * ld``), every entry written once."""
+def _im2col(b, geo: _Geom, X, nn, dst, ld, et, dtype, qs=None):
+    """Cols_n into ``dst`` (row q at ``dst + q * ld``), every entry written once; ``qs``:
+    only rows ``[q0, q1)``, row q at ``dst + (q - q0) * ld``."""
     zero = u.const(dtype, 0)
 
     def body(q, c, a, bb, irange, jrange):
+        if qs is None:
+            return rows(q, c, a, bb, irange, jrange, q)
+        with b.if_then(b.and_(b.icmp_signed(">=", q, qs[0]), b.icmp_signed("<", q, qs[1]))):
+            rows(q, c, a, bb, irange, jrange, b.sub(q, qs[0]))
+
+    def rows(q, c, a, bb, irange, jrange, qrow):
         (i0, i1), (j0, j1) = irange, jrange
-        rowp = _gep(b, dst, et, b.mul(q, ld))
+        rowp = _gep(b, dst, et, b.mul(qrow, ld))
 
         def orow(i):
             line = _gep(b, rowp, et, b.mul(i, u.i64(geo.OW)))
@@ -254,40 +261,60 @@ def lower_conv2d_grad_input(ctx: KernelCtx) -> None:
 
 
 def lower_conv2d_grad_filters(ctx: KernelCtx) -> None:
-    """On the calling thread: packing and products (a thread split of the products would
-    need the packed operands in every worker; not done yet)."""
+    """Threads take ranges of Cols' rows (filter taps q): each packs only its rows of Cols
+    (and all of gy), and computes its columns of gWm over every chunk of images; the
+    threads' results are disjoint entries of gw."""
     g, n = ctx.g, ctx.n
     xn, gyn = g.operands(n)[:2]
     cfg = GM.Config(g.type(n).dtype)
-    b, module = ctx.b, ctx.fn.module
-    X, GY, GW = ctx.refs[xn], ctx.refs[gyn], ctx.out
-    geo = _Geom(ctx, "conv2d_grad_filters", X, GW, GY)
     et, dtype = u.value_type(cfg.dtype), cfg.dtype
-    chunk = _chunk(b, geo, cfg.es)
-    kp = b.mul(chunk, geo.P)
-    raw_c, cols = _malloc(ctx, b.mul(geo.CKK, kp), cfg.es)
-    raw_g, gyc = _malloc(ctx, b.mul(u.i64(geo.O), kp), cfg.es)
-    owk = b.mul(u.i64(geo.O), geo.CKK)
-    raw_a, gwm = _malloc(ctx, owk, cfg.es)
-    raw_t, part = _malloc(ctx, owk, cfg.es)
     zero = u.const(dtype, 0)
-    u.for_range(b, owk, lambda t: u.store_value(b, zero, _gep(b, gwm, et, t), dtype), name="gz")
 
-    def chunk_of(t):
-        n0 = b.mul(t, chunk)
-        cnt = b.sub(b.select(b.icmp_signed("<", b.add(n0, chunk), u.i64(geo.N)), b.add(n0, chunk), u.i64(geo.N)), n0)
-        k = b.mul(cnt, geo.P)
+    def geom():
+        return _Geom(ctx, "conv2d_grad_filters", ctx.refs[xn], ctx.out, ctx.refs[gyn])
+    geo = geom()
+    b = ctx.b
+    work = b.mul(b.mul(u.i64(geo.N), u.i64(geo.O)), b.sdiv(b.mul(geo.P, geo.CKK), c64(64)))
 
-        def image(m):
-            nn = b.add(n0, m)
-            _im2col(b, geo, X, nn, _gep(b, cols, et, b.mul(m, geo.P)), kp, et, dtype)
-            _gy_columns(b, geo, GY, nn, m, gyc, kp, et, dtype)
-        u.for_range(b, cnt, image, name="img")
-        _gemm(ctx, cfg, u.i64(geo.O), geo.CKK, k, gyc, kp, c64(1), cols, c64(1), kp, part)
-        u.for_range(b, owk, lambda e: u.store_value(b, b.fadd(u.load_value(b, _gep(b, gwm, et, e), dtype),
-                                                              u.load_value(b, _gep(b, part, et, e), dtype)),
-                                                    _gep(b, gwm, et, e), dtype), name="gacc")
-    u.for_range(b, b.sdiv(b.add(u.i64(geo.N), b.sub(chunk, c64(1))), chunk), chunk_of, name="chunk")
-    _filters(b, geo, GW, gwm, et, dtype, inverse=True)
-    for raw in (raw_c, raw_g, raw_a, raw_t):
-        _free(b, module, raw)
+    def body(lo, hi):
+        b, module = ctx.b, ctx.fn.module
+        X, GY, GW = ctx.refs[xn], ctx.refs[gyn], ctx.out
+        geo = geom()
+        qn = b.sub(hi, lo)
+        chunk = _chunk(b, geo, cfg.es)
+        kp = b.mul(chunk, geo.P)
+        raw_c, cols = _malloc(ctx, b.mul(qn, kp), cfg.es)
+        raw_g, gyc = _malloc(ctx, b.mul(u.i64(geo.O), kp), cfg.es)
+        owk = b.mul(u.i64(geo.O), qn)
+        raw_a, gwm = _malloc(ctx, owk, cfg.es)
+        raw_t, part = _malloc(ctx, owk, cfg.es)
+        u.for_range(b, owk, lambda t: u.store_value(b, zero, _gep(b, gwm, et, t), dtype), name="gz")
+
+        def chunk_of(t):
+            n0 = b.mul(t, chunk)
+            end = b.add(n0, chunk)
+            cnt = b.sub(b.select(b.icmp_signed("<", end, u.i64(geo.N)), end, u.i64(geo.N)), n0)
+
+            def image(m):
+                nn = b.add(n0, m)
+                _im2col(b, geo, X, nn, _gep(b, cols, et, b.mul(m, geo.P)), kp, et, dtype, qs=(lo, hi))
+                _gy_columns(b, geo, GY, nn, m, gyc, kp, et, dtype)
+            u.for_range(b, cnt, image, name="img")
+            _gemm(ctx, cfg, u.i64(geo.O), qn, b.mul(cnt, geo.P), gyc, kp, c64(1), cols, c64(1), kp, part)
+            u.for_range(b, owk, lambda e: u.store_value(b, b.fadd(u.load_value(b, _gep(b, gwm, et, e), dtype),
+                                                                  u.load_value(b, _gep(b, part, et, e), dtype)),
+                                                        _gep(b, gwm, et, e), dtype), name="gacc")
+        u.for_range(b, b.sdiv(b.add(u.i64(geo.N), b.sub(chunk, c64(1))), chunk), chunk_of, name="chunk")
+
+        def out(idx):  # gw[o, c, tap a, tap b] (flipped as filter_flip says) = gWm[o, q]
+            o, t = idx
+            q = b.add(lo, t)
+            c, rem = b.sdiv(q, geo.KK), b.srem(q, geo.KK)
+            a, bb = b.sdiv(rem, u.i64(geo.KW)), b.srem(rem, u.i64(geo.KW))
+            sa = b.sub(b.sub(u.i64(geo.KH), c64(1)), a) if geo.flip else a
+            sb = b.sub(b.sub(u.i64(geo.KW), c64(1)), bb) if geo.flip else bb
+            GW.store(b, u.load_value(b, _gep(b, gwm, et, b.add(b.mul(o, qn), t)), dtype), [o, c, sa, sb])
+        u.loop_nest(b, [u.i64(geo.O), qn], out, name="gwo")
+        for raw in (raw_c, raw_g, raw_a, raw_t):
+            _free(b, module, raw)
+    P.parallel_for(ctx, geo.CKK, body, work=work, pieces=1)
