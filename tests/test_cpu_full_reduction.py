@@ -76,9 +76,10 @@ def test_float64_sum_is_compensated():
 
 @pytest.mark.parametrize("shape,view", [((2100, 700), "transpose"), ((5, 3000), "transpose"),
                                         ((7, 40, 60), "transpose"), ((9000,), "stride"),
-                                        ((300, 70), "stride")])
+                                        ((300, 70), "stride"), ((3, 50, 3000), "stride")])
 def test_full_reductions_of_strided_operands(threads, shape, view):
-    """Operands that cannot be read flat: 1-d and 2-d rows in blocks, higher ranks by slices."""
+    """Operands that cannot be read flat: rows are blocks of the last axis at each index of
+    the leading ones (unravelled for rank 3), or of the whole of a rank-1 operand."""
     rng = np.random.default_rng(5)
     a = rng.uniform(0.999, 1.001, shape).astype("float32")  # a product of 1.5M of them stays finite
     x = T.tensor("x", "float32", (None,) * len(shape))

@@ -7,8 +7,9 @@ n/64 values one after another; a float32 sum of 2^24 values then errs by ~2^18 u
 lane's sum (NumPy's pairwise sum: ~16 + log2(n) ulps), and the loop runs on one core.
 
 Shape of the code: the operand's elements are split into *rows*: blocks of :data:`BLOCK`
-consecutive elements (of the C-order flattening when the operand reads flat, of a rank-1
-operand, or of the last axis of a rank-2 one); otherwise its leading-axis slices.  Rows are
+consecutive elements (of the C-order flattening when the operand reads flat or has rank 1,
+else of the last axis at one index of the leading axes, so a strided operand of any rank
+splits evenly too).  Rows are
 split into :data:`SEGMENTS` consecutive segments (a fixed count, not the thread count, so a
 result has the same bits for any ``num_threads``).  A row is reduced with vectorizable
 partial results (``reassoc``); rows are added into their segment's accumulator, a float64
@@ -114,31 +115,28 @@ class _Plan:
 
 
 def _rows(b, dims, flat: bool, val):
-    """``(nrows, row(r, plan) -> row results)`` over ``dims`` (see the module docstring)."""
-    if flat or len(dims) <= 2:
-        two_d = not flat and len(dims) == 2
-        last = dims[-1] if two_d else u.numel(b, dims)
-        outer = dims[0] if two_d else 1
-        per = _ceil_div(b, last, BLOCK)
+    """``(nrows, row(r, plan) -> row results)`` over ``dims``: a row is a block of at most
+    BLOCK consecutive elements of the flattening (``flat``, or rank 1), else of the last
+    axis at one index of the leading axes (unravelled once per row)."""
+    from .kernels import _unravel
 
-        def row(r, plan):
-            if two_d:
-                i0, blk = b.udiv(r, u.i64(per)), b.urem(r, u.i64(per))
-            else:
-                i0, blk = None, r
-            lo = b.mul(blk, ir.Constant(u.I64, BLOCK))
-            hi = _min(b, b.add(lo, ir.Constant(u.I64, BLOCK)), u.i64(last))
-
-            def step(i, accs):
-                j = b.add(lo, i)
-                x = val((FLAT, j) if flat else [j] if i0 is None else [i0, j])
-                return plan.row_step(x, accs)
-            return u.reduction_loop(b, b.sub(hi, lo), plan.row_init, step, name="rb")
-        return u.mul(b, outer, per), row
+    lead, last = ([], u.numel(b, dims)) if flat or len(dims) == 1 else (dims[:-1], dims[-1])
+    per = _ceil_div(b, last, BLOCK)
 
     def row(r, plan):
-        return u.nested_reduction(b, dims[1:], plan.row_init, lambda ridx, accs: plan.row_step(val([r] + ridx), accs))
-    return dims[0], row
+        if lead:
+            o, blk = b.udiv(r, u.i64(per)), b.urem(r, u.i64(per))
+            head = [o] if len(lead) == 1 else _unravel(b, o, lead)
+        else:
+            head, blk = [], r
+        lo = b.mul(blk, ir.Constant(u.I64, BLOCK))
+        hi = _min(b, b.add(lo, ir.Constant(u.I64, BLOCK)), u.i64(last))
+
+        def step(i, accs):
+            j = b.add(lo, i)
+            return plan.row_step(val((FLAT, j) if flat else head + [j]), accs)
+        return u.reduction_loop(b, b.sub(hi, lo), plan.row_init, step, name="rb")
+    return u.mul(b, u.numel(b, lead), per), row
 
 
 def emit_full_reduction(ctx, op: str, in_dtype: str, acc_dtype: str, in_dims: list, val, dims_fn, flat: bool,
