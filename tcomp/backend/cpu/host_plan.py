@@ -43,6 +43,7 @@ class PlanEmitter:
             a.add_attribute("noalias")
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         val: dict = {}
+        checked = set()  # registers already checked: registers never change, so a repeat always passes
 
         def ref(r, want=None):
             if isinstance(r, str):
@@ -72,6 +73,9 @@ class PlanEmitter:
                         b.ret(code)
                         b.position_at_end(fn.append_basic_block(f"dead{k}"))
                     continue
+                if c in checked:  # (a wide graph checks one dims equality for each kernel that needs it)
+                    continue
+                checked.add(c)
                 ok, bad = fn.append_basic_block(f"ok{k}"), fn.append_basic_block(f"fail{k}")
                 b.cbranch(truth(b, ref(c)), ok, bad)
                 b.position_at_end(bad)
