@@ -334,3 +334,34 @@ def test_tensorinv_tensorsolve_lstsq_kron_matrix_power(backend):
         for k, (g, w) in enumerate(zip(got, want)):
             assert np.shape(g) == np.shape(w), (k, np.shape(g), np.shape(w))
             np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-10, err_msg=f"output {k}")
+
+
+def _expm_taylor(a, terms=40):
+    """An independent reference: Taylor series of a / 2^k (norm <= 1/2), squared k times."""
+    k = max(0, int(np.ceil(np.log2(max(np.abs(a).sum(axis=0).max(), 1e-300) * 2))))
+    x = a / 2.0 ** k
+    out, term = np.eye(len(a)), np.eye(len(a))
+    for j in range(1, terms):
+        term = term @ x / j
+        out = out + term
+    for _ in range(k):
+        out = out @ out
+    return out
+
+
+def test_expm(backend):
+    rng = np.random.default_rng(9)
+    a, f32 = T.dmatrix("a"), T.fmatrix("f")
+    f = compile_fn([a, f32], [T.slinalg.expm(a), T.slinalg.expm(f32)], backend)
+    sym = rng.standard_normal((4, 4))
+    sym = sym + sym.T
+    w, v = np.linalg.eigh(sym)
+    nilpotent = np.triu(rng.standard_normal((3, 3)), 1)
+    cases = [(sym, (v * np.exp(w)) @ v.T), (nilpotent, np.eye(3) + nilpotent + nilpotent @ nilpotent / 2),
+             (np.zeros((2, 2)), np.eye(2))]
+    cases += [(m, _expm_taylor(m)) for m in (rng.standard_normal((5, 5)) * s for s in (0.01, 1.0, 8.0))]
+    for m, want in cases:
+        got, got32 = f(m, m.astype("float32"))
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-12 * np.abs(want).max())
+        np.testing.assert_allclose(got32, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+    verify_grad(T.slinalg.expm, [rng.standard_normal((3, 3))], rng=10)

@@ -8,6 +8,8 @@ runs, as NumPy and SciPy do.  The CUDA backend refuses these ops at compile time
 """
 from __future__ import annotations
 
+import numpy as np
+
 from tcomp.ir import dtypes as dt
 
 from .variable import apply, as_variable
@@ -114,6 +116,42 @@ def kron(a, b):
     return B.reshape(prod, tuple(a.shape[k] * b.shape[k] for k in range(nd)))
 
 
+#: Higham 2005 ("The scaling and squaring method for the matrix exponential revisited"):
+#: the [13/13] Pade coefficients and the 1-norm up to which it is accurate to double precision
+_PADE13 = (64764752532480000, 32382376266240000, 7771770303897600, 1187353796428800, 129060195264000,
+           10559470521600, 670442572800, 33522128640, 1323241920, 40840800, 960960, 16380, 182, 1)
+_THETA13 = 5.371920351148152
+
+
+def expm(A):
+    """The matrix exponential (SciPy's ``expm``): Higham's scaling and squaring with the
+    [13/13] Pade approximant, A scaled by 2^-s so its 1-norm is at most theta_13, then
+    squared s times (a ``tcomp.scan`` of ``s`` steps, ``s`` computed from the data: the CPU
+    backend runs its count first).  Differentiable (through the solve and the loop)."""
+    import tcomp.tensor as B
+
+    from .. import scan as _scan
+
+    A = as_variable(A, "A")
+    if not dt.is_float(A.dtype):
+        raise TypeError(f"expm: A must be a float32 or float64 matrix, got {A.describe()}; cast it first")
+    if A.ndim != 2:
+        raise ValueError(f"expm: A must be a square matrix, got {A.describe()}")
+    norm1 = B.max(B.sum(B.abs(A), axis=0))
+    s = B.cast(B.maximum(0, B.ceil(B.log2(norm1 / _THETA13))), "int64")
+    As = A / B.exp2(B.cast(s, A.dtype))
+    c = [B.constant(np.asarray(v, A.dtype)) for v in _PADE13]
+    eye = B.identity_like(As)
+    A2 = B.dot(As, As)
+    A4 = B.dot(A2, A2)
+    A6 = B.dot(A4, A2)
+    U = B.dot(As, B.dot(A6, c[13] * A6 + c[11] * A4 + c[9] * A2) + c[7] * A6 + c[5] * A4 + c[3] * A2 + c[1] * eye)
+    V = B.dot(A6, c[12] * A6 + c[10] * A4 + c[8] * A2) + c[6] * A6 + c[4] * A4 + c[2] * A2 + c[0] * eye
+    R = solve(V - U, V + U)
+    squares, _ = _scan(lambda X: B.dot(X, X), outputs_info=[R], n_steps=s)
+    return B.concatenate([R.dimshuffle("x", 0, 1), squares])[-1]
+
+
 def solve_lower_triangular(a, b):
     return solve_triangular(a, b, lower=True)
 
@@ -126,5 +164,5 @@ def solve_symmetric(a, b):
     return solve(a, b, assume_a="sym")
 
 
-__all__ = ["cho_solve", "cholesky", "eigvalsh", "kron", "solve", "solve_lower_triangular", "solve_symmetric",
+__all__ = ["cho_solve", "cholesky", "eigvalsh", "expm", "kron", "solve", "solve_lower_triangular", "solve_symmetric",
            "solve_triangular", "solve_upper_triangular"]
