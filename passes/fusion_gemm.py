@@ -11,8 +11,8 @@ reader ``F`` when:
 
 * ``D`` is a ``dot``/``matmul`` of two rank-2 float32/float64 operands of ``D``'s dtype
   (the packed GEMM's domain), ``F`` is its only reader and ``D`` is not a graph output;
-* ``F`` has no reduction and no trailing layout (``epilogue``), reads ``D`` only in
-  elementwise steps (not through a layout step), and its iteration space has ``D``'s
+* ``F`` has no reduction, no trailing layout (``epilogue``) and no layout step (the CPU
+  epilogue evaluates elementwise steps only), and its iteration space has ``D``'s
   extents at run time (``_same_space``): the product is read at the point it is computed,
   never broadcast;
 * ``F``'s primary result has ``D``'s dtype (a backend may keep partial sums of the product in
@@ -49,6 +49,8 @@ def _as_body(g: Graph, n: int):
         a = g.attrs(n)
         if a["reduce"] is not None or a.get("epilogue") or a["body"][0][0] in CONTRACTIONS:
             return None
+        if any(step[0] in LAYOUT_OPS for step in a["body"]):
+            return None  # the GEMM epilogue evaluates elementwise steps only (kernels_gemm_epilogue._step)
         return a["body"], list(g.operands(n)), tuple(a.get("outputs", ()))
     if get_op(op).kind != "elemwise" or g.op(n) == "alloc":
         return None

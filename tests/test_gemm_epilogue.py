@@ -128,6 +128,18 @@ def test_not_absorbed_where_the_product_is_needed_or_broadcast():
     assert not _products(f)
 
 
+def test_not_absorbed_into_a_kernel_with_a_layout_step():
+    """A mask built from broadcast aranges (the triangular-solve and Cholesky gradients
+    make these) is a dimshuffle step of the reader: the epilogue cannot evaluate it, so the
+    product stays its own kernel (it raised "no scalar lowering for unary op 'dimshuffle'")."""
+    x, y = T.dmatrix("x"), T.dmatrix("y")
+    i = T.arange(x.shape[1])
+    f = tcomp.function([x, y], T.switch(T.ge(i.dimshuffle(0, "x"), i.dimshuffle("x", 0)), -T.dot(x, y), 0))
+    assert not _products(f)
+    xv, yv = np.random.default_rng(7).standard_normal((2, 3, 3))
+    np.testing.assert_allclose(f(xv, yv), np.tril(-(xv @ yv)), rtol=1e-12)
+
+
 def test_driver_settings_in_the_tag():
     cfg = KG.Config("float32")
     assert f"_e{cfg.EW}_" in cfg.tag and cfg.EB <= cfg.EW and cfg.EW % cfg.NR == 0 and cfg.EB % cfg.NR == 0
