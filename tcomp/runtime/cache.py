@@ -143,9 +143,21 @@ def make_key(content, **settings) -> str:
     return h.hexdigest()
 
 
+_fingerprints: dict = {}
+
+
 def source_fingerprint(*packages: str) -> str:
     """sha256 of the source files of ``packages`` (importable names): the generated code of a
-    backend changes with its source even when tcomp's version does not (a development tree)."""
+    backend changes with its source even when tcomp's version does not (a development tree).
+    Read once per process: the code that makes the IR is what was imported (a warm start
+    read ~60 files for each key made of it)."""
+    got = _fingerprints.get(packages)
+    if got is None:
+        got = _fingerprints[packages] = _fingerprint(packages)
+    return got
+
+
+def _fingerprint(packages) -> str:
     import importlib
 
     h = hashlib.sha256()

@@ -26,6 +26,7 @@ callable, even making the IR text).
 """
 from __future__ import annotations
 
+import re
 import threading
 import weakref
 import zlib
@@ -220,6 +221,36 @@ class Part(NamedTuple):
 _machines: dict = {}
 
 
+_DECLARE = re.compile(r'^declare [^\n]*?@"([^"]+)"\(', re.M)
+_prefetching: set = set()
+
+
+def _prefetch(text: str) -> None:
+    """Make the libraries that ``text``'s declarations will be linked against (the thread
+    pool, the GEMM runtime: ``symbol_providers``) in a background thread now, while this
+    module compiles, instead of one after another when it is linked (a first compile on a
+    fresh machine waited for each in turn)."""
+    names = []
+    for name in set(_DECLARE.findall(text)):
+        if name in _symbol_cache or name in _prefetching:
+            continue
+        if name in symbol_providers or any(name.startswith(p) for p in symbol_prefix_providers):
+            names.append(name)
+    if not names:
+        return
+    _prefetching.update(names)
+
+    def run():
+        try:
+            with _lock:  # families first (the GEMM runtime: the longest to compile)
+                _imports(sorted(names, key=lambda n: (n in symbol_providers, n)))
+        except Exception:  # the link that needs them reports it
+            pass
+        finally:
+            _prefetching.difference_update(names)
+    threading.Thread(target=run, name="tcomp-prefetch", daemon=True).start()
+
+
 def _compile_in_process(llvm_ir: str, opt_level: int, loop_unrolling: bool, codegen_level: int = 3):
     """What the optimizer process does, done here (``TCOMP_JIT_OPTIMIZER=inprocess``)."""
     with _lock:
@@ -279,7 +310,10 @@ def load(llvm_ir, *, exports=None, opt_level: int = 3, loop_unrolling: bool = Tr
     optimizer.prestart(workers)
     made = llvm_ir() if callable(llvm_ir) else llvm_ir
     parts = [Part(made, opt_level, loop_unrolling)] if isinstance(made, str) else made
-    jobs = [(p, optimizer.submit(p.text, p.opt_level, p.loop_unrolling, p.codegen_level)) for p in parts]
+    jobs = []
+    for p in parts:
+        jobs.append((p, optimizer.submit(p.text, p.opt_level, p.loop_unrolling, p.codegen_level)))
+        _prefetch(p.text)
     objs, irs, declared, defined = [], [], set(), set()
     for p, job in jobs:
         done = optimizer.result(job) if job is not None else None

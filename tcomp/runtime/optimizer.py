@@ -161,11 +161,18 @@ class _Worker:
         self.proc.stdout.close()
 
 
-def _host():
-    from . import engine
+_host_cpu: list = []  # (cpu name, features) of the engine's target machine
 
-    engine.target_machine()
-    return engine._host
+
+def _host():
+    """The host CPU name and features (cached: read under the pool's lock, which must never
+    wait for the engine's lock: a thread holding that one may be waiting for the pool)."""
+    if not _host_cpu:
+        from . import engine
+
+        engine.target_machine()
+        _host_cpu[:] = engine._host
+    return _host_cpu
 
 
 def _new_worker():
@@ -213,6 +220,7 @@ def prestart(count: int = 1) -> None:
     them to be ready: a compile that follows finds them started."""
     if _disabled:
         return
+    _host()  # before the pool's lock (see _host)
     with _cond:
         _dispatch()  # also drops a forked parent's or dead workers
         while not _disabled and len(_workers) < min(count, max_workers()):
@@ -226,6 +234,7 @@ def submit(llvm_ir: str, level: int, loop_unrolling: bool, codegen_level: int = 
     if _disabled:
         return None
     job = Job((llvm_ir, level, loop_unrolling, codegen_level))
+    _host()  # before the pool's lock (see _host)
     with _cond:
         _queue.append(job)
         _dispatch()

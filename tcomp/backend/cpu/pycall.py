@@ -234,8 +234,11 @@ def shims():
         if not _shims:
             if _verify_layouts():
                 from tcomp.runtime import engine
+                from tcomp.runtime.cache import source_fingerprint
 
-                lib = engine.compile_ir(_module())
+                # keyed without printing the module (a warm start would print it to find it)
+                key = f"pycall:{sys.byteorder}:{source_fingerprint('tcomp.backend.cpu')}"
+                lib = engine.compile_ir(_module, cache_key=key)
                 _shims.append((SHIM(lib.address("tcomp_py_plan")), SHIM(lib.address("tcomp_py_run")),
                                CALL(lib.address("tcomp_py_call")), lib))
             else:
