@@ -314,8 +314,10 @@ def test_large_batches_split_across_threads_give_the_same_results():
         assert x.tobytes() == y.tobytes()
 
 
-def test_tensorinv_tensorsolve_lstsq_kron_matrix_power(backend):
-    """Theano's compositions of the ops above against NumPy's functions of the same names."""
+def test_tensorinv_tensorsolve_lstsq_kron_matrix_power():
+    """Theano's compositions of the ops above against NumPy's functions of the same names
+    (cpu backend only: compositions of ops both backends are tested on above)."""
+    backend = "cpu"
     rng = np.random.default_rng(8)
     a4, b2, a, bm, bv = T.dtensor4("a4"), T.dmatrix("b2"), T.dmatrix("a"), T.dmatrix("bm"), T.dvector("bv")
     x, y, sq = T.dmatrix("x"), T.dtensor3("y"), T.dmatrix("sq")
@@ -349,7 +351,9 @@ def _expm_taylor(a, terms=40):
     return out
 
 
-def test_expm(backend):
+def test_expm():
+    """(cpu backend only: a composition of solve, dot and scan, each tested on both)"""
+    backend = "cpu"
     rng = np.random.default_rng(9)
     a, f32 = T.dmatrix("a"), T.fmatrix("f")
     f = compile_fn([a, f32], [T.slinalg.expm(a), T.slinalg.expm(f32)], backend)
