@@ -266,7 +266,10 @@ def lower_body(graph: Graph):
         low = _Lowering(graph, None)
         return low, low.finish()
     except HostValueUnavailable as exc:  # a stage split cannot cut inside a body
-        raise TypeError(f"inside a loop or branch body: {exc}") from None
+        raise TypeError(f"inside a loop or branch body: {exc}; a result whose size is data (x[mask], "
+                        f"T.nonzero, a random draw sized by a tensor) runs as a chain of programs, which a "
+                        f"loop or branch body cannot be: compute it outside the loop, or use "
+                        f"backend='reference'") from None
     finally:
         _DEPTH[0] -= 1
 

@@ -139,3 +139,12 @@ def _round_trip(rng):
 
 
 ROUND_TRIP_BUILDERS = {"flatnonzero": _round_trip}
+
+
+def test_a_mask_inside_a_scan_body_is_refused_clearly():
+    v = T.dmatrix("v")
+    ys, _ = tcomp.scan(lambda r: r[r > 0].sum(), sequences=[v])
+    with pytest.raises(TypeError, match="loop or branch body.*x\\[mask\\]"):
+        tcomp.function([v], ys)
+    f = tcomp.function([v], ys, backend="reference")
+    np.testing.assert_allclose(f(np.array([[1.0, -2, 3], [-1, -1, 5]])), [4.0, 5.0])
