@@ -85,6 +85,7 @@ class Splitter:
         self.module = module
         self.text: dict = {}   # definition name -> its printed text
         self.refs: dict = {}   # definition name -> names of the definitions it references
+        self.calls: dict = {}  # definition name -> every reference, repeats included
         self.owner: dict = {}  # non-copyable definition name -> module index
         self.done: set = set()  # definitions already in a returned module
         self._held = None       # (index, extern, body) of a group kept back for the host
@@ -97,8 +98,19 @@ class Splitter:
         t = self.text.get(name)
         if t is None:
             t = self.text[name] = str(self.defs[name])
-            self.refs[name] = {r for r in _REF.findall(t) if r in self.defs and r != name}
+            found = [r for r in _REF.findall(t) if r in self.defs and r != name]
+            self.refs[name] = set(found)
+            self.calls[name] = found
         return t
+
+    def _cost(self, name: str) -> int:
+        """About how much code LLVM sees for a definition: its text plus one copy of every
+        ``alwaysinline`` function per call (a fused tanh chain is mostly inlined tanh)."""
+        cost = len(self.text[name])
+        for r in self.calls[name]:
+            if r in self.copyable and isinstance(self.defs[r], ir.Function):
+                cost += len(self._printed(r))
+        return cost
 
     def _closure(self, names) -> set:
         """``names`` plus the copyable definitions they use (transitively)."""
@@ -162,15 +174,14 @@ class Splitter:
         for name in seen:
             if name not in self.copyable:
                 members.setdefault(union.find(name), []).append(name)
-        size = self.text
-
-        comps = sorted(members.values(), key=lambda ms: -sum(len(size[m]) for m in ms))
+        cost = {root: sum(self._cost(m) for m in ms) for root, ms in members.items()}
+        comps = sorted(members, key=lambda root: -cost[root])
         bins = [[] for _ in range(max(1, min(groups, len(comps))))]
         load = [0] * len(bins)
-        for ms in comps:
+        for root in comps:
             i = load.index(min(load))
-            bins[i].extend(ms)
-            load[i] += sum(len(size[m]) for m in ms)
+            bins[i].extend(members[root])
+            load[i] += cost[root]
         for i, ms in enumerate(bins):
             for name in ms:
                 self.owner[name] = i

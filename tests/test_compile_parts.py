@@ -1,0 +1,169 @@
+"""A program compiled as several modules at once (``HostProgram.emit_parts``,
+``split_module``, the optimizer pool, ``engine.load`` of parts): the same values as NumPy
+with every path forced on (kernel groups, the entries apart at O0/FastISel, pointers from
+recipe tables), errors raised from the split code, the parts cached as one entry, and
+concurrent compiles from several threads."""
+from __future__ import annotations
+
+import gc
+import threading
+
+import numpy as np
+import pytest
+
+import tcomp
+import tcomp.tensor as T
+from tcomp.backend.cpu import host_pointers, host_program, native_function
+from tcomp.runtime import engine, optimizer
+
+
+@pytest.fixture
+def forced(monkeypatch):
+    """Split every program (two kernel groups), entries in their own fast module, every
+    kernel's pointers from a table; compiled, never taken from the compile cache."""
+    monkeypatch.setenv("TCOMP_JIT_WORKERS", "2")
+    monkeypatch.setattr(native_function, "SPLIT_MIN_KERNELS", 1)
+    monkeypatch.setattr(host_program, "HOST_FAST_MIN", 0)
+    monkeypatch.setattr(host_pointers, "DIRECT_PTRS", 0)
+    with tcomp.config.change_flags(cache=False):
+        yield
+
+
+def _program(c: float):
+    """Several kernels: a matmul, a reduction, a gather, ten sibling outputs of one fused
+    kernel (> 8 pointers) reading a strided view and a constant, and an output copy."""
+    x, y, w = T.matrix("x"), T.matrix("y"), T.matrix("w")
+    idx = T.ivector("idx")
+    k = T.constant((np.arange(12, dtype="float32").reshape(3, 4) * c).astype("float32"))
+    v = y[:, ::2]  # (3, 4) strided view of a (3, 8) input
+    siblings = [x * c + v, x - v * 2, T.exp(-x * x) * v, T.maximum(x, v) + k, (x + k) * (v - c),
+                T.tanh(x) - k, x * x * c, v * k + 1, abs(x - k), T.minimum(v, k) * x]
+    h = T.tanh(T.dot(x, w) + c)
+    outs = siblings + [h, h.sum(axis=1), x[idx], x]
+    return [x, y, w, idx], outs
+
+
+def _reference(c, xv, yv, wv, iv):
+    x, v = xv.astype("float64"), yv.astype("float64")[:, ::2]
+    k = np.arange(12, dtype="float64").reshape(3, 4) * c
+    siblings = [x * c + v, x - v * 2, np.exp(-x * x) * v, np.maximum(x, v) + k, (x + k) * (v - c),
+                np.tanh(x) - k, x * x * c, v * k + 1, np.abs(x - k), np.minimum(v, k) * x]
+    h = np.tanh(x @ wv.astype("float64") + c)
+    return siblings + [h, h.sum(axis=1), x[iv], x]
+
+
+def _data(seed):
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(-1, 1, (3, 4)).astype("float32"), rng.uniform(-1, 1, (3, 8)).astype("float32"),
+            rng.uniform(-1, 1, (4, 5)).astype("float32"), np.array([2, 0, 1, 2], dtype="int32"))
+
+
+def _check(f, c, seed=0):
+    args = _data(seed)
+    got = f(*args)
+    want = _reference(c, *args)
+    assert len(got) == len(want)
+    for k, (a, r) in enumerate(zip(got, want)):
+        np.testing.assert_allclose(a, r, rtol=2e-5, atol=2e-6, err_msg=f"output {k}")
+
+
+def test_split_program_gives_numpys_values(forced):
+    c = 0.625
+    ins, outs = _program(c)
+    f = tcomp.function(ins, outs)
+    parts = f.compiled.native.library._ir
+    assert len(parts) >= 3  # two kernel groups and the entries
+    _check(f, c)
+    _check(f, c, seed=1)
+    # the one-module text (AOT's, llvm_ir_unoptimized) is still a whole valid module
+    import llvmlite.binding as llvm
+
+    text = f.compiled.llvm_ir_unoptimized
+    llvm.parse_assembly(text).verify()
+    assert "_fill_ptrs" in text  # the kernels' pointers came from recipe tables
+    assert "define" in f.compiled.dump("llvm")
+
+
+def test_split_program_raises_the_errors_of_one_module(forced):
+    c = 0.875
+    ins, outs = _program(c)
+    f = tcomp.function(ins, outs)
+    xv, yv, wv, iv = _data(2)
+    with pytest.raises(ValueError):  # a shape check of plan (x and y[:, ::2] differ)
+        f(xv, np.zeros((3, 6), "float32"), wv, iv)
+    with pytest.raises(IndexError):  # a bounds check of a kernel called through its table
+        f(xv, yv, wv, np.array([0, 3], dtype="int32"))
+    _check(f, c, seed=3)  # and it still runs
+
+
+def test_default_split_of_a_wide_program_matches_one_module(monkeypatch):
+    """The default decisions (no forcing) against the same program as one module."""
+    monkeypatch.setenv("TCOMP_JIT_WORKERS", "2")
+    with tcomp.config.change_flags(cache=False):
+        c = 1.125
+        ins, outs = _program(c)
+        split = tcomp.function(ins, outs)
+        assert len(split.compiled.native.library._ir) >= 2
+        monkeypatch.setattr(native_function, "SPLIT_MIN_KERNELS", 10 ** 9)
+        ins, outs = _program(c + 2 ** -10)
+        whole = tcomp.function(ins, outs)
+        assert len(whole.compiled.native.library._ir) == 1
+    args = _data(4)
+    for a, b in zip(split(*args), whole(*args)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+    _check(split, c, seed=4)
+
+
+def test_split_program_is_one_cache_entry(monkeypatch, tmp_path):
+    monkeypatch.setenv("TCOMP_JIT_WORKERS", "2")
+    monkeypatch.setattr(host_program, "HOST_FAST_MIN", 0)
+    with tcomp.config.change_flags(cache=True, cache_dir=str(tmp_path)):
+        c = 1.375
+        ins, outs = _program(c)
+        f = tcomp.function(ins, outs)
+        n = len(f.compiled.native.library._ir)
+        assert n >= 2 and not f.compiled.native.library.from_cache
+        del f
+        gc.collect()
+        hits = engine.cache_stats["hits"]
+        ins, outs = _program(c)
+        g = tcomp.function(ins, outs)
+        lib = g.compiled.native.library
+        assert lib.from_cache and engine.cache_stats["hits"] == hits + 1 and len(lib._ir) == n
+        _check(g, c, seed=5)
+        assert "define" in lib.llvm_ir  # the parts' optimized IR, linked into one module
+    from tcomp.runtime import cache
+
+    cache._overrides.clear()
+
+
+def test_concurrent_compiles_share_the_pool(forced):
+    """Four threads compile different split programs at once through a pool of two."""
+    results, errors = {}, []
+
+    def work(k):
+        try:
+            c = 1.5 + k / 8
+            ins, outs = _program(c)
+            f = tcomp.function(ins, outs)
+            _check(f, c, seed=k)
+            results[k] = True
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+    assert sorted(results) == [0, 1, 2, 3]
+    assert optimizer.workers() <= 2
+
+
+def test_split_program_in_process(forced, monkeypatch):
+    """``TCOMP_JIT_OPTIMIZER=inprocess``: the parts are compiled here, with their pipelines."""
+    monkeypatch.setattr(optimizer, "_disabled", True)
+    c = 2.25
+    ins, outs = _program(c)
+    _check(tcomp.function(ins, outs), c, seed=6)
