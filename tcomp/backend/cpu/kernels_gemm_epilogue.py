@@ -3,8 +3,12 @@ GEMM with the kernel's elementwise steps applied to each tile of C as it is fini
 
 The GEMM drivers live in one permanent runtime library per process (``kernels_gemm``), but
 an epilogue is particular to its kernel, so the kernel's module defines it as a function
-the driver calls back, once per micro-tile (packed path, after the tile's last KC block,
-while it is in L1) or per block of the non-packed paths (``kernels_gemm_tiles``)::
+the driver calls back: in the packed path once per MC x EW block of C (EW columns: the
+block in half of L2) after the block's last KC block, reading the final sums from C (or,
+where a result may share memory with an epilogue operand, from a stack buffer of MC x EB);
+in the non-packed paths once per block (``kernels_gemm_tiles``).  (Once per micro-tile, from
+a stack tile, measured slower than a separate elementwise pass: ~250 calls of a short loop
+per 784 x 512 product.)::
 
     epi_<hash>(ptr env, ptr src, i64 rs, i64 cs, i64 i0, i64 j0, i64 m, i64 n)
 
