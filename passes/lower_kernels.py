@@ -315,6 +315,8 @@ class _Lowering:
         for k, kd in enumerate(self.kernels):
             if not self.pure_elementwise(k) or kd["writes"][0] in escaping or kd["writes"][0] in donated:
                 continue
+            if kd["op"] == "fused" and dict(kd["attrs"])["body"][0][0] in ("dot", "matmul"):
+                continue  # a GEMM with an epilogue over its own operand keeps partial sums elsewhere (a malloc)
             cands = [a.value for a in kd["args"] if a.value is not None and a.value in self.writer
                      and a.value not in escaping and self.same_index(k, a.value)]
             if cands:
