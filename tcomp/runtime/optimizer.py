@@ -88,8 +88,9 @@ class _Worker:
         self.owner = os.getpid()
         self.job = None
         self.ready = False  # its ("ready", rss) message is read before its first reply
+        # unbuffered: select() on the pipe must see every byte not yet read (no read-ahead)
         self.proc = subprocess.Popen([sys.executable, WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     close_fds=True)
+                                     close_fds=True, bufsize=0)
         started += 1
         self.base_rss = self.rss = 0
         try:
@@ -99,18 +100,33 @@ class _Worker:
             raise OSError("the LLVM optimizer process did not start") from None
 
     def _send(self, obj) -> None:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        self.proc.stdin.write(struct.pack("<Q", len(data)) + data)
-        self.proc.stdin.flush()
+        body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        data = memoryview(struct.pack("<Q", len(body)) + body)
+        fd = self.proc.stdin.fileno()
+        while data:
+            data = data[os.write(fd, data):]
+
+    def _read(self, n: int) -> bytes:
+        fd, parts = self.proc.stdout.fileno(), []
+        while n:
+            chunk = os.read(fd, min(n, 1 << 20))
+            if not chunk:
+                break
+            parts.append(chunk)
+            n -= len(chunk)
+        return b"".join(parts)
 
     def _receive(self):
-        out = self.proc.stdout
-        head = out.read(8)
+        head = self._read(8)
         if len(head) < 8:
             return None
         (size,) = struct.unpack("<Q", head)
-        data = out.read(size)
+        data = self._read(size)
         return pickle.loads(data) if len(data) == size else None
+
+    def pending(self) -> bool:
+        """Whether bytes are waiting on the worker's pipe (without blocking)."""
+        return bool(select.select([self.proc.stdout], [], [], 0)[0])
 
     def start_job(self, job: Job) -> bool:
         """Send ``job``; False when the worker is gone (the job stays unsent)."""
@@ -122,13 +138,17 @@ class _Worker:
         return True
 
     def finish_job(self):
-        """The busy job's reply (blocks until it comes); None when the worker died."""
+        """The busy job's reply (called when its pipe is readable); None when the worker
+        died, ``_NOT_YET`` when what came was its start-up message and the reply is still
+        to come (the caller must not block on it: it holds the pool's lock)."""
         try:
             if not self.ready:
                 hello = self._receive()
                 if hello is None or hello[0] != "ready":
                     return None
                 self.ready, self.base_rss = True, hello[1]
+                if not self.pending():
+                    return _NOT_YET
             reply = self._receive()
         except (OSError, pickle.UnpicklingError, EOFError):
             reply = None
@@ -248,6 +268,8 @@ def submit(llvm_ir: str, level: int, loop_unrolling: bool, codegen_level: int = 
 
 #: the reply of a job whose workers never came up (the caller compiles it in process)
 _FALLBACK = ("fallback",)
+#: ``finish_job``: only the worker's start-up message had come
+_NOT_YET = ("not yet",)
 
 
 def _complete(w, reply) -> None:
@@ -306,7 +328,9 @@ def _pump() -> None:
         os.read(wake_r, 4096)
     for w in busy:
         if w.proc.stdout in ready and w.job is not None:
-            _complete(w, w.finish_job())
+            reply = w.finish_job()
+            if reply is not _NOT_YET:
+                _complete(w, reply)
     _dispatch()
     _cond.notify_all()
 
