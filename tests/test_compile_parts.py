@@ -23,6 +23,7 @@ def forced(monkeypatch):
     kernel's pointers from a table; compiled, never taken from the compile cache."""
     monkeypatch.setenv("TCOMP_JIT_WORKERS", "2")
     monkeypatch.setattr(native_function, "SPLIT_MIN_KERNELS", 1)
+    monkeypatch.setattr(host_program, "SPLIT_MIN_COST", 0)
     monkeypatch.setattr(host_program, "HOST_FAST_MIN", 0)
     monkeypatch.setattr(host_pointers, "DIRECT_PTRS", 0)
     with tcomp.config.change_flags(cache=False):
@@ -96,27 +97,30 @@ def test_split_program_raises_the_errors_of_one_module(forced):
     _check(f, c, seed=3)  # and it still runs
 
 
-def test_default_split_of_a_wide_program_matches_one_module(monkeypatch):
-    """The default decisions (no forcing) against the same program as one module."""
+def test_split_matches_one_module(monkeypatch):
+    """Two kernel groups (the entries in the lighter one, at O3) against the same program as
+    one module; by default a program this small is one module."""
     monkeypatch.setenv("TCOMP_JIT_WORKERS", "2")
     with tcomp.config.change_flags(cache=False):
         c = 1.125
         ins, outs = _program(c)
-        split = tcomp.function(ins, outs)
-        assert len(split.compiled.native.library._ir) >= 2
-        monkeypatch.setattr(native_function, "SPLIT_MIN_KERNELS", 10 ** 9)
-        ins, outs = _program(c + 2 ** -10)
         whole = tcomp.function(ins, outs)
-        assert len(whole.compiled.native.library._ir) == 1
+        assert len(whole.compiled.native.library._ir) == 1  # less code than SPLIT_MIN_COST
+        monkeypatch.setattr(host_program, "SPLIT_MIN_COST", 0)
+        ins, outs = _program(c + 2 ** -10)
+        split = tcomp.function(ins, outs)
+        assert len(split.compiled.native.library._ir) == 2
     args = _data(4)
     for a, b in zip(split(*args), whole(*args)):
         assert a.shape == b.shape and a.dtype == b.dtype
-    _check(split, c, seed=4)
+    _check(split, c + 2 ** -10, seed=4)
+    _check(whole, c, seed=4)
 
 
 def test_split_program_is_one_cache_entry(monkeypatch, tmp_path):
     monkeypatch.setenv("TCOMP_JIT_WORKERS", "2")
     monkeypatch.setattr(host_program, "HOST_FAST_MIN", 0)
+    monkeypatch.setattr(host_program, "SPLIT_MIN_COST", 0)
     with tcomp.config.change_flags(cache=True, cache_dir=str(tmp_path)):
         c = 1.375
         ins, outs = _program(c)

@@ -53,6 +53,10 @@ TABLE_FILL_MIN = 16
 #: from this many kernels (plus a quarter of the shape program's instructions) the entries
 #: are compiled without IR passes and with FastISel (:meth:`HostProgram.emit_parts`)
 HOST_FAST_MIN = 128
+#: kernels of less code than this (IR characters, inlined calls counted) stay one module:
+#: about 0.5 s of LLVM (a 784-512-512-10 MLP step is ~100,000 and compiled slower split,
+#: the second optimizer process's start-up and the shared cores costing more than it saved)
+SPLIT_MIN_COST = 200_000
 #: kernel kinds ``run`` emits itself (no graph node or no lowering of their own)
 HOST_KINDS = ("scalar", "loop", "branch")
 
@@ -543,7 +547,7 @@ class HostProgram:
             self._fill_fn()
             host_pointers.fill_fn(self.module, self.symbol)
         splitter = Splitter(self.module)
-        for text in splitter.kernel_parts(groups, hold_one=not large):
+        for text in splitter.kernel_parts(groups, hold_one=not large, min_cost=SPLIT_MIN_COST):
             yield Part(text, 3, False, 3)
         self.emit_plan()
         self.emit_run()

@@ -61,7 +61,7 @@ class _Native:
         # the module text is made only on a compile-cache miss (a warm start links the stored object)
         groups = _kernel_groups(hp)
         make = self._emit if groups == 0 else functools.partial(self._emit_parts, groups)
-        workers = max(groups, 1) + (groups > 0 and hp.host_is_large())
+        workers = 2 if groups and hp.host_is_large() else 1  # (more start when a split needs them)
         self.library = engine.load(make, exports=[hp.plan_name, hp.run_name], loop_unrolling=False,
                                    cache_key=cache_key(hp), workers=workers)
         self.plan_addr = self.library.address(hp.plan_name)

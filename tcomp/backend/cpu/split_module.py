@@ -153,9 +153,11 @@ class Splitter:
         self.copyable = {name for name, gv in self.defs.items() if _copyable(gv)}
 
     # -- phases ---------------------------------------------------------------------------------
-    def kernel_parts(self, groups: int, hold_one: bool) -> list:
-        """Module texts of the kernels defined so far, in up to ``groups`` modules;
-        ``hold_one``: the lightest group is kept back to be the host's module."""
+    def kernel_parts(self, groups: int, hold_one: bool, min_cost: int = 0) -> list:
+        """Module texts of the kernels defined so far, in up to ``groups`` modules (one when
+        their cost, see :meth:`_cost`, is under ``min_cost``: a second optimizer process
+        costs more than it saves on little code); ``hold_one``: the lightest group is kept
+        back to be the host's module."""
         self._refresh()
         union = _Union()
         start = [n for n, gv in self.defs.items() if n not in self.copyable and isinstance(gv, ir.Function)]
@@ -176,6 +178,8 @@ class Splitter:
                 members.setdefault(union.find(name), []).append(name)
         cost = {root: sum(self._cost(m) for m in ms) for root, ms in members.items()}
         comps = sorted(members, key=lambda root: -cost[root])
+        if sum(cost.values()) < min_cost:
+            groups = 1
         bins = [[] for _ in range(max(1, min(groups, len(comps))))]
         load = [0] * len(bins)
         for root in comps:
