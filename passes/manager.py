@@ -63,9 +63,15 @@ register_pass("dce", dce)
 #: the pipelines by mode; a name may appear more than once (cse/dce run again after rewrites)
 PIPELINES: dict[str, tuple[str, ...]] = {
     "default": ("canonicalize", "constant_fold", "cse", "simplify", "stabilize", "simplify", "constant_fold", "cse",
-                "dce", "scan_opt", "fuse_elementwise", "fuse_gemm_epilogue", "dce"),
+                "dce", "scan_opt", "fuse_elementwise", "dce"),
     "fast_compile": ("canonicalize", "dce"),
 }
+#: the default pipeline plus GEMM epilogue fusion (``passes/fusion_gemm.py``), which is opt-in
+#: (``tcomp.Mode(optimizer=PIPELINES['gemm_epilogue'])``): measured on the 2-core znver4 it made
+#: the MLP training step 4% (1 thread) and 11% (2 threads) slower and a 16x128 scan body with a
+#: tanh epilogue 1.7x slower, because the driver calls the epilogue once per block of C and the
+#: unfused elementwise pass over an L2-resident C costs less than that.
+PIPELINES["gemm_epilogue"] = PIPELINES["default"][:-1] + ("fuse_gemm_epilogue", "dce")
 
 
 def _check_names(what: str, names: Iterable[str]) -> tuple[str, ...]:

@@ -18,6 +18,14 @@ from tcomp.backend.cpu import kernels_gemm as KG
 from tcomp.ir import evaluate
 from tcomp.ir.ops.fused import CONTRACTIONS
 from tcomp.passes.fusion_gemm import split_products
+from tcomp.passes.manager import PIPELINES
+
+#: GEMM epilogue fusion is opt-in (passes/manager.py): every function here asks for it
+EPILOGUE = tcomp.Mode(optimizer=PIPELINES["gemm_epilogue"])
+
+
+def _fn(*args, **kwargs):
+    return tcomp.function(*args, mode=EPILOGUE, **kwargs)
 
 SIZES = [(1, 1, 1), (1, 40, 70), (70, 40, 1), (5, 7, 3), (3, 0, 5), (0, 4, 6), (37, 300, 10), (200, 300, 40),
          (130, 600, 90), (64, 17, 129), (300, 7, 300)]
@@ -49,7 +57,7 @@ def _want(xv, wv, bv, rv, ta, tb):
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True)])
 def test_epilogues_against_numpy(dtype, ta, tb):
     ins, outs = _build(dtype, ta, tb)
-    fns = [tcomp.function(ins, o, on_unused_input="ignore") for o in outs]  # one product each: absorbed
+    fns = [_fn(ins, o, on_unused_input="ignore") for o in outs]  # one product each: absorbed
     assert all(len(_products(f)) == 1 for f in fns)
     rng = np.random.default_rng(3)
     for m, k, n in SIZES:
@@ -65,7 +73,7 @@ def test_multi_output_strided_operands_two_threads_and_the_interpreter(monkeypat
     """relu(z) and z from one kernel, x a strided slice; 2 threads give 1 thread's bits."""
     x, w, b = T.matrix("x"), T.matrix("w"), T.vector("b")
     z = T.dot(x[::2], w) + b
-    f = tcomp.function([x, w, b], [T.nnet.relu(z), z])
+    f = _fn([x, w, b], [T.nnet.relu(z), z])
     assert len(_products(f)) == 1
     rng = np.random.default_rng(4)
     xv, wv, bv = (rng.standard_normal(s).astype("float32") for s in ((260, 333), (333, 70), (70,)))
@@ -101,7 +109,7 @@ def test_in_place_sgd_update(dtype, m, n, batch):
     w0 = rng.standard_normal((m, n)).astype(dtype)
     W = tcomp.shared(w0.copy(), "W")
     h, d = T.matrix("h", dtype=dtype, shape=(batch, m)), T.matrix("d", dtype=dtype, shape=(batch, n))
-    step = tcomp.function([h, d], [], updates=[(W, W - 0.01 * T.dot(h.T, d))])
+    step = _fn([h, d], [], updates=[(W, W - 0.01 * T.dot(h.T, d))])
     assert len(_products(step)) == 1
     assert "may be written into" in step.dump("kernels")
     hv, dv = rng.standard_normal((batch, m)).astype(dtype), rng.standard_normal((batch, n)).astype(dtype)
@@ -115,16 +123,16 @@ def test_in_place_sgd_update(dtype, m, n, batch):
 def test_not_absorbed_where_the_product_is_needed_or_broadcast():
     x, w, xr, y = T.matrix("x"), T.matrix("w"), T.matrix("xr", shape=(1, None)), T.matrix("y")
     z = T.dot(x, w)
-    assert not _products(tcomp.function([x, w], [T.exp(z), z]))  # the product is also an output
-    f = tcomp.function([xr, w, y], T.dot(xr, w) + y)  # a (1, n) product broadcast over rows
+    assert not _products(_fn([x, w], [T.exp(z), z]))  # the product is also an output
+    f = _fn([xr, w, y], T.dot(xr, w) + y)  # a (1, n) product broadcast over rows
     assert not _products(f)
     rng = np.random.default_rng(6)
     xv, wv, yv = rng.standard_normal((1, 5)), rng.standard_normal((5, 4)), rng.standard_normal((3, 4))
     np.testing.assert_allclose(f(*(v.astype("float32") for v in (xv, wv, yv))), xv @ wv + yv, rtol=1e-5, atol=1e-5)
-    assert not _products(tcomp.function([x, w], T.exp(T.dot(x, w)).sum(axis=1)))  # a reduction
+    assert not _products(_fn([x, w], T.exp(T.dot(x, w)).sum(axis=1)))  # a reduction
     xi, wi = T.imatrix("xi"), T.imatrix("wi")
-    assert not _products(tcomp.function([xi, wi], T.dot(xi, wi) + 1))  # not the float GEMM
-    f = tcomp.function([x, w], T.exp(T.dot(x, w)), exclude=["fuse_gemm_epilogue"])
+    assert not _products(_fn([xi, wi], T.dot(xi, wi) + 1))  # not the float GEMM
+    f = _fn([x, w], T.exp(T.dot(x, w)), exclude=["fuse_gemm_epilogue"])
     assert not _products(f)
 
 
@@ -134,7 +142,7 @@ def test_not_absorbed_into_a_kernel_with_a_layout_step():
     product stays its own kernel (it raised "no scalar lowering for unary op 'dimshuffle'")."""
     x, y = T.dmatrix("x"), T.dmatrix("y")
     i = T.arange(x.shape[1])
-    f = tcomp.function([x, y], T.switch(T.ge(i.dimshuffle(0, "x"), i.dimshuffle("x", 0)), -T.dot(x, y), 0))
+    f = _fn([x, y], T.switch(T.ge(i.dimshuffle(0, "x"), i.dimshuffle("x", 0)), -T.dot(x, y), 0))
     assert not _products(f)
     xv, yv = np.random.default_rng(7).standard_normal((2, 3, 3))
     np.testing.assert_allclose(f(xv, yv), np.tril(-(xv @ yv)), rtol=1e-12)
