@@ -298,3 +298,12 @@ def test_shared_strict():
         with pytest.raises(TypeError, match="strict"):
             s.set_value(bad)
     np.testing.assert_array_equal(s.get_value(), [1, 1])
+
+
+def test_function_without_outputs_returns_an_empty_list():
+    f = tcomp.function([], [])
+    assert f() == [] and f() == []
+    c = tcomp.shared(np.float32(0), name="c")
+    g = tcomp.function([], [], updates=[(c, c + 1)])
+    assert g() == [] and g() == []
+    assert c.get_value() == 2

@@ -503,6 +503,8 @@ def _fast_call(compiled: NativeFunction, function):
     dtypes = tuple(compiled._dtypes)
     ndarray = np.ndarray
 
+    if n_out == 0 and not single:  # (pick 0 means one bare output below; no outputs take the general path)
+        return None
     pick = 0 if single else n_out
     quick = compiled._make_quick(n=n, pick=pick, rejected=None if function.trust_input else NotImplemented)
     if quick is not None:
