@@ -17,10 +17,12 @@ from .extra import _float
 from .variable import as_variable
 
 
-def disconnected_grad(x):
-    from tcomp.gradient import disconnected_grad as cut
+def _no_gradient(x):
+    """``tcomp.gradient.disconnected_grad`` (imported here: tcomp.gradient imports this package)."""
+    from tcomp.gradient import disconnected_grad
 
-    return cut(x)
+    return disconnected_grad(x)
+
 
 #: arguments below this are shifted up by the recurrence (Stirling's series needs z >= ~8)
 SHIFT = 8
@@ -168,7 +170,7 @@ def _inverse(a, z):
     c = 2.0 / (math.pi * 0.147) + 0.5 * log_term
     # the guess carries no gradient (its sqrt has an infinite slope at 0): the derivative comes
     # from the Halley steps, whose last one gives 1 / erf'(x) at convergence
-    x = disconnected_grad(B.sqrt(B.sqrt(c * c - log_term / 0.147) - c))
+    x = _no_gradient(B.sqrt(B.sqrt(c * c - log_term / 0.147) - c))
     near_one = B.gt(a, 0.5)
     for _ in range(3):
         f = B.where(near_one, z - erfc(x), B.erf(x) - a)
