@@ -26,6 +26,8 @@ from tcomp.ir.graph import Graph
 from tcomp.ir.ops.pyop import PerformNode, op_name, python_nodes, resolve, run_perform
 from tcomp.ir.types import TupleType
 
+from .staged import StageChain
+
 #: a graph with more Python calls than this is refused (each is two more stages)
 MAX_CALLS = 64
 
@@ -120,52 +122,21 @@ class PythonCall:
         return run_perform(self.op, self.node, vals, self.out_types, protect=args)
 
 
-class PythonStages:
+class PythonStages(StageChain):
     """``before`` (or nothing), the Python call, then ``after`` (itself maybe a chain)."""
 
-    fresh_outputs = True
+    stage_note = " (Python calls run between stages)"
 
     def __init__(self, before, call: PythonCall, after, n_in: int, input_names):
         self.before, self.call, self.after = before, call, after
+        self.parts = tuple(s for s in (before, after) if s is not None)
         self.n_in, self.input_names = n_in, list(input_names)
 
-    @property
-    def stages(self) -> list:
-        """Every native program of the chain, in call order."""
-        out = []
-        for s in (self.before, self.after):
-            if s is not None:
-                out.extend(s.stages if hasattr(s, "stages") else [s])
-        return out
-
     def __call__(self, inputs) -> list:
-        args = list(inputs)
-        if len(args) != self.n_in:
-            raise TypeError(f"function takes {self.n_in} inputs ({', '.join(self.input_names)}), got {len(args)}")
+        args = self._arguments(inputs)
         crossed = list(self.before(args)) if self.before is not None else []
         results = self.call(args, crossed)
         return self.after(args + crossed + results)
-
-    @property
-    def program(self):
-        """The last stage's kernel program (the one producing the outputs)."""
-        return self.stages[-1].program
-
-    def kernels_text(self) -> str:
-        ps = self.stages
-        return "\n".join(f"# stage {k + 1} of {len(ps)} (Python calls run between stages)\n{s.program}"
-                         for k, s in enumerate(ps))
-
-    @property
-    def llvm_ir_unoptimized(self) -> str:
-        return "\n".join(s.llvm_ir_unoptimized for s in self.stages)
-
-    def dump(self, stage: str) -> str:
-        return "\n".join(s.dump(stage) for s in self.stages)
-
-    @property
-    def last_call_memory(self):
-        return self.stages[-1].last_call_memory
 
 
 def compile_python_stages(graph: Graph, *, name: str = "fn", donate=None, _depth: int = 0):

@@ -36,30 +36,28 @@ def split_at(graph: Graph, node: int) -> tuple[Graph, Graph]:
     return first, rest
 
 
-class StagedFunction:
-    """``first`` computes the shape-deciding value; ``rest`` takes it as its last input."""
+class StageChain:
+    """Native programs called one after another (``self.parts``, in call order, each a
+    program or itself a chain): what callers read of a compiled function (its kernel
+    program, dumps, the last call's memory) comes from the stages, the outputs' from the last."""
 
     fresh_outputs = True
+    #: said in each stage's header of :meth:`kernels_text`
+    stage_note = ""
 
-    def __init__(self, first, rest, node: int):
-        self.first, self.rest, self.node = first, rest, node
-        self.n_in = first.n_in
-        self.input_names = first.input_names
+    def _arguments(self, inputs) -> list:
+        args = list(inputs)
+        if len(args) != self.n_in:
+            raise TypeError(f"function takes {self.n_in} inputs ({', '.join(self.input_names)}), got {len(args)}")
+        return args
 
     @property
     def stages(self) -> list:
         """Every native program of the chain, in call order."""
         out = []
-        for s in (self.first, self.rest):
-            out.extend(s.stages if isinstance(s, StagedFunction) else [s])
+        for s in self.parts:
+            out.extend(s.stages if hasattr(s, "stages") else [s])
         return out
-
-    def __call__(self, inputs) -> list:
-        args = list(inputs)
-        if len(args) != self.n_in:
-            raise TypeError(f"function takes {self.n_in} inputs ({', '.join(self.input_names)}), got {len(args)}")
-        (value,) = self.first(args)
-        return self.rest(args + [value])
 
     @property
     def program(self):
@@ -67,10 +65,8 @@ class StagedFunction:
         return self.stages[-1].program
 
     def kernels_text(self) -> str:
-        parts = []
-        for k, s in enumerate(self.stages):
-            parts.append(f"# stage {k + 1} of {len(self.stages)}\n{s.program}")
-        return "\n".join(parts)
+        ps = self.stages
+        return "\n".join(f"# stage {k + 1} of {len(ps)}{self.stage_note}\n{s.program}" for k, s in enumerate(ps))
 
     @property
     def llvm_ir_unoptimized(self) -> str:
@@ -82,6 +78,21 @@ class StagedFunction:
     @property
     def last_call_memory(self):
         return self.stages[-1].last_call_memory
+
+
+class StagedFunction(StageChain):
+    """``first`` computes the shape-deciding value; ``rest`` takes it as its last input."""
+
+    def __init__(self, first, rest, node: int):
+        self.first, self.rest, self.node = first, rest, node
+        self.parts = (first, rest)
+        self.n_in = first.n_in
+        self.input_names = first.input_names
+
+    def __call__(self, inputs) -> list:
+        args = self._arguments(inputs)
+        (value,) = self.first(args)
+        return self.rest(args + [value])
 
 
 def compile_native(graph: Graph, *, name: str = "fn", donate=None, _depth: int = 0):
