@@ -158,6 +158,20 @@ def for_range(b: ir.IRBuilder, stop: Ext, body: Callable[[ir.Value], None], star
     b.position_at_end(done)
 
 
+def while_loop(b: ir.IRBuilder, cond: Callable[[], ir.Value], body: Callable[[], None], name: str) -> None:
+    """Emit ``while cond(): body()``; the state lives in allocas (promoted to registers by LLVM)."""
+    head = b.append_basic_block(name + ".head")
+    loop = b.append_basic_block(name + ".body")
+    done = b.append_basic_block(name + ".done")
+    b.branch(head)
+    b.position_at_end(head)
+    b.cbranch(cond(), loop, done)
+    b.position_at_end(loop)
+    body()
+    b.branch(head)
+    b.position_at_end(done)
+
+
 def loop_nest(b: ir.IRBuilder, dims: Sequence[Ext], body: Callable[[list], None], name: str = "i") -> None:
     """Nested loops over ``dims`` in C order; ``body`` gets the index list."""
     def level(k, idx):

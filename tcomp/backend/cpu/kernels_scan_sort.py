@@ -109,20 +109,6 @@ def _var(b, entry, name, init=None):
     return slot
 
 
-def _loop(b, cond, body, name):
-    """``while cond(): body()``; state lives in allocas (promoted to registers by LLVM)."""
-    head = b.append_basic_block(name + ".head")
-    loop = b.append_basic_block(name + ".body")
-    done = b.append_basic_block(name + ".done")
-    b.branch(head)
-    b.position_at_end(head)
-    b.cbranch(cond(), loop, done)
-    b.position_at_end(loop)
-    body()
-    b.branch(head)
-    b.position_at_end(done)
-
-
 def _heapsort(b, row, entry, lo, hi):
     """Heapsort of row[lo:hi] (the fallback for ranges quicksort splits badly)."""
     one, two = ir.Constant(u.I64, 1), ir.Constant(u.I64, 2)
@@ -154,7 +140,7 @@ def _heapsort(b, row, entry, lo, hi):
             b.store(child, root_v)
             b.store(b.zext(b.not_(swap), u.I64), done_v)
 
-        _loop(b, cond, step, "sift")
+        u.while_loop(b, cond, step, "sift")
 
     half = b.sdiv(count, two)
     u.for_range(b, half, lambda k: sift(b.sub(b.sub(half, one), k), count), name="heapify")
@@ -213,10 +199,10 @@ def _sort_row(b, row, entry, length, stack):
 
                     def hoare():
                         b.store(b.add(b.load(i_v), one), i_v)
-                        _loop(b, lambda: row.less(row.pos(b.load(i_v)), pivot),
+                        u.while_loop(b, lambda: row.less(row.pos(b.load(i_v)), pivot),
                               lambda: b.store(b.add(b.load(i_v), one), i_v), "up")
                         b.store(b.sub(b.load(j_v), one), j_v)
-                        _loop(b, lambda: row.less(pivot, row.pos(b.load(j_v))),
+                        u.while_loop(b, lambda: row.less(pivot, row.pos(b.load(j_v))),
                               lambda: b.store(b.sub(b.load(j_v), one), j_v), "down")
                         i, j = b.load(i_v), b.load(j_v)
                         stop = b.icmp_signed(">=", i, j)
@@ -226,7 +212,7 @@ def _sort_row(b, row, entry, length, stack):
                             row.put(j, pi)
                         b.store(b.zext(stop, u.I64), stop_v)
 
-                    _loop(b, lambda: b.icmp_signed("==", b.load(stop_v), ir.Constant(u.I64, 0)), hoare, "hoare")
+                    u.while_loop(b, lambda: b.icmp_signed("==", b.load(stop_v), ir.Constant(u.I64, 0)), hoare, "hoare")
                     # parts [lo, j + 1) and [j + 1, hi): push the larger, keep splitting the smaller
                     mid = b.add(b.load(j_v), one)
                     d1 = b.sub(d, one)
@@ -236,9 +222,9 @@ def _sort_row(b, row, entry, length, stack):
                     b.store(b.select(left_small, mid, hi), hi_v)
                     b.store(d1, d_v)
 
-        _loop(b, big, split, "split")
+        u.while_loop(b, big, split, "split")
 
-    _loop(b, lambda: b.icmp_signed(">", b.load(sp), ir.Constant(u.I64, 0)), pop_range, "ranges")
+    u.while_loop(b, lambda: b.icmp_signed(">", b.load(sp), ir.Constant(u.I64, 0)), pop_range, "ranges")
 
     def insert(i):
         p = row.pos(i)
@@ -256,7 +242,7 @@ def _sort_row(b, row, entry, length, stack):
             row.put(j, row.pos(b.sub(j, one)))
             b.store(b.sub(j, one), j_v)
 
-        _loop(b, cond, shift, "ins")
+        u.while_loop(b, cond, shift, "ins")
         row.put(b.load(j_v), p)
 
     u.for_range(b, length, insert, start=1, name="insertion")

@@ -31,19 +31,6 @@ I32, I64 = u.I32, u.I64
 SWEEPS = {"eigh": 50, "svd": 60}
 
 
-def _while(b, cond, body, name):
-    head = b.append_basic_block(name + ".head")
-    loop = b.append_basic_block(name + ".body")
-    done = b.append_basic_block(name + ".done")
-    b.branch(head)
-    b.position_at_end(head)
-    b.cbranch(cond(), loop, done)
-    b.position_at_end(loop)
-    body()
-    b.branch(head)
-    b.position_at_end(done)
-
-
 def _dot(b, x, y, length, ft, name):
     zero = ir.Constant(ft, 0.0)
 
@@ -200,7 +187,7 @@ def _svd_routine(module, ft, dname, eps):
                         name="p")
             b.store(b.add(b.load(sweep), _c(1)), sweep)
 
-        _while(b, cond, one_sweep, "sweep")
+        u.while_loop(b, cond, one_sweep, "sweep")
         S = _Mat(b, sp, ft, _c(0), _c(1))
 
         def norm(i):
