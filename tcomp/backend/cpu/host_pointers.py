@@ -139,15 +139,7 @@ def emit_call(hp, kfn, values: list, params, ptr_array):
     entries = []
     for v in values:
         entries += recipe(hp, v)
-    key = tuple(entries)
-    gv = hp._ptables.get(key)
-    if gv is None:
-        aty = ir.ArrayType(u.I64, len(entries))
-        gv = ir.GlobalVariable(hp.module, aty, name=f"{hp.symbol}_ptab{len(hp._ptables)}")
-        gv.linkage = "internal"
-        gv.global_constant = True
-        gv.initializer = ir.Constant(aty, entries)
-        hp._ptables[key] = gv
+    gv = hp.constant_table(hp._ptables, "ptab", entries)
     inputs, outputs, ws = hp._args
     b.call(fill_fn(hp.module, hp.symbol),
            [ptr_array, inputs, outputs, ws, hp._regs, hp.const_table(), gv, ir.Constant(u.I64, len(values))])

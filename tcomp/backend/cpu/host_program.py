@@ -266,16 +266,22 @@ class HostProgram:
                 entries += [1, self.n_host + reg_index(r)]
             else:
                 entries += [0, _f64_bits(r) if isinstance(r, float) else int(r)]
+        gv = self.constant_table(self._tables, "tbl", entries)
+        self._b.call(self._fill_fn(), [table, self._regs, gv, ir.Constant(u.I64, len(refs))])
+
+    def constant_table(self, tables: dict, stem: str, entries: list):
+        """A private constant i64 array holding ``entries``: one module global per distinct
+        content, kept in ``tables`` (content -> global)."""
         key = tuple(entries)
-        gv = self._tables.get(key)
+        gv = tables.get(key)
         if gv is None:
             aty = ir.ArrayType(u.I64, len(entries))
-            gv = ir.GlobalVariable(self.module, aty, name=f"{self.symbol}_tbl{len(self._tables)}")
+            gv = ir.GlobalVariable(self.module, aty, name=f"{self.symbol}_{stem}{len(tables)}")
             gv.linkage = "internal"
             gv.global_constant = True
             gv.initializer = ir.Constant(aty, entries)
-            self._tables[key] = gv
-        self._b.call(self._fill_fn(), [table, self._regs, gv, ir.Constant(u.I64, len(refs))])
+            tables[key] = gv
+        return gv
 
     def _fill_fn(self):
         """``fill(dst, regs, tbl, n)``: ``dst[i] = tbl[2i] ? regs[tbl[2i+1]] : tbl[2i+1]``."""
