@@ -122,6 +122,19 @@ def _row(b, ptr, i, ld, ft):
     return b.gep(ptr, [b.mul(i, ld)], source_etype=ft, inbounds=True)
 
 
+def _swap_rows(b, base, i, j, length, ft):
+    """Swap rows ``i`` and ``j`` (``length`` entries, row stride ``length``) of ``base``."""
+    ri, rj = _row(b, base, i, length, ft), _row(b, base, j, length, ft)
+
+    def step(k):
+        x = b.gep(ri, [k], source_etype=ft, inbounds=True)
+        y = b.gep(rj, [k], source_etype=ft, inbounds=True)
+        vx, vy = b.load(x, typ=ft), b.load(y, typ=ft)
+        b.store(vy, x)
+        b.store(vx, y)
+    u.for_range(b, length, step, name="rswap")
+
+
 def _lu(module, ft, dname):
     """i32 lu(A, piv, n): A = P L U in place, piv[k] the row swapped with row k."""
     fn, b, args = _function(module, f"tcomp_la_lu_{dname}", I32, [u.PTR, u.PTR, I64])
@@ -183,15 +196,7 @@ def _lusolve(module, ft, dname):
     def permute(r):
         p = b.load(b.gep(piv, [r], source_etype=I64, inbounds=True), typ=I64)
         with b.if_then(b.icmp_signed("!=", p, r)):
-            rr, rp = _row(b, bp, r, k, ft), _row(b, bp, p, k, ft)
-
-            def swap(j):
-                x = b.gep(rr, [j], source_etype=ft, inbounds=True)
-                y = b.gep(rp, [j], source_etype=ft, inbounds=True)
-                vx, vy = b.load(x, typ=ft), b.load(y, typ=ft)
-                b.store(vy, x)
-                b.store(vx, y)
-            u.for_range(b, k, swap, name="pswap")
+            _swap_rows(b, bp, r, p, k, ft)
 
     u.for_range(b, n, permute, name="perm")
 

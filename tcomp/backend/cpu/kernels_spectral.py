@@ -25,7 +25,7 @@ import numpy as np
 from llvmlite import ir
 
 from . import irutil as u
-from .kernels_linalg import _axpy_row, _c, _copy_in, _down, _fast, _function, _Mat, _row, _var
+from .kernels_linalg import _axpy_row, _c, _copy_in, _down, _fast, _function, _Mat, _row, _swap_rows, _var
 
 I32, I64 = u.I32, u.I64
 SWEEPS = {"eigh": 50, "svd": 60}
@@ -60,18 +60,6 @@ def _rotation(b, tau, ft):
     t = b.fdiv(sign, b.fadd(u.call_intrinsic(b, "fabs", tau), root))
     c = b.fdiv(one, u.call_intrinsic(b, "sqrt", b.fadd(one, b.fmul(t, t))))
     return c, b.fmul(t, c)
-
-
-def _swap_rows(b, base, i, j, length, ft):
-    ri, rj = _row(b, base, i, length, ft), _row(b, base, j, length, ft)
-
-    def step(k):
-        x = b.gep(ri, [k], source_etype=ft, inbounds=True)
-        y = b.gep(rj, [k], source_etype=ft, inbounds=True)
-        vx, vy = b.load(x, typ=ft), b.load(y, typ=ft)
-        b.store(vy, x)
-        b.store(vx, y)
-    u.for_range(b, length, step, name="rswap")
 
 
 def _sort_and_sign(b, vals, rows, n, length, ft, descending, others=()):
