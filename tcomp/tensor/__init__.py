@@ -1,7 +1,22 @@
 """``import tcomp.tensor as T``: symbolic tensors with Theano's names."""
 from tcomp.gradient import Lop, Rop, grad, hessian, jacobian  # noqa: F401,E402
 
-from . import extra_ops, nlinalg, nnet, shared_randomstreams, signal, slinalg  # noqa: F401
+from . import extra_ops, nlinalg, nnet, shared_randomstreams, signal, slinalg, xlogx  # noqa: F401
+from .array_more import (  # noqa: F401
+    batched_tensordot,
+    int_div,
+    inv,
+    iround,
+    power,
+    scalar_from_tensor,
+    second,
+    split,
+    stacklists,
+    tensor_from_scalar,
+    tri,
+    tril,
+    triu,
+)
 from .basic import *  # noqa: F401,F403
 from .basic import (  # noqa: F401
     abs,

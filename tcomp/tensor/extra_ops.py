@@ -7,6 +7,7 @@ import numpy as np
 from tcomp.ir import dtypes as dt
 
 from . import basic as B
+from .array_more import Unique, bartlett, compress, unique  # noqa: F401
 from .extra import _axis, cumprod, cumsum, repeat, squeeze  # noqa: F401
 from .variable import as_variable, constant
 

@@ -26,6 +26,7 @@ def relu(x, alpha=0):
 softplus = B.softplus
 softmax = B.softmax
 log_softmax = B.log_softmax
+logsoftmax = log_softmax  # Theano 1.0's name
 logsumexp = B.logsumexp
 
 
