@@ -205,6 +205,7 @@ def dropout(x, p, srng):
 from . import nnet_abstract_conv as abstract_conv  # noqa: E402
 from . import nnet_bn as bn  # noqa: E402
 from . import nnet_conv as conv  # noqa: E402
+from . import nnet_conv3d2d as conv3d2d  # noqa: E402
 from . import nnet_ctc as ctc  # noqa: E402
 from . import nnet_neighbours as neighbours  # noqa: E402
 from .nnet_conv3d import conv3d  # noqa: E402,F401
@@ -224,6 +225,7 @@ from .nnet_extra import (  # noqa: E402,F401
 
 conv2d_transpose = abstract_conv.conv2d_transpose
 sys.modules[__name__ + ".conv"] = conv
+sys.modules[__name__ + ".conv3d2d"] = conv3d2d
 sys.modules[__name__ + ".abstract_conv"] = abstract_conv
 sys.modules[__name__ + ".bn"] = bn
 sys.modules[__name__ + ".ctc"] = ctc

@@ -7,6 +7,8 @@ Each is the vector-Jacobian product of ``T.nnet.conv2d`` taken by the autodiff p
 semantics are exactly the adjoint of the forward convolution with the same arguments."""
 from __future__ import annotations
 
+import numpy as np
+
 from . import basic as B
 from .nnet import conv2d
 from .variable import as_variable
@@ -62,3 +64,41 @@ def conv2d_transpose(input, filters, output_shape, filter_shape=None, border_mod
 
 
 __all__ = ["conv2d", "conv2d_grad_wrt_inputs", "conv2d_grad_wrt_weights", "conv2d_transpose"]
+
+
+def causal_conv1d(input, filters, filter_shape, input_shape=None, subsample=1, filter_flip=True,
+                  filter_dilation=1, num_groups=1):
+    """Theano's causal 1-d convolution of (batch, channels, time) input with (out, in, width)
+    filters: the input is padded on the left by (width - 1) * dilation, so output step t sees
+    input steps <= t only.  A conv2d over a unit height."""
+    x = as_variable(input, "input")
+    w = as_variable(filters, "filters")
+    if x.ndim != 3 or w.ndim != 3:
+        raise ValueError(f"causal_conv1d: input and filters must be 3-d, got {x.describe()} and {w.describe()}")
+    width = filter_shape[2] if isinstance(filter_shape, (tuple, list)) and len(filter_shape) == 3 else None
+    if not isinstance(width, (int, np.integer)) or width < 1:
+        raise ValueError(f"causal_conv1d: filter_shape must give a static filter width, got {filter_shape!r}")
+    dilation = int(filter_dilation[0] if isinstance(filter_dilation, (tuple, list)) else filter_dilation)
+    stride = int(subsample[0] if isinstance(subsample, (tuple, list)) else subsample)
+    left = (int(width) - 1) * dilation
+    x4 = x.dimshuffle(0, 1, "x", 2)
+    if left:
+        zeros = B.zeros((B.shape_i(x, 0), B.shape_i(x, 1), 1, left), dtype=x.dtype)
+        x4 = B.concatenate([zeros, x4], axis=3)
+    y = conv2d(x4, w.dimshuffle(0, 1, "x", 2), filter_shape=None, border_mode="valid", subsample=(1, stride),
+               filter_flip=filter_flip, filter_dilation=(1, dilation), num_groups=num_groups)
+    return y[:, :, 0, :]
+
+
+def separable_conv2d(input, depthwise_filters, pointwise_filters, num_channels, input_shape=None,
+                     depthwise_filter_shape=None, pointwise_filter_shape=None, border_mode="valid",
+                     subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1)):
+    """Theano's depthwise-separable convolution: each of the ``num_channels`` input channels is
+    convolved with its own (depth_multiplier, 1, kh, kw) filters (``depthwise_filters`` is
+    (num_channels * depth_multiplier, 1, kh, kw)), then a 1x1 ``pointwise_filters``
+    (out, num_channels * depth_multiplier, 1, 1) convolution mixes the channels."""
+    depthwise = conv2d(input, depthwise_filters, input_shape=input_shape, filter_shape=depthwise_filter_shape,
+                       border_mode=border_mode, subsample=subsample, filter_flip=filter_flip,
+                       filter_dilation=filter_dilation, num_groups=int(num_channels))
+    return conv2d(depthwise, pointwise_filters, filter_shape=pointwise_filter_shape, border_mode="valid",
+                  subsample=(1, 1), filter_flip=filter_flip)

@@ -50,4 +50,37 @@ def max_pool_2d_same_size(input, patch_size):
     return set_subtensor(B.zeros_like(x)[(slice(None),) * (nd - 2) + (slice(0, h * p0), slice(0, w * p1))], kept)
 
 
-__all__ = ["pool_2d", "max_pool_2d_same_size"]
+
+def _triple(value, what):
+    out = tuple(int(v) for v in value)
+    if len(out) != 3:
+        raise ValueError(f"pool_3d: {what} must have three entries, got {value!r}")
+    return out
+
+
+def pool_3d(input, ws=None, ignore_border=None, stride=None, pad=(0, 0, 0), mode="max"):
+    """Pool the last three axes of ``input`` (N-d, N >= 3) with windows ``ws``: a 2-d pool
+    of the last two axes, then a pool of the third-last.  Every mode is separable that way
+    (max of maxes; sums of sums; the average divisors are products of per-axis counts)."""
+    x = as_variable(input, "input")
+    if ws is None:
+        raise ValueError("pool_3d: the window size ws is required")
+    if x.ndim < 3:
+        raise ValueError(f"pool_3d: input needs at least 3 dims (pooled: the last three), got {x.describe()}")
+    if ignore_border is None:
+        warnings.warn("pool_3d: ignore_border was not given; it means False, as in Theano", UserWarning, stacklevel=2)
+        ignore_border = False
+    ws = _triple(ws, "ws")
+    stride = ws if stride is None else _triple(stride, "stride")
+    pad = _triple(pad, "pad")
+    inner = _pool_2d(x, ws=ws[1:], ignore_border=ignore_border, stride=stride[1:], pad=pad[1:], mode=mode)
+    nd = x.ndim
+    lead = [B.shape_i(inner, i) for i in range(nd - 2)]  # ..., depth
+    rows, cols = B.shape_i(inner, nd - 2), B.shape_i(inner, nd - 1)
+    flat = B.reshape(inner, tuple(lead) + (rows * cols, ))
+    outer = _pool_2d(flat, ws=(ws[0], 1), ignore_border=ignore_border, stride=(stride[0], 1), pad=(pad[0], 0),
+                     mode=mode)
+    return B.reshape(outer, tuple(lead[:-1]) + (B.shape_i(outer, nd - 3), rows, cols))
+
+
+__all__ = ["pool_2d", "pool_3d", "max_pool_2d_same_size"]
