@@ -34,6 +34,10 @@ from .trace import clone_replace as clone  # noqa: F401  (theano.clone)
 
 __version__ = "0.1.0"
 
+from . import theano_paths as _theano_paths  # noqa: E402
+
+_theano_paths.register()
+
 
 def __getattr__(name):
     """``tcomp.sandbox`` (Theano's ``theano.sandbox.rng_mrg``) on first use: importing it

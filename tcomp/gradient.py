@@ -284,6 +284,12 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", add_nam
         raise ValueError(f"null_gradients must be 'raise' or 'return', got {null_gradients!r}")
     single = not isinstance(wrt, (list, tuple))
     wrt_list = [wrt] if single else list(wrt)
+    if any(getattr(w, "is_sparse_variable", False) is True for w in wrt_list):  # structured (tcomp/sparse)
+        from .sparse.function import sparse_grad
+
+        return sparse_grad(grad, cost, wrt, consider_constant=consider_constant,
+                           disconnected_inputs=disconnected_inputs, add_names=add_names, known_grads=known_grads,
+                           return_disconnected=return_disconnected, null_gradients=null_gradients)
     for w in wrt_list:
         if not isinstance(w, Variable):
             raise TypeError(f"T.grad: wrt must be symbolic variables, got {w!r}")
@@ -487,6 +493,8 @@ def verify_grad(*args, **kwargs):
 
     return vg(*args, **kwargs)
 
+
+from .testing import numeric_grad  # noqa: E402,F401  (Theano's gradient.numeric_grad)
 
 # -- Jacobians and Hessians -----------------------------------------------------------------
 

@@ -142,3 +142,64 @@ def verify_grad(fn, pt, rng=None, eps=None, abs_tol=None, rel_tol=None, backend=
                                    p.shape) if p.ndim else ()
             raise GradientError(i, tuple(int(k) for k in pos), p.shape, a64[pos], numeric[pos],
                                 float(abs_err.max()), float(rel_err.max()), abs_tol, rel_tol)
+
+
+class numeric_grad:  # noqa: N801 - Theano's name
+    """Theano's ``gradient.numeric_grad``: the finite-difference gradient of a (compiled)
+    function ``f`` of the arrays ``pt`` that returns a scalar, in ``self.gf`` (one array per
+    point value, or one array when ``pt`` is a single array).  Central differences, as
+    :func:`verify_grad`; ``eps`` defaults per dtype."""
+
+    type_eps = dict(DEFAULT_EPS)
+
+    def __init__(self, f, pt, eps=None, out_type=None):
+        single = not isinstance(pt, (list, tuple))
+        points = [np.array(p, dtype=np.result_type(p, np.float32)) for p in ([pt] if single else pt)]
+        if eps is None:
+            eps = max(self.type_eps.get(p.dtype.name, DEFAULT_EPS["float64"]) for p in points)
+        grads = []
+        for i, p in enumerate(points):
+            g = np.empty(p.shape, dtype="float64")
+            for j in range(p.size):
+                moved = [q.copy() for q in points]
+                x0 = p.reshape(-1)[j]
+                hi, lo = x0 + p.dtype.type(eps), x0 - p.dtype.type(eps)
+                moved[i].reshape(-1)[j] = hi
+                plus = float(np.asarray(f(*moved)))
+                moved[i].reshape(-1)[j] = lo
+                minus = float(np.asarray(f(*moved)))
+                g.reshape(-1)[j] = (plus - minus) / (float(hi) - float(lo))
+            grads.append(g.astype(out_type or p.dtype))
+        self.gf = grads[0] if single else grads
+
+    @staticmethod
+    def abs_rel_err(a, b):
+        """|a - b| and |a - b| / (|a| + |b|) (0 where both are 0), elementwise."""
+        a, b = np.asarray(a, "float64"), np.asarray(b, "float64")
+        abs_err = np.abs(a - b)
+        denom = np.abs(a) + np.abs(b)
+        return abs_err, np.where(denom > 0, abs_err / np.where(denom > 0, denom, 1), 0.0)
+
+    def abs_rel_errors(self, g_pt):
+        """(abs_err, rel_err) per point value against the symbolic gradients ``g_pt``."""
+        gf = self.gf if isinstance(self.gf, list) else [self.gf]
+        g_pt = g_pt if isinstance(g_pt, (list, tuple)) else [g_pt]
+        if len(g_pt) != len(gf):
+            raise ValueError(f"numeric_grad: {len(g_pt)} gradients for {len(gf)} point values")
+        out = []
+        for i, (a, b) in enumerate(zip(g_pt, gf)):
+            if np.shape(a) != b.shape:
+                raise ValueError(f"numeric_grad: gradient {i} has shape {np.shape(a)}, expected {b.shape}")
+            out.append(self.abs_rel_err(a, b))
+        return out
+
+    def max_err(self, g_pt, abs_tol, rel_tol):
+        """(argument, flat position, abs_err, rel_err) of the worst element: Theano's rule scores
+        an element by its relative error, or 0 when either error is within its tolerance."""
+        best = (0, 0, 0.0, 0.0, -1.0)
+        for i, (abs_err, rel_err) in enumerate(self.abs_rel_errors(g_pt)):
+            score = np.where((abs_err <= abs_tol) | (rel_err <= rel_tol), 0.0, rel_err).reshape(-1)
+            if score.size and score.max() > best[4]:
+                pos = int(np.argmax(score))
+                best = (i, pos, float(abs_err.reshape(-1)[pos]), float(rel_err.reshape(-1)[pos]), float(score[pos]))
+        return best[:4]

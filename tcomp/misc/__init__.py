@@ -1,0 +1,1 @@
+"""``tcomp.misc``: Theano's ``theano.misc`` helpers (``pkl_utils``)."""

@@ -1,0 +1,33 @@
+"""Theano module paths that programs import from, mapped onto tcomp's modules:
+``theano.compile.function_module`` (Function, function), ``theano.compile.sharedvalue``
+(SharedVariable, shared) and ``theano.compile.nanguardmode`` (NanGuardMode).  Each is
+registered in ``sys.modules`` and as an attribute of ``tcomp.compile``, so both
+``from tcomp.compile.sharedvalue import SharedVariable`` and ``tcomp.compile.sharedvalue.shared``
+work."""
+from __future__ import annotations
+
+import sys
+import types
+
+
+def _alias(parent, name: str, doc: str, **members) -> None:
+    full = f"{parent.__name__}.{name}"
+    module = types.ModuleType(full, doc)
+    module.__dict__.update(members)
+    module.__all__ = sorted(members)
+    sys.modules[full] = module
+    setattr(parent, name, module)
+
+
+def register() -> None:
+    from . import compile as compile_module
+    from . import nanguardmode
+    from .function import Function, function
+    from .shared import SharedVariable, shared
+
+    _alias(compile_module, "function_module", "Theano's theano.compile.function_module.",
+           Function=Function, function=function)
+    _alias(compile_module, "sharedvalue", "Theano's theano.compile.sharedvalue.",
+           SharedVariable=SharedVariable, shared=shared)
+    sys.modules[f"{compile_module.__name__}.nanguardmode"] = nanguardmode
+    compile_module.nanguardmode = nanguardmode

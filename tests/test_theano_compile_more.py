@@ -1,0 +1,90 @@
+"""NanGuardMode, gradient.numeric_grad, misc.pkl_utils and Theano's compile module paths."""
+import io
+import zipfile
+
+import numpy as np
+import pytest
+
+import tcomp
+import tcomp.tensor as T
+from tcomp.compile.nanguardmode import NanGuardMode
+from tcomp.gradient import numeric_grad
+from tcomp.misc import pkl_utils
+
+
+def test_nanguardmode_passes_clean_calls_and_names_the_first_bad_node():
+    x = T.dmatrix("x")
+    w = tcomp.shared(np.ones((2, 2)), name="w")
+    y = T.log(x) * 2
+    f = tcomp.function([x], (y + 1).sum(), updates=[(w, w + x)], mode=NanGuardMode(True, True, True))
+    assert f(np.ones((2, 2))) == 4.0
+    with pytest.raises(AssertionError, match=r"output 0 contains NaN(.|\n)*log"):
+        f(-np.ones((2, 2)))
+    with pytest.raises(AssertionError, match="input 'x' contains NaN"):
+        f(np.full((2, 2), np.nan))
+    g = tcomp.function([x], x * 1e6, mode=NanGuardMode(big_is_error=True))
+    with pytest.raises(AssertionError, match="larger than"):
+        g(np.full((2, 2), 1e5))
+    quiet = tcomp.function([x], T.log(x), mode=NanGuardMode(nan_is_error=False, inf_is_error=False,
+                                                              big_is_error=False))
+    assert np.isnan(quiet(-np.ones((1, 1)))).all()
+
+
+def test_nanguardmode_checks_updates():
+    w = tcomp.shared(np.ones(3), name="w")
+    x = T.dvector("x")
+    f = tcomp.function([x], x.sum(), updates=[(w, w / x)], mode=NanGuardMode())
+    f(np.ones(3))
+    with pytest.raises(AssertionError, match="update 0 contains inf"):
+        f(np.array([1.0, 0.0, 1.0]))
+
+
+def test_numeric_grad_matches_the_analytic_gradient():
+    a, b = T.dvector("a"), T.dmatrix("b")
+    cost = (T.dot(b, a) ** 2).sum()
+    f = tcomp.function([a, b], cost)
+    rng = np.random.default_rng(5)
+    pa, pb = rng.standard_normal(3), rng.standard_normal((2, 3))
+    ng = numeric_grad(f, [pa, pb])
+    r = pb @ pa
+    want = [2 * pb.T @ r, 2 * np.outer(r, pa)]
+    for got, w in zip(ng.gf, want):
+        np.testing.assert_allclose(got, w, rtol=1e-6, atol=1e-8)
+    arg, pos, abs_err, rel_err = ng.max_err(want, 1e-5, 1e-5)
+    assert abs_err < 1e-5
+    wrong = [want[0], want[1] + np.array([[0, 0, 0.5], [0, 0, 0]])]
+    assert ng.max_err(wrong, 1e-5, 1e-5)[:2] == (1, 2)
+    single = numeric_grad(tcomp.function([a], (a ** 3).sum()), pa)
+    np.testing.assert_allclose(single.gf, 3 * pa ** 2, rtol=1e-6)
+
+
+def test_pkl_utils_round_trip_keeps_arrays_readable_by_numpy():
+    w = tcomp.shared(np.arange(6.0).reshape(2, 3), name="w")
+    x = T.dmatrix("x")
+    f = tcomp.function([x], T.dot(x, w))
+    buf = io.BytesIO()
+    pkl_utils.dump({"w": w, "f": f, "a": np.ones(3, "float32")}, buf)
+    buf.seek(0)
+    back = pkl_utils.load(buf)
+    np.testing.assert_array_equal(back["w"].get_value(), np.arange(6.0).reshape(2, 3))
+    assert back["a"].dtype == np.float32
+    np.testing.assert_array_equal(back["f"](np.ones((1, 2))), [[3.0, 5.0, 7.0]])
+    buf.seek(0)
+    archive = zipfile.ZipFile(buf)
+    arrays = [np.load(archive.open(n)) for n in archive.namelist() if n.endswith(".npy")]
+    assert any(a.shape == (2, 3) for a in arrays)
+    with pytest.raises(ValueError, match="pkl"):
+        other = io.BytesIO()
+        with zipfile.ZipFile(other, "w") as z:
+            z.writestr("x", b"1")
+        other.seek(0)
+        pkl_utils.load(other)
+
+
+def test_theano_compile_paths():
+    import tcomp.compile.function_module as function_module
+    from tcomp.compile.sharedvalue import SharedVariable, shared
+
+    assert function_module.Function is tcomp.Function
+    assert isinstance(shared(np.zeros(2)), SharedVariable)
+    assert tcomp.compile.nanguardmode.NanGuardMode is NanGuardMode
