@@ -4,6 +4,7 @@ read late, views of dying buffers, outputs that are intermediates, repeated outp
 give the reference interpreter's results, and reuse must actually happen (fewer distinct
 buffers than kernels on a chain).  The graphs are compiled unfused (one kernel per node) so
 that there is something to reuse."""
+import ctypes
 import functools
 import importlib
 import threading
@@ -339,3 +340,137 @@ def test_inplace_never_applies_to_broadcast_reads(monkeypatch):
     assert a in fn._inplace.values()
     with pytest.raises(ValueError, match="never broadcasts"):
         fn([_rand(rng, 1, 30), _rand(rng, 20, 30), _rand(rng, 1, 30), _rand(rng, 20, 30)])
+
+
+# -- the cache of large output buffers (tcomp.runtime.buffers) -------------------------------------
+# An output of >= buffers.LARGE bytes is a view of a leased cached block; the block is reused
+# only once no array that views it is alive.  Values are checked against NumPy computed
+# independently (2*x + 1 is exact in float32).
+
+LARGE_N = 1 << 19  # 2 MiB of float32: leased
+
+
+def _affine_fn(shape=(LARGE_N,)):
+    g = Graph()
+    x = g.add_input(TensorType("float32", shape), name="x")
+    two, one = g.add_constant(np.float32(2.0)), g.add_constant(np.float32(1.0))
+    g.outputs = [g.add_node("add", [g.add_node("mul", [x, two]), one])]
+    return compile_graph(g)
+
+
+@pytest.fixture
+def buffer_cache():
+    from tcomp.runtime import buffers
+
+    before = buffers.cache_limit()
+    buffers.set_cache_limit(64 << 20)
+    buffers.clear_cache()
+    yield buffers
+    buffers.set_cache_limit(before)
+    buffers.clear_cache()
+
+
+def _owner(a):
+    """The object at the end of ``a``'s chain of bases (what owns its memory)."""
+    while isinstance(a, np.ndarray) and a.base is not None:
+        a = a.base
+    return a
+
+
+def test_large_outputs_kept_alive_keep_their_values(buffer_cache):
+    fn = _affine_fn()
+    rng = np.random.default_rng(21)
+    xs = [_rand(rng, LARGE_N) for _ in range(6)]
+    kept = []
+    for k, x in enumerate(xs):
+        out = fn([x])[0]
+        assert out.ctypes.data % 64 == 0 and out.flags.c_contiguous and out.flags.writeable
+        assert isinstance(_owner(out), ctypes.Array)  # a leased block
+        if k % 2:
+            kept.append((x, out))
+        else:
+            kept.append((x, out[100:].reshape(-1, 4)))  # only a view survives: it keeps the block
+        del out
+        fn([xs[0]])  # a dropped result's block goes back and is reused at once
+    for x, out in kept:
+        want = (2 * x + 1) if out.ndim == 1 else (2 * x + 1)[100:].reshape(-1, 4)
+        np.testing.assert_array_equal(out, want)
+    assert not any(np.shares_memory(a, b) for i, (_, a) in enumerate(kept) for _, b in kept[i + 1:])
+    assert buffer_cache.cache_stats()["hits"] >= 5
+
+
+def test_a_dropped_output_block_is_reused(buffer_cache):
+    fn = _affine_fn((512, 1024))
+    x = np.ones((512, 1024), "float32")
+    first = fn([x])[0]
+    addr = first.ctypes.data
+    del first
+    again = fn([x])[0]
+    assert again.ctypes.data == addr  # the same pages: nothing to fault in
+    np.testing.assert_array_equal(again, np.full((512, 1024), 3.0, "float32"))
+
+
+def test_idle_blocks_are_bounded(buffer_cache):
+    buffer_cache.set_cache_limit(5 << 20)
+    fn = _affine_fn()
+    x = np.ones(LARGE_N, "float32")
+    outs = [fn([x])[0] for _ in range(8)]  # 8 x 2 MiB, all alive
+    del outs  # given back at once: only two fit under 5 MiB
+    stats = buffer_cache.cache_stats()
+    assert stats["idle_bytes"] <= 5 << 20
+    assert stats["evicted"] + stats["dropped"] >= 6
+    buffer_cache.set_cache_limit(1 << 20)  # smaller than a block: nothing kept
+    assert buffer_cache.cache_stats()["idle_bytes"] == 0
+    out = fn([x])[0]
+    del out
+    assert buffer_cache.cache_stats()["idle_bytes"] == 0
+
+
+def test_cache_off_gives_plain_arrays(buffer_cache):
+    buffer_cache.set_cache_limit(0)
+    out = _affine_fn()([np.ones(LARGE_N, "float32")])[0]
+    assert isinstance(_owner(out), np.ndarray)  # NumPy's own memory, not a leased block
+    np.testing.assert_array_equal(out, np.full(LARGE_N, 3.0, "float32"))
+    with pytest.raises(ValueError, match=">= 0"):
+        buffer_cache.set_cache_limit(-1)
+    with pytest.raises(TypeError, match="int"):
+        buffer_cache.set_cache_limit(1.5)
+
+
+def test_lease_dying_inside_the_cache_lock_is_freed(buffer_cache):
+    """A garbage collection inside the cache's critical section may drop a lease on the
+    thread that holds the lock: the block is freed, nothing deadlocks."""
+    a = buffer_cache.aligned_empty((LARGE_N,), "float32")
+    cache = buffer_cache._cache
+    assert cache._enter()
+    try:
+        del a  # its __del__ runs here, on the lock's owner
+    finally:
+        cache._exit()
+    assert buffer_cache.cache_stats()["idle_bytes"] == 0
+
+
+def test_python_threads_share_the_cache_safely(buffer_cache):
+    fn = _affine_fn()
+    rng = np.random.default_rng(22)
+    xs = [_rand(rng, LARGE_N) for _ in range(4)]
+    wants = [2 * x + 1 for x in xs]
+    errors = []
+
+    def work(k):
+        kept = []
+        for i in range(12):
+            out = fn([xs[k]])[0]
+            if i % 3 == 0:
+                kept.append(out)  # some live on while others go back to the cache
+        for out in kept + [fn([xs[k]])[0]]:
+            if not np.array_equal(out, wants[k]):
+                errors.append(k)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert buffer_cache.cache_stats()["idle_bytes"] <= buffer_cache.cache_limit()

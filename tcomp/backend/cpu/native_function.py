@@ -10,8 +10,9 @@ Per call, in Python: the input count; one ctypes call to ``plan`` through the sh
 ``pycall.py`` (they read pointers and dims from the array objects and reject an input whose
 rank, dtype, byte order, contiguity or alignment is wrong; only then does Python look at
 the inputs: it raises the same error as before or makes a native contiguous copy and calls
-again); the outputs allocated with NumPy, 64-byte aligned; the workspace from a per-thread
-cache (grown, never shrunk: a call touches no fresh pages); donated updates get the shared
+again); the outputs allocated with NumPy, 64-byte aligned (from 1 MiB on leased from the
+bounded block cache of ``tcomp.runtime.buffers``: no fresh pages faulted in per call); the
+workspace from a per-thread cache (grown, never shrunk: a call touches no fresh pages); donated updates get the shared
 variable's own array as their output when it is writeable, aligned, C-contiguous, of this
 call's shape and overlaps no other input (else a fresh array, and ``tcomp.function`` copies
 it back); one ctypes call to ``run``.  In the common case (no donation) the outputs are
@@ -38,7 +39,7 @@ import numpy as np
 from tcomp.ir.interpreter import ShapeError
 from tcomp.passes.kernel_program import error_class, format_check
 from tcomp.passes.lower_kernels import _Lowering
-from tcomp.runtime import engine
+from tcomp.runtime import buffers, engine
 from tcomp.runtime.buffers import aligned_empty
 
 from . import pycall
@@ -293,6 +294,7 @@ class NativeFunction:
         specs = [(dtype, dtype.itemsize, align // dtype.itemsize, hi - lo != 1) for lo, hi, dtype, _, _ in self._outs]
         slots = [(lo, hi, static) for lo, hi, _, static, _ in self._outs]
         memory, np_empty, prod, kernels, fn = _MEMORY, np.empty, math.prod, self.program.kernels, self
+        large, lease, cached = buffers.LARGE, buffers.lease, buffers.enabled
 
         py_call, miss, ran = self._py_call, pycall.MISS, pycall.RAN
 
@@ -300,6 +302,9 @@ class NativeFunction:
             outs = []
             for shape, (dtype, item, pad, reshape) in zip(shapes, specs):
                 count = prod(shape)
+                if count * item >= large and cached():  # a reused block: no fresh pages to fault in
+                    outs.append(lease(shape, count, dtype))
+                    continue
                 raw = np_empty(count + pad, dtype)  # NumPy's data is 16-byte aligned: slice to 64
                 off = ((-memory[(id(raw) + data) >> 3]) % align) // item
                 a = raw[off:off + count]
@@ -382,6 +387,8 @@ class NativeFunction:
         if self._py_run is None or dtype.itemsize > 16:
             return aligned_empty(shape, dtype)
         count = math.prod(shape)
+        if count * dtype.itemsize >= buffers.LARGE and buffers.enabled():  # from the buffer cache
+            return buffers.lease(shape, count, dtype)
         raw = np.empty(count + pycall.ALIGN // dtype.itemsize, dtype)  # NumPy's data is 16-byte aligned
         off = ((-_MEMORY[(id(raw) + pycall.ARR_DATA) >> 3]) % pycall.ALIGN) // dtype.itemsize
         a = raw[off:off + count]
