@@ -94,3 +94,22 @@ def test_xlogx_values_and_finite_gradient_at_zero():
     assert np.isfinite(g).all()
     np.testing.assert_allclose(g[1:], np.log(x[1:]) + 1)
     verify_grad(T.xlogx.xlogx, [np.array([0.3, 1.7])], rng=np.random.default_rng(2))
+
+
+def test_linalg_op_classes_take_theanos_constructor_arguments():
+    from tcomp.tensor.nlinalg import SVD, Det, ExtractDiag, MatrixInverse
+    from tcomp.tensor.slinalg import Cholesky, Solve
+
+    a, b = T.dmatrix("a"), T.dmatrix("b")
+    x, y = np.array([[4.0, 1.0], [1.0, 3.0]]), np.array([[1.0], [2.0]])
+    f = tcomp.function([a, b], [Cholesky()(a), Cholesky(lower=False)(a), Solve("symmetric")(a, b),
+                                Solve(A_structure="lower_triangular")(a, b), MatrixInverse()(a),
+                                SVD(full_matrices=False, compute_uv=False)(a), Det()(a), ExtractDiag(offset=1)(a)])
+    want = [np.linalg.cholesky(x), np.linalg.cholesky(x).T, np.linalg.solve(x, y), np.linalg.solve(np.tril(x), y),
+            np.linalg.inv(x), np.linalg.svd(x, compute_uv=False), np.linalg.det(x), np.diag(x, 1)]
+    for got, w in zip(f(x, y), want):
+        np.testing.assert_allclose(got, w, rtol=1e-10)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        Cholesky(upper=True)
+    with pytest.raises(ValueError, match="A_structure"):
+        Solve("banded")(a, b)

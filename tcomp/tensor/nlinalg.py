@@ -241,3 +241,8 @@ def norm(x, ord=None):
         s = svd(x, compute_uv=False)
         return B.max(s) if ord == 2 else B.min(s) if ord == -2 else B.sum(s)
     raise ValueError(f"norm: invalid norm order {ord!r} for matrices")
+
+
+from .linalg_ops import nlinalg_classes  # noqa: E402
+
+globals().update(nlinalg_classes())  # MatrixInverse, MatrixPinv, Det, Eigh, SVD, QRFull, AllocDiag, ExtractDiag

@@ -166,3 +166,7 @@ def solve_symmetric(a, b):
 
 __all__ = ["cho_solve", "cholesky", "eigvalsh", "expm", "kron", "solve", "solve_lower_triangular", "solve_symmetric",
            "solve_triangular", "solve_upper_triangular"]
+
+from .linalg_ops import slinalg_classes  # noqa: E402
+
+globals().update(slinalg_classes())  # Cholesky, Solve, Eigvalsh, Expm
