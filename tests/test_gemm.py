@@ -54,13 +54,37 @@ def one_thread():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_uses_packed_kernel(dtype):
-    """The module declares the driver; the process's GEMM runtime defines it with the packed
-    micro-kernel and gemv (one copy per process, not per module)."""
+    """The module defines a small driver and declares the components it calls (symbolic
+    dims: every path); the process's GEMM runtime defines them, the packed micro-kernel
+    inside the packed product's library (one copy per process, not per module)."""
     f = compile_graph(_graph(dtype))
     text = f.llvm_ir_unoptimized
-    assert "tcomp_ukr_" not in text and f"declare void @\"{KG.DRIVER_PREFIX}" in text
+    assert "tcomp_ukr_" not in text and f"define internal void @\"{KG.DRIVER_PREFIX}" in text
+    cfg = KG.Config(dtype)
+    for kind in ("gemm", "gemv", "narrow_rows", "narrow_cols", "small"):
+        assert f'declare void @"{KG._COMPONENTS[kind][0](cfg)}"' in text, kind
     runtime = KG.runtime_ir([text])
     assert "tcomp_ukr_" in runtime and "tcomp_gemv_" in runtime and KG.runtime_ir(["define void @f()"]) is None
+
+
+def test_static_dims_declare_only_their_paths():
+    """With static dims a kernel's driver has only the paths its product can take: the MLP
+    step's products never link gemv or the epilogue paths; each declaration has the type
+    of the component its library defines."""
+    import llvmlite.binding as llvm
+
+    cfg = KG.Config("float32")
+    names = {k: KG._COMPONENTS[k][0](cfg) for k in KG._COMPONENTS}
+    cases = {(128, 784, 512): {"gemm", "small"}, (128, 512, 10): {"gemm", "small", "narrow_rows", "narrow_cols"},
+             (1, 300, 200): {"gemv", "small"}, (4, 5, 6): {"small"}}
+    for (m, k, n), want in cases.items():
+        text = compile_graph(_graph("float32", a_shape=(m, k), b_shape=(k, n))).llvm_ir_unoptimized
+        got = {kind for kind, name in names.items() if f'declare void @"{name}"' in text}
+        assert got == want, (m, k, n)
+        runtime = llvm.parse_assembly(KG.runtime_ir([text]))
+        program = llvm.parse_assembly(text)
+        for kind in want:
+            assert str(runtime.get_function(names[kind]).type) == str(program.get_function(names[kind]).type), kind
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

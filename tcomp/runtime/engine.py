@@ -178,8 +178,9 @@ def _drain() -> None:
 
 
 _symbol_cache: dict = {}
-#: symbols made on first use: name -> callable returning the address, called under ``_lock``
-#: when a module declaring the name is linked (the CPU thread pool, ``backend/cpu/parallel.py``:
+#: symbols made on first use: name -> callable returning the address, called (not under
+#: ``_lock``; a provider makes its library once, under its own lock) when a module declaring
+#: the name is linked or :func:`prefetch` asks (the CPU thread pool, ``backend/cpu/parallel.py``:
 #: one per process, also for kernel objects that come from the compile cache)
 symbol_providers: dict = {}
 #: the same for families of symbols: name prefix -> callable(name) returning the address (the
@@ -223,32 +224,43 @@ _machines: dict = {}
 
 _DECLARE = re.compile(r'^declare [^\n]*?@"([^"]+)"\(', re.M)
 _prefetching: set = set()
+_prefetch_lock = threading.Lock()
+
+
+def _provided(name: str) -> bool:
+    return name in symbol_providers or any(name.startswith(p) for p in symbol_prefix_providers)
+
+
+def prefetch(names) -> None:
+    """Make the libraries that define ``names`` (the thread pool, the GEMM components:
+    ``symbol_providers``) now, each in a background thread, while the module that declares
+    them is still being emitted or compiled, instead of one after another when it is linked
+    (a first compile on a fresh machine waited for each in turn).  Names already linked or
+    on their way, and names no provider makes, are skipped.  The providers run without the
+    engine's lock (each has its own), so the libraries compile at the same time in the
+    optimizer pool and a link elsewhere is not held up."""
+    todo = []
+    with _prefetch_lock:
+        for name in names:
+            if name in _symbol_cache or name in _prefetching or not _provided(name):
+                continue
+            _prefetching.add(name)
+            todo.append(name)
+    for name in todo:
+        def run(name=name):
+            try:
+                _imports([name])
+            except Exception:  # the link that needs it reports it
+                pass
+            finally:
+                with _prefetch_lock:
+                    _prefetching.discard(name)
+        threading.Thread(target=run, name=f"tcomp-prefetch-{name}", daemon=True).start()
 
 
 def _prefetch(text: str) -> None:
-    """Make the libraries that ``text``'s declarations will be linked against (the thread
-    pool, the GEMM runtime: ``symbol_providers``) in a background thread now, while this
-    module compiles, instead of one after another when it is linked (a first compile on a
-    fresh machine waited for each in turn)."""
-    names = []
-    for name in set(_DECLARE.findall(text)):
-        if name in _symbol_cache or name in _prefetching:
-            continue
-        if name in symbol_providers or any(name.startswith(p) for p in symbol_prefix_providers):
-            names.append(name)
-    if not names:
-        return
-    _prefetching.update(names)
-
-    def run():
-        try:
-            with _lock:  # families first (the GEMM runtime: the longest to compile)
-                _imports(sorted(names, key=lambda n: (n in symbol_providers, n)))
-        except Exception:  # the link that needs them reports it
-            pass
-        finally:
-            _prefetching.difference_update(names)
-    threading.Thread(target=run, name="tcomp-prefetch", daemon=True).start()
+    """:func:`prefetch` of the provided symbols that module ``text`` declares."""
+    prefetch(sorted(set(_DECLARE.findall(text))))
 
 
 def _compile_in_process(llvm_ir: str, opt_level: int, loop_unrolling: bool, codegen_level: int = 3):
@@ -300,8 +312,9 @@ def load(llvm_ir, *, exports=None, opt_level: int = 3, loop_unrolling: bool = Tr
             except (KeyError, TypeError, ValueError):  # a valid entry of another layout: compiled again and replaced
                 objs = None
             if objs is not None:
+                imports = _imports(declared)  # (not under the lock: a provider may compile a library)
                 with _lock:
-                    lib = _link(objs, declared, defined, exports, irs, True)
+                    lib = _link(objs, imports, defined, exports, irs, True)
                     cache_stats["hits"] += 1
                     return lib
         with _lock:
@@ -328,8 +341,9 @@ def load(llvm_ir, *, exports=None, opt_level: int = 3, loop_unrolling: bool = Tr
         defined.update(dfn)
     declared = sorted(declared - defined)  # a part's declaration of another part's symbol resolves in the library
     defined = sorted(defined)
+    imports = _imports(declared)
     with _lock:
-        lib = _link(objs, declared, defined, exports, irs, False)
+        lib = _link(objs, imports, defined, exports, irs, False)
     if key is not None:
         sections = {}
         for i, (obj, text) in enumerate(zip(objs, irs)):
@@ -340,13 +354,14 @@ def load(llvm_ir, *, exports=None, opt_level: int = 3, loop_unrolling: bool = Tr
     return lib
 
 
-def _link(objs, declared, defined, exports, optimized, from_cache: bool) -> NativeLibrary:
-    """Link objects into one JIT library (the caller holds ``_lock``)."""
+def _link(objs, imports, defined, exports, optimized, from_cache: bool) -> NativeLibrary:
+    """Link objects into one JIT library (the caller holds ``_lock``); ``imports``: the
+    addresses of their external declarations (:func:`_imports`, resolved before taking the
+    lock: a provider may compile and link a library itself)."""
     global _live
     _init_llvm()
     _drain()
     exports = list(defined) if exports is None else list(exports)
-    imports = _imports(declared)  # before the builder: a provider may link a library itself
     builder = llvm.JITLibraryBuilder()
     for obj in objs:
         builder.add_object_img(obj)

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 
 import llvmlite.binding as llvm
 from llvmlite import ir
@@ -85,10 +86,11 @@ TILES = {("float32", 512): (6, 4), ("float64", 512): (6, 4),
          ("float32", 128): (4, 2), ("float64", 128): (4, 2)}
 #: overrides of the cache-derived (MC, KC, NC), for tuning
 BLOCKING: dict = {}
-#: JIT modules *declare* the drivers (``tcomp_mm_<cfg>``) and link them from one permanent
-#: library per process and configuration (:func:`runtime_ir`, built on the first link that
-#: needs it, cached on disk like any module): a copy per module cost ~0.65 CPU s of LLVM, the
-#: bulk of compiling an MLP step.  False: every module defines its own copy (as before).
+#: JIT modules define their drivers (``tcomp_mm_<cfg>_p<paths>``, small) and *declare* the
+#: components the drivers call (packed GEMM, narrow kernels, gemv, ...), linked from one
+#: permanent library per component and configuration (:func:`runtime_ir`, built on first
+#: use, cached on disk like any module): a copy per module cost ~0.65 CPU s of LLVM, the
+#: bulk of compiling an MLP step.  False: every module defines its own copies.
 SHARED_RUNTIME = True
 DRIVER_PREFIX = "tcomp_mm_"
 
@@ -213,108 +215,204 @@ _DRIVER_ARGS = [I64, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64
                 gir.epilogue_type().as_pointer(), u.PTR, I64]
 
 
-def _driver_type() -> ir.FunctionType:
-    return ir.FunctionType(ir.VoidType(), _DRIVER_ARGS)
+#: a driver's paths (the bits of its ``paths``): the components it may call besides the
+#: no-packing loop, which every driver has (it is correct for any dims and strides: a path a
+#: driver was made without runs there).  A kernel whose dims are static asks only for the
+#: paths its product can take (``static_paths``), so the MLP step never compiles gemv.
+GEMV, NARROW, PACKED = 1, 2, 4
+ALL_PATHS = GEMV | NARROW | PACKED
 
 
-def _driver_decl(module, cfg: Config) -> ir.Function:
-    """The driver as an external declaration (resolved from the shared runtime library)."""
-    name = f"{DRIVER_PREFIX}{cfg.tag}"
-    if name in module.globals:
-        return module.globals[name]
-    fn = ir.Function(module, _driver_type(), name=name)
-    fn.attributes.add("nounwind")
+def static_paths(cfg: Config, M, N, K) -> int:
+    """The driver paths a product of dims M x K @ K x N can take (``ALL_PATHS`` unless the
+    three are Python ints): as ``_split`` and the driver decide at run time.  A narrow
+    product also gets the packed path: the driver packs a narrow share whose strides suit
+    neither narrow kernel (or with fewer than 4 rows)."""
+    if not all(isinstance(d, int) for d in (M, N, K)):
+        return ALL_PATHS
+    if M == 1 or N == 1:
+        return GEMV
+    if M * N * K < SMALL_MNK:
+        return 0
+    return NARROW | PACKED if min(M, N) <= cfg.narrow else PACKED
+
+
+# -- the runtime components ----------------------------------------------------------------------
+#
+# The driver's callees are each their own JIT library (one per component and configuration,
+# each cached on disk by its own key, compiled on first use, in parallel in the optimizer
+# pool): a module declares the ones its drivers call (``_component``) and the engine links
+# them from :func:`_runtime_address`.  One library with every component cost ~0.9 CPU s of
+# LLVM on the first compile of any GEMM (the MLP step's cold compile: 1.0-1.7 s), most of it
+# for paths the MLP never takes (gemv, the epilogue paths).
+
+def _small(module, cfg):
+    return gir._gemm_small(module, cfg.dtype)
+
+
+#: kind -> (symbol name of a configuration, builder(module, cfg) -> its function); the
+#: symbols carry the configuration's tag (the no-packing loop: its dtype; it has no blocking)
+_COMPONENTS = {
+    "gemm": (lambda cfg: f"tcomp_gemm_{cfg.tag}", gir._gemm),
+    "small": (lambda cfg: f"tcomp_gemm_small_{cfg.dtype}", _small),
+    "gemv": (lambda cfg: f"tcomp_gemv_{cfg.tag}", gir._gemv),
+    "narrow_rows": (lambda cfg: f"tcomp_narrow_rows_{cfg.tag}", gir._narrow_rows),
+    "narrow_cols": (lambda cfg: f"tcomp_narrow_cols_{cfg.tag}", gir._narrow_cols),
+    "epi": (lambda cfg: f"tcomp_gemm_epi_{cfg.tag}", tiles.blocked_epilogue),
+}
+#: what the engine asks ``_runtime_address`` for (every component symbol starts with one)
+COMPONENT_PREFIXES = ("tcomp_gemm_", "tcomp_gemv_", "tcomp_narrow_")
+#: LLVM pipeline of each component's library: (O level, loop unrolling); their hot loops are
+#: vectorized and unrolled by hand (the micro-kernel's k loop, the narrow kernels' blocks)
+RUNTIME_PIPELINE = {"gemm": (3, False), "small": (3, False), "gemv": (3, False), "narrow_rows": (3, False),
+                    "narrow_cols": (3, False), "epi": (3, False)}
+
+
+@functools.lru_cache(maxsize=None)
+def _component_type(kind: str, tag: str) -> ir.FunctionType:
+    """A component's function type, read off a copy built in a scratch module (once per
+    process: the builders own their signatures)."""
+    cfg = next(c for c in (Config("float32"), Config("float64")) if c.tag == tag)
+    return _COMPONENTS[kind][1](ir.Module(name="scratch"), cfg).function_type
+
+
+def component_names() -> dict:
+    """symbol -> (kind, dtype) of every component for the current GEMM settings."""
+    out = {}
+    for d in ("float32", "float64"):
+        cfg = Config(d)
+        for kind, (name, _) in _COMPONENTS.items():
+            out[name(cfg)] = (kind, d)
+    return out
+
+
+def _component(module, cfg: Config, kind: str) -> ir.Function:
+    """Component ``kind`` for a module: with ``SHARED_RUNTIME``, an external declaration (the
+    engine links it from its library, which starts compiling now, while the module is still
+    being emitted); else its own internal copy."""
+    name_of, build = _COMPONENTS[kind]
+    if not SHARED_RUNTIME:
+        return build(module, cfg)
+    name = name_of(cfg)
+    fn = module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(module, _component_type(kind, cfg.tag), name=name)
+        fn.attributes.add("nounwind")
+        from tcomp.runtime import engine
+
+        engine.prefetch([name])
     return fn
 
 
 def runtime_ir(module_texts, visibility: str | None = None) -> str | None:
-    """An LLVM IR module defining the GEMM drivers that ``module_texts`` declare (None when
-    they declare none), for the current settings: the JIT's shared library (default
-    visibility) or an ahead-of-time library's copy (``visibility='hidden'``)."""
+    """An LLVM IR module defining the GEMM components that ``module_texts`` declare (None
+    when they declare none), for the current settings: one JIT library (default visibility)
+    or an ahead-of-time library's copy (``visibility='hidden'``)."""
     import re
 
+    table = component_names()
     wanted = set()
     for text in module_texts:
-        wanted.update(re.findall(r'declare [^\n]*@"?(' + DRIVER_PREFIX + r'[A-Za-z0-9_]+)"?\(', text))
+        for name in re.findall(r'declare [^\n]*@"?((?:' + "|".join(COMPONENT_PREFIXES) + r')[A-Za-z0-9_]+)"?\(',
+                               text):
+            if name not in table:
+                raise RuntimeError(f"gemm runtime: {name} was compiled with other GEMM settings than the current "
+                                   f"ones; compile the module again")
+            wanted.add(name)
     if not wanted:
         return None
-    configs = {f"{DRIVER_PREFIX}{Config(d).tag}": d for d in ("float32", "float64")}
-    missing = sorted(wanted - set(configs))
-    if missing:
-        raise RuntimeError(f"gemm runtime: {missing[0]} was compiled with other GEMM settings than the current "
-                           f"({', '.join(configs)}); compile the module again")
     m = ir.Module(name="tcomp_gemm_runtime")
     for name in sorted(wanted):
-        fn = _driver(m, Config(configs[name]), define=True)
+        kind, dtype = table[name]
+        fn = _COMPONENTS[kind][1](m, Config(dtype))
         fn.linkage = visibility or ""  # llvmlite prints the linkage text verbatim: 'hidden' is a visibility
     return str(m)
 
 
 _runtime_libraries: dict = {}
+_runtime_locks: dict = {}
+_runtime_lock = threading.Lock()
 
 
 def _runtime_address(name: str) -> int:
-    """Address of driver ``name`` in this process's GEMM runtime (compiled on first use;
-    ``engine.symbol_prefix_providers`` calls this under the engine's lock)."""
+    """Address of component ``name`` in this process's GEMM runtime (its library compiled
+    or loaded from the compile cache on first use, once per process: a second thread asking
+    waits for the first).  Not under the engine's lock: the components compile at the same
+    time, and a module being linked does not hold up another's compile."""
     from tcomp.runtime import engine
 
-    with engine._lock:
+    with _runtime_lock:
+        lock = _runtime_locks.setdefault(name, threading.Lock())
+    with lock:
         lib = _runtime_libraries.get(name)
         if lib is None:
+            table = component_names()
+            if name not in table:
+                raise RuntimeError(f"gemm runtime: {name} was compiled with other GEMM settings than the current "
+                                   f"ones; compile the module again")
             from tcomp.runtime.cache import source_fingerprint
 
-            # keyed without making the text (0.1 s of llvmlite printing at every start)
+            kind = table[name][0]
+            opt, unroll = RUNTIME_PIPELINE[kind]
+            # keyed without making the text (llvmlite printing at every start)
             key = f"gemm-runtime:{name}:{codegen_key()}:{source_fingerprint('tcomp.backend.cpu')}"
-            lib = _runtime_libraries[name] = engine.compile_ir(lambda: runtime_ir([f'declare void @"{name}"(']),
-                                                              cache_key=key)
+            lib = engine.compile_ir(lambda: runtime_ir([f'declare void @"{name}"(']), cache_key=key,
+                                    opt_level=opt, loop_unrolling=unroll)
+            _runtime_libraries[name] = lib
         return lib.address(name)
 
 
 def _register_provider() -> None:
     from tcomp.runtime import engine
 
-    engine.symbol_prefix_providers[DRIVER_PREFIX] = _runtime_address
+    for prefix in COMPONENT_PREFIXES:
+        engine.symbol_prefix_providers[prefix] = _runtime_address
 
 
 _register_provider()
 
 
-def _driver(module, cfg: Config, define: bool = False) -> ir.Function:
-    """``tcomp_mm_<cfg>(M, N, K, A, rsa, csa, B, rsb, csb, C, lo, hi)``: one product, C
-    contiguous (M, N), its share ``[lo, hi)`` of the ``_split`` units: picks gemv, the
-    no-packing loop or the packed GEMM (allocating and freeing its pack buffers).  A JIT
-    module only declares it (``SHARED_RUNTIME``) unless ``define``."""
-    name = f"{DRIVER_PREFIX}{cfg.tag}"
+def _driver(module, cfg: Config, paths: int = ALL_PATHS, epilogue: bool = False) -> ir.Function:
+    """``tcomp_mm_<cfg>_p<paths>[e](M, N, K, A, rsa, csa, B, rsb, csb, C, lo, hi, epi, env,
+    flags)``: one product, C contiguous (M, N), its share ``[lo, hi)`` of the ``_split``
+    units: picks gemv, the no-packing loop or the packed GEMM (allocating and freeing its
+    pack buffers) among ``paths``.  ``epilogue``: the driver of products with an epilogue
+    (``epi`` not null), else of those without (``epi`` null).  Internal to the module (a few
+    hundred instructions); the components it calls are its libraries' (``_component``)."""
+    name = f"{DRIVER_PREFIX}{cfg.tag}_p{paths}" + ("e" if epilogue else "")
     if name in module.globals:
         return module.globals[name]
-    if SHARED_RUNTIME and not define:
-        return _driver_decl(module, cfg)
-    gemm, small, gemv = gir._gemm(module, cfg), gir._gemm_small(module, cfg.dtype), gir._gemv(module, cfg)
-    narrow_rows, narrow_cols = gir._narrow_rows(module, cfg), gir._narrow_cols(module, cfg)
-    blocked = tiles.blocked_epilogue(module, cfg)
+    comp = functools.partial(_component, module, cfg)
+    small = comp("small")
+    gemm = comp("gemm") if paths & PACKED else None
+    gemv = comp("gemv") if paths & GEMV else None
+    narrow_rows, narrow_cols = (comp("narrow_rows"), comp("narrow_cols")) if paths & NARROW else (None, None)
+    if epilogue:  # (the packed product with its epilogue, else the blocked path)
+        gemm, blocked = gemm or comp("gemm"), comp("epi")
     malloc, free = gir._libc(module)
     et = u.value_type(cfg.dtype)
     fn, b = gir._new_fn(module, name, _DRIVER_ARGS, ret=ir.VoidType())
     fn.attributes.add("optsize")
     fn.attributes.add("noinline")
     M, N, K, Ab, rsa, csa, Bb, rsb, csb, Cb, lo, hi, epi, env, flags = fn.args
-    has_epi = b.icmp_unsigned("!=", b.ptrtoint(epi, I64), c64(0))
     is_gemv, narrow, sw, Ms, Ns, split_m, unit, _ = _split(b, cfg, M, N, K)
     r0, r1 = b.mul(lo, unit), b.mul(hi, unit)
-    with b.if_then(is_gemv):
-        total = b.mul(M, N)
-        y0 = _min(b, r0, total)
-        ylen = b.sub(_min(b, r1, total), y0)
-        with b.if_then(has_epi):
-            tiles.gemv_epilogue(b, cfg, gemv, epi, env, M, N, K, Ab, rsa, csa, Bb, rsb, csb, y0, ylen)
-            b.ret_void()
-        yp = _gep(b, Cb, et, y0)
-        with b.if_else(b.icmp_signed("==", N, c64(1))) as (t2, o2):
-            with t2:  # (M, K) @ (K,): rows y0.. of A
-                b.call(gemv, [ylen, K, _gep(b, Ab, et, b.mul(y0, rsa)), rsa, csa, Bb, rsb, yp])
-            with o2:  # (K,) @ (K, N): y = B^T a, columns y0.. of B
-                b.call(gemv, [ylen, K, _gep(b, Bb, et, b.mul(y0, csb)), csb, rsb, Ab, csa, yp])
-        b.ret_void()
+    if gemv is not None:
+        with b.if_then(is_gemv):
+            total = b.mul(M, N)
+            y0 = _min(b, r0, total)
+            ylen = b.sub(_min(b, r1, total), y0)
+            if epilogue:
+                tiles.gemv_epilogue(b, cfg, gemv, epi, env, M, N, K, Ab, rsa, csa, Bb, rsb, csb, y0, ylen)
+                b.ret_void()
+            else:
+                yp = _gep(b, Cb, et, y0)
+                with b.if_else(b.icmp_signed("==", N, c64(1))) as (t2, o2):
+                    with t2:  # (M, K) @ (K,): rows y0.. of A
+                        b.call(gemv, [ylen, K, _gep(b, Ab, et, b.mul(y0, rsa)), rsa, csa, Bb, rsb, yp])
+                    with o2:  # (K,) @ (K, N): y = B^T a, columns y0.. of B
+                        b.call(gemv, [ylen, K, _gep(b, Bb, et, b.mul(y0, csb)), csb, rsb, Ab, csa, yp])
+                b.ret_void()
     # the product as computed: C = A @ B, or C^T = B^T @ A^T
     rsa_s, csa_s = b.select(sw, csb, rsa), b.select(sw, rsb, csa)
     rsb_s, csb_s = b.select(sw, csa, rsb), b.select(sw, rsa, csb)
@@ -327,32 +425,35 @@ def _driver(module, cfg: Config, define: bool = False) -> ir.Function:
     args = [m, n, K, _gep(b, As, et, b.mul(i0, rsa_s)), rsa_s, csa_s, _gep(b, Bs, et, b.mul(j0, csb_s)), rsb_s,
             csb_s, _gep(b, Cb, et, b.add(b.mul(i0, rsc), b.mul(j0, csc))), rsc, csc]
     swap = b.zext(sw, I64)
-    with b.if_then(has_epi):
+    if epilogue:
         _epilogue_paths(b, cfg, gemm, blocked, malloc, free, args, b.mul(b.mul(M, N), K), narrow, swap, i0, j0,
                         epi, env, flags)
         b.ret_void()
-    with b.if_then(narrow):
-        rows_ok = b.and_(b.icmp_signed("==", csa_s, c64(1)), b.icmp_signed(">=", K, c64(2 * cfg.W)))
-        with b.if_then(b.and_(rows_ok, b.icmp_signed(">=", m, c64(4)))):
-            b.call(narrow_rows, args)
-            b.ret_void()
-        with b.if_then(b.icmp_signed("==", rsa_s, c64(1))):
-            b.call(narrow_cols, args)
-            b.ret_void()
-    small_bb = b.append_basic_block("small")
-    with b.if_then(b.icmp_signed(">=", b.mul(b.mul(M, N), K), c64(SMALL_MNK))):
-        raw_a, raw_b, have = _pack_buffers(b, cfg, malloc, m, n, K)  # sized to this share
-        with b.if_then(have):
-            null = ir.Constant(u.PTR, None)
-            b.call(gemm, args + [_aligned(b, raw_a), _aligned(b, raw_b), null, _null_epi(), null, c64(0), c64(0),
-                                 c64(0)])
-            b.call(free, [raw_a])
+        return fn
+    if narrow_rows is not None:
+        with b.if_then(narrow):
+            rows_ok = b.and_(b.icmp_signed("==", csa_s, c64(1)), b.icmp_signed(">=", K, c64(2 * cfg.W)))
+            with b.if_then(b.and_(rows_ok, b.icmp_signed(">=", m, c64(4)))):
+                b.call(narrow_rows, args)
+                b.ret_void()
+            with b.if_then(b.icmp_signed("==", rsa_s, c64(1))):
+                b.call(narrow_cols, args)
+                b.ret_void()
+    if gemm is not None:
+        small_bb = b.append_basic_block("small")
+        with b.if_then(b.icmp_signed(">=", b.mul(b.mul(M, N), K), c64(SMALL_MNK))):
+            raw_a, raw_b, have = _pack_buffers(b, cfg, malloc, m, n, K)  # sized to this share
+            with b.if_then(have):
+                null = ir.Constant(u.PTR, None)
+                b.call(gemm, args + [_aligned(b, raw_a), _aligned(b, raw_b), null, _null_epi(), null, c64(0), c64(0),
+                                     c64(0)])
+                b.call(free, [raw_a])
+                b.call(free, [raw_b])
+                b.ret_void()
+            b.call(free, [raw_a])  # free(NULL) is a no-op; out of memory: the no-packing loop
             b.call(free, [raw_b])
-            b.ret_void()
-        b.call(free, [raw_a])  # free(NULL) is a no-op; out of memory: the no-packing loop
-        b.call(free, [raw_b])
-    b.branch(small_bb)
-    b.position_at_end(small_bb)
+        b.branch(small_bb)
+        b.position_at_end(small_bb)
     b.call(small, args)
     b.ret_void()
     return fn
@@ -461,9 +562,9 @@ def lower_gemm_epilogue(ctx: KernelCtx, epilogue, flags: int) -> None:
 
 def _lower(ctx: KernelCtx, od: str, epilogue) -> None:
     cfg = Config(od)
-    driver = _driver(ctx.fn.module, cfg)
     b = ctx.b
-    _, _, M, K, N, batch_nd = _operands(ctx)
+    A, B, M, K, N, batch_nd = _operands(ctx)
+    driver = _driver(ctx.fn.module, cfg, static_paths(cfg, A.dims[-2], B.dims[-1], A.dims[-1]), epilogue is not None)
     is_gemv, *_, units = _split(b, cfg, M, N, K)
     work = b.mul(u.i64(u.numel(b, ctx.out.dims[:batch_nd])), b.mul(b.mul(M, N), K))
     # work in "elements" for parallel_for's cost model: MACs / 64 (gemm), / 4 (gemv)

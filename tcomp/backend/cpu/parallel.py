@@ -53,6 +53,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import threading
 
 import llvmlite.binding as llvm
 from llvmlite import ir
@@ -147,15 +148,17 @@ def runtime_ir(*, jit: bool = False) -> str:
 
 
 _pool_library = None
+_pool_lock = threading.Lock()
 
 
 def _pool_address() -> int:
     """The JIT's one pool: its module is compiled and linked once per process, the first
-    time a kernel that calls it is linked (the engine calls this under its lock)."""
+    time a kernel that calls it is linked or prefetched (``engine.prefetch``; under this
+    module's lock, not the engine's: other modules compile and link meanwhile)."""
     global _pool_library
     from tcomp.runtime import engine
 
-    with engine._lock:
+    with _pool_lock:
         if _pool_library is None:
             import platform
 
