@@ -1,7 +1,7 @@
 """``import tcomp.tensor as T``: symbolic tensors with Theano's names."""
 from tcomp.gradient import Lop, Rop, grad, hessian, jacobian  # noqa: F401,E402
 
-from . import extra_ops, nlinalg, nnet, shared_randomstreams, signal, slinalg, xlogx  # noqa: F401
+from . import extra_ops, nlinalg, nnet, opt, shared_randomstreams, signal, slinalg, xlogx  # noqa: F401
 from .array_more import (  # noqa: F401
     batched_tensordot,
     int_div,
