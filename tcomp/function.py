@@ -424,6 +424,15 @@ def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unus
         ``'fast_compile'``; or a :class:`tcomp.Mode` / :class:`tcomp.DebugMode` object.
         Default: ``tcomp.config.mode``.
     exclude
+def _has_sparse(inputs, outputs) -> bool:
+    """Whether a signature has a ``tcomp.sparse`` variable (marked, so scipy is never imported here)."""
+    for group in (inputs, outputs):
+        for v in group if isinstance(group, (list, tuple)) else [group]:
+            if getattr(v, "is_sparse_variable", False) is True:
+                return True
+    return False
+
+
         Pass names to skip, e.g. ``['fuse_elementwise']`` (``tcomp.passes.PASSES`` lists
         them).
     allow_input_downcast
@@ -455,3 +464,10 @@ def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unus
                     backend=backend, mode=mode, exclude=exclude, allow_input_downcast=allow_input_downcast,
                     pass_options=pass_options, no_default_updates=no_default_updates, trust_input=trust_input,
                     cuda_arch=cuda_arch)
+    if _has_sparse(inputs, outputs):  # tcomp.sparse: SciPy matrices in and out (tcomp/sparse/function.py)
+        from .sparse.function import SparseFunction
+
+        return SparseFunction(inputs, outputs, updates=updates, givens=givens, name=name,
+                              on_unused_input=on_unused_input, backend=backend, mode=mode, exclude=exclude,
+                              allow_input_downcast=allow_input_downcast, pass_options=pass_options,
+                              no_default_updates=no_default_updates, trust_input=trust_input, cuda_arch=cuda_arch)

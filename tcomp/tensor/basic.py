@@ -226,7 +226,12 @@ def log_softmax(x, axis=-1):
 # -- linear algebra -----------------------------------------------------------------------
 
 def dot(a, b):
-    """Theano's dot: dot for rank <= 2, matmul semantics for batched operands."""
+    """Theano's dot: dot for rank <= 2, matmul semantics for batched operands; with a
+    ``tcomp.sparse`` operand, ``sparse.dot`` (as Theano's ``T.dot`` dispatches)."""
+    if getattr(a, "is_sparse_variable", False) is True or getattr(b, "is_sparse_variable", False) is True:
+        from tcomp.sparse import dot as sparse_dot
+
+        return sparse_dot(a, b)
     a, b = as_variable(a, "a"), as_variable(b, "b")
     if a.ndim <= 2 and b.ndim <= 2 and a.ndim and b.ndim:
         return apply("dot", [a, b])

@@ -132,9 +132,15 @@ class Variable:
     @property
     def owner(self):
         """Theano's ``owner``: None for an input, shared variable or constant; otherwise the
-        application that made this variable (``.op`` is the op's name, ``.inputs``, ``.outputs``)."""
+        application that made this variable (``.op`` is the op's name, ``.inputs``, ``.outputs``;
+        for a Python op's result, ``.op`` is the ``tcomp.Op`` instance, as in Theano)."""
         if self.op in ("input", "constant"):
             return None
+        call = self.inputs[0] if self.op == "get_output" and self.inputs[0].op == "py_call" else self
+        if call.op == "py_call":
+            from tcomp.ir.ops.pyop import resolve
+
+            return Apply(resolve(call.attrs["op"]), list(call.inputs), [self], dict(call.attrs))
         return Apply(self.op, list(self.inputs), [self], dict(self.attrs))
 
     @property
@@ -426,6 +432,9 @@ def constant(value, dtype=None, name=None) -> Variable:
 def as_variable(value, name="value") -> Variable:
     if isinstance(value, Variable):
         return value
+    dense = getattr(type(value), "__tcomp_dense__", None)
+    if dense is not None:  # a tcomp.sparse matrix in a dense op: its dense form
+        return dense(value)
     if isinstance(value, (list, tuple)) and any(isinstance(v, Variable) for v in value):
         raise TypeError(f"{name}: a list mixing symbolic variables cannot become a tensor; use T.stack")
     try:
