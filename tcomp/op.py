@@ -219,7 +219,15 @@ class FromFunctionOp(Op):
         self.name = getattr(fn, "__name__", "as_op")
         self.__doc__ = getattr(fn, "__doc__", None)
         if infer_shape is not None:
-            self.infer_shape = lambda fgraph, node, shapes: infer_shape(fgraph, node, shapes)
+            # Theano's as_op passes (node, input_shapes); PyTensor's (fgraph, node, input_shapes)
+            try:
+                theano_style = len(inspect.signature(infer_shape).parameters) == 2
+            except (TypeError, ValueError):
+                theano_style = False
+            if theano_style:
+                self.infer_shape = lambda fgraph, node, shapes: infer_shape(node, shapes)
+            else:
+                self.infer_shape = lambda fgraph, node, shapes: infer_shape(fgraph, node, shapes)
 
     def __str__(self):
         return self.name

@@ -477,3 +477,21 @@ def test_pickle_into_another_process(tmp_path):
                          timeout=120).stdout.split("\n")
     assert out[0] == str((np.eye(2) * 2 + 1).tolist())
     assert out[1] != f.traced.structural_hash()
+
+
+def test_as_op_accepts_theanos_two_argument_infer_shape():
+    """Theano's as_op calls infer_shape(node, input_shapes) (PyTensor adds fgraph first)."""
+    from tcomp.compile.ops import as_op
+
+    def out_shape(node, input_shapes):
+        ashp, bshp = input_shapes
+        return [ashp[:-1] + bshp[-1:]]
+
+    @as_op(itypes=[T.fmatrix, T.fmatrix], otypes=[T.fmatrix], infer_shape=out_shape)
+    def numpy_dot(a, b):
+        return np.dot(a, b)
+
+    a, b = T.fmatrix("a"), T.fmatrix("b")
+    x, y = np.ones((2, 3), "float32"), np.arange(6, dtype="float32").reshape(3, 2)
+    out = theano.function([a, b], numpy_dot(a, b))(x, y)
+    np.testing.assert_array_equal(out, x @ y)
