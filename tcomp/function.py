@@ -226,16 +226,13 @@ class Function:
         #: the compilation mode (tcomp/mode.py): pass pipeline, backend, DebugMode's checks
         self.mode = get_mode(mode)
         self.backend = backend or _default_backend(self.mode)
-        from .compile import compile_graph, optimize
-
         t1 = time.perf_counter()
-        self.optimized, self.pass_report = optimize(self.traced, mode=self.mode.pipeline,
-                                                    exclude=self.mode.excluded(exclude), pass_options=pass_options)
-        t2 = time.perf_counter()
         #: graph output position -> input position: updates the backend may write in place
         self.donations = self._donations(len(inputs), len(outputs))
-        self.compiled = compile_graph(self.optimized, backend=self.backend, name=self.name,
-                                      donate=self.donations, cuda_arch=cuda_arch)
+        #: what ``optimized`` / ``pass_report`` are computed with when a graph-cache hit skipped the passes
+        self._pass_args = dict(mode=self.mode.pipeline, exclude=self.mode.excluded(exclude), pass_options=pass_options)
+        self._optimized = self._pass_report = None
+        t2 = self._compile(cuda_arch)
         self.compiled = self.mode.wrap(self.compiled, self)  # DebugMode checks every call
         #: held during every call: write locks of the updated shared variables, read locks
         #: of the other shared variables read (tcomp/shared.py states the rule)
@@ -246,6 +243,53 @@ class Function:
         make_fast = getattr(type(self.compiled), "fast_call", None)
         self._fast = make_fast(self.compiled, self) if make_fast is not None and not self.prints else None
         self._maker = None
+
+    def _compile(self, cuda_arch) -> float:
+        """Set ``self.compiled``; returns when the passes ended.  On the CPU, with the compile
+        cache on, a traced graph compiled before (in any process) goes straight to its kernel
+        program (``tcomp/runtime/graph_cache.py``): no passes, no lowering."""
+        from .compile import compile_graph, optimize
+        from .runtime import graph_cache
+
+        key = graph_cache.key_for(self.traced, backend=self.backend, donations=self.donations,
+                                  pipeline=self._pass_args["mode"], exclude=self._pass_args["exclude"],
+                                  pass_options=self._pass_args["pass_options"], cuda_arch=cuda_arch)
+        hit = graph_cache.load(key) if key is not None else None
+        #: whether the kernel program came from the graph cache (None: this compile does not use it)
+        self.graph_cache_hit = None if key is None else hit is not None
+        if hit is not None:  # ("passes" then times the key and the lookup)
+            from .backend.cpu.native_function import NativeFunction
+
+            t2 = time.perf_counter()
+            self.compiled = NativeFunction(None, name=self.name, lowered=hit)
+            return t2
+        self._optimized, self._pass_report = optimize(self.traced, **self._pass_args)
+        t2 = time.perf_counter()
+        self.compiled = compile_graph(self._optimized, backend=self.backend, name=self.name,
+                                      donate=self.donations, cuda_arch=cuda_arch)
+        if key is not None:
+            from .backend.cpu.native_function import NativeFunction
+
+            if type(self.compiled) is NativeFunction:  # (staged, control-flow and Python-op programs: not cached)
+                graph_cache.store(key, self.compiled.program, self.compiled.graph, self.compiled.hp.hash)
+        return t2
+
+    @property
+    def optimized(self):
+        """The graph after the pass pipeline (computed on first use after a graph-cache hit:
+        the same passes on the same traced graph give the graph the program was lowered from)."""
+        if self._optimized is None:
+            from .compile import optimize
+
+            self._optimized, self._pass_report = optimize(self.traced, **self._pass_args)
+        return self._optimized
+
+    @property
+    def pass_report(self):
+        """The pass manager's report (per pass: time, nodes before and after)."""
+        if self._pass_report is None:
+            self.optimized  # noqa: B018  (runs the passes)
+        return self._pass_report
 
     @property
     def maker(self):
@@ -380,6 +424,16 @@ class Function:
         return reduce_function(self)
 
 
+def _has_composite(inputs, outputs) -> bool:
+    """Whether a signature has a composite variable (a ``tcomp.sparse`` matrix, a
+    ``tcomp.typed_list`` list: ``tcomp/composite.py``)."""
+    for group in (inputs, outputs):
+        for v in group if isinstance(group, (list, tuple)) else [group]:
+            if getattr(v, "tcomp_composite", False) is True:
+                return True
+    return False
+
+
 def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unused_input="raise",
              backend=None, mode=None, exclude=(), allow_input_downcast=None, pass_options=None,
              no_default_updates=False, trust_input=False, cuda_arch=None) -> Function:
@@ -424,15 +478,6 @@ def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unus
         ``'fast_compile'``; or a :class:`tcomp.Mode` / :class:`tcomp.DebugMode` object.
         Default: ``tcomp.config.mode``.
     exclude
-def _has_sparse(inputs, outputs) -> bool:
-    """Whether a signature has a ``tcomp.sparse`` variable (marked, so scipy is never imported here)."""
-    for group in (inputs, outputs):
-        for v in group if isinstance(group, (list, tuple)) else [group]:
-            if getattr(v, "is_sparse_variable", False) is True:
-                return True
-    return False
-
-
         Pass names to skip, e.g. ``['fuse_elementwise']`` (``tcomp.passes.PASSES`` lists
         them).
     allow_input_downcast
@@ -460,14 +505,15 @@ def _has_sparse(inputs, outputs) -> bool:
     Copying (``f.copy(swap=...)``), pickling and ``copy.deepcopy`` rebuild the function from
     its traced graph; ``f.dump(stage)`` prints each compilation stage.
     """
+    if _has_composite(inputs, outputs):  # sparse matrices, typed lists: values of several tensors
+        from .composite import CompositeFunction
+
+        return CompositeFunction(inputs, outputs, updates=updates, givens=givens, name=name,
+                                 on_unused_input=on_unused_input, backend=backend, mode=mode, exclude=exclude,
+                                 allow_input_downcast=allow_input_downcast, pass_options=pass_options,
+                                 no_default_updates=no_default_updates, trust_input=trust_input,
+                                 cuda_arch=cuda_arch)
     return Function(inputs, outputs, updates=updates, givens=givens, name=name, on_unused_input=on_unused_input,
                     backend=backend, mode=mode, exclude=exclude, allow_input_downcast=allow_input_downcast,
                     pass_options=pass_options, no_default_updates=no_default_updates, trust_input=trust_input,
                     cuda_arch=cuda_arch)
-    if _has_sparse(inputs, outputs):  # tcomp.sparse: SciPy matrices in and out (tcomp/sparse/function.py)
-        from .sparse.function import SparseFunction
-
-        return SparseFunction(inputs, outputs, updates=updates, givens=givens, name=name,
-                              on_unused_input=on_unused_input, backend=backend, mode=mode, exclude=exclude,
-                              allow_input_downcast=allow_input_downcast, pass_options=pass_options,
-                              no_default_updates=no_default_updates, trust_input=trust_input, cuda_arch=cuda_arch)

@@ -1,8 +1,9 @@
 """``tcomp cache info`` / ``tcomp cache clear``: the persistent compile cache (tcomp/runtime/cache.py).
 
-``info`` prints the directory, whether the cache is on, the entry count, their bytes and the
-size bound (``--json`` for scripts); ``clear`` deletes every entry (and any temporary file
-a killed writer left) and says how many entries it deleted.
+``info`` prints the directory, whether the cache is on, the entry count (and how many of
+them are graph-cache entries, ``tcomp/runtime/graph_cache.py``), their bytes and the size
+bound (``--json`` for scripts); ``clear`` deletes every entry (and any temporary file a
+killed writer left) and says how many entries it deleted.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def main(args) -> int:
     print(f"directory: {d['directory']}")
     print(f"enabled:   {'yes' if d['enabled'] else 'no (TCOMP_CACHE=0 or tcomp.config.cache = False)'}")
     print(f"entries:   {d['entries']}")
+    print(f"graphs:    {d['graph_entries']} of them (traced graph -> kernel program; the rest are object code)")
     print(f"bytes:     {_size(d['bytes'])} ({d['bytes']} bytes)")
     print(f"bound:     {bound}")
     if d["temporary_files"]:

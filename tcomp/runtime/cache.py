@@ -50,6 +50,8 @@ MAGIC = b"TCOMPOB1"
 FORMAT_VERSION = 1
 DEFAULT_MAX_BYTES = 512 << 20
 SUFFIX = ".tco"
+#: the name prefix of graph-cache entries (``graph_cache.py``; object entries are bare sha256 hex)
+GRAPH_PREFIX = "g"
 #: temporary files older than this (seconds) belong to a killed writer and are removed
 STALE_TMP_SECONDS = 3600
 
@@ -149,27 +151,36 @@ _fingerprints: dict = {}
 def source_fingerprint(*packages: str) -> str:
     """sha256 of the source files of ``packages`` (importable names): the generated code of a
     backend changes with its source even when tcomp's version does not (a development tree).
-    Read once per process: the code that makes the IR is what was imported (a warm start
-    read ~60 files for each key made of it)."""
-    got = _fingerprints.get(packages)
+    Each package is read once per process: the code that makes the IR is what was imported
+    (a warm start read ~60 files for each key made of it), and the graph cache's key and the
+    native path's key share the packages they both cover."""
+    if len(packages) == 1:
+        return _package_fingerprint(packages[0])
+    h = hashlib.sha256(b"tcomp.source-fingerprint")
+    for name in packages:
+        h.update(f"{name}:{_package_fingerprint(name)};".encode())
+    return h.hexdigest()
+
+
+def _package_fingerprint(name: str) -> str:
+    got = _fingerprints.get(name)
     if got is None:
-        got = _fingerprints[packages] = _fingerprint(packages)
+        got = _fingerprints[name] = _fingerprint(name)
     return got
 
 
-def _fingerprint(packages) -> str:
+def _fingerprint(name: str) -> str:
     import importlib
 
     h = hashlib.sha256()
-    for name in packages:
-        mod = importlib.import_module(name)
-        root = os.path.dirname(mod.__file__)
-        for fn in sorted(os.listdir(root)):
-            if fn.endswith(".py"):
-                with open(os.path.join(root, fn), "rb") as f:
-                    data = f.read()
-                h.update(f"{name}/{fn}:{len(data)}:".encode())
-                h.update(data)
+    mod = importlib.import_module(name)
+    root = os.path.dirname(mod.__file__)
+    for fn in sorted(os.listdir(root)):
+        if fn.endswith(".py"):
+            with open(os.path.join(root, fn), "rb") as f:
+                data = f.read()
+            h.update(f"{name}/{fn}:{len(data)}:".encode())
+            h.update(data)
     return h.hexdigest()
 
 
@@ -209,6 +220,15 @@ def lookup(key: str):
     except OSError:
         pass
     return parsed
+
+
+def discard(key: str) -> None:
+    """Delete an entry whose payload its reader found unusable although the checksum held
+    (another layout): the caller rebuilds it."""
+    try:
+        os.unlink(_path(key))
+    except OSError:
+        pass
 
 
 def _parse(data: bytes, key: str):
@@ -340,8 +360,10 @@ def evict(bound: int, keep: str | None = None) -> int:
 def info() -> dict:
     """Directory, entry count, bytes, bound and whether the cache is on (``tcomp cache info``)."""
     entries, tmps = _scan()
+    graphs = sum(os.path.basename(p).startswith(GRAPH_PREFIX) for _, _, p in entries)
     return {"directory": directory(), "enabled": enabled(), "entries": len(entries),
-            "bytes": sum(s for _, s, _ in entries), "max_bytes": max_bytes(), "temporary_files": len(tmps)}
+            "graph_entries": graphs, "bytes": sum(s for _, s, _ in entries), "max_bytes": max_bytes(),
+            "temporary_files": len(tmps)}
 
 
 def clear() -> int:
@@ -358,5 +380,5 @@ def clear() -> int:
     return n
 
 
-__all__ = ["enabled", "directory", "max_bytes", "make_key", "lookup", "store", "evict", "info", "clear",
+__all__ = ["enabled", "directory", "max_bytes", "make_key", "lookup", "store", "discard", "evict", "info", "clear",
            "source_fingerprint", "identity"]

@@ -167,9 +167,10 @@ class Sites(EmitterView):
 class HostProgram:
     """Emits the module of one kernel program (see the module docstring)."""
 
-    def __init__(self, kp: KernelProgram, g, symbol: str | None = None):
+    def __init__(self, kp: KernelProgram, g, symbol: str | None = None, known_hash: str | None = None):
         self.kp, self.g = kp, g
-        self.hash = program_hash(kp)
+        #: ``known_hash``: the hash a graph-cache entry stored with ``kp`` (tcomp/runtime/graph_cache.py)
+        self.hash = known_hash or program_hash(kp)
         self.symbol = symbol or f"tcomp_{self.hash[:16]}"
         self.sites = Sites(g, kp)
         self.module = ir.Module(name=self.symbol)

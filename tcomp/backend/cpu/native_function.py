@@ -144,17 +144,23 @@ class NativeFunction:
     #: outputs are never an input's storage, except donated updates written on purpose
     fresh_outputs = True
 
-    def __init__(self, graph, *, name: str = "fn", donate=None, fuse: bool = True):
-        if fuse and not any(graph.op(n) == "fused" for n in graph.nodes()):
-            # a graph that never went through the fusion pass (``compile_graph`` on a hand-built
-            # graph): fuse it here, as the old backend inlined elementwise chains in its loops
-            from tcomp.passes.fusion import fuse_elementwise
+    def __init__(self, graph, *, name: str = "fn", donate=None, fuse: bool = True, lowered=None):
+        """``lowered``: (kernel program, lowered graph, program hash) from a graph-cache hit
+        (``tcomp/runtime/graph_cache.py``; ``graph`` is then None): no fusion, no lowering."""
+        if lowered is not None:
+            kp, low_g, known = lowered
+        else:
+            if fuse and not any(graph.op(n) == "fused" for n in graph.nodes()):
+                # a graph that never went through the fusion pass (``compile_graph`` on a hand-built
+                # graph): fuse it here, as the old backend inlined elementwise chains in its loops
+                from tcomp.passes.fusion import fuse_elementwise
 
-            graph = fuse_elementwise(graph.copy())
-        low = _Lowering(graph, donate)
-        self.program = kp = low.finish()
-        self.graph = low.g
-        self.hp = hp = HostProgram(kp, low.g)
+                graph = fuse_elementwise(graph.copy())
+            low = _Lowering(graph, donate)
+            kp, low_g, known = low.finish(), low.g, None
+        self.program = kp
+        self.graph = low_g
+        self.hp = hp = HostProgram(kp, low_g, known_hash=known)
         self.name = name
         key = (hp.hash, _codegen_key())  # the program, and the settings the kernels' code depends on
         with _libraries_lock:
