@@ -166,6 +166,8 @@ def test_grad_dense_operand_and_structured_sparse_grad():
     np.testing.assert_allclose(gw, A.T @ t, rtol=1e-10)
     assert sp.isspmatrix_csr(gxv) and gxv.nnz == a.nnz  # structured: x's own pattern
     np.testing.assert_allclose(gxv.toarray(), (t @ Wv.T) * (A != 0), rtol=1e-10)
+    single = T.grad(cost, x)  # a single wrt gives a single (sparse) gradient
+    assert sparse.is_sparse(single) and single.format == "csr"
     # finite differences of the stored values
     eps, k = 1e-6, 3
     bumped = a.copy()

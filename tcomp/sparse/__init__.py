@@ -82,7 +82,6 @@ from .basic import (  # noqa: F401
     vstack,
     wcast,
 )
-from .function import SparseFunction  # noqa: F401
 from .variable import (  # noqa: F401
     CSC,
     CSM,

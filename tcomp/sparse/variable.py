@@ -79,6 +79,8 @@ class SparseVariable:
     ``-``, ``.T``, ``.toarray()``; ``x[i, j]`` is a dense scalar, ``x[a:b, c:d]`` sparse."""
 
     is_sparse_variable = True
+    #: tcomp.function passes it as its dense parts (tcomp/composite.py)
+    tcomp_composite = True
     #: lets Theano-style code test ``x.ndim``
     ndim = 2
 
@@ -100,6 +102,16 @@ class SparseVariable:
     def parts(self):
         """The five dense variables a compiled function passes for this matrix."""
         return (self.data, self.indices, self.indptr) + self._shape
+
+    def unpack_argument(self, value, convert):
+        from .function import unpack
+
+        return unpack(self, value, convert)
+
+    def pack_result(self, arrays):
+        from .function import pack
+
+        return pack(self, arrays)
 
     def nnz(self):
         return self.data.shape[0]

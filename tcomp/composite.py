@@ -1,0 +1,105 @@
+"""Compiled functions over composite variables: values made of several dense tensors.
+
+A ``tcomp.sparse`` matrix (data, indices, indptr, two dims) and a ``tcomp.typed_list`` list
+(the elements' values end to end, and their shapes) are Python-level wrappers over dense
+symbolic tensors, so the graph, the passes and the native program only ever see tensors.
+``tcomp.function`` hands a signature with such a variable here: the function is compiled
+over the dense parts, and this wrapper unpacks each argument into its arrays and packs each
+composite result back (a SciPy matrix, a Python list).
+
+The protocol (``tcomp_composite = True``): ``parts`` (the dense variables), ``is_root``,
+``describe()``, ``unpack_argument(value, convert)`` -> arrays for the parts (``convert(value,
+label, dtype)`` applies the dense argument rules), ``pack_result(arrays)`` -> the value.
+"""
+from __future__ import annotations
+
+import warnings
+
+from .tensor.variable import Variable
+
+
+def is_composite(v) -> bool:
+    return getattr(v, "tcomp_composite", False) is True
+
+
+def has_composite(inputs, outputs) -> bool:
+    """Whether a signature (inputs, outputs: a variable or a list) has a composite variable."""
+    for group in (inputs, outputs):
+        for v in group if isinstance(group, (list, tuple)) else [group]:
+            if is_composite(v):
+                return True
+    return False
+
+
+class CompositeFunction:
+    """A compiled function with composite variables in its signature; other positions, the
+    updates and every option are as in :class:`tcomp.Function` (``fn`` is that function)."""
+
+    def __init__(self, inputs, outputs, on_unused_input="raise", **kwargs):
+        from .function import Function, _reachable
+
+        inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        self.single_output = outputs is not None and not isinstance(outputs, (list, tuple))
+        outs = [] if outputs is None else ([outputs] if self.single_output else list(outputs))
+        flat_in = []
+        for i, v in enumerate(inputs):
+            if is_composite(v):
+                if not v.is_root:
+                    raise TypeError(f"input {i} ({v.describe()}) is not a root variable: inputs must be made by "
+                                    "constructors such as sparse.csr_matrix() or TypedListType(T.fvector)()")
+                flat_in.extend(v.parts)
+            else:
+                flat_in.append(v)
+        flat_out, self._out_layout = [], []
+        for o in outs:
+            parts = list(o.parts) if is_composite(o) else [o]
+            self._out_layout.append((o if is_composite(o) else None, len(flat_out), len(parts)))
+            flat_out.extend(parts)
+        self.inputs, self.outputs = inputs, outs
+        self.fn = Function(flat_in, flat_out, on_unused_input="ignore", **kwargs)
+        if on_unused_input != "ignore":
+            reach = _reachable(self.fn.outputs + [e for _, e in self.fn.updates], {})
+            for v in inputs:
+                parts = v.parts if is_composite(v) else [v]
+                if not any(id(p) in reach for p in parts if isinstance(p, Variable)):
+                    msg = (f"input {v.describe()} is not used to compute any output or update "
+                           "(pass on_unused_input='ignore' or 'warn' to allow it)")
+                    if on_unused_input == "raise":
+                        raise ValueError(msg)
+                    warnings.warn(msg, stacklevel=4)
+
+    def __getattr__(self, name):  # name, maker, dump, updates, ...: the dense function's
+        if name == "fn":
+            raise AttributeError(name)
+        return getattr(self.fn, name)
+
+    def _convert(self, value, label, dtype):
+        from .function import convert_argument
+
+        if isinstance(value, Variable) or is_composite(value):
+            raise TypeError(f"argument {label!r}: got a symbolic variable; pass a value")
+        return convert_argument(value, label, dtype, self.fn.allow_input_downcast)
+
+    def __call__(self, *args, **kwargs):
+        names = {v.name: k for k, v in enumerate(self.inputs) if v.name}
+        args = list(args)
+        for key in sorted(kwargs, key=lambda n: names.get(n, -1)):
+            k = names.get(key)
+            if k is not None and is_composite(self.inputs[k]):
+                if k != len(args):
+                    raise TypeError(f"{self.fn.name}: argument {key!r} by name needs every argument before it "
+                                    "by position")
+                args.append(kwargs.pop(key))
+        if len(args) > len(self.inputs):
+            raise TypeError(f"{self.fn.name} takes {len(self.inputs)} arguments, got {len(args)}")
+        flat = []
+        for var, value in zip(self.inputs, args):
+            if is_composite(var):
+                flat.extend(var.unpack_argument(value, self._convert))
+            else:
+                flat.append(value)
+        results = self.fn(*flat, **kwargs)
+        if not isinstance(results, list):
+            results = [results]
+        outs = [results[k] if o is None else o.pack_result(results[k:k + n]) for o, k, n in self._out_layout]
+        return outs[0] if self.single_output else outs
