@@ -10,6 +10,8 @@ waits while another call updates it (it never sees a half-written value); calls 
 read run in parallel.  ``get_value()`` takes the read lock and ``set_value()`` the write
 lock, so neither sees nor leaves a torn value.  ``get_value(borrow=True)`` returns the
 storage itself: reading it while another thread updates the variable is the caller's risk.
+The locks are re-entrant per thread (:func:`acquire`), so a call nested in a call (a Python
+op's ``perform`` calling a compiled function) never waits for locks its own thread holds.
 """
 from __future__ import annotations
 
@@ -29,8 +31,9 @@ _seq = itertools.count()
 class RWLock:
     """Many readers or one writer; a waiting writer blocks new readers (no writer starvation).
 
-    Not re-entrant.  Deadlock-free when every thread acquires several of them in one global
-    order (a thread waiting for lock k holds only locks ordered before k)."""
+    Deadlock-free when every thread acquires several of them in one global order (a thread
+    waiting for lock k holds only locks ordered before k).  Re-entrancy is handled one level
+    up (:func:`acquire`): a thread that already holds a lock does not wait for it again."""
 
     __slots__ = ("_cond", "_readers", "_writer", "_waiting_writers")
 
@@ -67,39 +70,109 @@ class RWLock:
             self._writer = False
             self._cond.notify_all()
 
+    def try_upgrade(self) -> bool:
+        """Read lock -> write lock, only when the caller is the one reader (never waits)."""
+        with self._cond:
+            if self._readers != 1 or self._writer:
+                return False
+            self._readers, self._writer = 0, True
+            return True
+
+    def downgrade(self):
+        with self._cond:
+            self._writer, self._readers = False, 1
+            self._cond.notify_all()
+
+
+#: per thread: RWLock -> True (held for writing) / False (reading).  A compiled function
+#: called from a Python op's ``perform`` (or ``get_value`` there) runs inside the outer
+#: call, which may already hold the same locks: waiting for them again would wait forever.
+_tls = threading.local()
+
+
+def _held() -> dict:
+    held = getattr(_tls, "held", None)
+    if held is None:
+        held = _tls.held = {}
+    return held
+
+
+def acquire(lock: RWLock, write: bool, label: str, held: dict = None) -> str:
+    """Take ``lock`` for this thread, re-entrantly; returns how (for :func:`release`):
+    'r'/'w' (taken), 'n' (already held strongly enough: nothing to do), 'u' (this thread's
+    read lock upgraded, when it is the only reader).  An upgrade another reader prevents
+    raises RuntimeError rather than waiting for a reader that may be waiting for us."""
+    held = _held() if held is None else held
+    mode = held.get(lock)
+    if mode is None:
+        (lock.acquire_write if write else lock.acquire_read)()
+        held[lock] = write
+        return "w" if write else "r"
+    if mode or not write:
+        return "n"
+    if not lock.try_upgrade():
+        raise RuntimeError(f"shared variable {label}: a call nested in another call on this thread (a Python op's "
+                           f"perform calling a compiled function) updates it while the outer call reads it and "
+                           f"another thread reads it too; waiting would deadlock. Update it outside the outer call, "
+                           f"or pass its value in as an input")
+    held[lock] = True
+    return "u"
+
+
+def release(lock: RWLock, how: str, held: dict = None) -> None:
+    held = _held() if held is None else held
+    if how == "r":
+        del held[lock]
+        lock.release_read()
+    elif how == "w":
+        del held[lock]
+        lock.release_write()
+    elif how == "u":
+        held[lock] = False
+        lock.downgrade()
+
 
 class SharedLocks:
     """The locks one compiled function holds during a call: write locks of the shared
     variables it updates, read locks of the other shared variables it reads, in the global
-    order.  ``with locks:`` acquires them all; an empty set costs nothing."""
+    order.  ``with locks:`` acquires them all; an empty set costs nothing.  Re-entrant per
+    thread (:func:`acquire`): a call nested in a call that holds the locks goes on."""
 
     __slots__ = ("_plan",)
 
     def __init__(self, read=(), write=()):
         write = {id(v): v for v in write}
         read = {id(v): v for v in read if id(v) not in write}
-        plan = [(v._seq, v._rw, True) for v in write.values()] + [(v._seq, v._rw, False) for v in read.values()]
-        self._plan = [(lock, w) for _, lock, w in sorted(plan, key=lambda p: p[0])]
+        plan = [(v._seq, v._rw, True, v) for v in write.values()] + \
+            [(v._seq, v._rw, False, v) for v in read.values()]
+        self._plan = [(lock, w, v.name or "<unnamed>") for _, lock, w, v in sorted(plan, key=lambda p: p[0])]
 
     def __enter__(self):
+        if not self._plan:
+            return self
+        held = _held()
         done = []
         try:
-            for lock, write in self._plan:
-                (lock.acquire_write if write else lock.acquire_read)()
-                done.append((lock, write))
+            for lock, write, label in self._plan:
+                done.append((lock, acquire(lock, write, label, held)))
         except BaseException:
-            _release(done)
+            _release(done, held)
             raise
+        stack = getattr(_tls, "stack", None)
+        if stack is None:
+            stack = _tls.stack = []
+        stack.append(done)
         return self
 
     def __exit__(self, *exc):
-        _release(self._plan)
+        if self._plan:
+            _release(_tls.stack.pop(), _held())
         return False
 
 
-def _release(held):
-    for lock, write in reversed(held):
-        (lock.release_write if write else lock.release_read)()
+def _release(done, held):
+    for lock, how in reversed(done):
+        release(lock, how, held)
 
 
 def _checked_kind(arr: np.ndarray, label: str, want: str) -> None:
@@ -173,13 +246,13 @@ class SharedVariable(Variable):
             if self._device is not None:
                 self._device.to_host(self)
             return self._value
-        self._rw.acquire_read()
+        how = acquire(self._rw, False, self.name)
         try:
             if self._device is not None:
                 self._device.to_host(self)
             return self._value.copy()
         finally:
-            self._rw.release_read()
+            release(self._rw, how)
 
     def set_value(self, value, borrow=False):
         """Store ``value`` (a copy unless ``borrow``).  As in Theano, a value of another
@@ -187,11 +260,11 @@ class SharedVariable(Variable):
         into floatX); a float64 array into a float32 variable raises TypeError (cast it, or
         create the variable with ``allow_downcast=True``); with ``strict`` only an array of
         the exact dtype is accepted."""
-        self._rw.acquire_write()
+        how = acquire(self._rw, True, self.name)
         try:
             self._store(value, borrow)
         finally:
-            self._rw.release_write()
+            release(self._rw, how)
 
     def _assign_in_place(self, new):
         """Commit an update computed by a compiled function (same type, checked at build).

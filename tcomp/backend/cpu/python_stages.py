@@ -16,9 +16,10 @@ kept in the persistent compile cache like any other.  The graph's outputs and th
 shared-variable donations stay in the last stage, in place.  Threads: the native stages
 release the GIL; ``perform`` runs under it, and a function called from several threads may
 run the same op's ``perform`` concurrently (as Theano did), under the shared-variable locks
-the call holds (``tcomp/shared.py``).  Those locks are not re-entrant: a ``perform`` that
-calls another compiled function updating a shared variable this call reads (or reading one
-it updates) waits forever; ``OpFromGraph`` passes its shared variables in as inputs instead.
+the call holds (``tcomp/shared.py``).  Those locks are re-entrant per thread: a ``perform``
+that calls another compiled function (or ``get_value``/``set_value``) on a shared variable
+this call holds goes on and sees the current value; only an update of a variable this call
+reads while another thread reads it too raises (waiting could deadlock).
 """
 from __future__ import annotations
 
