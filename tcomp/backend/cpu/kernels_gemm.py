@@ -520,7 +520,7 @@ def _epilogue_paths(b, cfg, gemm, blocked, malloc, free, args, mnk, narrow, swap
             b.ret_void()
         for raw in (raw_a, raw_b, raw_c):  # free(NULL) is a no-op; out of memory: the blocked path
             b.call(free, [raw])
-    b.call(blocked, args[:9] + [epi, env, swap, i0, j0])
+    b.call(blocked, args + [epi, env, swap, i0, j0, flags, b.zext(narrow, I64)])
 
 
 def _as_matrix(ref: u.TensorRef, side: str) -> u.TensorRef:

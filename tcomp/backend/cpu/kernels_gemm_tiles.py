@@ -2,14 +2,21 @@
 start with a product, ``passes/fusion_gemm.py``) other than the packed one: products too
 small or too narrow to pack, and matrix-vector products.
 
-The packed product (``kernels_gemm_ir._gemm``) applies the epilogue to each micro-tile when
-its last KC block is done: the micro-kernel writes the tile's final sums into a stack tile
-and the epilogue reads them there and writes the kernel's results.  The paths here do the
-same per block of C: the block's product goes into a stack tile (RB x CB, in L1) and the
-epilogue runs on it.  The product is never written into C first, so a result may be
+The packed product (``kernels_gemm_ir._gemm``) applies the epilogue to each MC x EW block
+of C after its last KC block.  The paths here compute the product as the plain driver
+would (the same narrow / no-packing / gemv kernels) in chunks of whole rows into a stack
+buffer of ``SCRATCH`` elements (in L1), laid out as C is (rows contiguous, whatever
+orientation the driver computes the product in), and call the epilogue on each chunk: its
+loop runs along contiguous rows and vectorizes, and its results are the only writes to
+the kernel's outputs.  The product only ever lives in the buffer, so a result may be
 written over an operand the epilogue reads at the same point (the in-place SGD update
-``W - lr * (h.T @ d)`` writes W while reading it): the epilogue reads W before it writes
-the same element, and the product only ever lives in the tile.
+``W - lr * (h.T @ d)`` writes W while reading it).
+
+Measured against the earlier layouts (2-core znver4, the 16 x 128 x 128 product of an
+Elman scan step): the epilogue per RB x CB stack tile read a C^T block with a column
+stride and ran scalar (the step 1.7x slower than unfused), and the product written into
+the kernel's output first stored into a cold output column by column (~2 us more per step
+than the unfused kernels, whose product goes to a reused, cache-hot buffer).
 """
 from __future__ import annotations
 
@@ -19,43 +26,51 @@ from . import irutil as u
 from . import kernels_gemm_ir as gir
 from .kernels_gemm_ir import EPI_ARGS, I64, _cdiv, _gep, _min, c64
 
-#: the stack tile of a non-packed block: RB * CB elements, blocks of CB columns (a narrower C:
-#: all its columns, and as many more rows)
-RB = 32
+#: elements of the stack buffer a chunk of a non-packed product goes to (16 KiB of float32)
+SCRATCH = 4096
+#: the gemv path's stack tile: CB outputs at a time
 CB = 64
 
 
 def blocked_epilogue(module, cfg):
-    """``tcomp_gemm_epi_<cfg>(M, N, K, A, rsa, csa, B, rsb, csb, epi, env, swap, po, qo)``:
-    C = A @ B (M x N as computed) block by block into a stack tile, each block by the
-    narrow kernels when it qualifies (as the driver would pick them) else the no-packing
-    loop, then the epilogue on the block."""
+    """``tcomp_gemm_epi_<cfg>(M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, epi, env, swap, po, qo,
+    flags, narrow)``: a non-packed share of a product with an epilogue (see the module
+    docstring): C = A @ B (M x N as computed; C and ``flags`` are not used: every result is
+    the epilogue's) in chunks of R rows, each by the narrow kernels when ``narrow`` (as the
+    driver picks them) else the no-packing loop, then the epilogue on the chunk.  R fills
+    the buffer, in multiples of 64 rows when it holds that many (the narrow kernels work in
+    blocks of up to 32 rows: no scalar tail rows inside a chunk)."""
     name = f"tcomp_gemm_epi_{cfg.tag}"
     if name in module.globals:
         return module.globals[name]
     small = gir._gemm_small(module, cfg.dtype)
     narrow_rows, narrow_cols = gir._narrow_rows(module, cfg), gir._narrow_cols(module, cfg)
     et = u.value_type(cfg.dtype)
-    fn, b = gir._new_fn(module, name, gir._GEMM_ARGS[:9] + EPI_ARGS, ret=ir.VoidType(), vector_bits=cfg.bits)
+    fn, b = gir._new_fn(module, name, gir._GEMM_ARGS + EPI_ARGS + [I64, I64], ret=ir.VoidType(),
+                        vector_bits=cfg.bits)
     fn.attributes.add("noinline")
     fn.attributes.add("optsize")
-    M, N, K, A, rsa, csa, B, rsb, csb, epi, env, swap, po, qo = fn.args
+    M, N, K, A, rsa, csa, B, rsb, csb, _C, _rsc, _csc, epi, env, swap, po, qo, _flags, narrow = fn.args
     with b.goto_block(fn.entry_basic_block):
-        slot = b.alloca(et, size=c64(RB * CB), name="btile")
+        slot = b.alloca(et, size=c64(SCRATCH), name="escratch")
         slot.align = 64
-    tile = b.inttoptr(b.ptrtoint(slot, I64), u.PTR)
+    buf = b.inttoptr(b.ptrtoint(slot, I64), u.PTR)
+    is_narrow = b.icmp_signed("!=", narrow, c64(0))
+    sw = b.icmp_signed("!=", swap, c64(0))
+    rows = b.sdiv(c64(SCRATCH), b.select(b.icmp_signed("<", N, c64(1)), c64(1), N))
+    rows = b.select(b.icmp_signed(">=", rows, c64(64)), b.mul(b.sdiv(rows, c64(64)), c64(64)),
+                    b.select(b.icmp_signed("<", rows, c64(1)), c64(1), rows))
+    # a row of the computed product wider than the buffer: column chunks of SCRATCH (one row)
+    cw = b.select(b.icmp_signed(">", N, c64(SCRATCH)), c64(SCRATCH), N)
 
-    # blocks of CB columns (all of a narrower C) and as many rows as fill the tile
-    cw = _min(b, c64(CB), b.select(b.icmp_signed("<", N, c64(1)), c64(1), N))
-    rows = b.sdiv(c64(RB * CB), cw)
-
-    def block(i, j):
+    def chunk(i, j):
         mb = _min(b, rows, b.sub(M, i))
         nb = _min(b, cw, b.sub(N, j))
+        # laid out as C: computed rows contiguous, or (swapped) its columns, which are C's rows
+        rs, cs = b.select(sw, c64(1), nb), b.select(sw, mb, c64(1))
         args = [mb, nb, K, _gep(b, A, et, b.mul(i, rsa)), rsa, csa, _gep(b, B, et, b.mul(j, csb)), rsb, csb,
-                tile, cw, c64(1)]
-        done = b.append_basic_block("bdone")
-        is_narrow = b.icmp_signed("<=", N, c64(cfg.narrow))
+                buf, rs, cs]
+        done = b.append_basic_block("edone")
         rows_ok = b.and_(b.icmp_signed("==", csa, c64(1)), b.icmp_signed(">=", K, c64(2 * cfg.W)))
         with b.if_then(b.and_(is_narrow, b.and_(rows_ok, b.icmp_signed(">=", mb, c64(4))))):
             b.call(narrow_rows, args)
@@ -66,10 +81,10 @@ def blocked_epilogue(module, cfg):
         b.call(small, args)
         b.branch(done)
         b.position_at_end(done)
-        gir.call_epilogue(b, epi, env, swap, tile, cw, c64(1), b.add(po, i), b.add(qo, j), mb, nb)
+        gir.call_epilogue(b, epi, env, swap, buf, rs, cs, b.add(po, i), b.add(qo, j), mb, nb)
 
     u.for_range(b, _cdiv(b, M, rows), lambda ti: u.for_range(
-        b, _cdiv(b, N, cw), lambda tj: block(b.mul(ti, rows), b.mul(tj, cw)), name="ebj"), name="ebi")
+        b, _cdiv(b, N, cw), lambda tj: chunk(b.mul(ti, rows), b.mul(tj, cw)), name="ecj"), name="eci")
     b.ret_void()
     return fn
 
