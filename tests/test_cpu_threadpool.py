@@ -32,9 +32,13 @@ BIG = 4 * P.MIN_PER_THREAD + 333  # large enough for 4 threads, not a multiple o
 
 @pytest.fixture(autouse=True)
 def _restore_threads():
+    """Each test may set num_threads; up to 16 threads even on fewer CPUs (the pool caps a
+    loop at the usable CPUs by default: these tests want several workers, oversubscribed)."""
     before = tcomp.config.num_threads
+    cap = P.set_thread_cap(P.MAX_THREADS)
     yield
     tcomp.config.num_threads = before
+    P.set_thread_cap(cap)
 
 
 def _fused(dtype="float32"):
@@ -429,3 +433,107 @@ def test_pool_bench_smoke():
     assert [line.split(":")[0] for line in lines] == ["elementwise 131072", "elementwise 1048576", "gemm 256",
                                                       "gemm 512"]
     assert all("NumPy" in line and "taken back" in line for line in lines)
+
+
+_ONCE_IR = r"""
+declare i32 @tcomp_cpu_parallel(ptr, ptr, i64, i64, i64, i64)
+
+define internal i32 @bump(ptr %argv, i64 %lo, i64 %hi) {
+entry:
+  %out = load ptr, ptr %argv
+  br label %head
+head:
+  %j = phi i64 [ %lo, %entry ], [ %j1, %body ]
+  %more = icmp slt i64 %j, %hi
+  br i1 %more, label %body, label %done
+body:
+  %p = getelementptr i32, ptr %out, i64 %j
+  %old = load i32, ptr %p
+  %new = add i32 %old, 1
+  store i32 %new, ptr %p
+  %j1 = add i64 %j, 1
+  br label %head
+done:
+  ret i32 0
+}
+
+define i32 @tcomp_test_once(ptr %out, i64 %stop, i64 %nt, i64 %pieces) {
+entry:
+  %argv = alloca i64, i64 1
+  store ptr %out, ptr %argv
+  %rc = call i32 @tcomp_cpu_parallel(ptr @bump, ptr %argv, i64 %stop, i64 %nt, i64 1, i64 %pieces)
+  ret i32 %rc
+}
+"""
+
+
+def _once_fn():
+    import ctypes
+
+    from tcomp.runtime import engine
+
+    lib = engine.load(_ONCE_IR, exports=["tcomp_test_once"])
+    proto = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
+    fn = proto(lib.address("tcomp_test_once"))
+    fn._lib = lib
+    return fn
+
+
+def test_every_element_runs_once_across_piece_counts_and_sizes():
+    """Loops with different piece counts back to back (a worker still claiming in the last
+    loop's mailbox while the caller refills it), workers helping with the caller's chunk and
+    the caller taking back theirs: each element's counter must equal the loops covering it."""
+    import ctypes
+
+    fn = _once_fn()
+    rng = np.random.default_rng(11)
+    out = np.zeros(200_003, dtype="int32")
+    want = np.zeros_like(out)
+    before = P.pool_stats()
+    for k in range(400):
+        stop = int(rng.integers(1, out.size + 1))
+        nt, pieces = (2, 3, 4)[k % 3], (1, 4, 9, 5000)[k % 4]  # 5000: more than a chunk may have
+        assert fn(out.ctypes.data_as(ctypes.c_void_p), stop, nt, pieces) == 0
+        want[:stop] += 1
+    np.testing.assert_array_equal(out, want)
+    d = {k: v - before[k] for k, v in P.pool_stats().items()}
+    assert d["dispatched"] == 400
+    assert d["posted"] == d["worker_pieces"] + d["taken_back"], d
+
+
+def _capped_child(conn, f, xs, cpus):
+    try:
+        os.sched_setaffinity(0, cpus)
+        P.set_thread_cap(0)  # the default: as many threads as the mask has CPUs
+        tcomp.config.num_threads = 4
+        outs = [_digest(f(xs)[0]) for _ in range(3)]
+        s = P.pool_stats()
+        conn.send(("ok", outs, (s["workers"], s["cpus"])))
+    except BaseException as e:  # noqa: BLE001 - sent to the parent
+        conn.send(("error", repr(e), None))
+    finally:
+        conn.close()
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods() or not hasattr(os, "sched_setaffinity"),
+                    reason="needs fork and sched_setaffinity")
+def test_threads_capped_at_the_cpus_of_the_mask():
+    """num_threads above the usable CPUs does not oversubscribe them: a child restricted to
+    one CPU starts no worker, one with two CPUs starts one (results bit-identical)."""
+    f = compile_graph(_fused())
+    xs = _inputs(12)
+    want = _digest(_call(f, xs, 1)[0])
+    mine = sorted(os.sched_getaffinity(0))
+    ctx = multiprocessing.get_context("fork")
+    for cpus in ([mine[0]], mine[:2]) if len(mine) >= 2 else ([mine[0]],):
+        here, there = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_capped_child, args=(there, f, xs, cpus))
+        p.start()
+        there.close()
+        assert here.poll(120), "the child hung"
+        status, outs, info = here.recv()
+        p.join(timeout=30)
+        assert status == "ok", outs
+        workers, seen = info
+        assert outs == [want] * 3
+        assert (workers, seen) == (len(cpus) - 1, len(cpus))

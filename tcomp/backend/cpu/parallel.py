@@ -175,14 +175,27 @@ def _pool_address() -> int:
 def pool_stats() -> dict:
     """The JIT pool's counters (``threadpool.STATS``): workers started by this process,
     loops dispatched, pieces posted to workers, pieces the workers ran, pieces the caller
-    took back (no worker had started them), loops run inline (pool busy or nested), and
-    moves of a worker off the caller's CPU.  ``posted == worker_pieces + taken_back``
-    whenever no loop is running."""
+    took back (no worker had started them), loops run inline (pool busy or nested), moves
+    of a worker off the caller's CPU, pieces of the caller's own chunk that workers ran
+    (``helped``) and the CPUs the pool last found in the process's mask (``cpus``).
+    ``posted == worker_pieces + taken_back`` whenever no loop is running."""
     addr = _pool_library.address(threadpool.STAT) if _pool_library is not None else None
     if addr is None:
         return dict.fromkeys(threadpool.STATS, 0)
     fn = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(addr)
     return {name: int(fn(k)) for k, name in enumerate(threadpool.STATS)}
+
+
+def set_thread_cap(n: int) -> int:
+    """Most threads one loop may use whatever the process's CPU mask says; 0 (the default)
+    caps at the CPUs in the mask (``os.sched_getaffinity``, read again every few hundred
+    loops), so ``num_threads`` above it never oversubscribes.  Returns the previous value.
+    For tests that want several workers on a machine with fewer CPUs."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"thread cap must be an int >= 0, got {n!r}")
+    _pool_address()
+    fn = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(_pool_library.address(threadpool.CAP))
+    return int(fn(n))
 
 
 _cell.value = default_num_threads()

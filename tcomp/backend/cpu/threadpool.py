@@ -10,25 +10,34 @@ Entry point (what kernels call, ``parallel.parallel_for``)::
     i32 tcomp_cpu_parallel(ptr task, ptr argv, i64 stop, i64 nt, i64 align, i64 pieces)
 
 runs ``task(argv, lo, hi) -> i32`` over ``[0, stop)`` split statically into ``nt`` chunks of
-``ceil(stop / nt)`` rounded up to ``align``; chunk 0 runs on the calling thread, chunk ``w``
-belongs to worker ``w`` and is cut into ``pieces`` calls; returns the OR of the return
-codes.  Chunk and piece boundaries never change the results: every element is computed by
+``ceil(stop / nt)`` rounded up to ``align``; chunk 0 belongs to the calling thread, chunk
+``w`` to worker ``w``, each cut into ``pieces`` calls; returns the OR of the return codes.
+``nt`` is capped at the CPUs in the process's affinity mask (popcount of
+``sched_getaffinity``, read again every :data:`CPUS_EVERY` loops; ``tcomp_cpu_pool_set_cap``
+overrides it): more threads than CPUs only take turns on them (the last session saw
+``num_threads=3`` on 2 CPUs take 14 ms against 4.4 ms at one thread on a 2^22 elementwise
+loop).  Chunk and piece boundaries never change the results: every element is computed by
 the same loop body whichever call it falls in.
 
 State: one global array of cache-line-padded slots.  Slot 0 is the header: the pool lock
 (the pid of the owning process, 0 when free), the pid that started the workers, how many it
 started, and counters (``tcomp_cpu_pool_stat``).  Slot ``w`` is worker ``w``'s mailbox:
 ``seq`` (posted by the caller), ``done`` (the last ``seq`` whose pieces all finished), the
-task, its range, the piece counter ``next`` (``seq << 32 | index``), how many pieces have
-finished, the OR of their return codes, and two flags saying who is asleep.  One caller at a
-time owns the pool (the lock), so a mailbox is only ever filled by one caller and no chunks
-of two loops are ever mixed; a worker that wakes late finds ``next`` tagged with a newer
-``seq`` and claims nothing.
+task, its range, the piece counter ``next`` (``seq << 32 | count << 16 | index``), how many
+pieces have finished, the OR of their return codes, and two flags saying who is asleep.  The
+last slot is the caller's own mailbox: its chunk is posted there too.  One caller at a time
+owns the pool (the lock), so a mailbox is only ever filled by one caller and no chunks of two
+loops are ever mixed; a piece is claimed by one compare-and-swap of ``next``, which succeeds
+only while that word has pieces left, i.e. while its post is running (a worker that wakes late
+finds an exhausted or newer word).
 
-Descheduled workers: on a machine with more runnable threads than cores a worker may not
+Descheduled threads: on a machine with more runnable threads than cores a worker may not
 run for milliseconds.  After its own chunk the caller claims the pieces of every mailbox that
 no worker has started and runs them itself, so a loop is never much slower than on one
-thread; it only waits for pieces a worker is running.  And a worker woken onto the CPU the
+thread; it only waits for pieces a worker is running.  The other way round, a worker done
+with its chunk claims the pieces of the caller's that the caller has not started (the caller
+was descheduled, or shares its core): with static chunks alone it sat idle until the caller
+finished its half.  And a worker woken onto the CPU the
 caller runs on (Linux keeps a woken thread next to its waker when the other CPUs are busy;
 the two then take turns on one CPU) moves off it before its piece: it narrows its CPU mask
 to the other CPUs (``sched_setaffinity`` migrates it at once) and widens it again.  On a
@@ -74,12 +83,22 @@ H_LOCK, H_PID, H_NWORKERS = 0, 1, 2
 #: counters (``stat``): loops given to the pool, pieces posted to workers, pieces the caller
 #: took back, loops run inline because the pool was busy
 H_DISPATCHED, H_POSTED, H_TAKEN_BACK, H_INLINE = 3, 4, 5, 6
+#: the CPUs this process may run on (popcount of its affinity mask; 0 until first read) and
+#: the pieces of callers' chunks that workers ran (``helped``)
+H_CPUS, H_HELPED = 7, 8
+#: the usable CPUs are read again every this many loops (``os.sched_setaffinity`` later on)
+CPUS_EVERY = 256
 #: mailbox words (i64 index into slot w); futex words and flags are i32 in the low half
 (M_SEQ, M_DONE, M_WORKER_ASLEEP, M_CALLER_ASLEEP, M_TASK, M_ARGV, M_LO, M_HI, M_RC, M_NEXT, M_RUNS,
  M_FINISHED, M_PIECE, M_PIECES, M_CALLER_CPU, M_MOVES) = range(16)
 STAT = "tcomp_cpu_pool_stat"
 #: what ``i64 tcomp_cpu_pool_stat(i64 which)`` returns, by ``which``
-STATS = ("workers", "dispatched", "posted", "worker_pieces", "taken_back", "inline", "moves")
+STATS = ("workers", "dispatched", "posted", "worker_pieces", "taken_back", "inline", "moves", "helped", "cpus")
+CAP = "tcomp_cpu_pool_set_cap"
+#: ``i64 tcomp_cpu_pool_set_cap(i64 n)`` sets the most threads a loop may use whatever the
+#: CPU mask says (0: the usable CPUs, the default; tests oversubscribe with it); returns the old
+#: most pieces a chunk is cut into (the piece index and count are 16-bit fields of ``next``)
+MAX_PIECES = 4096
 #: bytes of the CPU masks the worker reads and sets (glibc's cpu_set_t: 1024 CPUs)
 CPU_MASK_BYTES = 128
 #: nanoseconds a worker spins for its next chunk before sleeping: the next loop of the same
@@ -123,11 +142,15 @@ class _Pool:
         self.vis = visibility
         self.futex = _SYS_FUTEX.get(platform.machine().lower())
         m = module
-        size = SLOT_WORDS * max_threads
+        size = SLOT_WORDS * (max_threads + 1)  # header, workers 1..max_threads-1, the caller's chunk
         self.state = ir.GlobalVariable(m, ir.ArrayType(I64, size), name=STATE)
         self.state.initializer = ir.Constant(ir.ArrayType(I64, size), None)
         self.state.align = 128
         self.state.linkage = "internal"
+        self.cap = ir.GlobalVariable(m, I64, name="tcomp_cpu_pool_cap")  # not cleared by a reset
+        self.cap.initializer = _c(0)
+        self.cap.linkage = "internal"
+        self.ctpop = m.declare_intrinsic("llvm.ctpop", [I64])
         self.task_ty = ir.FunctionType(I32, [PTR, I64, I64])
         self.getpid = ir.Function(m, ir.FunctionType(I32, []), name="getpid")
         self.create = ir.Function(m, ir.FunctionType(I32, [PTR, PTR, PTR, PTR]), name="pthread_create")
@@ -154,6 +177,37 @@ class _Pool:
         self.worker = self._emit_worker()
         self.entry = self._emit_entry()
         self._emit_stat()
+        self._emit_set_cap()
+
+    def _emit_set_cap(self) -> None:
+        fn = self._fn(CAP, I64, [I64], internal=False)
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        b.ret(b.atomic_rmw("xchg", self.cap, fn.args[0], "monotonic"))
+
+    def caller_box(self, b) -> ir.Value:
+        """The slot the caller posts its own chunk in (after the workers'), so that a worker
+        done with its chunk can take pieces of the caller's when the caller was descheduled."""
+        return self.slot(b, self.max_threads)
+
+    def _usable_cpus(self, b, head) -> ir.Value:
+        """CPUs in this process's affinity mask (popcount), cached in the header and read
+        again every :data:`CPUS_EVERY` loops; 1 if the mask cannot be read."""
+        word = _word(b, head, H_CPUS)
+        have = b.load(word, typ=I64)
+        stale = b.or_(b.icmp_signed("<=", have, _c(0)),
+                      b.icmp_unsigned("==", b.and_(b.load(_word(b, head, H_DISPATCHED), typ=I64),
+                                                   _c(CPUS_EVERY - 1)), _c(0)))
+        with b.if_then(stale, likely=False):
+            words = CPU_MASK_BYTES // 8
+            mask = b.alloca(I64, size=_c(words), name="mask")
+            for k in range(words):
+                b.store(_c(0), _word(b, mask, k))
+            ok = b.icmp_signed("==", b.call(self.getaff, [_c(0, I32), _c(CPU_MASK_BYTES), mask]), _c(0, I32))
+            n = _c(0)
+            for k in range(words):
+                n = b.add(n, b.call(self.ctpop, [b.load(_word(b, mask, k), typ=I64)]))
+            b.store(_max(b, b.select(ok, n, _c(1)), _c(1)), word)
+        return b.load(word, typ=I64)
 
     def _bump(self, b, word) -> None:
         b.atomic_rmw("add", word, _c(1), "monotonic")
@@ -173,7 +227,7 @@ class _Pool:
                 v = b.load_atomic(_word(b, self.slot(b, w), field), "monotonic", 8, typ=I64)
                 b.store(b.add(b.load(acc, typ=I64), v), acc)
             _for(b, _c(self.max_threads), add, start=_c(1), name="w")
-        words = [H_NWORKERS, H_DISPATCHED, H_POSTED, M_RUNS, H_TAKEN_BACK, H_INLINE, M_MOVES]
+        words = [H_NWORKERS, H_DISPATCHED, H_POSTED, M_RUNS, H_TAKEN_BACK, H_INLINE, M_MOVES, H_HELPED, H_CPUS]
         out = _c(-1)
         for k, word in enumerate(words):
             if word in sums:
@@ -280,42 +334,62 @@ class _Pool:
         return fn
 
     def _emit_claim(self) -> ir.Function:
-        """``i64 claim(ptr mailbox, i32 seq)``: the index of the next unclaimed piece of the
-        chunk posted as ``seq``, or -1.  ``next`` holds ``seq << 32 | index``: a claim made for
-        an older post (a worker that woke late) finds another tag and takes nothing."""
-        fn = self._fn("tcomp_cpu_pool.claim", I64, [PTR, I32])
-        box, seq = fn.args
+        """``i64 claim(ptr mailbox)``: claim the next unclaimed piece of the chunk posted in the
+        mailbox; returns the claimed ``next`` word (``seq << 32 | count << 16 | index``) or -1.
+
+        The count lives in the same word as the index, so one compare-and-swap decides: a
+        word with pieces left belongs to a post that is still running (the caller takes back
+        every unclaimed piece and waits for every claimed one before it posts that mailbox
+        again), so its fields are that post's.  (With the count read from its own field, a
+        worker that looked at an exhausted word just as the caller refilled the mailbox for
+        a loop with more pieces could claim a piece of a half-written post.)"""
+        fn = self._fn("tcomp_cpu_pool.claim", I64, [PTR])
+        box = fn.args[0]
         b = ir.IRBuilder(fn.append_basic_block("entry"))
-        loop, check, try_, none = (fn.append_basic_block(n) for n in ("loop", "check", "try", "none"))
+        loop, try_, none = (fn.append_basic_block(n) for n in ("loop", "try", "none"))
         nxt = _word(b, box, M_NEXT)
         b.branch(loop)
         b.position_at_end(loop)
         w = b.load_atomic(nxt, "acquire", 8, typ=I64)
-        tag = b.trunc(b.lshr(w, _c(32)), I32)
-        b.cbranch(b.icmp_unsigned("==", tag, seq), check, none)
-        b.position_at_end(check)
-        idx = b.and_(w, _c(0xFFFFFFFF))
-        pieces = b.load(_word(b, box, M_PIECES), typ=I64)  # this post's: written before the tag
-        b.cbranch(b.icmp_signed("<", idx, pieces), try_, none)
+        idx, count = b.and_(w, _c(0xFFFF)), b.and_(b.lshr(w, _c(16)), _c(0xFFFF))
+        b.cbranch(b.icmp_unsigned("<", idx, count), try_, none)
         b.position_at_end(try_)
         got = b.cmpxchg(nxt, w, b.add(w, _c(1)), "acq_rel", "acquire")
         with b.if_then(b.extract_value(got, 1)):
-            b.ret(idx)
+            b.ret(w)
         b.branch(loop)
         b.position_at_end(none)
         b.ret(_c(-1))
         return fn
 
+    def _claim_loop(self, b, box, on_piece=None) -> None:
+        """Claim and run pieces of ``box`` until none is left (``on_piece(b)`` before each)."""
+        fn = b.block.function
+        loop, run, done = (fn.append_basic_block(f"drain.{n}") for n in ("loop", "run", "done"))
+        b.branch(loop)
+        b.position_at_end(loop)
+        w = b.call(self.claim, [box])
+        b.cbranch(b.icmp_signed("==", w, _c(-1)), done, run)
+        b.position_at_end(run)
+        if on_piece is not None:
+            on_piece(b)
+        b.call(self.run_piece, [box, w])
+        b.branch(loop)
+        b.position_at_end(done)
+
     def _emit_run_piece(self) -> ir.Function:
-        """``void run_piece(ptr mailbox, i64 index, i32 seq)``: run one claimed piece; whoever
-        finishes the chunk's last piece publishes ``done = seq``."""
-        fn = self._fn("tcomp_cpu_pool.run_piece", ir.VoidType(), [PTR, I64, I32])
-        box, idx, seq = fn.args
+        """``void run_piece(ptr mailbox, i64 claimed)``: run one claimed piece (the word
+        :meth:`_emit_claim` returned); whoever finishes the chunk's last piece publishes
+        ``done = seq``."""
+        fn = self._fn("tcomp_cpu_pool.run_piece", ir.VoidType(), [PTR, I64])
+        box, w = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
+        idx, pieces = b.and_(w, _c(0xFFFF)), b.and_(b.lshr(w, _c(16)), _c(0xFFFF))
+        seq = b.trunc(b.lshr(w, _c(32)), I32)
         task = b.inttoptr(b.load(_word(b, box, M_TASK), typ=I64), self.task_ty.as_pointer())
         argv = b.inttoptr(b.load(_word(b, box, M_ARGV), typ=I64), PTR)
         lo, hi = b.load(_word(b, box, M_LO), typ=I64), b.load(_word(b, box, M_HI), typ=I64)
-        piece, pieces = b.load(_word(b, box, M_PIECE), typ=I64), b.load(_word(b, box, M_PIECES), typ=I64)
+        piece = b.load(_word(b, box, M_PIECE), typ=I64)
         plo = _min(b, b.add(lo, b.mul(idx, piece)), hi)
         rc = b.call(task, [argv, plo, _min(b, b.add(plo, piece), hi)])
         b.atomic_rmw("or", _word(b, box, M_RC), b.zext(rc, I64), "monotonic")
@@ -327,11 +401,13 @@ class _Pool:
 
     def _emit_worker(self) -> ir.Function:
         """``ptr worker(ptr mailbox)``: the pthread start routine; loops for ever, running the
-        pieces of each posted chunk that the caller has not taken back."""
+        pieces of each posted chunk that the caller has not taken back, then any pieces of
+        the caller's own chunk that the caller has not started (it was descheduled, or its
+        CPU is slower): static chunks, balanced at the end by pieces."""
         fn = self._fn("tcomp_cpu_pool.worker", PTR, [PTR])
         box = fn.args[0]
         b = ir.IRBuilder(fn.append_basic_block("entry"))
-        loop, inner, run = (fn.append_basic_block(n) for n in ("loop", "inner", "run"))
+        loop, inner, run, help_ = (fn.append_basic_block(n) for n in ("loop", "inner", "run", "help"))
         words = CPU_MASK_BYTES // 8
         allowed = b.alloca(I64, size=_c(words), name="allowed")  # the CPUs it was started with
         other = b.alloca(I64, size=_c(words), name="other")
@@ -347,14 +423,18 @@ class _Pool:
         seq = b.load_atomic(_word(b, box, M_SEQ), "acquire", 4, typ=I32)
         b.branch(inner)
         b.position_at_end(inner)
-        idx = b.call(self.claim, [box, seq])
-        seen.add_incoming(seq, inner)
-        b.cbranch(b.icmp_signed("<", idx, _c(0)), loop, run)
+        w = b.call(self.claim, [box])
+        b.cbranch(b.icmp_signed("==", w, _c(-1)), help_, run)
         b.position_at_end(run)
         self._bump(b, _word(b, box, M_RUNS))  # before the piece: counted when the loop returns
         self._leave_callers_cpu(b, box, allowed, other, have_mask)
-        b.call(self.run_piece, [box, idx, seq])
+        b.call(self.run_piece, [box, w])
         b.branch(inner)
+        b.position_at_end(help_)
+        head = self.slot(b, 0)
+        self._claim_loop(b, self.caller_box(b), lambda b: self._bump(b, _word(b, head, H_HELPED)))
+        seen.add_incoming(seq, b.block)
+        b.branch(loop)
         return fn
 
     def _leave_callers_cpu(self, b, box, allowed, other, have_mask) -> None:
@@ -429,11 +509,17 @@ class _Pool:
 
         def clear(k):  # worker count, counters, mailboxes: not the lock this caller holds
             b.store(_c(0), _word(b, base, k))
-        _for(b, _c(SLOT_WORDS * self.max_threads), clear, start=_c(H_NWORKERS), name="clear")
+        _for(b, _c(SLOT_WORDS * (self.max_threads + 1)), clear, start=_c(H_NWORKERS), name="clear")
         b.store(pid, pid_word)
         b.branch(blocks["ready"])
 
         b.position_at_end(blocks["ready"])
+        # never more threads than CPUs to run them (unless a cap is set): an oversubscribed
+        # loop waits for workers that take turns on a CPU with the caller or each other
+        cap = b.load_atomic(self.cap, "monotonic", 8, typ=I64)
+        cpus = self._usable_cpus(b, head)
+        nt = _min(b, nt, b.select(b.icmp_signed(">", cap, _c(0)), cap, cpus))
+        pieces = _min(b, pieces, _c(MAX_PIECES))
         nworkers = _word(b, head, H_NWORKERS)
         need = _min(b, b.sub(nt, _c(1)), _c(self.max_threads - 1))
         spawn_head, spawn_body, spawn_ok, spawned = (
@@ -464,8 +550,7 @@ class _Pool:
         chunk = b.sdiv(b.add(stop, b.sub(nt, _c(1))), nt)
         chunk = b.mul(b.sdiv(b.add(chunk, b.sub(align, _c(1))), align), align)
 
-        def give(w):
-            box = self.slot(b, w)
+        def fill(box, w):  # chunk w's fields, then its ``next`` word (release): the post
             lo, hi = self._chunk_bounds(b, w, chunk, stop)
             # pieces of ceil(len / pieces) rounded up to align (at least one, maybe empty)
             piece = b.sdiv(b.add(b.sub(hi, lo), b.sub(pieces, _c(1))), pieces)
@@ -481,13 +566,22 @@ class _Pool:
             b.store(_c(0), _word(b, box, M_RC))
             b.store(_c(0), _word(b, box, M_FINISHED))
             seq = b.add(b.load(_word(b, box, M_SEQ), typ=I32), _c(1, I32))
-            _store_atomic(b, b.shl(b.zext(seq, I64), _c(32)), _word(b, box, M_NEXT), "release")
+            word = b.or_(b.shl(b.zext(seq, I64), _c(32)), b.shl(count, _c(16)))
+            _store_atomic(b, word, _word(b, box, M_NEXT), "release")
+            return seq
+
+        def give(w):
+            box = self.slot(b, w)
+            seq = fill(box, w)
             b.call(self.post, [_word(b, box, M_SEQ), seq, _word(b, box, M_WORKER_ASLEEP)])
-            b.atomic_rmw("add", _word(b, head, H_POSTED), count, "monotonic")
+            b.atomic_rmw("add", _word(b, head, H_POSTED), b.load(_word(b, box, M_PIECES), typ=I64), "monotonic")
+
+        own = self.caller_box(b)  # posted first: a worker that finishes early finds it there
+        _store_atomic(b, fill(own, _c(0)), _word(b, own, M_SEQ), "monotonic")  # (nobody sleeps on it)
         _for(b, b.add(workers, _c(1)), give, start=_c(1), name="give")
 
-        lo0, hi0 = self._chunk_bounds(b, _c(0), chunk, stop)
-        b.store(b.call(task, [argv, lo0, hi0]), rc_acc)
+        b.store(_c(0, I32), rc_acc)
+        self._claim_loop(b, own)
 
         def extra(c):  # chunks without a worker
             lo, hi = self._chunk_bounds(b, c, chunk, stop)
@@ -495,28 +589,17 @@ class _Pool:
         _for(b, nt, extra, start=b.add(workers, _c(1)), name="extra")
 
         def take_back(w):  # pieces no worker has started: run them here
-            box = self.slot(b, w)
-            seq = b.load(_word(b, box, M_SEQ), typ=I32)
-            loop, run, done = (fn.append_basic_block(f"take.{n}") for n in ("loop", "run", "done"))
-            b.branch(loop)
-            b.position_at_end(loop)
-            idx = b.call(self.claim, [box, seq])
-            b.cbranch(b.icmp_signed("<", idx, _c(0)), done, run)
-            b.position_at_end(run)
-            self._bump(b, _word(b, head, H_TAKEN_BACK))
-            b.call(self.run_piece, [box, idx, seq])
-            b.branch(loop)
-            b.position_at_end(done)
+            self._claim_loop(b, self.slot(b, w), lambda b: self._bump(b, _word(b, head, H_TAKEN_BACK)))
         _for(b, b.add(workers, _c(1)), take_back, start=_c(1), name="take")
 
-        def collect(w):
-            box = self.slot(b, w)
+        def collect(w):  # every box's pieces finished (the caller's own: a worker may run one)
+            box = b.select(b.icmp_signed("==", w, _c(0)), own, self.slot(b, w))
             seq = b.load(_word(b, box, M_SEQ), typ=I32)
             b.call(self.wait, [_word(b, box, M_DONE), b.sub(seq, _c(1, I32)),
                                _word(b, box, M_CALLER_ASLEEP), _c(CALLER_SPIN_NS)])
             rc = b.trunc(b.load(_word(b, box, M_RC), typ=I64), I32)
             b.store(b.or_(b.load(rc_acc, typ=I32), rc), rc_acc)
-        _for(b, b.add(workers, _c(1)), collect, start=_c(1), name="collect")
+        _for(b, b.add(workers, _c(1)), collect, start=_c(0), name="collect")
         _store_atomic(b, _c(0, I32), lock, "release")
         b.ret(b.load(rc_acc, typ=I32))
         return fn
