@@ -42,7 +42,7 @@ _theano_paths.register()
 def __getattr__(name):
     """``tcomp.sandbox`` (Theano's ``theano.sandbox.rng_mrg``) on first use: importing it
     eagerly here would import the random streams before the tensor package."""
-    if name in ("sandbox", "gof", "sparse", "raise_op"):  # (gof: Theano's theano.gof.Op, tcomp/gof.py)
+    if name in ("sandbox", "gof", "sparse", "raise_op", "typed_list"):  # (gof: Theano's theano.gof.Op, tcomp/gof.py)
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

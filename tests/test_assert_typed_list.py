@@ -133,3 +133,78 @@ def test_nested_upgrade_refused_when_another_thread_reads():
         t.join(30)
     W.set_value(np.ones(2))  # nothing is left held
     np.testing.assert_array_equal(W.get_value(), [1.0, 1.0])
+
+
+# -- tcomp.typed_list ----------------------------------------------------------------------
+
+def _same_lists(got, want):
+    assert isinstance(got, list) and len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+        assert g.shape == np.shape(w)
+
+
+def test_typed_list_theano_example_and_list_methods():
+    import tcomp.typed_list as TL
+
+    tl = TL.TypedListType(T.fvector)()
+    v = T.fvector()
+    f = tcomp.function([tl, v], TL.append(tl, v))  # Theano's typed_list documentation
+    _same_lists(f([[1, 2, 3], [4, 5]], [2]), [np.float32([1, 2, 3]), np.float32([4, 5]), np.float32([2])])
+
+    tl, v, i = TL.TypedListType(T.fvector)("tl"), T.fvector("v"), T.lscalar("i")
+    outs = [TL.length(tl), TL.length(tl), tl.insert(i, v), tl[1:], tl[::-2], tl.reverse(), tl.count(v), tl.remove(v),
+            TL.extend(tl, tl), tl.append(v)[-1] * 2]
+    g = tcomp.function([tl, v, i], outs)
+    rng = np.random.default_rng(0)
+    base = [rng.standard_normal(n).astype("float32") for n in (3, 0, 2, 1, 2)]
+    base[3] = base[2][:1].copy()
+    for lst, elem, k in ((base, base[2], -2), (base, np.float32([9]), 1), ([], np.float32([1, 2]), 0)):
+        got = g(lst, elem, k)
+        want_insert = list(lst)
+        want_insert.insert(k, elem)
+        want_removed = list(lst)
+        hit = [j for j, a in enumerate(lst) if a.shape == elem.shape and np.array_equal(a, elem)]
+        if hit:
+            del want_removed[hit[0]]
+        assert got[1] == len(lst) and got[6] == len(hit)
+        _same_lists(got[2], want_insert)
+        _same_lists(got[3], lst[1:])
+        _same_lists(got[4], lst[::-2])
+        _same_lists(got[5], lst[::-1])
+        _same_lists(got[7], want_removed)
+        _same_lists(got[8], lst + lst)
+        np.testing.assert_array_equal(got[9], 2 * elem)
+    item = tcomp.function([tl, i], tl[i])
+    for k in (0, 2, -1, -5):
+        np.testing.assert_array_equal(item(base, k), base[k])
+    for lst, k in ((base, 5), (base, -6), ([], 0)):
+        with pytest.raises(IndexError):
+            item(lst, k)
+
+
+def test_typed_list_of_matrices_index_nan_grad_and_scalars():
+    import tcomp.typed_list as TL
+
+    m, x = TL.TypedListType(T.dmatrix)("m"), T.dmatrix("x")
+    nan = np.array([[np.nan, 1.0]])
+    lst = [np.ones((2, 3)), nan.copy(), np.zeros((0, 2)), nan.copy()]
+    f = tcomp.function([m, x], [m.ind(x), m.count(x)])
+    assert [int(a) for a in f(lst, nan)] == [1, 2]  # NaN equals NaN, as Theano's values_eq
+    assert tcomp.function([m, x], m.count(x))(lst, np.ones((3, 2))) == 0  # a transposed shape is not equal
+    with pytest.raises(ValueError, match="not in the list"):
+        f(lst, np.ones((3, 2)))
+    cost = T.sum(TL.append(m, x)[-1] ** 2) + T.sum(m[0])
+    gx = tcomp.function([m, x], T.grad(cost, x))
+    xv = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(gx(lst, xv), 2 * xv)
+    a, b = T.dscalar("a"), T.dscalar("b")
+    sl = TL.make_list([a, b, a])
+    h = tcomp.function([a, b], [sl, sl.count(a), sl[1]])
+    got = h(1.5, 2.0)
+    _same_lists(got[0], [1.5, 2.0, 1.5])
+    assert got[1] == 2 and got[2] == 2.0
+    with pytest.raises(TypeError, match="not an element"):
+        TL.append(m, T.fmatrix("wrong"))
+    with pytest.raises(ValueError, match="element 0"):
+        tcomp.function([m], TL.length(m))([np.ones(3)])
