@@ -11,8 +11,9 @@ reader ``F`` when:
 
 * ``D`` is a ``dot``/``matmul`` of two rank-2 float32/float64 operands of ``D``'s dtype
   (the packed GEMM's domain), ``F`` is its only reader and ``D`` is not a graph output;
-* ``F`` has no reduction, no trailing layout (``epilogue``) and no layout step (the CPU
-  epilogue evaluates elementwise steps only), and its iteration space has ``D``'s
+* ``F`` has no reduction, no trailing layout (``epilogue``) and no layout step but
+  dimshuffles of its operands (the CPU epilogue evaluates elementwise steps and reads an
+  operand through a permuted index, e.g. a column bias), and its iteration space has ``D``'s
   extents at run time (``_same_space``): the product is read at the point it is computed,
   never broadcast;
 * ``F``'s primary result has ``D``'s dtype (a backend may keep partial sums of the product in
@@ -49,14 +50,23 @@ def _as_body(g: Graph, n: int):
         a = g.attrs(n)
         if a["reduce"] is not None or a.get("epilogue") or a["body"][0][0] in CONTRACTIONS:
             return None
-        if any(step[0] in LAYOUT_OPS for step in a["body"]):
-            return None  # the GEMM epilogue evaluates elementwise steps only (kernels_gemm_epilogue._step)
+        if any(_layout_not_epilogue(step) for step in a["body"]):
+            return None  # the GEMM epilogue evaluates elementwise steps and operand dimshuffles only
         return a["body"], list(g.operands(n)), tuple(a.get("outputs", ()))
     if get_op(op).kind != "elemwise" or g.op(n) == "alloc":
         return None
     ops = list(g.operands(n))
     attrs = tuple(sorted(get_op(op).normalize_attrs(dict(g.attrs(n))).items()))
     return ((op, attrs, tuple(f"${i}" for i in range(len(ops)))),), ops, ()
+
+
+def _layout_not_epilogue(step) -> bool:
+    """A layout step the CPU epilogue (``kernels_gemm_epilogue._step``) cannot evaluate: a
+    reshape, or a dimshuffle of an earlier step (a dimshuffle of a kernel operand, e.g. a
+    column bias ``c[:, None]`` or a mask of broadcast aranges, reads the operand through the
+    permuted index)."""
+    op, _attrs, refs = step
+    return op == "reshape" or (op == "dimshuffle" and refs[0][0] != "$")
 
 
 def _same_space(td, it) -> bool:

@@ -28,7 +28,10 @@ def _fn(*args, **kwargs):
     return tcomp.function(*args, mode=EPILOGUE, **kwargs)
 
 SIZES = [(1, 1, 1), (1, 40, 70), (70, 40, 1), (5, 7, 3), (3, 0, 5), (0, 4, 6), (37, 300, 10), (200, 300, 40),
-         (130, 600, 90), (64, 17, 129), (300, 7, 300)]
+         (130, 600, 90), (64, 17, 129), (300, 7, 300),
+         # the non-packed paths' chunks (kernels_gemm_tiles.SCRATCH): several row chunks of a narrow C and of
+         # a narrow C^T, column chunks of a wide row (and of its transpose) on the no-packing loop
+         (2000, 40, 10), (10, 40, 2000), (2, 3, 5000), (5000, 3, 2)]
 
 
 def _products(fn):
@@ -100,11 +103,13 @@ def test_multi_output_strided_operands_two_threads_and_the_interpreter(monkeypat
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("m,n,batch", [(120, 70, 40), (90, 50, 700), (64, 8, 700), (33, 1, 300), (1, 40, 300)])
+@pytest.mark.parametrize("m,n,batch", [(120, 70, 40), (90, 50, 700), (64, 8, 700), (33, 1, 300), (1, 40, 300),
+                                          (1200, 10, 40), (10, 700, 40)])
 def test_in_place_sgd_update(dtype, m, n, batch):
     """W - lr * (h.T @ d) written over W (a donated shared variable) while the epilogue reads
     W: one KC block (final sums through a stack buffer), several (partial sums in a malloc'd
-    buffer, not in W), narrow and matrix-vector products."""
+    buffer, not in W), narrow products (in several chunks of the stack buffer, C and C^T
+    computed) and matrix-vector products."""
     rng = np.random.default_rng(5)
     w0 = rng.standard_normal((m, n)).astype(dtype)
     W = tcomp.shared(w0.copy(), "W")
@@ -136,16 +141,46 @@ def test_not_absorbed_where_the_product_is_needed_or_broadcast():
     assert not _products(f)
 
 
-def test_not_absorbed_into_a_kernel_with_a_layout_step():
-    """A mask built from broadcast aranges (the triangular-solve and Cholesky gradients
-    make these) is a dimshuffle step of the reader: the epilogue cannot evaluate it, so the
-    product stays its own kernel (it raised "no scalar lowering for unary op 'dimshuffle'")."""
-    x, y = T.dmatrix("x"), T.dmatrix("y")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dimshuffled_operands_in_the_epilogue(dtype):
+    """A column bias ``c[:, None]`` and a mask of broadcast aranges (the triangular-solve and
+    Cholesky gradients make these) are dimshuffle steps of the reader: the epilogue reads the
+    operand through the permuted index (it once raised "no scalar lowering for unary op
+    'dimshuffle'", and then such products stayed unfused)."""
+    x, y, c = T.matrix("x", dtype=dtype), T.matrix("y", dtype=dtype), T.vector("c", dtype=dtype)
     i = T.arange(x.shape[1])
-    f = _fn([x, y], T.switch(T.ge(i.dimshuffle(0, "x"), i.dimshuffle("x", 0)), -T.dot(x, y), 0))
-    assert not _products(f)
-    xv, yv = np.random.default_rng(7).standard_normal((2, 3, 3))
-    np.testing.assert_allclose(f(xv, yv), np.tril(-(xv @ yv)), rtol=1e-12)
+    tri = _fn([x, y], T.switch(T.ge(i.dimshuffle(0, "x"), i.dimshuffle("x", 0)), -T.dot(x, y), 0))
+    col = _fn([x, y, c], T.tanh(T.dot(x, y) + c.dimshuffle(0, "x")))
+    assert len(_products(tri)) == 1 and len(_products(col)) == 1
+    rng = np.random.default_rng(7)
+    for m in (3, 70, 260):  # the no-packing loop, then packed
+        xv, yv = rng.standard_normal((2, m, m)).astype(dtype)
+        want = xv.astype("float64") @ yv
+        np.testing.assert_allclose(tri(xv, yv), np.tril(-want), **accumulation_tol(dtype, m, 1.0))
+        cv = rng.standard_normal(m).astype(dtype)
+        np.testing.assert_allclose(col(xv, yv, cv), np.tanh(want + cv[:, None]), **accumulation_tol(dtype, m, 1.0))
+
+
+def test_gradients_through_fused_products():
+    """T.grad of a two-layer net whose forward and backward products carry epilogues (bias,
+    tanh, relu, the backward masks), against the gradients written out in NumPy."""
+    x, w1, b1, w2 = T.matrix("x"), T.matrix("w1"), T.vector("b1"), T.matrix("w2")
+    h = T.tanh(T.dot(x, w1) + b1)
+    z = T.nnet.relu(T.dot(h, w2))
+    cost = (z * z).sum() * 0.5
+    f = _fn([x, w1, b1, w2], [cost] + T.grad(cost, [x, w1, b1, w2]))
+    assert len(_products(f)) >= 2
+    rng = np.random.default_rng(8)
+    xv, w1v, b1v, w2v = (rng.standard_normal(s).astype("float32") * 0.3 for s in ((50, 70), (70, 90), (90,), (90, 20)))
+    x64, w164, w264 = (v.astype("float64") for v in (xv, w1v, w2v))
+    hv = np.tanh(x64 @ w164 + b1v)
+    zv = np.maximum(hv @ w264, 0)
+    gz = zv  # d cost / dz; relu' is 1 where z > 0 (zv is 0 elsewhere)
+    gw2 = hv.T @ gz
+    gh = (gz @ w264.T) * (1 - hv * hv)
+    want = [0.5 * (zv * zv).sum(), gh @ w164.T, x64.T @ gh, gh.sum(0), gw2]
+    for got, w in zip(f(xv, w1v, b1v, w2v), want):
+        np.testing.assert_allclose(got, w, **accumulation_tol("float32", 90, 1.0))
 
 
 def test_driver_settings_in_the_tag():

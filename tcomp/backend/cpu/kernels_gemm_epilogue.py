@@ -111,14 +111,27 @@ def _epilogue(ctx: KernelCtx) -> ir.Function:
 
 
 def _step(ctx, step, stypes, memo, ops, it, idx):
-    """One elementwise (or constant) body step at the point (operands: earlier steps in
-    ``memo``, kernel operands read through their broadcasting index)."""
+    """One elementwise, constant or operand-dimshuffle body step at the point (operands:
+    earlier steps in ``memo``, kernel operands read through their broadcasting index; a
+    dimshuffle of a kernel operand, e.g. a column bias ``c[:, None]``, reads the operand at
+    the permuted index, as ``kernels.lower_fused`` does; the fusion pass absorbs no other
+    layout step)."""
     g, b, prog = ctx.g, ctx.b, ctx.prog
     op, sattrs, refs = step
     sattrs = dict(sattrs)
     if op == "constant":
         c = sattrs["value"].value
         return u.const(c.dtype.name, c.item())
+    if op == "dimshuffle":
+        o = ops[int(refs[0][1:])]
+        if prog.is_scalar_const(o):
+            return u.const(g.type(o).dtype, g.attrs(o)["value"].value.item())
+        sidx = ctx.bidx(stypes[len(memo)], it, idx)
+        src = [ir.Constant(u.I64, 0)] * g.type(o).ndim
+        for a, p in enumerate(sattrs["pattern"]):
+            if p != "x":
+                src[p] = sidx[a]
+        return ctx.load_leaf(o, src)
     args, dts = [], []
     for r in refs:
         k = int(r[1:])
