@@ -19,6 +19,7 @@ import numpy as np
 from tcomp.ir import dtypes as dt
 
 from . import io as _io
+from .runtime import graph_cache  # (every CPU compile reads it first: imported with tcomp, not in the compile)
 from .shared import SharedLocks, SharedVariable
 from .tensor.variable import Variable, as_variable
 from .trace import _postorder, build_graph, givens_substitution
@@ -249,7 +250,6 @@ class Function:
         cache on, a traced graph compiled before (in any process) goes straight to its kernel
         program (``tcomp/runtime/graph_cache.py``): no passes, no lowering."""
         from .compile import compile_graph, optimize
-        from .runtime import graph_cache
 
         key = graph_cache.key_for(self.traced, backend=self.backend, donations=self.donations,
                                   pipeline=self._pass_args["mode"], exclude=self._pass_args["exclude"],
@@ -424,10 +424,12 @@ class Function:
         return reduce_function(self)
 
 
-def _has_composite(inputs, outputs) -> bool:
-    """Whether a signature has a composite variable (a ``tcomp.sparse`` matrix, a
-    ``tcomp.typed_list`` list: ``tcomp/composite.py``)."""
-    for group in (inputs, outputs):
+def _has_composite(inputs, outputs, updates=None) -> bool:
+    """Whether a signature (or an update's target) has a composite variable (a
+    ``tcomp.sparse`` matrix, a ``tcomp.typed_list`` list: ``tcomp/composite.py``)."""
+    pairs = updates.items() if isinstance(updates, dict) else (updates if isinstance(updates, (list, tuple)) else [])
+    targets = [p[0] for p in pairs if isinstance(p, (tuple, list)) and p]
+    for group in (inputs, outputs, targets):
         for v in group if isinstance(group, (list, tuple)) else [group]:
             if getattr(v, "tcomp_composite", False) is True:
                 return True
@@ -505,7 +507,7 @@ def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unus
     Copying (``f.copy(swap=...)``), pickling and ``copy.deepcopy`` rebuild the function from
     its traced graph; ``f.dump(stage)`` prints each compilation stage.
     """
-    if _has_composite(inputs, outputs):  # sparse matrices, typed lists: values of several tensors
+    if _has_composite(inputs, outputs, updates):  # sparse matrices, typed lists: values of several tensors
         from .composite import CompositeFunction
 
         return CompositeFunction(inputs, outputs, updates=updates, givens=givens, name=name,

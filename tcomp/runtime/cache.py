@@ -41,7 +41,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import struct
 import time
 
@@ -266,6 +265,8 @@ def store(key: str, sections: dict, meta: dict | None = None) -> bool:
                        "features": me["features"], "sections": [[k, len(sections[k])] for k in names],
                        "sha256": hashlib.sha256(payload).hexdigest(), "meta": meta or {}},
                       sort_keys=True).encode()
+    import secrets  # (only a store needs it: a warm start does not import it)
+
     folder = objects_dir()
     path = _path(key)
     tmp = f"{path}.tmp.{os.getpid()}.{secrets.token_hex(4)}"

@@ -37,6 +37,8 @@ import json
 import pickle
 import sys
 
+from tcomp.ir.digest import Undigestable, graph_digest
+
 from . import cache
 
 #: bump when the payload layout or what the key covers changes
@@ -69,8 +71,6 @@ def key_for(traced, *, backend: str, pipeline, exclude=(), donations=None, pass_
     use the graph cache (see the module doc)."""
     if backend != "cpu" or pass_options or cuda_arch is not None or not cache.enabled():
         return None
-    from tcomp.ir.digest import Undigestable, graph_digest
-
     try:
         passes = _pipeline_identity(pipeline, exclude)
         digest = graph_digest(traced)
