@@ -62,6 +62,25 @@ def _reads_strided(g: Graph, u: int, n: int) -> bool:
     return all(i < 2 for i, o in enumerate(g.operands(u)) if o == n)
 
 
+def _contiguous_index(index) -> bool:
+    """Whether basic indexing keeps a C-contiguous array C-contiguous: integer picks, then
+    at most one unit-step slice (``x[2:5]``, ``x[i, 1:3]``), then whole axes only."""
+    sliced = False
+    for entry in index:
+        if entry[0] == "i":
+            if sliced:
+                return False
+            continue
+        start, stop, step = entry[1:]
+        if step not in (None, 1):
+            return False
+        whole = start in (None, 0) and stop is None
+        if sliced and not whole:
+            return False
+        sliced = True
+    return True
+
+
 def kernel_kind(op: str) -> str:
     if op in KERNEL_KINDS:
         return KERNEL_KINDS[op]
@@ -208,7 +227,8 @@ class _Lowering:
                 if e[0] == "s":
                     strides.append(b.mul(s[k], c))
             strides += list(s[len(g.attrs(n)["index"]):])
-            st = Storage("view", base=self.root(src), offset=off, strides=tuple(strides), contiguous=False)
+            contig = self.contiguous(src) and _contiguous_index(g.attrs(n)["index"])
+            st = Storage("view", base=self.root(src), offset=off, strides=tuple(strides), contiguous=contig)
         self.vid[n] = self.new_value(t.dtype, dims, n, st)
         return True
 

@@ -184,3 +184,26 @@ def test_update_value_casts_to_target_dtype(backend):
     a, b = f(np.array([1, 2, 3], "int8"))
     check_result(a, np.array([1, 3, 3]), "int8", "set with python int")
     check_result(b, np.array([6, 7, 3]), "int8", "inc with array")
+
+
+def test_unit_step_leading_slices_stay_contiguous_views():
+    """x[a:b], x[i] and x[i, a:b] of a C-contiguous array are C-contiguous, so a reshape of
+    them is a view (no copy kernel); strided slices still reshape through a copy.  Values
+    are checked against NumPy for both kinds."""
+    import tcomp
+    import tcomp.tensor as T
+
+    x, i = T.dmatrix("x"), T.lscalar("i")
+    a = np.random.default_rng(3).standard_normal((6, 4))
+    views = {"rows": (x[1:4].reshape((12,)), a[1:4].reshape(12)),
+             "row": (x[i].reshape((2, 2)), a[2].reshape(2, 2)),
+             "tail": (x[-3:].flatten(), a[-3:].ravel()),
+             "symbolic": (x[i:i + 2].reshape((8,)), a[2:4].reshape(8))}
+    copies = {"cols": (x[:, 1:3].reshape((12,)), a[:, 1:3].reshape(12)),
+              "step": (x[::2].reshape((12,)), a[::2].reshape(12)),
+              "column": (x[:, 2].reshape((3, 2)), a[:, 2].reshape(3, 2))}
+    for table, is_view in ((views, True), (copies, False)):
+        for name, (expr, want) in table.items():
+            f = tcomp.function([x, i], expr, on_unused_input="ignore")
+            np.testing.assert_array_equal(f(a, 2), want, err_msg=name)
+            assert ("reshape(" not in f.dump("kernels")) == is_view, name
