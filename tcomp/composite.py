@@ -56,7 +56,16 @@ class CompositeFunction:
             self._out_layout.append((o if is_composite(o) else None, len(flat_out), len(parts)))
             flat_out.extend(parts)
         self.inputs, self.outputs = inputs, outs
-        self.fn = Function(flat_in, flat_out, on_unused_input="ignore", **kwargs)
+        updates = kwargs.pop("updates", None)
+        pairs = list(updates.items()) if isinstance(updates, dict) else list(updates or [])
+        flat_updates = []
+        for pair in pairs:  # a composite shared variable's update: its parts' updates
+            target = pair[0] if isinstance(pair, (tuple, list)) and len(pair) == 2 else None
+            if target is not None and callable(getattr(target, "update_pairs", None)):
+                flat_updates.extend(target.update_pairs(pair[1]))
+            else:
+                flat_updates.append(pair)
+        self.fn = Function(flat_in, flat_out, on_unused_input="ignore", updates=flat_updates, **kwargs)
         if on_unused_input != "ignore":
             reach = _reachable(self.fn.outputs + [e for _, e in self.fn.updates], {})
             for v in inputs:

@@ -312,7 +312,12 @@ def shared(value, name=None, borrow=False, shape=None, dtype=None, strict=False,
 
     ``strict``: ``value`` and every later ``set_value`` must be a NumPy array of exactly
     the variable's dtype (no conversion at all).  ``allow_downcast``: ``set_value`` casts
-    any value, even with loss (Theano's option); default: lossless conversions only."""
+    any value, even with loss (Theano's option); default: lossless conversions only.
+    A SciPy sparse matrix gives a sparse shared variable (``tcomp/sparse/shared.py``)."""
+    if hasattr(value, "tocsr") and hasattr(value, "nnz") and not isinstance(value, np.ndarray):
+        from .sparse.shared import sparse_shared
+
+        return sparse_shared(value, name=name, borrow=borrow)
     s = SharedVariable(value, name=name, shape=shape, dtype=dtype, strict=strict, allow_downcast=allow_downcast)
     if (borrow and isinstance(value, np.ndarray) and value.dtype == np.dtype(s.dtype) and value.flags.c_contiguous
             and value.flags.aligned and value.flags.writeable and value.shape == s._value.shape):

@@ -213,3 +213,25 @@ def test_argument_checks_and_conversions():
         sparse.matrix("coo", "x")
     with pytest.raises(ValueError, match="not used"):
         tcomp.function([x, sparse.csr_matrix("unused")], sparse.sp_sum(x))
+
+
+def test_sparse_shared_variable_trains_with_structured_updates():
+    a = _rand(5, 4, 0.5, "csr", 16, "float64")
+    W = tcomp.shared(a, "W")
+    assert isinstance(W, sparse.SparseVariable) and W.format == "csr"
+    x = T.dmatrix("x")
+    cost = T.sum(sparse.dot(W, x) ** 2)
+    train = tcomp.function([x], cost, updates=[(W, W - 0.01 * T.grad(cost, W))])
+    assert len(train.fn.updates) == 1  # only the values: the new value shares W's pattern
+    X = np.random.default_rng(17).standard_normal((4, 2))
+    D = a.toarray()
+    c = train(X)
+    np.testing.assert_allclose(c, np.sum((D @ X) ** 2), rtol=1e-12)
+    G = (2 * (D @ X) @ X.T) * (D != 0)
+    after = W.get_value()
+    assert sp.isspmatrix_csr(after) and after.nnz == a.nnz
+    np.testing.assert_allclose(after.toarray(), D - 0.01 * G, rtol=1e-12)
+    W.set_value(sp.eye(3, format="csc"))  # another pattern and shape, converted to csr
+    np.testing.assert_array_equal(tcomp.function([], W * 2)().toarray(), 2 * np.eye(3))
+    with pytest.raises(TypeError, match="sparse"):
+        tcomp.function([x], cost, updates=[(W, sparse.dot(W, x))])

@@ -159,8 +159,18 @@ def _entries_of(dense_matrix, x):
     return full[rows, cols]
 
 
+def _same_pattern(x, y):
+    """Whether two sparse variables share their structure variables (``W`` and its structured
+    gradient, ``x`` and ``2 * x``): then an elementwise op of the two is an op of the values."""
+    return x.format == y.format and x.indices is y.indices and x.indptr is y.indptr and \
+        all(a is b for a, b in zip(x.shape, y.shape))
+
+
 def _via_dense(op, x, y, format):
-    """A sparse result whose pattern is data: computed dense, then compressed."""
+    """A sparse result whose pattern is data: computed dense, then compressed (unless both
+    share one pattern: then the values alone)."""
+    if is_sparse(x) and is_sparse(y) and _same_pattern(x, y):
+        return _with_data(x, op(x.data, y.data))
     out = op(x.toarray() if is_sparse(x) else x, y.toarray() if is_sparse(y) else y)
     return csr_from_dense(out) if format == "csr" else csc_from_dense(out)
 
