@@ -82,6 +82,26 @@ class CompositeFunction:
             raise AttributeError(name)
         return getattr(self.fn, name)
 
+    def copy(self, share_memory=False, swap=None, delete_updates=False, name=None):
+        """``Function.copy`` of the dense function, keeping this signature; ``swap`` may map a
+        sparse shared variable to another (their parts are swapped)."""
+        pairs = {}
+        for old, new in (swap or {}).items():
+            if callable(getattr(old, "update_pairs", None)):
+                if not callable(getattr(new, "update_pairs", None)) or new.format != old.format:
+                    raise TypeError(f"copy: swap {old.describe()} for a sparse shared variable of its format")
+                pairs.update(zip(old.shared_parts, new.shared_parts))
+            else:
+                pairs[old] = new
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin.fn = self.fn.copy(share_memory=share_memory, swap=pairs or None, delete_updates=delete_updates,
+                               name=name)
+        return twin
+
+    def __copy__(self):
+        return self.copy()
+
     def _convert(self, value, label, dtype):
         from .function import convert_argument
 

@@ -235,3 +235,19 @@ def test_sparse_shared_variable_trains_with_structured_updates():
     np.testing.assert_array_equal(tcomp.function([], W * 2)().toarray(), 2 * np.eye(3))
     with pytest.raises(TypeError, match="sparse"):
         tcomp.function([x], cost, updates=[(W, sparse.dot(W, x))])
+
+
+def test_copy_swap_and_pickle_keep_the_sparse_signature():
+    import pickle
+
+    a, b = _rand(4, 3, 0.5, "csr", 18, "float64"), _rand(4, 3, 0.5, "csr", 19, "float64")
+    W, W2 = tcomp.shared(a, "W"), tcomp.shared(b, "W2")
+    y = T.dmatrix("y")
+    f = tcomp.function([y], [sparse.dot(W, y), W * 2])
+    Y = np.ones((3, 2))
+    g = f.copy(swap={W: W2})
+    np.testing.assert_allclose(g(Y)[0], b @ Y, rtol=1e-12)
+    np.testing.assert_allclose(g(Y)[1].toarray(), 2 * b.toarray())
+    h = pickle.loads(pickle.dumps(f))
+    np.testing.assert_allclose(h(Y)[0], a @ Y, rtol=1e-12)
+    assert sp.issparse(h(Y)[1])
