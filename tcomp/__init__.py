@@ -24,6 +24,7 @@ from .op_from_graph import OpFromGraph  # noqa: F401
 from .printing import pp  # noqa: F401
 from .random import RandomStreams  # noqa: F401
 from .scan import foldl, foldr, map, reduce, scan, until  # noqa: F401,A004  (Theano's theano.scan, theano.map, ...)
+from .scan_checkpoints import scan_checkpoints  # noqa: F401,E402  (theano.scan_checkpoints)
 from .shared import SharedVariable, shared  # noqa: F401
 from .tensor.basic import dot  # noqa: F401  (Theano's theano.dot)
 from .trace import (
