@@ -327,7 +327,8 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", add_nam
     acc: dict = {}
     reach = _reach(seeds, blocked)
     _refuse_python_ops_in_bodies(v for v in graph_vars if id(v) in connected)
-    all_outputs = [o for outs in region_outputs for o in outs]
+    # (a region's integer result, such as an index a Python op checked, carries no gradient)
+    all_outputs = [o for outs in region_outputs for o in outs if dt.is_float(o.dtype)]
     targets = [t for t in dict.fromkeys(wrt_list + all_outputs) if id(t) in reach]
     if targets:
         for t, g in zip(targets, _grad_core(cost, targets, blocked_vars, known_grads,
@@ -341,7 +342,7 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", add_nam
         if not any(got):
             continue
         inputs = [i for i in dict.fromkeys(r.inputs) if dt.is_float(i.dtype)]
-        earlier = [o for outs in region_outputs[:j] for o in outs]
+        earlier = [o for outs in region_outputs[:j] for o in outs if dt.is_float(o.dtype)]
         inner = _reach(inputs, blocked)
         targets = [t for t in dict.fromkeys(wrt_list + earlier) if id(t) in inner]
         if not targets:  # nothing differentiated lies behind it: its vjp is not needed

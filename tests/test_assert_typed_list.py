@@ -48,6 +48,15 @@ def test_assert_gradient_shape_constants_and_errors():
     assert isinstance(checked.owner.op, Assert) and checked.owner.op == assert_op
 
 
+def test_grad_through_a_checked_integer_index():
+    i, v = T.lscalar("i"), T.dvector("v")
+    j = assert_op(i, T.ge(i, 0))  # an integer result of a Python op: no gradient, but T.grad goes on
+    g = tcomp.function([v, i], T.grad(v[j] * 3, v))
+    np.testing.assert_array_equal(g([1.0, 2.0], 1), [0.0, 3.0])
+    with pytest.raises(AssertionError):
+        g([1.0, 2.0], -1)
+
+
 def test_python_op_owner_op_is_the_instance():
     class Double(tcomp.Op):
         itypes, otypes = [T.dvector], [T.dvector]
