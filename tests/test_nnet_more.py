@@ -113,3 +113,41 @@ def test_pool_3d_and_causal_conv_gradients():
                 [RNG.standard_normal((1, 4, 4, 4))], rng=np.random.default_rng(3))
     verify_grad(lambda a, w: abstract_conv.causal_conv1d(a, w, (2, 2, 2)),
                 [RNG.standard_normal((1, 2, 5)), RNG.standard_normal((2, 2, 2))], rng=np.random.default_rng(4))
+
+
+def _upsample_axis(a, r, axis):
+    """One axis of Theano's bilinear upsampling in NumPy: edge-pad by one, then scatter each
+    value times the kernel [1..r..1]/r at stride r, and crop the padding."""
+    a = np.moveaxis(a, axis, -1)
+    padded = np.concatenate([a[..., :1], a, a[..., -1:]], axis=-1)
+    kern = np.concatenate([np.arange(1, r + 1), np.arange(r - 1, 0, -1)]) / r
+    pad = 2 * r - (r - 1) // 2 - 1
+    full = np.zeros(a.shape[:-1] + (padded.shape[-1] * r + 2 * r,))
+    for p in range(padded.shape[-1]):
+        full[..., p * r:p * r + 2 * r - 1] += padded[..., p:p + 1] * kern
+    return np.moveaxis(full[..., pad:pad + a.shape[-1] * r], -1, axis)
+
+
+@pytest.mark.parametrize("ratio,one_d", [(2, True), (3, False)])
+def test_bilinear_upsampling(ratio, one_d):
+    x = RNG.standard_normal((2, 3, 4, 5))
+    X = T.dtensor4("X")
+    f = tcomp.function([X], abstract_conv.bilinear_upsampling(X, ratio, use_1D_kernel=one_d))
+    got = f(x)
+    assert got.shape == (2, 3, 4 * ratio, 5 * ratio)
+    np.testing.assert_allclose(got, _upsample_axis(_upsample_axis(x, ratio, 2), ratio, 3), rtol=1e-12, atol=1e-12)
+    # linear interpolation: a ramp stays a ramp (away from the clamped edges)
+    ramp = np.broadcast_to(np.arange(4.0)[:, None], (1, 1, 4, 5)).copy()
+    col = f(ramp)[0, 0, :, 0]
+    steps = np.diff(col[ratio:-ratio])
+    np.testing.assert_allclose(steps, 1.0 / ratio, rtol=1e-12)
+
+
+def test_pool_op_object():
+    x = RNG.standard_normal((2, 5, 6, 4))
+    X = T.dtensor4("X")
+    f = tcomp.function([X], [pool.Pool(ignore_border=True, mode="sum")(X, (2, 2)),
+                             pool.Pool(ignore_border=True, ndim=3)(X, (2, 2, 2), (1, 2, 2))])
+    s, m = f(x)
+    np.testing.assert_allclose(s, x[:, :, :6, :4].reshape(2, 5, 3, 2, 2, 2).sum(axis=(3, 5)))
+    np.testing.assert_allclose(m, _pool3d_reference(x[None], (2, 2, 2), (1, 2, 2), (0, 0, 0), "max")[0])

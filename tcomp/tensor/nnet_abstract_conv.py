@@ -102,3 +102,57 @@ def separable_conv2d(input, depthwise_filters, pointwise_filters, num_channels, 
                        filter_dilation=filter_dilation, num_groups=int(num_channels))
     return conv2d(depthwise, pointwise_filters, filter_shape=pointwise_filter_shape, border_mode="valid",
                   subsample=(1, 1), filter_flip=filter_flip)
+
+
+def bilinear_kernel_1D(ratio, normalize=True, dtype=None):
+    """The 1-d kernel [1, 2, ..., ratio, ..., 2, 1] (divided by ``ratio`` when ``normalize``)
+    that upsamples by ``ratio`` with linear interpolation (``dtype``: floatX by default)."""
+    r = int(ratio)
+    half = np.arange(1, r + 1, dtype="float64")
+    kern = np.concatenate([half, half[-2::-1]])
+    return as_variable(np.asarray(kern / r if normalize else kern, dtype=dtype or _floatx()))
+
+
+def bilinear_kernel_2D(ratio, normalize=True):
+    """The outer product of two :func:`bilinear_kernel_1D` kernels."""
+    k = bilinear_kernel_1D(ratio, normalize)
+    return k.dimshuffle(0, "x") * k.dimshuffle("x", 0)
+
+
+def _floatx():
+    from tcomp import config
+
+    return config.floatX
+
+
+def bilinear_upsampling(input, ratio=None, frac_ratio=None, batch_size=None, num_input_channels=None,
+                        use_1D_kernel=True):
+    """Theano's bilinear upsampling of (batch, channels, rows, cols) by the integer ``ratio``:
+    the rows and columns are edge-padded by one, then a transposed convolution with the
+    bilinear kernel and stride ``ratio`` gives (rows * ratio, cols * ratio).  As in Theano,
+    an even ratio repeats the last row/column once more than the first."""
+    if frac_ratio is not None:
+        raise ValueError("bilinear_upsampling: frac_ratio is not supported; give an integer ratio")
+    if not isinstance(ratio, (int, np.integer)) or ratio < 1:
+        raise ValueError(f"bilinear_upsampling: ratio must be a positive int, got {ratio!r}")
+    x = as_variable(input, "input")
+    if x.ndim != 4:
+        raise ValueError(f"bilinear_upsampling: input must be 4-d (batch, channels, rows, cols), got {x.describe()}")
+    r = int(ratio)
+    rows, cols = B.shape_i(x, 2), B.shape_i(x, 3)
+    flat = B.reshape(x, (B.shape_i(x, 0) * B.shape_i(x, 1), 1, rows, cols))
+    padded = B.concatenate([flat[:, :, :1], flat, flat[:, :, -1:]], axis=2)
+    padded = B.concatenate([padded[:, :, :, :1], padded, padded[:, :, :, -1:]], axis=3)
+    pad = 2 * r - (r - 1) // 2 - 1
+    k = bilinear_kernel_1D(r, dtype=x.dtype)
+    size = 2 * r - 1
+    if use_1D_kernel:
+        up_rows = conv2d_grad_wrt_inputs(padded, k.dimshuffle("x", "x", 0, "x"), (None, 1, rows * r, cols + 2),
+                                         filter_shape=(1, 1, size, 1), border_mode=(pad, 0), subsample=(r, 1))
+        out = conv2d_grad_wrt_inputs(up_rows, k.dimshuffle("x", "x", "x", 0), (None, 1, rows * r, cols * r),
+                                     filter_shape=(1, 1, 1, size), border_mode=(0, pad), subsample=(1, r))
+    else:
+        k2 = k.dimshuffle(0, "x") * k.dimshuffle("x", 0)
+        out = conv2d_grad_wrt_inputs(padded, k2.dimshuffle("x", "x", 0, 1), (None, 1, rows * r, cols * r),
+                                     filter_shape=(1, 1, size, size), border_mode=(pad, pad), subsample=(r, r))
+    return B.reshape(out, (B.shape_i(x, 0), B.shape_i(x, 1), rows * r, cols * r))

@@ -83,4 +83,19 @@ def pool_3d(input, ws=None, ignore_border=None, stride=None, pad=(0, 0, 0), mode
     return B.reshape(outer, tuple(lead[:-1]) + (B.shape_i(outer, nd - 3), rows, cols))
 
 
-__all__ = ["pool_2d", "pool_3d", "max_pool_2d_same_size"]
+class Pool:
+    """Theano's ``Pool(ignore_border=False, mode='max', ndim=2)`` op object, called as
+    ``Pool(...)(input, ws, stride=None, pad=None)``."""
+
+    def __init__(self, ignore_border=False, mode="max", ndim=2, openmp=None):
+        if ndim not in (2, 3):
+            raise ValueError(f"Pool: ndim must be 2 or 3, got {ndim!r}")
+        self.ignore_border, self.mode, self.ndim = bool(ignore_border), mode, ndim
+
+    def __call__(self, input, ws, stride=None, pad=None):
+        pad = (0,) * self.ndim if pad is None else pad
+        pool = pool_2d if self.ndim == 2 else pool_3d
+        return pool(input, ws=ws, ignore_border=self.ignore_border, stride=stride, pad=pad, mode=self.mode)
+
+
+__all__ = ["Pool", "pool_2d", "pool_3d", "max_pool_2d_same_size"]
