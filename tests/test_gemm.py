@@ -246,3 +246,14 @@ def test_concurrent_python_threads(rng):
     assert not errors, errors
     for (a, b), got in zip(pairs, results):
         _check(got, a, b, "float32", "concurrent calls")
+
+
+def test_component_libraries_call_each_other():
+    """A JIT component library declares the components it falls back on (one copy per
+    process); the ahead-of-time form defines every one it needs in its one module."""
+    cfg = KG.Config("float32")
+    rows, small = KG._COMPONENTS["narrow_rows"][0](cfg), KG._COMPONENTS["small"][0](cfg)
+    jit = KG.runtime_ir([f'declare void @"{rows}"('], jit=True)
+    aot = KG.runtime_ir([f'declare void @"{rows}"('], visibility="hidden")
+    assert f'declare void @"{small}"' in jit and f'define void @"{rows}"' in jit
+    assert f'define internal void @"{small}"' in aot and f'define hidden void @"{rows}"' in aot

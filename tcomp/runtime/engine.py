@@ -26,6 +26,7 @@ callable, even making the IR text).
 """
 from __future__ import annotations
 
+import _thread
 import re
 import threading
 import weakref
@@ -247,15 +248,50 @@ def prefetch(names) -> None:
             _prefetching.add(name)
             todo.append(name)
     for name in todo:
-        def run(name=name):
-            try:
-                _imports([name])
-            except Exception:  # the link that needs it reports it
-                pass
-            finally:
-                with _prefetch_lock:
-                    _prefetching.discard(name)
-        threading.Thread(target=run, name=f"tcomp-prefetch-{name}", daemon=True).start()
+        _background(_prefetch_one, name)
+
+
+def _prefetch_one(name: str) -> None:
+    try:
+        _imports([name])
+    except Exception:  # the link that needs it reports it
+        pass
+    finally:
+        with _prefetch_lock:
+            _prefetching.discard(name)
+
+
+def _background(fn, *args) -> None:
+    """``fn(*args)`` in a new thread, without waiting for it to start (``Thread.start``
+    waits until the new thread holds the GIL: up to a switch interval per thread while the
+    caller, emitting a module, is the one that holds it)."""
+    _thread.start_new_thread(fn, args)
+
+
+#: callables run once per process, each in a background thread, when the first module made
+#: by a callable (``load``) misses the compile cache: the libraries every compiled function
+#: needs right after its own (pycall's call shims), so that on a first compile they build
+#: while the program does, not after it
+warmups: list = []
+_warmed = [False]
+
+
+def _start_warmups() -> None:
+    with _prefetch_lock:
+        if _warmed[0] or not warmups:
+            return
+        _warmed[0] = True
+        todo = list(warmups)
+
+    for fn in todo:
+        _background(_quietly, fn)
+
+
+def _quietly(fn) -> None:
+    try:
+        fn()
+    except Exception:  # its own caller reports it
+        pass
 
 
 def _prefetch(text: str) -> None:
@@ -321,6 +357,8 @@ def load(llvm_ir, *, exports=None, opt_level: int = 3, loop_unrolling: bool = Tr
             cache_stats["misses"] += 1
     target_machine()
     optimizer.prestart(workers)
+    if callable(llvm_ir):  # a module made on a miss (a program, not a test's text): warm the rest now
+        _start_warmups()
     made = llvm_ir() if callable(llvm_ir) else llvm_ir
     parts = [Part(made, opt_level, loop_unrolling)] if isinstance(made, str) else made
     jobs = []

@@ -264,14 +264,29 @@ _COMPONENTS = {
 COMPONENT_PREFIXES = ("tcomp_gemm_", "tcomp_gemv_", "tcomp_narrow_")
 #: LLVM pipeline of each component's library: (O level, loop unrolling); their hot loops are
 #: vectorized and unrolled by hand (the micro-kernel's k loop, the narrow kernels' blocks)
-RUNTIME_PIPELINE = {"gemm": (3, False), "small": (3, False), "gemv": (3, False), "narrow_rows": (3, False),
+#: (the packed product at O1: its micro-kernel and packing loops are written as vector code,
+#: O3 made it no faster and cost 0.17 instead of 0.14 CPU s; measured on znver4)
+RUNTIME_PIPELINE = {"gemm": (1, False), "small": (3, False), "gemv": (3, False), "narrow_rows": (3, False),
                     "narrow_cols": (3, False), "epi": (3, False)}
+#: the components a component's library calls in the others' libraries (JIT) instead of
+#: compiling its own copy (they fall back to the no-packing loop, e.g. out of memory)
+_CALLS = {"narrow_rows": ("small",), "epi": ("small", "narrow_rows", "narrow_cols")}
+
+
+#: the argument types of the components whose signature is fixed here (the others', e.g. the
+#: epilogue path's, are read off a copy built in a scratch module)
+_ARG_TYPES = {"gemm": lambda: gir._GEMM_ARGS + [u.PTR, u.PTR, u.PTR] + gir.EPI_ARGS,
+              "small": lambda: gir._GEMM_ARGS, "narrow_rows": lambda: gir._GEMM_ARGS,
+              "narrow_cols": lambda: gir._GEMM_ARGS, "gemv": lambda: [I64, I64, u.PTR, I64, I64, u.PTR, I64, u.PTR]}
 
 
 @functools.lru_cache(maxsize=None)
 def _component_type(kind: str, tag: str) -> ir.FunctionType:
-    """A component's function type, read off a copy built in a scratch module (once per
-    process: the builders own their signatures)."""
+    """A component's function type (``tests/test_gemm.py`` checks each against the
+    builder's): written out for the fixed ones (building one to read it costs up to 25 ms
+    of the compile), else from a copy built in a scratch module, once per process."""
+    if kind in _ARG_TYPES:
+        return ir.FunctionType(ir.VoidType(), _ARG_TYPES[kind]())
     cfg = next(c for c in (Config("float32"), Config("float64")) if c.tag == tag)
     return _COMPONENTS[kind][1](ir.Module(name="scratch"), cfg).function_type
 
@@ -304,10 +319,11 @@ def _component(module, cfg: Config, kind: str) -> ir.Function:
     return fn
 
 
-def runtime_ir(module_texts, visibility: str | None = None) -> str | None:
+def runtime_ir(module_texts, visibility: str | None = None, jit: bool = False) -> str | None:
     """An LLVM IR module defining the GEMM components that ``module_texts`` declare (None
-    when they declare none), for the current settings: one JIT library (default visibility)
-    or an ahead-of-time library's copy (``visibility='hidden'``)."""
+    when they declare none), for the current settings: an ahead-of-time library's copy
+    (``visibility='hidden'``; every component it calls defined in it too) or, with ``jit``,
+    one JIT library, which declares the components it calls (``_CALLS``)."""
     import re
 
     table = component_names()
@@ -324,6 +340,9 @@ def runtime_ir(module_texts, visibility: str | None = None) -> str | None:
     m = ir.Module(name="tcomp_gemm_runtime")
     for name in sorted(wanted):
         kind, dtype = table[name]
+        if jit and SHARED_RUNTIME:
+            for other in _CALLS.get(kind, ()):
+                _component(m, Config(dtype), other)
         fn = _COMPONENTS[kind][1](m, Config(dtype))
         fn.linkage = visibility or ""  # llvmlite prints the linkage text verbatim: 'hidden' is a visibility
     return str(m)
@@ -356,7 +375,7 @@ def _runtime_address(name: str) -> int:
             opt, unroll = RUNTIME_PIPELINE[kind]
             # keyed without making the text (llvmlite printing at every start)
             key = f"gemm-runtime:{name}:{codegen_key()}:{source_fingerprint('tcomp.backend.cpu')}"
-            lib = engine.compile_ir(lambda: runtime_ir([f'declare void @"{name}"(']), cache_key=key,
+            lib = engine.compile_ir(lambda: runtime_ir([f'declare void @"{name}"('], jit=True), cache_key=key,
                                     opt_level=opt, loop_unrolling=unroll)
             _runtime_libraries[name] = lib
         return lib.address(name)

@@ -208,6 +208,10 @@ def _declare(module: ir.Module):
         ir.Function(module, ir.FunctionType(u.I32, [u.PTR, u.PTR, u.I64, u.I64, u.I64, u.I64]), name=POOL_SYMBOL)
         cell = ir.GlobalVariable(module, u.I64, name=CELL_SYMBOL)
         cell.linkage = "external"
+        if _pool_library is None:  # a first compile: the pool's library compiles while the module is emitted
+            from tcomp.runtime import engine
+
+            engine.prefetch([POOL_SYMBOL])
     return g[POOL_SYMBOL], g[CELL_SYMBOL]
 
 

@@ -247,6 +247,15 @@ def shims():
         return None if got is None else got[:3]
 
 
+def _register_warmup() -> None:
+    from tcomp.runtime import engine
+
+    engine.warmups.append(shims)  # made while the first program compiles (engine.load)
+
+
+_register_warmup()
+
+
 def type_chars(dtype: str) -> tuple:
     """The ``dtype.char`` values an input of ``dtype`` may have (int64 is 'l' and 'q' on LP64)."""
     d = np.dtype(dtype)
