@@ -189,4 +189,31 @@ def format_scan_rows(rows) -> list:
     return lines
 
 
-__all__ = ["rows", "format_scan_rows"]
+def main(argv=None) -> None:
+    """``python -m tcomp.tools.bench_scan [--threads 1,2] [--repeat N] [--steps S]``: the scan
+    rows alone, each thread count in its own child limited to that many CPUs (as
+    ``tcomp bench --threads``), without the rest of the bench."""
+    import argparse
+
+    import tcomp
+
+    p = argparse.ArgumentParser(prog="python -m tcomp.tools.bench_scan", description=main.__doc__)
+    p.add_argument("--threads", default="1", help="comma-separated thread counts (default 1)")
+    p.add_argument("--repeat", type=int, default=0, help="rounds, best of N (default 5)")
+    p.add_argument("--steps", type=int, default=0, help="steps of the loop (default 1000)")
+    a = p.parse_args(argv)
+    before = tcomp.config.num_threads
+    try:
+        for nt in (int(t) for t in a.threads.split(",") if t.strip()):
+            tcomp.config.num_threads = nt
+            for line in format_scan_rows(rows(False, a.repeat, a.steps or None, isolate=True)):
+                print(f"{nt} thread(s): {line}")
+    finally:
+        tcomp.config.num_threads = before
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["rows", "format_scan_rows", "main"]

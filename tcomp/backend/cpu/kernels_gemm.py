@@ -69,6 +69,7 @@ from tcomp.ir import dtypes as dt
 
 from . import irutil as u
 from . import kernels_gemm_ir as gir
+from . import kernels_gemm_small as small_m
 from . import kernels_gemm_tiles as tiles
 from . import parallel as P
 from .kctx import KernelCtx
@@ -220,7 +221,8 @@ _DRIVER_ARGS = [I64, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64, u.PTR, I64, I64
 #: driver was made without runs there).  A kernel whose dims are static asks only for the
 #: paths its product can take (``static_paths``), so the MLP step never compiles gemv.
 GEMV, NARROW, PACKED = 1, 2, 4
-ALL_PATHS = GEMV | NARROW | PACKED
+ROWS = small_m.ROWS_PATH  # the in-place kernel (kernels_gemm_small)
+ALL_PATHS = GEMV | NARROW | PACKED | ROWS
 
 
 def static_paths(cfg: Config, M, N, K) -> int:
@@ -232,9 +234,10 @@ def static_paths(cfg: Config, M, N, K) -> int:
         return ALL_PATHS
     if M == 1 or N == 1:
         return GEMV
+    rows = ROWS if small_m.static_applies(cfg, M, N, K) else 0
     if M * N * K < SMALL_MNK:
-        return 0
-    return NARROW | PACKED if min(M, N) <= cfg.narrow else PACKED
+        return rows
+    return (NARROW | PACKED if min(M, N) <= cfg.narrow else PACKED) | rows
 
 
 # -- the runtime components ----------------------------------------------------------------------
@@ -259,6 +262,7 @@ _COMPONENTS = {
     "narrow_rows": (lambda cfg: f"tcomp_narrow_rows_{cfg.tag}", gir._narrow_rows),
     "narrow_cols": (lambda cfg: f"tcomp_narrow_cols_{cfg.tag}", gir._narrow_cols),
     "epi": (lambda cfg: f"tcomp_gemm_epi_{cfg.tag}", tiles.blocked_epilogue),
+    "rows": (lambda cfg: f"tcomp_gemm_rows_{cfg.tag}", small_m.gemm_rows),
 }
 #: what the engine asks ``_runtime_address`` for (every component symbol starts with one)
 COMPONENT_PREFIXES = ("tcomp_gemm_", "tcomp_gemv_", "tcomp_narrow_")
@@ -267,7 +271,7 @@ COMPONENT_PREFIXES = ("tcomp_gemm_", "tcomp_gemv_", "tcomp_narrow_")
 #: (the packed product at O1: its micro-kernel and packing loops are written as vector code,
 #: O3 made it no faster and cost 0.17 instead of 0.14 CPU s; measured on znver4)
 RUNTIME_PIPELINE = {"gemm": (1, False), "small": (3, False), "gemv": (3, False), "narrow_rows": (3, False),
-                    "narrow_cols": (3, False), "epi": (3, False)}
+                    "narrow_cols": (3, False), "epi": (3, False), "rows": (3, False)}
 #: the components a component's library calls in the others' libraries (JIT) instead of
 #: compiling its own copy (they fall back to the no-packing loop, e.g. out of memory)
 _CALLS = {"narrow_rows": ("small",), "epi": ("small", "narrow_rows", "narrow_cols")}
@@ -277,7 +281,8 @@ _CALLS = {"narrow_rows": ("small",), "epi": ("small", "narrow_rows", "narrow_col
 #: epilogue path's, are read off a copy built in a scratch module)
 _ARG_TYPES = {"gemm": lambda: gir._GEMM_ARGS + [u.PTR, u.PTR, u.PTR] + gir.EPI_ARGS,
               "small": lambda: gir._GEMM_ARGS, "narrow_rows": lambda: gir._GEMM_ARGS,
-              "narrow_cols": lambda: gir._GEMM_ARGS, "gemv": lambda: [I64, I64, u.PTR, I64, I64, u.PTR, I64, u.PTR]}
+              "narrow_cols": lambda: gir._GEMM_ARGS, "gemv": lambda: [I64, I64, u.PTR, I64, I64, u.PTR, I64, u.PTR],
+              "rows": lambda: gir._GEMM_ARGS}
 
 
 @functools.lru_cache(maxsize=None)
@@ -406,6 +411,7 @@ def _driver(module, cfg: Config, paths: int = ALL_PATHS, epilogue: bool = False)
     gemm = comp("gemm") if paths & PACKED else None
     gemv = comp("gemv") if paths & GEMV else None
     narrow_rows, narrow_cols = (comp("narrow_rows"), comp("narrow_cols")) if paths & NARROW else (None, None)
+    rows = comp("rows") if paths & ROWS and not epilogue else None
     if epilogue:  # (the packed product with its epilogue, else the blocked path)
         gemm, blocked = gemm or comp("gemm"), comp("epi")
     malloc, free = gir._libc(module)
@@ -449,6 +455,8 @@ def _driver(module, cfg: Config, paths: int = ALL_PATHS, epilogue: bool = False)
                         epi, env, flags)
         b.ret_void()
         return fn
+    if rows is not None:  # few rows of C, or one KC block and narrow: neither operand packed
+        small_m.dispatch(b, cfg, rows, M, N, K, Ab, rsa, csa, Bb, rsb, csb, Cb, sw, i0, m, j0, n)
     if narrow_rows is not None:
         with b.if_then(narrow):
             rows_ok = b.and_(b.icmp_signed("==", csa_s, c64(1)), b.icmp_signed(">=", K, c64(2 * cfg.W)))
