@@ -161,8 +161,16 @@ class Graph:
             for data in keydict.values():
                 self._link(new, v, data["arg"])
         _clear_cache(G)
-        if outputs and old in self.outputs:
-            self.outputs = [new if o == old else o for o in self.outputs]
+        if outputs and old in self.outputs:  # (list.index, not a Python loop: a graph may have 1000 outputs)
+            outs = list(self.outputs)
+            i = outs.index(old)
+            while True:
+                outs[i] = new
+                try:
+                    i = outs.index(old, i + 1)
+                except ValueError:
+                    break
+            self.outputs = outs
 
     def remove_node(self, node: int) -> None:
         self.nx.remove_node(node)

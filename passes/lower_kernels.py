@@ -24,8 +24,6 @@ shapes and checks, buffers), in a form every backend consumes:
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 from tcomp.ir import Graph, get_op
 from tcomp.ir.types import TupleType
 
@@ -397,6 +395,45 @@ class _Lowering:
         return compact(KernelProgram(inputs, outputs, values, kernels, self.b.finish(), tuple(buffers), ws))
 
 
+def replace(obj, **changes):
+    """``dataclasses.replace`` for the kernel program's frozen dataclasses (no ``__post_init__``,
+    no validation to rerun): a copy of the instance dict, without ``fields()`` and a keyword
+    ``__init__`` per object (``compact`` copies every value, kernel and check twice: that was a
+    sixth of the 1000-output graph's lowering)."""
+    new = object.__new__(type(obj))
+    d = new.__dict__
+    d.update(obj.__dict__)
+    d.update(changes)
+    return new
+
+
+def _each_ref(p: KernelProgram):
+    """Every register reference :func:`_map_refs` maps, in no particular order (without
+    building the mapped copy)."""
+    for v in p.values:
+        yield from v.dims
+        s = v.storage
+        if s is not None:
+            yield s.offset
+            yield from s.strides
+    for k in p.kernels:
+        for a in k.args:
+            yield a.scalar
+        yield from k.space
+        for _, d in k.params:
+            yield from d
+    for b in p.buffers:
+        yield b.size
+        yield b.offset
+    yield p.workspace
+    for c in p.shape.checks:
+        for a in c.args:  # (the operand forms of _map_fmt)
+            if a[0] == "int":
+                yield a[1]
+            else:
+                yield from a[2] if a[0] == "type" else a[1]
+
+
 def _map_refs(p: KernelProgram, f) -> KernelProgram:
     """``p`` with every register reference outside the instructions mapped through ``f``."""
     def t(refs):
@@ -424,14 +461,13 @@ def _map_fmt(a, f):
 
 def compact(p: KernelProgram) -> KernelProgram:
     """Drop instructions nothing reads (folding leaves some behind) and renumber registers."""
-    used: set = set()
+    used: set = {r for r in _each_ref(p) if isinstance(r, str)}
 
     def mark(r):
         if isinstance(r, str):
             used.add(r)
         return r
 
-    _map_refs(p, mark)
     insts = p.shape.insts
     live = [False] * len(insts)
     for k in range(len(insts) - 1, -1, -1):
