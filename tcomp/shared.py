@@ -154,7 +154,16 @@ class SharedLocks:
         done = []
         try:
             for lock, write, label in self._plan:
-                done.append((lock, acquire(lock, write, label, held)))
+                if lock in held:  # a nested call (rare): acquire's rules
+                    done.append((lock, acquire(lock, write, label, held)))
+                elif write:  # (the common case inlined: every call of a function with shared variables)
+                    lock.acquire_write()
+                    held[lock] = True
+                    done.append((lock, "w"))
+                else:
+                    lock.acquire_read()
+                    held[lock] = False
+                    done.append((lock, "r"))
         except BaseException:
             _release(done, held)
             raise
@@ -172,7 +181,14 @@ class SharedLocks:
 
 def _release(done, held):
     for lock, how in reversed(done):
-        release(lock, how, held)
+        if how == "r":
+            del held[lock]
+            lock.release_read()
+        elif how == "w":
+            del held[lock]
+            lock.release_write()
+        else:
+            release(lock, how, held)
 
 
 def _checked_kind(arr: np.ndarray, label: str, want: str) -> None:
