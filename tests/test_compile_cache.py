@@ -299,3 +299,49 @@ def test_warm_start_of_the_mlp_step_is_much_faster(tmp_path):
     cold, warm = run(), run()
     assert cold["stats"]["misses"] >= 1 and warm["stats"]["misses"] == 0
     assert warm["seconds"] < cold["seconds"] / 4, (cold, warm)
+
+
+GEMM_SCRIPT = textwrap.dedent("""\
+    import json
+    import numpy as np
+    import tcomp, tcomp.tensor as T
+    from tcomp.backend.cpu import kernels_gemm as KG
+    from tcomp.runtime import engine
+    x, y = T.matrix("x", shape=(64, 512)), T.matrix("y", shape=(512, 520))
+    f = tcomp.function([x, y], T.dot(x, y))
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((64, 512)).astype("float32"), rng.standard_normal((512, 520)).astype("float32")
+    cfg = KG.Config("float32")
+    print(json.dumps({"err": float(np.abs(f(a, b) - a.astype("float64") @ b).max()), "stats": engine.cache_stats,
+                      "names": [KG._COMPONENTS[k][0](cfg) for k in KG._COMPONENTS]}))
+    """)
+
+
+def test_gemm_components_are_entries_of_their_own_and_rebuilt_when_corrupt(tmp_path):
+    """Each GEMM runtime component a program uses is its own cache entry (a static 64x512 @
+    512x520 product: the packed GEMM and the no-packing loop, no gemv); a corrupted one is
+    compiled again in the next process, not loaded, and replaced."""
+    env = dict(os.environ, TCOMP_CACHE_DIR=str(tmp_path))
+    env.pop("TCOMP_CACHE", None)
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", GEMM_SCRIPT], env=env, capture_output=True, text=True,
+                             timeout=300, check=True).stdout
+        d = json.loads(out.strip().splitlines()[-1])
+        assert d["err"] < 2e-3
+        return d
+    first = run()
+    by_symbol = {}
+    for p in _entries(tmp_path):
+        defined = [name for name in _header(p)[0]["meta"].get("defined", []) if name in first["names"]]
+        assert len(defined) <= 1, defined  # one component per entry
+        by_symbol.update({name: p for name in defined})
+    gemm, small, gemv = first["names"][:3]
+    assert gemm in by_symbol and small in by_symbol and gemv not in by_symbol
+    good = by_symbol[gemm].read_bytes()
+    head, start, _ = _header(by_symbol[gemm])
+    pos = start + 64  # one flipped bit in the object: the checksum fails
+    by_symbol[gemm].write_bytes(good[:pos] + bytes([good[pos] ^ 1]) + good[pos + 1:])
+    again = run()
+    assert again["stats"]["misses"] == 1 and again["stats"]["stores"] == 1  # the gemm component alone
+    assert by_symbol[gemm].read_bytes() == good
