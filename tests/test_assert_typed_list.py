@@ -153,7 +153,10 @@ def _same_lists(got, want):
         assert g.shape == np.shape(w)
 
 
-def test_typed_list_theano_example_and_list_methods():
+@pytest.mark.parametrize("backend", ["reference", pytest.param("cpu", marks=pytest.mark.slow)])
+def test_typed_list_theano_example_and_list_methods(backend):
+    """Every list method against Python's list (the method sweep compiles many staged
+    programs on the CPU: slow there; the example, getitem and the next test run on the CPU)."""
     import tcomp.typed_list as TL
 
     tl = TL.TypedListType(T.fvector)()
@@ -164,7 +167,7 @@ def test_typed_list_theano_example_and_list_methods():
     tl, v, i = TL.TypedListType(T.fvector)("tl"), T.fvector("v"), T.lscalar("i")
     outs = [TL.length(tl), TL.length(tl), tl.insert(i, v), tl[1:], tl[::-2], tl.reverse(), tl.count(v), tl.remove(v),
             TL.extend(tl, tl), tl.append(v)[-1] * 2]
-    g = tcomp.function([tl, v, i], outs)
+    g = tcomp.function([tl, v, i], outs, backend=backend)
     rng = np.random.default_rng(0)
     base = [rng.standard_normal(n).astype("float32") for n in (3, 0, 2, 1, 2)]
     base[3] = base[2][:1].copy()
