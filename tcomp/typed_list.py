@@ -201,19 +201,16 @@ def _take(tl, idx):
 
 def getitem(tl, index):
     """``tl[i]`` (an element, negative ``i`` from the end; out of range raises IndexError at
-    call time, checked in a Python stage) or ``tl[a:b:c]`` (a typed list)."""
+    call time, from the native bounds checks) or ``tl[a:b:c]`` (a typed list)."""
     tl = _check_list(tl, "getitem")
     n = length(tl)
     if isinstance(index, slice):
         return _take(tl, T.arange(n)[index])
-    from tcomp.raise_op import CheckAndRaise
-
     i = _normalize(index, n, "typed list index")
-    # The element is read at the index clamped into the list (so the native reads cannot fail
-    # first with a less clear message), then checked in a Python stage.  The check is on the
-    # element, not the index: T.grad does not go through a Python op's integer result.
-    elem = _element_at(tl, T.clip(i, 0, n - 1))
-    return CheckAndRaise(IndexError, "typed list index out of range")(elem, T.and_(T.ge(i, 0), T.lt(i, n)))
+    # An index still negative after the wrap would wrap again in the reads: it reads past the
+    # end instead (n + 1 is past offsets' end too), so the native bounds check raises IndexError.
+    i = T.switch(T.lt(i, 0), n + 1, i)
+    return _element_at(tl, i)
 
 
 def append(tl, x):
