@@ -31,7 +31,10 @@ SIZES = [(1, 1, 1), (1, 40, 70), (70, 40, 1), (5, 7, 3), (3, 0, 5), (0, 4, 6), (
          (130, 600, 90), (64, 17, 129), (300, 7, 300),
          # the non-packed paths' chunks (kernels_gemm_tiles.SCRATCH): several row chunks of a narrow C and of
          # a narrow C^T, column chunks of a wide row (and of its transpose) on the no-packing loop
-         (2000, 40, 10), (10, 40, 2000), (2, 3, 5000), (5000, 3, 2)]
+         (2000, 40, 10), (10, 40, 2000), (2, 3, 5000), (5000, 3, 2),
+         # the in-place kernel's (kernels_gemm_small) chunks of C's rows: few rows, few rows of a narrow C^T,
+         # one KC block and N <= 256 (tall), rows wider than a chunk
+         (16, 128, 128), (16, 40, 300), (2000, 100, 50), (8, 3, 3000)]
 
 
 def _products(fn):
@@ -104,7 +107,7 @@ def test_multi_output_strided_operands_two_threads_and_the_interpreter(monkeypat
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("m,n,batch", [(120, 70, 40), (90, 50, 700), (64, 8, 700), (33, 1, 300), (1, 40, 300),
-                                          (1200, 10, 40), (10, 700, 40)])
+                                          (1200, 10, 40), (10, 700, 40), (20, 64, 40), (300, 64, 40)])
 def test_in_place_sgd_update(dtype, m, n, batch):
     """W - lr * (h.T @ d) written over W (a donated shared variable) while the epilogue reads
     W: one KC block (final sums through a stack buffer), several (partial sums in a malloc'd

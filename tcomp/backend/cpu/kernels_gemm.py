@@ -411,7 +411,7 @@ def _driver(module, cfg: Config, paths: int = ALL_PATHS, epilogue: bool = False)
     gemm = comp("gemm") if paths & PACKED else None
     gemv = comp("gemv") if paths & GEMV else None
     narrow_rows, narrow_cols = (comp("narrow_rows"), comp("narrow_cols")) if paths & NARROW else (None, None)
-    rows = comp("rows") if paths & ROWS and not epilogue else None
+    rows = comp("rows") if paths & ROWS else None
     if epilogue:  # (the packed product with its epilogue, else the blocked path)
         gemm, blocked = gemm or comp("gemm"), comp("epi")
     malloc, free = gir._libc(module)
@@ -451,6 +451,8 @@ def _driver(module, cfg: Config, paths: int = ALL_PATHS, epilogue: bool = False)
             csb_s, _gep(b, Cb, et, b.add(b.mul(i0, rsc), b.mul(j0, csc))), rsc, csc]
     swap = b.zext(sw, I64)
     if epilogue:
+        if rows is not None:  # the in-place kernel's chunks of C's rows, then the epilogue on each
+            tiles.rows_epilogue(b, cfg, rows, M, N, K, Ab, rsa, csa, Bb, rsb, csb, sw, i0, m, j0, n, epi, env)
         _epilogue_paths(b, cfg, gemm, blocked, malloc, free, args, b.mul(b.mul(M, N), K), narrow, swap, i0, j0,
                         epi, env, flags)
         b.ret_void()

@@ -1,6 +1,7 @@
 """The GEMM runtime's paths for a product with an elementwise epilogue (``fused`` kernels that
 start with a product, ``passes/fusion_gemm.py``) other than the packed one: products too
-small or too narrow to pack, and matrix-vector products.
+small or too narrow to pack, those the in-place kernel takes (``kernels_gemm_small``: few
+rows of C, or one KC block and N <= 256; :func:`rows_epilogue`), and matrix-vector products.
 
 The packed product (``kernels_gemm_ir._gemm``) applies the epilogue to each MC x EW block
 of C after its last KC block.  The paths here compute the product as the plain driver
@@ -112,3 +113,39 @@ def gemv_epilogue(b, cfg, gemv, epi, env, M, N, K, A, rsa, csa, B, rsb, csb, y0,
         b.call(epi, [env, tile, b.select(col, c64(1), zero), b.select(col, zero, c64(1)), b.select(col, c0, zero),
                      b.select(col, zero, c0), b.select(col, cl, c64(1)), b.select(col, c64(1), cl)])
     u.for_range(b, _cdiv(b, ylen, CB), chunk, name="evc")
+
+
+def rows_epilogue(b, cfg, rows, M, N, K, A, rsa, csa, B, rsb, csb, sw, i0, m, j0, n, epi, env) -> None:
+    """In the driver of products with an epilogue: when the in-place kernel takes the product
+    (``kernels_gemm_small.applies``, decided from the whole product as the plain driver
+    does), this thread's share in chunks of C's rows into a stack buffer of ``SCRATCH``
+    elements, by ``rows`` (the module's declaration of ``gemm_rows``), then the epilogue on
+    each chunk; then return.  The share comes as the driver computes it (of C^T when
+    ``sw``), mapped back to C's rows and columns as ``kernels_gemm_small.dispatch`` does.
+    Chunks are whole blocks of the kernel's 4 rows, and at most SCRATCH / 4 columns wide."""
+    from . import kernels_gemm_small as small_m
+
+    et = u.value_type(cfg.dtype)
+    with b.goto_block(b.function.entry_basic_block):
+        slot = b.alloca(et, size=c64(SCRATCH), name="rscratch")
+        slot.align = 64
+    buf = b.inttoptr(b.ptrtoint(slot, I64), u.PTR)
+    with b.if_then(small_m.applies(b, cfg, M, N, K, csb)):
+        r0, mr = b.select(sw, j0, i0), b.select(sw, n, m)
+        q0, nq = b.select(sw, i0, j0), b.select(sw, m, n)
+        R4 = small_m.ROWS
+        cw = _min(b, nq, c64(SCRATCH // R4))
+        rows_per = b.mul(b.sdiv(b.sdiv(c64(SCRATCH), b.select(b.icmp_signed("<", cw, c64(1)), c64(1), cw)),
+                                c64(R4)), c64(R4))
+
+        def chunk(i, j):
+            mb = _min(b, rows_per, b.sub(mr, i))
+            nb = _min(b, cw, b.sub(nq, j))
+            ri, qj = b.add(r0, i), b.add(q0, j)
+            b.call(rows, [mb, nb, K, _gep(b, A, et, b.mul(ri, rsa)), rsa, csa, _gep(b, B, et, qj), rsb, csb,
+                          buf, nb, c64(1)])
+            b.call(epi, [env, buf, nb, c64(1), ri, qj, mb, nb])
+
+        u.for_range(b, _cdiv(b, mr, rows_per), lambda ti: u.for_range(
+            b, _cdiv(b, nq, cw), lambda tj: chunk(b.mul(ti, rows_per), b.mul(tj, cw)), name="erj"), name="eri")
+        b.ret_void()
