@@ -220,3 +220,15 @@ def test_typed_list_of_matrices_index_nan_grad_and_scalars():
         TL.append(m, T.fmatrix("wrong"))
     with pytest.raises(ValueError, match="element 0"):
         tcomp.function([m], TL.length(m))([np.ones(3)])
+
+
+def test_typed_list_read_in_a_scan_body():
+    """Theano's typed_list scan example, the list reached from the body's closure (scan's
+    non_sequences take tensors only)."""
+    import tcomp.typed_list as TL
+
+    a = TL.TypedListType(T.fvector)()
+    n = TL.length(a)
+    s, _ = tcomp.scan(fn=lambda i: a[i].sum(), sequences=[T.arange(n, dtype="int64")])
+    f = tcomp.function([a], s)
+    np.testing.assert_array_equal(f([[1, 2, 3], [4, 5]]), np.float32([6, 9]))

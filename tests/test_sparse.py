@@ -251,3 +251,14 @@ def test_copy_swap_and_pickle_keep_the_sparse_signature():
     h = pickle.loads(pickle.dumps(f))
     np.testing.assert_allclose(h(Y)[0], a @ Y, rtol=1e-12)
     assert sp.issparse(h(Y)[1])
+
+
+def test_sparse_product_in_a_scan_body():
+    a = _rand(4, 4, 0.5, "csr", 20)
+    x, h0 = sparse.csr_matrix("x", "float32"), T.fvector("h0")
+    s, _ = tcomp.scan(fn=lambda h: T.tanh(sparse.dot(x, h)), outputs_info=[h0], n_steps=3)
+    v = np.ones(4, "float32")
+    want = v
+    for _ in range(3):
+        want = np.tanh(a @ want)
+    np.testing.assert_allclose(tcomp.function([x, h0], s[-1])(a, v), want, rtol=1e-5, atol=1e-6)
