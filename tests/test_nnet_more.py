@@ -151,3 +151,28 @@ def test_pool_op_object():
     s, m = f(x)
     np.testing.assert_allclose(s, x[:, :, :6, :4].reshape(2, 5, 3, 2, 2, 2).sum(axis=(3, 5)))
     np.testing.assert_allclose(m, _pool3d_reference(x[None], (2, 2, 2), (1, 2, 2), (0, 0, 0), "max")[0])
+
+
+def test_nnet_softmax_of_a_vector_is_a_row_as_in_theano():
+    """The deeplearning.net RNN-SLU tutorial's step returns softmax(vector) and indexes the
+    stacked result as s[:, 0, :]."""
+    v = T.dvector("v")
+    h0 = T.dvector("h0")
+    x = np.array([0.5, -1.0, 2.0])
+    want = np.exp(x - x.max()) / np.exp(x - x.max()).sum()
+    f = tcomp.function([v], [T.nnet.softmax(v), T.nnet.logsoftmax(v), T.nnet.softmax(v, axis=-1)])
+    row, log_row, flat = f(x)
+    assert row.shape == (1, 3) and log_row.shape == (1, 3) and flat.shape == (3,)
+    np.testing.assert_allclose(row[0], want)
+    np.testing.assert_allclose(log_row[0], np.log(want))
+    W = T.dmatrix("W")
+
+    def step(x_t, h_tm1):
+        h_t = T.tanh(x_t + T.dot(h_tm1, W))
+        return [h_t, T.nnet.softmax(h_t)]
+
+    seq = T.dmatrix("seq")
+    (h, s), _ = tcomp.scan(step, sequences=seq, outputs_info=[h0, None])
+    probs = tcomp.function([seq, h0, W], s[:, 0, :])(RNG.standard_normal((4, 3)), np.zeros(3), np.eye(3) * 0.5)
+    assert probs.shape == (4, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), np.ones(4))

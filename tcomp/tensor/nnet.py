@@ -24,8 +24,28 @@ def relu(x, alpha=0):
 
 
 softplus = B.softplus
-softmax = B.softmax
-log_softmax = B.log_softmax
+def _rows(x, axis):
+    """Theano's softmax ops work on rows: a vector is one row, so the result is a (1, n)
+    matrix (the deeplearning.net RNN tutorial indexes ``s[:, 0, :]`` because of it).
+    PyTensor's ``axis=`` keeps the input's shape."""
+    x = as_variable(x, "x")
+    if axis is None:
+        return (x.dimshuffle("x", 0) if x.ndim == 1 else x), -1
+    return x, axis
+
+
+def softmax(c, axis=None):
+    """Softmax over the last axis (``axis``: another one); a vector gives a (1, n) row, as Theano."""
+    x, axis = _rows(c, axis)
+    return B.softmax(x, axis)
+
+
+def log_softmax(c, axis=None):
+    """log(softmax(c)), stable; a vector gives a (1, n) row, as Theano's LogSoftmax."""
+    x, axis = _rows(c, axis)
+    return B.log_softmax(x, axis)
+
+
 logsoftmax = log_softmax  # Theano 1.0's name
 logsumexp = B.logsumexp
 
