@@ -82,6 +82,7 @@ from .basic import (  # noqa: F401
     vstack,
     wcast,
 )
+from .testing import sparse_random_inputs, verify_grad_sparse  # noqa: F401
 from .variable import (  # noqa: F401
     CSC,
     CSM,
