@@ -62,6 +62,18 @@ def test_to_and_fro_with_empty_rows_and_columns():
         np.testing.assert_array_equal(m.indptr, a.asformat(want).indptr)
 
 
+def test_theano_op_classes():
+    x = sparse.csc_matrix("x", "float64")
+    d, i, p, s = sparse.CSMProperties()(x)
+    y = sparse.CSM("csr")(d, i, p, s)  # Theano's CSM(format)(...) spelling: the transpose
+    z = sparse.DenseFromSparse()(x)
+    a = sp.csc_matrix(np.array([[0, 1.0], [2, 0]]))
+    ry, rz = tcomp.function([x], [y, z])(a)
+    np.testing.assert_array_equal(ry.toarray(), a.T.toarray())
+    np.testing.assert_array_equal(rz, a.toarray())
+    assert x.broadcastable == (False, False) and x.ndim == 2 and x.type == sparse.csc_dmatrix
+
+
 def test_duplicates_add_up_and_explicit_constructor():
     data, ind, ptr = T.fvector("d"), T.ivector("i"), T.ivector("p")
     m, n = T.lscalar("m"), T.lscalar("n")

@@ -12,6 +12,9 @@ with ``T.grad``; see ``basic.py`` for what each costs.
 """
 from . import basic  # noqa: F401
 from .basic import (  # noqa: F401
+    CSMProperties,
+    DenseFromSparse,
+    SparseFromDense,
     abs,
     abs_,
     add,

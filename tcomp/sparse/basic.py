@@ -402,12 +402,13 @@ def _stack(blocks, axis, format, dtype, what):
     out = B.concatenate(dense, axis=axis)
     if dtype is not None:
         out = B.cast(out, dtype)
-    fmt = format or next((b.format for b in blocks if is_sparse(b)), "csc")
+    fmt = format or "csc"  # (Theano's HStack/VStack default, whatever the blocks' formats)
     return csr_from_dense(out) if fmt == "csr" else csc_from_dense(out)
 
 
 def hstack(blocks, format=None, dtype=None):
-    """Sparse matrices side by side (Theano's ``sparse.hstack``; default format csc)."""
+    """Sparse (or dense) matrices side by side, a sparse result (Theano's ``sparse.hstack``;
+    default format csc)."""
     return _stack(blocks, 1, format, dtype, "hstack")
 
 
@@ -422,3 +423,33 @@ def remove0(x):
 
 
 clean = ensure_sorted_indices = remove0
+
+
+# -- Theano's op classes, for code that instantiates them ---------------------------------------
+
+class DenseFromSparse:
+    """``DenseFromSparse()(x)``: :func:`dense_from_sparse`."""
+
+    def __call__(self, x):
+        return dense_from_sparse(x)
+
+
+class SparseFromDense:
+    """``SparseFromDense('csr')(x)``: :func:`csr_from_dense` / :func:`csc_from_dense`."""
+
+    def __init__(self, format):
+        if format not in ("csr", "csc"):
+            raise ValueError(f"SparseFromDense: format must be 'csr' or 'csc', got {format!r}")
+        self.format = format
+
+    def __call__(self, x):
+        return sparse_from_dense(x, self.format)
+
+
+class CSMProperties:
+    """``CSMProperties()(x)``: (data, indices, indptr, shape)."""
+
+    def __call__(self, x):
+        from .variable import csm_properties
+
+        return csm_properties(x)

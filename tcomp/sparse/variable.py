@@ -81,8 +81,9 @@ class SparseVariable:
     is_sparse_variable = True
     #: tcomp.function passes it as its dense parts (tcomp/composite.py)
     tcomp_composite = True
-    #: lets Theano-style code test ``x.ndim``
+    #: lets Theano-style code test ``x.ndim`` and ``x.broadcastable``
     ndim = 2
+    broadcastable = (False, False)
 
     def __init__(self, format, data, indices, indptr, shape, name=None, root=False):
         self.format = _check_format(format)
@@ -271,10 +272,15 @@ def _int_vector(v, what):
     return v if v.dtype == "int32" else B.cast(v, "int32")
 
 
-def CSM(format, data, indices, indptr, shape, name=None):
-    """Theano's ``CSM(format)(data, indices, indptr, shape)``: a sparse matrix built from
-    its properties (no check that they are consistent, as in Theano and SciPy)."""
+def CSM(format, data=None, indices=None, indptr=None, shape=None, name=None):
+    """Theano's ``CSM(format)(data, indices, indptr, shape)`` (or ``CSM(format, data, ...)``):
+    a sparse matrix built from its properties (no check that they are consistent, as in
+    Theano and SciPy)."""
     _check_format(format)
+    if data is None and indices is None and indptr is None and shape is None:
+        return lambda data, indices, indptr, shape, name=None: CSM(format, data, indices, indptr, shape, name)
+    if indices is None or indptr is None or shape is None:
+        raise TypeError(f"CSM({format!r}): give data, indices, indptr and shape")
     data = as_variable(data, f"{format.upper()} data")
     if data.ndim != 1:
         raise TypeError(f"{format.upper()}: data must be a vector, got {data.describe()}")
