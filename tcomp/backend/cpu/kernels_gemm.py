@@ -268,10 +268,12 @@ _COMPONENTS = {
 COMPONENT_PREFIXES = ("tcomp_gemm_", "tcomp_gemv_", "tcomp_narrow_")
 #: LLVM pipeline of each component's library: (O level, loop unrolling); their hot loops are
 #: vectorized and unrolled by hand (the micro-kernel's k loop, the narrow kernels' blocks)
-#: (the packed product at O1: its micro-kernel and packing loops are written as vector code,
-#: O3 made it no faster and cost 0.17 instead of 0.14 CPU s; measured on znver4)
-RUNTIME_PIPELINE = {"gemm": (1, False), "small": (3, False), "gemv": (3, False), "narrow_rows": (3, False),
-                    "narrow_cols": (3, False), "epi": (3, False), "rows": (3, False)}
+#: (the packed product and the narrow kernels at O1: their hot loops are written as vector
+#: code, O3 made them no faster and cost 0.17 instead of 0.14 CPU s for the packed product,
+#: 0.16 instead of 0.14 for the narrow pair; measured on znver4.  The no-packing loop keeps
+#: O3: its inner loop is the loop vectorizer's)
+RUNTIME_PIPELINE = {"gemm": (1, False), "small": (3, False), "gemv": (3, False), "narrow_rows": (1, False),
+                    "narrow_cols": (1, False), "epi": (3, False), "rows": (3, False)}
 #: the components a component's library calls in the others' libraries (JIT) instead of
 #: compiling its own copy (they fall back to the no-packing loop, e.g. out of memory)
 _CALLS = {"narrow_rows": ("small",), "epi": ("small", "narrow_rows", "narrow_cols")}
