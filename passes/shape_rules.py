@@ -57,10 +57,18 @@ class ShapeRules:
         self.index: dict = {}  # subtensor node -> per-entry (start, step) / (index, 0) pairs
         self._broadcast_memo: dict = {}     # operand shapes -> (result dims, ok condition)
         self._no_broadcast_memo: dict = {}  # (type shapes, shapes, result) -> (known dims, checks)
+        self._described: dict = {}  # node -> describe(node)
 
     def describe(self, n) -> str:
         """``%5 = fused (reads x, y)``: the node, its name, and for a fused kernel (whose number
-        the user never saw) the named inputs it reads, so a shape error names the variables."""
+        the user never saw) the named inputs it reads, so a shape error names the variables.
+        (Made once per node: every check of a fused kernel's steps asks for it.)"""
+        text = self._described.get(n)
+        if text is None:
+            text = self._described[n] = self._describe(n)
+        return text
+
+    def _describe(self, n) -> str:
         g = self.g
         name = g.name(n)
         text = f"%{n} = {g.op(n)}" + (f" ({name})" if name else "")
