@@ -176,3 +176,30 @@ def test_nnet_softmax_of_a_vector_is_a_row_as_in_theano():
     probs = tcomp.function([seq, h0, W], s[:, 0, :])(RNG.standard_normal((4, 3)), np.zeros(3), np.eye(3) * 0.5)
     assert probs.shape == (4, 3)
     np.testing.assert_allclose(probs.sum(axis=1), np.ones(4))
+
+
+def _conv2d_reference(x, w, pad, flip=True):
+    """(B, C, H, W) with (O, C, kh, kw), zero padding ``pad``, stride 1."""
+    if flip:
+        w = w[:, :, ::-1, ::-1]
+    xp = np.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    kh, kw = w.shape[2:]
+    ho, wo = xp.shape[2] - kh + 1, xp.shape[3] - kw + 1
+    out = np.zeros((x.shape[0], w.shape[0], ho, wo))
+    for i in range(kh):
+        for j in range(kw):
+            out += np.einsum("bchw,oc->bohw", xp[:, :, i:i + ho, j:j + wo], w[:, :, i, j])
+    return out
+
+
+@pytest.mark.parametrize("mode", ["half", "full"])
+def test_conv2d_half_and_full_with_kernel_sizes_known_only_at_run_time(mode):
+    X, W = T.dtensor4("X"), T.dtensor4("W")
+    f = tcomp.function([X, W], T.nnet.conv2d(X, W, border_mode=mode))
+    x = RNG.standard_normal((2, 3, 6, 5))
+    for kh, kw in ((3, 3), (2, 5)):
+        w = RNG.standard_normal((4, 3, kh, kw))
+        pad = (kh - 1, kw - 1) if mode == "full" else (kh // 2, kw // 2)
+        np.testing.assert_allclose(f(x, w), _conv2d_reference(x, w, pad), rtol=1e-12, atol=1e-12)
+    verify_grad(lambda a, b: T.nnet.conv2d(a, b, border_mode=mode),
+                [RNG.standard_normal((1, 2, 4, 4)), RNG.standard_normal((2, 2, 3, 2))], rng=np.random.default_rng(8))

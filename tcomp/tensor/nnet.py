@@ -131,9 +131,10 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
             pad = (0, 0)
         elif border_mode in ("full", "half", "same"):
             if not (isinstance(kh, int) and isinstance(kw, int)):
-                raise ValueError(f"conv2d: border_mode={border_mode!r} needs static kernel sizes, got {w.describe()} "
-                                 "(give filter_shape=)")
-            if border_mode == "full":
+                # symbolic kernel sizes: zero-pad the input in the graph, then a valid convolution
+                x = _pad_symbolic(x, w, border_mode, dil)
+                pad = (0, 0)
+            elif border_mode == "full":
                 pad = (dil[0] * (kh - 1), dil[1] * (kw - 1))
             else:
                 pad = (dil[0] * (kh // 2), dil[1] * (kw // 2))
@@ -154,6 +155,20 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
     cout = B.shape_i(w, 0) // groups
     parts = [apply("conv2d", [x[:, g * cin:(g + 1) * cin], w[g * cout:(g + 1) * cout]], attrs) for g in range(groups)]
     return B.concatenate(parts, axis=1)
+
+
+def _pad_symbolic(x, w, border_mode, dil):
+    """``x`` zero-padded on rows and columns by what ``border_mode`` ('full': d (k - 1),
+    'half'/'same': d (k // 2)) asks for kernels whose sizes are known only at run time."""
+    out = x
+    for axis, d in ((2, dil[0]), (3, dil[1])):
+        k = B.shape_i(w, axis)
+        p = d * (k - 1) if border_mode == "full" else d * (k // 2)
+        shape = [B.shape_i(out, i) for i in range(4)]
+        shape[axis] = p
+        zeros = B.zeros(shape, dtype=out.dtype)
+        out = B.concatenate([zeros, out, zeros], axis=axis)
+    return out
 
 
 def _renamed(new, old, new_name, old_name, default=None):
