@@ -85,16 +85,22 @@ def gemm_rows(module, cfg) -> ir.Function:
     zero = ir.Constant(et, 0.0)
     BW = VECS * W
 
-    def block(i0, j0):
+    def block(i0, j0, clamp):
         """C[rows, cols] for the ROWS rows from i0 (clamped to the last) and the VECS vectors
-        from j0 (clamped to end at N)."""
+        from j0; ``clamp`` (N < VECS * W): each vector's start clamped to end at N, else the
+        vectors are at constant offsets from one pointer (fewer live registers in the k loop)."""
         last_row, last_col = b.sub(M, c64(1)), b.sub(N, c64(W))
         rows = [_min(b, b.add(i0, c64(r)), last_row) for r in range(ROWS)]
         arows = [_gep(b, A, et, b.mul(r, rsa)) for r in rows]
-        offs = [_min(b, b.add(j0, c64(v * W)), last_col) for v in range(VECS)]
+        if clamp:
+            offs = [_min(b, b.add(j0, c64(v * W)), last_col) for v in range(VECS)]
+            bbase = B
+        else:
+            offs = [c64(v * W) for v in range(VECS)]
+            bbase = _gep(b, B, et, j0)
 
         def step(k, accs):
-            brow = _gep(b, B, et, b.mul(k, rsb))
+            brow = _gep(b, bbase, et, b.mul(k, rsb))
             bv = [b.load(_gep(b, brow, et, o), typ=vt, align=es) for o in offs]
             ko = b.mul(k, csa)
             out = list(accs)
@@ -114,13 +120,13 @@ def gemm_rows(module, cfg) -> ir.Function:
         kt = b.mul(b.sdiv(K, c64(UNROLL)), c64(UNROLL))
         accs = u.reduction_loop(b, b.sub(K, kt), accs, lambda t, a_: step(b.add(kt, t), a_), name="gskt")
         for r in range(ROWS):
-            crow = _gep(b, C, et, b.mul(rows[r], rsc))
+            crow = _gep(b, C, et, b.add(b.mul(rows[r], rsc), c64(0) if clamp else j0))
             for v in range(VECS):
                 b.store(accs[r * VECS + v], _gep(b, crow, et, offs[v]), align=es)
 
     with b.if_else(b.icmp_signed(">=", N, c64(W))) as (wide, thin):
         with wide:
-            last_j = b.sub(N, c64(BW))  # (negative when N < BW: offs clamp each vector)
+            last_j = b.sub(N, c64(BW))
             last_i = b.sub(M, c64(ROWS))
 
             def outer(o):  # MB rows of A at a time stay in L2 while every panel of B passes over them
@@ -128,11 +134,15 @@ def gemm_rows(module, cfg) -> ir.Function:
                 rows_end = _min(b, b.add(m0, c64(MB)), M)
                 s_end = _cdiv(b, b.sub(rows_end, m0), ROWS)
 
-                def panel(t):
-                    j0 = b.select(b.icmp_signed("<", last_j, c64(0)), c64(0), _min(b, b.mul(t, c64(BW)), last_j))
+                def panel(t, clamp):
+                    j0 = c64(0) if clamp else _min(b, b.mul(t, c64(BW)), last_j)
                     u.for_range(b, s_end, lambda s: block(b.select(b.icmp_signed("<", last_i, c64(0)), c64(0), _min(
-                        b, b.add(m0, b.mul(s, c64(ROWS))), last_i)), j0), name="gsi")
-                u.for_range(b, _cdiv(b, N, BW), panel, name="gsj")
+                        b, b.add(m0, b.mul(s, c64(ROWS))), last_i)), j0, clamp), name="gsi")
+                with b.if_else(b.icmp_signed("<", last_j, c64(0))) as (few, many):
+                    with few:  # fewer columns than a block: one block, its vectors clamped
+                        panel(c64(0), True)
+                    with many:
+                        u.for_range(b, _cdiv(b, N, BW), lambda t: panel(t, False), name="gsj")
             u.for_range(b, _cdiv(b, M, MB), outer, name="gso")
         with thin:  # a share narrower than one vector: scalar fma chains (the lanes' bits)
             def elem(i, j):
