@@ -31,12 +31,25 @@ def has_composite(inputs, outputs) -> bool:
     return False
 
 
+def _part_givens(key, value):
+    """``givens`` pairs replacing the parts of the composite ``key`` by those of ``value`` (a
+    composite of the same kind, or a value its type converts: a SciPy matrix)."""
+    if not is_composite(value):
+        convert = getattr(key, "as_same_kind", None)
+        value = convert(value) if convert is not None else value
+    if not is_composite(value) or type(value.type) is not type(key.type) or len(value.parts) != len(key.parts) \
+            or getattr(value, "format", None) != getattr(key, "format", None) or value.dtype != key.dtype:
+        raise TypeError(f"givens: {key.describe()} must be replaced by a value of its type {key.type}, got "
+                        f"{value.describe() if hasattr(value, 'describe') else repr(value)}")
+    return [(k, v) for k, v in zip(key.parts, value.parts) if k is not v]
+
+
 class CompositeFunction:
     """A compiled function with composite variables in its signature; other positions, the
     updates and every option are as in :class:`tcomp.Function` (``fn`` is that function)."""
 
     def __init__(self, inputs, outputs, on_unused_input="raise", **kwargs):
-        from .function import Function, _reachable
+        from .function import Function, _check_givens, _reachable
 
         inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         self.single_output = outputs is not None and not isinstance(outputs, (list, tuple))
@@ -65,9 +78,18 @@ class CompositeFunction:
                 flat_updates.extend(target.update_pairs(pair[1]))
             else:
                 flat_updates.append(pair)
-        self.fn = Function(flat_in, flat_out, on_unused_input="ignore", updates=flat_updates, **kwargs)
+        givens = kwargs.pop("givens", None)
+        pairs = list(givens.items()) if isinstance(givens, dict) else list(givens or [])
+        flat_givens = []
+        for pair in pairs:  # a composite replaced by another: part by part
+            if isinstance(pair, (tuple, list)) and len(pair) == 2 and is_composite(pair[0]):
+                flat_givens.extend(_part_givens(*pair))
+            else:
+                flat_givens.append(pair)
+        self.fn = Function(flat_in, flat_out, on_unused_input="ignore", updates=flat_updates,
+                           givens=flat_givens or None, **kwargs)
         if on_unused_input != "ignore":
-            reach = _reachable(self.fn.outputs + [e for _, e in self.fn.updates], {})
+            reach = _reachable(self.fn.outputs + [e for _, e in self.fn.updates], _check_givens(flat_givens))
             for v in inputs:
                 parts = v.parts if is_composite(v) else [v]
                 if not any(id(p) in reach for p in parts if isinstance(p, Variable)):

@@ -424,11 +424,13 @@ class Function:
         return reduce_function(self)
 
 
-def _has_composite(inputs, outputs, updates=None) -> bool:
-    """Whether a signature (or an update's target) has a composite variable (a
-    ``tcomp.sparse`` matrix, a ``tcomp.typed_list`` list: ``tcomp/composite.py``)."""
-    pairs = updates.items() if isinstance(updates, dict) else (updates if isinstance(updates, (list, tuple)) else [])
-    targets = [p[0] for p in pairs if isinstance(p, (tuple, list)) and p]
+def _has_composite(inputs, outputs, updates=None, givens=None) -> bool:
+    """Whether a signature (or an update's target, or a givens key) has a composite variable
+    (a ``tcomp.sparse`` matrix, a ``tcomp.typed_list`` list: ``tcomp/composite.py``)."""
+    targets = []
+    for pairs in (updates, givens):
+        pairs = pairs.items() if isinstance(pairs, dict) else (pairs if isinstance(pairs, (list, tuple)) else [])
+        targets += [p[0] for p in pairs if isinstance(p, (tuple, list)) and p]
     for group in (inputs, outputs, targets):
         for v in group if isinstance(group, (list, tuple)) else [group]:
             if getattr(v, "tcomp_composite", False) is True:
@@ -507,7 +509,7 @@ def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unus
     Copying (``f.copy(swap=...)``), pickling and ``copy.deepcopy`` rebuild the function from
     its traced graph; ``f.dump(stage)`` prints each compilation stage.
     """
-    if _has_composite(inputs, outputs, updates):  # sparse matrices, typed lists: values of several tensors
+    if _has_composite(inputs, outputs, updates, givens):  # sparse matrices, typed lists: several tensors each
         from .composite import CompositeFunction
 
         return CompositeFunction(inputs, outputs, updates=updates, givens=givens, name=name,

@@ -285,3 +285,41 @@ def test_verify_grad_sparse_and_random_inputs_with_unsorted_indices():
     W = np.random.default_rng(1).standard_normal((3, 2))
     sparse.verify_grad_sparse(lambda x, w: sparse.dot(x, w), [ms[0], W], structured=True, rng=0)
     sparse.verify_grad_sparse(sparse.structured_exp, [ms[0]], structured=True, rng=0)
+
+
+def test_row_slices_without_dense_copy():
+    a = _rand(7, 5, 0.4, "csr", 21, "float64")
+    x, c, i = sparse.csr_matrix("x", "float64"), sparse.csc_matrix("c", "float64"), T.lscalar("i")
+    f = tcomp.function([x, c, i], [x[i * 2:(i + 1) * 2], x[-3:], x[4:2], c[:, 1:3], x[-100:-5], x[1:3, 1:4]])
+    for k in (0, 3, -2):
+        got = f(a, a.tocsc(), k)
+        want = [a[k * 2:(k + 1) * 2], a[-3:], a[4:2], a[:, 1:3], a[-100:-5], a[1:3, 1:4]]
+        for g, w in zip(got, want):
+            assert g.shape == w.shape
+            np.testing.assert_array_equal(g.toarray(), w.toarray())
+    assert [g.format for g in got] == ["csr", "csr", "csr", "csc", "csr", "csr"]
+
+
+def test_minibatch_givens_from_a_sparse_dataset():
+    """Theano's tutorial idiom, givens={x: X[i * n:(i + 1) * n]}, with a sparse X: logistic
+    regression trained by SGD against the same steps in NumPy."""
+    data = _rand(10, 6, 0.4, "csr", 22, "float64")
+    labels = (np.arange(10) % 2).astype("int32")
+    X, Y = tcomp.shared(data, "X"), tcomp.shared(labels, "Y")
+    W = tcomp.shared(np.zeros((6, 2)), "W")
+    index, x, y = T.lscalar("index"), sparse.csr_matrix("x", "float64"), T.ivector("y")
+    p = T.nnet.softmax(sparse.dot(x, W))
+    cost = -T.mean(T.log(p)[T.arange(y.shape[0]), y])
+    train = tcomp.function([index], cost, updates=[(W, W - 0.5 * T.grad(cost, W))],
+                           givens={x: X[index * 4:(index + 1) * 4], y: Y[index * 4:(index + 1) * 4]})
+    Wn, D = np.zeros((6, 2)), data.toarray()
+    for _ in range(2):
+        for i in range(3):
+            xb, yb = D[i * 4:(i + 1) * 4], labels[i * 4:(i + 1) * 4]
+            z = xb @ Wn
+            pr = np.exp(z - z.max(1, keepdims=True))
+            pr /= pr.sum(1, keepdims=True)
+            np.testing.assert_allclose(train(i), -np.mean(np.log(pr[np.arange(len(yb)), yb])), rtol=1e-10)
+            pr[np.arange(len(yb)), yb] -= 1
+            Wn -= 0.5 * xb.T @ pr / len(yb)
+    np.testing.assert_allclose(W.get_value(), Wn, rtol=1e-10)

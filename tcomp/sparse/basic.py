@@ -373,9 +373,34 @@ def _is_int_key(k):
         (isinstance(k, Variable) and k.ndim == 0 and dt.is_int(k.dtype))
 
 
+def _slice_bound(b, n, default):
+    """A slice bound by Python's rule (negative from the end, clamped to [0, n]) as scalar
+    arithmetic, which the shape program computes without running a kernel."""
+    if b is None:
+        return B.as_tensor_variable(default) if not isinstance(default, Variable) else default
+    b = B.cast(as_variable(b, "slice bound"), "int64")
+    return B.clip(B.switch(B.lt(b, 0), b + n, b), 0, n)
+
+
+def _major_slice(x, sl):
+    """Rows ``a:b`` of a CSR matrix (columns of a CSC one) without a dense copy: the slices of
+    ``data``/``indices`` between two ``indptr`` entries, and ``indptr``'s slice rebased
+    (a minibatch of a sparse dataset, ``givens={x: data[i * n:(i + 1) * n]}``)."""
+    n_major = x.shape[0] if x.format == "csr" else x.shape[1]
+    start, stop = (_slice_bound(b, n_major, default) for b, default in ((sl.start, 0), (sl.stop, n_major)))
+    count = B.maximum(stop - start, 0)
+    ptr = B.cast(x.indptr, "int64")
+    lo, hi = ptr[start], ptr[start + count]
+    indptr = x.indptr[start:start + count + 1] - B.cast(lo, "int32")
+    shape = (count, x.shape[1]) if x.format == "csr" else (x.shape[0], count)
+    return CSM(x.format, x.data[lo:hi], x.indices[lo:hi], indptr, shape)
+
+
 def getitem(x, key):
-    """``x[i, j]``: a dense scalar (a sum over the stored entries, O(nnz)); ``x[a:b, c:d]``:
-    a sparse matrix of the same format (through the dense block)."""
+    """``x[i, j]``: a dense scalar (a sum over the stored entries, O(nnz)); ``x[a:b]`` /
+    ``x[a:b, :]`` of a CSR matrix (``x[:, a:b]`` of a CSC one): its rows (columns) without a
+    dense copy; other ``x[a:b, c:d]``: a sparse matrix of the same format through the dense
+    block."""
     if not isinstance(key, tuple):
         key = (key, slice(None))
     if len(key) != 2:
@@ -388,6 +413,9 @@ def getitem(x, key):
         hit = B.cast(B.eq(rows, i), x.dtype) * B.cast(B.eq(cols, j), x.dtype)
         return B.sum(hit * x.data)
     if isinstance(i, slice) and isinstance(j, slice):
+        major, minor = (i, j) if x.format == "csr" else (j, i)
+        if minor == slice(None) and major.step in (None, 1):
+            return _major_slice(x, major)
         block = dense_from_sparse(x)[i, j]
         return csr_from_dense(block) if x.format == "csr" else csc_from_dense(block)
     raise TypeError(f"sparse {x.describe()}: index with two integers (a scalar) or two slices (a sparse "

@@ -104,6 +104,10 @@ class SparseVariable:
         """The five dense variables a compiled function passes for this matrix."""
         return (self.data, self.indices, self.indptr) + self._shape
 
+    def as_same_kind(self, value):
+        """``value`` (a SciPy matrix) as a sparse constant of this variable's format (givens)."""
+        return as_sparse_variable(value.asformat(self.format) if hasattr(value, "asformat") else value)
+
     def unpack_argument(self, value, convert):
         from .function import unpack
 
