@@ -99,6 +99,11 @@ class CompositeFunction:
                         raise ValueError(msg)
                     warnings.warn(msg, stacklevel=4)
 
+    @property
+    def dense_function(self):
+        """The :class:`tcomp.Function` over the parts (what ``pp``/``debugprint`` print)."""
+        return self.fn
+
     def __getattr__(self, name):  # name, maker, dump, updates, ...: the dense function's
         if name == "fn":
             raise AttributeError(name)

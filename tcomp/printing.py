@@ -64,6 +64,9 @@ def as_graph(obj, stage: str = "optimized") -> tuple[Graph, dict]:
 
     if isinstance(obj, Graph):
         return obj, {}
+    obj = getattr(obj, "dense_function", obj)  # a sparse / typed-list signature: its dense function
+    if getattr(obj, "tcomp_composite", False) is True:  # a sparse matrix or typed list: its parts
+        obj = list(obj.parts)
     if isinstance(obj, Function):
         if stage not in ("traced", "optimized"):
             raise ValueError(unknown_choice("graph stage", stage, ("traced", "optimized")))
@@ -74,6 +77,8 @@ def as_graph(obj, stage: str = "optimized") -> tuple[Graph, dict]:
         labels.update({base + k: f"Print {op.message!r}" for k, (op, _) in enumerate(getattr(obj, "prints", ()))})
         return g, labels
     outs = [obj] if isinstance(obj, Variable) else list(obj) if isinstance(obj, (list, tuple)) else None
+    if outs:
+        outs = [p for v in outs for p in (v.parts if getattr(v, "tcomp_composite", False) is True else [v])]
     if not outs or not all(isinstance(v, Variable) for v in outs):
         raise TypeError(f"expected a compiled function, a symbolic variable (or a list of them) or a Graph, "
                         f"got {type(obj).__name__}")

@@ -323,3 +323,10 @@ def test_minibatch_givens_from_a_sparse_dataset():
             pr[np.arange(len(yb)), yb] -= 1
             Wn -= 0.5 * xb.T @ pr / len(yb)
     np.testing.assert_allclose(W.get_value(), Wn, rtol=1e-10)
+
+
+def test_pp_and_debugprint_of_sparse_functions_and_variables():
+    x, y = sparse.csr_matrix("x", "float32"), T.fmatrix("y")
+    f = tcomp.function([x, y], [sparse.dot(x, y), x * 2])
+    assert "x.data" in tcomp.pp(f) and "x.data" in tcomp.printing.debugprint(f, file="str")
+    assert tcomp.pp(x * 2).startswith("x.data * 2")
