@@ -38,6 +38,7 @@ __version__ = "0.1.0"
 from . import theano_paths as _theano_paths  # noqa: E402
 
 _theano_paths.register()
+from .profiling import ProfileStats  # noqa: E402,F401  (theano.ProfileStats)
 
 
 def __getattr__(name):

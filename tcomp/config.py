@@ -28,6 +28,8 @@ Options (``tcomp.config.OPTIONS`` lists them with their choices):
   ``~/.cache/tcomp``); ``cache_max_bytes``: its size bound (env ``TCOMP_CACHE_MAX_BYTES``,
   default 512 MiB; ``0``: none; text like ``'64M'``).  Reading one gives the value in
   effect; setting ``None`` goes back to the environment's.
+- ``profile``: Theano's ``config.profile`` (default False): functions compiled while it is
+  on time their calls (``fn.profile.summary()``, see ``tcomp/profiling.py``).
 - ``warn``: a namespace of Theano's ``warn.*`` flags (``config.warn.ignore_bug_before =
   'all'``, ``config.warn.sum_sum_bug = False``, ...).  They are accepted so Theano scripts
   run; tcomp has none of the old Theano bugs they warn about, so they change nothing.
@@ -62,7 +64,7 @@ optimizer = "fast_run"
 device = "cpu"
 
 COMPUTE_TEST_VALUE_MODES = ("off", "ignore", "warn", "raise")
-_state = {"compute_test_value": "off"}
+_state = {"compute_test_value": "off", "profile": False}
 
 #: option -> its valid values (None: validated by a property setter)
 OPTIONS = {
@@ -78,6 +80,7 @@ OPTIONS = {
     "cache": None,
     "cache_dir": None,
     "cache_max_bytes": None,
+    "profile": None,
 }
 
 _GPU_PREFIXES = ("cuda", "gpu", "opencl")
@@ -230,6 +233,16 @@ class _Config(types.ModuleType):
 
         bound = None if value is None else cache.parse_max_bytes(value, "config.cache_max_bytes")
         cache._overrides["max_bytes"] = bound
+
+    @property
+    def profile(self) -> bool:
+        """Theano's ``config.profile``: every function compiled while it is on keeps a
+        ``ProfileStats`` in ``fn.profile`` (``tcomp.function(..., profile=True)`` for one)."""
+        return _state["profile"]
+
+    @profile.setter
+    def profile(self, value) -> None:
+        _state["profile"] = _parse_bool("profile", value)
 
     @property
     def compute_test_value(self) -> str:

@@ -176,6 +176,9 @@ def convert_argument(value, label: str, want: str, allow_input_downcast=None) ->
 class Function:
     """A compiled function.  Call with positional or keyword (input name) arguments."""
 
+    #: a ``tcomp.profiling.ProfileStats`` when compiled with ``profile=True`` (Theano's ``f.profile``)
+    profile = None
+
     def __init__(self, inputs, outputs, updates=None, givens=None, name=None, on_unused_input="raise",
                  backend=None, mode=None, exclude=(), allow_input_downcast=None, pass_options=None,
                  no_default_updates=False, trust_input=False, cuda_arch=None):
@@ -440,7 +443,8 @@ def _has_composite(inputs, outputs, updates=None, givens=None) -> bool:
 
 def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unused_input="raise",
              backend=None, mode=None, exclude=(), allow_input_downcast=None, pass_options=None,
-             no_default_updates=False, trust_input=False, cuda_arch=None) -> Function:
+             no_default_updates=False, trust_input=False, cuda_arch=None, profile=None, rebuild_strict=True,
+             accept_inplace=False) -> Function:
     """Compile a function from symbolic ``inputs`` to ``outputs`` (Theano's API).
 
     The result is a :class:`Function`: call it with one NumPy array (or number, or nested
@@ -505,6 +509,12 @@ def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unus
     cuda_arch
         ``backend='cuda'`` only: the GPU architecture the PTX is generated for (``'sm_70'``
         ... ``'sm_90'``).  Default: the device's when a driver is present, else ``'sm_80'``.
+    profile
+        True (or a ``tcomp.profiling.ProfileStats``): ``f.profile`` counts the calls and their
+        time (``f.profile.summary()``); default ``tcomp.config.profile``.
+    rebuild_strict, accept_inplace
+        Theano's; accepted for its programs.  Givens must keep the replaced variable's dtype
+        and rank whatever ``rebuild_strict`` says, and user graphs hold no in-place ops.
 
     Copying (``f.copy(swap=...)``), pickling and ``copy.deepcopy`` rebuild the function from
     its traced graph; ``f.dump(stage)`` prints each compilation stage.
@@ -517,7 +527,16 @@ def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unus
                                  allow_input_downcast=allow_input_downcast, pass_options=pass_options,
                                  no_default_updates=no_default_updates, trust_input=trust_input,
                                  cuda_arch=cuda_arch)
-    return Function(inputs, outputs, updates=updates, givens=givens, name=name, on_unused_input=on_unused_input,
-                    backend=backend, mode=mode, exclude=exclude, allow_input_downcast=allow_input_downcast,
-                    pass_options=pass_options, no_default_updates=no_default_updates, trust_input=trust_input,
-                    cuda_arch=cuda_arch)
+    fn = Function(inputs, outputs, updates=updates, givens=givens, name=name, on_unused_input=on_unused_input,
+                  backend=backend, mode=mode, exclude=exclude, allow_input_downcast=allow_input_downcast,
+                  pass_options=pass_options, no_default_updates=no_default_updates, trust_input=trust_input,
+                  cuda_arch=cuda_arch)
+    if profile is None:
+        from . import config
+
+        profile = config.profile
+    if profile:
+        from .profiling import attach
+
+        attach(fn, profile)
+    return fn

@@ -1,6 +1,7 @@
 """Theano module paths that programs import from, mapped onto tcomp's modules:
 ``theano.compile.function_module`` (Function, function), ``theano.compile.sharedvalue``
-(SharedVariable, shared) and ``theano.compile.nanguardmode`` (NanGuardMode).  Each is
+(SharedVariable, shared), ``theano.compile.nanguardmode`` (NanGuardMode) and
+``theano.compile.profiling`` (ProfileStats).  Each is
 registered in ``sys.modules`` and as an attribute of ``tcomp.compile``, so both
 ``from tcomp.compile.sharedvalue import SharedVariable`` and ``tcomp.compile.sharedvalue.shared``
 work."""
@@ -21,7 +22,7 @@ def _alias(parent, name: str, doc: str, **members) -> None:
 
 def register() -> None:
     from . import compile as compile_module
-    from . import nanguardmode
+    from . import nanguardmode, profiling
     from .function import Function, function
     from .shared import SharedVariable, shared
 
@@ -29,5 +30,6 @@ def register() -> None:
            Function=Function, function=function)
     _alias(compile_module, "sharedvalue", "Theano's theano.compile.sharedvalue.",
            SharedVariable=SharedVariable, shared=shared)
-    sys.modules[f"{compile_module.__name__}.nanguardmode"] = nanguardmode
-    compile_module.nanguardmode = nanguardmode
+    for name, module in (("nanguardmode", nanguardmode), ("profiling", profiling)):
+        sys.modules[f"{compile_module.__name__}.{name}"] = module
+        setattr(compile_module, name, module)

@@ -88,3 +88,27 @@ def test_theano_compile_paths():
     assert function_module.Function is tcomp.Function
     assert isinstance(shared(np.zeros(2)), SharedVariable)
     assert tcomp.compile.nanguardmode.NanGuardMode is NanGuardMode
+
+
+def test_profile_counts_calls_and_reports_compile_phases():
+    import pickle
+
+    x = T.dvector("x")
+    f = tcomp.function([x], (x ** 2).sum(), profile=True, rebuild_strict=True, accept_inplace=False)
+    for _ in range(5):
+        assert f(np.ones(4)) == 4.0
+    assert f.profile.call_count == 5 and f.profile.call_time > 0
+    out = io.StringIO()
+    f.profile.summary(file=out)
+    assert "5 calls" in out.getvalue() and "passes" in out.getvalue()
+    assert tcomp.function([x], x + 1).profile is None
+    with tcomp.config.change_flags(profile=True):
+        g = tcomp.function([x], x + 1)
+    g(np.ones(2))
+    assert g.profile.call_count == 1
+    h = pickle.loads(pickle.dumps(f))
+    np.testing.assert_array_equal(h(np.ones(3)), 3.0)
+    assert h.profile.call_count == 1
+    assert isinstance(f.profile, tcomp.ProfileStats)
+    with pytest.raises(ValueError, match="profile"):
+        tcomp.config.profile = "maybe"
