@@ -144,3 +144,17 @@ def test_in_a_scan_body(dtype, rng, monkeypatch, one_thread):
     tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == "float32" else {"rtol": 1e-10, "atol": 1e-10}
     for got, want in zip(f(*args), r(*args)):
         np.testing.assert_allclose(got, want, **tol)
+
+
+def test_forced_256_bit(rng, monkeypatch, one_thread):
+    """AVX2-width code (W = 8 / 4 lanes): the blocks, the clamped and the scalar shares."""
+    monkeypatch.setattr(KG, "VECTOR_BITS", 256)
+    for dtype in ("float32", "float64"):
+        W = KG.Config(dtype).W
+        assert W * KG.Config(dtype).es == 32
+        # (a graph no other test compiles: the function cache is keyed by codegen_key() too)
+        f = compile_graph(_graph(dtype, a_shape=(1, "m", "k"), b_shape=(1, "k", "n")))
+        assert "_v256" in f.llvm_ir_unoptimized
+        for m, k, n in [(5, 33, W), (16, 128, 3 * W + 1), (300, 40, 9 * W + 3)]:
+            a, b = _uniform(rng, (1, m, k), dtype), _uniform(rng, (1, k, n), dtype)
+            _check(f([a, b])[0][0], a[0], b[0], dtype, f"256-bit ({m},{k})@({k},{n})")
