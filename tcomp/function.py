@@ -236,22 +236,25 @@ class Function:
         #: what ``optimized`` / ``pass_report`` are computed with when a graph-cache hit skipped the passes
         self._pass_args = dict(mode=self.mode.pipeline, exclude=self.mode.excluded(exclude), pass_options=pass_options)
         self._optimized = self._pass_report = None
-        t2 = self._compile(cuda_arch)
+        cached, passes, t2 = self._compile(cuda_arch, t1)
         self.compiled = self.mode.wrap(self.compiled, self)  # DebugMode checks every call
         #: held during every call: write locks of the updated shared variables, read locks
         #: of the other shared variables read (tcomp/shared.py states the rule)
         self._locks = SharedLocks(read=self.shared_inputs, write=[var for var, _ in self.updates])
-        #: seconds spent building the graph, in the passes, and in the backend (LLVM + JIT)
-        self.compile_seconds = {"trace": t1 - t0, "passes": t2 - t1, "backend": time.perf_counter() - t2}
+        #: seconds spent building the graph, on the graph cache's key and lookup, in the passes
+        #: (0 after a graph-cache hit) and in the backend (lowering, LLVM + JIT)
+        self.compile_seconds = {"trace": t1 - t0, "graph_cache": cached, "passes": passes,
+                                "backend": time.perf_counter() - t2}
         #: a backend's direct call path for plain positional calls (None: the general path below)
         make_fast = getattr(type(self.compiled), "fast_call", None)
         self._fast = make_fast(self.compiled, self) if make_fast is not None and not self.prints else None
         self._maker = None
 
-    def _compile(self, cuda_arch) -> float:
-        """Set ``self.compiled``; returns when the passes ended.  On the CPU, with the compile
-        cache on, a traced graph compiled before (in any process) goes straight to its kernel
-        program (``tcomp/runtime/graph_cache.py``): no passes, no lowering."""
+    def _compile(self, cuda_arch, t1: float) -> tuple:
+        """Set ``self.compiled``; returns (graph-cache seconds, pass seconds, when the backend
+        started).  On the CPU, with the compile cache on, a traced graph compiled before (in
+        any process) goes straight to its kernel program (``tcomp/runtime/graph_cache.py``):
+        no passes, no lowering."""
         from .compile import compile_graph, optimize
 
         key = graph_cache.key_for(self.traced, backend=self.backend, donations=self.donations,
@@ -260,12 +263,12 @@ class Function:
         hit = graph_cache.load(key) if key is not None else None
         #: whether the kernel program came from the graph cache (None: this compile does not use it)
         self.graph_cache_hit = None if key is None else hit is not None
-        if hit is not None:  # ("passes" then times the key and the lookup)
+        t_cache = time.perf_counter()
+        if hit is not None:
             from .backend.cpu.native_function import NativeFunction
 
-            t2 = time.perf_counter()
             self.compiled = NativeFunction(None, name=self.name, lowered=hit)
-            return t2
+            return t_cache - t1, 0.0, t_cache
         self._optimized, self._pass_report = optimize(self.traced, **self._pass_args)
         t2 = time.perf_counter()
         self.compiled = compile_graph(self._optimized, backend=self.backend, name=self.name,
@@ -275,7 +278,7 @@ class Function:
 
             if type(self.compiled) is NativeFunction:  # (staged, control-flow and Python-op programs: not cached)
                 graph_cache.store(key, self.compiled.program, self.compiled.graph, self.compiled.hp.hash)
-        return t2
+        return t_cache - t1, t2 - t_cache, t2
 
     @property
     def optimized(self):
@@ -512,9 +515,11 @@ def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unus
     profile
         True (or a ``tcomp.profiling.ProfileStats``): ``f.profile`` counts the calls and their
         time (``f.profile.summary()``); default ``tcomp.config.profile``.
-    rebuild_strict, accept_inplace
-        Theano's; accepted for its programs.  Givens must keep the replaced variable's dtype
-        and rank whatever ``rebuild_strict`` says, and user graphs hold no in-place ops.
+    rebuild_strict
+        Theano's; accepted for its programs: givens must keep the replaced variable's dtype
+        and rank whatever it says.
+    accept_inplace
+        Theano's; accepted for its programs (user graphs hold no in-place ops).
 
     Copying (``f.copy(swap=...)``), pickling and ``copy.deepcopy`` rebuild the function from
     its traced graph; ``f.dump(stage)`` prints each compilation stage.
