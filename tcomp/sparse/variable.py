@@ -131,10 +131,11 @@ class SparseVariable:
         return self.name or f"sparse.{self.data}"
 
     def coords(self):
-        """(rows, cols) of each stored entry, int64, in nnz order (O(nnz + major dim))."""
+        """(rows, cols) of each stored entry in nnz order (int64 expanded from indptr, int32
+        indices; O(nnz + major dim))."""
         if self._coords is None:
             major = expand_indptr(self.indptr, self.nnz())
-            minor = B.cast(self.indices, "int64")
+            minor = self.indices  # (int32: gathers and scatters take it as is)
             self._coords = (major, minor) if self.format == "csr" else (minor, major)
         return self._coords
 
