@@ -345,7 +345,8 @@ def test_inplace_never_applies_to_broadcast_reads(monkeypatch):
 # -- the cache of large output buffers (tcomp.runtime.buffers) -------------------------------------
 # An output of >= buffers.LARGE bytes is a view of a leased cached block; the block is reused
 # only once no array that views it is alive.  Values are checked against NumPy computed
-# independently (2*x + 1 is exact in float32).
+# independently (2*x + 1 is exact in float32).  The threshold is lowered to 1 MiB here (small
+# tests); functions compiled after the fixture read it.
 
 LARGE_N = 1 << 19  # 2 MiB of float32: leased
 
@@ -359,9 +360,10 @@ def _affine_fn(shape=(LARGE_N,)):
 
 
 @pytest.fixture
-def buffer_cache():
+def buffer_cache(monkeypatch):
     from tcomp.runtime import buffers
 
+    monkeypatch.setattr(buffers, "LARGE", 1 << 20)
     before = buffers.cache_limit()
     buffers.set_cache_limit(64 << 20)
     buffers.clear_cache()

@@ -10,7 +10,7 @@ Per call, in Python: the input count; one ctypes call to ``plan`` through the sh
 ``pycall.py`` (they read pointers and dims from the array objects and reject an input whose
 rank, dtype, byte order, contiguity or alignment is wrong; only then does Python look at
 the inputs: it raises the same error as before or makes a native contiguous copy and calls
-again); the outputs allocated with NumPy, 64-byte aligned (from 1 MiB on leased from the
+again); the outputs allocated with NumPy, 64-byte aligned (from 16 MiB on leased from the
 bounded block cache of ``tcomp.runtime.buffers``: no fresh pages faulted in per call); the
 workspace from a per-thread cache (grown, never shrunk: a call touches no fresh pages); donated updates get the shared
 variable's own array as their output when it is writeable, aligned, C-contiguous, of this
