@@ -64,6 +64,7 @@ def test_hit_skips_the_passes_and_matches_numpy(cache_dir):
     assert f1.graph_cache_hit is False and len(_graph_entries(cache_dir)) == 1
     f2, W2, b2 = _layer()
     assert f2.graph_cache_hit is True and f2._optimized is None  # no pass ran
+    assert f2.compile_seconds["passes"] == 0.0 and f2.compile_seconds["graph_cache"] > 0
     for f, W, b in ((f1, W1, b1), (f2, W2, b2)):
         w0, b0 = W.get_value(), b.get_value()
         cost = f(xv, yv)

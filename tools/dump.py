@@ -212,6 +212,10 @@ def time_report(fn) -> list[str]:
     lines += ["# " + line for line in str(fn.pass_report).splitlines()]
     lines.append(f"# compile: graph build {1e3 * c['trace']:.2f} ms, passes {1e3 * c['passes']:.2f} ms, "
                  f"backend {fn.backend} {1e3 * c['backend']:.2f} ms")
+    hit = getattr(fn, "graph_cache_hit", None)
+    if hit is not None:  # (tcomp/runtime/graph_cache.py: a hit runs no passes; the report above was made after)
+        lines.append(f"# graph cache: {'hit' if hit else 'miss'}, key and lookup "
+                     f"{1e3 * c.get('graph_cache', 0.0):.2f} ms")
     return lines
 
 
