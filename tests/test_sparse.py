@@ -330,3 +330,16 @@ def test_pp_and_debugprint_of_sparse_functions_and_variables():
     f = tcomp.function([x, y], [sparse.dot(x, y), x * 2])
     assert "x.data" in tcomp.pp(f) and "x.data" in tcomp.printing.debugprint(f, file="str")
     assert tcomp.pp(x * 2).startswith("x.data * 2")
+
+
+def test_mismatched_operand_shapes_raise_at_call_time():
+    x, d, e, v = sparse.csr_matrix("x", "float64"), T.dmatrix("d"), T.dmatrix("e"), T.dvector("v")
+    a = _rand(3, 4, 0.5, "csr", 23, "float64")
+    f = tcomp.function([x, d, e, v], [sparse.dot(x, d), sparse.dot(e, x), sparse.row_scale(x, v)])
+    good = [np.ones((4, 2)), np.ones((5, 3)), np.ones(3)]
+    f(a, *good)
+    for k, bad in ((0, np.ones((5, 2))), (0, np.ones((3, 2))), (1, np.ones((5, 4))), (2, np.ones(4))):
+        args = list(good)
+        args[k] = bad
+        with pytest.raises(ValueError):
+            f(a, *args)

@@ -150,8 +150,8 @@ def _entries_of(dense_matrix, x):
     rows, cols = x.coords()
     if dense_matrix.ndim == 0:
         return dense_matrix
-    if dense_matrix.ndim == 1:
-        return dense_matrix[cols]
+    if dense_matrix.ndim == 1:  # (NumPy's broadcasting of a vector: along the rows)
+        return B.broadcast_to(dense_matrix, (x.shape[1],))[cols]
     if dense_matrix.ndim != 2:
         raise TypeError(f"a sparse matrix combines with a dense matrix, vector or scalar, got "
                         f"{dense_matrix.describe()}")
@@ -214,6 +214,7 @@ def neg(x):
 def row_scale(x, s):
     """Row ``i`` of the sparse ``x`` times ``s[i]`` (structured)."""
     x, s = as_sparse_variable(x), _dense(s, "row_scale")
+    s = _inner_checked(s, 0, x.shape[0])
     rows, _ = x.coords()
     return _with_data(x, x.data * s[rows])
 
@@ -221,6 +222,7 @@ def row_scale(x, s):
 def col_scale(x, s):
     """Column ``j`` of the sparse ``x`` times ``s[j]`` (structured)."""
     x, s = as_sparse_variable(x), _dense(s, "col_scale")
+    s = _inner_checked(s, 0, x.shape[1])
     _, cols = x.coords()
     return _with_data(x, x.data * s[cols])
 
@@ -314,15 +316,26 @@ def sp_sum(x, axis=None, sparse_grad=False):
 
 # -- products --------------------------------------------------------------------------------
 
-def _spmm(x, y):
+def _inner_checked(y, axis, k):
+    """``y`` whose dim ``axis`` is checked to be ``k`` at run time: a reshape to the same shape
+    with that dim (a view of a contiguous operand; the shape program rejects another size, as
+    a dense dot rejects mismatched inner dims)."""
+    shape = list(y.shape)
+    shape[axis] = k
+    return B.reshape(y, tuple(shape))
+
+
+def _spmm(x, y, checked=False):
     """Sparse ``x`` (M, K) times dense ``y`` (K, N) or (K,): gather the rows of ``y`` the
     entries need, scale, scatter-add into the result's rows."""
     rows, cols = x.coords()
+    if y.ndim not in (1, 2):
+        raise TypeError(f"sparse dot: the dense operand must be a vector or matrix, got {y.describe()}")
+    if not checked:
+        y = _inner_checked(y, 0, x.shape[1])
     if y.ndim == 1:
         prod = x.data * y[cols]
         return inc_subtensor(B.zeros((x.shape[0],), dtype=prod.dtype)[rows], prod)
-    if y.ndim != 2:
-        raise TypeError(f"sparse dot: the dense operand must be a vector or matrix, got {y.describe()}")
     prod = B.dimshuffle(x.data, (0, "x")) * y[cols]
     return inc_subtensor(B.zeros((x.shape[0], y.shape[1]), dtype=prod.dtype)[rows], prod)
 
@@ -343,9 +356,12 @@ def dot(x, y):
         return structured_dot(x, y)
     if is_sparse(y):
         x = _dense(x, "sparse.dot")
+        if x.ndim not in (1, 2):
+            raise TypeError(f"sparse dot: the dense operand must be a vector or matrix, got {x.describe()}")
+        x = _inner_checked(x, x.ndim - 1, y.shape[0])  # (checked before the transpose: a view)
         if x.ndim == 1:  # v @ S = S.T @ v
-            return _spmm(transpose(y), x)
-        return B.transpose(_spmm(transpose(y), B.transpose(x)))
+            return _spmm(transpose(y), x, checked=True)
+        return B.transpose(_spmm(transpose(y), B.transpose(x), checked=True))
     raise TypeError("sparse.dot: one operand must be sparse (use T.dot for dense tensors)")
 
 
@@ -362,6 +378,7 @@ def sampling_dot(x, y, p):
     """``(x @ y.T) * p`` computed only at ``p``'s stored entries (Theano's SamplingDot):
     ``x`` (M, K), ``y`` (N, K) dense, ``p`` (M, N) sparse; the result has ``p``'s pattern."""
     x, y, p = _dense(x, "sampling_dot x"), _dense(y, "sampling_dot y"), as_sparse_variable(p)
+    x, y = _inner_checked(x, 0, p.shape[0]), _inner_checked(y, 0, p.shape[1])
     rows, cols = p.coords()
     return _with_data(p, B.sum(x[rows] * y[cols], axis=1) * p.data)
 
