@@ -113,3 +113,26 @@ def test_linalg_op_classes_take_theanos_constructor_arguments():
         Cholesky(upper=True)
     with pytest.raises(ValueError, match="A_structure"):
         Solve("banded")(a, b)
+
+
+def test_numpy_style_methods_and_reduction_dtypes():
+    x, v = T.dmatrix("x"), T.lvector("v")
+    a, iv = np.arange(12.0).reshape(3, 4) - 5, np.array([2, 0, 1])
+    cases = [(x.size, np.int64(12)), (x.clip(0, 1), a.clip(0, 1)), (x.round(), np.round(a)),
+             (x.swapaxes(0, 1), a.swapaxes(0, 1)), (x.take(v, axis=1), a.take(iv, axis=1)),
+             (x.take(v), a.take(iv)), (x.copy(name="c"), a), (x.dot(x.T), a @ a.T),
+             (x.zeros_like(), np.zeros_like(a)), (x.ones_like(dtype="int32"), np.ones_like(a, "int32"))]
+    f = tcomp.function([x, v], [c[0] for c in cases])
+    for got, (_, want) in zip(f(a, iv), cases):
+        np.testing.assert_array_equal(got, want)
+        assert np.asarray(got).dtype == np.asarray(want).dtype
+    assert x.copy(name="c").name == "c" and x.name == "x"
+    b = T.bvector("b")
+    data = np.array([100, 100, 100], "int8")
+    g = tcomp.function([b], [b.sum(dtype="int64"), T.mean(b, dtype="float64"), b.prod(acc_dtype="int64"),
+                             T.sum(b.astype("float64"), dtype="float32")])
+    s, m, p, f32 = g(data)
+    assert s == 300 and s.dtype == np.int64
+    assert m == 100.0 and m.dtype == np.float64
+    assert p == 10 ** 6
+    assert f32 == 300.0 and f32.dtype == np.float32

@@ -188,9 +188,32 @@ def reduce(op, x, axis=None, keepdims=False):
     return apply(op, [x], {"axis": normalize_axes(x, axis), "keepdims": bool(keepdims)})
 
 
-def sum(x, axis=None, keepdims=False): return reduce("sum", x, axis, keepdims)  # noqa: A001
-def prod(x, axis=None, keepdims=False): return reduce("prod", x, axis, keepdims)
-def mean(x, axis=None, keepdims=False): return reduce("mean", x, axis, keepdims)
+def accumulating(op, x, axis=None, keepdims=False, dtype=None, acc_dtype=None):
+    """A sum/prod/mean with Theano's ``dtype`` (of the result) and ``acc_dtype`` (accumulated
+    in): the input is cast to ``acc_dtype`` (default: the wider of the input's and
+    ``dtype``, NumPy's rule), reduced, and the result cast to ``dtype``."""
+    x = as_variable(x)
+    if dtype is None and acc_dtype is None:
+        return reduce(op, x, axis, keepdims)
+    want = dt.canonical(dtype) if dtype is not None else None
+    acc = dt.canonical(acc_dtype) if acc_dtype is not None else \
+        np.promote_types(x.dtype, want).name if want is not None else x.dtype
+    out = reduce(op, cast(x, acc), axis, keepdims)
+    return out if want is None else cast(out, want)
+
+
+def sum(x, axis=None, keepdims=False, dtype=None, acc_dtype=None):  # noqa: A001
+    return accumulating("sum", x, axis, keepdims, dtype, acc_dtype)
+
+
+def prod(x, axis=None, keepdims=False, dtype=None, acc_dtype=None, no_zeros_in_input=False):
+    return accumulating("prod", x, axis, keepdims, dtype, acc_dtype)
+
+
+def mean(x, axis=None, keepdims=False, dtype=None, acc_dtype=None):
+    return accumulating("mean", x, axis, keepdims, dtype, acc_dtype)
+
+
 def max(x, axis=None, keepdims=False): return reduce("max", x, axis, keepdims)  # noqa: A001
 def min(x, axis=None, keepdims=False): return reduce("min", x, axis, keepdims)  # noqa: A001
 def argmax(x, axis=None, keepdims=False): return reduce("argmax", x, axis, keepdims)

@@ -246,9 +246,15 @@ class Variable:
         from . import basic
         return basic.cast(self, dtype)
 
-    def sum(self, axis=None, keepdims=False): return _reduce("sum", self, axis, keepdims)
-    def prod(self, axis=None, keepdims=False): return _reduce("prod", self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return _reduce("mean", self, axis, keepdims)
+    def sum(self, axis=None, keepdims=False, dtype=None, acc_dtype=None):
+        return _basic().accumulating("sum", self, axis, keepdims, dtype, acc_dtype)
+
+    def prod(self, axis=None, keepdims=False, dtype=None, acc_dtype=None, no_zeros_in_input=False):
+        return _basic().accumulating("prod", self, axis, keepdims, dtype, acc_dtype)
+
+    def mean(self, axis=None, keepdims=False, dtype=None, acc_dtype=None):
+        return _basic().accumulating("mean", self, axis, keepdims, dtype, acc_dtype)
+
     def max(self, axis=None, keepdims=False): return _reduce("max", self, axis, keepdims)
     def min(self, axis=None, keepdims=False): return _reduce("min", self, axis, keepdims)
     def argmax(self, axis=None, keepdims=False): return _reduce("argmax", self, axis, keepdims)
@@ -272,6 +278,37 @@ class Variable:
     def cumprod(self, axis=None): return _extra().cumprod(self, axis)
     def sort(self, axis=-1, kind=None, order=None): return _extra().sort(self, axis, kind, order)
     def argsort(self, axis=-1, kind=None, order=None): return _extra().argsort(self, axis, kind, order)
+
+    @property
+    def size(self):
+        """The number of elements (a symbolic int64 scalar; a constant when the shape is static)."""
+        return _extra()._size(self, range(self.ndim)) if self.ndim else _basic().constant(1, "int64")
+
+    def clip(self, a_min, a_max): return _basic().clip(self, a_min, a_max)
+    def round(self, mode=None): return _basic().round(self, mode)  # noqa: A003
+    def dot(self, other): return _basic().dot(self, other)
+    def zeros_like(self, dtype=None): return _basic().zeros_like(self, dtype)
+    def ones_like(self, dtype=None): return _basic().ones_like(self, dtype)
+
+    def swapaxes(self, axis1, axis2):
+        """The transpose exchanging ``axis1`` and ``axis2``."""
+        order = list(range(self.ndim))
+        a, b = (int(axis1) % self.ndim, int(axis2) % self.ndim) if self.ndim else (0, 0)
+        order[a], order[b] = order[b], order[a]
+        return self.transpose(*order)
+
+    def take(self, indices, axis=None, mode="raise"):
+        """NumPy's take: ``self[..., indices, ...]`` along ``axis`` (of the flattened tensor when None)."""
+        if mode != "raise":
+            raise ValueError(f"take: only mode='raise' is supported, got {mode!r}")
+        if axis is None:
+            return self.flatten()[indices]
+        return self[(slice(None),) * (int(axis) % self.ndim) + (indices,)]
+
+    def copy(self, name=None):
+        """A new variable with this value (Theano's ``tensor_copy``; the passes remove it)."""
+        out = apply("dimshuffle", [self], {"pattern": tuple(range(self.ndim))}, name=name)
+        return out
 
     def nonzero(self, return_matrix=False):
         from . import masks
@@ -409,6 +446,11 @@ def compute_test_value(out: "Variable", mode: str) -> None:
 def _extra():
     from . import extra
     return extra
+
+
+def _basic():
+    from . import basic
+    return basic
 
 
 def _reduce(op, x, axis, keepdims):
