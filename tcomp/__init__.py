@@ -27,6 +27,8 @@ from .scan import foldl, foldr, map, reduce, scan, until  # noqa: F401,A004  (Th
 from .scan_checkpoints import scan_checkpoints  # noqa: F401,E402  (theano.scan_checkpoints)
 from .shared import SharedVariable, shared  # noqa: F401
 from .tensor.basic import dot  # noqa: F401  (Theano's theano.dot)
+from .tensor.variable import Variable  # noqa: F401  (theano.Variable, for isinstance checks)
+from .tensor.variable import Variable as Constant  # noqa: F401
 from .trace import (
     MissingInputError,  # noqa: F401
     clone_replace,  # noqa: F401  (PyTensor's name)

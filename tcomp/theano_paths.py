@@ -1,7 +1,8 @@
 """Theano module paths that programs import from, mapped onto tcomp's modules:
 ``theano.compile.function_module`` (Function, function), ``theano.compile.sharedvalue``
 (SharedVariable, shared), ``theano.compile.nanguardmode`` (NanGuardMode) and
-``theano.compile.profiling`` (ProfileStats).  Each is
+``theano.compile.profiling`` (ProfileStats); ``theano.tensor.var`` and
+``theano.tensor.sharedvar`` (the variable classes, for isinstance checks).  Each is
 registered in ``sys.modules`` and as an attribute of ``tcomp.compile``, so both
 ``from tcomp.compile.sharedvalue import SharedVariable`` and ``tcomp.compile.sharedvalue.shared``
 work."""
@@ -20,16 +21,32 @@ def _alias(parent, name: str, doc: str, **members) -> None:
     setattr(parent, name, module)
 
 
+def _module_only(full: str, doc: str, **members) -> None:
+    """A module importable by name whose parent keeps its attribute of the same name
+    (``tcomp.tensor.var`` is also the variance function ``T.var``)."""
+    module = types.ModuleType(full, doc)
+    module.__dict__.update(members)
+    module.__all__ = sorted(members)
+    sys.modules[full] = module
+
+
 def register() -> None:
     from . import compile as compile_module
-    from . import nanguardmode, profiling
+    from . import gof, nanguardmode, profiling, tensor
     from .function import Function, function
     from .shared import SharedVariable, shared
+    from .tensor.variable import Variable
 
     _alias(compile_module, "function_module", "Theano's theano.compile.function_module.",
            Function=Function, function=function)
     _alias(compile_module, "sharedvalue", "Theano's theano.compile.sharedvalue.",
            SharedVariable=SharedVariable, shared=shared)
+    # isinstance checks of Theano code: every symbolic tensor is a tcomp Variable
+    _module_only(f"{tensor.__name__}.var", "Theano's theano.tensor.var.", TensorVariable=Variable,
+                 TensorConstant=Variable, _tensor_py_operators=Variable)
+    _alias(tensor, "sharedvar", "Theano's theano.tensor.sharedvar.", TensorSharedVariable=SharedVariable,
+           SharedVariable=SharedVariable)
+    gof.Variable = gof.Constant = Variable
     for name, module in (("nanguardmode", nanguardmode), ("profiling", profiling)):
         sys.modules[f"{compile_module.__name__}.{name}"] = module
         setattr(compile_module, name, module)

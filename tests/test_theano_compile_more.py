@@ -112,3 +112,14 @@ def test_profile_counts_calls_and_reports_compile_phases():
     assert isinstance(f.profile, tcomp.ProfileStats)
     with pytest.raises(ValueError, match="profile"):
         tcomp.config.profile = "maybe"
+
+
+def test_variable_classes_for_isinstance_checks():
+    from tcomp.tensor.sharedvar import TensorSharedVariable
+    from tcomp.tensor.var import TensorConstant, TensorVariable
+
+    x = T.dmatrix("x")
+    assert isinstance(x, TensorVariable) and isinstance(x, tcomp.Variable) and isinstance(x, tcomp.gof.Variable)
+    assert isinstance(T.constant(1.0), TensorConstant)
+    assert isinstance(tcomp.shared(np.zeros(2)), TensorSharedVariable)
+    assert callable(T.var)  # T.var stays the variance function
