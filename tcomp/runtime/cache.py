@@ -31,6 +31,11 @@ once it is an hour old.
 recently used entries (oldest mtime; a hit touches its entry) are deleted until it fits
 (the total is a running estimate between scans, see :func:`_account`).
 
+**Graph entries**: ``graph_cache.py`` stores, in the same directory and format (names
+``g<sha256>``, :data:`GRAPH_PREFIX`), the kernel program a traced graph lowered to, so a
+warm start skips the passes as well; the checksum, atomic replace, size bound, ``clear`` and
+the on/off switch are this module's, and ``info`` counts them as ``graph_entries``.
+
 Settings, read at each use (so a test or ``conftest`` may change them at any time):
 ``tcomp.config.cache`` / ``TCOMP_CACHE`` (``0`` turns the cache off), ``tcomp.config.cache_dir``
 / ``TCOMP_CACHE_DIR`` (default ``$XDG_CACHE_HOME/tcomp``, else ``~/.cache/tcomp``) and
