@@ -187,6 +187,28 @@ def test_entry_of_another_layout_is_rejected(cache_dir):
     assert tcomp.function([x], T.sqrt(x) * 3).graph_cache_hit is True  # the rebuilt entry serves
 
 
+def test_hit_whose_object_was_evicted_compiles_the_cached_program(cache_dir):
+    """The graph entry survives, the object entries are gone (the LRU bound took them): the
+    unpickled kernel program is emitted and compiled afresh, and it computes the same."""
+    from tcomp.backend.cpu import native_function
+
+    x, y = T.matrix("x", shape=(3, 4)), T.vector("y", shape=(4,))
+    xv = np.linspace(-1, 1, 12).astype("float32").reshape(3, 4)
+    yv = np.linspace(0.5, 1.5, 4).astype("float32")
+    f1 = tcomp.function([x, y], [T.exp(x * y).sum(axis=1), T.maximum(x, 0) - y])
+    for p in (cache_dir / "objects").iterdir():
+        if not p.name.startswith(cache.GRAPH_PREFIX):
+            p.unlink()
+    native_function._libraries.clear()  # (this process's loaded copy, shared by program hash)
+    f2 = tcomp.function([x, y], [T.exp(x * y).sum(axis=1), T.maximum(x, 0) - y])
+    assert f2.graph_cache_hit is True and not f2.compiled.native.library.from_cache
+    x64, y64 = xv.astype("float64"), yv.astype("float64")
+    for f in (f1, f2):
+        a, b = f(xv, yv)
+        np.testing.assert_allclose(a, np.exp(x64 * y64).sum(axis=1), rtol=2e-5)
+        np.testing.assert_allclose(b, np.maximum(x64, 0) - y64, rtol=2e-5)
+
+
 def test_random_streams_and_givens_from_a_hit(cache_dir):
     from tcomp.random import RandomStreams
 
