@@ -39,7 +39,7 @@ import numpy as np
 from tcomp.ir.interpreter import ShapeError
 from tcomp.passes.kernel_program import error_class, format_check
 from tcomp.passes.lower_kernels import _Lowering
-from tcomp.runtime import buffers, engine
+from tcomp.runtime import buffers, engine, optimizer  # (every compile, hit or miss, reads engine and optimizer)
 from tcomp.runtime.buffers import aligned_empty
 
 from . import pycall
@@ -92,8 +92,6 @@ SPLIT_MIN_KERNELS = 4
 def _kernel_groups(hp: HostProgram) -> int:
     """How many kernel modules ``hp`` is compiled as (0: one module, kernels and entries):
     one per optimizer process the machine can run at once, for a program with enough kernels."""
-    from tcomp.runtime import optimizer
-
     if not hp.splittable() or len(hp.kp.kernels) < SPLIT_MIN_KERNELS:
         return 0
     return optimizer.max_workers()
