@@ -519,6 +519,10 @@ class _Pool:
         cap = b.load_atomic(self.cap, "monotonic", 8, typ=I64)
         cpus = self._usable_cpus(b, head)
         nt = _min(b, nt, b.select(b.icmp_signed(">", cap, _c(0)), cap, cpus))
+        with b.if_then(b.icmp_signed("<=", nt, _c(1)), likely=False):  # one CPU: one call, no posts
+            self._bump(b, _word(b, head, H_DISPATCHED))
+            _store_atomic(b, _c(0, I32), lock, "release")
+            b.ret(b.call(task, [argv, _c(0), stop]))
         pieces = _min(b, pieces, _c(MAX_PIECES))
         nworkers = _word(b, head, H_NWORKERS)
         need = _min(b, b.sub(nt, _c(1)), _c(self.max_threads - 1))
