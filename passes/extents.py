@@ -64,6 +64,7 @@ class Extents:
         self.g = graph
         self._parent: dict = {}
         self._dims: dict = {}  # node -> list of dim variables (a list of lists for a tuple)
+        self._keys: dict = {}  # node -> shape_key(node), filled by same()
         live = graph.live_nodes()
         for n in graph.topo_order() if order is None else order:
             if n in live:
@@ -121,9 +122,17 @@ class Extents:
         return self._find(self.dims(a)[axis_a]) == self._find(self.dims(b)[axis_b])
 
     def same(self, a, b) -> bool:
-        """True when tensor nodes ``a`` and ``b`` have the same shape at run time."""
-        da, db = self.dims(a), self.dims(b)
-        return len(da) == len(db) and all(self._find(x) == self._find(y) for x, y in zip(da, db))
+        """True when tensor nodes ``a`` and ``b`` have the same shape at run time.  (The classes
+        are complete once ``__init__`` returns, so each node's class key is found once: fusion
+        asks this thousands of times of the same nodes.)"""
+        keys = self._keys
+        ka = keys.get(a)
+        if ka is None:
+            ka = keys[a] = self.shape_key(a)
+        kb = keys.get(b)
+        if kb is None:
+            kb = keys[b] = self.shape_key(b)
+        return ka == kb
 
     def shape_key(self, n) -> tuple:
         """``n``'s shape as class keys: equal tuples mean equal run-time shapes."""
