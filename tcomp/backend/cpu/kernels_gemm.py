@@ -266,14 +266,17 @@ _COMPONENTS = {
 }
 #: what the engine asks ``_runtime_address`` for (every component symbol starts with one)
 COMPONENT_PREFIXES = ("tcomp_gemm_", "tcomp_gemv_", "tcomp_narrow_")
-#: LLVM pipeline of each component's library: (O level, loop unrolling); their hot loops are
-#: vectorized and unrolled by hand (the micro-kernel's k loop, the narrow kernels' blocks)
-#: (the packed product and the narrow kernels at O1: their hot loops are written as vector
-#: code, O3 made them no faster and cost 0.17 instead of 0.14 CPU s for the packed product,
-#: 0.16 instead of 0.14 for the narrow pair; measured on znver4.  The no-packing loop keeps
-#: O3: its inner loop is the loop vectorizer's)
-RUNTIME_PIPELINE = {"gemm": (1, False), "small": (3, False), "gemv": (3, False), "narrow_rows": (1, False),
-                    "narrow_cols": (1, False), "epi": (3, False), "rows": (3, False)}
+#: LLVM pipeline of each component's library: (O level, loop unrolling).  The packed product
+#: and the narrow-columns kernel skip LLVM's IR passes (level 0; code generation stays at
+#: the JIT's level): their hot loops are written as vector code in SSA form, and the
+#: assembly of the micro-kernel's k loop, the packing loops and the narrow blocks is the
+#: same instruction for instruction as at O1/O3 (but for the loop exit test), while the IR
+#: passes were 60% of their compile (packed: 0.07 instead of 0.17-0.18 CPU s; znver4), and
+#: at O1/O3 the loop vectorizer turned the zero padding of partial panels into scatters.
+#: The narrow-rows kernel keeps O1 (its B^T packing is the vectorizer's), the no-packing
+#: loop and gemv O3 (their inner loops are the vectorizer's).
+RUNTIME_PIPELINE = {"gemm": (0, False), "small": (3, False), "gemv": (3, False), "narrow_rows": (1, False),
+                    "narrow_cols": (0, False), "epi": (3, False), "rows": (3, False)}
 #: the components a component's library calls in the others' libraries (JIT) instead of
 #: compiling its own copy (they fall back to the no-packing loop, e.g. out of memory)
 _CALLS = {"narrow_rows": ("small",), "epi": ("small", "narrow_rows", "narrow_cols")}
