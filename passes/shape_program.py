@@ -101,8 +101,13 @@ class ShapeBuilder:
             else:
                 type = "f64" if any(self.type_of(a) == "f64" for a in args) else "i64"
         if op in COMMUTATIVE:
-            args = tuple(sorted(args, key=_arg_order))
-        attrs = tuple(sorted(attrs))
+            if len(args) == 2:  # (the common case, without sorted()'s key calls)
+                a, b = args
+                if _arg_order(b) < _arg_order(a):
+                    args = (b, a)
+            else:
+                args = tuple(sorted(args, key=_arg_order))
+        attrs = tuple(sorted(attrs)) if attrs else ()
         if op not in ("dim", "load") and all(_lit(a) for a in args):
             return apply_inst(Inst(op, args, attrs, type), list(args))
         simple = self._simplify(op, args, type)
