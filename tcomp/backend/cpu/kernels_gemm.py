@@ -176,8 +176,12 @@ class Config:
         self.MC, self.KC, self.NC = BLOCKING.get(dtype, (mc, kc, nc))
         self.MC = max(self.MR, self.MC // self.MR * self.MR)
         self.NC = max(self.NR, self.NC // self.NR * self.NR)
-        #: columns of C an epilogue runs on at a time: an MC x EW block of final sums in half of L2
-        self.EW = max(self.NR, min(self.NC, (l2 // 2) // (self.MC * es) // self.NR * self.NR))
+        #: columns of C an epilogue runs on at a time: whole micro-panels, 512 bytes of each row
+        #: (an MC x EW block just stored by the micro-kernel, in L1/L2).  Blocks in half of L2
+        #: (EW = 512 f32 columns) made products split by columns across 2 threads ~50 us slower
+        #: per call (128x256x512: 236 vs 186 us; M rows of sweeps along each thread's half-rows);
+        #: EW = 64 or 128 ran as the plain GEMM at 1 and 2 threads (znver4)
+        self.EW = max(self.NR, (512 // es) // self.NR * self.NR)
         #: the same when C may share memory with an epilogue operand (the block's final sums then
         #: go to a stack buffer of MC x EB first, not to C)
         self.EB = max(self.NR, min(self.EW, (128 << 10) // (self.MC * es) // self.NR * self.NR))

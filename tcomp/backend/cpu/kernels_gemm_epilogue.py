@@ -3,8 +3,9 @@ GEMM with the kernel's elementwise steps applied to each tile of C as it is fini
 
 The GEMM drivers live in one permanent runtime library per process (``kernels_gemm``), but
 an epilogue is particular to its kernel, so the kernel's module defines it as a function
-the driver calls back: in the packed path once per MC x EW block of C (EW columns: the
-block in half of L2) after the block's last KC block, reading the final sums from C (or,
+the driver calls back: in the packed path once per MC x EW block of C (EW columns: whole
+micro-panels, 512 bytes of each row; see ``kernels_gemm.Config.EW``) after the block's last
+KC block, reading the final sums from C (or,
 where a result may share memory with an epilogue operand, from a stack buffer of MC x EB);
 in the non-packed paths once per block (``kernels_gemm_tiles``).  (Once per micro-tile, from
 a stack tile, measured slower than a separate elementwise pass: ~250 calls of a short loop
