@@ -542,3 +542,6 @@ def hessian(cost, wrt, consider_constant=None, disconnected_inputs="raise"):
         g = grad(cost, w, consider_constant, disconnected_inputs)
         out.append(jacobian(g, w, consider_constant, disconnected_inputs))
     return out[0] if single else out
+
+
+from .gradient_more import grad_scale, subgraph_grad  # noqa: E402,F401  (Theano's names; tcomp/gradient_more.py)

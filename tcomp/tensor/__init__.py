@@ -1,5 +1,5 @@
 """``import tcomp.tensor as T``: symbolic tensors with Theano's names."""
-from tcomp.gradient import Lop, Rop, grad, hessian, jacobian  # noqa: F401,E402
+from tcomp.gradient import Lop, Rop, consider_constant, grad, hessian, jacobian, numeric_grad, verify_grad  # noqa: F401,E402
 
 from . import extra_ops, nlinalg, nnet, opt, shared_randomstreams, signal, slinalg, xlogx  # noqa: F401
 from .array_more import (  # noqa: F401
@@ -79,10 +79,32 @@ from .basic import (  # noqa: F401
     zeros_like,
 )
 from .basic import as_tensor_variable as as_tensor  # noqa: F401
+
+# Theano's variadic add/mul, inc_subtensor(..., set_instead_of_inc=) (over basic's add/mul)
+from .basic_more import (  # noqa: F401
+    add,
+    ceil_intdiv,
+    conj,
+    conjugate,
+    divmod,
+    get_vector_length,
+    imag,
+    inc_subtensor,
+    inverse_permutation,
+    mul,
+    permute_row_elements,
+    real,
+    set_subtensor,
+    shape,
+    swapaxes,
+    take,
+    tensor_copy,
+    trunc,
+)
 from .elemwise_more import allclose, choose, deg2rad, isclose, largest, ptp, rad2deg, smallest, tan  # noqa: F401
 from .extra import *  # noqa: F401,F403
+from .extra_ops import bartlett, bincount, fill_diagonal, fill_diagonal_offset, ravel_multi_index, unravel_index  # noqa: F401
 from .grids import mgrid, ogrid  # noqa: F401
-from .indexing import inc_subtensor, set_subtensor  # noqa: F401
 from .masks import flatnonzero, nonzero, nonzero_values  # noqa: F401
 from .shape_helpers import (  # noqa: F401
     NotScalarConstantError,

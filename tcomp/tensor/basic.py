@@ -195,11 +195,23 @@ def accumulating(op, x, axis=None, keepdims=False, dtype=None, acc_dtype=None):
     x = as_variable(x)
     if dtype is None and acc_dtype is None:
         return reduce(op, x, axis, keepdims)
+    if dtype is None:
+        # Theano: the default result dtype does not depend on acc_dtype (a float32 sum
+        # accumulated in float64 is float32): the dtype the plain reduction would give
+        dtype = _reduced_dtype(op, x, axis, keepdims)
     want = dt.canonical(dtype) if dtype is not None else None
     acc = dt.canonical(acc_dtype) if acc_dtype is not None else \
         np.promote_types(x.dtype, want).name if want is not None else x.dtype
     out = reduce(op, cast(x, acc), axis, keepdims)
     return out if want is None else cast(out, want)
+
+
+def _reduced_dtype(op, x, axis, keepdims) -> str:
+    """The result dtype of reduction ``op`` on ``x`` (its type rule; no node is built)."""
+    from tcomp.ir import get_op
+
+    attrs = {"axis": normalize_axes(x, axis), "keepdims": bool(keepdims)}
+    return get_op(op).infer_type([x.type], attrs).dtype
 
 
 def sum(x, axis=None, keepdims=False, dtype=None, acc_dtype=None):  # noqa: A001
@@ -314,21 +326,39 @@ def with_shape_origins(out: Variable, shape) -> Variable:
     return out
 
 
-def reshape(x, shape):
+def reshape(x, shape, ndim=None):
+    """Theano's ``reshape(x, newshape, ndim=None)``: ``newshape`` is a tuple/list of ints and
+    integer scalars, or an integer vector (symbolic: its length must be static, or given as
+    ``ndim``); ``ndim``, when given, must match the new rank."""
     x = as_variable(x)
+    if isinstance(shape, Variable) and shape.ndim == 1:
+        n = ndim
+        if n is None:
+            from .basic_more import get_vector_length
+
+            n = get_vector_length(shape)
+        shape = [shape[i] for i in range(int(n))]
+    elif isinstance(shape, Variable) and shape.ndim == 0:
+        shape = (shape,)
+    if ndim is not None and len(_shape_tuple(shape)) != int(ndim):
+        raise ValueError(f"reshape: ndim={ndim} but the new shape {shape} has {len(_shape_tuple(shape))} entries")
     attr, operands = _dim_entries(shape, "reshape")
     if any(d is not None and d < -1 for d in attr):
         raise ValueError(f"reshape: bad shape {shape}")
     return with_shape_origins(apply("reshape", [x] + operands, {"shape": attr}), shape)
 
 
-def flatten(x, ndim=1):
-    """Keep the first ``ndim - 1`` axes, merge the rest into one.
+def flatten(x, ndim=None, outdim=None):
+    """Keep the first ``ndim - 1`` axes, merge the rest into one (``ndim`` defaults to 1;
+    ``outdim`` is Theano's older name for it).
 
     The merged size is the product of the trailing dims, computed explicitly (NumPy's and
     Theano's flatten): a ``-1`` would be ambiguous when a leading dim is 0, and reshape
     rejects that, as NumPy does (shape (0, 2, 3) flattens to (0, 6))."""
     x = as_variable(x)
+    if ndim is not None and outdim is not None and int(ndim) != int(outdim):
+        raise ValueError(f"flatten: ndim={ndim} and outdim={outdim} disagree")
+    ndim = int(ndim if ndim is not None else outdim if outdim is not None else 1)
     if not 1 <= ndim <= builtins.max(x.ndim, 1):
         raise ValueError(f"flatten: ndim {ndim} out of range for {x.describe()}")
     if ndim == 1:
@@ -412,7 +442,15 @@ def concatenate(tensors, axis=0):
     return apply("concatenate", tensors, {"axis": int(axis) % tensors[0].ndim if tensors[0].ndim else 0})
 
 
-def stack(tensors, axis=0):
+def stack(*tensors, axis=0):
+    """Theano's ``stack(tensors, axis=0)``; the older ``stack(a, b, c)`` (tensors as
+    positional arguments, stacked along axis 0) works too."""
+    if tensors and isinstance(tensors[0], (list, tuple)):
+        if len(tensors) > 2:
+            raise TypeError("stack(tensors, axis): too many positional arguments")
+        if len(tensors) == 2:
+            axis = tensors[1]
+        tensors = tensors[0]
     tensors = [as_variable(t) for t in tensors]
     if not tensors:
         raise ValueError("stack needs at least one tensor")
@@ -445,5 +483,18 @@ def arange(start, stop=None, step=1, dtype=None):
     return apply("arange", vs, {"dtype": dt.canonical(d)})
 
 
-def as_tensor_variable(x, name=None):
-    return as_variable(x, name or "value")
+def as_tensor_variable(x, name=None, ndim=None):
+    """``x`` as a tensor variable (a constant for Python/NumPy values).  With ``ndim``
+    (Theano): leading broadcastable dims are dropped, or dims of size 1 padded on the left, to
+    reach that rank; other mismatches raise ValueError."""
+    v = as_variable(x, name or "value")
+    if ndim is None or v.ndim == int(ndim):
+        return v
+    ndim = int(ndim)
+    if v.ndim < ndim:
+        return dimshuffle(v, ("x",) * (ndim - v.ndim) + tuple(range(v.ndim)))
+    extra = v.ndim - ndim
+    if any(v.type.shape[i] != 1 for i in range(extra)):
+        raise ValueError(f"as_tensor_variable: cannot make {v.describe()} of rank {ndim}: "
+                         f"its {extra} leading dim(s) are not broadcastable (static 1)")
+    return dimshuffle(v, tuple(range(extra, v.ndim)))

@@ -339,8 +339,7 @@ def repeat(x, repeats, axis=None):
     if isinstance(repeats, Variable) and repeats.op == "constant":
         repeats = np.asarray(repeats.attrs["value"].value)
     if isinstance(repeats, Variable) and repeats.ndim > 0:
-        raise TypeError(f"repeat: per-element repeats must be static (a list or array of ints), got "
-                        f"{repeats.describe()}; an int or integer scalar variable repeats every element")
+        return _repeat_symbolic(x, repeats, a)
     if isinstance(repeats, (list, tuple, np.ndarray)):
         counts = np.asarray(repeats)
         if counts.dtype.kind not in "iu" and counts.size:
@@ -369,6 +368,21 @@ def repeat(x, repeats, axis=None):
     final = [_dim(x, i) for i in range(x.ndim)]
     final[a] = _mul_dims(final[a], r)
     return B.reshape(y, final)
+
+
+def _repeat_symbolic(x, repeats, a):
+    """``repeat`` with a symbolic vector of counts (Theano's ``extra_ops.repeat``): element ``j``
+    of the output comes from the first ``i`` with ``cumsum(repeats)[i] > j``, a searchsorted of
+    ``arange(sum(repeats))`` into the running counts, then a gather along ``a`` (its gradient
+    sums each element's copies)."""
+    from .extra_ops import searchsorted
+
+    if repeats.ndim != 1 or not dt.is_int(repeats.dtype):
+        raise TypeError(f"repeat: repeats must be an integer vector, got {repeats.describe()}")
+    ends = cumsum(B.cast(repeats, "int64"))
+    total = B.sum(B.cast(repeats, "int64"))
+    idx = searchsorted(ends, B.arange(total), side="right")
+    return _take(x, idx, a)
 
 
 # -- scans and sorting ------------------------------------------------------------------------
@@ -428,14 +442,22 @@ def sort(a, axis=-1, kind=None, order=None):
 # -- statistics and norms ---------------------------------------------------------------------
 
 def var(x, axis=None, ddof=0, keepdims=False, corrected=False):
-    """Variance over ``axis`` (Theano's argument order; NumPy's ``ddof``, Theano's
-    ``corrected=True`` means ddof=1), as the mean of squared deviations from the mean (two
-    passes: no cancellation)."""
+    """Variance over ``axis`` (Theano's argument order, NumPy's ``ddof``), as the sum of
+    squared deviations from the mean over ``n - ddof`` (two passes: no cancellation).
+    ``corrected=True`` is Theano's 'corrected two-pass' algorithm (Chan, Golub & LeVeque):
+    ``(sum d**2 - (sum d)**2 / n) / (n - ddof)`` with ``d = x - mean``, the same value with the
+    rounding error of the mean subtracted."""
+    if isinstance(ddof, (bool, np.bool_)):
+        raise ValueError("var/std: ddof must be an int, got a bool (Theano's order is (x, axis, ddof, "
+                         "keepdims, corrected): pass keepdims= by name)")
     x = _float(as_variable(x, "x"))
-    ddof = 1 if corrected else ddof
     m = B.mean(x, axis, keepdims=True)
-    ss = B.sum(B.sqr(B.sub(x, m)), axis, keepdims)
+    d = B.sub(x, m)
+    ss = B.sum(B.sqr(d), axis, keepdims)
     n = _size(x, B.normalize_axes(x, axis))
+    if corrected:
+        nf = B.cast(_as_i64(n), x.dtype) if not isinstance(n, int) else float(n)
+        ss = B.sub(ss, B.true_div(B.sqr(B.sum(d, axis, keepdims)), nf))
     denom = B.cast(B.sub(_as_i64(n), ddof), x.dtype) if not isinstance(n, int) else float(n - ddof)
     return B.true_div(ss, denom)
 

@@ -8,6 +8,7 @@ from tcomp.ir import dtypes as dt
 
 from . import basic as B
 from .array_more import Unique, bartlett, compress, unique  # noqa: F401
+from .basic_more import cpu_contiguous  # noqa: F401,E402
 from .extra import _axis, cumprod, cumsum, repeat, squeeze  # noqa: F401
 from .variable import as_variable, constant
 

@@ -200,8 +200,11 @@ def pool_2d(input, ws=None, ignore_border=True, stride=None, pad=(0, 0), mode="m
     return apply("pool2d", [x], attrs)
 
 
-def batch_normalization(inputs, gamma, beta, mean, std):
-    """Theano's ``bn.batch_normalization``: ``(inputs - mean) * (gamma / std) + beta``."""
+def batch_normalization(inputs, gamma, beta, mean, std, mode="low_mem"):
+    """Theano's ``bn.batch_normalization``: ``(inputs - mean) * (gamma / std) + beta``
+    (``mode`` 'low_mem'/'high_mem' picked Theano's kernel; the value is the same)."""
+    if mode not in ("low_mem", "high_mem"):
+        raise ValueError(f"batch_normalization: mode must be 'low_mem' or 'high_mem', got {mode!r}")
     return (as_variable(inputs) - mean) * (gamma / std) + beta
 
 
@@ -256,6 +259,14 @@ from .nnet_extra import (  # noqa: E402,F401
     softmax_with_bias,
     softsign,
     ultra_fast_sigmoid,
+)
+from .nnet_more import (  # noqa: E402,F401
+    confusion_matrix,
+    prepend_0_to_each_row,
+    prepend_1_to_each_row,
+    prepend_scalar_to_each_row,
+    softmax_graph,
+    softmax_op,
 )
 
 conv2d_transpose = abstract_conv.conv2d_transpose

@@ -227,14 +227,25 @@ class Variable:
                                (axes or None))
 
     def reshape(self, *shape, ndim=None):
+        """``x.reshape(shape, ndim=None)`` (Theano, ``shape`` a tuple or an integer vector) or
+        ``x.reshape(d0, d1, ...)`` (NumPy)."""
         from . import basic
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = shape[0]
-        return basic.reshape(self, shape)
 
-    def flatten(self, ndim=1):
+        def is_shape(s):
+            return isinstance(s, (tuple, list)) or (isinstance(s, Variable) and s.ndim == 1)
+        if len(shape) == 2 and is_shape(shape[0]) and isinstance(shape[1], int) and ndim is None:
+            shape, ndim = shape[:1], shape[1]  # Theano's positional ndim
+        if len(shape) == 1 and is_shape(shape[0]):
+            shape = shape[0]
+        return basic.reshape(self, shape, ndim)
+
+    def flatten(self, ndim=None, outdim=None):
         from . import basic
-        return basic.flatten(self, ndim)
+        return basic.flatten(self, ndim, outdim)
+
+    def ravel(self):
+        """``self.flatten()`` (NumPy's name)."""
+        return self.flatten()
 
     def dimshuffle(self, *pattern):
         from . import basic
@@ -309,6 +320,53 @@ class Variable:
         """A new variable with this value (Theano's ``tensor_copy``; the passes remove it)."""
         out = apply("dimshuffle", [self], {"pattern": tuple(range(self.ndim))}, name=name)
         return out
+
+    def ptp(self, axis=None):
+        return _elemwise_more().ptp(self, axis)
+
+    def conj(self):
+        """The complex conjugate: this (real) tensor (tcomp has no complex dtypes)."""
+        return self
+
+    conjugate = conj
+
+    @property
+    def real(self):
+        """The real part: this (real) tensor."""
+        return self
+
+    @property
+    def imag(self):
+        """The imaginary part of a real tensor: zeros."""
+        return _basic().zeros_like(self)
+
+    def fill(self, value):
+        """Theano's ``x.fill(value)``: ``value`` broadcast to this tensor's shape."""
+        return _basic().fill(self, value)
+
+    def compress(self, a, axis=None):
+        """Theano's ``x.compress(a, axis)``: NumPy's ``compress(a, x, axis)``."""
+        from .array_more import compress
+        return compress(a, self, axis)
+
+    def searchsorted(self, v, side="left", sorter=None):
+        from .extra_ops import searchsorted
+        return searchsorted(self, v, side, sorter)
+
+    def choose(self, choices, mode="raise"):
+        return _elemwise_more().choose(self, choices, mode)
+
+    def get_scalar_constant_value(self):
+        """The value of this scalar when it is a constant (Theano's method); raises
+        ``NotScalarConstantError`` otherwise."""
+        from .shape_helpers import get_scalar_constant_value
+        return get_scalar_constant_value(self)
+
+    def __divmod__(self, o):
+        return apply_binary("floordiv", self, o), apply_binary("mod", self, o)
+
+    def __rdivmod__(self, o):
+        return apply_binary("floordiv", o, self), apply_binary("mod", o, self)
 
     def nonzero(self, return_matrix=False):
         from . import masks
@@ -446,6 +504,11 @@ def compute_test_value(out: "Variable", mode: str) -> None:
 def _extra():
     from . import extra
     return extra
+
+
+def _elemwise_more():
+    from . import elemwise_more
+    return elemwise_more
 
 
 def _basic():

@@ -1,0 +1,176 @@
+"""The Theano API sweep's fixes (names and arguments a Theano program uses that tcomp lacked
+or treated differently), each checked against NumPy/SciPy written independently.  All the
+value checks share one compiled function, so the file stays fast."""
+import numpy as np
+import pytest
+
+import tcomp
+import tcomp.tensor as T
+
+RNG = np.random.default_rng(7)
+A_VAL = RNG.standard_normal((3, 4))
+B_VAL = RNG.standard_normal((3, 4))
+F_VAL = RNG.standard_normal((3, 4)).astype("float32")
+I_VAL = RNG.integers(-7, 8, (3, 4)).astype("int32")
+J_VAL = RNG.integers(1, 6, (3, 4)).astype("int32")
+P_VAL = np.array([2, 0, 3, 1], "int32")
+R_VAL = np.array([1, 0, 3, 2], "int32")
+T3_VAL = RNG.standard_normal((2, 3, 4))
+V_VAL = RNG.standard_normal(4)
+
+
+def _np_inc(a, idx, y):
+    a = a.copy()
+    np.add.at(a, idx, y)
+    return a
+
+
+def _np_set(a, idx, y):
+    a = a.copy()
+    a[idx] = y
+    return a
+
+
+def _cases(A, B, F, I, J, p, r, t3, v):
+    """(name, tcomp expression, NumPy reference) for every fixed behaviour."""
+    n = np.arange(4)
+    perms = np.stack([P_VAL, R_VAL, P_VAL])
+    return [
+        ("shape", T.shape(t3), np.array(T3_VAL.shape)),
+        ("prod(shape)", T.prod(T.shape(A)), np.array(12)),
+        ("stack(*tensors)", T.stack(v, v * 2), np.stack([V_VAL, V_VAL * 2])),
+        ("stack(list, axis positional)", T.stack([v, v * 2], 1), np.stack([V_VAL, V_VAL * 2], 1)),
+        ("as_tensor_variable ndim pad", T.as_tensor_variable(v, ndim=2) + A, V_VAL[None] + A_VAL),
+        ("as_tensor_variable ndim drop", T.as_tensor_variable(T.shape_padleft(v), ndim=1), V_VAL),
+        ("reshape ndim", T.reshape(A, (2, 6), ndim=2), A_VAL.reshape(2, 6)),
+        ("reshape symbolic vector", T.reshape(A, T.shape(A)[::-1], ndim=2), A_VAL.reshape(4, 3)),
+        ("x.reshape(vec, ndim)", A.reshape(T.shape(t3)[1:], 2), A_VAL.reshape(3, 4)),
+        ("flatten outdim", T.flatten(t3, outdim=2), T3_VAL.reshape(2, 12)),
+        ("x.flatten outdim", t3.flatten(outdim=2), T3_VAL.reshape(2, 12)),
+        ("x.ravel", t3.ravel(), T3_VAL.ravel()),
+        ("sum acc_dtype keeps dtype", T.sum(F, axis=0, acc_dtype="float64"), F_VAL.astype("f8").sum(0).astype("f4")),
+        ("var corrected two-pass", T.var(A, axis=1, corrected=True), np.var(A_VAL, 1)),
+        ("std corrected ddof", T.std(A, axis=0, ddof=1, corrected=True), np.std(A_VAL, 0, ddof=1)),
+        ("repeat symbolic counts", T.repeat(v, p), np.repeat(V_VAL, P_VAL)),
+        ("repeat symbolic axis", T.extra_ops.repeat(A, p, axis=1), np.repeat(A_VAL, P_VAL, 1)),
+        ("swapaxes", T.swapaxes(t3, 0, 2), np.swapaxes(T3_VAL, 0, 2)),
+        ("take", T.take(A, p[:2], axis=1), np.take(A_VAL, P_VAL[:2], 1)),
+        ("take flat", T.take(A, p), np.take(A_VAL, P_VAL)),
+        ("inverse_permutation", T.inverse_permutation(p), np.argsort(P_VAL).astype("int32")),
+        ("inverse_permutation rows", T.inverse_permutation(T.stack([p, r])),
+         np.argsort(np.stack([P_VAL, R_VAL]), 1).astype("int32")),
+        ("permute_row_elements", T.permute_row_elements(A, p), A_VAL[:, P_VAL]),
+        ("permute_row_elements per row", T.permute_row_elements(A, T.stack([p, r, p])),
+         np.take_along_axis(A_VAL, perms, 1)),
+        ("permute_row_elements inverse", T.permute_row_elements(v, p, inverse=1),
+         _np_set(np.zeros(4), P_VAL, V_VAL)),
+        ("trunc", T.trunc(A * 3), np.trunc(A_VAL * 3)),
+        ("trunc int", T.trunc(I), I_VAL),
+        ("real/imag/conj", T.real(A) + T.conj(A) + T.imag(A) + A.conj() + A.real + A.imag, 4 * A_VAL),
+        ("tensor_copy", T.tensor_copy(A), A_VAL),
+        ("ceil_intdiv", T.ceil_intdiv(I, J), -(-I_VAL // J_VAL)),
+        ("divmod", T.divmod(I, J)[1], np.divmod(I_VAL, J_VAL)[1]),
+        ("divmod() builtin", divmod(I, J)[0], np.divmod(I_VAL, J_VAL)[0]),
+        ("divmod float rdivmod", divmod(7.5, A + 3)[1], np.divmod(7.5, A_VAL + 3)[1]),
+        ("add variadic", T.add(A, B, A), 2 * A_VAL + B_VAL),
+        ("mul variadic", T.mul(A, B, 2.0), A_VAL * B_VAL * 2),
+        ("inc_subtensor set_instead_of_inc", T.inc_subtensor(v[1:3], 5.0, set_instead_of_inc=True),
+         _np_set(V_VAL, slice(1, 3), 5.0)),
+        ("inc_subtensor inplace kwargs", T.inc_subtensor(v[p], 1.0, inplace=False, tolerate_inplace_aliasing=True),
+         _np_inc(V_VAL, P_VAL, 1.0)),
+        ("set_subtensor inplace kw", T.set_subtensor(A[1, :], 0.0, inplace=False), _np_set(A_VAL, 1, 0.0)),
+        ("cpu_contiguous", T.extra_ops.cpu_contiguous(A.T), A_VAL.T),
+        ("T.bincount", T.bincount(p, minlength=5), np.bincount(P_VAL, minlength=5)),
+        ("T.fill_diagonal", T.fill_diagonal(A, 0.0), A_VAL * (1 - np.eye(3, 4))),
+        ("T.fill_diagonal_offset", T.fill_diagonal_offset(A, 0.0, 1), A_VAL * (1 - np.eye(3, 4, 1))),
+        ("T.bartlett", T.bartlett(5), np.bartlett(5)),
+        ("T.unravel_index", T.unravel_index(p, (2, 2))[1], np.unravel_index(P_VAL, (2, 2))[1]),
+        ("T.ravel_multi_index", T.ravel_multi_index((p % 2, p), (2, 4)),
+         np.ravel_multi_index((P_VAL % 2, P_VAL), (2, 4))),
+        ("x.ptp", A.ptp(axis=1), np.ptp(A_VAL, 1)),
+        ("x.fill", A.fill(2.5), np.full((3, 4), 2.5)),
+        ("x.compress", v.compress(p > 1), V_VAL[P_VAL > 1]),
+        ("x.searchsorted", T.sort(v).searchsorted(A[0]), np.searchsorted(np.sort(V_VAL), A_VAL[0])),
+        ("x.choose", (p % 2).choose([v, v * 2]), np.choose(P_VAL % 2, [V_VAL, V_VAL * 2])),
+        ("nnet.softmax_graph", T.nnet.softmax_graph(A), np.exp(A_VAL) / np.exp(A_VAL).sum(1, keepdims=True)),
+        ("nnet.softmax_op", T.nnet.softmax_op(A), np.exp(A_VAL) / np.exp(A_VAL).sum(1, keepdims=True)),
+        ("nnet.confusion_matrix", T.nnet.confusion_matrix(p, (p + 1) % 4)[0],
+         np.array([[(a == i) & (b == j) for i, j in [(i, j) for i in n for j in n]]
+                   for a, b in zip(P_VAL, (P_VAL + 1) % 4)]).sum(0).reshape(4, 4).astype("int64")),
+        ("nnet.confusion_matrix order", T.nnet.confusion_matrix(p * 2, p)[1], np.unique(np.r_[P_VAL * 2, P_VAL])),
+        ("nnet.prepend_0_to_each_row", T.nnet.prepend_0_to_each_row(A), np.c_[np.zeros(3), A_VAL]),
+        ("nnet.prepend_1_to_each_row", T.nnet.prepend_1_to_each_row(I), np.c_[np.ones(3, "int32"), I_VAL]),
+        ("nnet.prepend_scalar_to_each_row", T.nnet.prepend_scalar_to_each_row(2.5, A), np.c_[np.full(3, 2.5), A_VAL]),
+        ("nnet.batch_normalization mode", T.nnet.bn.batch_normalization(A, v, v, A.mean(0), A.std(0), mode="high_mem"),
+         (A_VAL - A_VAL.mean(0)) / A_VAL.std(0) * V_VAL + V_VAL),
+        ("grad_scale", T.grad(T.sum(tcomp.gradient.grad_scale(A, 0.5) * B), A), 0.5 * B_VAL),
+        ("grad through symbolic repeat", T.grad(T.sum(T.repeat(v, p) ** 2), v), 2 * V_VAL * P_VAL),
+        ("T.consider_constant", T.grad(T.sum(A * T.consider_constant(A)), A), A_VAL),
+    ]
+
+
+def test_sweep_fixes_match_numpy():
+    A, B, F = T.dmatrix("A"), T.dmatrix("B"), T.fmatrix("F")
+    I, J = T.imatrix("I"), T.imatrix("J")
+    p, r, t3, v = T.ivector("p"), T.ivector("r"), T.dtensor3("t3"), T.dvector("v")
+    cases = _cases(A, B, F, I, J, p, r, t3, v)
+    f = tcomp.function([A, B, F, I, J, p, r, t3, v], [c[1] for c in cases], on_unused_input="ignore")
+    got = f(A_VAL, B_VAL, F_VAL, I_VAL, J_VAL, P_VAL, R_VAL, T3_VAL, V_VAL)
+    for (name, _, want), g in zip(cases, got):
+        want = np.asarray(want)
+        assert g.shape == want.shape, (name, g.shape, want.shape)
+        assert g.dtype == want.dtype, (name, g.dtype, want.dtype)
+        np.testing.assert_allclose(g, want, rtol=1e-6, atol=1e-9, err_msg=name)
+
+
+def test_var_corrected_is_more_accurate_on_offset_data():
+    """The corrected two-pass variance removes the rounding error of the mean: float32 data
+    with a large offset, against the float64 variance."""
+    x = T.fvector("x")
+    f = tcomp.function([x], [T.var(x, corrected=True), T.var(x)])
+    data = (1e4 + np.random.default_rng(3).standard_normal(4096)).astype("float32")
+    exact = np.var(data.astype("float64"))
+    corrected, plain = f(data)
+    assert abs(corrected - exact) <= abs(plain - exact) + 1e-6 * exact
+    np.testing.assert_allclose(corrected, exact, rtol=1e-3)
+
+
+def test_subgraph_grad_matches_full_grad():
+    """Theano's chained subgraph_grad over two pieces gives the full gradient."""
+    x, w1, w2 = T.dvector("x"), T.dvector("w1"), T.dvector("w2")
+    h = T.tanh(x * w1)
+    cost = T.sum((h * w2) ** 2)
+    (g2,), (gh,) = tcomp.gradient.subgraph_grad(wrt=[w2], end=[h], cost=cost)
+    (g1,), _ = tcomp.gradient.subgraph_grad(wrt=[w1], end=[x], start={h: gh})
+    f = tcomp.function([x, w1, w2], [g1, g2])
+    xv, w1v, w2v = RNG.standard_normal(5), RNG.standard_normal(5), RNG.standard_normal(5)
+    hv = np.tanh(xv * w1v)
+    dh = 2 * hv * w2v ** 2
+    g1v, g2v = f(xv, w1v, w2v)
+    np.testing.assert_allclose(g2v, 2 * hv ** 2 * w2v, rtol=1e-12)
+    np.testing.assert_allclose(g1v, dh * (1 - hv ** 2) * xv, rtol=1e-12)
+
+
+def test_bad_arguments_raise_clearly():
+    A, v = T.dmatrix("A"), T.dvector("v")
+    with pytest.raises(ValueError, match="ndim=3"):
+        T.reshape(A, (2, 6), ndim=3)
+    with pytest.raises(ValueError, match="ndim=1 and outdim=2"):
+        T.flatten(A, ndim=1, outdim=2)
+    with pytest.raises(ValueError, match="not broadcastable"):
+        T.as_tensor_variable(A, ndim=1)
+    with pytest.raises(ValueError, match="ddof must be an int"):
+        T.var(A, 0, True)
+    with pytest.raises(TypeError, match="integer vector"):
+        T.repeat(v, T.dvector("c"))
+    with pytest.raises(TypeError, match="integer tensor"):
+        T.inverse_permutation(v)
+    with pytest.raises(TypeError, match="integer tensor"):
+        T.ceil_intdiv(v, 2)
+    with pytest.raises(ValueError, match="only known at run time"):
+        T.get_vector_length(v)
+    with pytest.raises(ValueError, match="mode must be"):
+        T.nnet.batch_normalization(A, v, v, v, v, mode="fast")
+    assert T.get_vector_length(T.shape(A)) == 2
+    assert T.get_vector_length(T.stack([v[0], v[1], v[2]])) == 3
+    assert T.constant(3.0).get_scalar_constant_value() == 3.0
