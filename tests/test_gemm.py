@@ -5,6 +5,8 @@ awkward sizes (edge tiles of every width, KC blocks of unequal depth, empty dims
 calls, not compiles.  References are float64 products of the same inputs; tolerances
 grow with the inner dimension (``accumulation_tol``).
 """
+import re
+
 import numpy as np
 import pytest
 from conftest import accumulation_tol
@@ -54,37 +56,45 @@ def one_thread():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_uses_packed_kernel(dtype):
-    """The module defines a small driver and declares the components it calls (symbolic
-    dims: every path); the process's GEMM runtime defines them, the packed micro-kernel
-    inside the packed product's library (one copy per process, not per module)."""
+    """The module declares its driver (symbolic dims: every path); the driver's library
+    declares the components it calls; the process's GEMM runtime defines them, the packed
+    micro-kernel inside the packed product's library (one copy per process, not per module);
+    the ahead-of-time form defines the driver and everything it calls in one module."""
     f = compile_graph(_graph(dtype))
     text = f.llvm_ir_unoptimized
-    assert "tcomp_ukr_" not in text and f"define internal void @\"{KG.DRIVER_PREFIX}" in text
+    assert "tcomp_ukr_" not in text and f"declare void @\"{KG.DRIVER_PREFIX}" in text
+    (driver,) = re.findall(r'declare void @"(' + KG.DRIVER_PREFIX + r'[^"]+)"', text)
     cfg = KG.Config(dtype)
+    lib = KG.runtime_ir([text], jit=True)
+    assert f'define void @"{driver}"' in lib
     for kind in ("gemm", "gemv", "narrow_rows", "narrow_cols", "small"):
-        assert f'declare void @"{KG._COMPONENTS[kind][0](cfg)}"' in text, kind
+        assert f'declare void @"{KG._COMPONENTS[kind][0](cfg)}"' in lib, kind
     runtime = KG.runtime_ir([text])
     assert "tcomp_ukr_" in runtime and "tcomp_gemv_" in runtime and KG.runtime_ir(["define void @f()"]) is None
+    assert f'define void @"{driver}"' in runtime and "declare void @\"tcomp_" not in runtime
 
 
 def test_static_dims_declare_only_their_paths():
     """With static dims a kernel's driver has only the paths its product can take: the MLP
     step's products never link gemv or the epilogue paths; each declaration has the type
-    of the component its library defines."""
+    of the function its library defines."""
     import llvmlite.binding as llvm
 
     cfg = KG.Config("float32")
-    names = {k: KG._COMPONENTS[k][0](cfg) for k in KG._COMPONENTS}
+    names = {k: KG._COMPONENTS[k][0](cfg) for k in ("gemm", "small", "gemv", "narrow_rows", "narrow_cols", "epi")}
     cases = {(128, 784, 512): {"gemm", "small"}, (128, 512, 10): {"gemm", "small", "narrow_rows", "narrow_cols"},
              (1, 300, 200): {"gemv", "small"}, (4, 5, 6): {"small"}}
     for (m, k, n), want in cases.items():
         text = compile_graph(_graph("float32", a_shape=(m, k), b_shape=(k, n))).llvm_ir_unoptimized
-        got = {kind for kind, name in names.items() if f'declare void @"{name}"' in text}
+        (driver,) = re.findall(r'declare void @"(' + KG.DRIVER_PREFIX + r'[^"]+)"', text)
+        lib_text = KG.runtime_ir([text], jit=True)
+        got = {kind for kind, name in names.items() if f'declare void @"{name}"' in lib_text}
         assert got == want, (m, k, n)
-        runtime = llvm.parse_assembly(KG.runtime_ir([text]))
-        program = llvm.parse_assembly(text)
+        lib, program = llvm.parse_assembly(lib_text), llvm.parse_assembly(text)
+        assert str(lib.get_function(driver).type) == str(program.get_function(driver).type)
+        runtime = llvm.parse_assembly(KG.runtime_ir([lib_text]))
         for kind in want:
-            assert str(runtime.get_function(names[kind]).type) == str(program.get_function(names[kind]).type), kind
+            assert str(runtime.get_function(names[kind]).type) == str(lib.get_function(names[kind]).type), kind
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -1,6 +1,6 @@
 """The in-place GEMM path (tcomp/backend/cpu/kernels_gemm_small.py) against NumPy float64
-products: few rows of C (M <= MAX_ROWS) and tall one-KC-block products (K <= KC, N <=
-WIDE_N), with neither operand packed.
+products: few rows of C (M <= MAX_ROWS), tall narrow products (N <= WIDE_N) one KC block
+deep or with a small C, with neither operand packed.
 
 The functions have symbolic dims (every driver path is compiled once) and are called over
 sizes that are not multiples of the 4-row x 4-vector block, so the overlapping edge blocks,
@@ -56,17 +56,20 @@ def test_which_products_take_it():
     assert KS.static_applies(cfg, 16000, 128, 128)  # the bench scan's pushed-out x W
     assert not KS.static_applies(cfg, 3, 128, 128) and not KS.static_applies(cfg, 16, cfg.W - 1, 128)
     assert not KS.static_applies(cfg, 128, 512, 784) and not KS.static_applies(cfg, 1000, 1024, 128)
-    assert not KS.static_applies(cfg, 16, 128, 1 << 20)  # B beyond L2
+    assert KS.static_applies(cfg, 16, 128, 1 << 20) and KS.static_applies(cfg, 128, 128, 16000)  # KC-deep blocks
+    assert not KS.static_applies(cfg, 16, 1024, 4096)  # a KC block of B beyond half of L2
+    assert not KS.static_applies(cfg, 1000, 128, 1000)  # deep, and C beyond a quarter of L2
     assert KG.static_paths(cfg, 16, 128, 128) & KG.ROWS and not KG.static_paths(cfg, 128, 512, 784) & KG.ROWS
     name = KG._COMPONENTS["rows"][0](cfg)
-    text = compile_graph(_graph("float32", a_shape=(16, 128), b_shape=(128, 128))).llvm_ir_unoptimized
+    program = compile_graph(_graph("float32", a_shape=(16, 128), b_shape=(128, 128))).llvm_ir_unoptimized
+    text = KG.runtime_ir([program], jit=True)  # the program's driver's library declares the components
     assert f'declare void @"{name}"' in text
     import llvmlite.binding as llvm  # the declaration's type is the one its library defines
 
     defined = llvm.parse_assembly(KG.runtime_ir([text])).get_function(name).type
     assert str(defined) == str(llvm.parse_assembly(text).get_function(name).type)
-    text = compile_graph(_graph("float32", a_shape=(128, 784), b_shape=(784, 512))).llvm_ir_unoptimized
-    assert name not in text
+    program = compile_graph(_graph("float32", a_shape=(128, 784), b_shape=(784, 512))).llvm_ir_unoptimized
+    assert name not in KG.runtime_ir([program], jit=True)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -158,3 +161,28 @@ def test_forced_256_bit(rng, monkeypatch, one_thread):
         for m, k, n in [(5, 33, W), (16, 128, 3 * W + 1), (300, 40, 9 * W + 3)]:
             a, b = _uniform(rng, (1, m, k), dtype), _uniform(rng, (1, k, n), dtype)
             _check(f([a, b])[0][0], a[0], b[0], dtype, f"256-bit ({m},{k})@({k},{n})")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_deep_k_blocks(dtype, rng):
+    """B beyond half of L2: KC-deep blocks whose sums are carried in C (non-overlapping
+    blocks, the last N % W columns scalar), tall ones too when C is small (the weight
+    gradients of a scan, X^T @ dH); transposed A; 2 threads (shares of rows, or of columns
+    of a narrow product computed as C^T) bit-identical to 1."""
+    f = compile_graph(_graph(dtype))
+    ft = compile_graph(_graph(dtype, ta=True))
+    before = tcomp.config.num_threads
+    try:
+        for m, k, n in [(16, 1100, 530), (5, 4000, 37), (130, 1500, 100), (128, 2100, 128)]:
+            a, b = _uniform(rng, (m, k), dtype), _uniform(rng, (k, n), dtype)
+            assert KS.static_applies(KG.Config(dtype), m, n, k) and k * n * np.dtype(dtype).itemsize > 512 << 10
+            outs = []
+            for nt in (1, 2):
+                tcomp.config.num_threads = nt
+                outs += [f([a, b])[0], ft([np.ascontiguousarray(a.T), b])[0]]
+            for o in outs:
+                _check(o, a, b, dtype, f"({m},{k})@({k},{n})")
+            np.testing.assert_array_equal(outs[0], outs[2])
+            np.testing.assert_array_equal(outs[1], outs[3])
+    finally:
+        tcomp.config.num_threads = before

@@ -20,15 +20,16 @@ builds the functions):
     one broadcast of A and NR/W vector FMAs per row; partial edge tiles go through a
     stack tile.  It carries ``"min-legal-vector-width"`` so LLVM keeps 512-bit vectors on
     CPUs that prefer 256-bit ones for auto-vectorization (znver4, skylake-avx512).
-``tcomp_mm_<cfg>(M, N, K, A, rsa, csa, B, rsb, csb, C, lo, hi, epi, env, flags)``
+``tcomp_mm_<cfg>_p<paths>[e](M, N, K, A, rsa, csa, B, rsb, csb, C, lo, hi, epi, env, flags)``
     the driver: one product's share ``[lo, hi)`` of the thread split; picks gemv, the
-    no-packing loop or the packed GEMM (with its pack buffers).  ``epi`` (null: none) is a
-    ``fused`` kernel's elementwise epilogue (``kernels_gemm_epilogue``), called on each
+    no-packing loop or the packed GEMM (with its pack buffers) among ``paths`` (with
+    static dims, only those the product can take: ``static_paths``).  ``epi`` (null: none)
+    is a ``fused`` kernel's elementwise epilogue (``kernels_gemm_epilogue``), called on each
     MC x EW block of C after its last KC block (while it is in L2) or on each block of the
-    non-packed paths (``kernels_gemm_tiles``).  Each matmul kernel is
-    then only a batch loop calling it, so a module with many matmuls compiles the GEMM
-    code once (+0.1 s CPU for the MLP training step's module, from +0.4 s with a copy of
-    the dispatch per kernel).
+    non-packed paths (``kernels_gemm_tiles``).  Each matmul kernel is then only a batch
+    loop calling it.  The drivers and the functions they call are libraries of their own
+    (see ``SHARED_RUNTIME``): a JIT module only declares its drivers, and the libraries
+    compile (or load from the compile cache) while the module is emitted and compiled.
 ``tcomp_narrow_rows_<cfg>`` / ``tcomp_narrow_cols_<cfg>``
     C with at most 16 (AVX2: 8) columns or rows, e.g. a 10-class layer and its weight
     gradient: unpacked register-blocked dots / axpys (packing A to feed a few columns of
@@ -87,11 +88,11 @@ TILES = {("float32", 512): (6, 4), ("float64", 512): (6, 4),
          ("float32", 128): (4, 2), ("float64", 128): (4, 2)}
 #: overrides of the cache-derived (MC, KC, NC), for tuning
 BLOCKING: dict = {}
-#: JIT modules define their drivers (``tcomp_mm_<cfg>_p<paths>``, small) and *declare* the
-#: components the drivers call (packed GEMM, narrow kernels, gemv, ...), linked from one
-#: permanent library per component and configuration (:func:`runtime_ir`, built on first
-#: use, cached on disk like any module): a copy per module cost ~0.65 CPU s of LLVM, the
-#: bulk of compiling an MLP step.  False: every module defines its own copies.
+#: JIT modules *declare* their drivers (``tcomp_mm_<cfg>_p<paths>``) and the drivers'
+#: libraries the components they call (packed GEMM, narrow kernels, gemv, ...): one
+#: permanent library per driver or component and configuration (:func:`runtime_ir`, built
+#: on first use, cached on disk like any module): a copy per module cost ~0.65 CPU s of
+#: LLVM, the bulk of compiling an MLP step.  False: every module defines its own copies.
 SHARED_RUNTIME = True
 DRIVER_PREFIX = "tcomp_mm_"
 
@@ -279,8 +280,9 @@ COMPONENT_PREFIXES = ("tcomp_gemm_", "tcomp_gemv_", "tcomp_narrow_")
 #: at O1/O3 the loop vectorizer turned the zero padding of partial panels into scatters.
 #: The narrow-rows kernel keeps O1 (its B^T packing is the vectorizer's), the no-packing
 #: loop and gemv O3 (their inner loops are the vectorizer's).
-RUNTIME_PIPELINE = {"gemm": (0, False), "small": (3, False), "gemv": (3, False), "narrow_rows": (1, False),
-                    "narrow_cols": (0, False), "epi": (3, False), "rows": (3, False)}
+#: The drivers (dispatch glue, ``optsize``) get O2.
+RUNTIME_PIPELINE = {"driver": (2, False), "gemm": (0, False), "small": (3, False), "gemv": (3, False),
+                    "narrow_rows": (1, False), "narrow_cols": (0, False), "epi": (3, False), "rows": (3, False)}
 #: the components a component's library calls in the others' libraries (JIT) instead of
 #: compiling its own copy (they fall back to the no-packing loop, e.g. out of memory)
 _CALLS = {"narrow_rows": ("small",), "epi": ("small", "narrow_rows", "narrow_cols")}
@@ -315,10 +317,11 @@ def component_names() -> dict:
     return out
 
 
-def _component(module, cfg: Config, kind: str) -> ir.Function:
-    """Component ``kind`` for a module: with ``SHARED_RUNTIME``, an external declaration (the
+def _component(module, cfg: Config, kind: str, prefetch: bool = True) -> ir.Function:
+    """Component ``kind`` for a module: with ``SHARED_RUNTIME``, its definition when the
+    module has one (an ahead-of-time runtime module), else an external declaration (the
     engine links it from its library, which starts compiling now, while the module is still
-    being emitted); else its own internal copy."""
+    being emitted, unless not ``prefetch``); without, its own internal copy."""
     name_of, build = _COMPONENTS[kind]
     if not SHARED_RUNTIME:
         return build(module, cfg)
@@ -327,30 +330,60 @@ def _component(module, cfg: Config, kind: str) -> ir.Function:
     if fn is None:
         fn = ir.Function(module, _component_type(kind, cfg.tag), name=name)
         fn.attributes.add("nounwind")
-        from tcomp.runtime import engine
+        if prefetch:
+            from tcomp.runtime import engine
 
-        engine.prefetch([name])
+            engine.prefetch([name])
     return fn
 
 
+def _driver_spec(name: str):
+    """(dtype, paths, epilogue) of driver symbol ``name`` for the current settings, or None
+    (not a driver, or one of other GEMM settings)."""
+    if not name.startswith(DRIVER_PREFIX) or "_p" not in name:
+        return None
+    tag, _, rest = name[len(DRIVER_PREFIX):].rpartition("_p")
+    epilogue = rest.endswith("e")
+    if not rest.rstrip("e").isdigit():
+        return None
+    for d in ("float32", "float64"):
+        if Config(d).tag == tag:
+            return d, int(rest.rstrip("e")), epilogue
+    return None
+
+
+def _other_settings(name: str) -> RuntimeError:
+    return RuntimeError(f"gemm runtime: {name} was compiled with other GEMM settings than the current ones; "
+                        f"compile the module again")
+
+
 def runtime_ir(module_texts, visibility: str | None = None, jit: bool = False) -> str | None:
-    """An LLVM IR module defining the GEMM components that ``module_texts`` declare (None
-    when they declare none), for the current settings: an ahead-of-time library's copy
-    (``visibility='hidden'``; every component it calls defined in it too) or, with ``jit``,
-    one JIT library, which declares the components it calls (``_CALLS``)."""
+    """An LLVM IR module defining the GEMM drivers and components that ``module_texts``
+    declare (None when they declare none), for the current settings: an ahead-of-time
+    library's copy (``visibility='hidden'``; every component its drivers call defined in it
+    too) or, with ``jit``, one JIT library, which declares the components it calls."""
     import re
 
     table = component_names()
-    wanted = set()
+    prefixes = "|".join((DRIVER_PREFIX,) + COMPONENT_PREFIXES)
+    drivers, wanted = set(), set()
     for text in module_texts:
-        for name in re.findall(r'declare [^\n]*@"?((?:' + "|".join(COMPONENT_PREFIXES) + r')[A-Za-z0-9_]+)"?\(',
-                               text):
-            if name not in table:
-                raise RuntimeError(f"gemm runtime: {name} was compiled with other GEMM settings than the current "
-                                   f"ones; compile the module again")
-            wanted.add(name)
-    if not wanted:
+        for name in re.findall(r'declare [^\n]*@"?((?:' + prefixes + r')[A-Za-z0-9_]+)"?\(', text):
+            if name.startswith(DRIVER_PREFIX):
+                if _driver_spec(name) is None:
+                    raise _other_settings(name)
+                drivers.add(name)
+            elif name not in table:
+                raise _other_settings(name)
+            else:
+                wanted.add(name)
+    if not drivers and not wanted:
         return None
+    if not jit and SHARED_RUNTIME:  # the components the drivers call, defined before them
+        scratch = ir.Module(name="scratch")
+        for name in drivers:
+            _driver(scratch, Config(_driver_spec(name)[0]), *_driver_spec(name)[1:], prefetch=False, define=True)
+        wanted.update(n for n, gv in scratch.globals.items() if n in table)
     m = ir.Module(name="tcomp_gemm_runtime")
     for name in sorted(wanted):
         kind, dtype = table[name]
@@ -359,6 +392,10 @@ def runtime_ir(module_texts, visibility: str | None = None, jit: bool = False) -
                 _component(m, Config(dtype), other)
         fn = _COMPONENTS[kind][1](m, Config(dtype))
         fn.linkage = visibility or ""  # llvmlite prints the linkage text verbatim: 'hidden' is a visibility
+    for name in sorted(drivers):
+        dtype, paths, epilogue = _driver_spec(name)
+        fn = _driver(m, Config(dtype), paths, epilogue, prefetch=jit, define=True)
+        fn.linkage = visibility or ""
     return str(m)
 
 
@@ -368,7 +405,7 @@ _runtime_lock = threading.Lock()
 
 
 def _runtime_address(name: str) -> int:
-    """Address of component ``name`` in this process's GEMM runtime (its library compiled
+    """Address of driver or component ``name`` in this process's GEMM runtime (its library compiled
     or loaded from the compile cache on first use, once per process: a second thread asking
     waits for the first).  Not under the engine's lock: the components compile at the same
     time, and a module being linked does not hold up another's compile."""
@@ -380,12 +417,14 @@ def _runtime_address(name: str) -> int:
         lib = _runtime_libraries.get(name)
         if lib is None:
             table = component_names()
-            if name not in table:
-                raise RuntimeError(f"gemm runtime: {name} was compiled with other GEMM settings than the current "
-                                   f"ones; compile the module again")
+            if name in table:
+                kind = table[name][0]
+            elif _driver_spec(name) is not None:
+                kind = "driver"
+            else:
+                raise _other_settings(name)
             from tcomp.runtime.cache import source_fingerprint
 
-            kind = table[name][0]
             opt, unroll = RUNTIME_PIPELINE[kind]
             # keyed without making the text (llvmlite printing at every start)
             key = f"gemm-runtime:{name}:{codegen_key()}:{source_fingerprint('tcomp.backend.cpu')}"
@@ -398,24 +437,35 @@ def _runtime_address(name: str) -> int:
 def _register_provider() -> None:
     from tcomp.runtime import engine
 
-    for prefix in COMPONENT_PREFIXES:
+    for prefix in (DRIVER_PREFIX,) + COMPONENT_PREFIXES:
         engine.symbol_prefix_providers[prefix] = _runtime_address
 
 
 _register_provider()
 
 
-def _driver(module, cfg: Config, paths: int = ALL_PATHS, epilogue: bool = False) -> ir.Function:
+def _driver(module, cfg: Config, paths: int = ALL_PATHS, epilogue: bool = False, prefetch: bool = True,
+            define: bool = False) -> ir.Function:
     """``tcomp_mm_<cfg>_p<paths>[e](M, N, K, A, rsa, csa, B, rsb, csb, C, lo, hi, epi, env,
     flags)``: one product, C contiguous (M, N), its share ``[lo, hi)`` of the ``_split``
     units: picks gemv, the no-packing loop or the packed GEMM (allocating and freeing its
     pack buffers) among ``paths``.  ``epilogue``: the driver of products with an epilogue
-    (``epi`` not null), else of those without (``epi`` null).  Internal to the module (a few
-    hundred instructions); the components it calls are its libraries' (``_component``)."""
+    (``epi`` not null), else of those without (``epi`` null).  With ``SHARED_RUNTIME`` a
+    module declares it (its own small library, which starts compiling now unless not
+    ``prefetch``: off the program's critical path and shared by programs) unless ``define``
+    (:func:`runtime_ir`); the components it calls are their libraries' (``_component``)."""
     name = f"{DRIVER_PREFIX}{cfg.tag}_p{paths}" + ("e" if epilogue else "")
     if name in module.globals:
         return module.globals[name]
-    comp = functools.partial(_component, module, cfg)
+    if SHARED_RUNTIME and not define:
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), _DRIVER_ARGS), name=name)
+        fn.attributes.add("nounwind")
+        if prefetch:
+            from tcomp.runtime import engine
+
+            engine.prefetch([name])
+        return fn
+    comp = functools.partial(_component, module, cfg, prefetch=prefetch)
     small = comp("small")
     gemm = comp("gemm") if paths & PACKED else None
     gemv = comp("gemv") if paths & GEMV else None
