@@ -171,3 +171,41 @@ def test_split_program_in_process(forced, monkeypatch):
     c = 2.25
     ins, outs = _program(c)
     _check(tcomp.function(ins, outs), c, seed=6)
+
+
+FORK_SCRIPT = """\
+import os, sys
+import numpy as np
+import tcomp, tcomp.tensor as T
+from tcomp.backend.cpu import kernels_gemm as KG
+from tcomp.runtime import engine
+cfg = KG.Config("float32")
+name = KG._COMPONENTS["gemm"][0](cfg)
+with KG._runtime_lock:  # as a parent thread building the packed product's library does
+    KG._runtime_locks.setdefault(name, __import__("threading").Lock()).acquire()
+    with engine._prefetch_lock:
+        engine._prefetching.add(name)
+        pid = os.fork()
+        if pid == 0:  # the child: the locks of threads it does not have are renewed
+            x, y = T.matrix("x", shape=(70, 300)), T.matrix("y", shape=(300, 90))
+            f = tcomp.function([x, y], T.dot(x, y))
+            a = np.arange(70 * 300, dtype="float32").reshape(70, 300) / 7e3
+            b = np.arange(300 * 90, dtype="float32").reshape(300, 90) / 9e3
+            err = np.abs(f(a, b) - a.astype("float64") @ b).max()
+            os._exit(0 if err < 1e-3 else 3)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_forked_child_builds_what_a_parent_thread_was_building(tmp_path):
+    """A child forked while a thread of its parent held a GEMM library's build lock (and
+    the library was on its way) builds the library itself: no deadlock on a lock whose
+    holder it does not have, and NumPy's product."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TCOMP_CACHE_DIR=str(tmp_path))
+    r = subprocess.run([sys.executable, "-c", FORK_SCRIPT], env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]

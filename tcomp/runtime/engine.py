@@ -27,6 +27,7 @@ callable, even making the IR text).
 from __future__ import annotations
 
 import _thread
+import os
 import re
 import threading
 import weakref
@@ -292,6 +293,17 @@ def _quietly(fn) -> None:
         fn()
     except Exception:  # its own caller reports it
         pass
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's prefetch threads: nothing is on its way."""
+    global _prefetch_lock
+    _prefetch_lock = threading.Lock()
+    _prefetching.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _prefetch(text: str) -> None:

@@ -444,6 +444,18 @@ def _register_provider() -> None:
 _register_provider()
 
 
+def _after_fork_in_child() -> None:
+    """A forked child starts with fresh build locks: a parent's thread that held one while
+    building a library does not exist in the child (the child builds what it lacks)."""
+    global _runtime_lock
+    _runtime_lock = threading.Lock()
+    _runtime_locks.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _driver(module, cfg: Config, paths: int = ALL_PATHS, epilogue: bool = False, prefetch: bool = True,
             define: bool = False) -> ir.Function:
     """``tcomp_mm_<cfg>_p<paths>[e](M, N, K, A, rsa, csa, B, rsb, csb, C, lo, hi, epi, env,

@@ -151,6 +151,15 @@ _pool_library = None
 _pool_lock = threading.Lock()
 
 
+def _renew_pool_lock() -> None:  # a forked child: the thread that held it is not there
+    global _pool_lock
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_pool_lock)
+
+
 def _pool_address() -> int:
     """The JIT's one pool: its module is compiled and linked once per process, the first
     time a kernel that calls it is linked or prefetched (``engine.prefetch``; under this
