@@ -60,8 +60,11 @@ def applies(b, cfg, M, N, K, csb):
     l2 = _cache_sizes()[1]
     ok = b.and_(b.icmp_signed(">=", M, c64(ROWS)), b.icmp_signed(">=", N, c64(cfg.W)))
     ok = b.and_(ok, b.icmp_signed("==", csb, c64(1)))
-    ok = b.and_(ok, b.icmp_signed("<=", b.mul(b.mul(K, N), c64(cfg.es)), c64(l2 // 2)))
-    tall = b.and_(b.icmp_signed("<=", K, c64(cfg.KC)), b.icmp_signed("<=", N, c64(WIDE_N)))
+    kb = _min(b, K, c64(cfg.KC))
+    ok = b.and_(ok, b.icmp_signed("<=", b.mul(b.mul(kb, N), c64(cfg.es)), c64(l2 // 2)))
+    deep = b.and_(b.icmp_signed(">", K, c64(cfg.KC)), b.icmp_signed(">", M, c64(MAX_ROWS)))
+    small_c = b.icmp_signed("<=", b.mul(b.mul(M, N), c64(cfg.es)), c64(l2 // 4))
+    tall = b.and_(b.icmp_signed("<=", N, c64(WIDE_N)), b.or_(b.not_(deep), small_c))
     return b.and_(ok, b.or_(b.icmp_signed("<=", M, c64(MAX_ROWS)), tall))
 
 
@@ -84,20 +87,27 @@ def gemm_rows(module, cfg) -> ir.Function:
         a.add_attribute("noalias")
     zero = ir.Constant(et, 0.0)
     BW = VECS * W
+    KB = cfg.KC
+    from .kernels_gemm import _cache_sizes
 
-    def block(i0, j0, clamp):
+    def block(i0, j0, clamp, k0, kc, ncols):
         """C[rows, cols] for the ROWS rows from i0 (clamped to the last) and the VECS vectors
-        from j0; ``clamp`` (N < VECS * W): each vector's start clamped to end at N, else the
-        vectors are at constant offsets from one pointer (fewer live registers in the k loop)."""
-        last_row, last_col = b.sub(M, c64(1)), b.sub(N, c64(W))
+        from j0, over k in [k0, k0 + kc) (continuing the sums stored in C unless k0 is 0);
+        ``clamp`` (N < VECS * W): each vector's start clamped to end at N, else the vectors
+        are at constant offsets from one pointer (fewer live registers in the k loop)."""
+        last_row, last_col = b.sub(M, c64(1)), b.sub(ncols, c64(W))
         rows = [_min(b, b.add(i0, c64(r)), last_row) for r in range(ROWS)]
-        arows = [_gep(b, A, et, b.mul(r, rsa)) for r in rows]
+        arows = [_gep(b, A, et, b.add(b.mul(r, rsa), b.mul(k0, csa))) for r in rows]
         if clamp:
             offs = [_min(b, b.add(j0, c64(v * W)), last_col) for v in range(VECS)]
-            bbase = B
+            bbase = _gep(b, B, et, b.mul(k0, rsb))
         else:
             offs = [c64(v * W) for v in range(VECS)]
-            bbase = _gep(b, B, et, j0)
+            bbase = _gep(b, B, et, b.add(j0, b.mul(k0, rsb)))
+        crows = [_gep(b, C, et, b.add(b.mul(r, rsc), c64(0) if clamp else j0)) for r in rows]
+        first = b.icmp_signed("==", k0, c64(0))
+        init = [b.select(first, vzero, b.load(_gep(b, crows[r], et, offs[v]), typ=vt, align=es))
+                for r in range(ROWS) for v in range(VECS)]
 
         def step(k, accs):
             brow = _gep(b, bbase, et, b.mul(k, rsb))
@@ -116,42 +126,78 @@ def gemm_rows(module, cfg) -> ir.Function:
             for q in range(UNROLL):
                 accs = step(b.add(k0, c64(q)), accs)
             return accs
-        accs = u.reduction_loop(b, b.sdiv(K, c64(UNROLL)), [vzero] * (ROWS * VECS), unrolled, name="gsk")
-        kt = b.mul(b.sdiv(K, c64(UNROLL)), c64(UNROLL))
-        accs = u.reduction_loop(b, b.sub(K, kt), accs, lambda t, a_: step(b.add(kt, t), a_), name="gskt")
+        accs = u.reduction_loop(b, b.sdiv(kc, c64(UNROLL)), init, unrolled, name="gsk")
+        kt = b.mul(b.sdiv(kc, c64(UNROLL)), c64(UNROLL))
+        accs = u.reduction_loop(b, b.sub(kc, kt), accs, lambda t, a_: step(b.add(kt, t), a_), name="gskt")
         for r in range(ROWS):
-            crow = _gep(b, C, et, b.add(b.mul(rows[r], rsc), c64(0) if clamp else j0))
             for v in range(VECS):
-                b.store(accs[r * VECS + v], _gep(b, crow, et, offs[v]), align=es)
+                b.store(accs[r * VECS + v], _gep(b, crows[r], et, offs[v]), align=es)
+
+    def elem(i, j):  # one element as a scalar fma chain over all of K (the lanes' bits)
+        def kk(k, acc):
+            a = b.load(_gep(b, A, et, b.add(b.mul(i, rsa), b.mul(k, csa))), typ=et)
+            x = b.load(_gep(b, B, et, b.add(b.mul(k, rsb), j)), typ=et)
+            return [u.call_intrinsic(b, "fma", a, x, acc[0])]
+        (s,) = u.reduction_loop(b, K, [zero], kk, name="gstk")
+        b.store(s, _gep(b, C, et, b.add(b.mul(i, rsc), j)))
+
+    def row_blocks(m0, body):  # the ROWS-row blocks of MB rows from m0
+        rows_end = _min(b, b.add(m0, c64(MB)), M)
+        u.for_range(b, _cdiv(b, b.sub(rows_end, m0), ROWS), lambda s: body(b.add(m0, b.mul(s, c64(ROWS)))),
+                    name="gsi")
+
+    def one_block():
+        """B within half of L2: all of K in one pass; the last row and column blocks overlap
+        the ones before (recomputing their elements, same bits)."""
+        last_j, last_i = b.sub(N, c64(BW)), b.sub(M, c64(ROWS))
+
+        def outer(o):  # MB rows of A at a time stay in L2 while every panel of B passes over them
+            def panel(j0, clamp):
+                row_blocks(b.mul(o, c64(MB)), lambda i0: block(
+                    b.select(b.icmp_signed("<", last_i, c64(0)), c64(0), _min(b, i0, last_i)), j0, clamp, c64(0), K, N))
+            with b.if_else(b.icmp_signed("<", last_j, c64(0))) as (few, many):
+                with few:  # fewer columns than a block: one block, its vectors clamped
+                    panel(c64(0), True)
+                with many:
+                    u.for_range(b, _cdiv(b, N, BW), lambda t: panel(_min(b, b.mul(t, c64(BW)), last_j), False),
+                                name="gsj")
+        u.for_range(b, _cdiv(b, M, MB), outer, name="gso")
+
+    def k_blocked():
+        """KC deep at a time (B's k block, KC x N, stays in L2), the sums carried in C from one
+        k block to the next: blocks must not overlap (an overlapping block would read sums
+        another block already carried on), so rows past the end repeat the last one, the last
+        panel's vectors are clamped to the last whole vector, and the last N % W columns are
+        scalar chains."""
+        nv = b.sub(N, b.srem(N, c64(W)))
+        last_i = b.sub(M, c64(1))
+
+        def outer(o):
+            def kblock(q):
+                k0 = b.mul(q, c64(KB))
+                kc = _min(b, c64(KB), b.sub(K, k0))
+
+                def panel(t):
+                    j0 = b.mul(t, c64(BW))
+                    with b.if_else(b.icmp_signed("<=", b.add(j0, c64(BW)), nv)) as (full, part):
+                        for side, clamp in ((full, False), (part, True)):
+                            with side:
+                                row_blocks(b.mul(o, c64(MB)), lambda i0: block(_min(b, i0, last_i), j0, clamp, k0, kc,
+                                                                              nv))
+                u.for_range(b, _cdiv(b, nv, BW), panel, name="gkj")
+            u.for_range(b, _cdiv(b, K, KB), kblock, name="gkb")
+        u.for_range(b, _cdiv(b, M, MB), outer, name="gko")
+        u.for_range(b, M, lambda i: u.for_range(b, N, lambda j: elem(i, j), start=nv, name="gkcj"), name="gkci")
 
     with b.if_else(b.icmp_signed(">=", N, c64(W))) as (wide, thin):
         with wide:
-            last_j = b.sub(N, c64(BW))
-            last_i = b.sub(M, c64(ROWS))
-
-            def outer(o):  # MB rows of A at a time stay in L2 while every panel of B passes over them
-                m0 = b.mul(o, c64(MB))
-                rows_end = _min(b, b.add(m0, c64(MB)), M)
-                s_end = _cdiv(b, b.sub(rows_end, m0), ROWS)
-
-                def panel(t, clamp):
-                    j0 = c64(0) if clamp else _min(b, b.mul(t, c64(BW)), last_j)
-                    u.for_range(b, s_end, lambda s: block(b.select(b.icmp_signed("<", last_i, c64(0)), c64(0), _min(
-                        b, b.add(m0, b.mul(s, c64(ROWS))), last_i)), j0, clamp), name="gsi")
-                with b.if_else(b.icmp_signed("<", last_j, c64(0))) as (few, many):
-                    with few:  # fewer columns than a block: one block, its vectors clamped
-                        panel(c64(0), True)
-                    with many:
-                        u.for_range(b, _cdiv(b, N, BW), lambda t: panel(t, False), name="gsj")
-            u.for_range(b, _cdiv(b, M, MB), outer, name="gso")
-        with thin:  # a share narrower than one vector: scalar fma chains (the lanes' bits)
-            def elem(i, j):
-                def kk(k, acc):
-                    a = b.load(_gep(b, A, et, b.add(b.mul(i, rsa), b.mul(k, csa))), typ=et)
-                    x = b.load(_gep(b, B, et, b.add(b.mul(k, rsb), j)), typ=et)
-                    return [u.call_intrinsic(b, "fma", a, x, acc[0])]
-                (s,) = u.reduction_loop(b, K, [zero], kk, name="gstk")
-                b.store(s, _gep(b, C, et, b.add(b.mul(i, rsc), j)))
+            whole = b.icmp_signed("<=", b.mul(b.mul(K, N), c64(es)), c64(_cache_sizes()[1] // 2))
+            with b.if_else(whole) as (one, deep):
+                with one:
+                    one_block()
+                with deep:
+                    k_blocked()
+        with thin:  # a share narrower than one vector: scalar fma chains
             u.for_range(b, M, lambda i: u.for_range(b, N, lambda j: elem(i, j), name="gstj"), name="gsti")
     b.ret_void()
     return fn
@@ -162,9 +208,10 @@ def static_applies(cfg, M, N, K) -> bool:
     stride, which only the call knows."""
     from .kernels_gemm import _cache_sizes
 
-    if M < ROWS or N < cfg.W or K * N * cfg.es > _cache_sizes()[1] // 2:
+    l2 = _cache_sizes()[1]
+    if M < ROWS or N < cfg.W or min(K, cfg.KC) * N * cfg.es > l2 // 2:
         return False
-    return M <= MAX_ROWS or (K <= cfg.KC and N <= WIDE_N)
+    return M <= MAX_ROWS or (N <= WIDE_N and (K <= cfg.KC or M * N * cfg.es <= l2 // 4))
 
 
 def dispatch(b, cfg, rows, M, N, K, A, rsa, csa, B, rsb, csb, C, sw, i0, m, j0, n) -> None:
