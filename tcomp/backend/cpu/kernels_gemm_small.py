@@ -1,4 +1,4 @@
-"""The in-place GEMM path: C = A @ B with neither operand packed, for few rows of C or one KC block.
+"""The in-place GEMM path: C = A @ B with neither operand packed, for few rows of C or narrow tall products.
 
 Why: a recurrent step's ``h_{t-1} @ U`` (16 x 128 x 128 in the scan bench) is too small to
 repay packing B (K x N copies for M x N x K FMAs: 1/M of the work again) and too wide for the
@@ -10,18 +10,21 @@ of A's column k and ``ROWS * VECS`` FMAs, and the block is stored as whole vecto
 rows.  B's rows must be contiguous (``csb == 1``); A may have any strides (its elements are
 broadcast one at a time).  Blocks walk ``MB`` rows of A at a time (in L2), then B's column
 panels (``K x VECS*W``, in L1/L2), then C's row blocks, so each panel is read from cache
-``MB / ROWS`` times; the path is taken only when B fits in half of L2.
+``MB / ROWS`` times.  When B (K x N) exceeds half of L2 the product runs KC deep at a time
+(a KC x N block of B must fit there), the sums carried in C from one k block to the next.
 
-Taller products take it too when they are one KC block deep and narrow (``WIDE_N``): there
-the packed GEMM's packing of A (a load and a store per element, for N/W FMAs) and of B
-costs more than broadcasting A in place; the bench scan's pushed-out ``X W`` (16000 x 128 x
-128) is one.
+Taller products take it too when they are narrow (``WIDE_N``) and one KC block deep, or
+deeper with C within a quarter of L2: there the packed GEMM's packing of A (a load and a
+store per element, for N/W FMAs) and of B costs more than broadcasting A in place; the bench
+scan's pushed-out ``X W`` (16000 x 128 x 128) and its weight gradients ``X^T dH`` (128 x 128
+over 16000 rows) are such.
 
-Edges: row and column blocks overlap at the ends instead of having tails (the last row
-block starts at ``m - ROWS`` and a block's vectors start at ``min(j0 + v*W, n - W)``; rows
-past the share repeat its last row).  An element recomputed by the same code has the same
-bits, so the overlap only costs the repeated FMAs; shares narrower than one vector run
-scalar FMAs.  Every element of C is the same k-ordered ``fma`` chain from 0 whatever its
+Edges: in one k block, row and column blocks overlap at the ends instead of having tails
+(the last row block starts at ``m - ROWS`` and a block's vectors start at ``min(j0 + v*W,
+n - W)``; rows past the share repeat its last row).  An element recomputed by the same code
+has the same bits, so the overlap only costs the repeated FMAs.  With several k blocks the
+blocks must not overlap (``k_blocked`` in :func:`gemm_rows`); shares narrower than one
+vector run scalar FMAs.  Every element of C is the same k-ordered ``fma`` chain from 0 whatever its
 place in a block, the block sizes or the thread split: 1 and N threads agree bit for bit.
 C must not share memory with A or B (a product's result never does).
 """
@@ -32,7 +35,7 @@ from llvmlite import ir
 from . import irutil as u
 from .kernels_gemm_ir import _GEMM_ARGS, _cdiv, _gep, _min, _new_fn, c64
 
-#: products with at most this many rows of C take this path (when B fits in half of L2)
+#: products with at most this many rows of C take this path (when a KC x N block of B fits in half of L2)
 MAX_ROWS = 32
 #: rows x vectors of one block of C (ROWS * VECS accumulators in registers)
 ROWS, VECS = 4, 4
@@ -51,10 +54,11 @@ WIDE_N = 256
 
 def applies(b, cfg, M, N, K, csb):
     """Whether the whole product (M, N, K) takes this path: B's rows contiguous, N at least
-    one vector, B (K x N) within half of L2, and either 4 <= M <= MAX_ROWS, or M >= 4, K <= KC
-    and N <= WIDE_N (one KC block: no partial sums, and packing A then costs more than it
-    saves).  Decided from the whole product's dims, not a thread's share, so every share of
-    it runs the same code."""
+    one vector, min(K, KC) x N of B within half of L2, and either 4 <= M <= MAX_ROWS, or
+    M >= 4 and N <= WIDE_N and (K <= KC or C within a quarter of L2: its sums carried from
+    one k block to the next stay there); packing A then costs more than it saves.  Decided
+    from the whole product's dims, not a thread's share, so every share of it runs the same
+    code."""
     from .kernels_gemm import _cache_sizes
 
     l2 = _cache_sizes()[1]
