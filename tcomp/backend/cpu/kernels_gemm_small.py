@@ -172,9 +172,41 @@ def gemm_rows(module, cfg) -> ir.Function:
         k block to the next: blocks must not overlap (an overlapping block would read sums
         another block already carried on), so rows past the end repeat the last one, the last
         panel's vectors are clamped to the last whole vector, and the last N % W columns are
-        scalar chains."""
+        one masked vector per row."""
         nv = b.sub(N, b.srem(N, c64(W)))
         last_i = b.sub(M, c64(1))
+        lanes = ir.Constant(ir.VectorType(u.I64, W), list(range(W)))
+        rem = b.sub(N, nv)
+        rem_v = b.shuffle_vector(b.insert_element(ir.Constant(ir.VectorType(u.I64, W), ir.Undefined), rem,
+                                                  ir.Constant(u.I32, 0)),
+                                 ir.Constant(ir.VectorType(u.I64, W), ir.Undefined), splat)
+        mask = b.icmp_signed("<", lanes, rem_v)
+        mload = u.intrinsic(module, f"llvm.masked.load.{u.type_suffix(vt)}.p0", vt, [u.PTR, u.I32, mask.type, vt])
+        mstore = u.intrinsic(module, f"llvm.masked.store.{u.type_suffix(vt)}.p0", ir.VoidType(),
+                             [vt, u.PTR, u.I32, mask.type])
+        align = ir.Constant(u.I32, es)
+
+        def tail(i0, k0, kc):
+            """Columns [nv, N) of ROWS rows from i0: one masked vector each (the lanes past N
+            neither read nor written)."""
+            rows = [_min(b, b.add(i0, c64(r)), last_i) for r in range(ROWS)]
+            arows = [_gep(b, A, et, b.add(b.mul(r, rsa), b.mul(k0, csa))) for r in rows]
+            crows = [_gep(b, C, et, b.add(b.mul(r, rsc), nv)) for r in rows]
+            first = b.icmp_signed("==", k0, c64(0))
+            init = [b.select(first, vzero, b.call(mload, [p, align, mask, vzero])) for p in crows]
+            bbase = _gep(b, B, et, b.add(nv, b.mul(k0, rsb)))
+
+            def step(k, accs):
+                bv = b.call(mload, [_gep(b, bbase, et, b.mul(k, rsb)), align, mask, vzero])
+                out = []
+                for r in range(ROWS):
+                    a = b.load(_gep(b, arows[r], et, b.mul(k, csa)), typ=et)
+                    av = b.shuffle_vector(b.insert_element(undef, a, ir.Constant(u.I32, 0)), undef, splat)
+                    out.append(u.call_intrinsic(b, "fma", av, bv, accs[r]))
+                return out
+            accs = u.reduction_loop(b, kc, init, step, name="gkt")
+            for r in range(ROWS):
+                b.call(mstore, [accs[r], crows[r], align, mask])
 
         def outer(o):
             def kblock(q):
@@ -189,9 +221,10 @@ def gemm_rows(module, cfg) -> ir.Function:
                                 row_blocks(b.mul(o, c64(MB)), lambda i0: block(_min(b, i0, last_i), j0, clamp, k0, kc,
                                                                               nv))
                 u.for_range(b, _cdiv(b, nv, BW), panel, name="gkj")
+                with b.if_then(b.icmp_signed(">", rem, c64(0))):
+                    row_blocks(b.mul(o, c64(MB)), lambda i0: tail(_min(b, i0, last_i), k0, kc))
             u.for_range(b, _cdiv(b, K, KB), kblock, name="gkb")
         u.for_range(b, _cdiv(b, M, MB), outer, name="gko")
-        u.for_range(b, M, lambda i: u.for_range(b, N, lambda j: elem(i, j), start=nv, name="gkcj"), name="gkci")
 
     with b.if_else(b.icmp_signed(">=", N, c64(W))) as (wide, thin):
         with wide:
