@@ -5,8 +5,8 @@ product while the tile is still in cache, instead of writing the product and rea
 back in a second loop.  ``relu(x @ W + b)``, the SGD update ``W - lr * (h.T @ d)`` and the
 backward mask ``where(a > 0, d @ W.T, 0)`` of an MLP are each one kernel.
 
-Runs after elementwise fusion (``fuse_elementwise`` calls :func:`absorb_products` last), on
-its ``fused`` kernels and on lone elementwise nodes.  A product ``D`` is absorbed into its
+Runs after elementwise fusion (the pass ``fuse_gemm_epilogue`` follows ``fuse_elementwise``
+in the default pipeline), on its ``fused`` kernels and on lone elementwise nodes.  A product ``D`` is absorbed into its
 reader ``F`` when:
 
 * ``D`` is a ``dot``/``matmul`` of two rank-2 float32/float64 operands of ``D``'s dtype
@@ -18,6 +18,15 @@ reader ``F`` when:
   never broadcast;
 * ``F``'s primary result has ``D``'s dtype (a backend may keep partial sums of the product in
   the primary result's memory while the K loop runs).
+* (cost rule, :func:`absorb_products`) every elementwise step of ``F`` is a few instructions
+  per element (``CHEAP_STEPS``: add, mul, max, compare, where, relu, a division, ...).
+  Measured on the 2-core znver4 (interleaved A/B, min of 100-call loops, loaded): epilogues
+  of that kind ran as fast as or faster than the product and a separate elementwise kernel
+  at 1 and 2 threads (the MLP step's bias + relu, backward masks and SGD updates: 0.87-1.01
+  per kernel); a tanh epilogue of a 128x784x512 product was 0.99 at 1 thread but 1.02-1.18
+  at 2 threads, so transcendental epilogues (tanh, sigmoid, exp, ...) stay a separate
+  kernel unless asked for: :func:`absorb_all_products` (pass ``fuse_gemm_epilogue_all``,
+  ``PIPELINES['gemm_epilogue']``) absorbs any elementwise epilogue.
 
 The rewritten kernel's operands are ``D``'s two operands, then ``F``'s other operands; its
 steps are the product (step 0) and ``F``'s steps, renumbered; its results are ``F``'s.
@@ -69,6 +78,18 @@ def _layout_not_epilogue(step) -> bool:
     return op == "reshape" or (op == "dimshuffle" and refs[0][0] != "$")
 
 
+#: elementwise ops a few instructions per element: epilogues made of these (and constants,
+#: operand dimshuffles) are absorbed by the default pass (see the module docstring)
+CHEAP_STEPS = frozenset({"abs", "add", "sub", "mul", "neg", "truediv", "maximum", "minimum", "relu", "where",
+                         "eq", "neq", "lt", "le", "gt", "ge", "sign", "cast", "logical_and", "logical_or",
+                         "logical_not", "logical_xor", "isnan", "isinf", "floor", "ceil", "round",
+                         "constant", "dimshuffle"})
+
+
+def _cheap(body) -> bool:
+    return all(step[0] in CHEAP_STEPS for step in body)
+
+
 def _same_space(td, it) -> bool:
     """The product (type ``td``), read by the kernel's elementwise steps, has the iteration
     space's extents at run time: same rank, and every static dim of the product equal to the
@@ -78,8 +99,9 @@ def _same_space(td, it) -> bool:
 
 
 class _Absorber:
-    def __init__(self, g: Graph):
+    def __init__(self, g: Graph, cheap_only: bool):
         self.g = g
+        self.cheap_only = cheap_only
 
     def try_absorb(self, n: int) -> bool:
         g = self.g
@@ -87,6 +109,8 @@ class _Absorber:
         if form is None:
             return False
         body, ops, outputs = form
+        if self.cheap_only and not _cheap(body):
+            return False
         for d in dict.fromkeys(ops):
             if not _product_ok(g, d) or any(u != n for u in g.users(d)):
                 continue
@@ -129,10 +153,21 @@ class _Absorber:
 
 
 def absorb_products(graph: Graph) -> Graph:
-    """Absorb matrix products into the elementwise kernels that read them (in place; returns
-    ``graph``).  See the module docstring for the conditions.  In a pass pipeline that does
-    not fuse elementwise code (``exclude=["fuse_elementwise"]``) it does nothing: such a
-    graph keeps no fused kernels at all."""
+    """Absorb matrix products into the elementwise kernels that read them when the kernel's
+    steps are cheap (``CHEAP_STEPS``; in place; returns ``graph``): the default pipeline's
+    ``fuse_gemm_epilogue``.  See the module docstring for the conditions."""
+    return _absorb(graph, cheap_only=True)
+
+
+def absorb_all_products(graph: Graph) -> Graph:
+    """:func:`absorb_products` for any elementwise epilogue, transcendental ones included
+    (``fuse_gemm_epilogue_all``, in ``PIPELINES['gemm_epilogue']``)."""
+    return _absorb(graph, cheap_only=False)
+
+
+def _absorb(graph: Graph, cheap_only: bool) -> Graph:
+    """In a pass pipeline that does not fuse elementwise code (``exclude=["fuse_elementwise"]``)
+    it does nothing: such a graph keeps no fused kernels at all."""
     from .manager import active_pipeline
 
     pipeline = active_pipeline()
@@ -140,7 +175,7 @@ def absorb_products(graph: Graph) -> Graph:
         return graph
     g = graph
     cands = [n for n in g.topo_order() if g.op(n) == "fused" or get_op(g.op(n)).kind == "elemwise"]
-    a = _Absorber(g)
+    a = _Absorber(g, cheap_only)
     changed = False
     for n in cands:
         if any(g.op(o) in CONTRACTIONS for o in g.operands(n)):
@@ -190,4 +225,4 @@ def split_products(graph: Graph) -> Graph:
     return g
 
 
-__all__ = ["absorb_products", "has_products", "split_products"]
+__all__ = ["CHEAP_STEPS", "absorb_all_products", "absorb_products", "has_products", "split_products"]

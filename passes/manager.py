@@ -25,7 +25,7 @@ from .canonicalize import canonicalize
 from .cse import cse, dce
 from .fold import constant_fold
 from .fusion import fuse_elementwise
-from .fusion_gemm import absorb_products
+from .fusion_gemm import absorb_all_products, absorb_products
 from .scan_opt import scan_opt
 from .simplify import simplify
 from .stabilize import stabilize
@@ -58,20 +58,22 @@ register_pass("stabilize", stabilize)
 register_pass("scan_opt", scan_opt)
 register_pass("fuse_elementwise", fuse_elementwise)
 register_pass("fuse_gemm_epilogue", absorb_products)
+register_pass("fuse_gemm_epilogue_all", absorb_all_products)
 register_pass("dce", dce)
 
 #: the pipelines by mode; a name may appear more than once (cse/dce run again after rewrites)
 PIPELINES: dict[str, tuple[str, ...]] = {
     "default": ("canonicalize", "constant_fold", "cse", "simplify", "stabilize", "simplify", "constant_fold", "cse",
-                "dce", "scan_opt", "fuse_elementwise", "dce"),
+                "dce", "scan_opt", "fuse_elementwise", "fuse_gemm_epilogue", "dce"),
     "fast_compile": ("canonicalize", "dce"),
 }
-#: the default pipeline plus GEMM epilogue fusion (``passes/fusion_gemm.py``), which is opt-in
-#: (``tcomp.Mode(optimizer=PIPELINES['gemm_epilogue'])``): measured on the 2-core znver4 it made
-#: the MLP training step 4% (1 thread) and 11% (2 threads) slower and a 16x128 scan body with a
-#: tanh epilogue 1.7x slower, because the driver calls the epilogue once per block of C and the
-#: unfused elementwise pass over an L2-resident C costs less than that.
-PIPELINES["gemm_epilogue"] = PIPELINES["default"][:-1] + ("fuse_gemm_epilogue", "dce")
+#: GEMM epilogue fusion (``passes/fusion_gemm.py``) is in the default pipeline for cheap
+#: epilogues (bias, relu, masks, scaled updates: as fast as or faster than a separate
+#: elementwise kernel at 1 and 2 threads on the 2-core znver4); this pipeline absorbs every
+#: elementwise epilogue, transcendental ones too (a tanh epilogue measured up to 1.18x slower
+#: at 2 threads): ``tcomp.Mode(optimizer=PIPELINES['gemm_epilogue'])``
+PIPELINES["gemm_epilogue"] = tuple("fuse_gemm_epilogue_all" if p == "fuse_gemm_epilogue" else p
+                                   for p in PIPELINES["default"])
 
 
 def _check_names(what: str, names: Iterable[str]) -> tuple[str, ...]:

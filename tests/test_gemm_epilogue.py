@@ -20,7 +20,8 @@ from tcomp.ir.ops.fused import CONTRACTIONS
 from tcomp.passes.fusion_gemm import split_products
 from tcomp.passes.manager import PIPELINES
 
-#: GEMM epilogue fusion is opt-in (passes/manager.py): every function here asks for it
+#: the default pipeline fuses cheap epilogues only (passes/fusion_gemm.CHEAP_STEPS); the functions
+#: here ask for every epilogue to be fused (tanh, sigmoid too)
 EPILOGUE = tcomp.Mode(optimizer=PIPELINES["gemm_epilogue"])
 
 
@@ -140,8 +141,29 @@ def test_not_absorbed_where_the_product_is_needed_or_broadcast():
     assert not _products(_fn([x, w], T.exp(T.dot(x, w)).sum(axis=1)))  # a reduction
     xi, wi = T.imatrix("xi"), T.imatrix("wi")
     assert not _products(_fn([xi, wi], T.dot(xi, wi) + 1))  # not the float GEMM
-    f = _fn([x, w], T.exp(T.dot(x, w)), exclude=["fuse_gemm_epilogue"])
+    f = _fn([x, w], T.exp(T.dot(x, w)), exclude=["fuse_gemm_epilogue_all"])
     assert not _products(f)
+
+
+def test_default_pipeline_fuses_cheap_epilogues_only():
+    """The cost rule (passes/fusion_gemm.CHEAP_STEPS): the default pipeline absorbs a bias +
+    relu, a backward mask and a scaled update, not a tanh or sigmoid epilogue (those measured
+    slower fused at 2 threads); ``exclude`` turns it off; results match NumPy either way."""
+    x, w, b, a = T.matrix("x"), T.matrix("w"), T.vector("b"), T.matrix("a")
+    z = T.dot(x, w)
+    cheap = [T.nnet.relu(z + b), T.where(0 < a, z, 0), a - 0.5 * z]
+    costly = [T.tanh(z + b), T.nnet.sigmoid(z)]
+    rng = np.random.default_rng(9)
+    xv, wv, bv, av = (rng.standard_normal(s).astype("float32") for s in ((40, 30), (30, 70), (70,), (40, 70)))
+    zv = xv.astype("float64") @ wv
+    want = [np.maximum(zv + bv, 0), np.where(av > 0, zv, 0), av - 0.5 * zv, np.tanh(zv + bv), _sig(zv)]
+    for o, wo, fused in zip(cheap + costly, want, [True] * 3 + [False] * 2):
+        f = tcomp.function([x, w, b, a], o, on_unused_input="ignore")
+        assert bool(_products(f)) == fused, o
+        off = tcomp.function([x, w, b, a], o, on_unused_input="ignore", exclude=["fuse_gemm_epilogue"])
+        assert not _products(off)
+        for g in (f, off):
+            np.testing.assert_allclose(g(xv, wv, bv, av), wo, **accumulation_tol("float32", 30, 1.0))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
