@@ -323,6 +323,9 @@ BUILDERS.update(_SPECTRAL_BUILDERS)
 from test_python_ops import ROUND_TRIP_BUILDERS as _PYOP_BUILDERS  # noqa: E402
 
 BUILDERS.update(_PYOP_BUILDERS)
+from test_theano_api_sweep import ROUND_TRIP_BUILDERS as _BITWISE_BUILDERS  # noqa: E402
+
+BUILDERS.update(_BITWISE_BUILDERS)
 
 
 def test_every_op_has_a_round_trip_case():

@@ -47,6 +47,8 @@ TESTED_OPS = {
     "flatnonzero": "test_ops_nonzero::test_nonzero_family_against_numpy",
     **{op: "test_ops_spectral::test_eigh_and_svd_against_numpy" for op in ["eigh", "svd"]},
     "qr": "test_ops_spectral::test_qr_against_numpy",
+    **{op: "test_theano_api_sweep::test_bitwise_ops" for op in ["bitwise_and", "bitwise_or", "bitwise_xor",
+                                                                  "bitwise_not"]},
 }
 
 _CONV_POOL_RANDOM = ("tested against NumPy loops, finite differences and known-answer vectors in "

@@ -69,7 +69,7 @@ UNARY = {
     "sin": (T.sin, np.sin, "float", _ANY),
     "cos": (T.cos, np.cos, "float", _ANY),
     "erf": (T.erf, _erf64, "float", _ANY),
-    "logical_not": (lambda x: ~x, lambda x: x == 0, "bool", _ANY),
+    "logical_not": (T.logical_not, lambda x: x == 0, "bool", _ANY),  # (~x of ints is bitwise)
 }
 
 
@@ -203,9 +203,9 @@ BINARY = {
     "le": (lambda a, b: a <= b, lambda a, b: a <= b, "bool", _ANY, _ANY),
     "gt": (lambda a, b: a > b, lambda a, b: a > b, "bool", _ANY, _ANY),
     "ge": (lambda a, b: a >= b, lambda a, b: a >= b, "bool", _ANY, _ANY),
-    "logical_and": (lambda a, b: a & b, lambda a, b: (a != 0) & (b != 0), "bool", _ANY, _ANY),
-    "logical_or": (lambda a, b: a | b, lambda a, b: (a != 0) | (b != 0), "bool", _ANY, _ANY),
-    "logical_xor": (lambda a, b: a ^ b, lambda a, b: (a != 0) != (b != 0), "bool", _ANY, _ANY),
+    "logical_and": (T.logical_and, lambda a, b: (a != 0) & (b != 0), "bool", _ANY, _ANY),
+    "logical_or": (T.logical_or, lambda a, b: (a != 0) | (b != 0), "bool", _ANY, _ANY),
+    "logical_xor": (T.logical_xor, lambda a, b: (a != 0) != (b != 0), "bool", _ANY, _ANY),
 }
 
 

@@ -3,9 +3,11 @@ or treated differently), each checked against NumPy/SciPy written independently.
 value checks share one compiled function, so the file stays fast."""
 import numpy as np
 import pytest
+from conftest import compile_fn
 
 import tcomp
 import tcomp.tensor as T
+from tcomp.ir import Graph, TensorType
 
 RNG = np.random.default_rng(7)
 A_VAL = RNG.standard_normal((3, 4))
@@ -174,3 +176,58 @@ def test_bad_arguments_raise_clearly():
     assert T.get_vector_length(T.shape(A)) == 2
     assert T.get_vector_length(T.stack([v[0], v[1], v[2]])) == 3
     assert T.constant(3.0).get_scalar_constant_value() == 3.0
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int32", "int64", "uint8", "bool"])
+def test_bitwise_ops(dtype, backend):
+    """``&``, ``|``, ``^``, ``~`` and Theano's and_/or_/xor/invert/bitwise_* on integer tensors
+    are NumPy's bitwise ops ("bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not"), on
+    bools the logical ones; floats keep their truthiness (logical)."""
+    x, y = T.tensor("x", dtype, (None, 4)), T.tensor("y", dtype, (4,))
+    is_int = dtype != "bool"
+    outs = [x & y, x | y, x ^ y, ~x, T.and_(x, y), T.bitwise_or(x, y), T.xor(y, x), T.bitwise_not(y), T.invert(x)]
+    if is_int:
+        outs += [x & 5, 3 | y, x ^ -1 if dtype != "uint8" else x ^ 1]
+    expect = ["bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not"] if is_int else []
+    f = compile_fn([x, y], outs, backend, expect_ops=expect)
+    info = np.iinfo(dtype) if is_int else None
+    rng = np.random.default_rng(11)
+    lo, hi = (info.min, info.max) if is_int else (0, 1)
+    xv = rng.integers(lo, hi, (3, 4), endpoint=True).astype(dtype)
+    yv = rng.integers(lo, hi, 4, endpoint=True).astype(dtype)
+    wants = [np.bitwise_and(xv, yv), np.bitwise_or(xv, yv), np.bitwise_xor(xv, yv), np.invert(xv),
+             np.bitwise_and(xv, yv), np.bitwise_or(xv, yv), np.bitwise_xor(yv, xv), np.invert(yv), np.invert(xv)]
+    if is_int:
+        wants += [xv & np.array(5, dtype), np.array(3, dtype) | yv,
+                  xv ^ np.array(-1 if dtype != "uint8" else 1).astype(dtype)]
+    for i, (g, w) in enumerate(zip(f(xv, yv), wants)):
+        assert g.dtype == w.dtype, (i, g.dtype, w.dtype)
+        np.testing.assert_array_equal(g, w, err_msg=f"output {i}")
+
+
+def test_bitwise_rejects_floats_and_mixed_stays_integral():
+    i, m = T.ivector("i"), T.dvector("m")
+    with pytest.raises(TypeError, match="integer and bool tensors only"):
+        tcomp.tensor.variable.apply("bitwise_not", [m])
+    f = tcomp.function([i, m], [i & (m > 0), (m > 0) | (m < -1), ~(m > 0)])
+    iv, mv = np.array([5, -3, 7, 2], "int32"), np.array([1.0, -2.0, 0.5, -0.5])
+    a, b, c = f(iv, mv)
+    np.testing.assert_array_equal(a, iv & (mv > 0))
+    assert a.dtype == np.int32
+    np.testing.assert_array_equal(b, (mv > 0) | (mv < -1))
+    np.testing.assert_array_equal(c, ~(mv > 0))
+
+
+def _bitwise_round_trip(op):
+    def build(rng):
+        g = Graph()
+        a = g.add_input(TensorType("int32", (None, 3)), "a")
+        b = g.add_input(TensorType("int16", (1, 3)), "b")
+        g.outputs = [g.add_node(op, [a, b]) if op != "bitwise_not" else g.add_node(op, [a]), a]
+        return g, [rng.integers(-100, 100, (4, 3)).astype("int32"), rng.integers(-100, 100, (1, 3)).astype("int16")]
+    return build
+
+
+#: this file's rows in tests/test_ir_text.py's round-trip table
+ROUND_TRIP_BUILDERS = {op: _bitwise_round_trip(op)
+                       for op in ("bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not")}

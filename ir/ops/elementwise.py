@@ -57,6 +57,13 @@ def _to_bool(t, name):
     return dt.BOOL
 
 
+def _integral_same(t, name):
+    """Bitwise ops: ints and bools only (NumPy and Theano reject floats)."""
+    if dt.is_float(t.dtype):
+        raise TypeError(f"{name} is defined for integer and bool tensors only, got {t}")
+    return t.dtype
+
+
 def _sigmoid(x):
     with np.errstate(over="ignore"):
         e = np.exp(-np.abs(x))
@@ -98,6 +105,8 @@ UNARY = {
     # bool results (False for int and bool inputs, as NumPy); zero gradient
     "isnan": (_to_bool, np.isnan, True),
     "isinf": (_to_bool, np.isinf, True),
+    # two's-complement not of ints, logical not of bools (NumPy's invert); no gradient (ints)
+    "bitwise_not": (_integral_same, np.invert, False),
 }
 
 for _name, (_rule, _fn, _diff) in UNARY.items():
@@ -120,6 +129,13 @@ def _truediv_dtype(name, types):
 
 def _cmp_dtype(name, types):
     return dt.BOOL
+
+
+def _bitwise_dtype(name, types):
+    d = dt.promote_types(*(t.dtype for t in types))
+    if dt.is_float(d):
+        raise TypeError(f"{name} is defined for integer and bool tensors only ({describe(types)})")
+    return d
 
 
 def _floor_divide(a, b):
@@ -172,6 +188,10 @@ BINARY = {
     "logical_or": (_cmp_dtype, np.logical_or, True, False),
     "logical_xor": (_cmp_dtype, np.logical_xor, True, False),
     "arctan2": (_truediv_dtype, np.arctan2, True, True),  # arctan2(y, x), NumPy's argument order
+    # on the promoted int (or bool) dtype, as NumPy; no gradient (integer results)
+    "bitwise_and": (_bitwise_dtype, np.bitwise_and, False, True),
+    "bitwise_or": (_bitwise_dtype, np.bitwise_or, False, True),
+    "bitwise_xor": (_bitwise_dtype, np.bitwise_xor, False, True),
 }
 
 

@@ -83,6 +83,11 @@ from .basic import as_tensor_variable as as_tensor  # noqa: F401
 # Theano's variadic add/mul, inc_subtensor(..., set_instead_of_inc=) (over basic's add/mul)
 from .basic_more import (  # noqa: F401
     add,
+    and_,
+    bitwise_and,
+    bitwise_not,
+    bitwise_or,
+    bitwise_xor,
     ceil_intdiv,
     conj,
     conjugate,
@@ -91,7 +96,9 @@ from .basic_more import (  # noqa: F401
     imag,
     inc_subtensor,
     inverse_permutation,
+    invert,
     mul,
+    or_,
     permute_row_elements,
     real,
     set_subtensor,
@@ -100,6 +107,7 @@ from .basic_more import (  # noqa: F401
     take,
     tensor_copy,
     trunc,
+    xor,
 )
 from .elemwise_more import allclose, choose, deg2rad, isclose, largest, ptp, rad2deg, smallest, tan  # noqa: F401
 from .extra import *  # noqa: F401,F403

@@ -184,6 +184,51 @@ def inc_subtensor(x, y, inplace=False, set_instead_of_inc=False, tolerate_inplac
     return _indexing.inc_subtensor(x, y)
 
 
+def _is_integral(v) -> bool:
+    return isinstance(v, Variable) and dt.is_int(v.dtype)
+
+
+def _bit_or_logic(bitwise, logical, a, b):
+    """Theano's ``and_``/``or_``/``xor`` (and ``&``, ``|``, ``^``): bitwise on integer tensors
+    (NumPy's result: ``5 & 3 == 1``), logical on bools (the same thing there) and, as tcomp
+    always did, on the truthiness of floats."""
+    from .variable import apply_binary
+
+    a_int, b_int = _is_integral(a), _is_integral(b)
+    a_flt = isinstance(a, Variable) and dt.is_float(a.dtype)
+    b_flt = isinstance(b, Variable) and dt.is_float(b.dtype)
+    if (a_int or b_int) and not (a_flt or b_flt) and not isinstance(a, float) and not isinstance(b, float):
+        return apply_binary(bitwise, a, b)
+    return apply_binary(logical, a, b)
+
+
+def and_(a, b):
+    """Bitwise and of integer tensors, logical and of bools (Theano's ``and_``, ``a & b``)."""
+    return _bit_or_logic("bitwise_and", "logical_and", a, b)
+
+
+def or_(a, b):
+    """Bitwise or of integer tensors, logical or of bools (Theano's ``or_``, ``a | b``)."""
+    return _bit_or_logic("bitwise_or", "logical_or", a, b)
+
+
+def xor(a, b):
+    """Bitwise xor of integer tensors, logical xor of bools (Theano's ``xor``, ``a ^ b``)."""
+    return _bit_or_logic("bitwise_xor", "logical_xor", a, b)
+
+
+def invert(a):
+    """Bitwise not of an integer tensor (``~5 == -6``), logical not of bools and floats'
+    truthiness (Theano's ``invert``, ``~a``)."""
+    from .variable import apply
+
+    a = as_variable(a, "a")
+    return apply("bitwise_not" if dt.is_int(a.dtype) else "logical_not", [a])
+
+
+bitwise_and, bitwise_or, bitwise_xor, bitwise_not = and_, or_, xor, invert
+
+
 def cpu_contiguous(x):
     """Theano's ``extra_ops.cpu_contiguous``: ``x`` as a C-contiguous array.  tcomp's
     function outputs are already C-contiguous arrays, so this is a copy of ``x``."""
@@ -192,4 +237,5 @@ def cpu_contiguous(x):
 
 __all__ = ["shape", "get_vector_length", "swapaxes", "take", "inverse_permutation", "permute_row_elements",
            "trunc", "real", "imag", "conj", "conjugate", "tensor_copy", "ceil_intdiv", "divmod", "add", "mul",
-           "set_subtensor", "inc_subtensor"]
+           "set_subtensor", "inc_subtensor", "and_", "or_", "xor", "invert", "bitwise_and", "bitwise_or",
+           "bitwise_xor", "bitwise_not", "cpu_contiguous"]

@@ -194,13 +194,14 @@ class Variable:
     def __le__(self, o): return _comparison("le", self, o)
     def __gt__(self, o): return _comparison("gt", self, o)
     def __ge__(self, o): return _comparison("ge", self, o)
-    def __and__(self, o): return apply_binary("logical_and", self, o)
-    def __rand__(self, o): return apply_binary("logical_and", o, self)
-    def __or__(self, o): return apply_binary("logical_or", self, o)
-    def __ror__(self, o): return apply_binary("logical_or", o, self)
-    def __xor__(self, o): return apply_binary("logical_xor", self, o)
-    def __rxor__(self, o): return apply_binary("logical_xor", o, self)
-    def __invert__(self): return apply("logical_not", [self])
+    # bitwise on integer tensors, logical on bools (and on floats' truthiness): basic_more
+    def __and__(self, o): return _basic_more().and_(self, o)
+    def __rand__(self, o): return _basic_more().and_(o, self)
+    def __or__(self, o): return _basic_more().or_(self, o)
+    def __ror__(self, o): return _basic_more().or_(o, self)
+    def __xor__(self, o): return _basic_more().xor(self, o)
+    def __rxor__(self, o): return _basic_more().xor(o, self)
+    def __invert__(self): return _basic_more().invert(self)
     def __neg__(self): return apply("neg", [self])
     def __pos__(self): return self
     def __abs__(self): return apply("abs", [self])
@@ -504,6 +505,11 @@ def compute_test_value(out: "Variable", mode: str) -> None:
 def _extra():
     from . import extra
     return extra
+
+
+def _basic_more():
+    from . import basic_more
+    return basic_more
 
 
 def _elemwise_more():

@@ -137,6 +137,8 @@ def _unary(b, op, v, src, out):
         return _mathlib().emit_unary(b, op, x)
     if op == "logical_not":
         return b.not_(to_bool(b, v, src))
+    if op == "bitwise_not":                             # ints: two's complement; bools (i1): not
+        return b.not_(v)
     if op in ("isnan", "isinf"):
         if k != "f":                                    # ints and bools are never nan/inf
             return b.icmp_unsigned("!=", v, v)
@@ -321,6 +323,8 @@ def _binary(b, op, x, y, cd):
         return cmp(_ICMP[op], x, y)
     if op in ("logical_and", "logical_or", "logical_xor"):
         return {"logical_and": b.and_, "logical_or": b.or_, "logical_xor": b.xor}[op](x, y)
+    if op in ("bitwise_and", "bitwise_or", "bitwise_xor"):   # ints and bools, on the promoted dtype
+        return {"bitwise_and": b.and_, "bitwise_or": b.or_, "bitwise_xor": b.xor}[op](x, y)
     if op in ("maximum", "minimum"):
         return _minmax(b, op, x, y, k)
     if k == "f":
