@@ -231,3 +231,34 @@ def _bitwise_round_trip(op):
 #: this file's rows in tests/test_ir_text.py's round-trip table
 ROUND_TRIP_BUILDERS = {op: _bitwise_round_trip(op)
                        for op in ("bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not")}
+
+
+def test_batch_normalization_train_running_averages_and_layouts():
+    """Theano 1.0's batch_normalization_train/test: spatial axes on a 4-d input, parameters of
+    the non-normalized rank, running averages (variance unbiased by m / (m - 1))."""
+    rng = np.random.default_rng(5)
+    xv = rng.standard_normal((4, 3, 2, 5)) * 2 + 1
+    gv, bv, rmv, rvv = rng.standard_normal(3), rng.standard_normal(3), rng.standard_normal(3), rng.uniform(1, 2, 3)
+    x = T.dtensor4("x")
+    g, b, rm, rv = T.dvector("g"), T.dvector("b"), T.dvector("rm"), T.dvector("rv")
+    out, mean, invstd, new_rm, new_rv = T.nnet.bn.batch_normalization_train(
+        x, g, b, axes="spatial", epsilon=1e-4, running_average_factor=0.3, running_mean=rm, running_var=rv)
+    test_out = T.nnet.batch_normalization_test(x, g, b, rm, rv, axes=(0, 2, 3))
+    out2, mean2, _ = T.nnet.batch_normalization_train(x, g.dimshuffle("x", 0, "x", "x"), b.dimshuffle("x", 0, "x", "x"),
+                                                      axes=(0, 2, 3))
+    f = tcomp.function([x, g, b, rm, rv], [out, mean, invstd, new_rm, new_rv, test_out, out2, mean2])
+    got = f(xv, gv, bv, rmv, rvv)
+    ax = (0, 2, 3)
+    m, v = xv.mean(ax), xv.var(ax)
+    bc = (None, slice(None), None, None)
+    want_out = (xv - m[bc]) * gv[bc] / np.sqrt(v[bc] + 1e-4) + bv[bc]
+    n = xv.size / 3
+    wants = [want_out, m, 1 / np.sqrt(v + 1e-4), rmv * 0.7 + m * 0.3, rvv * 0.7 + n / (n - 1) * v * 0.3,
+             (xv - rmv[bc]) * gv[bc] / np.sqrt(rvv[bc] + 1e-4) + bv[bc], want_out, m[bc]]
+    for i, (gt, w) in enumerate(zip(got, wants)):
+        assert gt.shape == w.shape, (i, gt.shape, w.shape)
+        np.testing.assert_allclose(gt, w, rtol=1e-10, atol=1e-12, err_msg=f"output {i}")
+    with pytest.raises(ValueError, match="both running_mean and running_var"):
+        T.nnet.batch_normalization_train(x, g, b, running_mean=rm)
+    with pytest.raises(ValueError, match="gamma must have rank"):
+        T.nnet.batch_normalization_train(x, T.dmatrix("g2"), b, axes="spatial")

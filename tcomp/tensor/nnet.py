@@ -208,22 +208,17 @@ def batch_normalization(inputs, gamma, beta, mean, std, mode="low_mem"):
     return (as_variable(inputs) - mean) * (gamma / std) + beta
 
 
-def batch_normalization_train(inputs, gamma, beta, axes="per-activation", epsilon=1e-4):
-    """Normalize with the batch statistics; returns (out, mean, invstd) like Theano's
-    ``bn.batch_normalization_train`` (means/invstd keep the reduced axes as size 1)."""
-    x = as_variable(inputs, "inputs")
-    if axes == "per-activation":
-        axes = (0,)
-    elif axes == "spatial":
-        axes = (0,) + tuple(range(2, x.ndim))
-    mean = B.mean(x, axis=axes, keepdims=True)
-    var = B.mean(B.sqr(x - mean), axis=axes, keepdims=True)
-    invstd = 1.0 / B.sqrt(var + epsilon)
-    return (x - mean) * invstd * gamma + beta, mean, invstd
-
-
-def batch_normalization_test(inputs, gamma, beta, mean, var, epsilon=1e-4):
-    return (as_variable(inputs) - mean) / B.sqrt(var + epsilon) * gamma + beta
+# Theano 1.0's batch_normalization_train/test and more nnet helpers (before nnet_bn imports them)
+from .nnet_more import (  # noqa: E402,F401
+    batch_normalization_test,
+    batch_normalization_train,
+    confusion_matrix,
+    prepend_0_to_each_row,
+    prepend_1_to_each_row,
+    prepend_scalar_to_each_row,
+    softmax_graph,
+    softmax_op,
+)
 
 
 def dropout(x, p, srng):
@@ -259,14 +254,6 @@ from .nnet_extra import (  # noqa: E402,F401
     softmax_with_bias,
     softsign,
     ultra_fast_sigmoid,
-)
-from .nnet_more import (  # noqa: E402,F401
-    confusion_matrix,
-    prepend_0_to_each_row,
-    prepend_1_to_each_row,
-    prepend_scalar_to_each_row,
-    softmax_graph,
-    softmax_op,
 )
 
 conv2d_transpose = abstract_conv.conv2d_transpose
