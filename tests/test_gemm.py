@@ -267,3 +267,15 @@ def test_component_libraries_call_each_other():
     aot = KG.runtime_ir([f'declare void @"{rows}"('], visibility="hidden")
     assert f'declare void @"{small}"' in jit and f'define void @"{rows}"' in jit
     assert f'define internal void @"{small}"' in aot and f'define hidden void @"{rows}"' in aot
+
+
+def test_module_with_its_own_copies(monkeypatch, rng, one_thread):
+    """``SHARED_RUNTIME = False``: the module defines its driver and every component the
+    driver calls (no GEMM library linked), with NumPy's products."""
+    monkeypatch.setattr(KG, "SHARED_RUNTIME", False)
+    for a_shape, b_shape in ((("m", "k"), ("k", "n")), ((70, 300), (300, 90))):
+        f = compile_graph(_graph("float32", a_shape=a_shape, b_shape=b_shape))
+        text = f.llvm_ir_unoptimized
+        assert "tcomp_ukr_" in text and f'declare void @"{KG.DRIVER_PREFIX}' not in text
+        a, b = _uniform(rng, (70, 300), "float32"), _uniform(rng, (300, 90), "float32")
+        _check(f([a, b])[0], a, b, "float32", f"own copies {a_shape}")
