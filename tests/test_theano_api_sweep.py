@@ -262,3 +262,23 @@ def test_batch_normalization_train_running_averages_and_layouts():
         T.nnet.batch_normalization_train(x, g, b, running_mean=rm)
     with pytest.raises(ValueError, match="gamma must have rank"):
         T.nnet.batch_normalization_train(x, T.dmatrix("g2"), b, axes="spatial")
+
+
+def test_polygamma_and_tri_gamma_match_scipy_and_differentiate():
+    special = pytest.importorskip("scipy.special")
+    x = T.dvector("x")
+    xs = np.r_[np.linspace(0.05, 30, 60), -np.linspace(0.05, 6.9, 40), [0.0, -2.0, 1e-6, 1e4]]
+    outs = [T.tri_gamma(x), T.polygamma(2, x), T.polygamma(3, x), T.polygamma(0, x),
+            T.grad(T.sum(T.tri_gamma(x[:60])), x)[:60]]
+    got = tcomp.function([x], outs)(xs)
+    wants = [special.polygamma(1, xs), special.polygamma(2, xs), special.polygamma(3, xs), special.psi(xs),
+             special.polygamma(2, xs[:60])]
+    for i, (g, w) in enumerate(zip(got, wants)):
+        fin = np.isfinite(w)
+        if i == 3:   # psi: T.psi's own accuracy and pole convention
+            fin &= np.abs(xs - np.round(xs)) > 1e-9
+        np.testing.assert_allclose(g[fin], w[fin], rtol=1e-12, atol=0, err_msg=f"output {i}")
+        if i != 3:   # (T.psi gives -inf at the negative poles, scipy nan)
+            np.testing.assert_array_equal(g[~np.isfinite(w)], w[~np.isfinite(w)], err_msg=f"poles {i}")
+    with pytest.raises(TypeError, match="non-negative Python int"):
+        T.polygamma(1.5, x)
