@@ -50,6 +50,11 @@ def _cases(A, B, F, I, J, p, r, t3, v):
         ("flatten outdim", T.flatten(t3, outdim=2), T3_VAL.reshape(2, 12)),
         ("x.flatten outdim", t3.flatten(outdim=2), T3_VAL.reshape(2, 12)),
         ("x.ravel", t3.ravel(), T3_VAL.ravel()),
+        ("sum Theano positional dtype", T.sum(I, 0, "float64"), I_VAL.sum(0, dtype="float64")),
+        ("sum Theano positional keepdims", T.sum(A, 1, "float32", True), A_VAL.sum(1, keepdims=True).astype("f4")),
+        ("x.sum Theano positional", I.sum(1, "int32", True), I_VAL.sum(1, dtype="int32", keepdims=True)),
+        ("prod Theano positional", T.prod(J, 0, "int32"), J_VAL.prod(0, dtype="int32")),
+        ("mean Theano positional", T.mean(A, 0, "float32", False, True), A_VAL.mean(0, keepdims=True).astype("f4")),
         ("sum acc_dtype keeps dtype", T.sum(F, axis=0, acc_dtype="float64"), F_VAL.astype("f8").sum(0).astype("f4")),
         ("var corrected two-pass", T.var(A, axis=1, corrected=True), np.var(A_VAL, 1)),
         ("std corrected ddof", T.std(A, axis=0, ddof=1, corrected=True), np.std(A_VAL, 0, ddof=1)),
@@ -173,6 +178,8 @@ def test_bad_arguments_raise_clearly():
         T.get_vector_length(v)
     with pytest.raises(ValueError, match="mode must be"):
         T.nnet.batch_normalization(A, v, v, v, v, mode="fast")
+    with pytest.raises(ValueError, match="op=True"):
+        T.mean(A, 0, "float64", True)
     assert T.get_vector_length(T.shape(A)) == 2
     assert T.get_vector_length(T.stack([v[0], v[1], v[2]])) == 3
     assert T.constant(3.0).get_scalar_constant_value() == 3.0

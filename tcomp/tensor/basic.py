@@ -193,6 +193,8 @@ def accumulating(op, x, axis=None, keepdims=False, dtype=None, acc_dtype=None):
     in): the input is cast to ``acc_dtype`` (default: the wider of the input's and
     ``dtype``, NumPy's rule), reduced, and the result cast to ``dtype``."""
     x = as_variable(x)
+    if _is_dtype_like(keepdims):
+        keepdims, dtype, acc_dtype = _theano_positional(op, keepdims, dtype, acc_dtype)
     if dtype is None and acc_dtype is None:
         return reduce(op, x, axis, keepdims)
     if dtype is None:
@@ -204,6 +206,22 @@ def accumulating(op, x, axis=None, keepdims=False, dtype=None, acc_dtype=None):
         np.promote_types(x.dtype, want).name if want is not None else x.dtype
     out = reduce(op, cast(x, acc), axis, keepdims)
     return out if want is None else cast(out, want)
+
+
+def _is_dtype_like(v) -> bool:
+    return isinstance(v, (str, np.dtype)) or (isinstance(v, type) and issubclass(v, np.generic))
+
+
+def _theano_positional(op, third, fourth, fifth):
+    """(keepdims, dtype, acc_dtype) from a call in Theano's positional order, recognised by a
+    dtype in the third place: ``sum/prod(x, axis, dtype, keepdims, acc_dtype)`` and
+    ``mean(x, axis, dtype, op, keepdims)`` (tcomp's order is NumPy-like ``(x, axis,
+    keepdims, dtype, acc_dtype)``; a dtype is never a keepdims flag, so both orders work)."""
+    if op == "mean":
+        if fourth not in (None, False):
+            raise ValueError("mean: Theano's deprecated op=True (the sum and count as an op) is not supported")
+        return bool(fifth) if isinstance(fifth, (bool, np.bool_)) else False, third, None
+    return bool(fourth) if isinstance(fourth, (bool, np.bool_)) else False, third, fifth
 
 
 def _reduced_dtype(op, x, axis, keepdims) -> str:
