@@ -7,6 +7,7 @@ that there is something to reuse."""
 import ctypes
 import functools
 import importlib
+import os
 import threading
 
 import numpy as np
@@ -476,3 +477,52 @@ def test_python_threads_share_the_cache_safely(buffer_cache):
         t.join()
     assert not errors
     assert buffer_cache.cache_stats()["idle_bytes"] <= buffer_cache.cache_limit()
+
+
+def _lease_in_child(conn, n):
+    from tcomp.runtime import buffers
+
+    try:
+        a = buffers.aligned_empty((n,), "float32")
+        a[:] = 1.5
+        conn.send(("ok", float(a.sum())))
+    except BaseException as e:  # noqa: BLE001 - sent to the parent
+        conn.send(("error", repr(e)))
+    finally:
+        conn.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="needs os.register_at_fork")
+def test_fork_while_another_thread_holds_the_cache_lock(buffer_cache):
+    import gc
+    import multiprocessing
+
+    cache = buffer_cache._cache
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with cache._lock:
+            held.set()
+            release.wait(60)
+    ctx = multiprocessing.get_context("fork")
+    here, there = ctx.Pipe(duplex=False)
+    gc.collect()
+    gc.disable()  # no lease of an earlier test dies (and waits for the lock) on this thread meanwhile
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert held.wait(30)
+        p = ctx.Process(target=_lease_in_child, args=(there, LARGE_N))
+        p.start()  # forked while ``hold`` owns the lock
+    finally:
+        release.set()
+        t.join()
+        gc.enable()
+    there.close()
+    ok = here.poll(60)
+    got = here.recv() if ok else None
+    p.join(timeout=30)
+    if p.is_alive():
+        p.kill()
+    assert ok, "the child hung on the buffer cache's lock"
+    assert got == ("ok", 1.5 * LARGE_N)

@@ -31,7 +31,8 @@ are reused by size class (1/8-octave steps, so at most 12.5% of a block is slack
 Threads: one lock around the free lists.  A lease can die on any thread, at any point (a
 garbage collection run inside the cache's own critical section included): ``__del__`` takes
 the lock unless the current thread already holds it, in which case the block is just freed
-(never a deadlock, never a half-updated free list).
+(never a deadlock, never a half-updated free list).  A forked child starts with a new lock
+and an empty cache (the parent's lock may have been held by a thread the child lacks).
 """
 from __future__ import annotations
 
@@ -165,6 +166,13 @@ class BufferCache:
             self._exit()
         del evicted  # freed outside the lock
 
+    def after_fork(self) -> None:
+        """In a forked child: a new lock and empty lists (another thread of the parent may
+        have held the lock, mid-update, at the fork; the child's leases come back here)."""
+        self._lock = threading.Lock()
+        self._owner = None
+        self._free, self._order, self.idle_bytes = {}, collections.OrderedDict(), 0
+
     def clear(self) -> None:
         """Free every idle block."""
         if self._enter():
@@ -177,6 +185,8 @@ class BufferCache:
 
 
 _cache = BufferCache(_default_limit())
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_cache.after_fork)
 
 
 class _Lease:
