@@ -14,8 +14,8 @@ a worker, not the user's program.
 Why a pool: a big program is compiled as several modules (``host_program.emit_parts``:
 its kernels in groups, its ``plan``/``run`` entries apart) and the parts are independent
 until they are linked, so :func:`submit` hands each to an idle worker (up to
-:func:`max_workers`, one per usable CPU, at most :data:`MAX_WORKERS`) and :func:`result`
-waits for one; this process meanwhile emits the next part.  A worker is started when a
+:func:`max_workers`, one per usable CPU, at most :data:`MAX_WORKERS`; the largest waiting
+module first) and :func:`result` waits for one; this process meanwhile emits the next part.  A worker is started when a
 part finds none idle (:func:`prestart` starts them ahead, without waiting for them: their
 start-up overlaps the emission of the first part).
 
@@ -45,7 +45,7 @@ MAX_WORKERS = 4
 
 _cond = threading.Condition(threading.Lock())
 _workers: list = []     # every live worker of this process (busy ones have .job set)
-_queue: list = []       # submitted jobs no worker has taken yet, in order
+_queue: list = []       # submitted jobs no worker has taken yet (the largest is taken first)
 _pumping = [False]      # whether a thread is waiting in select() for the busy workers
 _wake = [None]          # (read fd, write fd): a submission wakes the thread in select()
 _disabled = os.environ.get("TCOMP_JIT_OPTIMIZER", "").strip().lower() == "inprocess"
@@ -76,10 +76,11 @@ class Job:
     """One module to compile; :func:`result` gives its ``(optimized_ir, object, declared,
     defined)``."""
 
-    __slots__ = ("request", "reply", "tries", "done")
+    __slots__ = ("request", "reply", "tries", "done", "weight")
 
     def __init__(self, request):
         self.request, self.reply, self.tries, self.done = request, None, 0, False
+        self.weight = len(request[0])  # the module's text: about its LLVM time
 
 
 class _Worker:
@@ -229,7 +230,11 @@ def _dispatch() -> None:
             idle = _new_worker()
             if idle is None:
                 return
-        job = _queue.pop(0)
+        # the largest module first (a retry before any): the longest job started last is what
+        # a compile waits for at the end (a first compile queues the small runtime libraries
+        # ahead of the program's own module, ~3x their size; 2 CPUs finished them, then it)
+        job = max(_queue, key=lambda j: (j.tries, j.weight))
+        _queue.remove(job)
         if not idle.start_job(job):
             _queue.insert(0, job)
             _retire(idle)
