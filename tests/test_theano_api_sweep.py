@@ -40,6 +40,9 @@ def _cases(A, B, F, I, J, p, r, t3, v):
     return [
         ("shape", T.shape(t3), np.array(T3_VAL.shape)),
         ("prod(shape)", T.prod(T.shape(A)), np.array(12)),
+        ("prod(x.shape) (a tuple: stacked)", T.prod(t3.shape), np.array(24)),
+        ("as_tensor_variable([sym, 2])", T.as_tensor_variable([A.shape[1], 2]), np.array([4, 2])),
+        ("as_tensor_variable([v, 2v])", T.as_tensor_variable([v, v * 2]), np.stack([V_VAL, 2 * V_VAL])),
         ("stack(*tensors)", T.stack(v, v * 2), np.stack([V_VAL, V_VAL * 2])),
         ("stack(list, axis positional)", T.stack([v, v * 2], 1), np.stack([V_VAL, V_VAL * 2], 1)),
         ("as_tensor_variable ndim pad", T.as_tensor_variable(v, ndim=2) + A, V_VAL[None] + A_VAL),
@@ -178,6 +181,8 @@ def test_bad_arguments_raise_clearly():
         T.get_vector_length(v)
     with pytest.raises(ValueError, match="mode must be"):
         T.nnet.batch_normalization(A, v, v, v, v, mode="fast")
+    with pytest.raises(TypeError, match="use T.stack"):
+        T.as_tensor_variable([v, A])
     with pytest.raises(ValueError, match="op=True"):
         T.mean(A, 0, "float64", True)
     assert T.get_vector_length(T.shape(A)) == 2

@@ -547,7 +547,16 @@ def as_variable(value, name="value") -> Variable:
     if dense is not None:  # a tcomp.sparse matrix in a dense op: its dense form
         return dense(value)
     if isinstance(value, (list, tuple)) and any(isinstance(v, Variable) for v in value):
-        raise TypeError(f"{name}: a list mixing symbolic variables cannot become a tensor; use T.stack")
+        # Theano's as_tensor_variable stacks a list of variables (T.prod(x.shape), [a, 2 * b]):
+        # tensors of one rank, and Python numbers as weak constants of their dtype
+        syms = [v for v in value if isinstance(v, Variable)]
+        if all(isinstance(v, Variable) or is_python_scalar(v) for v in value) and len({v.ndim for v in syms}) == 1:
+            from .basic import stack
+            parts = [v if isinstance(v, Variable) else weak_constant_for(v, syms) for v in value]
+            if syms[0].ndim == 0 or all(p.ndim == syms[0].ndim for p in parts):
+                return stack(parts)
+        raise TypeError(f"{name}: a list mixing symbolic variables and other values cannot become a tensor "
+                        f"(Theano stacks a list of variables of one rank and Python numbers); use T.stack")
     try:
         arr = np.asarray(value)
     except Exception as exc:  # pragma: no cover - defensive
