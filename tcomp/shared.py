@@ -320,8 +320,8 @@ class SharedVariable(Variable):
                 setattr(self, name, default)
 
 
-def shared(value, name=None, borrow=False, shape=None, dtype=None, strict=False, allow_downcast=None
-           ) -> SharedVariable:
+def shared(value, name=None, borrow=False, shape=None, dtype=None, strict=False, allow_downcast=None,
+           broadcastable=None) -> SharedVariable:
     """Create a shared variable holding (a copy of, unless ``borrow``) ``value``.  With
     ``borrow`` the array itself is kept only when compiled code can use it as it is
     (native byte order, aligned, C-contiguous, writeable); otherwise it is copied.
@@ -329,7 +329,17 @@ def shared(value, name=None, borrow=False, shape=None, dtype=None, strict=False,
     ``strict``: ``value`` and every later ``set_value`` must be a NumPy array of exactly
     the variable's dtype (no conversion at all).  ``allow_downcast``: ``set_value`` casts
     any value, even with loss (Theano's option); default: lossless conversions only.
-    A SciPy sparse matrix gives a sparse shared variable (``tcomp/sparse/shared.py``)."""
+    A SciPy sparse matrix gives a sparse shared variable (``tcomp/sparse/shared.py``).
+
+    ``broadcastable`` (Theano's): True dims are static 1, the others may change with
+    ``set_value`` (the same as ``shape=`` with 1 and None entries)."""
+    if broadcastable is not None:
+        if shape is not None:
+            raise TypeError(f"shared {name or ''}: give shape= or broadcastable=, not both")
+        if len(broadcastable) != np.ndim(value):
+            raise ValueError(f"shared {name or ''}: broadcastable {tuple(broadcastable)} has {len(broadcastable)} "
+                             f"entries for a value of rank {np.ndim(value)}")
+        shape = tuple(1 if b else None for b in broadcastable)
     if hasattr(value, "tocsr") and hasattr(value, "nnz") and not isinstance(value, np.ndarray):
         from .sparse.shared import sparse_shared
 

@@ -294,3 +294,19 @@ def test_polygamma_and_tri_gamma_match_scipy_and_differentiate():
             np.testing.assert_array_equal(g[~np.isfinite(w)], w[~np.isfinite(w)], err_msg=f"poles {i}")
     with pytest.raises(TypeError, match="non-negative Python int"):
         T.polygamma(1.5, x)
+
+
+def test_shared_broadcastable():
+    """Theano's ``shared(value, broadcastable=...)``: True dims are static 1 (they broadcast),
+    False dims may change with set_value."""
+    b = tcomp.shared(np.arange(3.0).reshape(1, 3), "b", broadcastable=(True, False))
+    c = tcomp.shared(np.zeros((1, 3)), "c", broadcastable=(False, False))
+    assert b.broadcastable == (True, False) and c.broadcastable == (False, False)
+    c.set_value(np.ones((2, 5)))
+    assert c.get_value().shape == (2, 5)
+    with pytest.raises(ValueError, match="expected shape"):
+        b.set_value(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="rank 2"):
+        tcomp.shared(np.zeros((1, 3)), broadcastable=(True,))
+    x = T.dmatrix("x")
+    np.testing.assert_array_equal(tcomp.function([x], x + b)(np.ones((4, 3))), np.ones((4, 3)) + np.arange(3.0))
