@@ -310,3 +310,10 @@ def test_shared_broadcastable():
         tcomp.shared(np.zeros((1, 3)), broadcastable=(True,))
     x = T.dmatrix("x")
     np.testing.assert_array_equal(tcomp.function([x], x + b)(np.ones((4, 3))), np.ones((4, 3)) + np.arange(3.0))
+
+
+def test_theano_nnet_module_paths():
+    from tcomp.tensor.nnet.nnet import confusion_matrix, crossentropy_softmax_1hot, softmax  # noqa: F401
+    from tcomp.tensor.nnet.sigm import hard_sigmoid, sigmoid, softplus, ultra_fast_sigmoid  # noqa: F401
+
+    assert softmax is T.nnet.softmax and hard_sigmoid is T.nnet.hard_sigmoid

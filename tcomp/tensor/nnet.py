@@ -263,3 +263,6 @@ sys.modules[__name__ + ".abstract_conv"] = abstract_conv
 sys.modules[__name__ + ".bn"] = bn
 sys.modules[__name__ + ".ctc"] = ctc
 sys.modules[__name__ + ".neighbours"] = neighbours
+# Theano's module paths theano.tensor.nnet.nnet and .sigm: their functions live in this module
+sys.modules[__name__ + ".nnet"] = sys.modules[__name__]
+sys.modules[__name__ + ".sigm"] = sys.modules[__name__]
