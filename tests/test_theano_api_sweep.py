@@ -317,3 +317,21 @@ def test_theano_nnet_module_paths():
     from tcomp.tensor.nnet.sigm import hard_sigmoid, sigmoid, softplus, ultra_fast_sigmoid  # noqa: F401
 
     assert softmax is T.nnet.softmax and hard_sigmoid is T.nnet.hard_sigmoid
+
+
+def test_bessel_i0_i1_match_scipy_with_gradients():
+    special = pytest.importorskip("scipy.special")
+    x = T.dvector("x")
+    xs = np.r_[np.linspace(-30, 30, 241), [0.0, 7.999, 8.0, 8.001, 100.0, 700.0, 1e-300, np.inf, -np.inf, np.nan]]
+    n = 241
+    f = tcomp.function([x], [T.i0(x), T.i1(x), T.grad(T.sum(T.i0(x[:n])), x)[:n], T.grad(T.sum(T.i1(x[:n])), x)[:n]])
+    got = f(xs)
+    wants = [special.i0(xs), special.i1(xs), special.i1(xs[:n]), special.ivp(1, xs[:n])]
+    for i, (g, w) in enumerate(zip(got, wants)):
+        np.testing.assert_allclose(g, w, rtol=4e-15, atol=0, equal_nan=True, err_msg=f"output {i}")
+    xf = T.fvector("xf")
+    vf = np.array([-3.0, 0.5, 20.0, 89.5], "float32")  # 89.5: exp(x) alone would overflow float32
+    g0, g1 = tcomp.function([xf], [T.i0(xf), T.i1(xf)])(vf)
+    assert g0.dtype == np.float32
+    np.testing.assert_allclose(g0, special.i0(vf.astype("f8")), rtol=2e-6)
+    np.testing.assert_allclose(g1, special.i1(vf.astype("f8")), rtol=2e-6)

@@ -124,7 +124,7 @@ from .shape_helpers import (  # noqa: F401
     vertical_stack,
 )
 from .special import erfc, erfcinv, erfcx, erfinv, gamma, gammaln, psi  # noqa: F401
-from .special_more import polygamma, tri_gamma  # noqa: F401
+from .special_more import i0, i1, polygamma, tri_gamma  # noqa: F401
 from .topk import argtopk, topk, topk_and_argtopk  # noqa: F401
 from .type import TensorType, addbroadcast, patternbroadcast, specify_shape, unbroadcast  # noqa: F401,E402
 from .variable import Variable, constant  # noqa: F401
