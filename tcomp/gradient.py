@@ -544,4 +544,4 @@ def hessian(cost, wrt, consider_constant=None, disconnected_inputs="raise"):
     return out[0] if single else out
 
 
-from .gradient_more import grad_scale, subgraph_grad  # noqa: E402,F401  (Theano's names; tcomp/gradient_more.py)
+from .gradient_more import grad_scale, subgraph_grad, undefined_grad  # noqa: E402,F401  (Theano's names; tcomp/gradient_more.py)

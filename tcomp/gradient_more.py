@@ -1,5 +1,5 @@
 """Theano's remaining ``theano.gradient`` helpers, found missing by the API sweep:
-``grad_scale`` (identity forward, scaled gradient backward) and ``subgraph_grad`` (the
+``grad_scale`` (identity forward, scaled gradient backward), ``undefined_grad`` and ``subgraph_grad`` (the
 gradient of a graph cut into pieces, Theano's memory-saving idiom).  Both are built on
 ``tcomp.gradient``'s public pieces (``custom_gradient``, ``grad`` with ``known_grads`` and
 ``consider_constant``), so nothing new is needed from autodiff."""
@@ -19,6 +19,20 @@ def grad_scale(x, multiplier):
         raise TypeError(f"grad_scale: x must be a float tensor (ints carry no gradient), got {x.describe()}")
     return custom_gradient([x], [x], lambda inputs, gs: [None if gs[0] is None else gs[0] * multiplier],
                            "grad_scale")[0]
+
+
+def undefined_grad(x):
+    """``x`` in the forward pass; its gradient is undefined: ``T.grad`` raises (naming
+    ``undefined_grad``) when a variable being differentiated lies behind it (Theano's
+    ``gradient.undefined_grad``)."""
+    from tcomp.gradient import custom_gradient, grad_undefined
+    from tcomp.tensor.variable import as_variable
+
+    x = as_variable(x, "x")
+    if not dt.is_float(x.dtype):
+        return x
+    return custom_gradient([x], [x], lambda inputs, gs: [grad_undefined("undefined_grad", 0, inputs[0])],
+                           "undefined_grad")[0]
 
 
 def subgraph_grad(wrt, end, start=None, cost=None, details=False):
@@ -53,4 +67,4 @@ def subgraph_grad(wrt, end, start=None, cost=None, details=False):
     return wrt_grads, end_grads
 
 
-__all__ = ["grad_scale", "subgraph_grad"]
+__all__ = ["grad_scale", "undefined_grad", "subgraph_grad"]

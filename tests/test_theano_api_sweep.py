@@ -335,3 +335,12 @@ def test_bessel_i0_i1_match_scipy_with_gradients():
     assert g0.dtype == np.float32
     np.testing.assert_allclose(g0, special.i0(vf.astype("f8")), rtol=2e-6)
     np.testing.assert_allclose(g1, special.i1(vf.astype("f8")), rtol=2e-6)
+
+
+def test_undefined_grad():
+    x, y = T.dvector("x"), T.dvector("y")
+    z = tcomp.gradient.undefined_grad(x) * 2 + y
+    np.testing.assert_array_equal(T.grad(T.sum(z), y).eval({y: np.ones(2), x: np.ones(2)}), np.ones(2))
+    np.testing.assert_array_equal(z.eval({y: np.ones(2), x: np.full(2, 3.0)}), np.full(2, 7.0))
+    with pytest.raises(TypeError, match="undefined_grad with respect to its input 0 is undefined"):
+        T.grad(T.sum(z), x)
