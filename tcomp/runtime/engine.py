@@ -297,8 +297,9 @@ def _quietly(fn) -> None:
 
 def _after_fork_in_child() -> None:
     """A forked child has none of the parent's prefetch threads: nothing is on its way."""
-    global _prefetch_lock
+    global _prefetch_lock, _emit_lock
     _prefetch_lock = threading.Lock()
+    _emit_lock = threading.Lock()
     _prefetching.clear()
 
 
@@ -428,6 +429,13 @@ def _link(objs, imports, defined, exports, optimized, from_cache: bool) -> Nativ
     return lib
 
 
+#: held while a permanent library's text is made (:func:`compile_ir` with a callable): the
+#: libraries a first compile prefetches (a dozen GEMM, pool and pycall modules, each in its
+#: own thread) make their text one at a time, so the thread emitting the program, which
+#: the compile waits for, shares the GIL with one of them, not with all
+_emit_lock = threading.Lock()
+
+
 def compile_ir(llvm_ir, *, opt_level: int = 3, loop_unrolling: bool = True, cache_key=None) -> NativeLibrary:
     """Like :func:`load`, but the library stays loaded for the life of the process and its
     functions are found by name with :func:`function_address`.  Cached by its IR text (such
@@ -435,6 +443,12 @@ def compile_ir(llvm_ir, *, opt_level: int = 3, loop_unrolling: bool = True, cach
     ``cache_key`` when given (then ``llvm_ir`` may be a callable, called only on a miss)."""
     if cache_key is None:
         cache_key = ir_key(llvm_ir)
+    if callable(llvm_ir):  # one such module made at a time (see _emit_lock)
+        make = llvm_ir
+
+        def llvm_ir():
+            with _emit_lock:
+                return make()
     lib = load(llvm_ir, opt_level=opt_level, loop_unrolling=loop_unrolling, cache_key=cache_key)
     with _lock:
         _permanent.append(lib)
