@@ -344,3 +344,13 @@ def test_undefined_grad():
     np.testing.assert_array_equal(z.eval({y: np.ones(2), x: np.full(2, 3.0)}), np.full(2, 7.0))
     with pytest.raises(TypeError, match="undefined_grad with respect to its input 0 is undefined"):
         T.grad(T.sum(z), x)
+
+
+def test_plural_constructor_splits_one_string():
+    """Theano's ``a, b, c, d = scalars('abcd')`` (the stacklists doc example): one string of
+    several characters gives one variable per character; one name gives one variable."""
+    a, b, c, d = T.dscalars("abcd")
+    assert [v.name for v in (a, b, c, d)] == ["a", "b", "c", "d"]
+    assert T.dmatrices("x").name == "x" and len(T.matrices("x", "yz")) == 2
+    f = tcomp.function([a, b, c, d], T.stacklists([[a, b], [c, d]]))
+    np.testing.assert_array_equal(f(1, 2, 3, 4), [[1.0, 2.0], [3.0, 4.0]])

@@ -170,7 +170,8 @@ TYPE_CONSTANTS = {p + k: interned(ir_types.TensorType(d, shape))
 
 def plural(make, what):
     """Theano's plural constructor: ``f(3)`` -> 3 unnamed variables, ``f('a', 'b')`` -> one per
-    name (a list), ``f('a')`` -> one variable (Theano returns it bare, not in a list)."""
+    name (a list), ``f('a')`` -> one variable (Theano returns it bare, not in a list), and
+    ``f('abcd')`` -> one per character (Theano's ``a, b, c, d = scalars('abcd')``)."""
     def many(*names, dtype=None):
         kw = {} if dtype is None else {"dtype": dtype}
         if len(names) == 1 and isinstance(names[0], (int, np.integer)) and not isinstance(names[0], bool):
@@ -181,6 +182,8 @@ def plural(make, what):
         if bad or not names:
             raise TypeError(f"{what}: give names (strings) or a count, got {names!r}")
         if len(names) == 1:
+            if len(names[0]) > 1:  # Theano iterates over the one string given
+                return [make(c, **kw) for c in names[0]]
             return make(names[0], **kw)
         return [make(n, **kw) for n in names]
     many.__name__ = what
