@@ -104,6 +104,8 @@ def _cases(A, B, F, I, J, p, r, t3, v):
         ("x.choose", (p % 2).choose([v, v * 2]), np.choose(P_VAL % 2, [V_VAL, V_VAL * 2])),
         ("nnet.softmax_graph", T.nnet.softmax_graph(A), np.exp(A_VAL) / np.exp(A_VAL).sum(1, keepdims=True)),
         ("nnet.softmax_op", T.nnet.softmax_op(A), np.exp(A_VAL) / np.exp(A_VAL).sum(1, keepdims=True)),
+        ("nnet.softmax_op vector: a row", T.nnet.softmax_op(v), (np.exp(V_VAL) / np.exp(V_VAL).sum())[None]),
+        ("nnet.softmax_graph vector", T.nnet.softmax_graph(v), np.exp(V_VAL) / np.exp(V_VAL).sum()),
         ("nnet.confusion_matrix", T.nnet.confusion_matrix(p, (p + 1) % 4)[0],
          np.array([[(a == i) & (b == j) for i, j in [(i, j) for i in n for j in n]]
                    for a, b in zip(P_VAL, (P_VAL + 1) % 4)]).sum(0).reshape(4, 4).astype("int64")),

@@ -17,8 +17,11 @@ def softmax_graph(c):
 
 
 def softmax_op(c):
-    """Theano's ``softmax_op`` (its Softmax Op instance), applied: the softmax over the last axis."""
-    return B.softmax(as_variable(c, "c"), axis=-1)
+    """Theano's ``softmax_op`` (its Softmax Op instance), applied: the softmax over the last
+    axis, a vector giving a (1, n) row as Theano's op (``softmax_graph`` keeps the shape)."""
+    from .nnet import softmax
+
+    return softmax(c)
 
 
 def confusion_matrix(actual, pred):
