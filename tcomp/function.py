@@ -430,6 +430,29 @@ class Function:
         return reduce_function(self)
 
 
+def _cut_at_inputs(inputs, givens):
+    """Theano compiles a function whose inputs are computed variables (``function([h], out)``
+    with ``h = f(x)``): the graph is cut there and ``h`` is given.  Each such input becomes a
+    fresh root variable of its type, substituted for it by ``givens``."""
+    if not isinstance(inputs, (list, tuple)) or not any(
+            isinstance(v, Variable) and not v.is_root and not isinstance(v, SharedVariable)
+            and getattr(v, "is_sparse_variable", False) is not True for v in inputs):
+        return inputs, givens
+    pairs = list(givens.items()) if isinstance(givens, dict) else list(givens or [])
+    keyed = {id(k) for k, _ in pairs}
+    cut = []
+    for v in inputs:
+        if isinstance(v, Variable) and not v.is_root and not isinstance(v, SharedVariable):
+            if id(v) in keyed:
+                raise ValueError(f"input {v.describe()} is also replaced by givens")
+            fresh = Variable(v.type, "input", name=v.name)
+            pairs.append((v, fresh))
+            keyed.add(id(v))
+            v = fresh
+        cut.append(v)
+    return cut, pairs
+
+
 def _has_composite(inputs, outputs, updates=None, givens=None) -> bool:
     """Whether a signature (or an update's target, or a givens key) has a composite variable
     (a ``tcomp.sparse`` matrix, a ``tcomp.typed_list`` list: ``tcomp/composite.py``)."""
@@ -524,6 +547,7 @@ def function(inputs, outputs=None, updates=None, givens=None, name=None, on_unus
     Copying (``f.copy(swap=...)``), pickling and ``copy.deepcopy`` rebuild the function from
     its traced graph; ``f.dump(stage)`` prints each compilation stage.
     """
+    inputs, givens = _cut_at_inputs(inputs, givens)
     if _has_composite(inputs, outputs, updates, givens):  # sparse matrices, typed lists: several tensors each
         from .composite import CompositeFunction
 

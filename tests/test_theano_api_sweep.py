@@ -356,3 +356,24 @@ def test_plural_constructor_splits_one_string():
     assert T.dmatrices("x").name == "x" and len(T.matrices("x", "yz")) == 2
     f = tcomp.function([a, b, c, d], T.stacklists([[a, b], [c, d]]))
     np.testing.assert_array_equal(f(1, 2, 3, 4), [[1.0, 2.0], [3.0, 4.0]])
+
+
+def test_function_input_cuts_the_graph():
+    """Theano's neighbours doc example: ``theano.function([neibs], neibs2images(neibs, ...))``
+    with ``neibs`` computed from ``images``."""
+    from tcomp.tensor.nnet.neighbours import images2neibs, neibs2images
+
+    images = T.dtensor4("images")
+    neibs = images2neibs(images, neib_shape=(5, 5))
+    im_val = np.arange(100.0).reshape((1, 1, 10, 10))
+    neibs_val = tcomp.function([images], neibs)(im_val)
+    want = im_val.reshape(2, 5, 2, 5).transpose(0, 2, 1, 3).reshape(4, 25)
+    np.testing.assert_array_equal(neibs_val, want)
+    inv_window = tcomp.function([neibs], neibs2images(neibs, (5, 5), im_val.shape))
+    np.testing.assert_array_equal(inv_window(neibs_val), im_val)
+    x = T.dvector("x")
+    h = T.tanh(x)
+    f = tcomp.function([h, x], h * 2 + x)
+    np.testing.assert_allclose(f(np.array([0.5, 1.0]), np.array([1.0, 2.0])), [2.0, 4.0])
+    with pytest.raises(ValueError, match="also replaced by givens"):
+        tcomp.function([h], h * 2, givens={h: x})
