@@ -360,7 +360,7 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", add_nam
             if isinstance(g, NullGradient):
                 behind = _reach([inp], blocked)
                 if any(id(t) in behind for t in targets):
-                    raise TypeError(g.message())
+                    raise NullTypeGradError(g.message())
                 continue
             g = as_variable(g, f"gradient of {r.label}")
             if g.ndim != inp.ndim:
@@ -385,8 +385,8 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", add_nam
             continue
         if disconnected_inputs == "raise":
             what = cost.describe() if cost is not None else "the known gradients"
-            raise ValueError(f"T.grad: cost {what} does not depend on {w.describe()} "
-                             "(pass disconnected_inputs='ignore' or 'warn' to get zeros)")
+            raise DisconnectedInputError(f"T.grad: cost {what} does not depend on {w.describe()} "
+                                         "(pass disconnected_inputs='ignore' or 'warn' to get zeros)")
         if disconnected_inputs == "warn":
             warnings.warn(f"T.grad: cost does not depend on {w.describe()}", stacklevel=2)
         out.append(B.zeros_like(w) if return_disconnected == "zero" else
@@ -544,4 +544,10 @@ def hessian(cost, wrt, consider_constant=None, disconnected_inputs="raise"):
     return out[0] if single else out
 
 
-from .gradient_more import grad_scale, subgraph_grad, undefined_grad  # noqa: E402,F401  (Theano's names; tcomp/gradient_more.py)
+from .gradient_more import (  # noqa: E402,F401  (Theano's names; tcomp/gradient_more.py)
+    DisconnectedInputError,
+    NullTypeGradError,
+    grad_scale,
+    subgraph_grad,
+    undefined_grad,
+)

@@ -8,6 +8,16 @@ from __future__ import annotations
 from tcomp.ir import dtypes as dt
 
 
+class DisconnectedInputError(ValueError):
+    """Theano's ``gradient.DisconnectedInputError``: ``T.grad`` was asked for the gradient of a
+    cost with respect to a variable it does not depend on (``disconnected_inputs='raise'``)."""
+
+
+class NullTypeGradError(TypeError):
+    """Theano's ``gradient.NullTypeGradError``: a gradient needed by ``T.grad`` is undefined or
+    not implemented (``grad_undefined``, ``grad_not_implemented``, ``undefined_grad``)."""
+
+
 def grad_scale(x, multiplier):
     """``x`` in the forward pass; the gradient flowing back into ``x`` is multiplied by
     ``multiplier`` (a number or a scalar variable): Theano's ``gradient.grad_scale``."""
@@ -67,4 +77,4 @@ def subgraph_grad(wrt, end, start=None, cost=None, details=False):
     return wrt_grads, end_grads
 
 
-__all__ = ["grad_scale", "undefined_grad", "subgraph_grad"]
+__all__ = ["DisconnectedInputError", "NullTypeGradError", "grad_scale", "undefined_grad", "subgraph_grad"]

@@ -377,3 +377,13 @@ def test_function_input_cuts_the_graph():
     np.testing.assert_allclose(f(np.array([0.5, 1.0]), np.array([1.0, 2.0])), [2.0, 4.0])
     with pytest.raises(ValueError, match="also replaced by givens"):
         tcomp.function([h], h * 2, givens={h: x})
+
+
+def test_gradient_error_classes():
+    x, y = T.dvector("x"), T.dvector("y")
+    with pytest.raises(tcomp.gradient.DisconnectedInputError, match="does not depend"):
+        T.grad(T.sum(x), y)
+    with pytest.raises(tcomp.gradient.NullTypeGradError, match="undefined"):
+        T.grad(T.sum(tcomp.gradient.undefined_grad(x)), x)
+    assert issubclass(tcomp.gradient.DisconnectedInputError, ValueError)
+    assert issubclass(tcomp.gradient.NullTypeGradError, TypeError)
