@@ -47,6 +47,13 @@ def register() -> None:
     _alias(tensor, "sharedvar", "Theano's theano.tensor.sharedvar.", TensorSharedVariable=SharedVariable,
            SharedVariable=SharedVariable)
     gof.Variable = gof.Constant = Variable
+    # theano.tensor.sort / theano.tensor.subtensor / theano.gof.graph (tcomp/tensor/graph_paths.py)
+    from .tensor import graph_paths
+
+    sort_members, subtensor_members, graph_members = graph_paths.members()
+    _module_only(f"{tensor.__name__}.sort", "Theano's theano.tensor.sort.", **sort_members)
+    _alias(tensor, "subtensor", "Theano's theano.tensor.subtensor.", **subtensor_members)
+    _alias(gof, "graph", "Theano's theano.gof.graph.", **graph_members)
     for name, module in (("nanguardmode", nanguardmode), ("profiling", profiling)):
         sys.modules[f"{compile_module.__name__}.{name}"] = module
         setattr(compile_module, name, module)

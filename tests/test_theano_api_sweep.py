@@ -387,3 +387,21 @@ def test_gradient_error_classes():
         T.grad(T.sum(tcomp.gradient.undefined_grad(x)), x)
     assert issubclass(tcomp.gradient.DisconnectedInputError, ValueError)
     assert issubclass(tcomp.gradient.NullTypeGradError, TypeError)
+
+
+def test_more_theano_module_paths():
+    import tcomp.gof.graph as graph
+    from tcomp.tensor.sort import argsort, sort, topk  # noqa: F401
+    from tcomp.tensor.subtensor import inc_subtensor, set_subtensor  # noqa: F401
+
+    assert callable(T.sort) and sort is T.sort and set_subtensor is T.set_subtensor
+    x, y = T.dvector("x"), T.dvector("y")
+    w = tcomp.shared(np.ones(2), "w")
+    h = T.tanh(x * w)
+    cost = T.sum(h + 2.0 * y)
+    found = graph.inputs([cost])
+    assert [v for v in found if v is x or v is y or v is w] == [x, w, y]
+    assert all(not v.inputs for v in found)
+    assert graph.inputs([cost], blockers=[h]) == [h] + [v for v in found if v not in (x, w)]
+    between = graph.variables([x], [cost])
+    assert x in between and h in between and cost in between
