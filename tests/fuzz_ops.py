@@ -165,7 +165,7 @@ NUMERIC_UNARY = {
 UNARY_SPELLINGS = {
     "neg": ["T.neg({0})", "-{0}"], "abs": ["T.abs({0})", "abs({0})", "T.abs_({0})"],
     "sigmoid": ["T.sigmoid({0})", "T.nnet.sigmoid({0})"], "relu": ["T.relu({0})", "T.nnet.relu({0})"],
-    "softplus": ["T.softplus({0})", "T.nnet.softplus({0})"], "logical_not": ["T.logical_not({0})", "~{0}"],
+    "softplus": ["T.softplus({0})", "T.nnet.softplus({0})"], "logical_not": ["T.logical_not({0})"],
 }
 
 
@@ -209,8 +209,9 @@ BINARY_SPELLINGS = {
     "eq": ["T.eq({0}, {1})"], "neq": ["T.neq({0}, {1})"], "lt": ["T.lt({0}, {1})", "{0} < {1}"],
     "le": ["T.le({0}, {1})", "{0} <= {1}"], "gt": ["T.gt({0}, {1})", "{0} > {1}"],
     "ge": ["T.ge({0}, {1})", "{0} >= {1}"],
-    "logical_and": ["T.and_({0}, {1})", "{0} & {1}"], "logical_or": ["T.or_({0}, {1})", "{0} | {1}"],
-    "logical_xor": ["T.xor({0}, {1})", "{0} ^ {1}"],
+    # (T.and_/&, T.or_/|, T.xor/^ are bitwise on integer tensors, as in Theano and NumPy)
+    "logical_and": ["T.logical_and({0}, {1})"], "logical_or": ["T.logical_or({0}, {1})"],
+    "logical_xor": ["T.logical_xor({0}, {1})"],
 }
 
 
