@@ -30,6 +30,10 @@ Options (``tcomp.config.OPTIONS`` lists them with their choices):
   effect; setting ``None`` goes back to the environment's.
 - ``profile``: Theano's ``config.profile`` (default False): functions compiled while it is
   on time their calls (``fn.profile.summary()``, see ``tcomp/profiling.py``).
+- Theano's ``exception_verbosity``, ``allow_gc``, ``cxx``, ``openmp``,
+  ``openmp_elemwise_minsize``, ``on_opt_error``, ``print_active_device`` and ``deterministic``
+  are accepted (and their values checked) so Theano scripts that set them run; they change
+  nothing here (``THEANO_NO_EFFECT``).
 - ``warn``: a namespace of Theano's ``warn.*`` flags (``config.warn.ignore_bug_before =
   'all'``, ``config.warn.sum_sum_bug = False``, ...).  They are accepted so Theano scripts
   run; tcomp has none of the old Theano bugs they warn about, so they change nothing.
@@ -82,6 +86,40 @@ OPTIONS = {
     "cache_max_bytes": None,
     "profile": None,
 }
+
+#: Theano options its scripts set that mean nothing for tcomp (no C compiler, no garbage
+#: collection of intermediates to tune, exceptions always name the node): accepted and checked
+#: so those scripts run, and they change nothing.  Their defaults are Theano's.
+THEANO_NO_EFFECT = {
+    "exception_verbosity": ("low", ("low", "high")),
+    "allow_gc": (True, bool),
+    "cxx": ("", str),
+    "openmp": (False, bool),
+    "openmp_elemwise_minsize": (200000, int),
+    "on_opt_error": ("warn", ("warn", "raise", "pdb", "ignore")),
+    "print_active_device": (True, bool),
+    "deterministic": ("default", ("default", "more")),
+}
+for _name, (_default, _kind) in THEANO_NO_EFFECT.items():
+    globals()[_name] = _default
+    OPTIONS[_name] = _kind if isinstance(_kind, tuple) else None
+
+
+def _check_no_effect(name, value):
+    default, kind = THEANO_NO_EFFECT[name]
+    if kind is bool:
+        return _parse_bool(name, value)
+    if kind is int:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"config.{name} must be an int, got {value!r}") from None
+    if kind is str:
+        if not isinstance(value, str):
+            raise ValueError(f"config.{name} must be a string, got {value!r}")
+        return value
+    return _check_choice(name, value)
+
 
 _GPU_PREFIXES = ("cuda", "gpu", "opencl")
 #: Theano's spellings of the one CUDA device tcomp uses (device 0)
@@ -174,6 +212,8 @@ class _Config(types.ModuleType):
         prop = getattr(type(self), name, None)
         if isinstance(prop, property):
             return prop.__set__(self, value)
+        if name in THEANO_NO_EFFECT:
+            return super().__setattr__(name, _check_no_effect(name, value))
         return super().__setattr__(name, _check_choice(name, value))
 
     @property

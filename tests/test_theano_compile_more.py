@@ -123,3 +123,19 @@ def test_variable_classes_for_isinstance_checks():
     assert isinstance(T.constant(1.0), TensorConstant)
     assert isinstance(tcomp.shared(np.zeros(2)), TensorSharedVariable)
     assert callable(T.var)  # T.var stays the variance function
+
+
+def test_theano_config_options_without_effect_are_accepted_and_checked():
+    config = tcomp.config
+    with config.change_flags(exception_verbosity="high", allow_gc=False, cxx="", openmp=True,
+                             openmp_elemwise_minsize=1000, on_opt_error="raise"):
+        assert config.exception_verbosity == "high" and config.allow_gc is False and config.openmp is True
+        x = T.dvector("x")
+        np.testing.assert_array_equal(tcomp.function([x], x * 2)(np.ones(2)), [2.0, 2.0])
+    assert config.allow_gc is True
+    with pytest.raises(ValueError, match="exception_verbosity"):
+        config.exception_verbosity = "medium"
+    with pytest.raises(ValueError, match="allow_gc"):
+        config.allow_gc = "maybe"
+    with pytest.raises(AttributeError, match="no option"):
+        config.exception_verbositty = "high"
