@@ -41,6 +41,17 @@ def register() -> None:
            Function=Function, function=function)
     _alias(compile_module, "sharedvalue", "Theano's theano.compile.sharedvalue.",
            SharedVariable=SharedVariable, shared=shared)
+    from . import io as io_module
+    from . import mode as mode_module
+
+    # theano.compile.function is the function, and also a module holding it
+    _module_only(f"{compile_module.__name__}.function", "Theano's theano.compile.function.", function=function)
+    for name, module in (("mode", mode_module), ("io", io_module)):
+        sys.modules[f"{compile_module.__name__}.{name}"] = module
+    for name, value in (("function", function), ("shared", shared), ("SharedVariable", SharedVariable),
+                        ("In", io_module.In), ("Out", io_module.Out), ("Mode", mode_module.Mode),
+                        ("get_mode", mode_module.get_mode), ("io", io_module)):
+        setattr(compile_module, name, value)
     # isinstance checks of Theano code: every symbolic tensor is a tcomp Variable
     _module_only(f"{tensor.__name__}.var", "Theano's theano.tensor.var.", TensorVariable=Variable,
                  TensorConstant=Variable, _tensor_py_operators=Variable)

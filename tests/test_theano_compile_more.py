@@ -139,3 +139,13 @@ def test_theano_config_options_without_effect_are_accepted_and_checked():
         config.allow_gc = "maybe"
     with pytest.raises(AttributeError, match="no option"):
         config.exception_verbositty = "high"
+
+
+def test_theano_compile_module_paths():
+    from tcomp.compile.function import function
+    from tcomp.compile.io import In, Out
+    from tcomp.compile.mode import Mode, get_mode
+
+    assert function is tcomp.function and tcomp.compile.function is tcomp.function
+    assert (In, Out, Mode) == (tcomp.In, tcomp.Out, tcomp.Mode) and get_mode("FAST_RUN").optimizer == "fast_run"
+    assert tcomp.compile.shared is tcomp.shared and tcomp.compile.SharedVariable is tcomp.SharedVariable
