@@ -145,10 +145,12 @@ def test_not_absorbed_where_the_product_is_needed_or_broadcast():
     assert not _products(f)
 
 
-def test_default_pipeline_fuses_cheap_epilogues_only():
-    """The cost rule (passes/fusion_gemm.CHEAP_STEPS): the default pipeline absorbs a bias +
-    relu, a backward mask and a scaled update, not a tanh or sigmoid epilogue (those measured
-    slower fused at 2 threads); ``exclude`` turns it off; results match NumPy either way."""
+def test_cheap_epilogue_pipeline_fuses_cheap_epilogues_only():
+    """The cost rule (passes/fusion_gemm.CHEAP_STEPS): PIPELINES['gemm_epilogue_cheap']
+    absorbs a bias + relu, a backward mask and a scaled update, not a tanh or sigmoid epilogue
+    (those measured slower fused at 2 threads); ``exclude`` turns it off, and the default
+    pipeline fuses none; results match NumPy either way."""
+    cheap_mode = tcomp.Mode(optimizer=PIPELINES["gemm_epilogue_cheap"])
     x, w, b, a = T.matrix("x"), T.matrix("w"), T.vector("b"), T.matrix("a")
     z = T.dot(x, w)
     cheap = [T.nnet.relu(z + b), T.where(0 < a, z, 0), a - 0.5 * z]
@@ -158,11 +160,14 @@ def test_default_pipeline_fuses_cheap_epilogues_only():
     zv = xv.astype("float64") @ wv
     want = [np.maximum(zv + bv, 0), np.where(av > 0, zv, 0), av - 0.5 * zv, np.tanh(zv + bv), _sig(zv)]
     for o, wo, fused in zip(cheap + costly, want, [True] * 3 + [False] * 2):
-        f = tcomp.function([x, w, b, a], o, on_unused_input="ignore")
+        f = tcomp.function([x, w, b, a], o, on_unused_input="ignore", mode=cheap_mode)
         assert bool(_products(f)) == fused, o
-        off = tcomp.function([x, w, b, a], o, on_unused_input="ignore", exclude=["fuse_gemm_epilogue"])
+        off = tcomp.function([x, w, b, a], o, on_unused_input="ignore", exclude=["fuse_gemm_epilogue"],
+                             mode=cheap_mode)
         assert not _products(off)
-        for g in (f, off):
+        default = tcomp.function([x, w, b, a], o, on_unused_input="ignore")
+        assert not _products(default)
+        for g in (f, off, default):
             np.testing.assert_allclose(g(xv, wv, bv, av), wo, **accumulation_tol("float32", 30, 1.0))
 
 
