@@ -113,9 +113,9 @@ def bilinear_kernel_1D(ratio, normalize=True, dtype=None):
     return as_variable(np.asarray(kern / r if normalize else kern, dtype=dtype or _floatx()))
 
 
-def bilinear_kernel_2D(ratio, normalize=True):
+def bilinear_kernel_2D(ratio, normalize=True, dtype=None):
     """The outer product of two :func:`bilinear_kernel_1D` kernels."""
-    k = bilinear_kernel_1D(ratio, normalize)
+    k = bilinear_kernel_1D(ratio, normalize, dtype)
     return k.dimshuffle(0, "x") * k.dimshuffle("x", 0)
 
 
@@ -152,7 +152,7 @@ def bilinear_upsampling(input, ratio=None, frac_ratio=None, batch_size=None, num
         out = conv2d_grad_wrt_inputs(up_rows, k.dimshuffle("x", "x", "x", 0), (None, 1, rows * r, cols * r),
                                      filter_shape=(1, 1, 1, size), border_mode=(0, pad), subsample=(1, r))
     else:
-        k2 = k.dimshuffle(0, "x") * k.dimshuffle("x", 0)
+        k2 = bilinear_kernel_2D(r, dtype=x.dtype)
         out = conv2d_grad_wrt_inputs(padded, k2.dimshuffle("x", "x", 0, 1), (None, 1, rows * r, cols * r),
                                      filter_shape=(1, 1, size, size), border_mode=(pad, pad), subsample=(r, r))
     return B.reshape(out, (B.shape_i(x, 0), B.shape_i(x, 1), rows * r, cols * r))
