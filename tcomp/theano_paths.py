@@ -12,27 +12,26 @@ import sys
 import types
 
 
-def _alias(parent, name: str, doc: str, **members) -> None:
-    full = f"{parent.__name__}.{name}"
-    module = types.ModuleType(full, doc)
-    module.__dict__.update(members)
-    module.__all__ = sorted(members)
-    sys.modules[full] = module
-    setattr(parent, name, module)
-
-
-def _module_only(full: str, doc: str, **members) -> None:
+def _module_only(full: str, doc: str, **members) -> types.ModuleType:
     """A module importable by name whose parent keeps its attribute of the same name
     (``tcomp.tensor.var`` is also the variance function ``T.var``)."""
     module = types.ModuleType(full, doc)
     module.__dict__.update(members)
     module.__all__ = sorted(members)
     sys.modules[full] = module
+    return module
+
+
+def _alias(parent, name: str, doc: str, **members) -> None:
+    """A module importable by name that is also the attribute ``name`` of ``parent``."""
+    setattr(parent, name, _module_only(f"{parent.__name__}.{name}", doc, **members))
 
 
 def register() -> None:
     from . import compile as compile_module
     from . import gof, nanguardmode, profiling, tensor
+    from . import io as io_module
+    from . import mode as mode_module
     from .function import Function, function
     from .shared import SharedVariable, shared
     from .tensor.variable import Variable
@@ -41,16 +40,15 @@ def register() -> None:
            Function=Function, function=function)
     _alias(compile_module, "sharedvalue", "Theano's theano.compile.sharedvalue.",
            SharedVariable=SharedVariable, shared=shared)
-    from . import io as io_module
-    from . import mode as mode_module
-
     # theano.compile.function is the function, and also a module holding it
     _module_only(f"{compile_module.__name__}.function", "Theano's theano.compile.function.", function=function)
-    for name, module in (("mode", mode_module), ("io", io_module)):
+    for name, module in (("mode", mode_module), ("io", io_module), ("nanguardmode", nanguardmode),
+                         ("profiling", profiling)):
         sys.modules[f"{compile_module.__name__}.{name}"] = module
+        setattr(compile_module, name, module)
     for name, value in (("function", function), ("shared", shared), ("SharedVariable", SharedVariable),
                         ("In", io_module.In), ("Out", io_module.Out), ("Mode", mode_module.Mode),
-                        ("get_mode", mode_module.get_mode), ("io", io_module)):
+                        ("get_mode", mode_module.get_mode)):
         setattr(compile_module, name, value)
     # isinstance checks of Theano code: every symbolic tensor is a tcomp Variable
     _module_only(f"{tensor.__name__}.var", "Theano's theano.tensor.var.", TensorVariable=Variable,
@@ -65,6 +63,3 @@ def register() -> None:
     _module_only(f"{tensor.__name__}.sort", "Theano's theano.tensor.sort.", **sort_members)
     _alias(tensor, "subtensor", "Theano's theano.tensor.subtensor.", **subtensor_members)
     _alias(gof, "graph", "Theano's theano.gof.graph.", **graph_members)
-    for name, module in (("nanguardmode", nanguardmode), ("profiling", profiling)):
-        sys.modules[f"{compile_module.__name__}.{name}"] = module
-        setattr(compile_module, name, module)

@@ -319,8 +319,7 @@ class Variable:
 
     def copy(self, name=None):
         """A new variable with this value (Theano's ``tensor_copy``; the passes remove it)."""
-        out = apply("dimshuffle", [self], {"pattern": tuple(range(self.ndim))}, name=name)
-        return out
+        return apply("dimshuffle", [self], {"pattern": tuple(range(self.ndim))}, name=name)
 
     def ptp(self, axis=None):
         return _elemwise_more().ptp(self, axis)
