@@ -7,15 +7,9 @@ state per block; the inner scan's forward values are recomputed in the outer bac
 step, so memory is O(n / N + N) states instead of O(n)."""
 from __future__ import annotations
 
-from .scan import scan
+from .scan import _as_list, scan
 from .tensor import basic as B
 from .tensor.variable import as_variable
-
-
-def _as_list(x):
-    if x is None:
-        return []
-    return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
 def scan_checkpoints(fn, sequences=None, outputs_info=None, non_sequences=None, name="checkpointscan_fn",
