@@ -31,6 +31,10 @@ def test_split_pieces_and_gradient():
     for a, b in zip(got, np.split(x, [2, 6])):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(g, 2 * x * np.repeat([1, 2, 3], [2, 4, 1]))
+    # sizes that do not tile the axis raise instead of giving wrong pieces
+    for bad in ([2, 4, 0], [2, 4, 2], [2, 6, -1], [7, 0, 0, 0]):
+        with pytest.raises(ValueError, match="reshape"):
+            f(x, np.array(bad))
     with pytest.raises(TypeError, match="splits_size"):
         T.split(v, T.dvector("s"), 2)
 

@@ -10,6 +10,7 @@ from tcomp.ir import dtypes as dt
 
 from . import basic as B
 from .extra import _axes_list, _dim, _float, _int_scalar, _size, argsort, cumsum
+from .extra import any as any_
 from .variable import as_variable, constant
 
 # -- triangles ---------------------------------------------------------------------------
@@ -53,7 +54,8 @@ def triu(m, k=0):
 
 def split(x, splits_size, n_splits, axis=0):
     """Theano's split: ``n_splits`` consecutive pieces of ``x`` along ``axis`` whose lengths
-    are the (possibly symbolic) vector ``splits_size``; they must add up to the axis length."""
+    are the (possibly symbolic) vector ``splits_size``; they must be non-negative and add up
+    to the axis length (checked at call time)."""
     x = as_variable(x, "x")
     if not isinstance(n_splits, (int, np.integer)) or n_splits < 1:
         raise ValueError(f"split: n_splits must be a positive int, got {n_splits!r}")
@@ -65,7 +67,16 @@ def split(x, splits_size, n_splits, axis=0):
         raise TypeError(f"split: splits_size must be an integer vector, got {sizes.describe()}")
     if isinstance(sizes.type.shape[0], int) and sizes.type.shape[0] != n_splits:
         raise ValueError(f"split: splits_size has {sizes.type.shape[0]} entries but n_splits={n_splits}")
-    ends = cumsum(B.cast(sizes, "int64"))
+    sizes = B.cast(sizes, "int64")
+    ends = cumsum(sizes)
+    # Checked in native code before slicing (wrong sizes would otherwise give wrong pieces
+    # silently): x reshaped to the sizes' sum along ``axis`` fails (ValueError) unless it is
+    # the axis length; a negative size or a wrong count of sizes makes that length -2, which
+    # no reshape accepts (-1 would mean "infer").  A view when x is contiguous.
+    bad = any_(B.lt(sizes, 0)) | B.neq(B.shape_i(sizes, 0), n_splits)
+    checked = [B.shape_i(x, i) for i in range(x.ndim)]
+    checked[axis] = B.switch(bad, -2, ends[int(n_splits) - 1])
+    x = B.reshape(x, checked)
     lead = (slice(None),) * axis
     pieces, start = [], 0
     for i in range(int(n_splits)):
