@@ -7,6 +7,8 @@ state per block; the inner scan's forward values are recomputed in the outer bac
 step, so memory is O(n / N + N) states instead of O(n)."""
 from __future__ import annotations
 
+import functools
+
 from .scan import _as_list, scan
 from .tensor import basic as B
 from .tensor.variable import as_variable
@@ -34,13 +36,18 @@ def scan_checkpoints(fn, sequences=None, outputs_info=None, non_sequences=None, 
     if not sequences and n_steps is None:
         raise ValueError("scan_checkpoints: give sequences or n_steps")
     N = save_every_N
-    total = B.cast(sequences[0].shape[0] if n_steps is None else as_variable(n_steps, "n_steps"), "int64")
+    # as scan: the loop runs the smallest of n_steps and the sequences' lengths
+    lengths = [B.cast(q.shape[0], "int64") for q in sequences]
+    if n_steps is not None:
+        lengths.append(B.cast(as_variable(n_steps, "n_steps"), "int64"))
+    total = functools.reduce(B.minimum, lengths)
     blocks = (total + (N - 1)) // N
     # steps per block: N, except the last block runs what is left
     counts = B.switch(B.eq(B.arange(blocks), blocks - 1), total - (blocks - 1) * N, N)
     blocked = []
     for s in sequences:
         tail = [s.shape[i] for i in range(1, s.ndim)]
+        s = s[:total]
         if not no_padding:
             pad = blocks * N - s.shape[0]
             s = B.concatenate([s, B.zeros([pad] + tail, dtype=s.dtype)])

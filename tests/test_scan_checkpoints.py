@@ -55,3 +55,17 @@ def test_rejects_what_it_cannot_do():
         tcomp.scan_checkpoints(step, sequences=[X], outputs_info=[dict(initial=h0, taps=[-2])], non_sequences=[W])
     with pytest.raises(ValueError, match="save_every_N"):
         tcomp.scan_checkpoints(step, sequences=[X], outputs_info=[h0], non_sequences=[W], save_every_N=0)
+
+
+def test_runs_the_smallest_of_n_steps_and_the_sequence_lengths_as_scan():
+    X, Y, h0, n = T.dmatrix("X"), T.dmatrix("Y"), T.dvector("h0"), T.lscalar("n")
+
+    def step(x, y, h):
+        return T.tanh(x + y + h)
+
+    hs, _ = tcomp.scan(step, sequences=[X, Y], outputs_info=h0, n_steps=n)
+    hc, _ = tcomp.scan_checkpoints(step, sequences=[X, Y], outputs_info=[h0], n_steps=n, save_every_N=3)
+    f = tcomp.function([X, Y, h0, n], [hs[-1], hc[-1]])
+    for lx, ly, steps in ((10, 7, 20), (10, 10, 4), (9, 12, 100)):
+        plain, blocked = f(RNG.standard_normal((lx, 2)), RNG.standard_normal((ly, 2)), np.zeros(2), steps)
+        np.testing.assert_allclose(blocked, plain, rtol=1e-12)
