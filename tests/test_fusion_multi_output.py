@@ -338,16 +338,17 @@ def _wide_graph(n):
 def test_fusion_time_is_near_linear():
     import time
 
-    def best(n):
-        t = float("inf")
-        for _ in range(3):
-            g = _wide_graph(n)
-            t0 = time.perf_counter()
-            fuse_elementwise(g)
-            t = min(t, time.perf_counter() - t0)
-        return t
+    def timed(n):
+        g = _wide_graph(n)
+        t0 = time.perf_counter()
+        fuse_elementwise(g)
+        return time.perf_counter() - t0
 
-    small, large = best(200), best(2000)
+    # best of 5, the two sizes interleaved so both see the same load (CI runs another test
+    # process beside this one; alone the ratio is 12-16)
+    small = large = float("inf")
+    for _ in range(5):
+        small, large = min(small, timed(200)), min(large, timed(2000))
     assert large < 25 * small, (small, large)
     h = fuse_elementwise(_wide_graph(300))
     verify(h)
