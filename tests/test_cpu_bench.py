@@ -44,3 +44,14 @@ def test_pinned_child_runs_on_n_cpus_with_every_thread_setting():
         assert f"intra_op_parallelism_threads={n}" in got["xla"]
     with pytest.raises(ValueError, match="threads"):
         A.cpus_for(0)
+
+
+def test_scaling_lines_divide_the_one_thread_time_and_put_the_copy_first():
+    rows = [{"case": c, "size": "n", "threads": t, "tcomp_ms": ms}
+            for c, t, ms in (("elementwise", 1, 9.0), ("elementwise", 2, 6.0), ("copy (x)", 1, 4.0),
+                             ("copy (x)", 2, 3.2), ("matmul", 2, 1.0))]
+    lines = bench.format_scaling(rows)
+    assert lines[1] == "scaling, copy (x) n: 2 threads = 1.25x 1 thread (the memory system's own scaling)"
+    assert lines[2] == "scaling, elementwise n: 2 threads = 1.50x 1 thread"
+    assert len(lines) == 3  # matmul has no 1-thread row
+    assert bench.format_scaling(rows[:1]) == []

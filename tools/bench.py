@@ -309,7 +309,23 @@ def format_rows(rows) -> str:
                 lines.append(f"elementwise, {r['threads']} thread(s): {r['tcomp_gbs']:.1f} GB/s = "
                              f"{100 * r['tcomp_gbs'] / np_copy:.0f}% of np.copyto, "
                              f"{100 * r['tcomp_gbs'] / same:.0f}% of tcomp's copy with as many threads")
+    lines.extend(format_scaling(rows))
     return "\n".join(lines)
+
+
+def format_scaling(rows) -> list:
+    """``N threads / 1 thread`` of tcomp for every case measured at both, the copy row's
+    first: a memory-bound case cannot scale past what the copy itself gets from more cores
+    (on a VM whose memory bandwidth one core nearly saturates, that is well under N)."""
+    one = {(r["case"], r["size"]): r["tcomp_ms"] for r in rows if r["threads"] == 1}
+    out = []
+    for r in sorted(rows, key=lambda r: not r["case"].startswith("copy")):
+        base = one.get((r["case"], r["size"]))
+        if r["threads"] > 1 and base:
+            what = " (the memory system's own scaling)" if r["case"].startswith("copy") else ""
+            out.append(f"scaling, {r['case']} {r['size']}: {r['threads']} threads = "
+                       f"{base / r['tcomp_ms']:.2f}x 1 thread{what}")
+    return ["tcomp, N threads over 1 (time at 1 / time at N):"] + out if out else []
 
 
 def main(argv=None) -> int:
