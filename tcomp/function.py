@@ -21,6 +21,7 @@ from tcomp.ir import dtypes as dt
 from . import io as _io
 from .runtime import graph_cache  # (every CPU compile reads it first: imported with tcomp, not in the compile)
 from .shared import SharedLocks, SharedVariable
+from .tensor.shape_tuple import ShapeTuple
 from .tensor.variable import Variable, as_variable
 from .trace import _postorder, build_graph, givens_substitution
 
@@ -196,6 +197,8 @@ class Function:
         inputs = self.signature.inputs
         _check_inputs(inputs)
         outputs = _io.unwrap_outputs(outputs)
+        if isinstance(outputs, ShapeTuple):  # function([x], x.shape): one int64 vector, as in Theano
+            outputs = outputs.vector()
         self.single_output = outputs is not None and not isinstance(outputs, (list, tuple))
         outputs = [] if outputs is None else ([outputs] if self.single_output else list(outputs))
         outputs = [as_variable(o, f"output {i}") for i, o in enumerate(outputs)]

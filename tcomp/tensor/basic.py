@@ -308,10 +308,26 @@ def shape_i(x: Variable, i: int) -> Variable:
     return apply("shape", [x], {"axis": i})
 
 
+def _vector_dims(v):
+    """An int vector of static length as its entries (Theano passes shapes as vectors:
+    ``T.zeros(T.shape(x))``, ``T.zeros(x.shape * 2)``); None for anything else."""
+    if not (isinstance(v, Variable) and v.ndim == 1 and dt.is_int(v.dtype) and isinstance(v.type.shape[0], int)):
+        return None
+    if v.op == "stack" and all(i.ndim == 0 for i in v.inputs):
+        return tuple(v.inputs)
+    return tuple(v[i] for i in range(v.type.shape[0]))
+
+
 def _dim_entries(shape, what):
     """Split a user shape into (attr with None for symbolic, dim operands)."""
+    if isinstance(shape, (tuple, list)) and len(shape) == 1 and _vector_dims(shape[0]) is not None:
+        shape = shape[0]
     if isinstance(shape, Variable):
-        raise TypeError(f"{what}: give the shape as a tuple (e.g. x.shape), not a tensor")
+        dims = _vector_dims(shape)
+        if dims is None:
+            raise TypeError(f"{what}: give the shape as a tuple (e.g. x.shape) or an int vector of static "
+                            f"length, got {shape.describe()}")
+        shape = dims
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
     attr, operands = [], []

@@ -32,6 +32,7 @@ from tcomp.ir import dtypes as dt
 from tcomp.ir.ops import Constant, get_op
 from tcomp.ir.types import TensorType
 
+from .shape_tuple import ShapeTuple
 from .type import interned
 
 _counter = itertools.count()
@@ -89,10 +90,11 @@ class Variable:
 
     @property
     def shape(self) -> tuple:
-        """A tuple of int64 scalars: constants for static dims, ``shape`` nodes otherwise."""
+        """A tuple of int64 scalars: constants for static dims, ``shape`` nodes otherwise;
+        arithmetic on it is on the int64 vector, as in Theano (tcomp/tensor/shape_tuple.py)."""
         from . import basic
 
-        return tuple(basic.shape_i(self, i) for i in range(self.ndim))
+        return ShapeTuple(basic.shape_i(self, i) for i in range(self.ndim))
 
     def describe(self) -> str:
         label = self.name if self.name else (f"<{self.op}>" if self.op != "constant" else "<constant>")
@@ -542,6 +544,8 @@ def constant(value, dtype=None, name=None) -> Variable:
 def as_variable(value, name="value") -> Variable:
     if isinstance(value, Variable):
         return value
+    if isinstance(value, ShapeTuple):  # x.shape: Theano's int64 shape vector
+        return value.vector()
     dense = getattr(type(value), "__tcomp_dense__", None)
     if dense is not None:  # a tcomp.sparse matrix in a dense op: its dense form
         return dense(value)
