@@ -39,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
 
-from tcomp.ir import Graph, TensorType, get_op
+from tcomp.ir import Graph, TensorType, TupleType, get_op
 from tcomp.ir import dtypes as dt
 
 from .extents import Extents, same_extent
@@ -222,8 +222,9 @@ def _relaid_operands(g: Graph, n: int) -> set:
 
 
 def kernel_results(g: Graph, n: int) -> list:
-    """The values node ``n`` writes: itself, or a multi-output kernel's get_output nodes."""
-    if g.op(n) == "fused" and g.attrs(n).get("outputs"):
+    """The values node ``n`` writes: itself, or a multi-output node's get_output nodes (a
+    multi-output fused kernel, or any node of tuple type: scan, a random draw with its state)."""
+    if (g.op(n) == "fused" and g.attrs(n).get("outputs")) or isinstance(g.type(n), TupleType):
         return sorted((u for u in g.users(n) if g.op(u) == "get_output"), key=lambda u: g.attrs(u)["index"])
     return [n]
 

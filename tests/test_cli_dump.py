@@ -37,6 +37,13 @@ MODEL = textwrap.dedent('''\
     def build():
         v = T.vector("v")
         return tcomp.function([v], (v * table).sum(), backend="reference")
+
+
+    def running():
+        v = T.vector("v")
+        (total, prod), _ = tcomp.scan(lambda a, s, p: [s + a, p * a], sequences=v,
+                                      outputs_info=[T.zeros_like(v[0]), T.ones_like(v[0])])
+        return tcomp.function([v], [total, prod])
     ''')
 TANH_LINE = 10  # the line of T.tanh(...) above
 
@@ -210,6 +217,14 @@ def test_stats_counts_and_estimates_from_shapes(capsys, model):
     assert "native kernels" in out and "counted as 1" not in out
     code, out, _ = cli(capsys, "dump", f"{model}:predict", "--stats")
     assert code == 0 and "symbolic dims ? counted as 1" in out
+
+
+def test_stats_of_a_function_with_a_multi_output_scan(capsys, model):
+    """The memory plan reads a tuple-typed node's results through its get_output nodes
+    (it raised AttributeError on the scan's tuple type)."""
+    code, out, _ = cli(capsys, "dump", f"{model}:running", "--stats", "--shape", "v=5")
+    assert code == 0
+    assert "scan 1" in out and re.search(r"memory plan: \d+ buffers", out)
 
 
 def test_vectorize_remarks_per_kernel(capsys, model):
