@@ -99,8 +99,10 @@ def test_split_program_raises_the_errors_of_one_module(forced):
 
 def test_split_matches_one_module(monkeypatch):
     """Two kernel groups (the entries in the lighter one, at O3) against the same program as
-    one module; by default a program this small is one module."""
+    one module; by default a program of this little kernel code is one module (its entries
+    with the kernels when they are few: HOST_FAST_MIN)."""
     monkeypatch.setenv("TCOMP_JIT_WORKERS", "2")
+    monkeypatch.setattr(host_program, "HOST_FAST_MIN", 1 << 30)
     with tcomp.config.change_flags(cache=False):
         c = 1.125
         ins, outs = _program(c)

@@ -51,8 +51,12 @@ from .templates import KernelTemplates
 #: a kernel with more parameter slots than this gets them from a constant table (one call)
 TABLE_FILL_MIN = 16
 #: from this many kernels (plus a quarter of the shape program's instructions) the entries
-#: are compiled without IR passes and with FastISel (:meth:`HostProgram.emit_parts`)
-HOST_FAST_MIN = 128
+#: are a module of their own compiled without IR passes and with FastISel
+#: (:meth:`HostProgram.emit_parts`): the 784-512-512-10 MLP step (32 kernels, 36 shape
+#: instructions) has 21,000 characters of ``plan``/``run`` that cost ~35 ms of CPU at O3 in
+#: the kernels' module and 4 ms so; below it they join a kernel module (one optimizer job
+#: less, and no second worker process to start, ~60 ms, where only one runs)
+HOST_FAST_MIN = 24
 #: kernels of less code than this (IR characters, inlined calls counted) stay one module:
 #: about 0.5 s of LLVM (a 784-512-512-10 MLP step is ~100,000 and compiled slower split,
 #: the second optimizer process's start-up and the shared cores costing more than it saved)
@@ -536,7 +540,8 @@ class HostProgram:
         (:meth:`host_is_large`) the entries are a module of their own compiled without IR
         passes and with FastISel: straight-line code run once per call, on which LLVM's O3
         (SLP vectorizer, greedy register allocation, SelectionDAG over huge blocks) was most
-        of a deep gradient's compile while it made the call only microseconds faster.
+        of a deep gradient's compile while it made the call only microseconds faster (and
+        the kernels' modules are handed on before the entries are emitted, not after).
         Otherwise they join the lightest kernel module (at O3)."""
         from tcomp.runtime.engine import Part
 
