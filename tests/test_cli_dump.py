@@ -225,6 +225,9 @@ def test_stats_of_a_function_with_a_multi_output_scan(capsys, model):
     code, out, _ = cli(capsys, "dump", f"{model}:running", "--stats", "--shape", "v=5")
     assert code == 0
     assert "scan 1" in out and re.search(r"memory plan: \d+ buffers", out)
+    assert "FLOPs per call: 10 FLOP (10)" in out  # 5 steps of one add and one mul
+    code, out, _ = cli(capsys, "dump", f"{model}:running", "--stats")
+    assert code == 0 and "n_steps counted as 1" in out
 
 
 def test_vectorize_remarks_per_kernel(capsys, model):

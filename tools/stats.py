@@ -4,9 +4,10 @@ Counts are per call of the optimized graph: nodes per op (traced and optimized),
 (graph compute nodes; a multi-output kernel counts once; the CPU backend's native kernels
 when it is the backend), FLOPs (one per element per elementwise step, transcendentals
 included, 2*M*N*K per matrix product, the input size per reduction, 5 per element for a
-softmax), bytes every kernel reads plus writes (what the memory system must move), and the
-graph-level memory plan (``tcomp.passes.memory.plan_memory``): intermediate bytes with and
-without buffer reuse (the peak the plan allocates besides inputs and outputs).
+softmax, a scan's body times its steps), bytes every kernel reads plus writes (what the
+memory system must move), and the graph-level memory plan
+(``tcomp.passes.memory.plan_memory``): intermediate bytes with and without buffer reuse
+(the peak the plan allocates besides inputs and outputs).
 
 Symbolic dims (``?``, named) have no size until a call; ``--shape x=128x784`` gives an
 input's shape (types are re-inferred from it), and any dim still unknown counts as 1, which
@@ -120,18 +121,45 @@ def node_flops(g: Graph, n: int, unknown: list) -> int:
         return 2 * _size(g.type(n), unknown) * _inner(g.type(g.operands(n)[0]), unknown)
     if op in _SOFTMAX_FLOPS:
         return _SOFTMAX_FLOPS[op] * _size(g.type(g.operands(n)[0]), unknown)
+    if op == "scan":
+        return _scan_steps(g, n, unknown) * flops_and_bytes(g.attrs(n)["body"].graph, unknown)[0]
     if op == "conv2d":
         w = g.type(g.operands(n)[1])
         return 2 * _size(g.type(n), unknown) * _size(TensorType(w.dtype, w.shape[1:]), unknown)
     return 0
 
 
-def graph_stats(g: Graph, donations=None) -> dict:
-    from tcomp.passes import plan_memory
-    from tcomp.passes.memory import is_view
-    from tcomp.tools.inspect_cmd import kernels_per_call
+_STATIC_INT_OPS = {"add": sum, "minimum": min, "maximum": max, "mul": lambda v: v[0] * v[1],
+                   "sub": lambda v: v[0] - v[1], "cast": lambda v: v[0]}
 
-    unknown: list = []
+
+def _static_int(g: Graph, n: int):
+    """The value of int scalar ``n`` when the graph's static shapes fix it (a scan's
+    ``n_steps`` is the sequences' shortest length), else None."""
+    op = g.op(n)
+    if op == "constant":
+        return int(g.attrs(n)["value"].value)
+    if op == "shape":
+        d = g.type(g.operands(n)[0]).shape[g.attrs(n)["axis"]]
+        return d if isinstance(d, int) else None
+    if op in _STATIC_INT_OPS:
+        vals = [_static_int(g, o) for o in g.operands(n)]
+        return None if None in vals else int(_STATIC_INT_OPS[op](vals))
+    return None
+
+
+def _scan_steps(g: Graph, n: int, unknown: list) -> int:
+    steps = _static_int(g, g.operands(n)[0])
+    if steps is None:
+        unknown.append("n_steps")
+        return 1
+    return steps
+
+
+def flops_and_bytes(g: Graph, unknown: list) -> tuple:
+    """FLOPs and bytes read + written of one run of ``g``; a scan adds its body's per step."""
+    from tcomp.passes.memory import is_view
+
     flops = moved = 0
     for n in g.topo_order():
         op = g.op(n)
@@ -139,6 +167,17 @@ def graph_stats(g: Graph, donations=None) -> dict:
             continue
         flops += node_flops(g, n, unknown)
         moved += _bytes(g.type(n), unknown) + sum(_bytes(g.type(o), unknown) for o in g.operands(n))
+        if op == "scan":  # every step's kernels besides the scan's own operands and results
+            moved += _scan_steps(g, n, unknown) * flops_and_bytes(g.attrs(n)["body"].graph, unknown)[1]
+    return flops, moved
+
+
+def graph_stats(g: Graph, donations=None) -> dict:
+    from tcomp.passes import plan_memory
+    from tcomp.tools.inspect_cmd import kernels_per_call
+
+    unknown: list = []
+    flops, moved = flops_and_bytes(g, unknown)
     plan = plan_memory(g, donations or {})
     return {"nodes": len(g), "nodes_per_op": dict(sorted(Counter(g.op(n) for n in g.nodes()).items())),
             "kernels": kernels_per_call(g), "flops": flops, "bytes_moved": moved,
