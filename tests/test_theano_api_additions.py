@@ -49,6 +49,15 @@ def test_gammaln_poles_are_inf():
     assert np.isposinf(got).all()
 
 
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_psi_poles_are_scipys(backend):
+    """SciPy's digamma: -inf at +0, +inf at -0, nan at the negative integers and -inf."""
+    x = T.dvector("x")
+    v = np.array([0.0, -0.0, -1.0, -2.0, -7.0, -1e20, -np.inf, np.inf])
+    got = tcomp.function([x], T.psi(x), backend=backend)(v)
+    np.testing.assert_array_equal(got, [-np.inf, np.inf] + [np.nan] * 5 + [np.inf])
+
+
 def test_gammaln_gradient_is_psi_and_psi_gradient_is_trigamma():
     x = T.dvector("x")
     v = np.concatenate([POS[:30], NEG[:4]])

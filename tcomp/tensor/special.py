@@ -80,14 +80,17 @@ def _positive_psi(x):
 
 
 def psi(x):
-    """The digamma function d/dx log Gamma(x) (scipy.special.psi); at its poles (0 and the
-    negative integers) the value is infinite or nan."""
+    """The digamma function d/dx log Gamma(x) (scipy.special.psi), poles as SciPy: -inf at
+    +0, +inf at -0 (the limits from each side) and nan at the negative integers."""
     x = _float(as_variable(x, "x"))
     pos = B.gt(x, 0)
     xr = B.where(pos, 0.5, x)
     # reflection: psi(x) = psi(1 - x) - pi / tan(pi x)
     reflected = _positive_psi(1 - xr) - math.pi * _cos_pi(xr) / _sin_pi(xr)
-    return B.where(pos, _positive_psi(B.where(pos, x, 1.0)), reflected)
+    out = B.where(pos, _positive_psi(B.where(pos, x, 1.0)), reflected)
+    zero = B.eq(x, 0)
+    out = B.where(zero, -1.0 / B.where(zero, x, 1.0), out)  # -1/x: -inf at +0, +inf at -0
+    return B.where(B.lt(x, 0) & B.eq(x, B.floor(x)), math.nan, out)
 
 
 def _cos_pi(x):
