@@ -16,6 +16,7 @@ from tcomp.ir.ops.fused import pre_epilogue_type, step_types
 from tcomp.ir.ops.registry import get_op
 
 from . import irutil as u
+from . import kernels_stream as S
 from . import parallel as P
 from .kctx import FLAT, KernelCtx, expression_leaves, flat_ok
 from .scalar import _while, cast, emit_elemwise
@@ -45,37 +46,48 @@ def lower_elemwise(ctx: KernelCtx) -> None:
     is_alloc = g.op(n) == "alloc"
     roots = g.operands(n)[:1] if is_alloc else g.operands(n)
 
-    def point(idx):
+    def value(idx):
         memo: dict = {}
         if is_alloc:
             src = roots[0]
             sidx = ctx.bidx(src, t, idx)
             if not isinstance(idx, tuple):
                 sidx = ctx.runtime_bcast(ctx.dims(src), sidx)
-            v = ctx.value(src, sidx, memo)
-        else:
-            v = ctx.value(n, idx, memo, root=True)
-        if isinstance(idx, tuple):
-            u.store_value(b, v, u.gep(b, ctx.out.ptr, t.dtype, idx[1]), t.dtype)
-        else:
-            ctx.out.store(b, v, idx)
+            return ctx.value(src, sidx, memo)
+        return ctx.value(n, idx, memo, root=True)
+
+    def point(idx):
+        ctx.out.store(b, value(idx), idx)
 
     # alloc broadcasts run-time size-1 symbolic dims (np.broadcast_to), so only a static copy is flat
     if (not is_alloc or (t.is_static and g.type(roots[0]).shape == t.shape)) and flat_ok(prog, n, roots):
-        parallel_flat(ctx, lambda i: point((FLAT, i)), "e")
+        parallel_flat(ctx, lambda i: value((FLAT, i)), "e")
     else:
         parallel_nest(ctx, point, tiled=t.ndim >= 2 and any(prog.layout[leaf] == "strided" for leaf in ctx.leaves))
 
 
-def parallel_flat(ctx: KernelCtx, point, name: str) -> None:
-    """One flat loop over the output's elements, split across threads when it is large;
-    chunks start at multiples of ALIGN elements."""
+def parallel_flat(ctx: KernelCtx, value, name: str) -> None:
+    """``out[i] = value(i)`` as one flat loop over the output's elements, split across threads
+    when it is large; chunks start at multiples of ALIGN elements.  An output that may be
+    larger than the last-level cache is written with streaming stores (kernels_stream.py)."""
     b = ctx.b
     n = u.numel(b, ctx.out.dims)
+
+    def point(i):
+        u.store_value(b, value(i), u.gep(b, ctx.out.ptr, ctx.out.dtype, i), ctx.out.dtype)
+
+    def normal(lo, hi):
+        u.for_range(b, hi, point, start=lo, name=name)
+
+    def chunk(lo, hi):
+        if S.wanted(n, ctx.out.dtype):
+            S.emit_chunk(ctx, lo, hi, value, normal, name)
+        else:
+            normal(lo, hi)
     if isinstance(n, int) and n < P.MIN_PER_THREAD * 2:
-        u.for_range(b, n, point, name=name)
+        chunk(0, n)
         return
-    P.parallel_for(ctx, n, lambda lo, hi: u.for_range(b, hi, point, start=lo, name=name), align=P.ALIGN)
+    P.parallel_for(ctx, n, chunk, align=P.ALIGN)
 
 
 def parallel_nest(ctx: KernelCtx, point, tiled: bool) -> None:
@@ -457,7 +469,7 @@ def lower_fused(ctx: KernelCtx) -> None:
                        flat=_fused_flat_ok(prog, g, body, ops, stypes, it))
         return
     if _fused_flat_ok(prog, g, body, ops, stypes, it):
-        parallel_flat(ctx, lambda i: store(ctx.out, val((FLAT, i)), (FLAT, i)), "f")
+        parallel_flat(ctx, lambda i: val((FLAT, i)), "f")
     else:
         parallel_nest(ctx, lambda idx: store(ctx.out, val(idx), idx), tiled=False)
 

@@ -105,8 +105,9 @@ def _codegen_fingerprint() -> str:
     from tcomp.runtime.cache import source_fingerprint
 
     from .kernels_gemm import codegen_key
+    from .kernels_stream import codegen_key as stream_key
 
-    return codegen_key() + ":" + source_fingerprint("tcomp.backend.cpu", "tcomp.ir", "tcomp.ir.ops")
+    return ":".join((codegen_key(), stream_key(), source_fingerprint("tcomp.backend.cpu", "tcomp.ir", "tcomp.ir.ops")))
 
 
 def cache_key(hp: HostProgram) -> str:
@@ -469,12 +470,15 @@ class NativeFunction:
 
 def _codegen_key() -> str:
     """Settings (not the graph) that the emitted kernels depend on (``kernels_gemm``'s vector
-    width and blocking; ``templates.REUSE`` changes only how the same code is made)."""
+    width and blocking, ``kernels_stream``'s threshold; ``templates.REUSE`` changes only how
+    the same code is made)."""
     try:
         from .kernels_gemm import codegen_key
     except ImportError:  # an older tree without the GEMM kernels
         return ""
-    return codegen_key()
+    from .kernels_stream import codegen_key as stream_key
+
+    return codegen_key() + ":" + stream_key()
 
 
 def _type_text(x) -> str:
