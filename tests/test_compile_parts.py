@@ -85,6 +85,89 @@ def test_split_program_gives_numpys_values(forced):
     assert "define" in f.compiled.dump("llvm")
 
 
+def test_kernels_handed_on_as_they_are_emitted(forced, monkeypatch):
+    """A module per kernel (``Splitter.flush`` after each), the entries apart: NumPy's
+    values, and a run that raises a kernel's bounds error."""
+    monkeypatch.setattr(host_program, "FLUSH_MIN_INSTRUCTIONS", 1)
+    c = 0.75
+    ins, outs = _program(c)
+    f = tcomp.function(ins, outs)
+    assert len(f.compiled.native.library._ir) >= 5
+    _check(f, c, seed=7)
+    xv, yv, wv, _ = _data(7)
+    with pytest.raises(IndexError):
+        f(xv, yv, wv, np.array([0, 3], dtype="int32"))
+
+
+def test_flushed_definition_shared_by_a_later_module():
+    """A worker flushed with the first kernel is called by a kernel emitted after the
+    flush (structurally equal kernels share their parallel worker): the later module
+    declares it, the flushed one keeps it (hidden), and the linked library computes what
+    the functions say."""
+    import ctypes
+
+    from llvmlite import ir
+
+    from tcomp.backend.cpu.split_module import Splitter
+
+    i64 = ir.IntType(64)
+    m = ir.Module(name="flush_test")
+
+    def fn(name, body, linkage="internal", attrs=()):
+        f = ir.Function(m, ir.FunctionType(i64, [i64]), name=name)
+        f.linkage = linkage
+        for a in attrs:
+            f.attributes.add(a)
+        b = ir.IRBuilder(f.append_basic_block("entry"))
+        b.ret(body(b, f.args[0]))
+        return f
+
+    worker = fn("kw_1", lambda b, x: b.add(b.mul(x, x), ir.Constant(i64, 3)), attrs=("noinline",))
+    k1 = fn("k1", lambda b, x: b.mul(b.call(worker, [x]), ir.Constant(i64, 2)))
+    sp = Splitter(m)
+    assert sp.flush(10 ** 6) is None  # too little code: nothing handed on yet
+    first = sp.flush(1)
+    assert first is not None and 'define hidden i64 @"kw_1"' in first
+    assert sp.flush(1) is None  # nothing new
+    helper = fn("sq", lambda b, x: b.mul(x, x), attrs=("alwaysinline",))
+    k2 = fn("k2", lambda b, x: b.sub(b.call(worker, [x]), b.call(helper, [x])))
+    rest = sp.kernel_parts(1, hold_one=False)
+    assert len(rest) == 1 and 'declare i64 @"kw_1"(i64)' in rest[0] and 'define internal i64 @"sq"' in rest[0]
+    fn("run", lambda b, x: b.add(b.call(k1, [x]), b.call(k2, [x])), linkage="external")
+    host = sp.host_part()
+    assert '"kw_1"' not in host and 'declare i64 @"k1"(i64)' in host
+    parts = [engine.Part(t, 3, False, 3) for t in (first, rest[0])] + [engine.Part(host, 0, False, 0)]
+    lib = engine.load(lambda: parts, exports=["run"])
+    run = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(lib.address("run"))
+    for x in (0, 5, -7, 1000):
+        w = x * x + 3
+        assert run(x) == 2 * w + (w - x * x)
+
+
+def test_remembered_text_is_the_functions():
+    """``split_module.remember``: the header is printed afresh (a linkage change after the
+    body was kept shows), and a function given more code since is printed whole."""
+    from llvmlite import ir
+
+    from tcomp.backend.cpu import split_module
+
+    i64 = ir.IntType(64)
+    m = ir.Module(name="memo_test")
+    f = ir.Function(m, ir.FunctionType(i64, [i64]), name="k")
+    f.linkage = "internal"
+    b = ir.IRBuilder(f.append_basic_block("entry"))
+    b.ret(b.add(f.args[0], ir.Constant(i64, 1)))
+    split_module.remember(f, str(f).split("\n", 1)[1])
+    f.linkage = "hidden"
+    assert split_module._text(f) == str(f) and "hidden" in str(f)
+    g = ir.Function(m, ir.FunctionType(i64, [i64]), name="g")
+    b = ir.IRBuilder(g.append_basic_block("entry"))
+    x = b.mul(g.args[0], g.args[0])
+    split_module.remember(g, "stale\n")
+    b.ret(x)  # one instruction more than when remembered
+    assert split_module._text(g) == str(g)
+
+
 def test_split_program_raises_the_errors_of_one_module(forced):
     c = 0.875
     ins, outs = _program(c)

@@ -46,6 +46,7 @@ from . import irutil as u
 from .emitter_view import EmitterView
 from .host_plan import PlanEmitter, reg_index, truth
 from .kctx import KernelCtx
+from .split_module import remember
 from .templates import KernelTemplates
 
 #: a kernel with more parameter slots than this gets them from a constant table (one call)
@@ -61,6 +62,10 @@ HOST_FAST_MIN = 24
 #: about 0.5 s of LLVM (a 784-512-512-10 MLP step is ~100,000 and compiled slower split,
 #: the second optimizer process's start-up and the shared cores costing more than it saved)
 SPLIT_MIN_COST = 200_000
+#: a program with its entries apart (HOST_FAST_MIN) hands its kernels to the optimizer in
+#: modules of about this many instructions as they are emitted (``Splitter.flush``), so
+#: that LLVM starts on them while later kernels are emitted
+FLUSH_MIN_INSTRUCTIONS = 800
 #: kernel kinds ``run`` emits itself (no graph node or no lowering of their own)
 HOST_KINDS = ("scalar", "loop", "branch")
 
@@ -321,8 +326,16 @@ class HostProgram:
     def _emit_kernels(self) -> dict:
         """Kernel node -> (function, local table as parameter-array offsets), as
         ``compiled.build_module`` emits them (structurally identical kernels shared)."""
+        for _ in self._each_kernel():
+            pass
+        return self._emitted
+
+    def _each_kernel(self):
+        """:meth:`_emit_kernels` as a generator that yields after each kernel it emits
+        (every function made so far is then complete); the result is ``self._emitted``."""
         sites, table = self.sites, lowerings()
         seen, out = {}, {}
+        self._emitted = out
         templates = KernelTemplates(sites)
         self._leaves = {}
         for k in self.kp.kernels:
@@ -342,15 +355,17 @@ class HostProgram:
             ctx = KernelCtx(sites, self.module, n, leaves, alias_node)
             table[kind][1](ctx)
             ctx.finish()
-            key = (len(ctx.outs), len(leaves), aliased, str(ctx.fn).split("\n", 1)[1])
+            body = str(ctx.fn).split("\n", 1)[1]
+            key = (len(ctx.outs), len(leaves), aliased, body)
             if key in seen:
                 del self.module.globals[ctx.fn.name]
             else:
                 seen[key] = ctx.fn
+                remember(ctx.fn, body)  # the splitter reuses the text
             slots = sorted(ctx.slots, key=ctx.slots.get)
             out[n] = (seen[key], slots)
             templates.record(n, seen[key], slots)
-        return out
+            yield
 
     # (Register loads and data pointers are computed in the block that uses them, once per
     # block, not hoisted into the entry block (unless the current block is already
@@ -550,7 +565,15 @@ class HostProgram:
         if not self.splittable():
             raise TypeError("cpu backend: a program with loop or branch kernels is one module (emit())")
         large = self.host_is_large()
-        self._kernel_fns = self._emit_kernels()
+        splitter = Splitter(self.module)
+        if large:  # kernels handed on in groups as they are emitted
+            for _ in self._each_kernel():
+                text = splitter.flush(FLUSH_MIN_INSTRUCTIONS)
+                if text is not None:
+                    yield Part(text, 3, False, 3)
+            self._kernel_fns = self._emitted
+        else:
+            self._kernel_fns = self._emit_kernels()
         for k in self.kp.kernels:  # the output copies are kernels too (O3, with the kernels)
             if k.kind not in HOST_KINDS and (k.node is None or k.node not in self.sites.kernel_of):
                 src = self.kp.values[k.args[0].value]
@@ -558,7 +581,6 @@ class HostProgram:
         if large:  # the entries' helpers run per kernel call: O3, with the kernels
             self._fill_fn()
             host_pointers.fill_fn(self.module, self.symbol)
-        splitter = Splitter(self.module)
         for text in splitter.kernel_parts(groups, hold_one=not large, min_cost=SPLIT_MIN_COST):
             yield Part(text, 3, False, 3)
         self.emit_plan()

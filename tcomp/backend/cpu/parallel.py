@@ -59,7 +59,7 @@ import llvmlite.binding as llvm
 from llvmlite import ir
 
 from . import irutil as u
-from . import threadpool
+from . import split_module, threadpool
 
 #: below this many elements per thread a loop runs on the calling thread only (2^16 total
 #: for two threads, ~30 us of the fused elementwise kernel on one): a dispatch to an awake
@@ -261,6 +261,7 @@ def _intern(module: ir.Module, fn: ir.Function, prefix: str) -> ir.Function:
     module.globals[name] = module.globals.pop(old)
     fn._name = module.scope.register(name)
     fn.__dict__.pop("_StringReferenceCaching__cached_refstr", None)  # llvmlite caches "@name"
+    split_module.remember(fn, text[1])  # (the body does not name the function)
     return fn
 
 

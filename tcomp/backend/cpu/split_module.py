@@ -11,7 +11,10 @@ How: the module is emitted as for one module (kernel deduplication and templates
 unchanged), in two phases.  After the kernels are emitted, :meth:`Splitter.kernel_parts`
 groups them and returns their modules, so the caller can hand them to the optimizer while
 it emits and prints ``plan``/``run``; :meth:`Splitter.host_part` then makes the module of
-everything defined since (the entries and their helpers).  References are read from the
+everything defined since (the entries and their helpers).  A program with its entries
+apart may also call :meth:`Splitter.flush` between kernels: the kernels so far become a
+module at once, so LLVM starts while Python emits the rest (a first compile's Python and
+LLVM then share the cores instead of taking turns).  References are read from the
 printed text of each definition (``@"name"``: every global llvmlite prints is quoted), so
 nothing of llvmlite's object model beyond printing is relied on.
 
@@ -60,6 +63,29 @@ def _declaration(gv) -> str:
     return f'{gv.get_reference()} = external global {gv.value_type}'
 
 
+def _size(fn) -> tuple:
+    return len(fn.blocks), sum(len(blk.instructions) for blk in fn.blocks)
+
+
+def remember(fn: ir.Function, body: str) -> None:
+    """Keep the printed body of a complete function (its text after the first line, as
+    ``str(fn).split("\n", 1)[1]``, which the backend prints anyway to find identical
+    kernels and workers), so that the splitter prints only its header (name and linkage
+    change after that; printing is most of a first compile's Python time).  A function
+    with blocks or instructions added since is printed afresh."""
+    fn._split_body = (_size(fn), body)
+
+
+def _text(gv) -> str:
+    """``str(gv)``, from the remembered body where it is still the function's."""
+    memo = getattr(gv, "_split_body", None) if isinstance(gv, ir.Function) else None
+    if memo is not None and memo[0] == _size(gv):
+        head: list = []
+        gv.descr_prototype(head)
+        return head[0] + memo[1]
+    return str(gv)
+
+
 class _Union:
     def __init__(self):
         self.parent: dict = {}
@@ -89,6 +115,8 @@ class Splitter:
         self.owner: dict = {}  # non-copyable definition name -> module index
         self.done: set = set()  # definitions already in a returned module
         self._held = None       # (index, extern, body) of a group kept back for the host
+        self._flushed = 0       # modules made by flush (their indices come first)
+        self._counted: dict = {}  # definition name -> its instruction count (flush)
 
     # -- helpers -------------------------------------------------------------------------------
     def _defs(self) -> dict:
@@ -97,7 +125,7 @@ class Splitter:
     def _printed(self, name: str) -> str:
         t = self.text.get(name)
         if t is None:
-            t = self.text[name] = str(self.defs[name])
+            t = self.text[name] = _text(self.defs[name])
             found = [r for r in _REF.findall(t) if r in self.defs and r != name]
             self.refs[name] = set(found)
             self.calls[name] = found
@@ -135,7 +163,7 @@ class Splitter:
             gv = self.defs[r]
             if gv.linkage in ("internal", "private"):
                 gv.linkage = "hidden"
-                self.text[r] = str(gv)
+                self.text[r] = _text(gv)
 
     def _emit(self, extern, body) -> str:
         m = self.module
@@ -153,6 +181,38 @@ class Splitter:
         self.copyable = {name for name, gv in self.defs.items() if _copyable(gv)}
 
     # -- phases ---------------------------------------------------------------------------------
+    def flush(self, min_instructions: int):
+        """The module text of the kernel-side definitions made since the last flush, once
+        they have ``min_instructions`` instructions (else None: nothing changes), so that
+        LLVM starts on them while later kernels are emitted.  Each is made ``hidden`` before
+        it is printed: a kernel emitted later may call one of them (a shared parallel
+        worker) from its own module.  Call it only between kernels, with every definition
+        made so far complete (their text is final from here on)."""
+        self._refresh()
+        new = [n for n in self.defs if n not in self.owner and n not in self.copyable]
+        total = 0
+        for n in new:
+            count = self._counted.get(n)
+            if count is None:
+                gv = self.defs[n]
+                count = sum(len(blk.instructions) for blk in gv.blocks) if isinstance(gv, ir.Function) else 1
+                self._counted[n] = count
+            total += count
+        if not new or total < min_instructions:
+            return None
+        index = self._flushed
+        self._flushed += 1
+        for n in new:
+            gv = self.defs[n]
+            if gv.linkage in ("internal", "private"):
+                gv.linkage = "hidden"
+            self.text.pop(n, None)
+            self._printed(n)
+            self.owner[n] = index
+        extern, body = self._layout(new, index)
+        self.done.update(body)
+        return self._emit(extern, body)
+
     def kernel_parts(self, groups: int, hold_one: bool, min_cost: int = 0) -> list:
         """Module texts of the kernels defined so far, in up to ``groups`` modules (one when
         their cost, see :meth:`_cost`, is under ``min_cost``: a second optimizer process
@@ -160,13 +220,16 @@ class Splitter:
         back to be the host's module."""
         self._refresh()
         union = _Union()
-        start = [n for n, gv in self.defs.items() if n not in self.copyable and isinstance(gv, ir.Function)]
+        start = [n for n, gv in self.defs.items()
+                 if n not in self.copyable and n not in self.owner and isinstance(gv, ir.Function)]
         seen, todo = set(start), list(start)
         while todo:
             name = todo.pop()
             self._printed(name)
             union.find(name)
             for r in self.refs[name]:
+                if r in self.owner:  # in a flushed module (hidden): declared here
+                    continue
                 if r not in self.copyable:
                     union.join(name, r)
                 if r not in seen:
@@ -186,11 +249,12 @@ class Splitter:
             i = load.index(min(load))
             bins[i].extend(members[root])
             load[i] += cost[root]
+        first = self._flushed
         for i, ms in enumerate(bins):
             for name in ms:
-                self.owner[name] = i
-        self.n_groups = len(bins)
-        layouts = [self._layout(ms, i) for i, ms in enumerate(bins)]
+                self.owner[name] = first + i
+        self.n_groups = first + len(bins)
+        layouts = [self._layout(ms, first + i) for i, ms in enumerate(bins)]
         used = {r for name in seen for r in self.refs[name]}
         self._hide([r for extern, _ in layouts for r in extern] +
                    [n for n in seen if n not in used and n not in self.copyable])
@@ -198,7 +262,7 @@ class Splitter:
         out = []
         for i, (extern, body) in enumerate(layouts):
             if i == held:
-                self._held = (i, extern, body)
+                self._held = (first + i, extern, body)
             elif body:
                 self.done.update(body)
                 out.append(self._emit(extern, body))
@@ -224,4 +288,4 @@ class Splitter:
         return self._emit(extern, body)
 
 
-__all__ = ["Splitter"]
+__all__ = ["Splitter", "remember"]
