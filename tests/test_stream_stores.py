@@ -23,8 +23,10 @@ RNG_SEED = 7
 
 @pytest.fixture
 def streaming(monkeypatch):
-    """The lowered threshold; no persistent compile cache (its key is computed once per process)."""
+    """The lowered threshold, symbolic sizes included; no persistent compile cache (its key
+    is computed once per process)."""
     monkeypatch.setattr(S, "MIN_BYTES", MIN)
+    monkeypatch.setattr(S, "SYMBOLIC", True)
     before = tcomp.config.cache
     tcomp.config.cache = False
     yield
@@ -167,6 +169,10 @@ def test_ir_and_assembly(streaming, monkeypatch):
     assert S.min_bytes() >= 1 << 20  # the last-level cache
     default = compile_graph(_graph((1 << 16) + 1, "float32"))
     assert "nontemporal" not in default.llvm_ir_unoptimized
+    monkeypatch.setattr(S, "MIN_BYTES", MIN)
+    monkeypatch.setattr(S, "SYMBOLIC", False)  # the default: symbolic sizes keep the plain loop
+    x = T.vector("x")
+    assert "nontemporal" not in tcomp.function([x], T.exp(x) * 3).compiled.llvm_ir_unoptimized
 
 
 def test_settings_are_part_of_the_codegen_key(monkeypatch):
@@ -174,6 +180,9 @@ def test_settings_are_part_of_the_codegen_key(monkeypatch):
     k1 = S.codegen_key()
     monkeypatch.setattr(S, "MIN_BYTES", 1 << 21)
     assert S.codegen_key() != k1
+    k2 = S.codegen_key()
+    monkeypatch.setattr(S, "SYMBOLIC", not S.SYMBOLIC)
+    assert S.codegen_key() != k2
     monkeypatch.setenv("TCOMP_STREAM_STORES", "0")
     assert not S.enabled() and S.codegen_key() == "nt-off" and not S.wanted(1 << 30, "float32")
     monkeypatch.setattr(S, "MIN_BYTES", None)

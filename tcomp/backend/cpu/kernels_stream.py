@@ -34,8 +34,9 @@ text valid for every target the ahead-of-time export compiles the JIT's text for
 (``aarch64-linux-gnu`` included).
 
 When: only where the host is x86-64 (the kernel text is made for the host; elsewhere the
-plain loop stays), for a static output of at least :data:`MIN_BYTES`, or a symbolic one
-(then the size decides at run time).  A small static kernel gets no extra code.
+plain loop stays), for a static output of at least :data:`MIN_BYTES` (and a symbolic one
+with :data:`SYMBOLIC`: the size then decides at run time).  Every other kernel's code is
+unchanged.
 """
 from __future__ import annotations
 
@@ -82,7 +83,13 @@ def min_bytes() -> int:
 
 def codegen_key() -> str:
     """What of the emitted code depends on these settings (part of the compile-cache keys)."""
-    return f"nt{min_bytes()}b{BLOCK_BYTES}" if enabled() else "nt-off"
+    return f"nt{min_bytes()}b{BLOCK_BYTES}{'s' if SYMBOLIC else ''}" if enabled() else "nt-off"
+
+
+#: also emit the path for flat loops of symbolic size (the size then picks it at run time).
+#: Off: it holds the point function twice, and graphs of many small symbolic kernels pay for
+#: it (the 1000-output graph of ``test_reliability_deep``: 1.81 -> 2.59 s to compile, loaded)
+SYMBOLIC = False
 
 
 def wanted(n, dtype: str) -> bool:
@@ -91,7 +98,7 @@ def wanted(n, dtype: str) -> bool:
     es = dt.itemsize(dtype)
     if not enabled() or LINE % es or BLOCK_BYTES % LINE:
         return False
-    return not isinstance(n, int) or n * es >= min_bytes()
+    return SYMBOLIC if not isinstance(n, int) else n * es >= min_bytes()
 
 
 def emit_chunk(ctx, lo, hi, value, normal, name: str) -> None:
