@@ -189,3 +189,25 @@ def test_settings_are_part_of_the_codegen_key(monkeypatch):
     monkeypatch.setenv("TCOMP_STREAM_MIN_BYTES", "lots")
     with pytest.raises(ValueError, match="TCOMP_STREAM_MIN_BYTES"):
         S.min_bytes()
+
+
+@pytest.mark.parametrize("target", ["aarch64-linux-gnu", "x86-64"])
+def test_streamed_kernel_text_compiles_for_the_ahead_of_time_targets(streaming, target):
+    """The ahead-of-time export compiles the JIT's text for other targets: the streaming path
+    is generic IR (a vector store with ``!nontemporal``, ``fence seq_cst``), no x86 intrinsic,
+    so it compiles for AArch64 (``stnp``, ``dmb ish``) and for baseline x86-64 (SSE2: the line
+    store split into ``movntps xmm``, the fence a locked instruction)."""
+    import llvmlite.binding as llvm
+
+    from tcomp.aot import build
+    from tcomp.runtime._optimizer_worker import optimize_module
+
+    text = compile_graph(_graph(1 << 16, "float32")).llvm_ir_unoptimized
+    assert "!nontemporal" in text and "llvm.x86" not in text
+    t = build.resolve_target(target)
+    tm = build.target_machine(t)
+    mod = llvm.parse_assembly(text)
+    mod.triple, mod.data_layout = tm.triple, str(tm.target_data)
+    optimize_module(mod, tm, 3, False)
+    asm = tm.emit_assembly(mod)
+    assert ("stnp" in asm and "dmb" in asm) if t.arch == "aarch64" else ("movntps" in asm and "lock" in asm)

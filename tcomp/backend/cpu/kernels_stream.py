@@ -55,9 +55,14 @@ from . import irutil as u
 MIN_BYTES = None
 #: bytes of the stack block one point loop fills before it is copied out (16 lines).  Fused
 #: 2^24 at one thread, best of 30 (loaded): 512 B 9.40-9.65 ms, 1 KiB 9.31-9.85, 2 KiB
-#: 9.88-10.08, 4 KiB 9.90-9.97, the plain loop 13.45
+#: 9.88-10.08, 4 KiB 9.90-9.97, the plain loop 13.45; at two threads (two runs) 256 B 8.06 /
+#: 6.12, 512 B 7.90 / 6.67, 1 KiB 7.63 / 6.36, 2 KiB 8.19 / 6.13, the plain loop 12.26 / 8.22
 BLOCK_BYTES = 1024
 LINE = 64
+#: also emit the path for flat loops of symbolic size (the size then picks it at run time).
+#: Off: it holds the point function twice, and graphs of many small symbolic kernels pay for
+#: it (the 1000-output graph of ``test_reliability_deep``: 1.81 -> 2.59 s to compile, loaded)
+SYMBOLIC = False
 
 
 def enabled() -> bool:
@@ -84,12 +89,6 @@ def min_bytes() -> int:
 def codegen_key() -> str:
     """What of the emitted code depends on these settings (part of the compile-cache keys)."""
     return f"nt{min_bytes()}b{BLOCK_BYTES}{'s' if SYMBOLIC else ''}" if enabled() else "nt-off"
-
-
-#: also emit the path for flat loops of symbolic size (the size then picks it at run time).
-#: Off: it holds the point function twice, and graphs of many small symbolic kernels pay for
-#: it (the 1000-output graph of ``test_reliability_deep``: 1.81 -> 2.59 s to compile, loaded)
-SYMBOLIC = False
 
 
 def wanted(n, dtype: str) -> bool:
