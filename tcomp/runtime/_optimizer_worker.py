@@ -2,7 +2,7 @@
 
 Reads requests from stdin, answers on stdout, both framed as an 8-byte little-endian length
 and a pickle.  First message: ``(cpu_name, cpu_features)`` for the target machine (the
-parent's, so both processes generate the same code), answered ``("ready", rss)``.  Then per module:
+parent's, so both processes generate the same code), answered ``("ready", rss, pid)``.  Then per module:
 ``(llvm_ir, opt_level, loop_unrolling, codegen_level)`` -> ``("ok", optimized_ir,
 object_bytes, declared, defined, cpu_seconds, rss)`` (``optimized_ir`` is None when ``opt_level`` is 0:
 the caller has the text; ``declared``: the external symbols the module uses, ``defined``:
@@ -91,18 +91,44 @@ def compile_module(tm, llvm_ir: str, level: int, loop_unrolling: bool):
         ctx.close()
 
 
+def _fork_siblings(spec: str) -> None:
+    """``--siblings in,out;in,out``: fork one more worker per pair of pipe ends (its stdin
+    and stdout), now that llvmlite is loaded (a fork costs ~2 ms, a start ~60 ms of CPU).
+    Each child goes on as a worker of its own; this process reaps them (SIGCHLD ignored)."""
+    import signal
+
+    pairs = [tuple(int(fd) for fd in pair.split(",")) for pair in spec.split(";") if pair]
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    for fd_in, fd_out in pairs:
+        try:
+            pid = os.fork()
+        except OSError:  # its pipes close below: the parent sees it gone and starts another
+            continue
+        if pid == 0:  # (nothing read or written yet: stdin's buffer is empty)
+            os.dup2(fd_in, 0)
+            os.dup2(fd_out, 1)
+            for fd in {fd for pair in pairs for fd in pair}:
+                os.close(fd)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            return
+    for fd in {fd for pair in pairs for fd in pair}:
+        os.close(fd)
+
+
 def main() -> None:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    if len(sys.argv) > 2 and sys.argv[1] == "--siblings":
+        _fork_siblings(sys.argv[2])
     inp = sys.stdin.buffer
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not corrupt the protocol
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
     hello = _read(inp)
     if hello is None:
         return
     cpu, features = hello
     machines = {3: target_machine(cpu, features)}
-    _write(out, ("ready", _rss()))
+    _write(out, ("ready", _rss(), os.getpid()))
     while True:
         req = _read(inp)
         if req is None:

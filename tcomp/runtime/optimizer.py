@@ -32,10 +32,12 @@ import atexit
 import os
 import pickle
 import select
+import signal
 import struct
 import subprocess
 import sys
 import threading
+import time
 import warnings
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_optimizer_worker.py")
@@ -97,15 +99,82 @@ class Job:
         self.weight = estimate(len(text), level, codegen_level)  # about its LLVM time
 
 
+class _Forked:
+    """What :class:`_Worker` uses of ``subprocess.Popen``, for a worker that another worker
+    forked (``siblings`` of :func:`_spawn`): not this process's child, so its pid comes with
+    its start-up message and whether it still runs is asked with ``kill(pid, 0)`` (its
+    parent reaps it)."""
+
+    def __init__(self, to_fd: int, from_fd: int):
+        self.stdin = os.fdopen(to_fd, "wb", buffering=0)
+        self.stdout = os.fdopen(from_fd, "rb", buffering=0)
+        self.pid = None
+        self.returncode = None
+
+    def poll(self):
+        if self.returncode is None and self.pid is not None:
+            try:
+                os.kill(self.pid, 0)
+                with open(f"/proc/{self.pid}/stat", "rb") as f:  # a zombie (its parent gone too) is gone
+                    if f.read().rsplit(b")", 1)[-1].split()[:1] == [b"Z"]:
+                        self.returncode = -1
+            except ProcessLookupError:
+                self.returncode = -1
+            except OSError:  # no /proc: kill(pid, 0) said it runs
+                pass
+        return self.returncode
+
+    def wait(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.pid is not None and self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("tcomp optimizer worker", timeout)
+            time.sleep(0.002)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.pid is not None and self.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _spawn(siblings: int):
+    """A new worker process and ``siblings`` more that it forks once it has loaded llvmlite:
+    a list of Popen-like objects (the first a Popen).  Why: starting one costs ~60 ms of CPU
+    (half of it loading libllvmlite), which a first compile spent twice while it emitted its
+    program on the same two cores; a fork of a started one costs ~2 ms."""
+    pairs, ours = [], []
+    try:
+        for _ in range(siblings):
+            to_r, to_w = os.pipe()
+            from_r, from_w = os.pipe()
+            pairs.append((to_r, from_w))
+            ours.append((to_w, from_r))
+        args = [sys.executable, WORKER]
+        if pairs:
+            args += ["--siblings", ";".join(f"{a},{b}" for a, b in pairs)]
+        # unbuffered: select() on the pipe must see every byte not yet read (no read-ahead)
+        first = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, bufsize=0,
+                                 pass_fds=[fd for pair in pairs for fd in pair])
+    except OSError:
+        for fd in [fd for pair in pairs + ours for fd in pair]:
+            os.close(fd)
+        raise
+    for a, b in pairs:  # the siblings' ends: theirs only
+        os.close(a)
+        os.close(b)
+    return [first] + [_Forked(to_w, from_r) for to_w, from_r in ours]
+
+
 class _Worker:
-    def __init__(self, cpu: str, features: str):
+    def __init__(self, cpu: str, features: str, proc=None):
         global started
         self.owner = os.getpid()
         self.job = None
-        self.ready = False  # its ("ready", rss) message is read before its first reply
-        # unbuffered: select() on the pipe must see every byte not yet read (no read-ahead)
-        self.proc = subprocess.Popen([sys.executable, WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     close_fds=True, bufsize=0)
+        self.ready = False  # its ("ready", rss, pid) message is read before its first reply
+        self.proc = _spawn(0)[0] if proc is None else proc
         started += 1
         self.base_rss = self.rss = 0
         try:
@@ -162,6 +231,8 @@ class _Worker:
                 if hello is None or hello[0] != "ready":
                     return None
                 self.ready, self.base_rss = True, hello[1]
+                if isinstance(self.proc, _Forked):
+                    self.proc.pid = hello[2]
                 if not self.pending():
                     return _NOT_YET
             reply = self._receive()
@@ -210,19 +281,28 @@ def _host():
     return _host_cpu
 
 
-def _new_worker():
-    """A fresh worker (appended to the pool), or None when none can be started (the pool
-    is then disabled for this process, with a warning)."""
+def _new_worker(siblings: int = 0):
+    """A fresh worker (appended to the pool, with ``siblings`` more forked from it: see
+    :func:`_spawn`), or None when none can be started (the pool is then disabled for this
+    process, with a warning)."""
     global _disabled
     try:
-        w = _Worker(*_host())
+        procs = _spawn(siblings)
     except OSError as exc:
         _disabled = True
         warnings.warn(f"tcomp: cannot start the LLVM optimizer process ({exc}); optimizing in this "
                       "process (its memory grows by ~100 KiB per compiled function)", RuntimeWarning, stacklevel=4)
         return None
-    _workers.append(w)
-    return w
+    made = []
+    for proc in procs:
+        try:
+            made.append(_Worker(*_host(), proc=proc))
+        except OSError:  # (closed by _Worker; its job goes to another)
+            continue
+    if not made:
+        return None
+    _workers.extend(made)
+    return made[0]
 
 
 def _retire(w) -> None:
@@ -263,7 +343,7 @@ def prestart(count: int = 1) -> None:
     with _cond:
         _dispatch()  # also drops a forked parent's or dead workers
         while not _disabled and len(_workers) < min(count, max_workers()):
-            if _new_worker() is None:
+            if _new_worker(siblings=min(count, max_workers()) - len(_workers) - 1) is None:
                 return
 
 
