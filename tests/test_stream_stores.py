@@ -82,7 +82,8 @@ def test_symbolic_sizes_either_side_of_the_threshold(streaming, dtype):
     the blocks; inputs that are views at odd offsets."""
     x, y = T.vector("x", dtype=dtype), T.vector("y", dtype=dtype)
     f = tcomp.function([x, y], x * y - y)
-    assert "!nontemporal" in f.compiled.llvm_ir_unoptimized
+    text = f.compiled.llvm_ir_unoptimized
+    assert "!nontemporal" in text and '@"kf_' in text  # the outlined point loop
     rng = np.random.default_rng(RNG_SEED + 1)
     es = np.dtype(dtype).itemsize
     for n in (1, 5, MIN // es - 1, MIN // es, MIN // es + 17, (1 << 16) + 333):

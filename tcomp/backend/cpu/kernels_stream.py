@@ -59,10 +59,14 @@ MIN_BYTES = None
 #: 6.12, 512 B 7.90 / 6.67, 1 KiB 7.63 / 6.36, 2 KiB 8.19 / 6.13, the plain loop 12.26 / 8.22
 BLOCK_BYTES = 1024
 LINE = 64
-#: also emit the path for flat loops of symbolic size (the size then picks it at run time).
-#: Off: it holds the point function twice, and graphs of many small symbolic kernels pay for
-#: it (the 1000-output graph of ``test_reliability_deep``: 1.81 -> 2.59 s to compile, loaded)
-SYMBOLIC = False
+#: also emit the path for flat loops of symbolic size (the size then picks it at run time;
+#: the point loop is then its own function, called for the head, each block and the tail).
+#: Off unless ``TCOMP_STREAM_SYMBOLIC=1``: graphs of many small symbolic kernels pay for the
+#: extra code.  The 1000-output graph
+#: of ``test_reliability_deep`` (``/tmp/k1000_new.py``, 3 interleaved runs, loaded): 2.05-2.13
+#: s off, 2.31-2.97 s on; the distinct-constants one 7.0-8.6 s against 8.5 s.  (Two inline
+#: copies of the point loop instead of a call: 1.81 -> 2.59 s.)
+SYMBOLIC = os.environ.get("TCOMP_STREAM_SYMBOLIC", "").strip() == "1"
 
 
 def enabled() -> bool:
@@ -107,8 +111,14 @@ def emit_chunk(ctx, lo, hi, value, normal, name: str) -> None:
     (the ordinary loop, storing in place) writes the elements before that boundary and the
     tail after the last whole block, all of them when the output is not aligned to its
     element size, and all of them when the output's size is symbolic and below
-    :func:`min_bytes` at run time.  It is emitted once, in a two-trip loop over the head
-    and the tail, so a kernel holds the point function twice, not three times."""
+    :func:`min_bytes` at run time.
+
+    A static size: the block loop and ``normal`` (in a two-trip loop over the head and the
+    tail) are emitted inline, so the kernel holds the point function twice.  A symbolic
+    size (:data:`SYMBOLIC`): one outlined point function (:func:`_point_function`) serves
+    the blocks, the head and the tail, so a kernel that is small at run time pays one call.
+    Inline is faster per block (fused 2^24 at one thread, best of 30, loaded: 9.40 against
+    10.01 ms; the same at two threads, 6.28 ms)."""
     b, out = ctx.b, ctx.out
     dtype = out.dtype
     es = dt.itemsize(dtype)
@@ -125,11 +135,30 @@ def emit_chunk(ctx, lo, hi, value, normal, name: str) -> None:
     if es > 1:  # an address not aligned to the element size never reaches a line boundary
         head = b.select(b.icmp_unsigned("==", b.and_(addr, c(es - 1)), c(0)), head, size)
     n = u.numel(b, out.dims)
+    outlined = not isinstance(n, int)
     if not isinstance(n, int):  # small at run time: the head is everything
         head = b.select(b.icmp_signed(">=", n, c(-(-min_bytes() // es))), head, size)
     n_blocks = b.sdiv(b.sub(size, head), c(block))
     m0 = b.add(lo, head)
     m1 = b.add(m0, b.mul(n_blocks, c(block)))
+
+    if outlined:
+        kf = _point_function(ctx, value, name)
+        args = list(ctx.fn.args[:ctx.n_out + len(ctx.leaves) + 1])
+
+        def run(s, e, dst, off):
+            ctx.fail_if(b.icmp_signed("!=", b.call(kf, args + [s, e, dst, off]), ir.Constant(u.I32, 0)))
+
+        def fill(base, buf):
+            run(base, b.add(base, c(block)), buf, base)
+
+        def plain(s, e):
+            run(s, e, out.ptr, c(0))
+    else:
+        def fill(base, buf):
+            u.for_range(b, block, lambda j: u.store_value(b, value(b.add(base, j)), b.gep(buf, [j], source_etype=et),
+                                                          dtype), name=name + ".ntf")
+        plain = normal
 
     with b.if_then(b.icmp_signed(">", n_blocks, c(0))):
         with b.goto_block(ctx.fn.entry_basic_block):
@@ -139,8 +168,7 @@ def emit_chunk(ctx, lo, hi, value, normal, name: str) -> None:
 
         def one_block(k):
             base = b.add(m0, b.mul(k, c(block)))
-            u.for_range(b, block, lambda j: u.store_value(b, value(b.add(base, j)), b.gep(buf, [j], source_etype=et),
-                                                          dtype), name=name + ".ntf")
+            fill(base, buf)
 
             def line(q):
                 off = b.mul(q, c(lanes))
@@ -153,10 +181,41 @@ def emit_chunk(ctx, lo, hi, value, normal, name: str) -> None:
         # (x86 lowers this to a locked or, which waits for them like mfence)
         b.fence("seq_cst")
 
+    if outlined:
+        plain(lo, m0)
+        plain(m1, hi)
+        return
+
     def part(r):
         first = b.icmp_unsigned("==", r, c(0))
-        normal(b.select(first, lo, m1), b.select(first, m0, hi))
+        plain(b.select(first, lo, m1), b.select(first, m0, hi))
     u.for_range(b, 2, part, name=name + ".ntp")
+
+
+def _point_function(ctx, value, name: str) -> ir.Function:
+    """``i32 kf_<hash>(ptr out..., ptr leaf..., ptr params, i64 lo, i64 hi, ptr dst, i64 off)``:
+    ``dst[i - off] = value(i)`` for ``i`` in ``[lo, hi)`` (extra results stored in place),
+    the point loop emitted once for the stack blocks and the plain head and tail alike."""
+    from . import parallel as P
+
+    module = ctx.fn.module
+    nptr = ctx.n_out + len(ctx.leaves) + 1
+    fn = ir.Function(module, ir.FunctionType(u.I32, [u.PTR] * nptr + [u.I64, u.I64, u.PTR, u.I64]),
+                     name=f"k{ctx.n}.ftmp")
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    for a, k in zip(fn.args, ctx.fn.args[:nptr - 1]):  # the kernel's promises (see kctx)
+        if "noalias" in k.attributes:
+            a.add_attribute("noalias")
+    fn.args[nptr + 2].add_attribute("noalias")  # dst: the output (as promised for it) or the block
+    with P._Swap(ctx, fn):
+        b = ctx.b
+        lo, hi, dst, off = fn.args[nptr:]
+        dtype = ctx.out.dtype
+        u.for_range(b, hi, lambda i: u.store_value(b, value(i), u.gep(b, dst, dtype, b.sub(i, off)), dtype),
+                    start=lo, name=name + ".ntf")
+        b.ret(ir.Constant(u.I32, 0))
+    return P._intern(module, fn, "kf")
 
 
 def _min(b, x, y):
