@@ -272,6 +272,10 @@ class Function:
 
             self.compiled = NativeFunction(None, name=self.name, lowered=hit)
             return t_cache - t1, 0.0, t_cache
+        if self.backend == "cpu":  # a process's first compile: its LLVM workers start during the passes
+            from .runtime import optimizer
+
+            optimizer.start_ahead()
         self._optimized, self._pass_report = optimize(self.traced, **self._pass_args)
         t2 = time.perf_counter()
         self.compiled = compile_graph(self._optimized, backend=self.backend, name=self.name,

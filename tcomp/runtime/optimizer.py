@@ -347,6 +347,16 @@ def prestart(count: int = 1) -> None:
                 return
 
 
+def start_ahead() -> None:
+    """The first compile of this process is coming (called before its graph passes): start
+    two workers now (:func:`prestart`; the second forked from the first), so that their
+    start-up (~60 ms of CPU) overlaps the passes instead of the program's emission (the MLP
+    step cold: 0.366 -> 0.321 s median, 12 pairs).  Nothing once a worker has been started
+    in this process: later compiles find them running or start them as before."""
+    if started == 0 and not _disabled:
+        prestart(2)
+
+
 def submit(llvm_ir: str, level: int, loop_unrolling: bool, codegen_level: int = 3):
     """Queue one module for a worker; returns a :class:`Job`, or None when the workers are
     disabled or cannot run (the caller then optimizes in process)."""
