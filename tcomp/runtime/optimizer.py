@@ -80,11 +80,19 @@ def max_workers() -> int:
 #: modules (znver4: O0 0.5-0.9, O1 1.3, O3 2.0-2.3, a 93,000-character O3 module 0.17 s).
 #: Only the order of the queue uses it (the longest job first)
 US_PER_CHAR = {0: 0.6, 1: 1.3, 2: 1.8, 3: 2.2}
+#: at O2/O3 a loop costs at least about this much (the vectorizers' work on it): the GEMM
+#: runtime's 2,300-character no-packing loop (4 phis) takes 30 ms at O3; estimated by its
+#: size alone it was queued last and ended a first compile's LLVM work alone on one CPU
+US_PER_LOOP = 7500
 
 
-def estimate(size: int, level: int, codegen_level: int = 3) -> float:
-    """About how many microseconds of CPU a module of ``size`` characters takes."""
-    return size * US_PER_CHAR[max(0, min(level, 3))] * (0.3 if codegen_level == 0 else 1.0)
+def estimate(size: int, level: int, codegen_level: int = 3, loops: int = 0) -> float:
+    """About how many microseconds of CPU a module of ``size`` characters takes (``loops``:
+    its phi instructions, about its loops)."""
+    us = size * US_PER_CHAR[max(0, min(level, 3))]
+    if level >= 2:
+        us = max(us, loops * US_PER_LOOP)
+    return us * (0.3 if codegen_level == 0 else 1.0)
 
 
 class Job:
@@ -96,7 +104,8 @@ class Job:
     def __init__(self, request):
         self.request, self.reply, self.tries, self.done = request, None, 0, False
         text, level, _, codegen_level = request
-        self.weight = estimate(len(text), level, codegen_level)  # about its LLVM time
+        loops = text.count(" phi ") if level >= 2 else 0
+        self.weight = estimate(len(text), level, codegen_level, loops)  # about its LLVM time
 
 
 class _Forked:
