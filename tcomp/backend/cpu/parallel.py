@@ -175,9 +175,12 @@ def _pool_address() -> int:
 
             # keyed without making the text (llvmlite printing at every start)
             key = f"cpu-pool:{MAX_THREADS}:{platform.machine()}:{source_fingerprint('tcomp.backend.cpu')}"
-            # no IR passes: 0.032 instead of 0.089 CPU s (O1; O3 0.12) on a first compile, a
-            # smaller object (O1 inlines), the same dispatch times (pool_bench, znver4, A/B)
-            lib = engine.compile_ir(lambda: runtime_ir(jit=True), cache_key=key, opt_level=0, loop_unrolling=False)
+            # no IR passes and FastISel: 0.008 instead of 0.089 CPU s (O1; O3 0.12; O0 with
+            # SelectionDAG 0.032) on a first compile, the same dispatch times (pool_bench, a
+            # 2^16-element 2-thread loop at ~5.5 us; znver4, A/B): its time goes to atomics,
+            # cache-line transfers and futex calls, not to instruction selection
+            lib = engine.compile_ir(lambda: [engine.Part(runtime_ir(jit=True), 0, False, 0)], cache_key=key,
+                                    opt_level=0, loop_unrolling=False)
             llvm.add_symbol(POOL_SYMBOL, lib.address(POOL_SYMBOL))
             _pool_library = lib
         return _pool_library.address(POOL_SYMBOL)

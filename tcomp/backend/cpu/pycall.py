@@ -238,9 +238,11 @@ def shims():
 
                 # keyed without printing the module (a warm start would print it to find it)
                 key = f"pycall:{sys.byteorder}:{source_fingerprint('tcomp.backend.cpu')}"
-                # no IR passes: 0.010 instead of 0.040 CPU s (O2) on a first compile (the code is
-                # SSA as written, one alloca), the same call overhead (2.0 us, znver4, A/B)
-                lib = engine.compile_ir(_module, cache_key=key, opt_level=0, loop_unrolling=False)
+                # no IR passes and FastISel: 0.003 instead of 0.040 CPU s (O2; O0 with SelectionDAG
+                # 0.010) on a first compile (the code is SSA as written, one alloca), the same
+                # call overhead (2.05 us, znver4, A/B)
+                lib = engine.compile_ir(lambda: [engine.Part(_module(), 0, False, 0)], cache_key=key, opt_level=0,
+                                        loop_unrolling=False)
                 _shims.append((SHIM(lib.address("tcomp_py_plan")), SHIM(lib.address("tcomp_py_run")),
                                CALL(lib.address("tcomp_py_call")), lib))
             else:
