@@ -284,6 +284,10 @@ COMPONENT_PREFIXES = ("tcomp_gemm_", "tcomp_gemv_", "tcomp_narrow_")
 #: instead of 0.019 CPU s each).
 RUNTIME_PIPELINE = {"driver": (0, False), "gemm": (0, False), "small": (3, False), "gemv": (3, False),
                     "narrow_rows": (1, False), "narrow_cols": (0, False), "epi": (3, False), "rows": (3, False)}
+#: code generation level of a component's library where it is not the JIT's 3: the drivers
+#: with FastISel (0.002-0.003 instead of 0.007-0.009 CPU s each; glue run once per product
+#: and thread: the x + y*z call overhead and small products' times unchanged, A/B)
+RUNTIME_CODEGEN = {"driver": 0}
 #: the components a component's library calls in the others' libraries (JIT) instead of
 #: compiling its own copy (they fall back to the no-packing loop, e.g. out of memory)
 _CALLS = {"narrow_rows": ("small",), "epi": ("small", "narrow_rows", "narrow_cols")}
@@ -427,9 +431,11 @@ def _runtime_address(name: str) -> int:
             from tcomp.runtime.cache import source_fingerprint
 
             opt, unroll = RUNTIME_PIPELINE[kind]
+            cg = RUNTIME_CODEGEN.get(kind, 3)
             # keyed without making the text (llvmlite printing at every start)
             key = f"gemm-runtime:{name}:{codegen_key()}:{source_fingerprint('tcomp.backend.cpu')}"
-            lib = engine.compile_ir(lambda: runtime_ir([f'declare void @"{name}"('], jit=True), cache_key=key,
+            lib = engine.compile_ir(lambda: [engine.Part(runtime_ir([f'declare void @"{name}"('], jit=True), opt,
+                                                         unroll, cg)], cache_key=key,
                                     opt_level=opt, loop_unrolling=unroll)
             _runtime_libraries[name] = lib
         return lib.address(name)
