@@ -47,6 +47,16 @@ def _graph_elementwise(n):
     return g
 
 
+def _graph_floor(n):
+    """``a*b + c``: the fused case's bytes (three reads, one write) with almost no compute."""
+    from tcomp.ir import Graph, TensorType
+
+    g = Graph()
+    a, b, c = (g.add_input(TensorType("float32", (n,)), name=k) for k in "abc")
+    g.outputs = [g.add_node("add", [g.add_node("mul", [a, b]), c])]
+    return g
+
+
 def _graph_negate(n):
     from tcomp.ir import Graph, TensorType
 
@@ -89,6 +99,9 @@ def _np_softmax(x):
     return e / e.sum(axis=1, keepdims=True)
 
 
+FLOOR_CASE = "memory floor a*b + c"
+
+
 def cases(quick: bool):
     rng = np.random.default_rng(0)
     n = 1 << (22 if quick else 24)
@@ -100,6 +113,9 @@ def cases(quick: bool):
     # -a reads and writes the same bytes (its output is a fresh buffer per call, as always)
     yield ("copy (np.copyto | tcomp -a)", f"{n} f32", _graph_negate(n), [a],
            (lambda a: np.copyto(dst, a), lambda a: -a), 8 * n)
+    # the memory floor of the fused case: its traffic with a multiply-add instead of tanh;
+    # the fused case cannot run faster, nor scale further with threads than this does
+    yield (FLOOR_CASE, f"{n} f32", _graph_floor(n), [a, b, c], lambda a, b, c: a * b + c, 16 * n)
     small = 1 << 16
     yield ("elementwise a*b + c*tanh(a)", f"{small} f32", _graph_elementwise(small), [a[:small], b[:small], c[:small]],
            lambda a, b, c: a * b + c * np.tanh(a), 16 * small)
@@ -309,20 +325,29 @@ def format_rows(rows) -> str:
                 lines.append(f"elementwise, {r['threads']} thread(s): {r['tcomp_gbs']:.1f} GB/s = "
                              f"{100 * r['tcomp_gbs'] / np_copy:.0f}% of np.copyto, "
                              f"{100 * r['tcomp_gbs'] / same:.0f}% of tcomp's copy with as many threads")
+    floor = {(r["threads"], r["size"]): r["tcomp_ms"] for r in rows if r["case"] == FLOOR_CASE}
+    for r in rows:
+        if r["case"].startswith("elementwise") and (r["threads"], r["size"]) in floor:
+            lines.append(f"elementwise {r['size']}, {r['threads']} thread(s): {r['tcomp_ms']:.2f} ms against the "
+                         f"memory floor's {floor[r['threads'], r['size']]:.2f} ms (a*b + c, the same bytes)")
     lines.extend(format_scaling(rows))
     return "\n".join(lines)
 
 
 def format_scaling(rows) -> list:
-    """``N threads / 1 thread`` of tcomp for every case measured at both, the copy row's
-    first: a memory-bound case cannot scale past what the copy itself gets from more cores
-    (on a VM whose memory bandwidth one core nearly saturates, that is well under N)."""
+    """``N threads / 1 thread`` of tcomp for every case measured at both, the copy and memory
+    floor rows first: a memory-bound case cannot run faster than the same bytes with no
+    compute, so with N threads it scales past the floor's own scaling only by as much as
+    it is compute-bound at one thread (on a VM whose memory bandwidth one core nearly
+    saturates, that is well under N)."""
     one = {(r["case"], r["size"]): r["tcomp_ms"] for r in rows if r["threads"] == 1}
+    notes = {"copy": " (the memory system's own scaling)",
+             FLOOR_CASE: " (the fused case's bytes without its tanh: what memory lets it scale to)"}
     out = []
-    for r in sorted(rows, key=lambda r: not r["case"].startswith("copy")):
+    for r in sorted(rows, key=lambda r: not r["case"].startswith(("copy", FLOOR_CASE))):
         base = one.get((r["case"], r["size"]))
         if r["threads"] > 1 and base:
-            what = " (the memory system's own scaling)" if r["case"].startswith("copy") else ""
+            what = next((v for k, v in notes.items() if r["case"].startswith(k)), "")
             out.append(f"scaling, {r['case']} {r['size']}: {r['threads']} threads = "
                        f"{base / r['tcomp_ms']:.2f}x 1 thread{what}")
     return ["tcomp, N threads over 1 (time at 1 / time at N):"] + out if out else []
