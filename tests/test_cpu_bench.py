@@ -47,13 +47,11 @@ def test_pinned_child_runs_on_n_cpus_with_every_thread_setting():
 
 
 def test_scaling_lines_divide_the_one_thread_time_and_put_the_copy_first():
-    rows = [{"case": c, "size": "n", "threads": t, "tcomp_ms": ms}
-            for c, t, ms in (("elementwise", 1, 9.0), ("elementwise", 2, 6.0), ("copy (x)", 1, 4.0),
-                             ("copy (x)", 2, 3.2), ("matmul", 2, 1.0), (bench.FLOOR_CASE, 1, 7.0),
-                             (bench.FLOOR_CASE, 2, 5.6))]
+    rows = [{"case": c, "size": "n", "threads": t, "tcomp_ms": ms, "floor_ms": fl}
+            for c, t, ms, fl in (("elementwise", 1, 9.0, 7.0), ("elementwise", 2, 6.0, 5.6), ("copy (x)", 1, 4.0, None),
+                                 ("copy (x)", 2, 3.2, None), ("matmul", 2, 1.0, None))]
     lines = bench.format_scaling(rows)
     assert lines[1] == "scaling, copy (x) n: 2 threads = 1.25x 1 thread (the memory system's own scaling)"
-    assert lines[2].startswith(f"scaling, {bench.FLOOR_CASE} n: 2 threads = 1.25x 1 thread (the fused case's")
-    assert lines[3] == "scaling, elementwise n: 2 threads = 1.50x 1 thread"
-    assert len(lines) == 4  # matmul has no 1-thread row
+    assert lines[2].startswith("scaling, elementwise n: 2 threads = 1.50x 1 thread (its memory floor a*b + c: 1.25x;")
+    assert len(lines) == 3  # matmul has no 1-thread row
     assert bench.format_scaling(rows[:1]) == []
