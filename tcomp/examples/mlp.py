@@ -39,18 +39,28 @@ def build_mse_mlp(n_in, n_hidden, n_out, lr=0.1, seed=0, backend=None):
     return train, predict, (W1, b1, W2, b2)
 
 
-def build_classifier_step(sizes=(784, 512, 512, 10), batch=128, lr=0.01, seed=0, backend=None, **compile_kwargs):
+def classifier_weights(sizes=(784, 512, 512, 10), seed=0) -> list:
+    """He-initialized weight matrices of :func:`build_classifier_step` (float32)."""
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)).astype("float32")
+            for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+
+
+def build_classifier_step(sizes=(784, 512, 512, 10), batch=128, lr=0.01, seed=0, backend=None, weights=None,
+                          **compile_kwargs):
     """An MLP classifier training step (relu hidden layers, softmax cross-entropy via
     T.grad, SGD updates) with a static batch size, so every buffer has a static size.
+    ``weights``: the matrices from :func:`classifier_weights` (made from ``seed`` if None;
+    ``tcomp bench`` makes them before it times the graph's building and compiling).
 
     Returns (step function, (x, y) symbolic inputs, params).
     """
-    rng = np.random.default_rng(seed)
+    weights = classifier_weights(sizes, seed) if weights is None else weights
     x = T.matrix("x", shape=(batch, sizes[0]))
     y = T.ivector("y", shape=(batch,))
     params, h = [], x
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        W = tcomp.shared((rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)).astype("float32"), f"W{i}")
+        W = tcomp.shared(weights[i], f"W{i}")
         b = tcomp.shared(np.zeros(n_out, "float32"), f"b{i}")
         params += [W, b]
         a = T.dot(h, W) + b
