@@ -593,7 +593,14 @@ class _Pool:
         _for(b, nt, extra, start=b.add(workers, _c(1)), name="extra")
 
         def take_back(w):  # pieces no worker has started: run them here
-            self._claim_loop(b, self.slot(b, w), lambda b: self._bump(b, _word(b, head, H_TAKEN_BACK)))
+            box = self.slot(b, w)
+            # a worker that has claimed none may be queued behind this thread on its CPU (woken
+            # next to its waker while the other CPU was idle): yield once, so it gets to run and
+            # move to another CPU (_leave_callers_cpu) instead of waiting until this loop ends
+            idx = b.and_(b.load_atomic(_word(b, box, M_NEXT), "monotonic", 8, typ=I64), _c(0xFFFF))
+            with b.if_then(b.icmp_unsigned("==", idx, _c(0)), likely=False):
+                b.call(self.yield_, [])
+            self._claim_loop(b, box, lambda b: self._bump(b, _word(b, head, H_TAKEN_BACK)))
         _for(b, b.add(workers, _c(1)), take_back, start=_c(1), name="take")
 
         def collect(w):  # every box's pieces finished (the caller's own: a worker may run one)
