@@ -63,8 +63,10 @@ register_pass("dce", dce)
 
 #: the pipelines by mode; a name may appear more than once (cse/dce run again after rewrites)
 PIPELINES: dict[str, tuple[str, ...]] = {
-    "default": ("canonicalize", "constant_fold", "cse", "simplify", "stabilize", "simplify", "constant_fold", "cse",
-                "dce", "scan_opt", "fuse_elementwise", "dce"),
+    # stabilize runs before the first constant_fold too: folding log(1 - sigmoid(c)) in float32
+    # first gave -inf where the stabilized form (of a symbolic c as well) gives -softplus(c)
+    "default": ("canonicalize", "stabilize", "constant_fold", "cse", "simplify", "stabilize", "simplify",
+                "constant_fold", "cse", "dce", "scan_opt", "fuse_elementwise", "dce"),
     "fast_compile": ("canonicalize", "dce"),
 }
 #: GEMM epilogue fusion (``passes/fusion_gemm.py``) is opt-in.  ``gemm_epilogue_cheap``

@@ -243,3 +243,13 @@ def test_softmax_of_a_row_with_inf_gives_zero_for_finite_entries(backend, dtype,
     want = _softmax_of_infinite_rows(a, axis)
     np.testing.assert_array_equal(got[np.isnan(want)], want[np.isnan(want)])
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stabilized_before_a_static_shape_is_folded(backend):
+    """Fuzz seed 3200077: ``log(1 - sigmoid(n - 1))`` of a static length n = 33 was folded in
+    float32 before the stabilizer ran (sigmoid(32) -> 1, log(0) = -inf); it is -softplus(32)."""
+    x = T.tensor("x", dtype="uint8", shape=(33,))
+    y = T.log(1 - T.nnet.sigmoid(x.shape[0] - 1))
+    got = tcomp.function([x], y, backend=backend)(np.zeros(33, "uint8"))
+    np.testing.assert_allclose(got, -np.logaddexp(0.0, 32.0), rtol=1e-6)
