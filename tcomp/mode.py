@@ -33,7 +33,7 @@ LINKERS = {"py": "reference", "c": "cpu", "cvm": "cpu", "vm": "cpu", "c|py": "cp
 #: Theano optimizer names -> tcomp pass pipeline
 OPTIMIZERS = {"fast_run": "default", "default": "default", "fast_compile": "fast_compile",
               "merge": ("canonicalize", "cse", "dce"),
-              "stabilize": ("canonicalize", "constant_fold", "cse", "stabilize", "cse", "dce"),
+              "stabilize": ("canonicalize", "stabilize", "constant_fold", "cse", "stabilize", "cse", "dce"),
               "None": (), None: ()}
 
 
