@@ -99,7 +99,8 @@ def _inner(a, unknown: list) -> int:
 
 
 def node_flops(g: Graph, n: int, unknown: list) -> int:
-    """Floating-point (and integer) operations of one node per call; data movement is 0."""
+    """Floating-point (and integer) operations of one node per call; data movement is 0 (a
+    scan's body is counted by :func:`flops_and_bytes`)."""
     from tcomp.ir import get_op
     from tcomp.ir.ops.fused import step_types
 
@@ -121,8 +122,6 @@ def node_flops(g: Graph, n: int, unknown: list) -> int:
         return 2 * _size(g.type(n), unknown) * _inner(g.type(g.operands(n)[0]), unknown)
     if op in _SOFTMAX_FLOPS:
         return _SOFTMAX_FLOPS[op] * _size(g.type(g.operands(n)[0]), unknown)
-    if op == "scan":
-        return _scan_steps(g, n, unknown) * flops_and_bytes(g.attrs(n)["body"].graph, unknown)[0]
     if op == "conv2d":
         w = g.type(g.operands(n)[1])
         return 2 * _size(g.type(n), unknown) * _size(TensorType(w.dtype, w.shape[1:]), unknown)
@@ -167,8 +166,11 @@ def flops_and_bytes(g: Graph, unknown: list) -> tuple:
             continue
         flops += node_flops(g, n, unknown)
         moved += _bytes(g.type(n), unknown) + sum(_bytes(g.type(o), unknown) for o in g.operands(n))
-        if op == "scan":  # every step's kernels besides the scan's own operands and results
-            moved += _scan_steps(g, n, unknown) * flops_and_bytes(g.attrs(n)["body"].graph, unknown)[1]
+        if op == "scan":  # its body per step (besides the scan's own operands and results), walked once
+            steps = _scan_steps(g, n, unknown)
+            body_flops, body_moved = flops_and_bytes(g.attrs(n)["body"].graph, unknown)
+            flops += steps * body_flops
+            moved += steps * body_moved
     return flops, moved
 
 
