@@ -195,7 +195,7 @@ class Splitter:
             count = self._counted.get(n)
             if count is None:
                 gv = self.defs[n]
-                count = sum(len(blk.instructions) for blk in gv.blocks) if isinstance(gv, ir.Function) else 1
+                count = _size(gv)[1] if isinstance(gv, ir.Function) else 1
                 self._counted[n] = count
             total += count
         if not new or total < min_instructions:
